@@ -1,0 +1,1 @@
+//! Channels (gort::chan) — see issue 3.

@@ -1,0 +1,353 @@
+//! G: a goroutine (or a plain OS thread's stand-in).
+//!
+//! # Ownership
+//!
+//! G structs are allocated once and never freed: a finished goroutine's G goes to a free list and
+//! is reused by a later spawn, exactly as Go keeps `allgs`. That makes [`GRef`] (a `&'static G`)
+//! always point at valid memory, lets wait queues hold plain pointers, and lets a snapshot walk
+//! every G ever created without stopping the world ([`for_each_g`]).
+//!
+//! Who owns which field, by state (the `status` word says the state):
+//!
+//! | state      | who may touch `coroutine`/`entry` | who may change `status`                     |
+//! |------------|-----------------------------------|---------------------------------------------|
+//! | `IDLE`     | the spawner that popped it        | the spawner (IDLE -> RUNNABLE)              |
+//! | `RUNNABLE` | nobody (it sits in a run queue)   | the M that dequeues it (-> RUNNING)         |
+//! | `RUNNING`  | the M running it                  | that M / the G itself                       |
+//! | `WAITING`  | nobody: its stack is frozen       | `ready` (-> RUNNABLE), a scanner (+SCAN)    |
+//! | `SYSCALL`  | the G itself (it is running)      | the G itself                                |
+//! | `DEAD`     | the M that saw it finish          | that M (-> IDLE via the free list)          |
+//!
+//! # The scan bit
+//!
+//! A snapshot (goroutine profile, deadlock dump) holds a WAITING or RUNNABLE G still by setting
+//! `SCAN` with a CAS; `ready` and `execute` spin while `SCAN` is set. So the parked stack cannot
+//! start running under the walker's feet, and the walker costs the parked G nothing at park time
+//! beyond the three registers [`G::park_regs`] records.
+
+use std::cell::{Cell, UnsafeCell};
+use std::panic::Location;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// Status values (low bits of `G::status`).
+pub(crate) const IDLE: u32 = 0;
+pub(crate) const RUNNABLE: u32 = 1;
+pub(crate) const RUNNING: u32 = 2;
+pub(crate) const WAITING: u32 = 3;
+pub(crate) const SYSCALL: u32 = 4;
+pub(crate) const DEAD: u32 = 5;
+/// Set on top of RUNNABLE or WAITING while a snapshot holds the G still.
+pub(crate) const SCAN: u32 = 0x100;
+
+/// Why a goroutine is waiting. The strings are Go's own (`runtime/runtime2.go` waitReasonStrings),
+/// so goroutine dumps read the same as a Go program's.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum WaitReason {
+    /// Not waiting (Go prints an empty reason as the base state).
+    Zero = 0,
+    /// `chan receive`
+    ChanReceive,
+    /// `chan send`
+    ChanSend,
+    /// `chan receive (nil chan)`
+    ChanReceiveNilChan,
+    /// `chan send (nil chan)`
+    ChanSendNilChan,
+    /// `select`
+    Select,
+    /// `select (no cases)`
+    SelectNoCases,
+    /// `sleep`
+    Sleep,
+    /// `IO wait`
+    IoWait,
+    /// `semacquire`
+    Semacquire,
+    /// `sync.Mutex.Lock`
+    SyncMutexLock,
+    /// `sync.RWMutex.RLock`
+    SyncRWMutexRLock,
+    /// `sync.RWMutex.Lock`
+    SyncRWMutexLock,
+    /// `sync.Cond.Wait`
+    SyncCondWait,
+    /// `sync.WaitGroup.Wait`
+    SyncWaitGroupWait,
+    /// `join`: waiting in `JoinHandle::join` (gort's own; Go has no join).
+    Join,
+    /// `forever`: parked with no way to be woken (gort's `park_forever`).
+    Forever,
+    /// `sync.Once.Do`: waiting for another goroutine's `Once` call to finish.
+    SyncOnce,
+}
+
+impl WaitReason {
+    const ALL: [WaitReason; 18] = [
+        WaitReason::Zero,
+        WaitReason::ChanReceive,
+        WaitReason::ChanSend,
+        WaitReason::ChanReceiveNilChan,
+        WaitReason::ChanSendNilChan,
+        WaitReason::Select,
+        WaitReason::SelectNoCases,
+        WaitReason::Sleep,
+        WaitReason::IoWait,
+        WaitReason::Semacquire,
+        WaitReason::SyncMutexLock,
+        WaitReason::SyncRWMutexRLock,
+        WaitReason::SyncRWMutexLock,
+        WaitReason::SyncCondWait,
+        WaitReason::SyncWaitGroupWait,
+        WaitReason::Join,
+        WaitReason::Forever,
+        WaitReason::SyncOnce,
+    ];
+
+    /// Go's spelling of the reason, as printed in `goroutine 7 [chan receive]:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::Zero => "",
+            WaitReason::ChanReceive => "chan receive",
+            WaitReason::ChanSend => "chan send",
+            WaitReason::ChanReceiveNilChan => "chan receive (nil chan)",
+            WaitReason::ChanSendNilChan => "chan send (nil chan)",
+            WaitReason::Select => "select",
+            WaitReason::SelectNoCases => "select (no cases)",
+            WaitReason::Sleep => "sleep",
+            WaitReason::IoWait => "IO wait",
+            WaitReason::Semacquire => "semacquire",
+            WaitReason::SyncMutexLock => "sync.Mutex.Lock",
+            WaitReason::SyncRWMutexRLock => "sync.RWMutex.RLock",
+            WaitReason::SyncRWMutexLock => "sync.RWMutex.Lock",
+            WaitReason::SyncCondWait => "sync.Cond.Wait",
+            WaitReason::SyncWaitGroupWait => "sync.WaitGroup.Wait",
+            WaitReason::Join => "join",
+            WaitReason::Forever => "forever",
+            WaitReason::SyncOnce => "sync.Once.Do",
+        }
+    }
+
+    pub(crate) fn from_u8(v: u8) -> WaitReason {
+        WaitReason::ALL.get(v as usize).copied().unwrap_or(WaitReason::Zero)
+    }
+
+    /// Whether something outside the goroutines (a timer, the network) will wake a G waiting for
+    /// this reason. Deadlock detection treats such waits as live.
+    pub(crate) fn externally_woken(self) -> bool {
+        matches!(self, WaitReason::Sleep | WaitReason::IoWait)
+    }
+}
+
+impl std::fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What kind of execution context a G stands for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum GKind {
+    /// A goroutine on its own pooled stack, run by Ms.
+    Goroutine,
+    /// A plain OS thread that used a blocking runtime primitive; parking blocks the thread.
+    Thread,
+}
+
+/// The registers recorded where a G parked, from which a profiler walks its frozen stack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ParkRegs {
+    /// Return address into the frame that called the runtime's park path.
+    pub pc: usize,
+    /// Stack pointer at the park site.
+    pub sp: usize,
+    /// Frame pointer at the park site (start of the frame-pointer chain).
+    pub fp: usize,
+}
+
+/// A goroutine descriptor. See the module docs for who owns which field.
+pub struct G {
+    /// Goroutine id (Go's goid); 0 for thread stand-ins. Changes when the G is reused.
+    pub(crate) goid: AtomicU64,
+    /// State word: one of IDLE..DEAD, plus SCAN.
+    pub(crate) status: AtomicU32,
+    /// `WaitReason as u8` while WAITING.
+    pub(crate) wait_reason: AtomicU8,
+    /// `nanotime()` when the G last started waiting (for `[chan receive, 3 minutes]`).
+    pub(crate) wait_since: AtomicU64,
+    /// Goid of the goroutine that spawned this one (0: spawned from a plain thread).
+    pub(crate) parent_goid: AtomicU64,
+    /// Where the `go!`/`spawn` call that created this G stands in the source.
+    pub(crate) created_at: AtomicPtr<Location<'static>>,
+    /// Optional name from `Builder::name`.
+    pub(crate) name: Mutex<Option<Arc<str>>>,
+    /// Fast check so reuse need not take the name lock when there was no name.
+    pub(crate) has_name: AtomicBool,
+    /// Goroutine or thread stand-in; fixed at allocation.
+    pub(crate) kind: GKind,
+    /// Park site registers (written by the G itself before switching away; read under SCAN).
+    pub(crate) park_pc: AtomicUsize,
+    pub(crate) park_sp: AtomicUsize,
+    pub(crate) park_fp: AtomicUsize,
+    /// Stack bounds [lo, hi) of the current stack (0, 0 before the G first runs).
+    pub(crate) stack_lo: AtomicUsize,
+    pub(crate) stack_hi: AtomicUsize,
+    /// Set by sysmon when this G has run too long; the G yields at its next runtime entry.
+    pub(crate) preempt: AtomicBool,
+    /// Per-G sleep timer target: when this G sleeps, the timer entry names it.
+    /// Thread stand-ins: the thread to unpark.
+    pub(crate) thread: UnsafeCell<Option<std::thread::Thread>>,
+    /// The coroutine and the not-yet-started entry closure: owned per the state table.
+    pub(crate) exec: UnsafeCell<crate::proc::GExec>,
+    /// Pointer to the corosensei Yielder of the running coroutine (valid while it runs).
+    pub(crate) yielder: Cell<*const crate::proc::GYielder>,
+    /// Opaque profiler labels pointer (set by the profiler; inherited by spawned goroutines).
+    pub(crate) labels: AtomicPtr<()>,
+}
+
+// SAFETY: every field is either atomic, behind a lock, or (exec, yielder, thread) accessed only by
+// the single owner the state table in the module docs names; status transitions hand ownership over
+// with Release/Acquire pairs documented where they happen.
+unsafe impl Sync for G {}
+// SAFETY: as above; a G is a `'static` descriptor moved between threads only as a reference.
+unsafe impl Send for G {}
+
+impl G {
+    pub(crate) fn new(kind: GKind) -> G {
+        G {
+            goid: AtomicU64::new(0),
+            status: AtomicU32::new(IDLE),
+            wait_reason: AtomicU8::new(0),
+            wait_since: AtomicU64::new(0),
+            parent_goid: AtomicU64::new(0),
+            created_at: AtomicPtr::new(ptr::null_mut()),
+            name: Mutex::new(None),
+            has_name: AtomicBool::new(false),
+            kind,
+            park_pc: AtomicUsize::new(0),
+            park_sp: AtomicUsize::new(0),
+            park_fp: AtomicUsize::new(0),
+            stack_lo: AtomicUsize::new(0),
+            stack_hi: AtomicUsize::new(0),
+            preempt: AtomicBool::new(false),
+            thread: UnsafeCell::new(None),
+            exec: UnsafeCell::new(crate::proc::GExec::default()),
+            yielder: Cell::new(ptr::null()),
+            labels: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+}
+
+/// A reference to a G. Gs are never freed, so a `GRef` is always valid memory; whether it still
+/// names the same goroutine is the caller's protocol (a wait queue holds a G only while it is parked
+/// on that queue).
+#[derive(Clone, Copy)]
+pub struct GRef(pub(crate) &'static G);
+
+impl PartialEq for GRef {
+    fn eq(&self, other: &GRef) -> bool {
+        ptr::eq(self.0, other.0)
+    }
+}
+impl Eq for GRef {}
+impl std::hash::Hash for GRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.0 as *const G as usize).hash(state)
+    }
+}
+impl std::fmt::Debug for GRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "G({})", self.id())
+    }
+}
+
+impl GRef {
+    /// The goroutine id (0 for a plain thread's stand-in).
+    pub fn id(self) -> u64 {
+        self.0.goid.load(Ordering::Relaxed)
+    }
+    /// Whether this is a goroutine (rather than a plain thread's stand-in).
+    pub fn is_goroutine(self) -> bool {
+        self.0.kind == GKind::Goroutine
+    }
+    pub(crate) fn status(self) -> u32 {
+        self.0.status.load(Ordering::Acquire) & !SCAN
+    }
+    pub(crate) fn as_ptr(self) -> *const G {
+        self.0
+    }
+    /// # Safety
+    /// `p` must come from [`GRef::as_ptr`].
+    pub(crate) unsafe fn from_ptr(p: *const G) -> GRef {
+        // SAFETY: the caller passes a pointer obtained from a GRef; Gs are never freed.
+        GRef(unsafe { &*p })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// allgs: every goroutine G ever allocated, appendable and readable without a global stop.
+// ---------------------------------------------------------------------------------------------
+
+/// Chunked append-only array. Chunk k holds `CHUNK` pointers; the chunk table is fixed-size, so a
+/// reader never sees a reallocation. Invariants: `len` only grows; slot i < len is initialised
+/// before `len` passes it (Release store in `push`, Acquire load in `for_each_g`).
+const CHUNK: usize = 4096;
+const MAX_CHUNKS: usize = 16384; // 64M goroutines
+struct AllGs {
+    chunks: [AtomicPtr<[AtomicPtr<G>; CHUNK]>; MAX_CHUNKS],
+    len: AtomicUsize,
+    lock: Mutex<()>,
+}
+
+static ALLGS: AllGs = AllGs {
+    chunks: [const { AtomicPtr::new(ptr::null_mut()) }; MAX_CHUNKS],
+    len: AtomicUsize::new(0),
+    lock: Mutex::new(()),
+};
+
+/// Allocates a brand-new goroutine G and records it in allgs.
+pub(crate) fn alloc_g() -> GRef {
+    let g: &'static G = Box::leak(Box::new(G::new(GKind::Goroutine)));
+    let _l = ALLGS.lock.lock();
+    let i = ALLGS.len.load(Ordering::Relaxed);
+    let (c, o) = (i / CHUNK, i % CHUNK);
+    assert!(c < MAX_CHUNKS, "gort: too many goroutines");
+    let mut chunk = ALLGS.chunks[c].load(Ordering::Relaxed);
+    if chunk.is_null() {
+        let fresh: Box<[AtomicPtr<G>; CHUNK]> = Box::new([const { AtomicPtr::new(ptr::null_mut()) }; CHUNK]);
+        chunk = Box::into_raw(fresh);
+        // Release: pairs with the Acquire load in for_each_g so the zeroed chunk is visible.
+        ALLGS.chunks[c].store(chunk, Ordering::Release);
+    }
+    // SAFETY: chunk is a leaked, never-freed array; slot o is written only here, under the lock.
+    unsafe { (*chunk)[o].store(g as *const G as *mut G, Ordering::Relaxed) };
+    // Release: publishes the slot write above to readers that Acquire-load len.
+    ALLGS.len.store(i + 1, Ordering::Release);
+    GRef(g)
+}
+
+/// Calls `f` for every goroutine G ever allocated (including idle/dead ones: check the status).
+pub fn for_each_g(mut f: impl FnMut(GRef)) {
+    // Acquire: pairs with the Release store in alloc_g.
+    let n = ALLGS.len.load(Ordering::Acquire);
+    for i in 0..n {
+        // Acquire: pairs with the chunk Release store in alloc_g.
+        let chunk = ALLGS.chunks[i / CHUNK].load(Ordering::Acquire);
+        // SAFETY: chunk for an index below len is non-null and never freed.
+        let g = unsafe { (*chunk)[i % CHUNK].load(Ordering::Relaxed) };
+        if !g.is_null() {
+            // SAFETY: Gs in allgs are leaked boxes, never freed.
+            f(GRef(unsafe { &*g }));
+        }
+    }
+}
+
+/// Number of G structs allocated so far (live or pooled).
+pub fn allg_len() -> usize {
+    ALLGS.len.load(Ordering::Relaxed)
+}

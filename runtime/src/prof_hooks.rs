@@ -1,0 +1,1 @@
+//! Mutex/block profile hooks — see issue 3.

@@ -1,0 +1,1 @@
+//! SIGSEGV/SIGBUS stack-overflow reporting on a sigaltstack.

@@ -1,0 +1,1 @@
+//! stack pool (helper fills this in)

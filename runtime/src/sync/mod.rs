@@ -1,0 +1,1 @@
+//! Goroutine-aware sync primitives — see issue 3.

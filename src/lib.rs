@@ -1,0 +1,2 @@
+//! gort: Go's runtime, rebuilt in Rust.
+pub use gort_runtime::*;
