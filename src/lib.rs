@@ -1,2 +1,28 @@
 //! gort: Go's runtime, rebuilt in Rust.
-pub use gort_runtime::*;
+//!
+//! Goroutines on stackful coroutines, scheduled M:N by a G-M-P scheduler, with Go's
+//! observability. This crate is the facade; the pieces live in `gort-runtime` (scheduler,
+//! channels, sync), `gort-netpoll` (epoll) and `gort-profiler` (pprof).
+//!
+//! ```
+//! let sum = gort::run(|| {
+//!     let hs: Vec<_> = (0..10u64).map(|i| gort::go!(move || i * i)).collect();
+//!     hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+//! });
+//! assert_eq!(sum, 285);
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub use gort_runtime::{
+    blocking, current_id, gomaxprocs, goroutines, num_goroutine, run, spawn, start, yield_now, Builder, Config,
+    ConfigError, GoroutineInfo, JoinHandle,
+};
+pub use gort_runtime::{go, park, ready, GRef, WaitReason};
+
+/// Time: `sleep`, `Timer`, `after_func` (and, with channels, `after`/`tick`).
+pub mod time {
+    pub use gort_runtime::time::{after_func, sleep, RawTimer, Timer};
+}
+
+/// The runtime crate, for lower-level use (`park`/`ready`, goroutine enumeration).
+pub use gort_runtime as runtime;

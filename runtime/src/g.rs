@@ -208,6 +208,9 @@ pub struct G {
     pub(crate) yielder: Cell<*const crate::proc::GYielder>,
     /// Opaque profiler labels pointer (set by the profiler; inherited by spawned goroutines).
     pub(crate) labels: AtomicPtr<()>,
+    /// Nesting depth of runtime calls (`park::enter`) on this goroutine. Touched only by the
+    /// goroutine itself while it runs.
+    pub(crate) rt_depth: Cell<u32>,
 }
 
 // SAFETY: every field is either atomic, behind a lock, or (exec, yielder, thread) accessed only by
@@ -239,6 +242,7 @@ impl G {
             exec: UnsafeCell::new(crate::proc::GExec::default()),
             yielder: Cell::new(ptr::null()),
             labels: AtomicPtr::new(ptr::null_mut()),
+            rt_depth: Cell::new(0),
         }
     }
 }

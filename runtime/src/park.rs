@@ -1,6 +1,347 @@
-//! park/ready (stub while the core lands).
-use crate::g::{GRef, WaitReason};
-pub fn current() -> GRef { todo!() }
-pub fn in_goroutine() -> bool { todo!() }
-pub fn park<F: FnOnce(GRef) -> bool>(_reason: WaitReason, _commit: F) { todo!() }
-pub fn ready(_g: GRef) { todo!() }
+//! park/ready: the one primitive every blocking operation is built on (Go's gopark/goready).
+//!
+//! # Protocol (why no wakeup is ever lost)
+//!
+//! `park(reason, commit)` on a goroutine:
+//! 1. records the wait reason, when the wait began and the park site (pc, sp, fp);
+//! 2. switches to the M's scheduler stack;
+//! 3. the M marks the G `WAITING` (Release) — only now, with the G's stack frozen;
+//! 4. the M runs `commit(g)`: typically it publishes `g` in a wait queue and releases the lock
+//!    guarding that queue. A waker can find `g` only after this publication;
+//! 5. `commit` returns true: the G stays parked. It returns false: no one was told about the G,
+//!    which is resumed at once.
+//!
+//! `ready(g)` CASes `WAITING -> RUNNABLE` (spinning while a snapshot holds the G with `SCAN`)
+//! and queues it in the caller's P's `runnext`. Because the waker can only have found the G
+//! after step 4 and the G is `WAITING` from step 3, the CAS always finds `WAITING`: a wakeup
+//! cannot arrive "before the park" and be lost.
+//!
+//! On a plain OS thread the same protocol runs on the thread itself: mark `WAITING`, run
+//! `commit`, then block on a futex (`std::thread::park`) until `ready` changes the status.
+//!
+//! # Runtime mode
+//!
+//! While a goroutine runs user code its P is `P_USER`, and sysmon may take the P away (see
+//! `sched.rs`). Runtime code that touches the P first calls [`enter`], which CASes the P to
+//! `P_RUNNING` (or notices it was taken and tries to get another); the returned guard puts it
+//! back to `P_USER` on the way out.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::g::{self, GKind, GRef, WaitReason, G};
+use crate::m::current_m;
+use crate::p::{P, P_RUNNING, P_USER};
+use crate::proc::Yield;
+use crate::sched::{sched, sched_if_started, wakep};
+use crate::time::coarse_now;
+
+/// Guard returned by [`enter`]; leaves runtime mode on drop (outermost call only).
+pub(crate) struct EnterGuard(Option<GRef>);
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        if let Some(g) = self.0 {
+            let d = g.0.rt_depth.get() - 1;
+            g.0.rt_depth.set(d);
+            if d == 0 {
+                leave();
+            }
+        }
+    }
+}
+
+/// Enters runtime mode from goroutine code (see the module docs). Nesting is counted on the G
+/// (not inferred from the P's status: after a retake the P is RUNNING for *another* M).
+#[inline]
+pub(crate) fn enter() -> EnterGuard {
+    let m = match current_m() {
+        Some(m) => m,
+        None => return EnterGuard(None),
+    };
+    let g = match m.curg() {
+        Some(g) => g,
+        // Scheduler context (commit closures, timer callbacks): the M already owns its P.
+        None => return EnterGuard(None),
+    };
+    let d = g.0.rt_depth.get();
+    g.0.rt_depth.set(d + 1);
+    if d > 0 {
+        return EnterGuard(Some(g));
+    }
+    match m.p.get() {
+        None => reacquire_p(m),
+        Some(p) => {
+            // Acquire: pairs with the Release of whoever last gave the P up (leave, sysmon),
+            // making the owner-only fields ours.
+            if p.status.compare_exchange(P_USER, P_RUNNING, Ordering::Acquire, Ordering::Relaxed).is_err() {
+                // sysmon took the P while we ran user code (a fresh M resumes us RUNNING, but
+                // then depth was already > 0 and we returned above).
+                m.p.set(None);
+                reacquire_p(m);
+            }
+        }
+    }
+    EnterGuard(Some(g))
+}
+
+/// Leaves runtime mode: the current P (whichever it is now) goes back to `P_USER`.
+#[inline]
+pub(crate) fn leave() {
+    if let Some(m) = current_m() {
+        if let Some(p) = m.p.get() {
+            // Release: pairs with sysmon's Acquire CAS when it retakes the P.
+            p.status.store(P_USER, Ordering::Release);
+        }
+    }
+}
+
+/// A goroutine that lost its P tries to pick up an idle one.
+fn reacquire_p(m: &'static crate::m::M) {
+    if let Some(s) = sched_if_started() {
+        if let Some(p) = s.try_pidleget() {
+            m.p.set(Some(p));
+            if let Some(g) = m.curg() {
+                p.curg.store(g.as_ptr() as *mut G, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// At a safe point (no locks held, about to do something that wants a P): if this goroutine runs
+/// without a P, queue it and let it continue once an M with a P picks it up; if sysmon asked it
+/// to yield, yield.
+pub(crate) fn safepoint() {
+    let m = match current_m() {
+        Some(m) => m,
+        None => return,
+    };
+    let g = match m.curg() {
+        Some(g) => g,
+        None => return,
+    };
+    if m.p.get().is_some() && !g.0.preempt.load(Ordering::Relaxed) {
+        return;
+    }
+    // Suspend only in runtime mode: the M that resumes us does so with its P RUNNING.
+    let _e = enter();
+    match current_m().and_then(|m| m.p.get()) {
+        None => suspend(g, Yield::NeedP),
+        Some(_) => {
+            if g.0.preempt.swap(false, Ordering::Relaxed) {
+                suspend(g, Yield::Gosched);
+            }
+        }
+    }
+}
+
+/// Switches from goroutine `g` to its M's scheduler loop with `y`.
+pub(crate) fn suspend(g: GRef, y: Yield) {
+    record_park_regs(g.0);
+    let yl = g.0.yielder.get();
+    debug_assert!(!yl.is_null());
+    // SAFETY: yielder was set by goroutine_main to the coroutine's Yielder, which lives at the
+    // base of this goroutine's stack for as long as the coroutine runs; we are on that stack.
+    unsafe { (*yl).suspend(y) };
+}
+
+/// Records where `g` parks: the frame pointer and return address of our caller's frame.
+#[inline(never)]
+fn record_park_regs(g: &G) {
+    let (fp, sp) = frame_regs();
+    if fp != 0 {
+        // SAFETY: fp is this function's frame pointer (frame pointers are forced on); the word
+        // at fp is the caller's saved frame pointer and fp+8 its return address, both inside the
+        // current stack.
+        let (caller_fp, ret) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
+        g.park_fp.store(caller_fp, Ordering::Relaxed);
+        g.park_pc.store(ret, Ordering::Relaxed);
+    }
+    g.park_sp.store(sp, Ordering::Relaxed);
+}
+
+#[inline(always)]
+fn frame_regs() -> (usize, usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let fp: usize;
+        let sp: usize;
+        // SAFETY: reads two registers; no memory access, no side effects.
+        unsafe { std::arch::asm!("mov {0}, rbp", "mov {1}, rsp", out(reg) fp, out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        (fp, sp)
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let fp: usize;
+        let sp: usize;
+        // SAFETY: reads two registers; no memory access, no side effects.
+        unsafe { std::arch::asm!("mov {0}, x29", "mov {1}, sp", out(reg) fp, out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        (fp, sp)
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let x = 0u8;
+        (0, &x as *const u8 as usize)
+    }
+}
+
+/// The current G: the running goroutine, or on a plain OS thread that thread's stand-in G.
+pub fn current() -> GRef {
+    if let Some(m) = current_m() {
+        if let Some(g) = m.curg() {
+            return g;
+        }
+    }
+    thread_g()
+}
+
+/// Whether the caller runs on a goroutine.
+pub fn in_goroutine() -> bool {
+    current_m().is_some_and(|m| !m.curg.load(Ordering::Relaxed).is_null())
+}
+
+/// Parks the current G with `reason` until [`ready`] is called for it.
+///
+/// `commit(g)` runs after the G has stopped running (off its stack, on the M) and is where the G
+/// must be published to whoever will wake it, typically by pushing it on a wait queue and
+/// releasing that queue's lock. Return true to stay parked, false to resume at once (nobody was
+/// told). `commit` must be short, must not block or park, and after the point where it publishes
+/// the G it must not touch data on the parked goroutine's stack (the G may already be running).
+///
+/// While parked, the goroutine's stack is frozen: wait-queue nodes may live on it and be
+/// referenced by raw pointer from other threads until the G is readied.
+///
+/// On a plain OS thread, the thread blocks.
+pub fn park<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
+    let m = current_m();
+    let g = m.and_then(|m| m.curg());
+    let g = match g {
+        Some(g) => g,
+        None => return park_thread(reason, commit),
+    };
+    let _e = enter();
+    g.0.wait_reason.store(reason as u8, Ordering::Relaxed);
+    g.0.wait_since.store(coarse_now(), Ordering::Relaxed);
+    let mut commit = Some(commit);
+    let mut call = |g: GRef| -> bool {
+        let f = commit.take().expect("commit runs once");
+        f(g)
+    };
+    let dynref: &mut dyn FnMut(GRef) -> bool = &mut call;
+    // SAFETY: erases the closure's lifetime. The pointer is used only by the M loop while this
+    // frame is suspended inside `suspend` below, i.e. while `call` is alive (see execute()).
+    let raw: *mut (dyn FnMut(GRef) -> bool + 'static) = unsafe { std::mem::transmute(dynref) };
+    suspend(g, Yield::Park(raw));
+    g.0.wait_reason.store(0, Ordering::Relaxed);
+}
+
+/// Makes a parked G runnable. It goes to the caller's P's `runnext`, so a handoff (a channel
+/// send to a waiting receiver) runs the receiver next. Exactly one `ready` per park that
+/// committed; readying a G that is not parked is a bug and panics.
+pub fn ready(g: GRef) {
+    let mut spins = 0u32;
+    loop {
+        // AcqRel: Acquire pairs with the Release store of WAITING in execute (or park_thread);
+        // Release publishes what the waker wrote (e.g. a value handed over) to the G, which reads
+        // it after its own Acquire CAS to RUNNING.
+        match g.0.status.compare_exchange(g::WAITING, g::RUNNABLE, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(s) if s & g::SCAN != 0 => {
+                spins += 1;
+                if spins > 100 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            Err(s) => panic!("gort: ready of goroutine {} in status {s:#x} (not parked)", g.id()),
+        }
+    }
+    if g.0.kind == GKind::Thread {
+        // SAFETY: a thread stand-in's `thread` is written once when it is created, before it can
+        // be published to any waker, and never changed.
+        let t = unsafe { (*g.0.thread.get()).as_ref() };
+        if let Some(t) = t {
+            t.unpark();
+        }
+        return;
+    }
+    let s = sched();
+    let _e = enter();
+    match current_m().and_then(|m| m.p.get()) {
+        // SAFETY: after enter() the current M owns its P in runtime mode.
+        Some(p) => unsafe { p.runqput(g, true) },
+        None => s.global.push(g),
+    }
+    wakep();
+}
+
+/// Runs `f` with the current M's P if the caller owns one in runtime mode.
+pub(crate) fn with_current_p<R>(f: impl FnOnce(Option<&'static P>) -> R) -> R {
+    f(current_m().and_then(|m| m.p.get()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain OS threads.
+// ---------------------------------------------------------------------------------------------
+
+/// Owned by a plain thread's TLS; its drop at thread exit unregisters the thread.
+struct ThreadG {
+    _g: GRef,
+}
+
+impl Drop for ThreadG {
+    fn drop(&mut self) {
+        // The thread exits: it can no longer wake anyone.
+        if let Some(s) = sched_if_started() {
+            s.ext_active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+thread_local! {
+    static THREAD_G: Cell<Option<GRef>> = const { Cell::new(None) };
+    static THREAD_G_OWNER: std::cell::RefCell<Option<ThreadG>> = const { std::cell::RefCell::new(None) };
+}
+
+static THREAD_GOID: AtomicU32 = AtomicU32::new(0);
+
+/// This plain thread's stand-in G, created on first use. Creating it registers the thread as
+/// one that may wake goroutines (deadlock detection).
+pub(crate) fn thread_g() -> GRef {
+    if let Some(g) = THREAD_G.with(|c| c.get()) {
+        return g;
+    }
+    let g: &'static G = Box::leak(Box::new(G::new(GKind::Thread)));
+    // SAFETY: the G was just created and is not shared yet.
+    unsafe { *g.thread.get() = Some(std::thread::current()) };
+    g.status.store(g::RUNNING, Ordering::Relaxed);
+    THREAD_GOID.fetch_add(1, Ordering::Relaxed);
+    let gr = GRef(g);
+    THREAD_G.with(|c| c.set(Some(gr)));
+    sched().ext_active.fetch_add(1, Ordering::SeqCst);
+    THREAD_G_OWNER.with(|o| *o.borrow_mut() = Some(ThreadG { _g: gr }));
+    gr
+}
+
+fn park_thread<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
+    let g = thread_g();
+    let s = sched();
+    g.0.wait_reason.store(reason as u8, Ordering::Relaxed);
+    // SeqCst: ordered with ready's CAS; Release would do, SeqCst keeps check_dead's view simple.
+    g.0.status.store(g::WAITING, Ordering::SeqCst);
+    s.ext_active.fetch_sub(1, Ordering::SeqCst);
+    if !commit(g) {
+        g.0.status.store(g::RUNNING, Ordering::Relaxed);
+        s.ext_active.fetch_add(1, Ordering::SeqCst);
+        return;
+    }
+    crate::sched::check_dead(s);
+    // Acquire: pairs with ready's AcqRel CAS.
+    while g.0.status.load(Ordering::Acquire) == g::WAITING {
+        std::thread::park();
+    }
+    g.0.status.store(g::RUNNING, Ordering::Relaxed);
+    s.ext_active.fetch_add(1, Ordering::SeqCst);
+}
+

@@ -1,22 +1,683 @@
-//! stub while the core lands.
+//! Goroutine lifecycle: spawning, finishing, joining, `run`, `yield_now`, `blocking`.
+//!
+//! # Is spawning safe?
+//!
+//! [`spawn`] is a safe function taking a `Send + 'static` closure, as `std::thread::spawn` does.
+//! One thing the type system cannot see: a goroutine can move to another OS thread whenever it
+//! blocks in the runtime (a channel operation, a lock, `sleep`, `yield_now`, a `join`). So the
+//! contract for goroutine code is:
+//!
+//! - do not hold a reference into a thread-local (`LocalKey::with`'s argument) across a gort
+//!   blocking call;
+//! - do not hold a `!Send` value whose correctness depends on the OS thread (a
+//!   `std::sync::MutexGuard`, a `RefCell` borrow of a thread-local, an `Rc` shared with a
+//!   thread-local) across a gort blocking call. Use `gort::sync::Mutex`, which parks the
+//!   goroutine instead of the thread.
+//!
+//! Breaking it is a logic error with thread-locals; it is undefined behaviour only when the
+//! value is genuinely tied to its thread (a guard unlocked from another thread, a `!Sync` cell
+//! reached from two threads at once). Ms never exit, so thread-local *memory* stays valid. We
+//! chose this over `may`'s `unsafe fn spawn` (may#8, may#109) because a Go programmer writes
+//! `go!` on every other line: an `unsafe` block there teaches nothing and hides the unsafe code
+//! that matters. The runtime's own thread-locals are read through non-inlined accessors that are
+//! called again after every switch.
+
+use std::any::Any;
+use std::cell::UnsafeCell;
 use std::io;
-#[derive(Default)]
-pub(crate) struct GExec;
-pub(crate) struct GYielder;
-pub struct JoinHandle<T>(std::marker::PhantomData<T>);
-impl<T> JoinHandle<T> { pub fn join(self) -> std::thread::Result<T> { todo!() } }
-pub struct Builder;
-impl Builder {
-    pub fn new() -> Builder { Builder }
-    pub fn name(self, _n: String) -> Builder { self }
-    pub fn stack_size(self, _s: usize) -> Builder { self }
-    pub fn spawn<F, T>(self, _f: F) -> io::Result<JoinHandle<T>> where F: FnOnce() -> T + Send + 'static, T: Send + 'static { todo!() }
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use corosensei::{Coroutine, Yielder};
+
+use crate::g::{self, GRef, WaitReason, G};
+use crate::m::current_m;
+use crate::park::{enter, leave, park, ready, safepoint, suspend, thread_g};
+use crate::sched::{gfget, sched, wakep, RunWaiter};
+use crate::stack::Stack;
+
+/// What a goroutine tells its M when it switches out.
+pub(crate) enum Yield {
+    /// Park; run this commit closure (Go's unlockf) first.
+    Park(*mut (dyn FnMut(GRef) -> bool + 'static)),
+    /// `yield_now`: requeue at the tail of the local queue.
+    Gosched,
+    /// The goroutine has no P (sysmon took it) and none is idle: queue it globally.
+    NeedP,
 }
-pub fn spawn<F, T>(_f: F) -> JoinHandle<T> where F: FnOnce() -> T + Send + 'static, T: Send + 'static { todo!() }
-pub fn yield_now() { todo!() }
-pub fn run<F, T>(_f: F) -> T where F: FnOnce() -> T + Send + 'static, T: Send + 'static { todo!() }
-pub fn blocking<F: FnOnce() -> R, R>(f: F) -> R { f() }
-pub fn num_goroutine() -> usize { todo!() }
-pub fn current_stack_bounds() -> (usize, usize) { todo!() }
-/// Called from the SIGSEGV handler: the current goroutine's stack description (lead implements).
-pub(crate) fn signal_stack_info() -> Option<crate::signal::SignalStackInfo> { None }
+
+pub(crate) type GYielder = Yielder<(), Yield>;
+pub(crate) type GCoroutine = Coroutine<(), Yield, (), Stack>;
+
+/// The execution state of a G: its coroutine once started, its entry closure before.
+#[derive(Default)]
+pub(crate) struct GExec {
+    pub(crate) co: Option<GCoroutine>,
+    pub(crate) entry: Option<Box<dyn FnOnce() + Send>>,
+    /// Non-zero: a dedicated stack of this size (Builder::stack_size), not from the pool.
+    pub(crate) custom_stack: usize,
+    pub(crate) guarded: bool,
+    pub(crate) guard_lo: usize,
+    pub(crate) guard_hi: usize,
+}
+
+/// Runs on the goroutine's own stack: the first frame of every goroutine.
+pub(crate) fn goroutine_main(y: &GYielder, g: GRef) {
+    g.0.yielder.set(y as *const GYielder);
+    // SAFETY: the G is RUNNING on this M; its exec is ours (state table in g.rs).
+    let entry = unsafe { (*g.0.exec.get()).entry.take() };
+    // The M resumed us in runtime mode (P RUNNING, depth 0): hand the P to user mode.
+    leave();
+    if let Some(f) = entry {
+        f();
+    }
+    // Back into runtime mode for the exit path (or notice a lost P: the M copes without one).
+    std::mem::forget(enter());
+    g.0.rt_depth.set(0);
+    g.0.yielder.set(std::ptr::null());
+}
+
+// ---------------------------------------------------------------------------------------------
+// JoinHandle
+// ---------------------------------------------------------------------------------------------
+
+const RUNNING: u32 = 0;
+const DONE: u32 = 1;
+
+struct Packet<T> {
+    state: AtomicU32,
+    result: UnsafeCell<Option<std::thread::Result<T>>>,
+    /// The G waiting in join, if any.
+    waiter: AtomicPtr<G>,
+}
+
+// SAFETY: `result` is written once by the finishing goroutine before `state` becomes DONE
+// (Release) and read only by the joiner after it observes DONE (Acquire).
+unsafe impl<T: Send> Sync for Packet<T> {}
+
+impl<T> Packet<T> {
+    fn complete(&self, r: std::thread::Result<T>) {
+        // SAFETY: only the finishing goroutine writes, once, before publishing DONE.
+        unsafe { *self.result.get() = Some(r) };
+        // SeqCst: Dekker pair with join's waiter store + state load; also Release for `result`.
+        self.state.store(DONE, Ordering::SeqCst);
+        let w = self.waiter.swap(std::ptr::null_mut(), Ordering::SeqCst);
+        if !w.is_null() {
+            // SAFETY: waiter holds pointers made from GRefs.
+            ready(unsafe { GRef::from_ptr(w) });
+        }
+    }
+
+    fn wait(&self) {
+        while self.state.load(Ordering::Acquire) != DONE {
+            park(WaitReason::Join, |g| {
+                // SeqCst: pairs with complete()'s SeqCst store/swap.
+                self.waiter.store(g.as_ptr() as *mut G, Ordering::SeqCst);
+                if self.state.load(Ordering::SeqCst) == DONE {
+                    // Finished meanwhile: withdraw unless complete() already took us.
+                    return self
+                        .waiter
+                        .compare_exchange(g.as_ptr() as *mut G, std::ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
+                        .is_err();
+                }
+                true
+            });
+        }
+    }
+
+    fn take(&self) -> std::thread::Result<T> {
+        // SAFETY: called after wait() observed DONE (Acquire); the writer is finished.
+        unsafe { (*self.result.get()).take().expect("join result taken once") }
+    }
+}
+
+/// An owned permission to join a goroutine (wait for it to finish and take its result).
+/// Dropping it detaches the goroutine, as with `std::thread::JoinHandle`.
+pub struct JoinHandle<T> {
+    packet: Arc<Packet<T>>,
+    id: u64,
+}
+
+impl<T> JoinHandle<T> {
+    /// Waits for the goroutine to finish. `Err` holds the panic payload if it panicked.
+    /// On a goroutine this parks the goroutine; on a plain thread it blocks the thread.
+    pub fn join(self) -> std::thread::Result<T> {
+        self.packet.wait();
+        self.packet.take()
+    }
+
+    /// The goroutine's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the goroutine has finished.
+    pub fn is_finished(&self) -> bool {
+        self.packet.state.load(Ordering::Acquire) == DONE
+    }
+}
+
+impl<T> std::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinHandle").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Spawning
+// ---------------------------------------------------------------------------------------------
+
+/// Goroutine factory, like `std::thread::Builder`: set a name or a stack size, then spawn.
+#[derive(Debug, Default, Clone)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with the defaults (no name, the runtime's stack size).
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the goroutine (shown in goroutine dumps and panic messages).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Gives the goroutine a dedicated stack of `size` bytes (rounded up to pages; 16 KiB to
+    /// 1 GiB) instead of a pooled one of the default size. A dedicated stack costs an mmap at
+    /// spawn and an munmap at exit.
+    pub fn stack_size(mut self, size: usize) -> Builder {
+        self.stack_size = Some(size);
+        self
+    }
+
+    /// Spawns the goroutine. Errors: an invalid stack size (`InvalidInput`).
+    #[track_caller]
+    pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let loc = Location::caller();
+        let custom = match self.stack_size {
+            None => 0,
+            Some(sz) => {
+                if !(crate::env::MIN_STACK_SIZE..=crate::env::MAX_STACK_SIZE).contains(&sz) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("gort: stack size {sz} out of range (16 KiB to 1 GiB)"),
+                    ));
+                }
+                sz
+            }
+        };
+        Ok(spawn_inner(f, loc, self.name, custom, false))
+    }
+}
+
+/// Spawns a goroutine running `f` and returns a handle to join it.
+///
+/// The goroutine starts soon on some M (it goes to the spawner's `runnext`, like Go's `go`).
+/// See the module docs for the one contract goroutine code must keep.
+#[track_caller]
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    spawn_inner(f, Location::caller(), None, 0, false)
+}
+
+fn spawn_inner<F, T>(f: F, loc: &'static Location<'static>, name: Option<String>, custom: usize, main: bool) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let packet = Arc::new(Packet { state: AtomicU32::new(RUNNING), result: UnsafeCell::new(None), waiter: AtomicPtr::new(std::ptr::null_mut()) });
+    let p2 = packet.clone();
+    let entry: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let r = catch_unwind(AssertUnwindSafe(f));
+        p2.complete(r);
+    });
+    let id = newproc(entry, loc, name, custom, main);
+    JoinHandle { packet, id }
+}
+
+/// Creates a G for `entry` and makes it runnable (Go's newproc).
+fn newproc(entry: Box<dyn FnOnce() + Send>, loc: &'static Location<'static>, name: Option<String>, custom: usize, main: bool) -> u64 {
+    let s = sched();
+    safepoint();
+    let _e = enter();
+    let m = current_m();
+    let parent = m.and_then(|m| m.curg());
+    if parent.is_none() {
+        // A plain thread that spawns may later wake what it spawned: register it.
+        let _ = thread_g();
+    }
+    let p = m.and_then(|m| m.p.get());
+    let g = gfget(s, p);
+    let goid = if main && !s.main_goid_taken.swap(true, Ordering::Relaxed) {
+        1
+    } else {
+        s.next_goid.fetch_add(1, Ordering::Relaxed)
+    };
+    g.0.goid.store(goid, Ordering::Relaxed);
+    g.0.parent_goid.store(parent.map(|g| g.id()).unwrap_or(0), Ordering::Relaxed);
+    g.0.created_at.store(loc as *const Location<'static> as *mut Location<'static>, Ordering::Relaxed);
+    if let Some(n) = name {
+        *g.0.name.lock() = Some(Arc::from(n));
+        g.0.has_name.store(true, Ordering::Relaxed);
+    }
+    if let Some(pg) = parent {
+        crate::proc::inherit_labels(pg, g);
+    }
+    // SAFETY: the G is IDLE and was just taken from a free list: we own it (state table).
+    unsafe {
+        let exec = &mut *g.0.exec.get();
+        exec.entry = Some(entry);
+        exec.custom_stack = custom;
+    }
+    s.ngoroutines.fetch_add(1, Ordering::Relaxed);
+    // Release: publishes the fields above to the M that will Acquire-CAS it to RUNNING.
+    g.0.status.store(g::RUNNABLE, Ordering::Release);
+    match p {
+        // SAFETY: after enter() the current M owns its P.
+        Some(p) => unsafe { p.runqput(g, true) },
+        None => s.global.push(g),
+    }
+    wakep();
+    goid
+}
+
+/// `go!(move || ...)`, `go!(f)` or `go!(f(a, b))`: spawns a goroutine, like Go's `go` statement.
+///
+/// - `go!(move || body)` / `go!(|| body)`: runs the closure.
+/// - `go!(path(args...))`: evaluates the arguments now and calls `path(args...)` in the new
+///   goroutine, as Go's `go f(x)` does.
+/// - `go!(expr)`: `expr` must evaluate to a closure, which is spawned.
+///
+/// Returns the [`JoinHandle`]; ignoring it detaches the goroutine.
+#[macro_export]
+macro_rules! go {
+    (move $($body:tt)*) => { $crate::spawn(move $($body)*) };
+    (|| $($body:tt)*) => { $crate::spawn(|| $($body)*) };
+    (| $($body:tt)*) => { $crate::spawn(| $($body)*) };
+    ($($f:ident)::+ ( $($arg:expr),* $(,)? )) => {{
+        let __gort_args = ($($arg,)*);
+        $crate::spawn(move || $crate::proc::Apply::apply($($f)::+, __gort_args))
+    }};
+    ($e:expr) => { $crate::spawn($e) };
+}
+
+/// Calls a function with a tuple of arguments (support for `go!(f(a, b))`).
+#[doc(hidden)]
+pub trait Apply<Args> {
+    type Output;
+    fn apply(self, args: Args) -> Self::Output;
+}
+
+macro_rules! impl_apply {
+    ($($a:ident),*) => {
+        impl<Func, Ret, $($a),*> Apply<($($a,)*)> for Func where Func: FnOnce($($a),*) -> Ret {
+            type Output = Ret;
+            #[allow(non_snake_case)]
+            fn apply(self, args: ($($a,)*)) -> Ret {
+                let ($($a,)*) = args;
+                self($($a),*)
+            }
+        }
+    };
+}
+impl_apply!();
+impl_apply!(A);
+impl_apply!(A, B);
+impl_apply!(A, B, C);
+impl_apply!(A, B, C, D);
+impl_apply!(A, B, C, D, E);
+impl_apply!(A, B, C, D, E, F);
+impl_apply!(A, B, C, D, E, F, G2);
+impl_apply!(A, B, C, D, E, F, G2, H);
+
+// ---------------------------------------------------------------------------------------------
+// run, yield_now, blocking, queries
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `f` as a main goroutine and returns its result, starting the runtime if needed.
+///
+/// Callable from `main`, from `#[test]` functions (several at once, in one process) and from
+/// plain threads. A panic in `f` propagates out of `run`. If `f`'s goroutine waits and nothing
+/// can ever wake anything (no runnable goroutine, no timer, no network waiter, no goroutine in a
+/// blocking call, no plain thread that has used the runtime and is still running), `run` panics
+/// with `fatal error: all goroutines are asleep - deadlock!` and a listing of the goroutines.
+/// Called on a goroutine, `run` just calls `f`.
+#[track_caller]
+pub fn run<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    if crate::park::in_goroutine() {
+        return f();
+    }
+    let s = sched();
+    let tg = thread_g();
+    let h = spawn_inner(f, Location::caller(), None, 0, true);
+    let waiter = Arc::new(RunWaiter { main_goid: h.id, thread_g: tg, deadlock: parking_lot::Mutex::new(None) });
+    s.run_waiters.lock().push(waiter.clone());
+    let pk = &h.packet;
+    while pk.state.load(Ordering::Acquire) != DONE {
+        park(WaitReason::Join, |g| {
+            pk.waiter.store(g.as_ptr() as *mut G, Ordering::SeqCst);
+            if pk.state.load(Ordering::SeqCst) == DONE {
+                return pk
+                    .waiter
+                    .compare_exchange(g.as_ptr() as *mut G, std::ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
+                    .is_err();
+            }
+            true
+        });
+        if let Some(report) = waiter.deadlock.lock().take() {
+            panic!("{report}");
+        }
+    }
+    s.run_waiters.lock().retain(|w| !Arc::ptr_eq(w, &waiter));
+    match h.join() {
+        Ok(v) => v,
+        Err(payload) => std::panic::resume_unwind(payload),
+    }
+}
+
+/// Yields the processor: the goroutine goes to the back of its P's queue and others run (Go's
+/// `runtime.Gosched`). On a plain thread, `std::thread::yield_now`.
+pub fn yield_now() {
+    let g = match current_m().and_then(|m| m.curg()) {
+        Some(g) => g,
+        None => return std::thread::yield_now(),
+    };
+    let _e = enter();
+    if current_m().and_then(|m| m.p.get()).is_none() {
+        suspend(g, Yield::NeedP);
+    } else {
+        g.0.preempt.store(false, Ordering::Relaxed);
+        suspend(g, Yield::Gosched);
+    }
+}
+
+/// Runs `f`, which may block its OS thread (a file read, DNS, a `std` lock, a C call), without
+/// stalling other goroutines: the goroutine is marked as in a system call and, if `f` lasts
+/// longer than about 20 µs, sysmon hands its P to another M (Go's entersyscall/exitsyscall).
+/// Afterwards the goroutine reacquires a P, or queues itself until one is free.
+///
+/// On a plain thread it just calls `f`.
+pub fn blocking<F: FnOnce() -> R, R>(f: F) -> R {
+    let m = match current_m() {
+        Some(m) if !m.curg.load(Ordering::Relaxed).is_null() => m,
+        _ => return f(),
+    };
+    let g = m.curg().expect("curg");
+    let s = sched();
+    {
+        let _e = enter();
+    }
+    struct Exit(&'static crate::sched::Sched, GRef);
+    impl Drop for Exit {
+        fn drop(&mut self) {
+            exitsyscall(self.0, self.1);
+        }
+    }
+    // entersyscall: the P goes from USER to SYSCALL; sysmon may take it from there.
+    if let Some(p) = m.p.get() {
+        p.syscalltick.store(p.syscalltick.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        // Release: pairs with sysmon's Acquire CAS when it retakes the P.
+        if p.status.compare_exchange(crate::p::P_USER, crate::p::P_SYSCALL, Ordering::Release, Ordering::Relaxed).is_err() {
+            m.p.set(None);
+        }
+    }
+    g.0.status.store(g::SYSCALL, Ordering::Relaxed);
+    s.nsyscall.fetch_add(1, Ordering::SeqCst);
+    let _x = Exit(s, g);
+    f()
+}
+
+fn exitsyscall(s: &'static crate::sched::Sched, g: GRef) {
+    s.nsyscall.fetch_sub(1, Ordering::SeqCst);
+    g.0.status.store(g::RUNNING, Ordering::Relaxed);
+    let m = current_m().expect("exitsyscall on an M");
+    if let Some(p) = m.p.get() {
+        // Acquire: pairs with sysmon's Release when it gives up a P it did not take, and with
+        // our own Release in entersyscall.
+        if p.status.compare_exchange(crate::p::P_SYSCALL, crate::p::P_USER, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            return;
+        }
+        m.p.set(None);
+    }
+    // Lost the P: take an idle one, or queue ourselves (only if not unwinding).
+    if let Some(p) = s.try_pidleget() {
+        m.p.set(Some(p));
+        p.curg.store(g.as_ptr() as *mut G, Ordering::Relaxed);
+        leave();
+        return;
+    }
+    if !std::thread::panicking() {
+        suspend(g, Yield::NeedP);
+        leave();
+    }
+}
+
+/// Number of live goroutines (spawned and not finished), like `runtime.NumGoroutine`.
+pub fn num_goroutine() -> usize {
+    crate::sched::sched_if_started().map(|s| s.ngoroutines.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+/// The current goroutine's id, or `None` on a plain thread.
+pub fn current_id() -> Option<u64> {
+    current_m().and_then(|m| m.curg()).map(|g| g.id())
+}
+
+/// The number of Ps (`GOMAXPROCS`), starting the runtime if needed.
+pub fn gomaxprocs() -> usize {
+    sched().allp.len()
+}
+
+/// Starts the runtime now, reporting a bad environment as an error instead of a panic.
+pub fn start() -> Result<(), crate::env::ConfigError> {
+    crate::sched::start().map(|_| ())
+}
+
+/// Bounds `[lo, hi)` of the stack the caller runs on: its goroutine's, or its thread's.
+pub fn current_stack_bounds() -> (usize, usize) {
+    if let Some(g) = current_m().and_then(|m| m.curg()) {
+        return (g.0.stack_lo.load(Ordering::Relaxed), g.0.stack_hi.load(Ordering::Relaxed));
+    }
+    thread_stack_bounds()
+}
+
+fn thread_stack_bounds() -> (usize, usize) {
+    thread_local! {
+        static BOUNDS: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    let b = BOUNDS.with(|b| b.get());
+    if b.1 != 0 {
+        return b;
+    }
+    let mut lo = 0usize;
+    let mut size = 0usize;
+    // SAFETY: pthread_getattr_np fills `attr` for the calling thread; we destroy it after use.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) == 0 {
+            let mut addr: *mut libc::c_void = std::ptr::null_mut();
+            if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 {
+                lo = addr as usize;
+            }
+            libc::pthread_attr_destroy(&mut attr);
+        }
+    }
+    let b = (lo, lo + size);
+    BOUNDS.with(|c| c.set(b));
+    b
+}
+
+/// For the SIGSEGV handler: the running goroutine's stack description. Async-signal-safe: reads
+/// a thread-local and the running G's own fields.
+pub(crate) fn signal_stack_info() -> Option<crate::signal::SignalStackInfo> {
+    let m = current_m()?;
+    let g = m.curg()?;
+    // SAFETY: the G runs on this very thread (we are in its signal handler), so its exec is
+    // owned by this thread and not being written concurrently.
+    let exec = unsafe { &*g.0.exec.get() };
+    Some(crate::signal::SignalStackInfo {
+        goid: g.id(),
+        g: Some(g),
+        stack_lo: g.0.stack_lo.load(Ordering::Relaxed),
+        stack_hi: g.0.stack_hi.load(Ordering::Relaxed),
+        guard_lo: exec.guard_lo,
+        guard_hi: exec.guard_hi,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Panics, labels, descriptions
+// ---------------------------------------------------------------------------------------------
+
+/// Installs a panic hook that names the goroutine before the default message (std names the
+/// thread, which for a goroutine is just whichever M ran it).
+pub(crate) fn install_panic_hook() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(g) = current_m().and_then(|m| m.curg()) {
+            let name = g.0.name.try_lock().and_then(|n| n.clone());
+            match name {
+                Some(n) => eprintln!("goroutine {} [{n:?}] panicked:", g.id()),
+                None => eprintln!("goroutine {} panicked:", g.id()),
+            }
+        }
+        prev(info);
+    }));
+}
+
+/// Labels are owned by the profiler; the runtime only carries an opaque pointer. The profiler
+/// registers how to clone and drop it.
+pub struct LabelOps {
+    /// Returns a new reference for a child goroutine.
+    pub clone: fn(*mut ()) -> *mut (),
+    /// Releases a reference.
+    pub drop: fn(*mut ()),
+}
+
+static LABEL_OPS: std::sync::OnceLock<LabelOps> = std::sync::OnceLock::new();
+
+/// Registers the label operations (the profiler calls this once).
+pub fn set_label_ops(ops: LabelOps) {
+    let _ = LABEL_OPS.set(ops);
+}
+
+/// The current goroutine's labels pointer (null if none or on a plain thread).
+pub fn current_labels() -> *mut () {
+    current_m().and_then(|m| m.curg()).map(|g| g.0.labels.load(Ordering::Relaxed)).unwrap_or(std::ptr::null_mut())
+}
+
+/// Replaces the current goroutine's labels pointer, returning the old one (ownership moves).
+pub fn swap_current_labels(new: *mut ()) -> *mut () {
+    match current_m().and_then(|m| m.curg()) {
+        Some(g) => g.0.labels.swap(new, Ordering::AcqRel),
+        None => new,
+    }
+}
+
+pub(crate) fn inherit_labels(parent: GRef, child: GRef) {
+    let l = parent.0.labels.load(Ordering::Relaxed);
+    if !l.is_null() {
+        if let Some(ops) = LABEL_OPS.get() {
+            child.0.labels.store((ops.clone)(l), Ordering::Relaxed);
+        }
+    }
+}
+
+pub(crate) fn clear_labels(g: GRef) {
+    let l = g.0.labels.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    if !l.is_null() {
+        if let Some(ops) = LABEL_OPS.get() {
+            (ops.drop)(l);
+        }
+    }
+}
+
+/// One goroutine's header, as Go prints it: `goroutine 7 [chan receive, 2 minutes]:` followed
+/// by how long and where it was created.
+pub(crate) fn describe_waiting(g: GRef, now: u64) -> String {
+    let r = WaitReason::from_u8(g.0.wait_reason.load(Ordering::Relaxed));
+    let since = g.0.wait_since.load(Ordering::Relaxed);
+    let waited = now.saturating_sub(since);
+    let mins = waited / 60_000_000_000;
+    let mut s = format!("goroutine {} [{}", g.id(), if r == WaitReason::Zero { "waiting" } else { r.as_str() });
+    if mins >= 1 {
+        s.push_str(&format!(", {mins} minutes"));
+    }
+    s.push_str("]:\n");
+    s.push_str(&format!("\twaiting for {:.3}s\n", waited as f64 / 1e9));
+    let loc = g.0.created_at.load(Ordering::Relaxed);
+    if !loc.is_null() {
+        // SAFETY: created_at holds &'static Locations.
+        let loc = unsafe { &*loc };
+        let parent = g.0.parent_goid.load(Ordering::Relaxed);
+        s.push_str(&format!("created at {}:{}:{} in goroutine {parent}\n", loc.file(), loc.line(), loc.column()));
+    }
+    s
+}
+
+/// A snapshot of one goroutine, for dumps and profiles.
+#[derive(Clone, Debug)]
+pub struct GoroutineInfo {
+    /// Goroutine id.
+    pub id: u64,
+    /// `runnable`, `running`, `syscall` or the wait reason.
+    pub state: String,
+    /// Wait reason while waiting.
+    pub wait_reason: Option<WaitReason>,
+    /// Nanoseconds spent waiting so far (0 unless waiting).
+    pub waiting_ns: u64,
+    /// Name from `Builder::name`.
+    pub name: Option<Arc<str>>,
+    /// Parent goroutine id (0: spawned from a plain thread).
+    pub parent_id: u64,
+    /// The `spawn`/`go!` call site.
+    pub created_at: Option<&'static Location<'static>>,
+}
+
+/// Lists live goroutines without stopping anything.
+pub fn goroutines() -> Vec<GoroutineInfo> {
+    let now = crate::time::nanotime();
+    let mut v = Vec::new();
+    g::for_each_g(|g| {
+        let st = g.status();
+        let state = match st {
+            g::RUNNABLE => "runnable".to_string(),
+            g::RUNNING => "running".to_string(),
+            g::SYSCALL => "syscall".to_string(),
+            g::WAITING => WaitReason::from_u8(g.0.wait_reason.load(Ordering::Relaxed)).as_str().to_string(),
+            _ => return,
+        };
+        let waiting = st == g::WAITING;
+        let loc = g.0.created_at.load(Ordering::Relaxed);
+        v.push(GoroutineInfo {
+            id: g.id(),
+            state,
+            wait_reason: waiting.then(|| WaitReason::from_u8(g.0.wait_reason.load(Ordering::Relaxed))),
+            waiting_ns: if waiting { now.saturating_sub(g.0.wait_since.load(Ordering::Relaxed)) } else { 0 },
+            name: if g.0.has_name.load(Ordering::Relaxed) { g.0.name.lock().clone() } else { None },
+            parent_id: g.0.parent_goid.load(Ordering::Relaxed),
+            // SAFETY: created_at holds &'static Locations or null.
+            created_at: if loc.is_null() { None } else { Some(unsafe { &*loc }) },
+        });
+    });
+    v.sort_by_key(|i| i.id);
+    v
+}
+
+/// Payload type of a goroutine panic (re-exported for users matching on it).
+pub type PanicPayload = Box<dyn Any + Send + 'static>;

@@ -1,10 +1,398 @@
-//! stub while the core lands.
-use std::time::Duration;
-pub fn nanotime() -> u64 { todo!() }
-pub struct RawTimer;
-impl RawTimer {
-    pub fn new(_when: u64, _f: Box<dyn Fn() + Send + Sync>) -> RawTimer { todo!() }
-    pub fn stop(&self) -> bool { todo!() }
-    pub fn reset(&self, _when: u64) -> bool { todo!() }
+//! Timers, kept per P (Go's `runtime/time.go`), and the clock.
+//!
+//! Each P has a binary heap of timers behind a lock, plus `timer0`, the earliest `when`, readable
+//! without it. The owner runs its expired timers at every schedule; a stealing M runs a victim's;
+//! an idle M sleeps exactly until the earliest timer of all Ps (the "timer M", see `stopm`);
+//! sysmon takes the P from a goroutine that hogs it while a timer is due.
+//!
+//! # RawTimer states
+//!
+//! `state` packs a generation and a state: `gen << 2 | st` with `st` one of IDLE, PENDING,
+//! RUNNING. A heap entry carries the generation it was armed with; `stop`/`reset` bump the
+//! generation, so stale entries are recognised and dropped when they surface (lazy deletion).
+//! Firing CASes `gen|PENDING -> gen|RUNNING`, runs the callback, then `-> gen|IDLE` (or re-arms
+//! a periodic timer). `stop` and `reset` wait while the state is RUNNING (unless called from the
+//! callback itself), so once `stop` returns the callback is not running and will not run.
+//! Stale entries stay in a heap until their time passes: a timer reset far into the future many
+//! times costs one heap slot per reset until then.
+
+use std::cell::Cell;
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::g::{GRef, WaitReason, G};
+use crate::p::P;
+use crate::park::{park, ready, with_current_p};
+use crate::sched::{sched, timer_added};
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+static COARSE: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn init_epoch() {
+    let _ = EPOCH.get_or_init(Instant::now);
 }
-pub fn sleep(_d: Duration) { todo!() }
+
+/// Monotonic nanoseconds since the runtime started (vDSO clock, ~20 ns).
+#[inline]
+pub fn nanotime() -> u64 {
+    let now = EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64;
+    COARSE.store(now, Ordering::Relaxed);
+    now
+}
+
+/// The last `nanotime()` anyone read (sysmon refreshes it at least every 10 ms). Used for wait
+/// timestamps, where a minute-granularity report does not justify a clock read per park.
+#[inline]
+pub(crate) fn coarse_now() -> u64 {
+    COARSE.load(Ordering::Relaxed)
+}
+
+pub(crate) enum Target {
+    /// Wake a sleeping goroutine.
+    G(GRef),
+    /// Run a RawTimer's callback if its generation still matches.
+    Raw(Arc<RawInner>, u64),
+}
+
+pub(crate) struct Entry {
+    when: u64,
+    seq: u64,
+    target: Target,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Entry) -> bool {
+        self.when == o.when && self.seq == o.seq
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Entry) -> Option<CmpOrdering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, o: &Entry) -> CmpOrdering {
+        // BinaryHeap is a max-heap: invert for earliest first, FIFO among equal `when`s.
+        (o.when, o.seq).cmp(&(self.when, self.seq))
+    }
+}
+
+/// A P's timers.
+#[derive(Default)]
+pub(crate) struct TimerHeap {
+    heap: BinaryHeap<Entry>,
+    seq: u64,
+}
+
+impl TimerHeap {
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+/// Adds a timer to the caller's P (or P 0 from a plain thread) and wakes an idle M if it is now
+/// the earliest.
+fn add_timer(when: u64, target: Target) {
+    let s = sched();
+    let p: &'static P = with_current_p(|p| p).unwrap_or(&s.allp[0]);
+    {
+        let mut h = p.timers.lock();
+        h.seq += 1;
+        let seq = h.seq;
+        h.heap.push(Entry { when, seq, target });
+        let t0 = h.heap.peek().map(|e| e.when).unwrap_or(u64::MAX);
+        p.timer0.store(t0, Ordering::Relaxed);
+    }
+    timer_added(when);
+}
+
+/// Runs `p`'s timers that are due at `now`. Callable by any M (the heap is locked while popping;
+/// callbacks run unlocked).
+pub(crate) fn run_timers(p: &P, now: u64) {
+    let mut due: Vec<Entry> = Vec::new();
+    {
+        let mut h = match p.timers.try_lock() {
+            Some(h) => h,
+            None => return, // someone else is running them
+        };
+        while let Some(e) = h.heap.peek() {
+            if e.when > now {
+                break;
+            }
+            due.push(h.heap.pop().expect("peeked"));
+        }
+        let t0 = h.heap.peek().map(|e| e.when).unwrap_or(u64::MAX);
+        p.timer0.store(t0, Ordering::Relaxed);
+    }
+    for e in due {
+        match e.target {
+            Target::G(g) => ready(g),
+            Target::Raw(inner, gen) => inner.fire(gen, e.when),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sleep
+// ---------------------------------------------------------------------------------------------
+
+/// Pauses the current goroutine for at least `d` (parks with reason `sleep`). On a plain thread,
+/// `std::thread::sleep`.
+pub fn sleep(d: Duration) {
+    if !crate::park::in_goroutine() {
+        return std::thread::sleep(d);
+    }
+    if d.is_zero() {
+        return;
+    }
+    let when = nanotime().saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
+    park(WaitReason::Sleep, |g| {
+        add_timer(when, Target::G(g));
+        true
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// RawTimer
+// ---------------------------------------------------------------------------------------------
+
+const T_IDLE: u64 = 0;
+const T_PENDING: u64 = 1;
+const T_RUNNING: u64 = 2;
+
+pub(crate) struct RawInner {
+    /// `gen << 2 | state` (module docs).
+    state: AtomicU64,
+    /// Re-arm period in ns (0: one-shot).
+    period: u64,
+    f: Box<dyn Fn() + Send + Sync>,
+}
+
+thread_local! {
+    static RUNNING_TIMER: Cell<*const RawInner> = const { Cell::new(std::ptr::null()) };
+}
+
+impl RawInner {
+    fn fire(self: Arc<Self>, gen: u64, when: u64) {
+        let armed = gen << 2 | T_PENDING;
+        // Acquire: pairs with the Release in reset/new that armed this generation.
+        if self.state.compare_exchange(armed, gen << 2 | T_RUNNING, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            return; // stopped or re-armed: a stale entry
+        }
+        let me = Arc::as_ptr(&self);
+        let prev = RUNNING_TIMER.with(|c| c.replace(me));
+        (self.f)();
+        RUNNING_TIMER.with(|c| c.set(prev));
+        if self.period > 0 {
+            // Release: pairs with stop/reset's Acquire loads.
+            if self.state.compare_exchange(gen << 2 | T_RUNNING, armed, Ordering::Release, Ordering::Relaxed).is_ok() {
+                let now = nanotime();
+                let mut next = when.saturating_add(self.period);
+                if next <= now {
+                    // Fell behind (a long pause): skip missed ticks, as Go's ticker drops them.
+                    next = now + self.period - (now - when) % self.period;
+                }
+                add_timer(next, Target::Raw(self, gen));
+            }
+        } else {
+            // Release: pairs with stop/reset's Acquire loads (the callback's effects happen-before
+            // a stop that observes IDLE).
+            let _ = self.state.compare_exchange(gen << 2 | T_RUNNING, gen << 2 | T_IDLE, Ordering::Release, Ordering::Relaxed);
+        }
+    }
+
+    fn running_here(&self) -> bool {
+        RUNNING_TIMER.with(|c| std::ptr::eq(c.get(), self))
+    }
+}
+
+/// A runtime timer that runs a callback on a scheduler thread at a given `nanotime()`
+/// (the core of `Timer`, `after`, `tick` and channel timeouts).
+///
+/// The callback must be short and must not block or park; it may call [`ready`] and spawn.
+pub struct RawTimer {
+    inner: Arc<RawInner>,
+}
+
+impl RawTimer {
+    /// Arms a one-shot timer for `when` (in [`nanotime`] units).
+    pub fn new(when: u64, f: Box<dyn Fn() + Send + Sync>) -> RawTimer {
+        RawTimer::with_period(when, 0, f)
+    }
+
+    /// Arms a timer for `when` that then fires every `period` ns (a ticker) until stopped.
+    pub fn with_period(when: u64, period: u64, f: Box<dyn Fn() + Send + Sync>) -> RawTimer {
+        let inner = Arc::new(RawInner { state: AtomicU64::new(1 << 2 | T_PENDING), period, f });
+        add_timer(when, Target::Raw(inner.clone(), 1));
+        RawTimer { inner }
+    }
+
+    /// Disarms the timer. Returns true if this prevented a pending firing. When `stop` returns,
+    /// the callback is not running and will not run (it waits out a callback running right now,
+    /// unless called from that very callback).
+    pub fn stop(&self) -> bool {
+        loop {
+            // Acquire: pairs with fire's Release transitions.
+            let s = self.inner.state.load(Ordering::Acquire);
+            let (gen, st) = (s >> 2, s & 3);
+            match st {
+                T_PENDING => {
+                    if self.inner.state.compare_exchange(s, (gen + 1) << 2 | T_IDLE, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                        return true;
+                    }
+                }
+                T_RUNNING => {
+                    if self.inner.running_here() {
+                        if self.inner.state.compare_exchange(s, (gen + 1) << 2 | T_IDLE, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                            return false;
+                        }
+                    } else {
+                        std::hint::spin_loop();
+                        std::thread::yield_now();
+                    }
+                }
+                _ => return false,
+            }
+        }
+    }
+
+    /// Re-arms the timer for `when`, whether or not it fired. Returns true if it was pending.
+    pub fn reset(&self, when: u64) -> bool {
+        loop {
+            // Acquire: pairs with fire's Release transitions.
+            let s = self.inner.state.load(Ordering::Acquire);
+            let (gen, st) = (s >> 2, s & 3);
+            if st == T_RUNNING && !self.inner.running_here() {
+                std::hint::spin_loop();
+                std::thread::yield_now();
+                continue;
+            }
+            let ng = gen + 1;
+            // Release: publishes the new arming to the fire that Acquires it.
+            if self.inner.state.compare_exchange(s, ng << 2 | T_PENDING, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                add_timer(when, Target::Raw(self.inner.clone(), ng));
+                return st == T_PENDING;
+            }
+        }
+    }
+
+    /// Whether the timer is armed and has not fired yet.
+    pub fn is_pending(&self) -> bool {
+        self.inner.state.load(Ordering::Acquire) & 3 == T_PENDING
+    }
+}
+
+impl Drop for RawTimer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl std::fmt::Debug for RawTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawTimer").field("pending", &self.is_pending()).finish()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timer: a resettable one-shot a goroutine can wait on.
+// ---------------------------------------------------------------------------------------------
+
+struct TimerShared {
+    fired: AtomicBool,
+    waiter: AtomicPtr<G>,
+}
+
+impl TimerShared {
+    fn fire(&self) {
+        // SeqCst: Dekker pair with wait()'s waiter store + fired load.
+        self.fired.store(true, Ordering::SeqCst);
+        let w = self.waiter.swap(std::ptr::null_mut(), Ordering::SeqCst);
+        if !w.is_null() {
+            // SAFETY: waiter holds pointers made from GRefs.
+            ready(unsafe { GRef::from_ptr(w) });
+        }
+    }
+}
+
+/// A single event in the future that a goroutine can wait for, stop or reset (the waitable core
+/// of Go's `time.Timer`; the channel-shaped `after`/`tick` live in `gort::time` too).
+pub struct Timer {
+    raw: RawTimer,
+    shared: Arc<TimerShared>,
+}
+
+impl Timer {
+    /// A timer that fires once after `d`.
+    pub fn new(d: Duration) -> Timer {
+        let shared = Arc::new(TimerShared { fired: AtomicBool::new(false), waiter: AtomicPtr::new(std::ptr::null_mut()) });
+        let sh = shared.clone();
+        let raw = RawTimer::new(deadline(d), Box::new(move || sh.fire()));
+        Timer { raw, shared }
+    }
+
+    /// Blocks (parks the goroutine, with reason `sleep`) until the timer fires. Returns at once
+    /// if it has fired. Waiting on a stopped timer that never fires blocks forever, as in Go.
+    pub fn wait(&self) {
+        let sh = &self.shared;
+        while !sh.fired.load(Ordering::Acquire) {
+            park(WaitReason::Sleep, |g| {
+                sh.waiter.store(g.as_ptr() as *mut G, Ordering::SeqCst);
+                if sh.fired.load(Ordering::SeqCst) {
+                    return sh
+                        .waiter
+                        .compare_exchange(g.as_ptr() as *mut G, std::ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
+                        .is_err();
+                }
+                true
+            });
+        }
+    }
+
+    /// Whether the timer has fired (since creation or the last reset).
+    pub fn has_fired(&self) -> bool {
+        self.shared.fired.load(Ordering::Acquire)
+    }
+
+    /// Stops the timer; returns true if that prevented it from firing (Go's `Timer.Stop`).
+    pub fn stop(&self) -> bool {
+        self.raw.stop()
+    }
+
+    /// Makes the timer fire after `d` from now; returns true if it had been pending (Go's
+    /// `Timer.Reset`).
+    pub fn reset(&self, d: Duration) -> bool {
+        let was = self.raw.stop();
+        self.shared.fired.store(false, Ordering::SeqCst);
+        self.raw.reset(deadline(d));
+        was
+    }
+}
+
+impl std::fmt::Debug for Timer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timer").field("fired", &self.has_fired()).finish()
+    }
+}
+
+/// Runs `f` in its own goroutine after `d` (Go's `time.AfterFunc`). Stop the returned timer to
+/// cancel it.
+pub fn after_func<F: Fn() + Send + Sync + 'static>(d: Duration, f: F) -> RawTimer {
+    let f = Arc::new(f);
+    RawTimer::new(
+        deadline(d),
+        Box::new(move || {
+            let f = f.clone();
+            crate::proc::spawn(move || f());
+        }),
+    )
+}
+
+/// `nanotime()` + `d`, saturating.
+pub fn deadline(d: Duration) -> u64 {
+    nanotime().saturating_add(d.as_nanos().min(u64::MAX as u128) as u64)
+}

@@ -1,0 +1,195 @@
+//! Runtime configuration from the environment, parsed once at start.
+//!
+//! | variable              | meaning                                              | default                 |
+//! |-----------------------|------------------------------------------------------|-------------------------|
+//! | `GOMAXPROCS`          | number of Ps (goroutines running Rust code at once)  | available parallelism   |
+//! | `GORT_MAXPROCS`       | same, read when `GOMAXPROCS` is unset                |                         |
+//! | `GORT_STACK_SIZE`     | goroutine stack size: bytes, or with `k`/`m` suffix  | 256k                    |
+//! | `GORT_GUARDED_STACKS` | how many stacks get a PROT_NONE guard region         | 8192                    |
+//! | `GORT_SCHEDTRACE`     | print a scheduler trace line every N milliseconds    | off                     |
+//! | `GORT_DEADLOCK`       | `0` turns the deadlock detector off                  | on                      |
+//!
+//! A value that does not parse is an error naming the variable, the value and what was expected;
+//! the runtime refuses to start rather than guess.
+
+use std::fmt;
+
+/// Default goroutine stack size (virtual; only touched pages cost memory).
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+/// Smallest stack accepted from `GORT_STACK_SIZE` or `Builder::stack_size`.
+pub const MIN_STACK_SIZE: usize = 16 * 1024;
+/// Largest stack accepted (1 GiB, Go's maximum).
+pub const MAX_STACK_SIZE: usize = 1 << 30;
+/// Default number of stacks that get a guard region (2 memory mappings each; see `stack.rs`).
+pub const DEFAULT_GUARDED_STACKS: usize = 8192;
+/// Upper bound on GOMAXPROCS (Go's is 256 on most builds' allp growth; we cap at 1024).
+pub const MAX_PROCS: usize = 1024;
+
+/// Runtime configuration. Built from the environment by [`Config::from_env`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Number of Ps.
+    pub max_procs: usize,
+    /// Default goroutine stack size in bytes.
+    pub stack_size: usize,
+    /// Stacks (counted from the first) that get a guard region.
+    pub guarded_stacks: usize,
+    /// Scheduler trace interval in milliseconds, if any.
+    pub schedtrace_ms: Option<u64>,
+    /// Whether `run` reports `all goroutines are asleep - deadlock!`.
+    pub deadlock_detection: bool,
+}
+
+/// A configuration variable that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The variable's name.
+    pub var: &'static str,
+    /// The value found.
+    pub value: String,
+    /// What would have been accepted.
+    pub expected: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}={:?}: expected {}", self.var, self.value, self.expected)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration through `get` (testable without touching the environment).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let default_procs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let procs = match get("GOMAXPROCS") {
+            Some(v) => parse_procs("GOMAXPROCS", &v)?,
+            None => match get("GORT_MAXPROCS") {
+                Some(v) => parse_procs("GORT_MAXPROCS", &v)?,
+                None => default_procs,
+            },
+        };
+        let stack_size = match get("GORT_STACK_SIZE") {
+            Some(v) => parse_size("GORT_STACK_SIZE", &v)?,
+            None => DEFAULT_STACK_SIZE,
+        };
+        let guarded_stacks = match get("GORT_GUARDED_STACKS") {
+            Some(v) => v.trim().parse::<usize>().map_err(|_| ConfigError {
+                var: "GORT_GUARDED_STACKS",
+                value: v.clone(),
+                expected: "a non-negative integer",
+            })?,
+            None => DEFAULT_GUARDED_STACKS,
+        };
+        let schedtrace_ms = match get("GORT_SCHEDTRACE") {
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(0) => None,
+                Ok(n) => Some(n),
+                Err(_) => {
+                    return Err(ConfigError {
+                        var: "GORT_SCHEDTRACE",
+                        value: v,
+                        expected: "an interval in milliseconds (0 = off)",
+                    })
+                }
+            },
+            None => None,
+        };
+        let deadlock_detection = match get("GORT_DEADLOCK").as_deref().map(str::trim) {
+            None | Some("1") | Some("on") => true,
+            Some("0") | Some("off") => false,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "GORT_DEADLOCK",
+                    value: other.to_string(),
+                    expected: "0, 1, off or on",
+                })
+            }
+        };
+        Ok(Config { max_procs: procs, stack_size, guarded_stacks, schedtrace_ms, deadlock_detection })
+    }
+}
+
+fn parse_procs(var: &'static str, v: &str) -> Result<usize, ConfigError> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_PROCS).contains(&n) => Ok(n),
+        _ => Err(ConfigError { var, value: v.to_string(), expected: "an integer from 1 to 1024" }),
+    }
+}
+
+/// Parses `262144`, `256k`, `256K`, `256KiB`, `1m`, `1MiB`.
+pub(crate) fn parse_size(var: &'static str, v: &str) -> Result<usize, ConfigError> {
+    let err = || ConfigError {
+        var,
+        value: v.to_string(),
+        expected: "a size from 16k to 1g, in bytes or with a k/m/g suffix",
+    };
+    let s = v.trim().to_ascii_lowercase();
+    let s = s.strip_suffix("ib").or_else(|| s.strip_suffix('b')).unwrap_or(&s).to_string();
+    let (num, mult) = match s.chars().last() {
+        Some('k') => (&s[..s.len() - 1], 1usize << 10),
+        Some('m') => (&s[..s.len() - 1], 1 << 20),
+        Some('g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (&s[..], 1),
+    };
+    let n: usize = num.trim().parse().map_err(|_| err())?;
+    let bytes = n.checked_mul(mult).ok_or_else(err)?;
+    if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&bytes) {
+        return Err(err());
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let pairs: Vec<(String, String)> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| pairs.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.max_procs >= 1);
+        assert_eq!(c.stack_size, DEFAULT_STACK_SIZE);
+        assert_eq!(c.schedtrace_ms, None);
+        assert!(c.deadlock_detection);
+    }
+
+    #[test]
+    fn gomaxprocs_wins_over_gort_maxprocs() {
+        assert_eq!(cfg(&[("GOMAXPROCS", "3"), ("GORT_MAXPROCS", "5")]).unwrap().max_procs, 3);
+        assert_eq!(cfg(&[("GORT_MAXPROCS", "5")]).unwrap().max_procs, 5);
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let e = cfg(&[("GOMAXPROCS", "lots")]).unwrap_err();
+        assert_eq!(e.var, "GOMAXPROCS");
+        assert_eq!(e.to_string(), "invalid GOMAXPROCS=\"lots\": expected an integer from 1 to 1024");
+        assert!(cfg(&[("GOMAXPROCS", "0")]).is_err());
+        assert!(cfg(&[("GORT_STACK_SIZE", "12x")]).is_err());
+        assert!(cfg(&[("GORT_STACK_SIZE", "1k")]).is_err(), "below the minimum");
+        assert!(cfg(&[("GORT_SCHEDTRACE", "-1")]).is_err());
+        assert!(cfg(&[("GORT_DEADLOCK", "maybe")]).is_err());
+        assert!(cfg(&[("GORT_GUARDED_STACKS", "x")]).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("X", "65536").unwrap(), 65536);
+        assert_eq!(parse_size("X", "64k").unwrap(), 65536);
+        assert_eq!(parse_size("X", "64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("X", "1m").unwrap(), 1 << 20);
+        assert_eq!(parse_size("X", " 2M ").unwrap(), 2 << 20);
+    }
+}

@@ -1,0 +1,135 @@
+//! M: an OS thread that runs the scheduler loop.
+//!
+//! Ms are created on demand by `startm` and never exit (an idle M sleeps on its note). Because Ms
+//! never exit, a thread-local read by a goroutine on one M stays valid memory after the goroutine
+//! migrates; see the crate docs for why that is still a contract users must keep.
+//!
+//! # Thread-locals and migration
+//!
+//! A goroutine can switch out on one M and come back on another. The runtime's own "current M"
+//! is a thread-local read only through [`current_m`], which is `#[inline(never)]`: the compiler
+//! cannot keep a thread-local address from before a switch in a register across it
+//! (generator-rs#79). Code on a goroutine stack must call it again after every park.
+
+use std::cell::Cell;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::thread::Thread;
+use std::time::Duration;
+
+use crate::g::{GRef, G};
+use crate::p::P;
+
+/// A one-shot wakeup flag with a futex-backed sleep (std's park/unpark).
+pub(crate) struct Note {
+    woken: AtomicBool,
+    thread: Thread,
+}
+
+impl Note {
+    pub(crate) fn new(thread: Thread) -> Note {
+        Note { woken: AtomicBool::new(false), thread }
+    }
+
+    /// Wakes the sleeper (or makes its next sleep return at once).
+    pub(crate) fn wake(&self) {
+        // Release: pairs with the Acquire swap in `sleep`, publishing what the waker set up
+        // (e.g. `M::nextp`) before the sleeper resumes.
+        self.woken.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
+
+    /// Sleeps until woken. Must be called by the owning thread.
+    pub(crate) fn sleep(&self) {
+        // Acquire: pairs with the Release store in `wake`.
+        while !self.woken.swap(false, Ordering::Acquire) {
+            std::thread::park();
+        }
+    }
+
+    /// Sleeps until woken or `timeout` passes; returns whether it was woken.
+    pub(crate) fn sleep_timeout(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            // Acquire: pairs with the Release store in `wake`.
+            if self.woken.swap(false, Ordering::Acquire) {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            std::thread::park_timeout(deadline - now);
+        }
+    }
+}
+
+pub(crate) struct M {
+    /// 1-based thread number (for traces and thread names).
+    pub(crate) id: usize,
+    /// The P this M holds, if any. Only this M's thread reads or writes it.
+    pub(crate) p: Cell<Option<&'static P>>,
+    /// A P handed to this M by `startm` while it slept.
+    pub(crate) nextp: AtomicPtr<P>,
+    /// Whether this M is spinning (looking for work while holding a P); counted in
+    /// `Sched::nmspinning`. Written by the M's thread (and by `startm` before waking it).
+    pub(crate) spinning: AtomicBool,
+    /// The goroutine running on this M (null in the scheduler loop). Read by the signal handler.
+    pub(crate) curg: AtomicPtr<G>,
+    /// Where the M sleeps when idle.
+    pub(crate) note: Note,
+    /// Goroutine whose `go!` created this thread (for the threadcreate profile), 0 if none.
+    pub(crate) created_by: AtomicUsize,
+}
+
+// SAFETY: `p` (a Cell) is only accessed from the M's own thread (documented on the field); every
+// other field is atomic or immutable.
+unsafe impl Sync for M {}
+// SAFETY: as above.
+unsafe impl Send for M {}
+
+impl M {
+    pub(crate) fn new(id: usize, thread: Thread) -> M {
+        M {
+            id,
+            p: Cell::new(None),
+            nextp: AtomicPtr::new(ptr::null_mut()),
+            spinning: AtomicBool::new(false),
+            curg: AtomicPtr::new(ptr::null_mut()),
+            note: Note::new(thread),
+            created_by: AtomicUsize::new(0),
+        }
+    }
+
+    /// The goroutine running on this M, if any.
+    pub(crate) fn curg(&self) -> Option<GRef> {
+        let g = self.curg.load(Ordering::Relaxed);
+        if g.is_null() {
+            None
+        } else {
+            // SAFETY: curg only holds pointers made from GRefs.
+            Some(unsafe { GRef::from_ptr(g) })
+        }
+    }
+}
+
+thread_local! {
+    static CURRENT_M: Cell<*const M> = const { Cell::new(ptr::null()) };
+}
+
+/// The M this thread is, if it is one. Never inlined: see the module docs.
+#[inline(never)]
+pub(crate) fn current_m() -> Option<&'static M> {
+    let m = CURRENT_M.with(|c| c.get());
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    if m.is_null() {
+        None
+    } else {
+        // SAFETY: CURRENT_M is set once per M thread to a leaked (never freed) M.
+        Some(unsafe { &*m })
+    }
+}
+
+pub(crate) fn set_current_m(m: &'static M) {
+    CURRENT_M.with(|c| c.set(m));
+}

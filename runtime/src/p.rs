@@ -1,0 +1,178 @@
+//! P: a processor, the right to run Rust code on behalf of goroutines.
+//!
+//! A P carries what must be local to be fast: the run queue (a crossbeam Chase-Lev deque used
+//! FIFO), the `runnext` slot, the timer heap, and caches of free Gs and stacks. Exactly
+//! `GOMAXPROCS` Ps exist; an M must hold one to run goroutines.
+//!
+//! # Ownership
+//!
+//! `status` says who owns the P:
+//!
+//! | status      | owner                                    | who may move it out                   |
+//! |-------------|------------------------------------------|---------------------------------------|
+//! | `P_IDLE`    | the idle list (under the sched lock)     | `pidleget`                            |
+//! | `P_RUNNING` | an M in runtime code (scheduler, park…)  | that M                                |
+//! | `P_USER`    | an M running a goroutine's user code     | that M (CAS -> RUNNING), or sysmon (CAS -> IDLE: retake of a hog) |
+//! | `P_SYSCALL` | an M inside `blocking`                   | that M (CAS -> RUNNING), or sysmon (CAS -> IDLE: handoff) |
+//!
+//! Fields marked *owner only* (`runq`, `gfree`, `stacks`) are touched only by the M that moved
+//! the status into RUNNING (with a successful CAS, or by being handed the P). The CAS that takes
+//! ownership is Acquire and the store that gives it up is Release, so the owner's writes to those
+//! fields are visible to the next owner.
+
+use std::cell::UnsafeCell;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+use crossbeam_deque::{Stealer, Worker};
+use parking_lot::Mutex;
+
+use crate::g::{GRef, G};
+use crate::stack::Stack;
+use crate::time::TimerHeap;
+
+pub(crate) const P_IDLE: u32 = 0;
+pub(crate) const P_RUNNING: u32 = 1;
+pub(crate) const P_USER: u32 = 2;
+pub(crate) const P_SYSCALL: u32 = 3;
+
+/// Free Gs kept per P before spilling half to the global list.
+pub(crate) const GFREE_MAX: usize = 64;
+/// Stacks kept per P before spilling half to the global pool.
+pub(crate) const STACK_CACHE_MAX: usize = 32;
+
+pub(crate) struct P {
+    /// Index in `allp` (0-based).
+    pub(crate) id: usize,
+    /// Ownership state, see the module docs.
+    pub(crate) status: AtomicU32,
+    /// Local run queue (owner only: the Worker end).
+    pub(crate) runq: UnsafeCell<Worker<GRef>>,
+    /// Thieves' end of `runq`.
+    pub(crate) stealer: Stealer<GRef>,
+    /// A G readied by the running G runs next (before the queue): what makes handoffs fast.
+    pub(crate) runnext: AtomicPtr<G>,
+    /// Incremented every time the P starts running a G; sysmon reads it to find hogs.
+    pub(crate) schedtick: AtomicU64,
+    /// Incremented every time the P's G enters `blocking`; sysmon reads it.
+    pub(crate) syscalltick: AtomicU64,
+    /// The G running on this P (for sysmon's preempt flag and schedtrace); null when none.
+    pub(crate) curg: AtomicPtr<G>,
+    /// This P's timers.
+    pub(crate) timers: Mutex<TimerHeap>,
+    /// `when` of the earliest timer in `timers`, u64::MAX when empty (read without the lock).
+    pub(crate) timer0: AtomicU64,
+    /// Free G cache (owner only).
+    pub(crate) gfree: UnsafeCell<Vec<GRef>>,
+    /// Free stack cache (owner only).
+    pub(crate) stacks: UnsafeCell<Vec<Stack>>,
+}
+
+// SAFETY: the UnsafeCell fields are owner-only (module docs): exactly one M owns a P at a time,
+// ownership moves with Acquire/Release on `status` or under the sched lock; the other fields are
+// atomics or locks.
+unsafe impl Sync for P {}
+// SAFETY: as above.
+unsafe impl Send for P {}
+
+impl P {
+    pub(crate) fn new(id: usize) -> P {
+        let w = Worker::new_fifo();
+        let stealer = w.stealer();
+        P {
+            id,
+            status: AtomicU32::new(P_IDLE),
+            runq: UnsafeCell::new(w),
+            stealer,
+            runnext: AtomicPtr::new(ptr::null_mut()),
+            schedtick: AtomicU64::new(0),
+            syscalltick: AtomicU64::new(0),
+            curg: AtomicPtr::new(ptr::null_mut()),
+            timers: Mutex::new(TimerHeap::default()),
+            timer0: AtomicU64::new(u64::MAX),
+            gfree: UnsafeCell::new(Vec::new()),
+            stacks: UnsafeCell::new(Vec::new()),
+        }
+    }
+
+    /// The local run queue.
+    ///
+    /// # Safety
+    /// Only the owner of this P may call it, and must not keep the reference across a point where
+    /// it could lose the P (a switch to a goroutine, a `leave`).
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn runq(&self) -> &mut Worker<GRef> {
+        // SAFETY: the caller owns the P (see the # Safety section), so no other reference exists.
+        unsafe { &mut *self.runq.get() }
+    }
+
+    /// # Safety
+    /// As for [`P::runq`].
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn gfree(&self) -> &mut Vec<GRef> {
+        // SAFETY: the caller owns the P.
+        unsafe { &mut *self.gfree.get() }
+    }
+
+    /// # Safety
+    /// As for [`P::runq`].
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn stacks(&self) -> &mut Vec<Stack> {
+        // SAFETY: the caller owns the P.
+        unsafe { &mut *self.stacks.get() }
+    }
+
+    /// Puts `g` on this P's queue; with `next`, into `runnext`, kicking the old occupant to the
+    /// tail of the queue.
+    ///
+    /// # Safety
+    /// The caller owns the P.
+    pub(crate) unsafe fn runqput(&self, g: GRef, next: bool) {
+        if next {
+            // AcqRel: pairs with thieves' CAS on runnext (they Acquire the G they take).
+            let old = self.runnext.swap(g.as_ptr() as *mut G, Ordering::AcqRel);
+            if old.is_null() {
+                return;
+            }
+            // SAFETY: runnext only ever holds pointers made from GRefs.
+            let old = unsafe { GRef::from_ptr(old) };
+            // SAFETY: the caller owns the P.
+            unsafe { self.runq().push(old) };
+        } else {
+            // SAFETY: the caller owns the P.
+            unsafe { self.runq().push(g) };
+        }
+    }
+
+    /// Takes the next G to run from this P: runnext first, then the queue.
+    ///
+    /// # Safety
+    /// The caller owns the P.
+    pub(crate) unsafe fn runqget(&self) -> Option<GRef> {
+        if !self.runnext.load(Ordering::Relaxed).is_null() {
+            // AcqRel: pairs with runqput's swap and thieves' CAS.
+            let g = self.runnext.swap(ptr::null_mut(), Ordering::AcqRel);
+            if !g.is_null() {
+                // SAFETY: runnext only holds pointers made from GRefs.
+                return Some(unsafe { GRef::from_ptr(g) });
+            }
+        }
+        // SAFETY: the caller owns the P.
+        unsafe { self.runq().pop() }
+    }
+
+    /// Whether this P has queued Gs (a racy hint for anyone).
+    pub(crate) fn has_work(&self) -> bool {
+        !self.runnext.load(Ordering::Relaxed).is_null() || !self.stealer.is_empty()
+    }
+
+    /// Queue length for schedtrace (racy).
+    pub(crate) fn runq_len(&self) -> usize {
+        self.stealer.len() + usize::from(!self.runnext.load(Ordering::Relaxed).is_null())
+    }
+
+    /// Whether a timer on this P is due at `now`.
+    pub(crate) fn timers_due(&self, now: u64) -> bool {
+        self.timer0.load(Ordering::Relaxed) <= now
+    }
+}

@@ -1,0 +1,904 @@
+//! The scheduler: G-M-P, after Go's `runtime/proc.go`.
+//!
+//! # Design
+//!
+//! A **G** is a goroutine: a corosensei coroutine on a pooled stack. An **M** is an OS thread
+//! running the scheduler loop ([`mstart`]). A **P** is the right to run goroutines: exactly
+//! `GOMAXPROCS` exist, each with a local run queue, a `runnext` slot and timers. An M must hold a
+//! P to run a G; an M without one sleeps on its note in the idle list.
+//!
+//! Where to find work ([`find_runnable`]), in order: this P's expired timers; one G from the
+//! global queue every 61st tick (so the global queue cannot starve behind two goroutines
+//! ping-ponging through runnext); `runnext`; the local queue; a batch from the global queue;
+//! stealing half of a random victim's queue (and its expired timers), up to four rounds, with
+//! `runnext` stolen only from a victim that has been busy with one G for a few microseconds;
+//! then give the P back and sleep.
+//!
+//! # Parking and waking idle Ms: the spinning protocol
+//!
+//! Waking an M costs a futex round trip (~10 µs here), so wakeups must be rare but no runnable G
+//! may ever be stranded while a P sits idle. Go's answer, kept here, and why the obvious
+//! alternatives fail:
+//!
+//! 1. *Wake an M for every readied G*: thundering herd; every ping-pong message costs a futex.
+//! 2. *Let idle Ms poll*: burns the cores we should leave to the program.
+//! 3. *Wake an M only when every M is idle*: a G readied onto a busy P waits behind its runner
+//!    while another P idles.
+//!
+//! The protocol: an M that has a P but no work becomes *spinning* (counted in `nmspinning`) and
+//! looks for work to steal. Whoever makes a G runnable calls [`wakep`], which starts a new
+//! spinning M only if there is an idle P **and no M is spinning already** (one spinner at a
+//! time finds new work; when it finds some it stops spinning, and if it was the last spinner it
+//! calls `wakep` so the search continues). The delicate part is the spinner giving up:
+//!
+//! - submitter: push G (Release); `fence(SeqCst)`; read `npidle`/`nmspinning`.
+//! - spinner:   `pidleput` (npidle++); `nmspinning--`; `fence(SeqCst)`; re-check every queue.
+//!
+//! With both fences, either the submitter sees the spinner gone (and an idle P) and starts an M,
+//! or the spinner's re-check sees the G and takes a P back. No G is stranded.
+//!
+//! # Fairness without preemption
+//!
+//! Rust code cannot be preempted safely, so a goroutine that runs without entering the runtime
+//! keeps its M. sysmon (see `sysmon.rs`) takes its *P* away after 10 ms when other work waits
+//! and hands it to another M: the OS then time-slices the hog's thread against the others. The
+//! hog reacquires a P (or queues itself) at its next runtime entry. The same retake serves
+//! `blocking` calls after 20 µs.
+
+use std::cell::Cell;
+use std::sync::atomic::{fence, AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use corosensei::{Coroutine, CoroutineResult};
+use crossbeam_deque::{Injector, Steal};
+use parking_lot::Mutex;
+
+use crate::env::Config;
+use crate::g::{self, GRef, G};
+use crate::m::{current_m, set_current_m, M};
+use crate::p::{P, P_IDLE, P_RUNNING, P_SYSCALL, P_USER, STACK_CACHE_MAX};
+use crate::proc::{goroutine_main, Yield};
+use crate::stack::{Stack, StackPool};
+use crate::time::{self, nanotime};
+
+/// State protected by the sched lock.
+pub(crate) struct Idle {
+    /// Idle Ps.
+    pub(crate) pidle: Vec<&'static P>,
+    /// Idle Ms, sleeping on their notes.
+    pub(crate) midle: Vec<&'static M>,
+    /// The one idle M sleeping with a timeout (until the earliest timer), if any.
+    pub(crate) timer_m: Option<&'static M>,
+}
+
+/// A thread blocked in `run` waiting for its main goroutine (deadlock reports go to it).
+pub(crate) struct RunWaiter {
+    pub(crate) main_goid: u64,
+    pub(crate) thread_g: GRef,
+    pub(crate) deadlock: Mutex<Option<String>>,
+}
+
+pub(crate) struct Sched {
+    pub(crate) cfg: Config,
+    pub(crate) allp: &'static [P],
+    /// Global run queue.
+    pub(crate) global: Injector<GRef>,
+    pub(crate) idle: Mutex<Idle>,
+    /// Number of idle Ps (mirrors `idle.pidle.len()`, readable without the lock).
+    pub(crate) npidle: AtomicUsize,
+    /// Number of spinning Ms.
+    pub(crate) nmspinning: AtomicUsize,
+    /// Number of idle Ms.
+    pub(crate) nmidle: AtomicUsize,
+    /// Every M, for schedtrace and the threadcreate profile.
+    pub(crate) allm: Mutex<Vec<&'static M>>,
+    pub(crate) mcount: AtomicUsize,
+    pub(crate) stacks: StackPool,
+    /// Global free G list.
+    pub(crate) gfree: Mutex<Vec<GRef>>,
+    /// Live goroutines (spawned and not yet finished).
+    pub(crate) ngoroutines: AtomicUsize,
+    pub(crate) next_goid: AtomicU64,
+    pub(crate) main_goid_taken: AtomicBool,
+    /// Plain threads that have used the runtime and are not blocked in it (deadlock detection:
+    /// such a thread may still wake a goroutine).
+    pub(crate) ext_active: AtomicIsize,
+    /// Deadline of the timer M's sleep (u64::MAX when none sleeps with a timeout).
+    pub(crate) timer_sleep_until: AtomicU64,
+    pub(crate) run_waiters: Mutex<Vec<Arc<RunWaiter>>>,
+    /// Goroutines currently inside `blocking`.
+    pub(crate) nsyscall: AtomicUsize,
+}
+
+static SCHED: OnceLock<&'static Sched> = OnceLock::new();
+
+/// The scheduler, started on first use. Panics with a clear message if the environment holds a
+/// bad configuration (see `env.rs`); use [`start`] to get the error as a value.
+#[inline]
+pub(crate) fn sched() -> &'static Sched {
+    match SCHED.get() {
+        Some(s) => s,
+        None => match start() {
+            Ok(s) => s,
+            Err(e) => panic!("gort: cannot start the runtime: {e}"),
+        },
+    }
+}
+
+/// The scheduler if it has started.
+pub(crate) fn sched_if_started() -> Option<&'static Sched> {
+    SCHED.get().copied()
+}
+
+static START_LOCK: Mutex<()> = Mutex::new(());
+
+/// Starts the runtime from the environment's configuration (idempotent).
+pub(crate) fn start() -> Result<&'static Sched, crate::env::ConfigError> {
+    let _l = START_LOCK.lock();
+    if let Some(s) = SCHED.get() {
+        return Ok(s);
+    }
+    let cfg = Config::from_env()?;
+    let n = cfg.max_procs;
+    let allp: &'static [P] = Box::leak((0..n).map(P::new).collect::<Vec<_>>().into_boxed_slice());
+    let s: &'static Sched = Box::leak(Box::new(Sched {
+        stacks: StackPool::new(cfg.stack_size, cfg.guarded_stacks),
+        cfg,
+        allp,
+        global: Injector::new(),
+        idle: Mutex::new(Idle { pidle: allp.iter().rev().collect(), midle: Vec::new(), timer_m: None }),
+        npidle: AtomicUsize::new(n),
+        nmspinning: AtomicUsize::new(0),
+        nmidle: AtomicUsize::new(0),
+        allm: Mutex::new(Vec::new()),
+        mcount: AtomicUsize::new(0),
+        gfree: Mutex::new(Vec::new()),
+        ngoroutines: AtomicUsize::new(0),
+        next_goid: AtomicU64::new(2),
+        main_goid_taken: AtomicBool::new(false),
+        ext_active: AtomicIsize::new(0),
+        timer_sleep_until: AtomicU64::new(u64::MAX),
+        run_waiters: Mutex::new(Vec::new()),
+        nsyscall: AtomicUsize::new(0),
+    }));
+    time::init_epoch();
+    crate::signal::install_overflow_handler();
+    crate::proc::install_panic_hook();
+    // Publish before starting threads that call sched().
+    let _ = SCHED.set(s);
+    crate::sysmon::start(s);
+    Ok(s)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle P and M lists.
+// ---------------------------------------------------------------------------------------------
+
+impl Sched {
+    /// Puts `p` on the idle list. Caller holds the sched lock (`idle`).
+    fn pidleput(&self, idle: &mut Idle, p: &'static P) {
+        p.status.store(P_IDLE, Ordering::Release);
+        idle.pidle.push(p);
+        // SeqCst: part of the spinning protocol (module docs): pairs with the fence in wakep.
+        self.npidle.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Takes an idle P, marking it RUNNING for its new owner. Caller holds the sched lock.
+    fn pidleget(&self, idle: &mut Idle) -> Option<&'static P> {
+        let p = idle.pidle.pop()?;
+        self.npidle.fetch_sub(1, Ordering::SeqCst);
+        p.status.store(P_RUNNING, Ordering::Relaxed);
+        Some(p)
+    }
+
+    /// Takes an idle P if there is one (for a goroutine that lost its P).
+    pub(crate) fn try_pidleget(&self) -> Option<&'static P> {
+        if self.npidle.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut idle = self.idle.lock();
+        self.pidleget(&mut idle)
+    }
+
+    /// Whether any queue holds a runnable G (racy; used for re-checks).
+    fn any_work(&self) -> bool {
+        !self.global.is_empty() || self.allp.iter().any(|p| p.has_work())
+    }
+
+    /// Earliest timer across all Ps.
+    pub(crate) fn next_timer(&self) -> u64 {
+        self.allp.iter().map(|p| p.timer0.load(Ordering::Relaxed)).min().unwrap_or(u64::MAX)
+    }
+}
+
+/// Tries to start a spinning M to run Gs, if there is an idle P and nobody is spinning.
+/// Called after making a G runnable.
+pub(crate) fn wakep() {
+    let s = match sched_if_started() {
+        Some(s) => s,
+        None => return,
+    };
+    // SeqCst: the submitter's fence of the spinning protocol (module docs).
+    fence(Ordering::SeqCst);
+    if s.npidle.load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    if s.nmspinning.load(Ordering::SeqCst) != 0
+        || s.nmspinning.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst).is_err()
+    {
+        return;
+    }
+    startm(s, None, true);
+}
+
+/// Runs `p` (or an idle P if `None`) on an idle or new M. With `spinning`, the caller already
+/// counted the M in `nmspinning`; if no P can be had the count is given back.
+pub(crate) fn startm(s: &'static Sched, p: Option<&'static P>, spinning: bool) {
+    let mut idle = s.idle.lock();
+    let p = match p {
+        Some(p) => {
+            p.status.store(P_RUNNING, Ordering::Relaxed);
+            p
+        }
+        None => match s.pidleget(&mut idle) {
+            Some(p) => p,
+            None => {
+                drop(idle);
+                if spinning {
+                    s.nmspinning.fetch_sub(1, Ordering::SeqCst);
+                }
+                return;
+            }
+        },
+    };
+    let m = idle.midle.pop();
+    if let Some(m) = m {
+        s.nmidle.fetch_sub(1, Ordering::Relaxed);
+        if idle.timer_m.is_some_and(|t| std::ptr::eq(t, m)) {
+            idle.timer_m = None;
+            s.timer_sleep_until.store(u64::MAX, Ordering::SeqCst);
+        }
+    }
+    drop(idle);
+    match m {
+        Some(m) => {
+            m.spinning.store(spinning, Ordering::Relaxed);
+            // Release: pairs with the Acquire swap in stopm; Note::wake also orders it.
+            m.nextp.store(p as *const P as *mut P, Ordering::Release);
+            m.note.wake();
+        }
+        None => newm(s, p, spinning),
+    }
+}
+
+/// Creates a new M (OS thread) that starts with `p`.
+fn newm(s: &'static Sched, p: &'static P, spinning: bool) {
+    let id = s.mcount.fetch_add(1, Ordering::Relaxed) + 1;
+    let creator = current_m().and_then(|m| m.curg()).map(|g| g.id()).unwrap_or(0);
+    let pp = p as *const P as usize;
+    let r = std::thread::Builder::new().name(format!("gort-m{id}")).spawn(move || {
+        let m: &'static M = Box::leak(Box::new(M::new(id, std::thread::current())));
+        m.created_by.store(creator as usize, Ordering::Relaxed);
+        s.allm.lock().push(m);
+        set_current_m(m);
+        crate::signal::ensure_altstack();
+        // SAFETY: pp was made from a &'static P above.
+        let p: &'static P = unsafe { &*(pp as *const P) };
+        m.p.set(Some(p));
+        m.spinning.store(spinning, Ordering::Relaxed);
+        mstart(s, m);
+    });
+    if let Err(e) = r {
+        // Go throws here too ("newosproc"): without threads the runtime cannot go on.
+        eprintln!("fatal error: gort: cannot create an OS thread for an M: {e}");
+        std::process::abort();
+    }
+}
+
+/// Hands off `p`, taken from an M that is stuck (in `blocking` or a CPU hog), to a new owner:
+/// an M if it has work, else the idle list.
+pub(crate) fn handoffp(s: &'static Sched, p: &'static P) {
+    if p.has_work() || !s.global.is_empty() || p.timer0.load(Ordering::Relaxed) != u64::MAX {
+        startm(s, Some(p), false);
+        return;
+    }
+    if s.nmspinning.load(Ordering::SeqCst) + s.npidle.load(Ordering::SeqCst) == 0
+        && s.nmspinning.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+    {
+        startm(s, Some(p), true);
+        return;
+    }
+    let mut idle = s.idle.lock();
+    s.pidleput(&mut idle, p);
+    drop(idle);
+    // Re-check: work may have arrived while we decided (same reasoning as the spinning protocol).
+    fence(Ordering::SeqCst);
+    if s.any_work() {
+        wakep();
+    }
+}
+
+/// Wakes the timer M (or starts one) because a timer at `when` was added.
+pub(crate) fn timer_added(when: u64) {
+    let s = match sched_if_started() {
+        Some(s) => s,
+        None => return,
+    };
+    fence(Ordering::SeqCst);
+    if when >= s.timer_sleep_until.load(Ordering::SeqCst) {
+        return;
+    }
+    let idle = s.idle.lock();
+    if let Some(m) = idle.timer_m {
+        drop(idle);
+        m.note.wake();
+    } else {
+        drop(idle);
+        wakep();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The M loop.
+// ---------------------------------------------------------------------------------------------
+
+/// An M's life: find a G, run it, repeat; sleep when there is nothing to do.
+fn mstart(s: &'static Sched, m: &'static M) -> ! {
+    loop {
+        let p = match m.p.get() {
+            Some(p) => p,
+            None => {
+                stopm(s, m);
+                continue;
+            }
+        };
+        if let Some(g) = find_runnable(s, m, p) {
+            if m.spinning.load(Ordering::Relaxed) {
+                resetspinning(s, m);
+            }
+            execute(s, m, g);
+        }
+    }
+}
+
+/// The M found work after spinning: stop spinning, and if it was the last spinner, wake another
+/// so the search for more work goes on.
+fn resetspinning(s: &'static Sched, m: &'static M) {
+    m.spinning.store(false, Ordering::Relaxed);
+    // SeqCst: spinning protocol.
+    let prev = s.nmspinning.fetch_sub(1, Ordering::SeqCst);
+    if prev == 1 {
+        wakep();
+    }
+}
+
+/// Sleeps until this M is handed a P (or, as the timer M, until the earliest timer is due and a
+/// P is free to run it).
+fn stopm(s: &'static Sched, m: &'static M) {
+    let mut untimed = false;
+    loop {
+        let next = if untimed { u64::MAX } else { s.next_timer() };
+        let mut idle = s.idle.lock();
+        idle.midle.push(m);
+        s.nmidle.fetch_add(1, Ordering::Relaxed);
+        let timed = next != u64::MAX
+            && (idle.timer_m.is_none() || next < s.timer_sleep_until.load(Ordering::Relaxed));
+        if timed {
+            idle.timer_m = Some(m);
+            s.timer_sleep_until.store(next, Ordering::SeqCst);
+        }
+        drop(idle);
+        if timed {
+            let now = nanotime();
+            let d = std::time::Duration::from_nanos(next.saturating_sub(now));
+            m.note.sleep_timeout(d);
+        } else {
+            m.note.sleep();
+        }
+        // Acquire: pairs with the Release store in startm.
+        let np = m.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
+        if !np.is_null() {
+            // SAFETY: nextp holds a pointer made from a &'static P in startm.
+            m.p.set(Some(unsafe { &*np }));
+            return;
+        }
+        // Woken by a timeout or a poke (a new earlier timer): leave the idle list ourselves.
+        let mut idle = s.idle.lock();
+        if let Some(pos) = idle.midle.iter().position(|x| std::ptr::eq(*x, m)) {
+            idle.midle.swap_remove(pos);
+            s.nmidle.fetch_sub(1, Ordering::Relaxed);
+            if idle.timer_m.is_some_and(|t| std::ptr::eq(t, m)) {
+                idle.timer_m = None;
+                s.timer_sleep_until.store(u64::MAX, Ordering::SeqCst);
+            }
+            let due = s.next_timer() <= nanotime();
+            if due || s.any_work() {
+                if let Some(p) = s.pidleget(&mut idle) {
+                    m.p.set(Some(p));
+                    return;
+                }
+                // Every P is busy: their Ms (or sysmon) run the timers. Sleep until handed a P.
+                untimed = true;
+            } else {
+                untimed = false;
+            }
+        } else {
+            // startm already took us off the list and is about to hand us a P.
+            drop(idle);
+            loop {
+                let np = m.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
+                if !np.is_null() {
+                    // SAFETY: as above.
+                    m.p.set(Some(unsafe { &*np }));
+                    return;
+                }
+                m.note.sleep();
+            }
+        }
+    }
+}
+
+/// Finds a runnable G for `m` on `p`, or gives `p` back and returns None.
+fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P) -> Option<GRef> {
+    loop {
+        if p.timer0.load(Ordering::Relaxed) != u64::MAX {
+            time::run_timers(p, nanotime());
+        }
+        // Fairness: every 61st schedule, look at the global queue first.
+        if p.schedtick.load(Ordering::Relaxed) % 61 == 0 {
+            if let Some(g) = global_get(s, p) {
+                return Some(g);
+            }
+        }
+        // SAFETY: this M owns p.
+        if let Some(g) = unsafe { p.runqget() } {
+            return Some(g);
+        }
+        if let Some(g) = global_get(s, p) {
+            return Some(g);
+        }
+        // Steal.
+        let busy = s.allp.len() - s.npidle.load(Ordering::Relaxed);
+        if m.spinning.load(Ordering::Relaxed) || 2 * s.nmspinning.load(Ordering::Relaxed) < busy {
+            if !m.spinning.load(Ordering::Relaxed) {
+                m.spinning.store(true, Ordering::Relaxed);
+                s.nmspinning.fetch_add(1, Ordering::SeqCst);
+            }
+            if let Some(g) = steal_work(s, p) {
+                return Some(g);
+            }
+        } else {
+            // Not spinning: still run other Ps' due timers before sleeping.
+            let now = nanotime();
+            for v in s.allp {
+                if !std::ptr::eq(v, p) && v.timers_due(now) {
+                    time::run_timers(v, now);
+                }
+            }
+            // SAFETY: this M owns p.
+            if let Some(g) = unsafe { p.runqget() } {
+                return Some(g);
+            }
+        }
+
+        // Nothing: give the P back.
+        let mut idle = s.idle.lock();
+        if !s.global.is_empty() {
+            drop(idle);
+            continue;
+        }
+        s.pidleput(&mut idle, p);
+        m.p.set(None);
+        drop(idle);
+        let was_spinning = m.spinning.load(Ordering::Relaxed);
+        if was_spinning {
+            m.spinning.store(false, Ordering::Relaxed);
+            s.nmspinning.fetch_sub(1, Ordering::SeqCst);
+        }
+        // SeqCst: the spinner's fence of the spinning protocol (module docs).
+        fence(Ordering::SeqCst);
+        if s.any_work() || s.next_timer() <= nanotime() {
+            let mut idle = s.idle.lock();
+            if let Some(p2) = s.pidleget(&mut idle) {
+                drop(idle);
+                m.p.set(Some(p2));
+                p = p2;
+                if was_spinning {
+                    m.spinning.store(true, Ordering::Relaxed);
+                    s.nmspinning.fetch_add(1, Ordering::SeqCst);
+                }
+                continue;
+            }
+        }
+        check_dead(s);
+        return None;
+    }
+}
+
+/// Moves a batch from the global queue to `p`'s local queue and returns one G.
+fn global_get(s: &'static Sched, p: &'static P) -> Option<GRef> {
+    loop {
+        // SAFETY: the caller's M owns p.
+        match s.global.steal_batch_and_pop(unsafe { p.runq() }) {
+            Steal::Success(g) => return Some(g),
+            Steal::Empty => return None,
+            Steal::Retry => continue,
+        }
+    }
+}
+
+thread_local! {
+    static RNG: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A cheap per-thread xorshift random number (victim selection).
+pub(crate) fn fastrand() -> u64 {
+    RNG.with(|r| {
+        let mut x = r.get();
+        if x == 0 {
+            x = (r as *const _ as u64) ^ nanotime() ^ 0x9E37_79B9_7F4A_7C15;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        r.set(x);
+        x
+    })
+}
+
+/// Steals work from other Ps (and runs their due timers). Up to four rounds.
+fn steal_work(s: &'static Sched, p: &'static P) -> Option<GRef> {
+    let n = s.allp.len();
+    if n == 1 {
+        return None;
+    }
+    for round in 0..4 {
+        let last = round == 3;
+        let start = fastrand() as usize % n;
+        let now = nanotime();
+        for i in 0..n {
+            let v = &s.allp[(start + i) % n];
+            if std::ptr::eq(v, p) {
+                continue;
+            }
+            if v.timers_due(now) {
+                time::run_timers(v, now);
+                // SAFETY: this M owns p; timers ready Gs onto it.
+                if let Some(g) = unsafe { p.runqget() } {
+                    return Some(g);
+                }
+            }
+            loop {
+                // SAFETY: this M owns p.
+                match v.stealer.steal_batch_and_pop(unsafe { p.runq() }) {
+                    Steal::Success(g) => return Some(g),
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+            if last {
+                if let Some(g) = steal_runnext(v) {
+                    return Some(g);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Steals `v`'s runnext, but only if `v` has been running one G for a little while: a G that
+/// was just readied into runnext is about to run there (a handoff), and stealing it would bounce
+/// a ping-pong pair between threads.
+fn steal_runnext(v: &'static P) -> Option<GRef> {
+    let g = v.runnext.load(Ordering::Acquire);
+    if g.is_null() {
+        return None;
+    }
+    let st = v.status.load(Ordering::Relaxed);
+    if st != P_USER && st != P_SYSCALL {
+        return None;
+    }
+    let tick = v.schedtick.load(Ordering::Relaxed);
+    let t0 = nanotime();
+    while nanotime() - t0 < 3_000 {
+        std::hint::spin_loop();
+    }
+    if v.schedtick.load(Ordering::Relaxed) != tick {
+        return None;
+    }
+    // AcqRel: pairs with runqput's swap (we take ownership of the G it published).
+    if v.runnext.compare_exchange(g, std::ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        // SAFETY: runnext holds pointers made from GRefs.
+        return Some(unsafe { GRef::from_ptr(g) });
+    }
+    None
+}
+
+/// Marks `g` RUNNING, waiting out a snapshot that holds it (SCAN).
+fn casgstatus_running(g: GRef) {
+    let mut spins = 0u32;
+    loop {
+        // Acquire: pairs with the Release stores that made it RUNNABLE (ready, spawn), so the
+        // G's fields written by the readier are visible here.
+        match g.0.status.compare_exchange(g::RUNNABLE, g::RUNNING, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(s) if s & g::SCAN != 0 => {
+                spins += 1;
+                if spins > 100 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            Err(s) => panic!("gort: bad G status {s:#x} for goroutine {} in execute", g.id()),
+        }
+    }
+}
+
+/// Runs `g` on `m` until it parks, yields or finishes.
+fn execute(s: &'static Sched, m: &'static M, g: GRef) {
+    loop {
+        casgstatus_running(g);
+        let p = m.p.get().expect("execute without a P");
+        p.schedtick.store(p.schedtick.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        m.curg.store(g.as_ptr() as *mut G, Ordering::Relaxed);
+        p.curg.store(g.as_ptr() as *mut G, Ordering::Relaxed);
+        g.0.preempt.store(false, Ordering::Relaxed);
+        // SAFETY: the G is RUNNING and owned by this M (state table in g.rs).
+        let exec = unsafe { &mut *g.0.exec.get() };
+        if exec.co.is_none() {
+            let stack = match get_stack(s, p, exec.custom_stack) {
+                Ok(st) => st,
+                Err(e) => {
+                    eprintln!("fatal error: gort: cannot allocate a goroutine stack: {e}");
+                    std::process::abort();
+                }
+            };
+            g.0.stack_lo.store(stack.lo(), Ordering::Relaxed);
+            g.0.stack_hi.store(stack.hi(), Ordering::Relaxed);
+            let (glo, ghi) = stack.guard_range();
+            exec.guard_lo = glo;
+            exec.guard_hi = ghi;
+            exec.guarded = stack.is_guarded();
+            exec.co = Some(Coroutine::with_stack(stack, move |y: &crate::proc::GYielder, ()| goroutine_main(y, g)));
+        }
+        let r = exec.co.as_mut().expect("coroutine").resume(());
+        // Back on the M's own stack. The G may have lost its P (hog retake) or taken another.
+        m.curg.store(std::ptr::null_mut(), Ordering::Relaxed);
+        let pnow = m.p.get();
+        if let Some(pp) = pnow {
+            pp.curg.store(std::ptr::null_mut(), Ordering::Relaxed);
+        }
+        match r {
+            CoroutineResult::Return(()) => {
+                goexit0(s, m, g);
+                return;
+            }
+            CoroutineResult::Yield(y) => {
+                if !exec.guarded {
+                    let sp = g.0.park_sp.load(Ordering::Relaxed);
+                    if sp != 0 && sp < g.0.stack_lo.load(Ordering::Relaxed) {
+                        report_overflow(g, s.stacks.stack_size());
+                    }
+                }
+                match y {
+                    Yield::Park(commit) => {
+                        // Release: pairs with ready's CAS (Acquire) so the parked state written by
+                        // the G (wait reason, regs) is visible to the waker and to scanners.
+                        g.0.status.store(g::WAITING, Ordering::Release);
+                        // SAFETY: commit points at a closure on the parked G's frozen stack; it
+                        // stays valid until the G is resumed, which cannot happen before commit
+                        // publishes the G (park's contract), and we never touch it after the call.
+                        let keep = unsafe { (*commit)(g) };
+                        if keep {
+                            return;
+                        }
+                        // Commit refused: the G runs on (no one else has seen it).
+                        g.0.status.store(g::RUNNABLE, Ordering::Relaxed);
+                        if m.p.get().is_none() {
+                            s.global.push(g);
+                            wakep();
+                            return;
+                        }
+                        continue;
+                    }
+                    Yield::Gosched => {
+                        g.0.status.store(g::RUNNABLE, Ordering::Release);
+                        match m.p.get() {
+                            // SAFETY: this M owns its P.
+                            Some(pp) => unsafe { pp.runqput(g, false) },
+                            None => s.global.push(g),
+                        }
+                        wakep();
+                        return;
+                    }
+                    Yield::NeedP => {
+                        g.0.status.store(g::RUNNABLE, Ordering::Release);
+                        s.global.push(g);
+                        wakep();
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cold]
+fn report_overflow(g: GRef, size: usize) -> ! {
+    let name = g.0.name.try_lock().and_then(|n| n.clone());
+    crate::signal::fatal_overflow(g.id(), name.as_deref(), size)
+}
+
+fn get_stack(s: &'static Sched, p: &'static P, custom: usize) -> std::io::Result<Stack> {
+    if custom != 0 {
+        return crate::stack::alloc_dedicated(custom);
+    }
+    // SAFETY: this M owns p.
+    let cache = unsafe { p.stacks() };
+    if let Some(st) = cache.pop() {
+        return Ok(st);
+    }
+    s.stacks.get_batch(STACK_CACHE_MAX / 2, cache)?;
+    match cache.pop() {
+        Some(st) => Ok(st),
+        None => s.stacks.get(),
+    }
+}
+
+fn put_stack(s: &'static Sched, p: Option<&'static P>, st: Stack) {
+    match p {
+        Some(p) => {
+            // SAFETY: this M owns p.
+            let cache = unsafe { p.stacks() };
+            cache.push(st);
+            if cache.len() > STACK_CACHE_MAX {
+                let mut spill: Vec<Stack> = cache.drain(..STACK_CACHE_MAX / 2).collect();
+                s.stacks.put_batch(&mut spill);
+            }
+        }
+        None => {
+            let _ = s.stacks.put(st);
+        }
+    }
+}
+
+/// A goroutine finished: recycle its stack and G.
+fn goexit0(s: &'static Sched, m: &'static M, g: GRef) {
+    // SAFETY: the G finished on this M; nobody else references its exec.
+    let exec = unsafe { &mut *g.0.exec.get() };
+    let co = exec.co.take().expect("coroutine");
+    let stack = co.into_stack();
+    if exec.custom_stack != 0 {
+        drop(stack);
+    } else {
+        if !exec.guarded && s.stacks.check_released(&stack).is_err() {
+            report_overflow(g, s.stacks.stack_size());
+        }
+        put_stack(s, m.p.get(), stack);
+    }
+    exec.custom_stack = 0;
+    g.0.status.store(g::DEAD, Ordering::Relaxed);
+    if g.0.has_name.swap(false, Ordering::Relaxed) {
+        *g.0.name.lock() = None;
+    }
+    crate::proc::clear_labels(g);
+    g.0.stack_lo.store(0, Ordering::Relaxed);
+    g.0.stack_hi.store(0, Ordering::Relaxed);
+    g.0.park_pc.store(0, Ordering::Relaxed);
+    g.0.park_sp.store(0, Ordering::Relaxed);
+    g.0.park_fp.store(0, Ordering::Relaxed);
+    // Release: a scanner that sees IDLE must not see the old goroutine's fields half-cleared.
+    g.0.status.store(g::IDLE, Ordering::Release);
+    s.ngoroutines.fetch_sub(1, Ordering::Relaxed);
+    gfput(s, m.p.get(), g);
+}
+
+fn gfput(s: &'static Sched, p: Option<&'static P>, g: GRef) {
+    match p {
+        Some(p) => {
+            // SAFETY: this M owns p.
+            let l = unsafe { p.gfree() };
+            l.push(g);
+            if l.len() > crate::p::GFREE_MAX {
+                let half: Vec<GRef> = l.drain(..crate::p::GFREE_MAX / 2).collect();
+                s.gfree.lock().extend(half);
+            }
+        }
+        None => s.gfree.lock().push(g),
+    }
+}
+
+/// Takes a free G (or allocates one).
+pub(crate) fn gfget(s: &'static Sched, p: Option<&'static P>) -> GRef {
+    if let Some(p) = p {
+        // SAFETY: the caller's M owns p.
+        let l = unsafe { p.gfree() };
+        if let Some(g) = l.pop() {
+            return g;
+        }
+        let mut gl = s.gfree.lock();
+        let take = gl.len().min(crate::p::GFREE_MAX / 2);
+        let at = gl.len() - take;
+        l.extend(gl.drain(at..));
+        drop(gl);
+        if let Some(g) = l.pop() {
+            return g;
+        }
+    } else if let Some(g) = s.gfree.lock().pop() {
+        return g;
+    }
+    g::alloc_g()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deadlock detection (Go's checkdead).
+// ---------------------------------------------------------------------------------------------
+
+/// If nothing can ever run again and some `run` caller waits, tells those callers. Called when
+/// an M gives up its P and when a plain thread blocks.
+pub(crate) fn check_dead(s: &'static Sched) {
+    if !s.cfg.deadlock_detection || s.run_waiters.lock().is_empty() {
+        return;
+    }
+    if s.npidle.load(Ordering::SeqCst) != s.allp.len()
+        || s.nmspinning.load(Ordering::SeqCst) != 0
+        || s.ext_active.load(Ordering::SeqCst) > 0
+        || s.nsyscall.load(Ordering::SeqCst) > 0
+    {
+        return;
+    }
+    let idle = s.idle.lock();
+    if idle.pidle.len() != s.allp.len() || !s.global.is_empty() || s.any_work() {
+        return;
+    }
+    if s.next_timer() != u64::MAX {
+        return;
+    }
+    let mut live = false;
+    let mut waiting = Vec::new();
+    g::for_each_g(|g| {
+        let st = g.status();
+        match st {
+            g::RUNNABLE | g::RUNNING | g::SYSCALL => live = true,
+            g::WAITING => {
+                let r = crate::g::WaitReason::from_u8(g.0.wait_reason.load(Ordering::Relaxed));
+                if r.externally_woken() {
+                    live = true;
+                }
+                waiting.push(g);
+            }
+            _ => {}
+        }
+    });
+    drop(idle);
+    if live || s.ext_active.load(Ordering::SeqCst) > 0 {
+        return;
+    }
+    // Only a `run` whose main goroutine is itself stuck is deadlocked; one whose main goroutine
+    // has finished is about to wake anyway.
+    let waiters: Vec<Arc<RunWaiter>> = {
+        let mut rw = s.run_waiters.lock();
+        let (stuck, rest): (Vec<_>, Vec<_>) =
+            rw.drain(..).partition(|w| waiting.iter().any(|g| g.id() == w.main_goid));
+        *rw = rest;
+        stuck
+    };
+    if waiters.is_empty() {
+        return;
+    }
+    let mut report = String::from("fatal error: all goroutines are asleep - deadlock!\n");
+    let now = nanotime();
+    waiting.sort_by_key(|g| g.id());
+    for g in waiting {
+        report.push('\n');
+        report.push_str(&crate::proc::describe_waiting(g, now));
+    }
+    for w in waiters {
+        *w.deadlock.lock() = Some(report.clone());
+        // The waiter may be between wakeups of its own; only a WAITING one is readied here.
+        if w.thread_g.status() == g::WAITING {
+            crate::park::ready(w.thread_g);
+        }
+    }
+}

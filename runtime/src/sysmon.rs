@@ -1,0 +1,162 @@
+//! sysmon: the monitor thread (Go's `sysmon` in proc.go). It holds no P and runs no goroutines.
+//!
+//! Every tick (20 µs, doubling after 50 idle ticks up to 1 ms while any P is busy, 10 ms when
+//! all are idle) it:
+//! - **retakes** Ps: a P in `P_SYSCALL` whose goroutine has been in `blocking` for a whole tick
+//!   (>= 20 µs) is handed to another M if there is work for it; a P in `P_USER` whose goroutine
+//!   has run for 10 ms without entering the scheduler, while work waits (queued Gs or due
+//!   timers), is taken and handed off likewise (the hog keeps running on its thread, without a
+//!   P, until its next runtime entry);
+//! - starts an M if a timer is overdue and no M is awake to run it;
+//! - refreshes the coarse clock used for wait timestamps;
+//! - returns cold stacks' memory (about once a second);
+//! - prints `GORT_SCHEDTRACE` lines.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::p::{P_IDLE, P_SYSCALL, P_USER};
+use crate::sched::{handoffp, wakep, Sched};
+use crate::time::nanotime;
+
+/// A goroutine running this long without a scheduling point loses its P when work waits.
+pub(crate) const FORCE_PREEMPT_NS: u64 = 10_000_000;
+/// Free stacks kept hot (resident) in the pool; the rest are scavenged.
+const STACKS_KEPT_HOT: usize = 4096;
+
+struct PState {
+    schedtick: u64,
+    schedwhen: u64,
+    syscalltick: u64,
+    syscallwhen: u64,
+}
+
+pub(crate) fn start(s: &'static Sched) {
+    std::thread::Builder::new()
+        .name("gort-sysmon".into())
+        .spawn(move || run(s))
+        .expect("gort: cannot start sysmon");
+}
+
+fn run(s: &'static Sched) -> ! {
+    crate::signal::ensure_altstack();
+    let mut st: Vec<PState> =
+        s.allp.iter().map(|_| PState { schedtick: 0, schedwhen: 0, syscalltick: 0, syscallwhen: 0 }).collect();
+    let mut delay_us: u64 = 20;
+    let mut idle_ticks = 0u32;
+    let start = nanotime();
+    let mut last_trace = start;
+    let mut last_scavenge = start;
+    loop {
+        std::thread::sleep(Duration::from_micros(delay_us));
+        let now = nanotime();
+        let retook = retake(s, &mut st, now);
+        let all_idle = s.npidle.load(Ordering::Relaxed) == s.allp.len();
+        let max_us = if all_idle && s.nsyscall.load(Ordering::Relaxed) == 0 { 10_000 } else { 1_000 };
+        if retook {
+            idle_ticks = 0;
+            delay_us = 20;
+        } else {
+            idle_ticks += 1;
+            if idle_ticks > 50 {
+                delay_us = (delay_us * 2).min(max_us);
+            }
+        }
+        delay_us = delay_us.min(max_us);
+        // An overdue timer and nobody awake to run it (every M asleep, a P idle): start one.
+        if s.next_timer().saturating_add(1_000_000) < now
+            && s.npidle.load(Ordering::Relaxed) > 0
+            && s.nmspinning.load(Ordering::Relaxed) == 0
+        {
+            wakep();
+        }
+        if now - last_scavenge > 1_000_000_000 {
+            last_scavenge = now;
+            s.stacks.scavenge(STACKS_KEPT_HOT);
+        }
+        if let Some(ms) = s.cfg.schedtrace_ms {
+            if now - last_trace >= ms * 1_000_000 {
+                last_trace = now;
+                eprintln!("{}", schedtrace_line(s, (now - start) / 1_000_000));
+            }
+        }
+    }
+}
+
+/// Takes Ps from goroutines stuck in `blocking` or hogging the CPU. Returns whether it took any.
+fn retake(s: &'static Sched, st: &mut [PState], now: u64) -> bool {
+    let mut took = false;
+    for (i, p) in s.allp.iter().enumerate() {
+        let ps = &mut st[i];
+        match p.status.load(Ordering::Relaxed) {
+            P_SYSCALL => {
+                let t = p.syscalltick.load(Ordering::Relaxed);
+                if t != ps.syscalltick {
+                    ps.syscalltick = t;
+                    ps.syscallwhen = now;
+                    continue;
+                }
+                // In the same blocking call for at least one tick. Keep the P only if nothing
+                // waits for it and another M is already free to pick up new work.
+                let work = p.has_work() || !s.global.is_empty() || p.timer0.load(Ordering::Relaxed) != u64::MAX;
+                let free_m = s.nmspinning.load(Ordering::Relaxed) + s.npidle.load(Ordering::Relaxed) > 0;
+                if !work && free_m && now - ps.syscallwhen < FORCE_PREEMPT_NS {
+                    continue;
+                }
+                // Acquire: pairs with the Release in entersyscall; the P's owner-only fields
+                // become ours to hand off.
+                if p.status.compare_exchange(P_SYSCALL, P_IDLE, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                    took = true;
+                    handoffp(s, p);
+                }
+            }
+            P_USER => {
+                let t = p.schedtick.load(Ordering::Relaxed);
+                if t != ps.schedtick {
+                    ps.schedtick = t;
+                    ps.schedwhen = now;
+                    continue;
+                }
+                if now - ps.schedwhen < FORCE_PREEMPT_NS {
+                    continue;
+                }
+                let work = p.has_work() || !s.global.is_empty() || p.timers_due(now);
+                if !work {
+                    continue;
+                }
+                let g = p.curg.load(Ordering::Relaxed);
+                // Acquire: pairs with `leave`'s Release store of P_USER.
+                if p.status.compare_exchange(P_USER, P_IDLE, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                    if !g.is_null() {
+                        // SAFETY: curg holds pointers made from GRefs (never freed).
+                        unsafe { (*g).preempt.store(true, Ordering::Relaxed) };
+                    }
+                    took = true;
+                    ps.schedwhen = now;
+                    handoffp(s, p);
+                }
+            }
+            _ => {
+                ps.schedtick = p.schedtick.load(Ordering::Relaxed);
+                ps.schedwhen = now;
+            }
+        }
+    }
+    took
+}
+
+/// One `GORT_SCHEDTRACE` line, in the shape of Go's `GODEBUG=schedtrace`.
+pub(crate) fn schedtrace_line(s: &Sched, ms: u64) -> String {
+    let queues: Vec<String> = s.allp.iter().map(|p| p.runq_len().to_string()).collect();
+    format!(
+        "SCHED {}ms: gomaxprocs={} idleprocs={} threads={} spinningthreads={} idlethreads={} runqueue={} [{}]",
+        ms,
+        s.allp.len(),
+        s.npidle.load(Ordering::Relaxed),
+        s.mcount.load(Ordering::Relaxed) + 1,
+        s.nmspinning.load(Ordering::Relaxed),
+        s.nmidle.load(Ordering::Relaxed),
+        s.global.len(),
+        queues.join(" ")
+    )
+}
