@@ -105,11 +105,7 @@ impl Config {
             None | Some("1") | Some("on") => true,
             Some("0") | Some("off") => false,
             Some(other) => {
-                return Err(ConfigError {
-                    var: "GORT_DEADLOCK",
-                    value: other.to_string(),
-                    expected: "0, 1, off or on",
-                })
+                return Err(ConfigError { var: "GORT_DEADLOCK", value: other.to_string(), expected: "0, 1, off or on" })
             }
         };
         Ok(Config { max_procs: procs, stack_size, guarded_stacks, schedtrace_ms, deadlock_detection })
@@ -151,8 +147,7 @@ mod tests {
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let pairs: Vec<(String, String)> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| pairs.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone()))
     }
 

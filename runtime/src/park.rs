@@ -167,7 +167,9 @@ fn frame_regs() -> (usize, usize) {
         let fp: usize;
         let sp: usize;
         // SAFETY: reads two registers; no memory access, no side effects.
-        unsafe { std::arch::asm!("mov {0}, rbp", "mov {1}, rsp", out(reg) fp, out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            std::arch::asm!("mov {0}, rbp", "mov {1}, rsp", out(reg) fp, out(reg) sp, options(nomem, nostack, preserves_flags))
+        };
         (fp, sp)
     }
     #[cfg(target_arch = "aarch64")]
@@ -175,7 +177,9 @@ fn frame_regs() -> (usize, usize) {
         let fp: usize;
         let sp: usize;
         // SAFETY: reads two registers; no memory access, no side effects.
-        unsafe { std::arch::asm!("mov {0}, x29", "mov {1}, sp", out(reg) fp, out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            std::arch::asm!("mov {0}, x29", "mov {1}, sp", out(reg) fp, out(reg) sp, options(nomem, nostack, preserves_flags))
+        };
         (fp, sp)
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -319,21 +323,26 @@ pub(crate) fn thread_g() -> GRef {
     THREAD_GOID.fetch_add(1, Ordering::Relaxed);
     let gr = GRef(g);
     THREAD_G.with(|c| c.set(Some(gr)));
-    sched().ext_active.fetch_add(1, Ordering::SeqCst);
-    THREAD_G_OWNER.with(|o| *o.borrow_mut() = Some(ThreadG { _g: gr }));
+    if current_m().is_none() {
+        // Ms are part of the runtime, not outside threads that might wake someone.
+        sched().ext_active.fetch_add(1, Ordering::SeqCst);
+        THREAD_G_OWNER.with(|o| *o.borrow_mut() = Some(ThreadG { _g: gr }));
+    }
     gr
 }
 
 fn park_thread<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
     let g = thread_g();
     let s = sched();
+    // An M parking in scheduler context (a misuse we tolerate) is not an outside thread.
+    let ext = isize::from(current_m().is_none());
     g.0.wait_reason.store(reason as u8, Ordering::Relaxed);
     // SeqCst: ordered with ready's CAS; Release would do, SeqCst keeps check_dead's view simple.
     g.0.status.store(g::WAITING, Ordering::SeqCst);
-    s.ext_active.fetch_sub(1, Ordering::SeqCst);
+    s.ext_active.fetch_sub(ext, Ordering::SeqCst);
     if !commit(g) {
         g.0.status.store(g::RUNNING, Ordering::Relaxed);
-        s.ext_active.fetch_add(1, Ordering::SeqCst);
+        s.ext_active.fetch_add(ext, Ordering::SeqCst);
         return;
     }
     crate::sched::check_dead(s);
@@ -342,6 +351,5 @@ fn park_thread<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
         std::thread::park();
     }
     g.0.status.store(g::RUNNING, Ordering::Relaxed);
-    s.ext_active.fetch_add(1, Ordering::SeqCst);
+    s.ext_active.fetch_add(ext, Ordering::SeqCst);
 }
-

@@ -118,7 +118,12 @@ impl<T> Packet<T> {
                     // Finished meanwhile: withdraw unless complete() already took us.
                     return self
                         .waiter
-                        .compare_exchange(g.as_ptr() as *mut G, std::ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
+                        .compare_exchange(
+                            g.as_ptr() as *mut G,
+                            std::ptr::null_mut(),
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        )
                         .is_err();
                 }
                 true
@@ -232,12 +237,22 @@ where
     spawn_inner(f, Location::caller(), None, 0, false)
 }
 
-fn spawn_inner<F, T>(f: F, loc: &'static Location<'static>, name: Option<String>, custom: usize, main: bool) -> JoinHandle<T>
+fn spawn_inner<F, T>(
+    f: F,
+    loc: &'static Location<'static>,
+    name: Option<String>,
+    custom: usize,
+    main: bool,
+) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let packet = Arc::new(Packet { state: AtomicU32::new(RUNNING), result: UnsafeCell::new(None), waiter: AtomicPtr::new(std::ptr::null_mut()) });
+    let packet = Arc::new(Packet {
+        state: AtomicU32::new(RUNNING),
+        result: UnsafeCell::new(None),
+        waiter: AtomicPtr::new(std::ptr::null_mut()),
+    });
     let p2 = packet.clone();
     let entry: Box<dyn FnOnce() + Send> = Box::new(move || {
         let r = catch_unwind(AssertUnwindSafe(f));
@@ -248,13 +263,19 @@ where
 }
 
 /// Creates a G for `entry` and makes it runnable (Go's newproc).
-fn newproc(entry: Box<dyn FnOnce() + Send>, loc: &'static Location<'static>, name: Option<String>, custom: usize, main: bool) -> u64 {
+fn newproc(
+    entry: Box<dyn FnOnce() + Send>,
+    loc: &'static Location<'static>,
+    name: Option<String>,
+    custom: usize,
+    main: bool,
+) -> u64 {
     let s = sched();
     safepoint();
     let _e = enter();
     let m = current_m();
     let parent = m.and_then(|m| m.curg());
-    if parent.is_none() {
+    if m.is_none() {
         // A plain thread that spawns may later wake what it spawned: register it.
         let _ = thread_g();
     }
@@ -433,7 +454,10 @@ pub fn blocking<F: FnOnce() -> R, R>(f: F) -> R {
     if let Some(p) = m.p.get() {
         p.syscalltick.store(p.syscalltick.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         // Release: pairs with sysmon's Acquire CAS when it retakes the P.
-        if p.status.compare_exchange(crate::p::P_USER, crate::p::P_SYSCALL, Ordering::Release, Ordering::Relaxed).is_err() {
+        if p.status
+            .compare_exchange(crate::p::P_USER, crate::p::P_SYSCALL, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
             m.p.set(None);
         }
     }
@@ -450,7 +474,10 @@ fn exitsyscall(s: &'static crate::sched::Sched, g: GRef) {
     if let Some(p) = m.p.get() {
         // Acquire: pairs with sysmon's Release when it gives up a P it did not take, and with
         // our own Release in entersyscall.
-        if p.status.compare_exchange(crate::p::P_SYSCALL, crate::p::P_USER, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        if p.status
+            .compare_exchange(crate::p::P_SYSCALL, crate::p::P_USER, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
             return;
         }
         m.p.set(None);

@@ -381,8 +381,7 @@ fn stopm(s: &'static Sched, m: &'static M) {
         let mut idle = s.idle.lock();
         idle.midle.push(m);
         s.nmidle.fetch_add(1, Ordering::Relaxed);
-        let timed = next != u64::MAX
-            && (idle.timer_m.is_none() || next < s.timer_sleep_until.load(Ordering::Relaxed));
+        let timed = next != u64::MAX && (idle.timer_m.is_none() || next < s.timer_sleep_until.load(Ordering::Relaxed));
         if timed {
             idle.timer_m = Some(m);
             s.timer_sleep_until.store(next, Ordering::SeqCst);
@@ -879,8 +878,7 @@ pub(crate) fn check_dead(s: &'static Sched) {
     // has finished is about to wake anyway.
     let waiters: Vec<Arc<RunWaiter>> = {
         let mut rw = s.run_waiters.lock();
-        let (stuck, rest): (Vec<_>, Vec<_>) =
-            rw.drain(..).partition(|w| waiting.iter().any(|g| g.id() == w.main_goid));
+        let (stuck, rest): (Vec<_>, Vec<_>) = rw.drain(..).partition(|w| waiting.iter().any(|g| g.id() == w.main_goid));
         *rw = rest;
         stuck
     };

@@ -32,10 +32,7 @@ struct PState {
 }
 
 pub(crate) fn start(s: &'static Sched) {
-    std::thread::Builder::new()
-        .name("gort-sysmon".into())
-        .spawn(move || run(s))
-        .expect("gort: cannot start sysmon");
+    std::thread::Builder::new().name("gort-sysmon".into()).spawn(move || run(s)).expect("gort: cannot start sysmon");
 }
 
 fn run(s: &'static Sched) -> ! {

@@ -201,7 +201,12 @@ impl RawInner {
         } else {
             // Release: pairs with stop/reset's Acquire loads (the callback's effects happen-before
             // a stop that observes IDLE).
-            let _ = self.state.compare_exchange(gen << 2 | T_RUNNING, gen << 2 | T_IDLE, Ordering::Release, Ordering::Relaxed);
+            let _ = self.state.compare_exchange(
+                gen << 2 | T_RUNNING,
+                gen << 2 | T_IDLE,
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -241,13 +246,23 @@ impl RawTimer {
             let (gen, st) = (s >> 2, s & 3);
             match st {
                 T_PENDING => {
-                    if self.inner.state.compare_exchange(s, (gen + 1) << 2 | T_IDLE, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    if self
+                        .inner
+                        .state
+                        .compare_exchange(s, (gen + 1) << 2 | T_IDLE, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                    {
                         return true;
                     }
                 }
                 T_RUNNING => {
                     if self.inner.running_here() {
-                        if self.inner.state.compare_exchange(s, (gen + 1) << 2 | T_IDLE, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                        if self
+                            .inner
+                            .state
+                            .compare_exchange(s, (gen + 1) << 2 | T_IDLE, Ordering::AcqRel, Ordering::Relaxed)
+                            .is_ok()
+                        {
                             return false;
                         }
                     } else {
@@ -329,7 +344,8 @@ pub struct Timer {
 impl Timer {
     /// A timer that fires once after `d`.
     pub fn new(d: Duration) -> Timer {
-        let shared = Arc::new(TimerShared { fired: AtomicBool::new(false), waiter: AtomicPtr::new(std::ptr::null_mut()) });
+        let shared =
+            Arc::new(TimerShared { fired: AtomicBool::new(false), waiter: AtomicPtr::new(std::ptr::null_mut()) });
         let sh = shared.clone();
         let raw = RawTimer::new(deadline(d), Box::new(move || sh.fire()));
         Timer { raw, shared }
@@ -345,7 +361,12 @@ impl Timer {
                 if sh.fired.load(Ordering::SeqCst) {
                     return sh
                         .waiter
-                        .compare_exchange(g.as_ptr() as *mut G, std::ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
+                        .compare_exchange(
+                            g.as_ptr() as *mut G,
+                            std::ptr::null_mut(),
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        )
                         .is_err();
                 }
                 true

@@ -1,0 +1,157 @@
+//! Goroutine stacks through the public API: overflows die with a clear message (in a child
+//! process), and a million goroutines can be alive at once on default system settings.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use gort::{GRef, WaitReason};
+
+/// Set in a child process: which overflow scenario to run.
+const CHILD_ENV: &str = "GORT_RT_STACK_CHILD";
+
+/// Re-runs test `name` of this binary in a child process with `CHILD_ENV=1` plus `env`.
+fn run_child(name: &str, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]).env(CHILD_ENV, "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn in_child() -> bool {
+    std::env::var_os(CHILD_ENV).is_some()
+}
+
+/// Unbounded recursion with a 1 KiB frame (the branch keeps the compiler from complaining).
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    let mut frame = [n; 128];
+    std::hint::black_box(&mut frame);
+    if std::hint::black_box(n) == u64::MAX {
+        return 0;
+    }
+    recurse(n + 1).wrapping_add(frame[7])
+}
+
+/// Child: a named goroutine recursing without bound (on a `stack_size` stack if non-zero).
+fn overflow_child(stack_size: usize) -> ! {
+    gort::run(move || {
+        let mut b = gort::Builder::new().name("deep");
+        if stack_size != 0 {
+            b = b.stack_size(stack_size);
+        }
+        let h = b.spawn(|| recurse(0)).unwrap();
+        let _ = h.join();
+    });
+    // Reaching this means the overflow went unnoticed.
+    std::process::exit(3)
+}
+
+fn assert_overflow_report(out: &Output, size_text: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "expected an abort, got {:?}; stderr:\n{err}", out.status);
+    assert!(err.contains("fatal error: stack overflow"), "stderr:\n{err}");
+    assert!(err.contains("goroutine "), "stderr:\n{err}");
+    assert!(err.contains(&format!("overflowed its {size_text} stack")), "stderr:\n{err}");
+    assert!(err.contains("[name \"deep\"]"), "stderr:\n{err}");
+}
+
+#[test]
+fn overflow_on_guarded_stack_is_reported() {
+    if in_child() {
+        overflow_child(0);
+    }
+    let out = run_child("overflow_on_guarded_stack_is_reported", &[("GORT_STACK_SIZE", "256k")]);
+    assert_overflow_report(&out, "256 KiB");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("runtime: goroutine stack exceeds 262144-byte limit"), "stderr:\n{err}");
+}
+
+#[test]
+fn overflow_on_unguarded_stack_is_reported() {
+    if in_child() {
+        overflow_child(0);
+    }
+    // No guards at all: the overflow runs through the unguarded gap (and beyond), and must still
+    // end in the report, not in silent corruption or a bare SIGSEGV.
+    let out = run_child(
+        "overflow_on_unguarded_stack_is_reported",
+        &[("GORT_GUARDED_STACKS", "0"), ("GORT_STACK_SIZE", "256k")],
+    );
+    assert_overflow_report(&out, "256 KiB");
+}
+
+#[test]
+fn overflow_on_dedicated_stack_is_reported() {
+    if in_child() {
+        overflow_child(96 * 1024);
+    }
+    let out = run_child("overflow_on_dedicated_stack_is_reported", &[]);
+    assert_overflow_report(&out, "96 KiB");
+}
+
+/// Deep but bounded recursion within the stack is fine (and the stack is reused afterwards).
+#[test]
+fn deep_recursion_within_the_stack_is_fine() {
+    #[inline(never)]
+    fn depth(n: u64) -> u64 {
+        let mut frame = [n; 128];
+        std::hint::black_box(&mut frame);
+        if n == 0 {
+            return 0;
+        }
+        depth(n - 1).wrapping_add(1) + (frame[0] & 0)
+    }
+    let r = gort::run(|| {
+        // ~1 KiB frames: 150 of them fit easily in the default 256 KiB stack.
+        let hs: Vec<_> = (0..64).map(|_| gort::spawn(|| depth(150))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(r, 64 * 150);
+}
+
+/// Goroutines parked by `million_goroutines_alive_at_once`, waiting to be readied.
+static PARKED: Mutex<Vec<GRef>> = Mutex::new(Vec::new());
+
+/// One million goroutines alive (parked) at once, on default system settings
+/// (`vm.max_map_count` = 65530: one mapping plus a guard per stack would stop at ~32k).
+#[test]
+fn million_goroutines_alive_at_once() {
+    const N: usize = 1_000_000;
+    let t0 = Instant::now();
+    let (peak, sum, t_spawn, t_park) = gort::run(|| {
+        PARKED.lock().unwrap().reserve(N);
+        let t = Instant::now();
+        let mut handles = Vec::with_capacity(N);
+        for i in 0..N {
+            handles.push(gort::spawn(move || {
+                gort::park(WaitReason::Semacquire, |g| {
+                    PARKED.lock().unwrap().push(g);
+                    true
+                });
+                i as u64
+            }));
+        }
+        let t_spawn = t.elapsed();
+        while PARKED.lock().unwrap().len() < N {
+            gort::yield_now();
+        }
+        let t_park = t.elapsed();
+        let peak = gort::num_goroutine();
+        let parked = std::mem::take(&mut *PARKED.lock().unwrap());
+        for g in parked {
+            gort::ready(g);
+        }
+        let sum: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        (peak, sum, t_spawn, t_park)
+    });
+    eprintln!(
+        "1M goroutines: spawned in {t_spawn:?}, all parked after {t_park:?}, peak num_goroutine {peak}, total {:?}",
+        t0.elapsed()
+    );
+    assert!(peak >= N, "num_goroutine peaked at {peak}");
+    assert_eq!(sum, (N as u64 - 1) * N as u64 / 2);
+}
