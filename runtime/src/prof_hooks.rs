@@ -1,1 +1,212 @@
-//! Mutex/block profile hooks — see issue 3.
+//! Mutex and block profile recording (Go's `mprof.go` `mutexevent`/`blockevent`).
+//!
+//! The profiler crate exports what is recorded here; this module only samples and stores.
+//!
+//! * **Mutex profile** ([`set_mutex_profile_fraction`]`(r)`, 0 = off, the default): when an
+//!   unlock of a contended [`Mutex`](crate::sync::Mutex) or [`RwLock`](crate::sync::RwLock)
+//!   wakes a waiter, the time that waiter spent blocked is charged to the **unlocker's** stack
+//!   (Go's attribution: the profile shows who held the lock too long). About 1 in `r` such events
+//!   is recorded, with count and delay scaled by `r` at record time (readers must not rescale).
+//! * **Block profile** ([`set_block_profile_rate`]`(ns)`, <= 0 = off, the default): blocking
+//!   channel operations, `select!`, `WaitGroup`/`Cond` waits and mutex waits record their
+//!   duration with the **blocked** goroutine's stack. As in Go 1.19, an event of `d` ns is
+//!   recorded when `d >= rate`, otherwise with probability `d / rate`; records are not scaled.
+//!
+//! Disabled cost: one relaxed load, only on the slow (blocking) path.
+//!
+//! Stacks are raw return addresses from a frame-pointer walk of the current goroutine's (or
+//! thread's) stack, leaf first, at most [`MAX_DEPTH`] frames; the profiler symbolizes them later.
+//! Records live in a bounded table per profile keyed by stack ([`MAX_RECORDS`] distinct stacks;
+//! events with a new stack beyond that are counted in [`dropped_records`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+/// Deepest stack recorded.
+pub const MAX_DEPTH: usize = 64;
+/// Distinct stacks kept per profile.
+pub const MAX_RECORDS: usize = 4096;
+
+/// Mutex profile fraction `r` (0 = off).
+static MUTEX_RATE: AtomicI64 = AtomicI64::new(0);
+/// Block profile rate in ns (0 = off).
+static BLOCK_RATE: AtomicI64 = AtomicI64::new(0);
+/// Events lost because a table was full.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+static MUTEX_TABLE: Mutex<Option<HashMap<Box<[usize]>, (i64, i64)>>> = Mutex::new(None);
+static BLOCK_TABLE: Mutex<Option<HashMap<Box<[usize]>, (i64, i64)>>> = Mutex::new(None);
+
+/// One profile entry: a stack and the events recorded on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockRecord {
+    /// Return addresses, leaf first (unsymbolized).
+    pub stack: Vec<usize>,
+    /// Number of events (mutex profile: already scaled by the fraction).
+    pub count: i64,
+    /// Total delay in nanoseconds (mutex profile: already scaled by the fraction).
+    pub delay_ns: i64,
+}
+
+/// Go's `runtime.SetMutexProfileFraction`: records about 1/`rate` of contention events; 0 turns
+/// the profile off, a negative `rate` only reads. Returns the previous fraction.
+pub fn set_mutex_profile_fraction(rate: i64) -> i64 {
+    if rate < 0 {
+        return MUTEX_RATE.load(Ordering::Relaxed);
+    }
+    MUTEX_RATE.swap(rate, Ordering::Relaxed)
+}
+
+/// Go's `runtime.SetBlockProfileRate`: records blocking events, on average one per `rate` ns
+/// spent blocked; 1 records every event, <= 0 turns the profile off.
+pub fn set_block_profile_rate(rate: i64) {
+    BLOCK_RATE.store(rate.max(0), Ordering::Relaxed);
+}
+
+/// The current block profile rate (0 = off).
+pub fn block_profile_rate() -> i64 {
+    BLOCK_RATE.load(Ordering::Relaxed)
+}
+
+/// The mutex profile so far (scaled records).
+pub fn mutex_profile() -> Vec<BlockRecord> {
+    read(&MUTEX_TABLE)
+}
+
+/// The block profile so far.
+pub fn block_profile() -> Vec<BlockRecord> {
+    read(&BLOCK_TABLE)
+}
+
+/// Events not recorded because a table already held [`MAX_RECORDS`] stacks.
+pub fn dropped_records() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+fn read(t: &Mutex<Option<HashMap<Box<[usize]>, (i64, i64)>>>) -> Vec<BlockRecord> {
+    let t = t.lock();
+    let Some(m) = t.as_ref() else { return Vec::new() };
+    m.iter().map(|(s, &(count, delay_ns))| BlockRecord { stack: s.to_vec(), count, delay_ns }).collect()
+}
+
+fn record(t: &Mutex<Option<HashMap<Box<[usize]>, (i64, i64)>>>, stack: &[usize], count: i64, delay: i64) {
+    let mut t = t.lock();
+    let m = t.get_or_insert_with(HashMap::new);
+    if let Some(e) = m.get_mut(stack) {
+        e.0 += count;
+        e.1 += delay;
+    } else if m.len() < MAX_RECORDS {
+        m.insert(stack.into(), (count, delay));
+    } else {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Start of a possibly-profiled block: the time, when the block profile is on.
+#[inline]
+pub(crate) fn block_start() -> Option<u64> {
+    if BLOCK_RATE.load(Ordering::Relaxed) > 0 {
+        Some(crate::time::nanotime())
+    } else {
+        None
+    }
+}
+
+/// End of a block begun with [`block_start`]; `skip` = frames between the blocking API and
+/// this call that should not show (the recorded stack starts at the caller's caller + skip).
+#[inline]
+pub(crate) fn block_end(t0: Option<u64>, skip: usize) {
+    if let Some(t0) = t0 {
+        block_event(crate::time::nanotime().saturating_sub(t0), skip + 1);
+    }
+}
+
+/// Records a blocking event of `delay` ns (Go's `blockevent` + `blocksampled`).
+#[inline(never)]
+pub(crate) fn block_event(delay: u64, skip: usize) {
+    let rate = BLOCK_RATE.load(Ordering::Relaxed);
+    let delay = i64::try_from(delay).unwrap_or(i64::MAX);
+    if rate <= 0 || (rate > delay && (crate::chan::select::fastrand() % rate as u64) as i64 > delay) {
+        return;
+    }
+    let mut buf = [0usize; MAX_DEPTH];
+    let n = capture_stack(skip + 1, &mut buf);
+    record(&BLOCK_TABLE, &buf[..n], 1, delay);
+}
+
+/// Whether waiters should note when they started waiting, for the mutex profile.
+#[inline]
+pub(crate) fn mutex_profiling() -> bool {
+    MUTEX_RATE.load(Ordering::Relaxed) > 0
+}
+
+/// Records that the current goroutine's unlock ended a wait of `delay` ns (Go's `mutexevent`).
+#[inline(never)]
+pub(crate) fn mutex_event(delay: u64, skip: usize) {
+    let rate = MUTEX_RATE.load(Ordering::Relaxed);
+    if rate <= 0 || (rate > 1 && crate::chan::select::fastrand() % rate as u64 != 0) {
+        return;
+    }
+    let delay = i64::try_from(delay).unwrap_or(i64::MAX);
+    let mut buf = [0usize; MAX_DEPTH];
+    let n = capture_stack(skip + 1, &mut buf);
+    record(&MUTEX_TABLE, &buf[..n], rate, delay.saturating_mul(rate));
+}
+
+/// The frame pointer of the calling function's frame.
+#[inline(always)]
+fn frame_pointer() -> usize {
+    let fp: usize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads a register; no memory access.
+    unsafe {
+        std::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags))
+    };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: reads a register; no memory access.
+    unsafe {
+        std::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags))
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        fp = 0;
+    }
+    fp
+}
+
+/// Walks the current stack by frame pointers into `buf` (return addresses, leaf first) and
+/// returns how many were written. The first address is the return address into this function's
+/// caller; `skip` more are dropped. The walk stays inside `current_stack_bounds()` and stops at
+/// an unaligned, out-of-range or non-increasing frame pointer, so a frame built without frame
+/// pointers ends the stack early instead of faulting.
+#[inline(never)]
+pub fn capture_stack(skip: usize, buf: &mut [usize]) -> usize {
+    const W: usize = std::mem::size_of::<usize>();
+    let (lo, hi) = crate::proc::current_stack_bounds();
+    let mut fp = frame_pointer();
+    let (mut n, mut skipped) = (0, 0);
+    while n < buf.len() {
+        if fp % W != 0 || fp < lo || fp.checked_add(2 * W).is_none_or(|end| end > hi) {
+            break;
+        }
+        // SAFETY: [fp, fp + 2W) lies inside the current, mapped stack and is aligned.
+        let (next, ret) =
+            unsafe { (std::ptr::read_volatile(fp as *const usize), std::ptr::read_volatile((fp + W) as *const usize)) };
+        if ret == 0 {
+            break;
+        }
+        if skipped < skip {
+            skipped += 1;
+        } else {
+            buf[n] = ret;
+            n += 1;
+        }
+        if next <= fp {
+            break;
+        }
+        fp = next;
+    }
+    n
+}

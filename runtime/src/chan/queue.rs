@@ -1,0 +1,349 @@
+//! Wait queues of blocked channel operations: Go's `sudog` and `waitq`.
+//!
+//! # Design
+//!
+//! A goroutine that must block on a channel builds a [`Waiter`] (who it is, plus a claim word)
+//! and one [`Node`] per channel operation it waits on (one for a plain send/receive, one per arm
+//! for `select!`) **on its own stack**, links the nodes into the channels' queues while holding
+//! the channels' locks, and parks; the `commit` closure of [`park`](crate::park) releases the
+//! locks (Go's `unlockf`). The parked goroutine's stack is frozen, so other threads may reach the
+//! nodes through raw pointers until the goroutine is readied.
+//!
+//! # Invariants
+//!
+//! 1. A node is linked into at most one queue, and only while `queued` is true. `queued`, `prev`
+//!    and `next` are read and written only with the owning channel's lock held.
+//! 2. A node's memory is valid while it is queued, and after that until its owner has taken the
+//!    channel lock once more (the owner unlinks its leftover nodes under the lock before its
+//!    stack frame goes away, and a timer callback is stopped before it does).
+//! 3. Exactly one party *claims* a waiter: a CAS of `Waiter::state` from [`WAITING`] to the
+//!    claimer's verdict (a case index + 1, or [`TIMED_OUT`]). Only the claimer writes the node's
+//!    `slot`/`success` and only the claimer calls [`ready`](crate::ready) for the waiter, exactly
+//!    once. A node popped whose waiter someone else already claimed (another `select!` arm, a
+//!    timeout) is dropped from the queue and skipped (Go's `selectDone`).
+//! 4. A waiter is claimed only once its goroutine has committed its park (or will see the claim
+//!    before parking): claimers hold the lock of a channel the waiter is queued on, and the waiter
+//!    holds every such lock until its `commit` runs. A timeout callback that finds the node not
+//!    yet queued claims without readying; the goroutine sees the verdict under the lock and does
+//!    not park.
+//! 5. The claimer reads `Waiter::g` before it makes the waiter runnable; after `ready` it never
+//!    touches the waiter or the node again.
+//!
+//! The data a claimer writes (`slot`, `success`) reaches the woken goroutine through `ready`:
+//! making a G runnable and running it is a happens-before edge (the run queue or the thread
+//! stand-in's futex publish it with Release/Acquire).
+
+use std::cell::{Cell, UnsafeCell};
+use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::lock_api::RawMutex as _;
+
+use crate::g::GRef;
+
+/// `Waiter::state` while nobody has claimed the waiter.
+pub(crate) const WAITING: usize = 0;
+/// `Waiter::state` once a timeout claimed the waiter.
+pub(crate) const TIMED_OUT: usize = usize::MAX;
+
+/// A short lock for channel and sync-primitive state (a futex-backed parking_lot lock: the
+/// critical sections are a few dozen instructions, as Go's runtime `lock`).
+///
+/// Unlike a guard-based mutex it may be released from another context than the one that took it:
+/// the `commit` closure of `park` releases it off the parked goroutine's stack.
+pub(crate) struct Lock(parking_lot::RawMutex);
+
+impl Lock {
+    pub(crate) const fn new() -> Lock {
+        Lock(<parking_lot::RawMutex as parking_lot::lock_api::RawMutex>::INIT)
+    }
+
+    #[inline]
+    pub(crate) fn lock(&self) {
+        self.0.lock();
+    }
+
+    /// # Safety
+    /// The lock must be held, taken by the caller's operation (possibly in another context, as a
+    /// `park` commit releasing what its goroutine took).
+    #[inline]
+    pub(crate) unsafe fn unlock(&self) {
+        // SAFETY: the caller guarantees the lock is held by its own operation.
+        unsafe { self.0.unlock() }
+    }
+}
+
+/// One blocked goroutine (Go's `sudog.g` plus `g.selectDone`), shared by all its nodes.
+#[doc(hidden)]
+pub struct Waiter {
+    /// The goroutine (or thread stand-in) to ready.
+    pub(crate) g: GRef,
+    /// [`WAITING`], then the claimer's verdict: `case + 1` or [`TIMED_OUT`] (invariant 3).
+    state: AtomicUsize,
+}
+
+impl Waiter {
+    /// A waiter for the current goroutine.
+    pub(crate) fn new() -> Waiter {
+        Waiter { g: crate::park::current(), state: AtomicUsize::new(WAITING) }
+    }
+
+    /// Tries to become this waiter's only claimer with `verdict` (invariant 3).
+    #[inline]
+    pub(crate) fn claim(&self, verdict: usize) -> bool {
+        // AcqRel: the CAS orders claimers against each other (Acquire sees a previous claimer's
+        // verdict; Release publishes ours to the woken goroutine's Acquire load in `verdict`).
+        self.state.compare_exchange(WAITING, verdict, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// The verdict (or [`WAITING`]).
+    #[inline]
+    pub(crate) fn verdict(&self) -> usize {
+        // Acquire: pairs with the AcqRel claim CAS.
+        self.state.load(Ordering::Acquire)
+    }
+}
+
+/// Type-independent part of a node: what a queue links (Go's `sudog` without `elem`).
+///
+/// `#[repr(C)]` and first in [`Node`], so a `*const Hdr` taken from a `Node<T>` casts back.
+#[repr(C)]
+pub(crate) struct Hdr {
+    /// The goroutine waiting; set before the node is queued, then read-only.
+    pub(crate) waiter: Cell<*const Waiter>,
+    /// Index of the `select!` arm (0 for a plain operation); read-only while queued.
+    pub(crate) case: Cell<usize>,
+    /// Written by the claimer: true when a value was transferred, false when woken by close.
+    pub(crate) success: Cell<bool>,
+    /// Whether the node is linked in a queue (invariant 1).
+    pub(crate) queued: Cell<bool>,
+    prev: Cell<*const Hdr>,
+    next: Cell<*const Hdr>,
+}
+
+/// A blocked channel operation, living on the blocked goroutine's stack.
+#[repr(C)]
+#[doc(hidden)]
+pub struct Node<T> {
+    pub(crate) hdr: Hdr,
+    /// Receive: where the sender puts the value. Send: the value the receiver takes.
+    /// Accessed by the owner while it is not queued, by the claimer under the channel lock.
+    pub(crate) slot: UnsafeCell<Option<T>>,
+}
+
+impl<T> Node<T> {
+    pub(crate) fn new(value: Option<T>) -> Node<T> {
+        Node {
+            hdr: Hdr {
+                waiter: Cell::new(ptr::null()),
+                case: Cell::new(0),
+                success: Cell::new(false),
+                queued: Cell::new(false),
+                prev: Cell::new(ptr::null()),
+                next: Cell::new(ptr::null()),
+            },
+            slot: UnsafeCell::new(value),
+        }
+    }
+
+    /// Points the node at its waiter and case before it is queued.
+    pub(crate) fn bind(&self, w: &Waiter, case: usize) {
+        self.hdr.waiter.set(w);
+        self.hdr.case.set(case);
+        self.hdr.success.set(false);
+    }
+
+    /// Takes the value out of the slot.
+    ///
+    /// # Safety
+    /// Nobody else may access the slot: the node is not queued and its waiter was not claimed by
+    /// someone who has not yet readied it (the owner after wake-up, or a claimer under the lock).
+    pub(crate) unsafe fn take(&self) -> Option<T> {
+        // SAFETY: exclusive access per the caller's contract.
+        unsafe { (*self.slot.get()).take() }
+    }
+
+    /// Puts a value into the slot (same contract as [`Node::take`]).
+    ///
+    /// # Safety
+    /// As for [`Node::take`].
+    pub(crate) unsafe fn put(&self, v: T) {
+        // SAFETY: exclusive access per the caller's contract.
+        unsafe { *self.slot.get() = Some(v) }
+    }
+
+    /// Casts a queue entry back to the node that contains it.
+    ///
+    /// # Safety
+    /// `h` must be the `hdr` of a live `Node<T>` of this very `T`.
+    pub(crate) unsafe fn from_hdr<'a>(h: *const Hdr) -> &'a Node<T> {
+        // SAFETY: `Node` is repr(C) with `hdr` first, and the caller vouches for the type.
+        unsafe { &*(h as *const Node<T>) }
+    }
+}
+
+/// A FIFO of nodes (Go's `waitq`), doubly linked so a woken `select!` or timed-out operation can
+/// unlink its node from the middle. Guarded by the owning channel's lock.
+pub(crate) struct WaitQueue {
+    head: *const Hdr,
+    tail: *const Hdr,
+}
+
+impl WaitQueue {
+    pub(crate) const fn new() -> WaitQueue {
+        WaitQueue { head: ptr::null(), tail: ptr::null() }
+    }
+
+    /// Appends `n`.
+    ///
+    /// # Safety
+    /// The channel lock is held, `n` is not queued and stays valid while queued (invariant 2).
+    pub(crate) unsafe fn push_back(&mut self, n: &Hdr) {
+        debug_assert!(!n.queued.get());
+        n.prev.set(self.tail);
+        n.next.set(ptr::null());
+        if self.tail.is_null() {
+            self.head = n;
+        } else {
+            // SAFETY: the tail is a queued node, valid by invariant 2.
+            unsafe { (*self.tail).next.set(n) };
+        }
+        self.tail = n;
+        n.queued.set(true);
+    }
+
+    /// Unlinks `n` if it is queued here.
+    ///
+    /// # Safety
+    /// The channel lock is held and `n`, if queued, is queued in this queue.
+    pub(crate) unsafe fn remove(&mut self, n: &Hdr) {
+        if !n.queued.get() {
+            return;
+        }
+        let (prev, next) = (n.prev.get(), n.next.get());
+        if prev.is_null() {
+            self.head = next;
+        } else {
+            // SAFETY: neighbours of a queued node are queued nodes (invariant 2).
+            unsafe { (*prev).next.set(next) };
+        }
+        if next.is_null() {
+            self.tail = prev;
+        } else {
+            // SAFETY: as above.
+            unsafe { (*next).prev.set(prev) };
+        }
+        n.prev.set(ptr::null());
+        n.next.set(ptr::null());
+        n.queued.set(false);
+    }
+
+    /// Pops nodes from the front until one whose waiter this call claims (verdict `case + 1`);
+    /// nodes of waiters claimed elsewhere are dropped (invariant 3).
+    ///
+    /// # Safety
+    /// The channel lock is held.
+    pub(crate) unsafe fn claim_front(&mut self) -> Option<*const Hdr> {
+        while !self.head.is_null() {
+            let h = self.head;
+            // SAFETY: a queued node is valid (invariant 2); we hold the lock.
+            let n = unsafe { &*h };
+            // SAFETY: lock held and `n` is queued here.
+            unsafe { self.remove(n) };
+            // SAFETY: the waiter outlives its queued nodes (it is on the same frozen stack).
+            let w = unsafe { &*n.waiter.get() };
+            if w.claim(n.case.get() + 1) {
+                return Some(h);
+            }
+        }
+        None
+    }
+
+    /// Unlinks every node, claiming those it can; returns the claimed ones' goroutines after
+    /// marking them `success = false` (close).
+    ///
+    /// # Safety
+    /// The channel lock is held.
+    pub(crate) unsafe fn claim_all_failed(&mut self, out: &mut Vec<GRef>) {
+        // SAFETY: lock held (caller).
+        while let Some(h) = unsafe { self.claim_front() } {
+            // SAFETY: claimed just now: we are its only claimer and it is not yet readied.
+            let n = unsafe { &*h };
+            n.success.set(false);
+            // SAFETY: waiter valid until readied (invariant 5).
+            out.push(unsafe { (*n.waiter.get()).g });
+        }
+    }
+}
+
+/// The type-independent core of a channel: its lock, its two wait queues and the closed flag.
+pub(crate) struct Core {
+    pub(crate) lock: Lock,
+    st: UnsafeCell<CoreState>,
+}
+
+/// Guarded by `Core::lock`.
+pub(crate) struct CoreState {
+    /// Goroutines blocked sending (their nodes hold the values).
+    pub(crate) sendq: WaitQueue,
+    /// Goroutines blocked receiving.
+    pub(crate) recvq: WaitQueue,
+    pub(crate) closed: bool,
+}
+
+// SAFETY: CoreState (and the raw node pointers in it) is only touched with `lock` held; nodes are
+// kept valid by invariant 2.
+unsafe impl Sync for Core {}
+// SAFETY: as above; the core owns no thread-bound data.
+unsafe impl Send for Core {}
+
+impl Core {
+    pub(crate) fn new() -> Core {
+        Core {
+            lock: Lock::new(),
+            st: UnsafeCell::new(CoreState { sendq: WaitQueue::new(), recvq: WaitQueue::new(), closed: false }),
+        }
+    }
+
+    /// The guarded state.
+    ///
+    /// # Safety
+    /// The lock must be held for as long as the reference is used, and no other reference to
+    /// the state may be alive.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn state(&self) -> &mut CoreState {
+        // SAFETY: exclusive by the caller's contract (the lock).
+        unsafe { &mut *self.st.get() }
+    }
+}
+
+/// Timeout callback of a plain `send_timeout`/`recv_timeout` (runs on a timer thread).
+///
+/// # Safety
+/// `core` and `hdr` must stay valid until the timer is stopped (the blocked operation holds the
+/// channel alive and stops the timer before returning), and `hdr` may only ever be queued on
+/// `core`'s `recvq` (if `recv`) or `sendq`.
+pub(crate) unsafe fn fire_timeout(core: *const Core, hdr: *const Hdr, recv: bool) {
+    // SAFETY: valid per the contract.
+    let (core, n) = unsafe { (&*core, &*hdr) };
+    core.lock.lock();
+    // SAFETY: lock held.
+    let st = unsafe { core.state() };
+    // SAFETY: the waiter lives on the blocked goroutine's stack, valid until the timer is stopped.
+    let w = unsafe { &*n.waiter.get() };
+    let g = w.g;
+    let mut wake = false;
+    // Not queued: either a channel operation claimed it (the claim fails) or the goroutine has not
+    // queued it yet (the claim succeeds and the goroutine sees it under the lock: invariant 4).
+    if w.claim(TIMED_OUT) && n.queued.get() {
+        let q = if recv { &mut st.recvq } else { &mut st.sendq };
+        // SAFETY: lock held; the node is queued on this queue per the contract.
+        unsafe { q.remove(n) };
+        wake = true;
+    }
+    // SAFETY: taken above.
+    unsafe { core.lock.unlock() };
+    if wake {
+        crate::park::ready(g);
+    }
+}

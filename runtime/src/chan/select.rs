@@ -1,0 +1,511 @@
+//! `select!`: wait on several channel operations, take one (Go's `src/runtime/select.go`).
+//!
+//! The macro turns each arm into a *case* object on the caller's stack ([`RecvCase`],
+//! [`SendCase`]) and calls [`select`], which runs Go's algorithm:
+//!
+//! 1. **Orders.** A random `pollorder` (a uniform permutation: Go's fairness among ready arms)
+//!    and a `lockorder` sorted by channel address, so two selects over the same channels always
+//!    lock them in the same order and cannot deadlock. Nil channels are left out of both.
+//! 2. **Pass 1.** With every channel locked, the first ready case in poll order completes (a
+//!    waiting peer, buffer data or room, or a closed channel); if none and there is a `default`
+//!    arm, it is taken.
+//! 3. **Pass 2.** One [`Waiter`] and one node per case (inside the case objects) are queued on
+//!    every channel, and the goroutine parks with reason `select`; the commit unlocks all.
+//! 4. **Pass 3.** Woken by the operation that claimed the waiter (the claim CAS names the case:
+//!    `queue.rs` invariant 3), the goroutine relocks every channel and unlinks its other nodes.
+//!
+//! # Invariants
+//!
+//! * The case objects do not move from pass 2 to the end of pass 3 (they are borrowed by
+//!   [`select`] the whole time), so queued nodes stay valid (queue invariant 2).
+//! * Each distinct channel is locked once, in address order, and unlocked in reverse.
+
+use std::cell::Cell;
+
+use crate::g::{GRef, WaitReason};
+use crate::park::{park, ready};
+use crate::prof_hooks;
+
+use super::queue::{Node, Waiter};
+use super::{Receiver, Recv, SendError, Sender};
+
+/// One arm of a `select!`, as the macro builds it. Not for direct use.
+///
+/// # Safety
+/// Implementors must keep queued nodes valid until `dequeue` (or a claimer) unlinks them and
+/// must only touch channel state with the channel lock held.
+#[doc(hidden)]
+pub unsafe trait Case {
+    /// Channel address (lock order); 0 for a nil channel (never ready, never queued).
+    fn addr(&self) -> usize;
+    /// Takes the channel lock.
+    fn lock(&self);
+    /// Releases the channel lock.
+    ///
+    /// # Safety
+    /// The lock must be held by this select.
+    unsafe fn unlock(&self);
+    /// With the lock held: completes now if possible; `Some(g)` also names a peer to ready.
+    ///
+    /// # Safety
+    /// The channel lock is held.
+    unsafe fn poll(&mut self) -> Option<Option<GRef>>;
+    /// With the lock held: queues this case's node for `w`.
+    ///
+    /// # Safety
+    /// The channel lock is held; `w` and `self` stay put until [`Case::dequeue`].
+    unsafe fn enqueue(&mut self, w: &Waiter, case: usize);
+    /// With the lock held: unlinks the node if still queued.
+    ///
+    /// # Safety
+    /// The channel lock is held.
+    unsafe fn dequeue(&mut self);
+    /// After this case won while parked: records the outcome from the node.
+    ///
+    /// # Safety
+    /// This case's node was claimed and the goroutine has been readied.
+    unsafe fn finish(&mut self);
+}
+
+/// A receive arm (`v = rx.recv() => ...`). Not for direct use.
+#[doc(hidden)]
+pub struct RecvCase<'a, T> {
+    rx: &'a Receiver<T>,
+    node: Node<T>,
+    out: Option<Option<T>>,
+}
+
+impl<'a, T> RecvCase<'a, T> {
+    /// A case receiving from `rx`.
+    pub fn new(rx: &'a Receiver<T>) -> Self {
+        RecvCase { rx, node: Node::new(None), out: None }
+    }
+
+    /// The received value: `None` when the channel was closed.
+    pub fn take(&mut self) -> Option<T> {
+        self.out.take().expect("gort: select case taken twice")
+    }
+}
+
+// SAFETY: the node lives inside `self`, which the caller keeps in place; state is touched under
+// the lock only.
+unsafe impl<T> Case for RecvCase<'_, T> {
+    fn addr(&self) -> usize {
+        self.rx.c.addr()
+    }
+    fn lock(&self) {
+        self.rx.c.core.lock.lock()
+    }
+    unsafe fn unlock(&self) {
+        // SAFETY: held by this select (caller).
+        unsafe { self.rx.c.core.lock.unlock() }
+    }
+    unsafe fn poll(&mut self) -> Option<Option<GRef>> {
+        // SAFETY: lock held (caller).
+        match unsafe { self.rx.c.recv_locked() } {
+            Recv::Value(v, g) => {
+                self.out = Some(Some(v));
+                Some(g)
+            }
+            Recv::Closed => {
+                self.out = Some(None);
+                Some(None)
+            }
+            Recv::Empty => None,
+        }
+    }
+    unsafe fn enqueue(&mut self, w: &Waiter, case: usize) {
+        self.node.bind(w, case);
+        // SAFETY: lock held; the node stays put (caller).
+        unsafe { self.rx.c.core.state().recvq.push_back(&self.node.hdr) }
+    }
+    unsafe fn dequeue(&mut self) {
+        // SAFETY: lock held; the node can only be queued on this channel's recvq.
+        unsafe { self.rx.c.core.state().recvq.remove(&self.node.hdr) }
+    }
+    unsafe fn finish(&mut self) {
+        self.out = Some(if self.node.hdr.success.get() {
+            // SAFETY: claimed by a sender that filled the slot; nobody references it now.
+            unsafe { self.node.take() }
+        } else {
+            None
+        });
+    }
+}
+
+/// A send arm (`tx.send(v) => ...`). Not for direct use.
+#[doc(hidden)]
+pub struct SendCase<'a, T> {
+    tx: &'a Sender<T>,
+    node: Node<T>,
+    out: Option<Result<(), SendError<T>>>,
+}
+
+impl<'a, T> SendCase<'a, T> {
+    /// A case sending `v` on `tx` (the value is evaluated up front, as in Go).
+    pub fn new(tx: &'a Sender<T>, v: T) -> Self {
+        SendCase { tx, node: Node::new(Some(v)), out: None }
+    }
+
+    /// Whether the value was sent; on a closed channel the value comes back.
+    pub fn take(&mut self) -> Result<(), SendError<T>> {
+        self.out.take().expect("gort: select case taken twice")
+    }
+}
+
+// SAFETY: as for RecvCase.
+unsafe impl<T> Case for SendCase<'_, T> {
+    fn addr(&self) -> usize {
+        self.tx.c.addr()
+    }
+    fn lock(&self) {
+        self.tx.c.core.lock.lock()
+    }
+    unsafe fn unlock(&self) {
+        // SAFETY: held by this select (caller).
+        unsafe { self.tx.c.core.lock.unlock() }
+    }
+    unsafe fn poll(&mut self) -> Option<Option<GRef>> {
+        // SAFETY: node not queued (pass 1): the slot is ours.
+        let v = unsafe { self.node.take() }.expect("gort: send case without a value");
+        // SAFETY: lock held (caller).
+        if unsafe { self.tx.c.core.state() }.closed {
+            self.out = Some(Err(SendError(v)));
+            return Some(None);
+        }
+        // SAFETY: lock held, channel open.
+        match unsafe { self.tx.c.send_locked(v) } {
+            Ok(g) => {
+                self.out = Some(Ok(()));
+                Some(g)
+            }
+            Err(v) => {
+                // SAFETY: as above.
+                unsafe { self.node.put(v) };
+                None
+            }
+        }
+    }
+    unsafe fn enqueue(&mut self, w: &Waiter, case: usize) {
+        self.node.bind(w, case);
+        // SAFETY: lock held; the node stays put (caller).
+        unsafe { self.tx.c.core.state().sendq.push_back(&self.node.hdr) }
+    }
+    unsafe fn dequeue(&mut self) {
+        // SAFETY: lock held; the node can only be queued on this channel's sendq.
+        unsafe { self.tx.c.core.state().sendq.remove(&self.node.hdr) }
+    }
+    unsafe fn finish(&mut self) {
+        self.out = Some(if self.node.hdr.success.get() {
+            Ok(())
+        } else {
+            // SAFETY: woken by close: the value is still ours.
+            Err(SendError(unsafe { self.node.take() }.expect("gort: lost send value")))
+        });
+    }
+}
+
+thread_local! {
+    /// Per-thread xorshift state (read and written within one call: never held across a park).
+    static RNG: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A cheap per-thread random number (xorshift64*), for poll order and profile sampling.
+#[inline(never)]
+pub(crate) fn fastrand() -> u64 {
+    RNG.with(|r| {
+        let mut x = r.get();
+        if x == 0 {
+            // Seed from this thread's TLS address and a global counter.
+            static SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+            x = SEED.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed)
+                ^ (r as *const Cell<u64> as u64).rotate_left(32)
+                | 1;
+        }
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        r.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    })
+}
+
+/// Uniform random in `0..n` (Lemire's multiply-shift; n small).
+#[inline]
+fn randn(n: usize) -> usize {
+    (((fastrand() >> 32) * n as u64) >> 32) as usize
+}
+
+/// Small index buffer that stays on the stack for up to 16 cases.
+enum Idx {
+    Inline([u16; 16], usize),
+    Heap(Vec<u16>),
+}
+
+impl Idx {
+    fn new(n: usize) -> Idx {
+        assert!(n <= u16::MAX as usize, "gort: select with too many arms");
+        if n <= 16 {
+            Idx::Inline([0; 16], 0)
+        } else {
+            Idx::Heap(Vec::with_capacity(n))
+        }
+    }
+    fn push(&mut self, i: usize) {
+        match self {
+            Idx::Inline(a, len) => {
+                a[*len] = i as u16;
+                *len += 1;
+            }
+            Idx::Heap(v) => v.push(i as u16),
+        }
+    }
+    fn slice_mut(&mut self) -> &mut [u16] {
+        match self {
+            Idx::Inline(a, len) => &mut a[..*len],
+            Idx::Heap(v) => v,
+        }
+    }
+}
+
+/// Locks every distinct channel in lock order.
+fn sellock(cases: &[&mut dyn Case], order: &[u16]) {
+    let mut last = 0;
+    for &i in order {
+        let c = &*cases[i as usize];
+        if c.addr() != last {
+            last = c.addr();
+            c.lock();
+        }
+    }
+}
+
+/// Unlocks every distinct channel, in reverse lock order.
+///
+/// # Safety
+/// `sellock(cases, order)` must have been called and not undone.
+unsafe fn selunlock(cases: &[&mut dyn Case], order: &[u16]) {
+    for (k, &i) in order.iter().enumerate().rev() {
+        let c = &*cases[i as usize];
+        if k == 0 || cases[order[k - 1] as usize].addr() != c.addr() {
+            // SAFETY: locked by sellock exactly once per distinct address.
+            unsafe { c.unlock() };
+        }
+    }
+}
+
+/// Runs a select over `cases` (Go's `selectgo`). Returns the index of the completed case, or
+/// `cases.len()` when `has_default` and nothing was ready. Called by the `select!` macro.
+pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
+    let n = cases.len();
+    let mut poll = Idx::new(n);
+    let mut lock = Idx::new(n);
+    // Random poll order (inside-out Fisher-Yates) and address-sorted lock order, nil cases out.
+    for i in 0..n {
+        if cases[i].addr() == 0 {
+            continue;
+        }
+        poll.push(i);
+        let p = poll.slice_mut();
+        let j = randn(p.len());
+        let last = p.len() - 1;
+        p.swap(j, last);
+        lock.push(i);
+    }
+    let lockorder = lock.slice_mut();
+    lockorder.sort_unstable_by_key(|&i| cases[i as usize].addr());
+    let lockorder = &*lockorder;
+    let pollorder = &*poll.slice_mut();
+
+    if pollorder.is_empty() {
+        if has_default {
+            return n;
+        }
+        // Only nil channels (or none): Go blocks forever.
+        super::block_forever(if n == 0 { WaitReason::SelectNoCases } else { WaitReason::Select });
+    }
+
+    // Pass 1: look for something ready.
+    sellock(cases, lockorder);
+    for &i in pollorder {
+        // SAFETY: every case's channel is locked.
+        if let Some(peer) = unsafe { cases[i as usize].poll() } {
+            // SAFETY: locked above.
+            unsafe { selunlock(cases, lockorder) };
+            if let Some(g) = peer {
+                ready(g);
+            }
+            return i as usize;
+        }
+    }
+    if has_default {
+        // SAFETY: locked above.
+        unsafe { selunlock(cases, lockorder) };
+        return n;
+    }
+
+    // Pass 2: queue on every channel and park.
+    let w = Waiter::new();
+    for &i in lockorder {
+        // SAFETY: locked; `cases` is borrowed for this whole call, so nodes stay put.
+        unsafe { cases[i as usize].enqueue(&w, i as usize) };
+    }
+    let t0 = prof_hooks::block_start();
+    {
+        let cases = &*cases;
+        park(WaitReason::Select, |_| {
+            // SAFETY: locked by this select before parking (Go's selparkcommit).
+            unsafe { selunlock(cases, lockorder) };
+            true
+        });
+    }
+    prof_hooks::block_end(t0, 2);
+
+    // Pass 3: unlink the losers.
+    let won = w.verdict().wrapping_sub(1);
+    debug_assert!(won < n, "gort: select woken without a verdict");
+    sellock(cases, lockorder);
+    for &i in lockorder {
+        if i as usize != won {
+            // SAFETY: locked.
+            unsafe { cases[i as usize].dequeue() };
+        }
+    }
+    // SAFETY: locked above.
+    unsafe { selunlock(cases, lockorder) };
+    // SAFETY: the winner's node was claimed and we have been readied.
+    unsafe { cases[won].finish() };
+    won
+}
+
+/// `select! {}`: parks forever with reason `select (no cases)`.
+pub fn block_forever() -> ! {
+    super::block_forever(WaitReason::SelectNoCases)
+}
+
+/// Waits on several channel operations and runs the arm of the one that completes (Go's
+/// `select`).
+///
+/// Arms, separated by commas (optional after a block):
+///
+/// * `v = rx.recv() => body` — receive; `v: Option<T>` is `None` when the channel is closed
+///   (`v, ok := <-ch`). `rx.recv() => body` discards the value. Any pattern may stand for `v`.
+/// * `tx.send(x) => body` — send; `r = tx.send(x) => body` binds `Result<(), SendError<T>>`:
+///   on a closed channel the arm is ready and the value comes back (Go panics).
+/// * `default => body` — taken when no other arm is ready (non-blocking select).
+///
+/// Channel and value expressions are evaluated once, in source order, before anything else. When
+/// several arms are ready one is chosen uniformly at random. The same channel may appear in
+/// several arms. `select! {}` parks the goroutine forever (`select (no cases)`). Bodies are plain
+/// blocks of the enclosing function: `break`, `continue`, `return` and `?` work.
+///
+/// ```ignore
+/// loop {
+///     gort::select! {
+///         v = data.recv() => match v { Some(v) => sum += v, None => break },
+///         _ = gort::time::after(Duration::from_millis(10)).recv() => println!("tick"),
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! select {
+    // ---- arm splitting: @arm [parsed cases] [default body] tokens... ----
+    (@arm [$($cs:tt)*] [$($def:tt)*]) => {
+        $crate::select!(@emit [$($def)*] [] $($cs)*)
+    };
+    (@arm [$($cs:tt)*] [] default => $($rest:tt)*) => {
+        $crate::select!(@body [$($cs)*] [] (default) $($rest)*)
+    };
+    (@arm [$($cs:tt)*] [$($def:tt)+] default => $($rest:tt)*) => {
+        ::core::compile_error!("select!: more than one default arm")
+    };
+    (@arm $cs:tt $def:tt $($rest:tt)+) => {
+        $crate::select!(@head $cs $def [] $($rest)+)
+    };
+    // ---- arm head without a binding; a `=` switches to @op ----
+    (@head $cs:tt $def:tt [$($acc:tt)*] = $($rest:tt)*) => {
+        $crate::select!(@op $cs $def ($($acc)*) [] $($rest)*)
+    };
+    (@head $cs:tt $def:tt [$($acc:tt)+] . recv () => $($rest:tt)*) => {
+        $crate::select!(@body $cs $def (recv (_) ($($acc)+)) $($rest)*)
+    };
+    (@head $cs:tt $def:tt [$($acc:tt)+] . send ($($v:tt)*) => $($rest:tt)*) => {
+        $crate::select!(@body $cs $def (send (_) ($($acc)+) ($($v)*)) $($rest)*)
+    };
+    (@head $cs:tt $def:tt [$($acc:tt)*] => $($rest:tt)*) => {
+        ::core::compile_error!("select!: an arm must be `pat = rx.recv()`, `tx.send(v)` or `default`")
+    };
+    (@head $cs:tt $def:tt [$($acc:tt)*] $t:tt $($rest:tt)*) => {
+        $crate::select!(@head $cs $def [$($acc)* $t] $($rest)*)
+    };
+    // ---- arm head after `pat =` ----
+    (@op $cs:tt $def:tt $pat:tt [$($acc:tt)+] . recv () => $($rest:tt)*) => {
+        $crate::select!(@body $cs $def (recv $pat ($($acc)+)) $($rest)*)
+    };
+    (@op $cs:tt $def:tt $pat:tt [$($acc:tt)+] . send ($($v:tt)*) => $($rest:tt)*) => {
+        $crate::select!(@body $cs $def (send $pat ($($acc)+) ($($v)*)) $($rest)*)
+    };
+    (@op $cs:tt $def:tt $pat:tt [$($acc:tt)*] => $($rest:tt)*) => {
+        ::core::compile_error!("select!: an arm must be `pat = rx.recv()`, `tx.send(v)` or `default`")
+    };
+    (@op $cs:tt $def:tt $pat:tt [$($acc:tt)*] $t:tt $($rest:tt)*) => {
+        $crate::select!(@op $cs $def $pat [$($acc)* $t] $($rest)*)
+    };
+    // ---- arm body ----
+    (@body [$($cs:tt)*] $def:tt (default) $b:block , $($rest:tt)*) => {
+        $crate::select!(@arm [$($cs)*] [$b] $($rest)*)
+    };
+    (@body [$($cs:tt)*] $def:tt (default) $b:block $($rest:tt)*) => {
+        $crate::select!(@arm [$($cs)*] [$b] $($rest)*)
+    };
+    (@body [$($cs:tt)*] $def:tt (default) $b:expr , $($rest:tt)*) => {
+        $crate::select!(@arm [$($cs)*] [$b] $($rest)*)
+    };
+    (@body [$($cs:tt)*] $def:tt (default) $b:expr) => {
+        $crate::select!(@arm [$($cs)*] [$b])
+    };
+    (@body [$($cs:tt)*] $def:tt $case:tt $b:block , $($rest:tt)*) => {
+        $crate::select!(@arm [$($cs)* ($case $b)] $def $($rest)*)
+    };
+    (@body [$($cs:tt)*] $def:tt $case:tt $b:block $($rest:tt)*) => {
+        $crate::select!(@arm [$($cs)* ($case $b)] $def $($rest)*)
+    };
+    (@body [$($cs:tt)*] $def:tt $case:tt $b:expr , $($rest:tt)*) => {
+        $crate::select!(@arm [$($cs)* ($case $b)] $def $($rest)*)
+    };
+    (@body [$($cs:tt)*] $def:tt $case:tt $b:expr) => {
+        $crate::select!(@arm [$($cs)* ($case $b)] $def)
+    };
+    // ---- emission: bind one case object per arm (fresh hygienic `__case` each level) ----
+    (@emit $def:tt [$($bound:tt)*] ((recv $pat:tt ($($rx:tt)+)) $b:tt) $($more:tt)*) => {{
+        let mut __case = $crate::chan::select::RecvCase::new(&($($rx)+));
+        $crate::select!(@emit $def [$($bound)* (__case $pat $b)] $($more)*)
+    }};
+    (@emit $def:tt [$($bound:tt)*] ((send $pat:tt ($($tx:tt)+) ($($v:tt)*)) $b:tt) $($more:tt)*) => {{
+        let mut __case = $crate::chan::select::SendCase::new(&($($tx)+), $($v)*);
+        $crate::select!(@emit $def [$($bound)* (__case $pat $b)] $($more)*)
+    }};
+    (@emit [$($def:tt)*] [$(($c:ident $pat:tt $b:tt))*]) => {{
+        let __index = $crate::chan::select::select(
+            &mut [$(&mut $c as &mut dyn $crate::chan::select::Case),*],
+            $crate::select!(@has_default $($def)*),
+        );
+        $crate::select!(@dispatch __index (0usize) [$($def)*] $(($c $pat $b))*)
+    }};
+    (@has_default) => { false };
+    (@has_default $($t:tt)+) => { true };
+    (@dispatch $i:ident ($n:expr) []) => { ::core::unreachable!() };
+    (@dispatch $i:ident ($n:expr) [$def:tt]) => { $def };
+    (@dispatch $i:ident ($n:expr) $def:tt ($c:ident ($($pat:tt)*) $b:tt) $($more:tt)*) => {
+        if $i == $n {
+            #[allow(unused_variables)]
+            let $($pat)* = $c.take();
+            $b
+        } else {
+            $crate::select!(@dispatch $i ($n + 1usize) $def $($more)*)
+        }
+    };
+    // ---- entry ----
+    () => { $crate::chan::select::block_forever() };
+    ($($t:tt)+) => { $crate::select!(@arm [] [] $($t)+) };
+}

@@ -1,0 +1,158 @@
+//! Go's runtime semaphore (`src/runtime/sema.go`): the sleep/wake-up primitive under `Mutex`,
+//! `RwLock` and `WaitGroup`.
+//!
+//! `count` is a counting semaphore; `acquire` takes one unit, parking (FIFO, or LIFO for a
+//! `Mutex` waiter that was already woken once) while there is none; `release` adds one and wakes
+//! the first waiter. With `handoff` (a starving `Mutex`) the releaser takes the unit on the
+//! waiter's behalf (`granted`, Go's `ticket`) and yields so the waiter runs at once.
+//!
+//! # Invariants
+//!
+//! * `nwait` counts goroutines that announced themselves under the lock and have not been
+//!   dequeued; a waiter increments it *before* re-checking `count`, a releaser increments
+//!   `count` *before* reading `nwait`. Both use SeqCst (Dekker-style: each side stores then
+//!   loads the other's word), so either the waiter sees the unit or the releaser sees the waiter.
+//! * The wait list follows `waitlist.rs` (a queued node is a parked goroutine).
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::chan::queue::Lock;
+use crate::g::WaitReason;
+use crate::park::{park, ready};
+use crate::prof_hooks;
+
+use super::waitlist::{WaitList, WaitNode};
+
+pub(crate) struct Sema {
+    count: AtomicU32,
+    nwait: AtomicU32,
+    lock: Lock,
+    /// Guarded by `lock`.
+    list: UnsafeCell<WaitList>,
+}
+
+// SAFETY: `list` is only touched with `lock` held (waitlist.rs invariant 1).
+unsafe impl Sync for Sema {}
+// SAFETY: as above.
+unsafe impl Send for Sema {}
+
+impl Sema {
+    pub(crate) const fn new() -> Sema {
+        Sema {
+            count: AtomicU32::new(0),
+            nwait: AtomicU32::new(0),
+            lock: Lock::new(),
+            list: UnsafeCell::new(WaitList::new()),
+        }
+    }
+
+    /// Go's `cansemacquire`.
+    fn try_acquire(&self) -> bool {
+        // SeqCst: see the module invariants (pairs with release's increment).
+        let mut v = self.count.load(Ordering::SeqCst);
+        loop {
+            if v == 0 {
+                return false;
+            }
+            // SeqCst: as above; success also acquires what the releaser published.
+            match self.count.compare_exchange_weak(v, v - 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return true,
+                Err(x) => v = x,
+            }
+        }
+    }
+
+    /// Go's `semacquire1`: takes a unit, parking with `reason` while there is none. `mutex`
+    /// marks a lock's semaphore (its waits feed the mutex profile).
+    pub(crate) fn acquire(&self, lifo: bool, reason: WaitReason, mutex: bool) {
+        if self.try_acquire() {
+            return;
+        }
+        let t0 = prof_hooks::block_start();
+        let node = WaitNode::new();
+        if mutex && prof_hooks::mutex_profiling() {
+            node.since.set(crate::time::nanotime().max(1));
+        }
+        loop {
+            self.lock.lock();
+            // SeqCst: see the module invariants (pairs with release's load of nwait).
+            self.nwait.fetch_add(1, Ordering::SeqCst);
+            if self.try_acquire() {
+                // SeqCst: as above.
+                self.nwait.fetch_sub(1, Ordering::SeqCst);
+                // SAFETY: taken above.
+                unsafe { self.lock.unlock() };
+                break;
+            }
+            node.granted.set(false);
+            // SAFETY: lock held; the node stays on this frame until we are dequeued and woken.
+            unsafe { (*self.list.get()).push(&node, lifo) };
+            park(reason, |_| {
+                // SAFETY: taken by this acquire before parking (Go's goparkunlock).
+                unsafe { self.lock.unlock() };
+                true
+            });
+            if node.granted.get() || self.try_acquire() {
+                break;
+            }
+        }
+        prof_hooks::block_end(t0, 1);
+    }
+
+    /// Go's `semrelease1`: adds a unit and wakes a waiter; `handoff` hands the unit straight to
+    /// it and yields to it.
+    pub(crate) fn release(&self, handoff: bool) {
+        // SeqCst: see the module invariants (pairs with acquire's nwait increment).
+        self.count.fetch_add(1, Ordering::SeqCst);
+        // SeqCst: as above.
+        if self.nwait.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        self.lock.lock();
+        // SeqCst: as above.
+        if self.nwait.load(Ordering::SeqCst) == 0 {
+            // SAFETY: taken above.
+            unsafe { self.lock.unlock() };
+            return;
+        }
+        // SAFETY: lock held.
+        let list = unsafe { &mut *self.list.get() };
+        // SAFETY: lock held.
+        let Some(s) = (unsafe { list.pop_front() }) else {
+            // SAFETY: taken above.
+            unsafe { self.lock.unlock() };
+            return;
+        };
+        // SeqCst: as above.
+        self.nwait.fetch_sub(1, Ordering::SeqCst);
+        let mut waited = None;
+        let since = s.since.get();
+        if since != 0 {
+            let now = crate::time::nanotime();
+            waited = Some(now.saturating_sub(since));
+            // Charge the others' wait from now on only (Go resets their acquiretime).
+            // SAFETY: lock held.
+            unsafe {
+                list.for_each(|x| {
+                    if x.since.get() != 0 {
+                        x.since.set(now)
+                    }
+                })
+            };
+        }
+        // SAFETY: taken above.
+        unsafe { self.lock.unlock() };
+        let granted = handoff && self.try_acquire();
+        s.granted.set(granted);
+        let g = s.g;
+        ready(g);
+        if let Some(d) = waited {
+            prof_hooks::mutex_event(d, 1);
+        }
+        if granted && crate::park::in_goroutine() {
+            // Let the waiter we handed the unit to run now (Go's goyield).
+            crate::proc::yield_now();
+        }
+    }
+}
