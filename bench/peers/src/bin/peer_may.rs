@@ -1,0 +1,285 @@
+//! gort's benchmark workloads on may 0.3 (stackful coroutines; `set_workers` = GOMAXPROCS).
+//! Each workload runs inside a coroutine, once per process; bench/compare.sh runs the
+//! repetitions. may's channels are unbounded (no rendezvous, no capacity), noted per workload.
+
+use gort_bench_peers::{emit, ns_per, proc_status_kib, usage, workers, SKYNET_SUM};
+use may::coroutine::yield_now;
+use may::go;
+use may::sync::{mpmc, mpsc, Mutex, WaitGroup};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+const WORKLOADS: &[&str] = &[
+    "switch_1p",
+    "spawn_join_1m",
+    "chained_spawn_1000",
+    "yield_200x10k",
+    "yield_200x10k_1p",
+    "skynet_1m",
+    "skynet_1m_chan",
+    "park_100k",
+    "pingpong_unbuf_1p",
+    "pingpong_unbuf_2p",
+    "mpmc_4x4_cap1024",
+    "mutex_4x1m",
+    "waitgroup_100k",
+];
+
+fn switch_1p() {
+    const N: usize = 500_000;
+    let start = Instant::now();
+    let hs: Vec<_> = (0..2)
+        .map(|_| {
+            go!(|| {
+                for _ in 0..N {
+                    yield_now();
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    emit("switch_1p", "ns_per_op", ns_per(start.elapsed(), 2 * N));
+}
+
+fn spawn_join_1m() {
+    const N: usize = 1_000_000;
+    let start = Instant::now();
+    let hs: Vec<_> = (0..N).map(|i| go!(move || i * 2)).collect();
+    let sum: usize = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    let el = start.elapsed();
+    assert_eq!(sum, N * (N - 1));
+    emit("spawn_join_1m", "ns_per_op", ns_per(el, N));
+}
+
+fn chain(n: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    go!(move || chain(n - 1)).join().unwrap() + 1
+}
+
+fn chained_spawn_1000() {
+    const ITERS: u32 = 100;
+    chain(1000);
+    let start = Instant::now();
+    for _ in 0..ITERS {
+        assert_eq!(chain(1000), 1000);
+    }
+    emit(
+        "chained_spawn_1000",
+        "us",
+        start.elapsed().as_secs_f64() * 1e6 / f64::from(ITERS),
+    );
+}
+
+fn yield_200x10k(name: &str) {
+    const TASKS: usize = 200;
+    const YIELDS: usize = 10_000;
+    let start = Instant::now();
+    let hs: Vec<_> = (0..TASKS)
+        .map(|_| {
+            go!(|| {
+                for _ in 0..YIELDS {
+                    yield_now();
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    emit(name, "ns_per_op", ns_per(start.elapsed(), TASKS * YIELDS));
+}
+
+fn skynet_join(num: u64, size: u64) -> u64 {
+    if size == 1 {
+        return num;
+    }
+    let hs: Vec<_> = (0..10)
+        .map(|i| go!(move || skynet_join(num + i * (size / 10), size / 10)))
+        .collect();
+    hs.into_iter().map(|h| h.join().unwrap()).sum()
+}
+
+fn skynet_chan(tx: mpsc::Sender<u64>, num: u64, size: u64) {
+    if size == 1 {
+        tx.send(num).unwrap();
+        return;
+    }
+    let (ctx, crx) = mpsc::channel();
+    for i in 0..10 {
+        let ctx = ctx.clone();
+        go!(move || skynet_chan(ctx, num + i * (size / 10), size / 10));
+    }
+    let sum: u64 = (0..10).map(|_| crx.recv().unwrap()).sum();
+    tx.send(sum).unwrap();
+}
+
+fn skynet_1m(name: &str) {
+    let start = Instant::now();
+    let sum = if name == "skynet_1m_chan" {
+        let (tx, rx) = mpsc::channel();
+        go!(move || skynet_chan(tx, 0, 1_000_000));
+        rx.recv().unwrap()
+    } else {
+        skynet_join(0, 1_000_000)
+    };
+    let el = start.elapsed();
+    assert_eq!(sum, SKYNET_SUM);
+    emit(name, "ms", el.as_secs_f64() * 1e3);
+    emit(
+        &format!("{name}_peak_rss"),
+        "mib",
+        proc_status_kib("VmHWM") / 1024.0,
+    );
+}
+
+fn park_100k() {
+    const N: usize = 100_000;
+    let started = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpmc::channel::<()>();
+    let mut hs = Vec::with_capacity(N);
+    let before = proc_status_kib("VmRSS");
+    for _ in 0..N {
+        let rx = rx.clone();
+        let started = started.clone();
+        hs.push(go!(move || {
+            started.fetch_add(1, Ordering::Relaxed);
+            rx.recv().unwrap();
+        }));
+    }
+    while started.load(Ordering::Relaxed) < N {
+        yield_now();
+    }
+    let after = proc_status_kib("VmRSS");
+    for _ in 0..N {
+        tx.send(()).unwrap();
+    }
+    for h in hs {
+        h.join().unwrap();
+    }
+    emit("park_100k", "kib_per_g", (after - before) / N as f64);
+}
+
+/// may has no rendezvous channel; two unbounded mpsc channels carry the ping and the pong.
+fn pingpong(name: &str) {
+    const N: usize = 200_000;
+    let (ping_tx, ping_rx) = mpsc::channel::<usize>();
+    let (pong_tx, pong_rx) = mpsc::channel::<usize>();
+    let echo = go!(move || {
+        while let Ok(v) = ping_rx.recv() {
+            pong_tx.send(v).unwrap();
+        }
+    });
+    let start = Instant::now();
+    for i in 0..N {
+        ping_tx.send(i).unwrap();
+        pong_rx.recv().unwrap();
+    }
+    let el = start.elapsed();
+    drop(ping_tx);
+    echo.join().unwrap();
+    emit(name, "ns_per_op", ns_per(el, N));
+}
+
+/// may's MPMC channel is unbounded (no capacity 1024).
+fn mpmc_4x4() {
+    const PRODUCERS: usize = 4;
+    const CONSUMERS: usize = 4;
+    const PER: usize = 250_000;
+    let (tx, rx) = mpmc::channel::<usize>();
+    let start = Instant::now();
+    let cs: Vec<_> = (0..CONSUMERS)
+        .map(|_| {
+            let rx = rx.clone();
+            go!(move || {
+                let mut s = 0;
+                while let Ok(v) = rx.recv() {
+                    s += v;
+                }
+                s
+            })
+        })
+        .collect();
+    let ps: Vec<_> = (0..PRODUCERS)
+        .map(|_| {
+            let tx = tx.clone();
+            go!(move || {
+                for i in 0..PER {
+                    tx.send(i).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop((tx, rx));
+    for p in ps {
+        p.join().unwrap();
+    }
+    let total: usize = cs.into_iter().map(|c| c.join().unwrap()).sum();
+    let el = start.elapsed();
+    assert_eq!(total, PRODUCERS * PER * (PER - 1) / 2);
+    emit("mpmc_4x4_cap1024", "ns_per_op", ns_per(el, PRODUCERS * PER));
+}
+
+fn mutex_4x1m() {
+    const G: usize = 4;
+    const PER: usize = 1_000_000;
+    let m = Arc::new(Mutex::new(0usize));
+    let start = Instant::now();
+    let hs: Vec<_> = (0..G)
+        .map(|_| {
+            let m = m.clone();
+            go!(move || {
+                for _ in 0..PER {
+                    *m.lock().unwrap() += 1;
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let el = start.elapsed();
+    assert_eq!(*m.lock().unwrap(), G * PER);
+    emit("mutex_4x1m", "ns_per_op", ns_per(el, G * PER));
+}
+
+/// may's WaitGroup is crossbeam-shaped: a clone is `add(1)`, a drop is `done()`.
+fn waitgroup_100k() {
+    const N: usize = 100_000;
+    let start = Instant::now();
+    let wg = WaitGroup::new();
+    for _ in 0..N {
+        let wg = wg.clone();
+        go!(move || drop(wg));
+    }
+    wg.wait();
+    emit("waitgroup_100k", "ns_per_op", ns_per(start.elapsed(), N));
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 2 || !WORKLOADS.contains(&args[1].as_str()) {
+        usage("peer_may", WORKLOADS);
+    }
+    may::config().set_workers(workers());
+    let name = args[1].clone();
+    go!(move || match name.as_str() {
+        "switch_1p" => switch_1p(),
+        "spawn_join_1m" => spawn_join_1m(),
+        "chained_spawn_1000" => chained_spawn_1000(),
+        "yield_200x10k" | "yield_200x10k_1p" => yield_200x10k(&name),
+        "skynet_1m" | "skynet_1m_chan" => skynet_1m(&name),
+        "park_100k" => park_100k(),
+        "pingpong_unbuf_1p" | "pingpong_unbuf_2p" => pingpong(&name),
+        "mpmc_4x4_cap1024" => mpmc_4x4(),
+        "mutex_4x1m" => mutex_4x1m(),
+        "waitgroup_100k" => waitgroup_100k(),
+        _ => unreachable!(),
+    })
+    .join()
+    .unwrap();
+}

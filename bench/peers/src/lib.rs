@@ -1,0 +1,46 @@
+//! Helpers shared by the peer benchmark binaries (`peer_tokio`, `peer_may`): output format,
+//! worker count and /proc/self/status readings. The workloads mirror bench/go/main.go and gort's
+//! examples/bench_*.rs; see bench/README.md.
+
+use std::time::Duration;
+
+/// Prints one result line: `<workload> <unit>=<value>`.
+pub fn emit(name: &str, unit: &str, value: f64) {
+    println!("{name} {unit}={value:.1}");
+}
+
+/// Nanoseconds per operation.
+pub fn ns_per(d: Duration, ops: usize) -> f64 {
+    d.as_nanos() as f64 / ops as f64
+}
+
+/// Worker threads: `GOMAXPROCS` (set by bench/compare.sh, the same knob Go and gort read),
+/// default 2.
+pub fn workers() -> usize {
+    match std::env::var("GOMAXPROCS") {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("GOMAXPROCS={s:?} is not a positive integer")),
+        Err(_) => 2,
+    }
+}
+
+/// A `Vm...:` field of /proc/self/status, in KiB.
+pub fn proc_status_kib(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+}
+
+/// Prints the usage line and exits.
+pub fn usage(bin: &str, names: &[&str]) -> ! {
+    eprintln!("usage: {bin} WORKLOAD\nworkloads: {}", names.join(" "));
+    std::process::exit(2)
+}
+
+/// Sum of skynet(0, 1M, 10).
+pub const SKYNET_SUM: u64 = 499_999_500_000;
