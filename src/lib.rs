@@ -17,10 +17,16 @@ pub use gort_runtime::{
     blocking, current_id, gomaxprocs, goroutines, num_goroutine, run, spawn, start, yield_now, Builder, Config,
     ConfigError, GoroutineInfo, JoinHandle,
 };
-pub use gort_runtime::{go, park, ready, GRef, WaitReason};
+pub use gort_runtime::{go, park, ready, select, GRef, WaitReason};
 
-/// Time: `sleep`, `Timer`, `after_func` (and, with channels, `after`/`tick`).
+/// Channels: Go's `chan T` (`chan::<T>(cap)`, `select!`).
+pub use gort_runtime::chan;
+/// Goroutine-aware `Mutex`, `RwLock`, `WaitGroup`, `Once`, `Cond`, `Semaphore`.
+pub use gort_runtime::sync;
+
+/// Time: `sleep`, `Timer`, `after_func`, and the channel-shaped `after`/`tick`.
 pub mod time {
+    pub use gort_runtime::chan::{after, tick};
     pub use gort_runtime::time::{after_func, sleep, RawTimer, Timer};
 }
 
