@@ -211,6 +211,9 @@ pub struct G {
     /// Nesting depth of runtime calls (`park::enter`) on this goroutine. Touched only by the
     /// goroutine itself while it runs.
     pub(crate) rt_depth: Cell<u32>,
+    /// Thread stand-ins of plain (non-M) threads: the thread counts in `Sched::ext_active` while
+    /// it is not parked. Written once when the stand-in is created, before it is published.
+    pub(crate) outside: AtomicBool,
 }
 
 // SAFETY: every field is either atomic, behind a lock, or (exec, yielder, thread) accessed only by
@@ -243,6 +246,7 @@ impl G {
             yielder: Cell::new(ptr::null()),
             labels: AtomicPtr::new(ptr::null_mut()),
             rt_depth: Cell::new(0),
+            outside: AtomicBool::new(false),
         }
     }
 }

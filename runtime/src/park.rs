@@ -243,6 +243,13 @@ pub fn park<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
 /// send to a waiting receiver) runs the receiver next. Exactly one `ready` per park that
 /// committed; readying a G that is not parked is a bug and panics.
 pub fn ready(g: GRef) {
+    if g.0.outside.load(Ordering::Relaxed) {
+        // A plain thread counts as active again from *before* it becomes runnable: otherwise
+        // there would be a window where it is neither parked nor counted, and check_dead (which
+        // cannot see thread stand-ins in allgs) could declare a deadlock it is about to end.
+        // The woken thread does not count itself again (see park_thread).
+        sched().ext_active.fetch_add(1, Ordering::SeqCst);
+    }
     let mut spins = 0u32;
     loop {
         // AcqRel: Acquire pairs with the Release store of WAITING in execute (or park_thread);
@@ -325,6 +332,7 @@ pub(crate) fn thread_g() -> GRef {
     THREAD_G.with(|c| c.set(Some(gr)));
     if current_m().is_none() {
         // Ms are part of the runtime, not outside threads that might wake someone.
+        g.outside.store(true, Ordering::Relaxed);
         sched().ext_active.fetch_add(1, Ordering::SeqCst);
         THREAD_G_OWNER.with(|o| *o.borrow_mut() = Some(ThreadG { _g: gr }));
     }
@@ -335,7 +343,7 @@ fn park_thread<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
     let g = thread_g();
     let s = sched();
     // An M parking in scheduler context (a misuse we tolerate) is not an outside thread.
-    let ext = isize::from(current_m().is_none());
+    let ext = isize::from(g.0.outside.load(Ordering::Relaxed));
     g.0.wait_reason.store(reason as u8, Ordering::Relaxed);
     // SeqCst: ordered with ready's CAS; Release would do, SeqCst keeps check_dead's view simple.
     g.0.status.store(g::WAITING, Ordering::SeqCst);
@@ -350,6 +358,6 @@ fn park_thread<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
     while g.0.status.load(Ordering::Acquire) == g::WAITING {
         std::thread::park();
     }
+    // Counted active again by `ready`, before it made us runnable.
     g.0.status.store(g::RUNNING, Ordering::Relaxed);
-    s.ext_active.fetch_add(ext, Ordering::SeqCst);
 }

@@ -1,0 +1,182 @@
+//! park/ready, the primitive under every blocking operation: no lost wakeups, commit refusal,
+//! goroutines and plain threads waking each other.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::Watchdog;
+use gort::{GRef, WaitReason};
+
+/// A counting semaphore built directly on park/ready, the way the runtime's own primitives are.
+#[derive(Default)]
+struct Sem {
+    st: Mutex<(u64, Option<GRef>)>,
+}
+
+impl Sem {
+    fn acquire(&self) {
+        loop {
+            {
+                let mut st = self.st.lock().unwrap();
+                if st.0 > 0 {
+                    st.0 -= 1;
+                    return;
+                }
+            }
+            // Publish ourselves only if no permit arrived meanwhile (the check and the publish
+            // are under the same lock `release` takes): the wakeup cannot be lost.
+            gort::park(WaitReason::Semacquire, |g| {
+                let mut st = self.st.lock().unwrap();
+                if st.0 > 0 {
+                    return false;
+                }
+                assert!(st.1.is_none(), "one waiter per Sem in these tests");
+                st.1 = Some(g);
+                true
+            });
+        }
+    }
+
+    fn release(&self) {
+        let w = {
+            let mut st = self.st.lock().unwrap();
+            st.0 += 1;
+            st.1.take()
+        };
+        if let Some(g) = w {
+            gort::ready(g);
+        }
+    }
+}
+
+/// Ping-pong over park/ready, `rounds` hand-offs each way, between `a` and `b` sides.
+fn ping_pong(ping: Arc<Sem>, pong: Arc<Sem>, rounds: u64, counter: Arc<AtomicU64>) -> impl FnOnce() {
+    move || {
+        for _ in 0..rounds {
+            ping.acquire();
+            counter.fetch_add(1, Ordering::Relaxed);
+            pong.release();
+        }
+    }
+}
+
+/// 10 million park/ready hand-offs between goroutines, in four concurrent pairs so both Ps are
+/// busy and goroutines migrate between Ms (stealing); none is lost.
+#[test]
+fn ping_pong_ten_million_no_lost_wakeup() {
+    const PAIRS: u64 = 4;
+    const ROUNDS: u64 = 10_000_000 / PAIRS / 2;
+    let _w = Watchdog::new("ping_pong_ten_million", Duration::from_secs(300));
+    let counter = Arc::new(AtomicU64::new(0));
+    let c = counter.clone();
+    gort::run(move || {
+        let mut hs = Vec::new();
+        for _ in 0..PAIRS {
+            let (a, b) = (Arc::new(Sem::default()), Arc::new(Sem::default()));
+            hs.push(gort::spawn(ping_pong(a.clone(), b.clone(), ROUNDS, c.clone())));
+            hs.push(gort::spawn(ping_pong(b, a.clone(), ROUNDS, c.clone())));
+            a.release(); // serve
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+    assert_eq!(counter.load(Ordering::Relaxed), PAIRS * ROUNDS * 2);
+}
+
+/// Ping-pong between a goroutine and a plain OS thread: truly across threads every time.
+#[test]
+fn ping_pong_goroutine_and_thread() {
+    const ROUNDS: u64 = 20_000;
+    let _w = Watchdog::new("ping_pong_goroutine_and_thread", Duration::from_secs(120));
+    let (a, b) = (Arc::new(Sem::default()), Arc::new(Sem::default()));
+    let counter = Arc::new(AtomicU64::new(0));
+    let t = std::thread::spawn(ping_pong(b.clone(), a.clone(), ROUNDS, counter.clone()));
+    let c = counter.clone();
+    gort::run(move || {
+        a.release();
+        ping_pong(a, b, ROUNDS, c)();
+    });
+    t.join().unwrap();
+    assert_eq!(counter.load(Ordering::Relaxed), 2 * ROUNDS);
+}
+
+/// A commit that refuses resumes the goroutine at once, never marked as parked afterwards.
+#[test]
+fn refused_commit_resumes_immediately() {
+    gort::run(|| {
+        let calls = Arc::new(AtomicU64::new(0));
+        for _ in 0..1000 {
+            let c = calls.clone();
+            gort::park(WaitReason::Semacquire, move |_| {
+                c.fetch_add(1, Ordering::Relaxed);
+                false
+            });
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), 1000);
+        let me = gort::current_id().unwrap();
+        let info = gort::goroutines().into_iter().find(|g| g.id == me).unwrap();
+        assert_eq!(info.state, "running");
+    });
+}
+
+/// While parked a goroutine shows its wait reason and a growing wait time; once readied, it
+/// runs again.
+#[test]
+fn parked_goroutine_is_visible_and_readied() {
+    gort::run(|| {
+        let slot: Arc<Mutex<Option<GRef>>> = Arc::default();
+        let s = slot.clone();
+        let h = gort::spawn(move || {
+            gort::park(WaitReason::Sleep, |g| {
+                *s.lock().unwrap() = Some(g);
+                true
+            });
+            "woken"
+        });
+        let g = loop {
+            if let Some(g) = *slot.lock().unwrap() {
+                break g;
+            }
+            gort::yield_now();
+        };
+        assert_eq!(g.id(), h.id());
+        gort::time::sleep(Duration::from_millis(20));
+        let info = gort::goroutines().into_iter().find(|i| i.id == h.id()).unwrap();
+        assert_eq!(info.state, "sleep");
+        assert_eq!(info.wait_reason, Some(WaitReason::Sleep));
+        assert!(info.waiting_ns >= 15_000_000, "waited {} ns", info.waiting_ns);
+        gort::ready(g);
+        assert_eq!(h.join().unwrap(), "woken");
+    });
+}
+
+/// A plain thread parks (blocking itself) and a goroutine readies it, and the other way round.
+#[test]
+fn plain_thread_parks_and_readies() {
+    let slot: Arc<Mutex<Option<GRef>>> = Arc::default();
+    let woke = Arc::new(AtomicBool::new(false));
+    let (s, w) = (slot.clone(), woke.clone());
+    let t = std::thread::spawn(move || {
+        gort::park(WaitReason::Semacquire, |g| {
+            *s.lock().unwrap() = Some(g);
+            true
+        });
+        w.store(true, Ordering::SeqCst);
+    });
+    gort::run(move || {
+        let g = loop {
+            if let Some(g) = *slot.lock().unwrap() {
+                break g;
+            }
+            gort::time::sleep(Duration::from_millis(1));
+        };
+        assert!(!g.is_goroutine());
+        gort::ready(g);
+    });
+    t.join().unwrap();
+    assert!(woke.load(Ordering::SeqCst));
+}

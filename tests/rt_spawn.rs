@@ -1,0 +1,192 @@
+//! Spawning and joining: `spawn`, `go!`, `Builder`, ids, goroutine enumeration, plain threads.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Watchdog;
+
+/// One million goroutines spawned and joined; every result arrives exactly once.
+#[test]
+fn spawn_join_one_million() {
+    const N: u64 = 1_000_000;
+    let _w = Watchdog::new("spawn_join_one_million", Duration::from_secs(240));
+    let sum = gort::run(|| {
+        let hs: Vec<_> = (0..N).map(|i| gort::spawn(move || i * 3)).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(sum, 3 * N * (N - 1) / 2);
+}
+
+/// Goroutines spawning goroutines: a chain 10,000 deep, each joining its child.
+#[test]
+fn chained_spawn() {
+    fn link(n: u32) -> u32 {
+        if n == 0 {
+            return 0;
+        }
+        gort::spawn(move || link(n - 1)).join().unwrap() + 1
+    }
+    assert_eq!(gort::run(|| link(10_000)), 10_000);
+}
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+/// Every form of `go!`; `go!(f(args))` evaluates its arguments at the `go!`, as Go does.
+#[test]
+fn go_macro_forms() {
+    gort::run(|| {
+        let x = 5u64;
+        assert_eq!(gort::go!(move || x * 2).join().unwrap(), 10);
+        let counter = Arc::new(AtomicUsize::new(0));
+        let c = counter.clone();
+        gort::go!(move || c.fetch_add(1, Ordering::SeqCst)).join().unwrap();
+        assert_eq!(counter.load(Ordering::SeqCst), 1);
+        assert_eq!(gort::go!(|| 7).join().unwrap(), 7);
+
+        let mut arg = 40;
+        let h = gort::go!(add(arg, 2));
+        arg += 100; // too late: the argument was evaluated at the `go!`
+        assert_eq!(h.join().unwrap(), 42);
+        assert_eq!(arg, 140);
+
+        let f = move || x + 1;
+        assert_eq!(gort::go!(f).join().unwrap(), 6);
+    });
+}
+
+/// `Builder` names the goroutine (visible while it runs) and sizes its stack.
+#[test]
+fn builder_name_and_stack_size() {
+    gort::run(|| {
+        let h = gort::Builder::new()
+            .name("big-stack")
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let (lo, hi) = gort::runtime::current_stack_bounds();
+                let me = gort::current_id().unwrap();
+                let info = gort::goroutines().into_iter().find(|g| g.id == me).unwrap();
+                // A frame far bigger than the default stack fits in the requested one.
+                let big = [7u8; 1 << 20];
+                let s: u64 = std::hint::black_box(&big).iter().map(|&b| b as u64).sum();
+                (hi - lo, info.name.map(|n| n.to_string()), s)
+            })
+            .unwrap();
+        let (size, name, s) = h.join().unwrap();
+        assert!(size >= 2 << 20, "stack is {size} bytes");
+        assert_eq!(name.as_deref(), Some("big-stack"));
+        assert_eq!(s, 7 << 20);
+    });
+}
+
+/// Ids: monotonic, `current_id` is `None` off goroutines; the enumeration records the parent and
+/// the `spawn` call site.
+#[test]
+fn ids_parents_and_call_sites() {
+    assert_eq!(gort::current_id(), None);
+    gort::run(|| {
+        let me = gort::current_id().unwrap();
+        let a = gort::spawn(|| gort::current_id().unwrap());
+        let b = gort::spawn(|| gort::current_id().unwrap());
+        let (ida, idb) = (a.id(), b.id());
+        assert!(me < ida && ida < idb, "{me} {ida} {idb}");
+        assert_eq!(a.join().unwrap(), ida);
+        assert_eq!(b.join().unwrap(), idb);
+
+        let (tx, rx) = gort::chan::chan::<()>(0);
+        let line = line!() + 1;
+        let h = gort::spawn(move || rx.recv());
+        // Wait until it blocks, then look at it from outside.
+        let info = loop {
+            if let Some(i) = gort::goroutines().into_iter().find(|g| g.id == h.id() && g.wait_reason.is_some()) {
+                break i;
+            }
+            gort::yield_now();
+        };
+        assert_eq!(info.parent_id, me);
+        assert_eq!(info.state, "chan receive");
+        let site = info.created_at.unwrap();
+        assert!(site.file().ends_with("rt_spawn.rs"), "{}", site.file());
+        assert_eq!(site.line(), line);
+        tx.send(()).unwrap();
+        assert_eq!(h.join().unwrap(), Some(()));
+    });
+}
+
+/// The runtime works without `run`: a plain thread spawns, and `join` blocks the thread.
+#[test]
+fn spawn_and_join_from_plain_threads() {
+    let ths: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let hs: Vec<_> = (0..1000u64).map(|i| gort::spawn(move || t * 1000 + i)).collect();
+                hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+            })
+        })
+        .collect();
+    let total: u64 = ths.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(total, (0..4000u64).sum::<u64>());
+}
+
+/// `is_finished`, detaching by dropping the handle, and `num_goroutine` seeing live goroutines.
+#[test]
+fn detach_and_count() {
+    gort::run(|| {
+        let done = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = gort::chan::chan::<()>(0);
+        let before = gort::num_goroutine();
+        for _ in 0..100 {
+            let d = done.clone();
+            let rx = rx.clone();
+            drop(gort::spawn(move || {
+                rx.recv();
+                d.fetch_add(1, Ordering::SeqCst);
+            }));
+        }
+        assert!(gort::num_goroutine() >= before + 100);
+        let h = gort::spawn(|| ());
+        drop(tx); // close: every detached goroutine wakes and finishes
+        while done.load(Ordering::SeqCst) < 100 {
+            gort::yield_now();
+        }
+        while !h.is_finished() {
+            gort::yield_now();
+        }
+    });
+}
+
+/// `yield_now` lets the other goroutines of a single P run (run with one P in a child).
+#[test]
+fn yield_interleaves_on_one_p() {
+    if common::in_child() {
+        let order = gort::run(|| {
+            assert_eq!(gort::gomaxprocs(), 1);
+            let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let hs: Vec<_> = (0..2)
+                .map(|id| {
+                    let log = log.clone();
+                    gort::spawn(move || {
+                        for _ in 0..3 {
+                            log.lock().unwrap().push(id);
+                            gort::yield_now();
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            let v = log.lock().unwrap().clone();
+            v
+        });
+        // Strict alternation: each yield hands the only P to the other goroutine.
+        assert!(order.windows(2).all(|w| w[0] != w[1]), "{order:?}");
+        return;
+    }
+    let out = common::run_child("yield_interleaves_on_one_p", &[("GOMAXPROCS", "1")]);
+    assert!(out.status.success(), "child failed:\n{}", common::stderr(&out));
+}
