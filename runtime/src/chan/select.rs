@@ -478,11 +478,14 @@ macro_rules! select {
     };
     // ---- emission: bind one case object per arm (fresh hygienic `__case` each level) ----
     (@emit $def:tt [$($bound:tt)*] ((recv $pat:tt ($($rx:tt)+)) $b:tt) $($more:tt)*) => {{
-        let mut __case = $crate::chan::select::RecvCase::new(&($($rx)+));
+        // A `let` of a reference extends a temporary channel (`after(d).recv()`) to the block.
+        let __chan = &($($rx)+);
+        let mut __case = $crate::chan::select::RecvCase::new(__chan);
         $crate::select!(@emit $def [$($bound)* (__case $pat $b)] $($more)*)
     }};
     (@emit $def:tt [$($bound:tt)*] ((send $pat:tt ($($tx:tt)+) ($($v:tt)*)) $b:tt) $($more:tt)*) => {{
-        let mut __case = $crate::chan::select::SendCase::new(&($($tx)+), $($v)*);
+        let __chan = &($($tx)+);
+        let mut __case = $crate::chan::select::SendCase::new(__chan, $($v)*);
         $crate::select!(@emit $def [$($bound)* (__case $pat $b)] $($more)*)
     }};
     (@emit [$($def:tt)*] [$(($c:ident $pat:tt $b:tt))*]) => {{
