@@ -184,6 +184,24 @@ mod tests {
         assert_eq!(PollError::of(&PollError::Closed.into()), Some(PollError::Closed));
     }
 
+    /// The runtime keeps the poller in a static and moves registrations and commits across
+    /// threads (a goroutine migrates between Ms).
+    #[test]
+    fn shareable_across_threads_and_static() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Poller>();
+        send_sync::<Registration<'static>>();
+        send_sync::<Commit<'static>>();
+        send_sync::<Wakeups>();
+        static POLLER: std::sync::OnceLock<Poller> = std::sync::OnceLock::new();
+        let poller: &'static Poller = POLLER.get_or_init(|| Poller::new().unwrap());
+        let (a, b) = pipe();
+        let reg: Registration<'static> = poller.register(a).unwrap();
+        std::thread::spawn(move || drop(reg)).join().unwrap();
+        close(a);
+        close(b);
+    }
+
     #[test]
     #[should_panic(expected = "reserved")]
     fn token_rejects_reserved_values() {

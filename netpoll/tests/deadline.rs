@@ -117,7 +117,7 @@ fn a_deadline_reset_after_expiry_makes_the_waiter_wait_again() {
         s.spawn(|| drive(&poller, &stop));
         b.write_all(b"ok").unwrap();
         assert_eq!(reader.join().unwrap(), (2, 2));
-        stop.store(true, Ordering::Release);
+        stop.store(true, Ordering::Relaxed);
     });
 }
 
@@ -144,7 +144,7 @@ fn deadline_of_a_blocked_writer() {
             ready(t);
         }
         assert!(timed_out(writer.join().unwrap()));
-        stop.store(true, Ordering::Release);
+        stop.store(true, Ordering::Relaxed);
     });
     assert_eq!(poller.waiters(), 0);
 }

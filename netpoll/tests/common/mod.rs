@@ -82,7 +82,7 @@ pub fn ready_all(ts: impl IntoIterator<Item = Token>) {
 /// Runs the poll loop until `stop`, readying every token: the scheduler's part.
 pub fn drive(poller: &Poller, stop: &AtomicBool) {
     let mut toks = Vec::new();
-    while !stop.load(Ordering::Acquire) {
+    while !stop.load(Ordering::Relaxed) {
         poller.poll(Some(Duration::from_millis(5)), &mut toks).unwrap();
         ready_all(toks.drain(..));
     }
