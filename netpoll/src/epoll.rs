@@ -12,6 +12,13 @@
 //! finds it false and writes again (the eventfd stays readable for the next poll). A
 //! non-blocking poll leaves the eventfd alone, so the wake stays pending for the poller that
 //! blocks (Go does the same).
+//!
+//! # Events
+//!
+//! `EPOLLIN|EPOLLRDHUP|EPOLLHUP|EPOLLERR` ready the reader, `EPOLLOUT|EPOLLHUP|EPOLLERR` the
+//! writer: on a hang-up or an error both retry their syscall and see EOF or the socket's own
+//! error (`ECONNRESET`, ...). Unlike Go there is no sticky "event error" bit (`everr`, only for
+//! descriptors that report a bare `EPOLLERR`): the syscall reports the error better.
 
 use std::io;
 use std::mem::MaybeUninit;

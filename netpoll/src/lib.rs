@@ -76,6 +76,13 @@
 //!
 //! Errors are `std::io::Error`s; [`PollError::of`] tells this crate's own (closed, timed out)
 //! from the OS's.
+//!
+//! # Not here (on purpose)
+//!
+//! - Clocks and timers: the runtime owns them; netpoll records only "deadline passed or not".
+//!   Go's combined read+write timer is two keys here.
+//! - Level-triggered mode (Go uses it only on Solaris/AIX), and Go's `everr` bit (see `epoll.rs`).
+//! - Several waiters per mode: the socket layer serialises them (Go's `fdMutex`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

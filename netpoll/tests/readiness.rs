@@ -265,3 +265,39 @@ fn registration_failures_are_io_errors_and_leave_the_pool_sound() {
         drop(regs);
     }
 }
+
+/// The scheduler's pattern: publish work, then `wake`; the blocked poller must see the work.
+/// A coalesced wake that was dropped while the poller drained would leave it asleep (then this
+/// test fails after `PATIENCE`).
+#[test]
+fn work_published_before_wake_is_seen_by_the_poller() {
+    const ROUNDS: usize = 2000;
+    let poller = Poller::new().unwrap();
+    let work = std::sync::atomic::AtomicUsize::new(0);
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut toks = Vec::new();
+            loop {
+                let start = std::time::Instant::now();
+                poller.poll(Some(PATIENCE), &mut toks).unwrap();
+                // Relaxed: the value itself is the message; `wake`/`poll` order it (the point
+                // of the test).
+                let w = work.load(Ordering::Relaxed);
+                assert!(w > seen.load(Ordering::Relaxed) || start.elapsed() < PATIENCE, "lost wake");
+                seen.store(w, Ordering::Relaxed);
+                if w == ROUNDS {
+                    break;
+                }
+            }
+        });
+        for i in 1..=ROUNDS {
+            work.store(i, Ordering::Relaxed);
+            poller.wake().unwrap();
+            // Sometimes race the next wake with the poller's drain, sometimes wait for it.
+            if i % 3 != 0 {
+                wait_until("the poller to see the work", || seen.load(Ordering::Relaxed) >= i);
+            }
+        }
+    });
+}
