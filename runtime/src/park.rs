@@ -306,6 +306,7 @@ impl Drop for ThreadG {
         // The thread exits: it can no longer wake anyone.
         if let Some(s) = sched_if_started() {
             s.ext_active.fetch_sub(1, Ordering::SeqCst);
+            s.ext_threads.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -333,6 +334,7 @@ pub(crate) fn thread_g() -> GRef {
     if current_m().is_none() {
         // Ms are part of the runtime, not outside threads that might wake someone.
         g.outside.store(true, Ordering::Relaxed);
+        sched().ext_threads.fetch_add(1, Ordering::SeqCst);
         sched().ext_active.fetch_add(1, Ordering::SeqCst);
         THREAD_G_OWNER.with(|o| *o.borrow_mut() = Some(ThreadG { _g: gr }));
     }

@@ -103,6 +103,11 @@ pub(crate) struct Sched {
     /// Plain threads that have used the runtime and are not blocked in it (deadlock detection:
     /// such a thread may still wake a goroutine).
     pub(crate) ext_active: AtomicIsize,
+    /// Plain threads that have used the runtime and not yet exited (parked or not).
+    pub(crate) ext_threads: AtomicIsize,
+    /// check_dead found everything asleep but threads it does not know of exist; sysmon
+    /// re-checks while this is set (such a thread may exit without waking anyone).
+    pub(crate) dead_suspect: AtomicBool,
     /// Deadline of the timer M's sleep (u64::MAX when none sleeps with a timeout).
     pub(crate) timer_sleep_until: AtomicU64,
     pub(crate) run_waiters: Mutex<Vec<Arc<RunWaiter>>>,
@@ -157,6 +162,8 @@ pub(crate) fn start() -> Result<&'static Sched, crate::env::ConfigError> {
         next_goid: AtomicU64::new(2),
         main_goid_taken: AtomicBool::new(false),
         ext_active: AtomicIsize::new(0),
+        ext_threads: AtomicIsize::new(0),
+        dead_suspect: AtomicBool::new(false),
         timer_sleep_until: AtomicU64::new(u64::MAX),
         run_waiters: Mutex::new(Vec::new()),
         nsyscall: AtomicUsize::new(0),
@@ -836,6 +843,12 @@ pub(crate) fn gfget(s: &'static Sched, p: Option<&'static P>) -> GRef {
 
 /// If nothing can ever run again and some `run` caller waits, tells those callers. Called when
 /// an M gives up its P and when a plain thread blocks.
+/// Number of threads in this process (`Threads:` in /proc/self/status), if readable.
+fn process_threads() -> Option<usize> {
+    let st = std::fs::read_to_string("/proc/self/status").ok()?;
+    st.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok())
+}
+
 pub(crate) fn check_dead(s: &'static Sched) {
     if !s.cfg.deadlock_detection || s.run_waiters.lock().is_empty() {
         return;
@@ -874,6 +887,19 @@ pub(crate) fn check_dead(s: &'static Sched) {
     if live || s.ext_active.load(Ordering::SeqCst) > 0 {
         return;
     }
+    // Threads the runtime has never seen (a `std::thread` that will send on a channel once it
+    // has computed something, a thread blocked reading stdin) may still wake a goroutine, as a
+    // goroutine in a system call would in Go. Count the process's threads: anything beyond the
+    // Ms, sysmon and the registered plain threads (all parked, as ext_active is 0) is such a
+    // thread, and then this is not (yet) a deadlock. Sysmon re-checks while it stays suspect.
+    let known = s.mcount.load(Ordering::Relaxed) as isize + 1 + s.ext_threads.load(Ordering::SeqCst);
+    if let Some(n) = process_threads() {
+        if n as isize > known {
+            s.dead_suspect.store(true, Ordering::Relaxed);
+            return;
+        }
+    }
+    s.dead_suspect.store(false, Ordering::Relaxed);
     // Only a `run` whose main goroutine is itself stuck is deadlocked; one whose main goroutine
     // has finished is about to wake anyway.
     let waiters: Vec<Arc<RunWaiter>> = {

@@ -44,6 +44,7 @@ fn run(s: &'static Sched) -> ! {
     let start = nanotime();
     let mut last_trace = start;
     let mut last_scavenge = start;
+    let mut last_dead_check = start;
     loop {
         std::thread::sleep(Duration::from_micros(delay_us));
         let now = nanotime();
@@ -66,6 +67,12 @@ fn run(s: &'static Sched) -> ! {
             && s.nmspinning.load(Ordering::Relaxed) == 0
         {
             wakep();
+        }
+        // Everything asleep except threads the runtime does not know: re-check for a deadlock
+        // (one of them may have exited), at most every 100 ms.
+        if all_idle && s.dead_suspect.load(Ordering::Relaxed) && now - last_dead_check > 100_000_000 {
+            last_dead_check = now;
+            crate::sched::check_dead(s);
         }
         if now - last_scavenge > 1_000_000_000 {
             last_scavenge = now;
