@@ -1,34 +1,30 @@
-//! One-shot runner for gort's scheduler benchmarks: runs ONE workload once and prints
+//! One-shot runner for gort's scheduler benchmarks (issue 2): runs ONE workload once and prints
 //! `<workload> <unit>=<value>` lines, the format bench/compare.sh reads from gort, Go
-//! (bench/go) and the peers (bench/peers). Worker count from GOMAXPROCS.
+//! (bench/go) and the peers (bench/peers). Worker count from `GOMAXPROCS`.
 //!
 //! ```text
-//! GOMAXPROCS=1 cargo run --release --example bench_runtime -- switch_1p
+//! GOMAXPROCS=1 cargo run --release --example bench_runtime -- switch
 //! GOMAXPROCS=2 cargo run --release --example bench_runtime -- spawn_join_1m
 //! ```
 //!
-//! Workloads: switch_1p, spawn_join_1m, chained_spawn_1000, yield_200x10k, yield_200x10k_1p,
-//! skynet_1m (see bench/README.md). The channel and sync workloads are in
-//! `examples/bench_chan.rs`; the memory ones in `examples/bench_mem.rs`.
+//! Workloads (see `benches/workloads/mod.rs` and bench/README.md): `switch` (meant for
+//! GOMAXPROCS=1), `spawn_join_1m`, `chained_spawn_1000`, `yield_200x10k`, `skynet_1m` (join
+//! handles) and `skynet_1m_chan` (Go's original, with channels); both skynets also print the
+//! process's peak RSS. The channel and sync workloads are in `examples/bench_chan.rs`, the
+//! memory per parked goroutine in `examples/bench_mem.rs`.
 
 #[path = "../benches/workloads/mod.rs"]
 mod workloads;
 
-use std::time::Instant;
-use workloads::{emit, ns_per};
+use workloads::{emit, ns_per, proc_status_kib};
 
 const WORKLOADS: &[&str] =
-    &["switch_1p", "spawn_join_1m", "chained_spawn_1000", "yield_200x10k", "yield_200x10k_1p", "skynet_1m"];
+    &["switch", "spawn_join_1m", "chained_spawn_1000", "yield_200x10k", "skynet_1m", "skynet_1m_chan"];
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() != 2 || !WORKLOADS.contains(&args[1].as_str()) {
-        eprintln!("usage: bench_runtime WORKLOAD\nworkloads: {}", WORKLOADS.join(" "));
-        std::process::exit(2);
-    }
-    let name = args[1].clone();
+    let name = workloads::workload_arg("bench_runtime", WORKLOADS);
     gort::run(move || match name.as_str() {
-        "switch_1p" => {
+        "switch" => {
             const N: u64 = 500_000;
             emit(&name, "ns_per_op", ns_per(workloads::switch(N), 2 * N));
         }
@@ -37,25 +33,18 @@ fn main() {
             emit(&name, "ns_per_op", ns_per(workloads::spawn_join(N), N as u64));
         }
         "chained_spawn_1000" => {
-            const ITERS: u32 = 100;
-            workloads::chain(1000); // warm-up: fills the stack and G pools
-            let start = Instant::now();
-            for _ in 0..ITERS {
-                assert_eq!(workloads::chain(1000), 1000);
-            }
-            let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(ITERS);
-            emit(&name, "us", us);
+            const ITERS: u64 = 100;
+            let d = workloads::chained_spawn_1000(ITERS);
+            emit(&name, "us", d.as_secs_f64() * 1e6 / ITERS as f64);
         }
-        "yield_200x10k" | "yield_200x10k_1p" => {
+        "yield_200x10k" => {
             let d = workloads::yield_many(200, 10_000);
             emit(&name, "ns_per_op", ns_per(d, 200 * 10_000));
         }
-        "skynet_1m" => {
-            let start = Instant::now();
-            let sum = workloads::skynet(0, workloads::SKYNET_SIZE);
-            let elapsed = start.elapsed();
-            assert_eq!(sum, workloads::SKYNET_SUM);
-            emit(&name, "ms", elapsed.as_secs_f64() * 1e3);
+        "skynet_1m" | "skynet_1m_chan" => {
+            let d = workloads::skynet_1m(name == "skynet_1m_chan");
+            emit(&name, "ms", d.as_secs_f64() * 1e3);
+            emit(&format!("{name}_peak_rss"), "mib", proc_status_kib("VmHWM") / 1024.0);
         }
         _ => unreachable!(),
     });

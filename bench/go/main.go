@@ -4,8 +4,10 @@
 //	GOMAXPROCS=2 ./gortbench spawn_join_1m
 //
 // The worker count comes from GOMAXPROCS (set by bench/compare.sh). Only the standard library
-// is used. Every workload here has a twin in examples/bench_runtime.rs, examples/bench_chan.rs,
-// examples/bench_mem.rs (gort) and bench/peers (Tokio, may) with the same shape.
+// is used. Every workload here has a twin in benches/workloads/mod.rs (gort; run by
+// examples/bench_runtime.rs, bench_chan.rs and bench_mem.rs) and in bench/peers (Tokio, may)
+// doing the same steps; bench/README.md lists the few places where a runtime lacks the exact
+// primitive (Go has no join handle: a WaitGroup or a channel of capacity 1 stands in).
 package main
 
 import (
@@ -48,22 +50,27 @@ func procStatusKiB(field string) float64 {
 	panic("no " + field + " in /proc/self/status")
 }
 
-// 1. Two goroutines yielding to each other (run with GOMAXPROCS=1); ns per switch.
-func switch1p() {
-	const n = 500_000
+// yieldMany starts `tasks` goroutines each yielding `yields` times and waits for them.
+func yieldMany(tasks, yields int) time.Duration {
 	var wg sync.WaitGroup
 	start := time.Now()
-	for i := 0; i < 2; i++ {
-		wg.Add(1)
+	wg.Add(tasks)
+	for i := 0; i < tasks; i++ {
 		go func() {
-			for j := 0; j < n; j++ {
+			for j := 0; j < yields; j++ {
 				runtime.Gosched()
 			}
 			wg.Done()
 		}()
 	}
 	wg.Wait()
-	emit("switch_1p", "ns_per_op", nsPer(time.Since(start), 2*n))
+	return time.Since(start)
+}
+
+// 1. Two goroutines yielding to each other (run with GOMAXPROCS=1); ns per switch.
+func switchTwo() {
+	const n = 500_000
+	emit("switch", "ns_per_op", nsPer(yieldMany(2, n), 2*n))
 }
 
 // 2. Spawn 1M goroutines returning a small value, then "join" them all. Go has no join
@@ -116,21 +123,9 @@ func chainedSpawn1000() {
 }
 
 // 4. 200 goroutines each yielding 10,000 times; ns per yield.
-func yield200x10k(name string) {
+func yield200x10k() {
 	const tasks, yields = 200, 10_000
-	var wg sync.WaitGroup
-	start := time.Now()
-	wg.Add(tasks)
-	for i := 0; i < tasks; i++ {
-		go func() {
-			for j := 0; j < yields; j++ {
-				runtime.Gosched()
-			}
-			wg.Done()
-		}()
-	}
-	wg.Wait()
-	emit(name, "ns_per_op", nsPer(time.Since(start), tasks*yields))
+	emit("yield_200x10k", "ns_per_op", nsPer(yieldMany(tasks, yields), tasks*yields))
 }
 
 // 5. Skynet: the classic (https://github.com/atemerev/skynet), 1,111,111 goroutines; total ms
@@ -190,7 +185,7 @@ func park100k() {
 }
 
 // 7a. Unbuffered channel ping-pong; ns per round trip (run with GOMAXPROCS=1 and 2).
-func pingpong(name string) {
+func pingpong() {
 	const n = 200_000
 	ping, pong := make(chan int), make(chan int)
 	go func() {
@@ -202,11 +197,14 @@ func pingpong(name string) {
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		ping <- i
-		<-pong
+		if <-pong != i {
+			panic("bad pong")
+		}
 	}
 	el := time.Since(start)
 	close(ping)
-	emit(name, "ns_per_op", nsPer(el, n))
+	<-pong // the echo goroutine has exited (closed pong)
+	emit("pingpong_unbuf", "ns_per_op", nsPer(el, n))
 }
 
 // 7b. Buffered MPMC: 4 producers x 4 consumers over one channel of capacity 1024, 1M messages
@@ -291,16 +289,14 @@ func waitgroup100k() {
 }
 
 var workloads = map[string]func(name string){
-	"switch_1p":          func(string) { switch1p() },
+	"switch":             func(string) { switchTwo() },
 	"spawn_join_1m":      func(string) { spawnJoin1M() },
 	"chained_spawn_1000": func(string) { chainedSpawn1000() },
-	"yield_200x10k":      yield200x10k,
-	"yield_200x10k_1p":   yield200x10k,
+	"yield_200x10k":      func(string) { yield200x10k() },
 	"skynet_1m":          skynet1M,
 	"skynet_1m_chan":     skynet1M,
 	"park_100k":          func(string) { park100k() },
-	"pingpong_unbuf_1p":  pingpong,
-	"pingpong_unbuf_2p":  pingpong,
+	"pingpong_unbuf":     func(string) { pingpong() },
 	"mpmc_4x4_cap1024":   func(string) { mpmc() },
 	"mutex_4x1m":         func(string) { mutex4x1M() },
 	"waitgroup_100k":     func(string) { waitgroup100k() },

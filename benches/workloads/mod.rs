@@ -1,36 +1,35 @@
-//! The scheduler workloads shared by the criterion benches (`benches/rt_*.rs`) and the
-//! one-shot runners (`examples/bench_runtime.rs`, `examples/bench_mem.rs`), so both measure
-//! exactly the same code. Their twins in Go, Tokio and may live in `bench/` (see
-//! `bench/README.md`). Every function here must be called from inside `gort::run`.
+//! The benchmark workloads, shared by the criterion benches (`benches/rt_*.rs`,
+//! `benches/chan_*.rs`) and the one-shot runners (`examples/bench_runtime.rs`,
+//! `examples/bench_chan.rs`, `examples/bench_mem.rs`), so both measure exactly the same code.
+//! Their twins in Go (`bench/go/main.go`), Tokio and may (`bench/peers/src/bin/`) follow the
+//! same algorithm step by step; `bench/README.md` lists every workload and where a peer has to
+//! differ (Tokio and may have no rendezvous channel, Go has no join handle).
+//!
+//! Every function here must be called from inside `gort::run`. The worker count is the
+//! runtime's (`GOMAXPROCS`), fixed at start; the caller decides it.
 //!
 //! Each target includes this file with `#[path]` and uses a subset of it, hence the
 //! `dead_code` allowance.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// 1. Two goroutines each yielding `n` times; run with GOMAXPROCS=1 so every yield is a
-/// switch to the other one. Returns the elapsed time for `2 * n` switches.
+use gort::chan::chan;
+use gort::sync::{Mutex, WaitGroup};
+
+// ---------------------------------------------------------------------------------------------
+// Scheduler (issue 2)
+// ---------------------------------------------------------------------------------------------
+
+/// Two goroutines each yielding `n` times; run with GOMAXPROCS=1 so every yield is a switch to
+/// the other one. Returns the elapsed time for `2 * n` switches.
 pub fn switch(n: u64) -> Duration {
-    let start = Instant::now();
-    let hs: Vec<_> = (0..2)
-        .map(|_| {
-            gort::spawn(move || {
-                for _ in 0..n {
-                    gort::yield_now();
-                }
-            })
-        })
-        .collect();
-    for h in hs {
-        h.join().unwrap();
-    }
-    start.elapsed()
+    yield_many(2, n as usize)
 }
 
-/// 2. Spawn `n` goroutines that return a small value, then join them all.
+/// Spawns `n` goroutines that return a small value, then joins them all.
 pub fn spawn_join(n: usize) -> Duration {
     let start = Instant::now();
     let hs: Vec<_> = (0..n).map(|i| gort::spawn(move || i * 2)).collect();
@@ -40,7 +39,7 @@ pub fn spawn_join(n: usize) -> Duration {
     elapsed
 }
 
-/// 3. Each goroutine spawns the next and joins it, `depth` deep. Returns `depth`.
+/// Each goroutine spawns the next and joins it, `depth` deep. Returns `depth`.
 pub fn chain(depth: usize) -> usize {
     if depth == 0 {
         return 0;
@@ -48,7 +47,17 @@ pub fn chain(depth: usize) -> usize {
     gort::spawn(move || chain(depth - 1)).join().unwrap() + 1
 }
 
-/// 4. `tasks` goroutines each yielding `yields` times.
+/// `iters` chains of 1000 (after one warm-up chain that fills the G and stack pools).
+pub fn chained_spawn_1000(iters: u64) -> Duration {
+    chain(1000);
+    let start = Instant::now();
+    for _ in 0..iters {
+        assert_eq!(chain(1000), 1000);
+    }
+    start.elapsed()
+}
+
+/// `tasks` goroutines each yielding `yields` times.
 pub fn yield_many(tasks: usize, yields: usize) -> Duration {
     let start = Instant::now();
     let hs: Vec<_> = (0..tasks)
@@ -71,7 +80,7 @@ pub const SKYNET_SUM: u64 = 499_999_500_000;
 /// Leaves of the skynet tree (1,111,111 goroutines in all).
 pub const SKYNET_SIZE: u64 = 1_000_000;
 
-/// 5. Skynet with join handles: each goroutine spawns its 10 children and joins them.
+/// Skynet with join handles (gort's idiom): each goroutine spawns its 10 children and joins them.
 pub fn skynet(num: u64, size: u64) -> u64 {
     if size == 1 {
         return num;
@@ -82,36 +91,169 @@ pub fn skynet(num: u64, size: u64) -> u64 {
     hs.into_iter().map(|h| h.join().unwrap()).sum()
 }
 
-/// 6. `n` goroutines parked at once (with `gort::park`, reason `semacquire`): returns the
-/// RSS growth per parked goroutine in KiB, then readies them all and waits for them to exit.
-/// Goroutines are detached (no JoinHandle), like Go's.
+/// Skynet exactly as the original Go program (github.com/atemerev/skynet): each goroutine makes
+/// an unbuffered channel, starts its 10 children with a clone of its sender, sums 10 receives
+/// and sends the sum to its parent.
+pub fn skynet_chan(out: gort::chan::Sender<u64>, num: u64, size: u64) {
+    if size == 1 {
+        out.send(num).unwrap();
+        return;
+    }
+    let (tx, rx) = chan::<u64>(0);
+    let sub = size / 10;
+    for i in 0..10 {
+        let tx = tx.clone();
+        drop(gort::spawn(move || skynet_chan(tx, num + i * sub, sub)));
+    }
+    let sum: u64 = (0..10).map(|_| rx.recv().unwrap()).sum();
+    out.send(sum).unwrap();
+}
+
+/// Runs skynet 1M (join-handle version, or the channel version with `chan == true`) and checks
+/// the sum.
+pub fn skynet_1m(with_chan: bool) -> Duration {
+    let start = Instant::now();
+    let sum = if with_chan {
+        let (tx, rx) = chan::<u64>(0);
+        drop(gort::spawn(move || skynet_chan(tx, 0, SKYNET_SIZE)));
+        rx.recv().unwrap()
+    } else {
+        skynet(0, SKYNET_SIZE)
+    };
+    let elapsed = start.elapsed();
+    assert_eq!(sum, SKYNET_SUM);
+    elapsed
+}
+
+/// `n` goroutines blocked at once on a receive from one unbuffered channel: returns the RSS
+/// growth per blocked goroutine in KiB, then closes the channel and waits for them all to exit
+/// (a WaitGroup). Goroutines are detached (no JoinHandle), like Go's. Same steps as Go's twin:
+/// count the starts, wait for all, sleep 20 ms so the last ones reach the receive, read RSS.
 pub fn parked_kib_per_g(n: usize) -> f64 {
-    let parked: Arc<Mutex<Vec<gort::GRef>>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
-    let exited = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(WaitGroup::new());
+    let (tx, rx) = chan::<()>(0);
     let before = proc_status_kib("VmRSS");
+    done.add(n as i64);
     for _ in 0..n {
-        let parked = parked.clone();
-        let exited = exited.clone();
+        let (started, done, rx) = (started.clone(), done.clone(), rx.clone());
         drop(gort::spawn(move || {
-            gort::park(gort::WaitReason::Semacquire, |g| {
-                parked.lock().unwrap().push(g);
-                true
-            });
-            exited.fetch_add(1, Ordering::Release);
+            started.fetch_add(1, Ordering::Relaxed);
+            assert!(rx.recv().is_none());
+            done.done();
         }));
     }
-    while parked.lock().unwrap().len() < n {
+    while started.load(Ordering::Relaxed) < n {
         gort::yield_now();
     }
+    gort::time::sleep(Duration::from_millis(20));
     let after = proc_status_kib("VmRSS");
-    for g in parked.lock().unwrap().drain(..) {
-        gort::ready(g);
-    }
-    while exited.load(Ordering::Acquire) < n {
-        gort::yield_now();
-    }
+    drop(tx); // the last sender: closes the channel and wakes every receiver
+    done.wait();
     (after - before) / n as f64
 }
+
+// ---------------------------------------------------------------------------------------------
+// Channels and sync (issue 3)
+// ---------------------------------------------------------------------------------------------
+
+/// Unbuffered ping-pong: the caller sends `i` on `ping`, an echo goroutine sends it back on
+/// `pong`, `n` times. Returns the time for `n` round trips.
+pub fn pingpong(n: usize) -> Duration {
+    let (ping_tx, ping_rx) = chan::<usize>(0);
+    let (pong_tx, pong_rx) = chan::<usize>(0);
+    let echo = gort::spawn(move || {
+        for v in ping_rx {
+            pong_tx.send(v).unwrap();
+        }
+    });
+    let start = Instant::now();
+    for i in 0..n {
+        ping_tx.send(i).unwrap();
+        assert_eq!(pong_rx.recv(), Some(i));
+    }
+    let elapsed = start.elapsed();
+    drop(ping_tx);
+    echo.join().unwrap();
+    elapsed
+}
+
+/// Messages per producer in [`mpmc`].
+pub const MPMC_PER: usize = 250_000;
+
+/// Buffered MPMC: 4 consumers and 4 producers on one channel of capacity 1024, each producer
+/// sending `0..per`; the consumers' sums are checked. Returns the time for `4 * per` messages.
+pub fn mpmc(per: usize) -> Duration {
+    const PRODUCERS: usize = 4;
+    const CONSUMERS: usize = 4;
+    let (tx, rx) = chan::<usize>(1024);
+    let start = Instant::now();
+    let cs: Vec<_> = (0..CONSUMERS)
+        .map(|_| {
+            let rx = rx.clone();
+            gort::spawn(move || rx.into_iter().sum::<usize>())
+        })
+        .collect();
+    let ps: Vec<_> = (0..PRODUCERS)
+        .map(|_| {
+            let tx = tx.clone();
+            gort::spawn(move || {
+                for i in 0..per {
+                    tx.send(i).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop((tx, rx));
+    for p in ps {
+        p.join().unwrap();
+    }
+    let total: usize = cs.into_iter().map(|c| c.join().unwrap()).sum();
+    let elapsed = start.elapsed();
+    assert_eq!(total, PRODUCERS * per * (per - 1) / 2);
+    elapsed
+}
+
+/// Contended `gort::sync::Mutex`: 4 goroutines each incrementing a shared counter `per` times.
+/// Returns the time for `4 * per` lock/unlock pairs.
+pub fn mutex(per: usize) -> Duration {
+    const G: usize = 4;
+    let m = Arc::new(Mutex::new(0usize));
+    let start = Instant::now();
+    let hs: Vec<_> = (0..G)
+        .map(|_| {
+            let m = m.clone();
+            gort::spawn(move || {
+                for _ in 0..per {
+                    *m.lock() += 1;
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(*m.lock(), G * per);
+    elapsed
+}
+
+/// WaitGroup fan-out: `add(n)`, `n` detached goroutines each calling `done`, one `wait`.
+pub fn waitgroup(n: usize) -> Duration {
+    let start = Instant::now();
+    let wg = Arc::new(WaitGroup::new());
+    wg.add(n as i64);
+    for _ in 0..n {
+        let wg = wg.clone();
+        drop(gort::spawn(move || wg.done()));
+    }
+    wg.wait();
+    start.elapsed()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output helpers
+// ---------------------------------------------------------------------------------------------
 
 /// A `Vm...:` field of /proc/self/status (VmRSS, VmHWM, ...), in KiB.
 pub fn proc_status_kib(field: &str) -> f64 {
@@ -131,4 +273,15 @@ pub fn emit(name: &str, unit: &str, value: f64) {
 /// Nanoseconds per operation.
 pub fn ns_per(d: Duration, ops: u64) -> f64 {
     d.as_nanos() as f64 / ops as f64
+}
+
+/// Checks the command line of a one-shot runner: exactly one argument, one of `workloads`.
+/// Prints the usage and exits with status 2 otherwise.
+pub fn workload_arg(bin: &str, workloads: &[&str]) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 2 || !workloads.contains(&args[1].as_str()) {
+        eprintln!("usage: {bin} WORKLOAD\nworkloads: {}", workloads.join(" "));
+        std::process::exit(2);
+    }
+    args[1].clone()
 }

@@ -18,10 +18,7 @@ pub fn ns_per(d: Duration, ops: usize) -> f64 {
 /// default 2.
 pub fn workers() -> usize {
     match std::env::var("GOMAXPROCS") {
-        Ok(s) => s
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("GOMAXPROCS={s:?} is not a positive integer")),
+        Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("GOMAXPROCS={s:?} is not a positive integer")),
         Err(_) => 2,
     }
 }

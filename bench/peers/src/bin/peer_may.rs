@@ -8,25 +8,23 @@ use may::go;
 use may::sync::{mpmc, mpsc, Mutex, WaitGroup};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const WORKLOADS: &[&str] = &[
-    "switch_1p",
+    "switch",
     "spawn_join_1m",
     "chained_spawn_1000",
     "yield_200x10k",
-    "yield_200x10k_1p",
     "skynet_1m",
     "skynet_1m_chan",
     "park_100k",
-    "pingpong_unbuf_1p",
-    "pingpong_unbuf_2p",
+    "pingpong_unbuf",
     "mpmc_4x4_cap1024",
     "mutex_4x1m",
     "waitgroup_100k",
 ];
 
-fn switch_1p() {
+fn switch_two() {
     const N: usize = 500_000;
     let start = Instant::now();
     let hs: Vec<_> = (0..2)
@@ -41,7 +39,7 @@ fn switch_1p() {
     for h in hs {
         h.join().unwrap();
     }
-    emit("switch_1p", "ns_per_op", ns_per(start.elapsed(), 2 * N));
+    emit("switch", "ns_per_op", ns_per(start.elapsed(), 2 * N));
 }
 
 fn spawn_join_1m() {
@@ -68,14 +66,10 @@ fn chained_spawn_1000() {
     for _ in 0..ITERS {
         assert_eq!(chain(1000), 1000);
     }
-    emit(
-        "chained_spawn_1000",
-        "us",
-        start.elapsed().as_secs_f64() * 1e6 / f64::from(ITERS),
-    );
+    emit("chained_spawn_1000", "us", start.elapsed().as_secs_f64() * 1e6 / f64::from(ITERS));
 }
 
-fn yield_200x10k(name: &str) {
+fn yield_200x10k() {
     const TASKS: usize = 200;
     const YIELDS: usize = 10_000;
     let start = Instant::now();
@@ -91,16 +85,14 @@ fn yield_200x10k(name: &str) {
     for h in hs {
         h.join().unwrap();
     }
-    emit(name, "ns_per_op", ns_per(start.elapsed(), TASKS * YIELDS));
+    emit("yield_200x10k", "ns_per_op", ns_per(start.elapsed(), TASKS * YIELDS));
 }
 
 fn skynet_join(num: u64, size: u64) -> u64 {
     if size == 1 {
         return num;
     }
-    let hs: Vec<_> = (0..10)
-        .map(|i| go!(move || skynet_join(num + i * (size / 10), size / 10)))
-        .collect();
+    let hs: Vec<_> = (0..10).map(|i| go!(move || skynet_join(num + i * (size / 10), size / 10))).collect();
     hs.into_iter().map(|h| h.join().unwrap()).sum()
 }
 
@@ -130,13 +122,11 @@ fn skynet_1m(name: &str) {
     let el = start.elapsed();
     assert_eq!(sum, SKYNET_SUM);
     emit(name, "ms", el.as_secs_f64() * 1e3);
-    emit(
-        &format!("{name}_peak_rss"),
-        "mib",
-        proc_status_kib("VmHWM") / 1024.0,
-    );
+    emit(&format!("{name}_peak_rss"), "mib", proc_status_kib("VmHWM") / 1024.0);
 }
 
+/// Every coroutine blocks on a receive from one channel that is closed at the end, as in Go
+/// (may's mpmc channel; unbounded: may has no rendezvous).
 fn park_100k() {
     const N: usize = 100_000;
     let started = Arc::new(AtomicUsize::new(0));
@@ -144,20 +134,18 @@ fn park_100k() {
     let mut hs = Vec::with_capacity(N);
     let before = proc_status_kib("VmRSS");
     for _ in 0..N {
-        let rx = rx.clone();
-        let started = started.clone();
+        let (started, rx) = (started.clone(), rx.clone());
         hs.push(go!(move || {
             started.fetch_add(1, Ordering::Relaxed);
-            rx.recv().unwrap();
+            assert!(rx.recv().is_err());
         }));
     }
     while started.load(Ordering::Relaxed) < N {
         yield_now();
     }
+    may::coroutine::sleep(Duration::from_millis(20));
     let after = proc_status_kib("VmRSS");
-    for _ in 0..N {
-        tx.send(()).unwrap();
-    }
+    drop(tx); // the last sender: closes the channel and wakes every receiver
     for h in hs {
         h.join().unwrap();
     }
@@ -165,7 +153,7 @@ fn park_100k() {
 }
 
 /// may has no rendezvous channel; two unbounded mpsc channels carry the ping and the pong.
-fn pingpong(name: &str) {
+fn pingpong() {
     const N: usize = 200_000;
     let (ping_tx, ping_rx) = mpsc::channel::<usize>();
     let (pong_tx, pong_rx) = mpsc::channel::<usize>();
@@ -177,12 +165,12 @@ fn pingpong(name: &str) {
     let start = Instant::now();
     for i in 0..N {
         ping_tx.send(i).unwrap();
-        pong_rx.recv().unwrap();
+        assert_eq!(pong_rx.recv(), Ok(i));
     }
     let el = start.elapsed();
     drop(ping_tx);
     echo.join().unwrap();
-    emit(name, "ns_per_op", ns_per(el, N));
+    emit("pingpong_unbuf", "ns_per_op", ns_per(el, N));
 }
 
 /// may's MPMC channel is unbounded (no capacity 1024).
@@ -268,13 +256,13 @@ fn main() {
     may::config().set_workers(workers());
     let name = args[1].clone();
     go!(move || match name.as_str() {
-        "switch_1p" => switch_1p(),
+        "switch" => switch_two(),
         "spawn_join_1m" => spawn_join_1m(),
         "chained_spawn_1000" => chained_spawn_1000(),
-        "yield_200x10k" | "yield_200x10k_1p" => yield_200x10k(&name),
+        "yield_200x10k" => yield_200x10k(),
         "skynet_1m" | "skynet_1m_chan" => skynet_1m(&name),
         "park_100k" => park_100k(),
-        "pingpong_unbuf_1p" | "pingpong_unbuf_2p" => pingpong(&name),
+        "pingpong_unbuf" => pingpong(),
         "mpmc_4x4_cap1024" => mpmc_4x4(),
         "mutex_4x1m" => mutex_4x1m(),
         "waitgroup_100k" => waitgroup_100k(),

@@ -7,27 +7,25 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
-use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Mutex, Notify};
 use tokio::task::{yield_now, JoinHandle};
 
 const WORKLOADS: &[&str] = &[
-    "switch_1p",
+    "switch",
     "spawn_join_1m",
     "chained_spawn_1000",
     "yield_200x10k",
-    "yield_200x10k_1p",
     "skynet_1m",
     "skynet_1m_chan",
     "park_100k",
-    "pingpong_unbuf_1p",
-    "pingpong_unbuf_2p",
+    "pingpong_unbuf",
     "mpmc_4x4_cap1024",
     "mutex_4x1m",
     "waitgroup_100k",
 ];
 
-async fn switch_1p() {
+async fn switch_two() {
     const N: usize = 500_000;
     let start = Instant::now();
     let hs: Vec<_> = (0..2)
@@ -42,7 +40,7 @@ async fn switch_1p() {
     for h in hs {
         h.await.unwrap();
     }
-    emit("switch_1p", "ns_per_op", ns_per(start.elapsed(), 2 * N));
+    emit("switch", "ns_per_op", ns_per(start.elapsed(), 2 * N));
 }
 
 async fn spawn_join_1m() {
@@ -74,14 +72,10 @@ async fn chained_spawn_1000() {
     for _ in 0..ITERS {
         assert_eq!(chain(1000).await, 1000);
     }
-    emit(
-        "chained_spawn_1000",
-        "us",
-        start.elapsed().as_secs_f64() * 1e6 / f64::from(ITERS),
-    );
+    emit("chained_spawn_1000", "us", start.elapsed().as_secs_f64() * 1e6 / f64::from(ITERS));
 }
 
-async fn yield_200x10k(name: &str) {
+async fn yield_200x10k() {
     const TASKS: usize = 200;
     const YIELDS: usize = 10_000;
     let start = Instant::now();
@@ -97,7 +91,7 @@ async fn yield_200x10k(name: &str) {
     for h in hs {
         h.await.unwrap();
     }
-    emit(name, "ns_per_op", ns_per(start.elapsed(), TASKS * YIELDS));
+    emit("yield_200x10k", "ns_per_op", ns_per(start.elapsed(), TASKS * YIELDS));
 }
 
 /// Skynet with join handles: each task spawns its 10 children and awaits them.
@@ -106,9 +100,7 @@ fn skynet_join(num: u64, size: u64) -> Pin<Box<dyn Future<Output = u64> + Send>>
         if size == 1 {
             return num;
         }
-        let hs: Vec<_> = (0..10)
-            .map(|i| tokio::spawn(skynet_join(num + i * (size / 10), size / 10)))
-            .collect();
+        let hs: Vec<_> = (0..10).map(|i| tokio::spawn(skynet_join(num + i * (size / 10), size / 10))).collect();
         let mut sum = 0;
         for h in hs {
             sum += h.await.unwrap();
@@ -118,11 +110,7 @@ fn skynet_join(num: u64, size: u64) -> Pin<Box<dyn Future<Output = u64> + Send>>
 }
 
 /// Skynet with channels, as in Go: children send to their parent's channel.
-fn skynet_chan(
-    tx: mpsc::Sender<u64>,
-    num: u64,
-    size: u64,
-) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+fn skynet_chan(tx: mpsc::Sender<u64>, num: u64, size: u64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
         if size == 1 {
             tx.send(num).await.unwrap();
@@ -153,35 +141,30 @@ async fn skynet_1m(name: &str) {
     let el = start.elapsed();
     assert_eq!(sum, SKYNET_SUM);
     emit(name, "ms", el.as_secs_f64() * 1e3);
-    emit(
-        &format!("{name}_peak_rss"),
-        "mib",
-        proc_status_kib("VmHWM") / 1024.0,
-    );
+    emit(&format!("{name}_peak_rss"), "mib", proc_status_kib("VmHWM") / 1024.0);
 }
 
+/// Every task blocks on a receive from one channel that is closed at the end, as in Go.
+/// async-channel (Tokio has no MPMC channel); unbounded, as async-channel has no rendezvous.
 async fn park_100k() {
     const N: usize = 100_000;
     let started = Arc::new(AtomicUsize::new(0));
-    let mut senders = Vec::with_capacity(N);
+    let (tx, rx) = async_channel::unbounded::<()>();
     let mut hs = Vec::with_capacity(N);
     let before = proc_status_kib("VmRSS");
     for _ in 0..N {
-        let (tx, rx) = oneshot::channel::<()>();
-        senders.push(tx);
-        let started = started.clone();
+        let (started, rx) = (started.clone(), rx.clone());
         hs.push(tokio::spawn(async move {
             started.fetch_add(1, Ordering::Relaxed);
-            rx.await.unwrap();
+            assert!(rx.recv().await.is_err());
         }));
     }
     while started.load(Ordering::Relaxed) < N {
         yield_now().await;
     }
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let after = proc_status_kib("VmRSS");
-    for tx in senders {
-        tx.send(()).unwrap();
-    }
+    drop(tx); // the last sender: closes the channel and wakes every receiver
     for h in hs {
         h.await.unwrap();
     }
@@ -189,7 +172,7 @@ async fn park_100k() {
 }
 
 /// Tokio has no rendezvous channel; two mpsc channels of capacity 1 are the closest.
-async fn pingpong(name: &str) {
+async fn pingpong() {
     const N: usize = 200_000;
     let (ping_tx, mut ping_rx) = mpsc::channel::<usize>(1);
     let (pong_tx, mut pong_rx) = mpsc::channel::<usize>(1);
@@ -201,12 +184,12 @@ async fn pingpong(name: &str) {
     let start = Instant::now();
     for i in 0..N {
         ping_tx.send(i).await.unwrap();
-        pong_rx.recv().await.unwrap();
+        assert_eq!(pong_rx.recv().await, Some(i));
     }
     let el = start.elapsed();
     drop(ping_tx);
     echo.await.unwrap();
-    emit(name, "ns_per_op", ns_per(el, N));
+    emit("pingpong_unbuf", "ns_per_op", ns_per(el, N));
 }
 
 /// Tokio has no MPMC channel; async-channel's bounded channel is the usual choice.
@@ -296,13 +279,13 @@ async fn waitgroup_100k() {
 
 async fn dispatch(name: String) {
     match name.as_str() {
-        "switch_1p" => switch_1p().await,
+        "switch" => switch_two().await,
         "spawn_join_1m" => spawn_join_1m().await,
         "chained_spawn_1000" => chained_spawn_1000().await,
-        "yield_200x10k" | "yield_200x10k_1p" => yield_200x10k(&name).await,
+        "yield_200x10k" => yield_200x10k().await,
         "skynet_1m" | "skynet_1m_chan" => skynet_1m(&name).await,
         "park_100k" => park_100k().await,
-        "pingpong_unbuf_1p" | "pingpong_unbuf_2p" => pingpong(&name).await,
+        "pingpong_unbuf" => pingpong().await,
         "mpmc_4x4_cap1024" => mpmc().await,
         "mutex_4x1m" => mutex_4x1m().await,
         "waitgroup_100k" => waitgroup_100k().await,
@@ -317,6 +300,7 @@ fn main() {
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers())
+        .enable_time()
         .build()
         .expect("tokio runtime");
     let name = args[1].clone();
