@@ -1,0 +1,168 @@
+//! Timers: `sleep`, `Timer` (stop/reset), `after_func`, periodic `RawTimer`, and an idle
+//! runtime that sleeps instead of spinning while it waits for the next timer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gort::time::{after_func, sleep, RawTimer, Timer};
+
+/// Generous upper bound for "fires promptly" on a loaded 2-core machine.
+const SLACK: Duration = Duration::from_secs(2);
+
+#[test]
+fn sleep_sleeps_at_least_the_duration() {
+    gort::run(|| {
+        for ms in [0u64, 1, 5, 20] {
+            let t = Instant::now();
+            sleep(Duration::from_millis(ms));
+            let e = t.elapsed();
+            assert!(e >= Duration::from_millis(ms) && e < Duration::from_millis(ms) + SLACK, "{ms} ms took {e:?}");
+        }
+    });
+}
+
+/// Ten thousand goroutines sleeping at once, each for its own duration: all wake, none early.
+#[test]
+fn ten_thousand_sleepers() {
+    gort::run(|| {
+        let hs: Vec<_> = (0..10_000u64)
+            .map(|i| {
+                gort::spawn(move || {
+                    let d = Duration::from_micros(500 + (i * 7919) % 30_000);
+                    let t = Instant::now();
+                    sleep(d);
+                    t.elapsed() >= d
+                })
+            })
+            .collect();
+        assert!(hs.into_iter().all(|h| h.join().unwrap()), "a sleeper woke early");
+    });
+}
+
+#[test]
+fn timer_stop_prevents_firing() {
+    gort::run(|| {
+        let t = Timer::new(Duration::from_millis(30));
+        assert!(t.stop(), "stop of a pending timer reports it was pending");
+        assert!(!t.stop(), "second stop finds nothing pending");
+        sleep(Duration::from_millis(80));
+        assert!(!t.has_fired());
+    });
+}
+
+#[test]
+fn timer_reset_and_wait() {
+    gort::run(|| {
+        let t = Timer::new(Duration::from_secs(3600));
+        let start = Instant::now();
+        assert!(t.reset(Duration::from_millis(20)), "was pending");
+        t.wait();
+        let e = start.elapsed();
+        assert!(t.has_fired());
+        assert!(e >= Duration::from_millis(20) && e < SLACK, "{e:?}");
+        // Fired timers can be reset again (reports it was not pending).
+        assert!(!t.reset(Duration::from_millis(5)));
+        t.wait();
+        assert!(t.has_fired());
+    });
+}
+
+/// A plain thread waits on a timer by blocking.
+#[test]
+fn timer_wait_from_plain_thread() {
+    let t = Timer::new(Duration::from_millis(20));
+    let start = Instant::now();
+    t.wait();
+    assert!(start.elapsed() >= Duration::from_millis(20));
+}
+
+/// `after_func` runs its function in a new goroutine; a stopped one never runs.
+#[test]
+fn after_func_runs_in_a_goroutine() {
+    gort::run(|| {
+        let ran_in = Arc::new(AtomicU64::new(0));
+        let r = ran_in.clone();
+        let _t = after_func(Duration::from_millis(10), move || {
+            r.store(gort::current_id().unwrap(), Ordering::SeqCst);
+        });
+        let cancelled = Arc::new(AtomicU64::new(0));
+        let c = cancelled.clone();
+        let stop_me = after_func(Duration::from_millis(10), move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        assert!(stop_me.stop());
+        let deadline = Instant::now() + SLACK;
+        while ran_in.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "after_func never ran");
+            sleep(Duration::from_millis(1));
+        }
+        let id = ran_in.load(Ordering::SeqCst);
+        assert_ne!(id, gort::current_id().unwrap());
+        sleep(Duration::from_millis(30));
+        assert_eq!(cancelled.load(Ordering::SeqCst), 0);
+    });
+}
+
+/// A periodic timer ticks repeatedly until stopped, and not after.
+#[test]
+fn periodic_timer_ticks_until_stopped() {
+    gort::run(|| {
+        let n = Arc::new(AtomicU64::new(0));
+        let n2 = n.clone();
+        let period = 10_000_000;
+        let t = RawTimer::with_period(
+            gort::runtime::time::nanotime() + period,
+            period,
+            Box::new(move || {
+                n2.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        let deadline = Instant::now() + SLACK;
+        while n.load(Ordering::SeqCst) < 5 {
+            assert!(Instant::now() < deadline, "only {} ticks", n.load(Ordering::SeqCst));
+            sleep(Duration::from_millis(5));
+        }
+        assert!(t.stop());
+        let after_stop = n.load(Ordering::SeqCst);
+        sleep(Duration::from_millis(50));
+        assert_eq!(n.load(Ordering::SeqCst), after_stop, "ticked after stop");
+    });
+}
+
+/// CPU time this process has used.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// While every goroutine sleeps, the Ms sleep too (until the next timer): half a second of
+/// waiting costs a small fraction of a CPU, not a spinning core.
+#[test]
+fn idle_runtime_does_not_spin() {
+    if std::env::var_os("GORT_TIME_CHILD").is_none() {
+        // Alone in a child process, so other tests' work does not count.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "idle_runtime_does_not_spin", "--nocapture"])
+            .env("GORT_TIME_CHILD", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        return;
+    }
+    gort::run(|| {
+        sleep(Duration::from_millis(50)); // settle: Ms finish spinning
+        let (c0, t0) = (cpu_time(), Instant::now());
+        let hs: Vec<_> = (0..4).map(|i| gort::spawn(move || sleep(Duration::from_millis(400 + i * 30)))).collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        let (cpu, wall) = (cpu_time() - c0, t0.elapsed());
+        eprintln!("idle wait: {wall:?} wall, {cpu:?} CPU");
+        assert!(cpu < wall / 4, "{cpu:?} of CPU during {wall:?} of sleeping");
+    });
+}
