@@ -1,0 +1,146 @@
+//! The gort tour: a self-contained demo that exits by itself.
+//!
+//! ```text
+//! cargo run --release --example tour
+//! ```
+//!
+//! It runs the scheduler's classic workloads (skynet, ping-pong over a channel, a fan-out with a
+//! WaitGroup, a CPU hog next to a ticker), then reproduces the goroutine-leak demo from the
+//! profiling notes (a goroutine blocked on `<-a` every 20 ms) and writes a goroutine dump to
+//! `profiles/goroutines.txt`, grouped the way `go tool pprof` groups goroutine profiles. The
+//! pprof endpoints come with the profiler issues; the tour grows with them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gort::chan::{chan, Receiver};
+
+/// Skynet: a tree of 1,111,111 goroutines, each summing its children's results.
+fn skynet(num: u64, size: u64) -> u64 {
+    if size == 1 {
+        return num;
+    }
+    let (tx, rx) = chan::<u64>(10);
+    for i in 0..10 {
+        let tx = tx.clone();
+        gort::spawn(move || {
+            let _ = tx.send(skynet(num + i * size / 10, size / 10));
+        });
+    }
+    drop(tx);
+    rx.iter().sum()
+}
+
+/// The leak from the notes: each request starts a goroutine that waits on a channel nobody
+/// will ever send on.
+fn leaky_handler() {
+    let (_a_tx, a_rx): (_, Receiver<u32>) = chan(0);
+    std::mem::forget(_a_tx); // the "sender" is never used, and the channel never closes
+    gort::go!(move || a_rx.recv());
+}
+
+fn main() {
+    let out = gort::run(|| {
+        let mut report = String::new();
+        println!("gort tour: GOMAXPROCS={}", gort::gomaxprocs());
+
+        let t = Instant::now();
+        let sum = skynet(0, 1_000_000);
+        assert_eq!(sum, 499_999_500_000);
+        println!("  skynet 1M:            {:>8.1} ms (1,111,111 goroutines, sum {sum})", ms(t));
+
+        let t = Instant::now();
+        let (ping_tx, ping_rx) = chan::<u32>(0);
+        let (pong_tx, pong_rx) = chan::<u32>(0);
+        let n = 200_000;
+        let echo = gort::spawn(move || {
+            for v in ping_rx.iter() {
+                pong_tx.send(v + 1).unwrap();
+            }
+        });
+        for i in 0..n {
+            ping_tx.send(i).unwrap();
+            assert_eq!(pong_rx.recv(), Some(i + 1));
+        }
+        drop(ping_tx);
+        echo.join().unwrap();
+        println!("  channel ping-pong:    {:>8.1} ns per round trip ({n} round trips)", ms(t) * 1e6 / n as f64);
+
+        let t = Instant::now();
+        let wg = Arc::new(gort::sync::WaitGroup::new());
+        let total = Arc::new(gort::sync::Mutex::new(0u64));
+        for i in 0..100_000u64 {
+            wg.add(1);
+            let (wg, total) = (wg.clone(), total.clone());
+            gort::spawn(move || {
+                *total.lock() += i;
+                wg.done();
+            });
+        }
+        wg.wait();
+        assert_eq!(*total.lock(), 4_999_950_000);
+        println!("  WaitGroup fan-out:    {:>8.1} ms (100k goroutines, one Mutex)", ms(t));
+
+        // A CPU hog per P that never yields, next to a 10 ms ticker: sysmon hands the hogs' Ps
+        // to other threads, so the ticker keeps time.
+        let stop = Arc::new(AtomicBool::new(false));
+        let hogs: Vec<_> = (0..gort::gomaxprocs())
+            .map(|_| {
+                let stop = stop.clone();
+                gort::spawn(move || {
+                    let mut x = 1u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                    }
+                })
+            })
+            .collect();
+        let ticks = gort::time::tick(Duration::from_millis(10));
+        let (mut last, mut worst) = (Instant::now(), Duration::ZERO);
+        for _ in 0..20 {
+            ticks.recv();
+            worst = worst.max(last.elapsed());
+            last = Instant::now();
+        }
+        stop.store(true, Ordering::Relaxed);
+        hogs.into_iter().for_each(|h| h.join().unwrap());
+        println!("  10 ms ticker beside {} CPU hogs: worst interval {:.1} ms", gort::gomaxprocs(), ms_d(worst));
+
+        // The leak demo: a "request" every 20 ms leaks one goroutine.
+        for _ in 0..10 {
+            leaky_handler();
+            gort::time::sleep(Duration::from_millis(20));
+        }
+        gort::time::sleep(Duration::from_millis(20));
+        let gs = gort::goroutines();
+        let mut groups: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for g in &gs {
+            let site = g.created_at.map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+            *groups.entry((g.state.clone(), site)).or_default() += 1;
+        }
+        writeln!(report, "goroutine dump: {} goroutines", gs.len()).unwrap();
+        let mut by_count: Vec<_> = groups.into_iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(&a.1));
+        for ((state, site), n) in &by_count {
+            writeln!(report, "{n:>6} @ [{state}] created at {site}").unwrap();
+        }
+        report
+    });
+    std::fs::create_dir_all("profiles").expect("create profiles/");
+    std::fs::write("profiles/goroutines.txt", &out).expect("write profiles/goroutines.txt");
+    println!("\n{out}");
+    println!("Wrote profiles/goroutines.txt: the 10 leaked goroutines are the [chan receive] group");
+    println!("created in leaky_handler. Next: read README.md (\"What's next\") and run the tests:");
+    println!("  cargo test --workspace --release");
+}
+
+fn ms(t: Instant) -> f64 {
+    ms_d(t.elapsed())
+}
+
+fn ms_d(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
