@@ -66,9 +66,7 @@ mod sieve1 {
         gort::run(|| {
             let (tx, primes) = chan::chan(0);
             go!(sieve(tx));
-            let a = [
-                2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97,
-            ];
+            let a = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97];
             for want in a {
                 assert_eq!(must_recv(&primes), Some(want));
             }
