@@ -66,6 +66,7 @@ impl Note {
 
 pub(crate) struct M {
     /// 1-based thread number (for traces and thread names).
+    #[allow(dead_code)] // read in debuggers and core dumps
     pub(crate) id: usize,
     /// The P this M holds, if any. Only this M's thread reads or writes it.
     pub(crate) p: Cell<Option<&'static P>>,

@@ -43,6 +43,7 @@ pub(crate) const STACK_CACHE_MAX: usize = 32;
 
 pub(crate) struct P {
     /// Index in `allp` (0-based).
+    #[allow(dead_code)] // read in debuggers and core dumps
     pub(crate) id: usize,
     /// Ownership state, see the module docs.
     pub(crate) status: AtomicU32,

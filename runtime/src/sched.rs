@@ -451,7 +451,7 @@ fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P) -> Option<
             time::run_timers(p, nanotime());
         }
         // Fairness: every 61st schedule, look at the global queue first.
-        if p.schedtick.load(Ordering::Relaxed) % 61 == 0 {
+        if p.schedtick.load(Ordering::Relaxed).is_multiple_of(61) {
             if let Some(g) = global_get(s, p) {
                 return Some(g);
             }

@@ -377,10 +377,10 @@ fn goroutine_line(m: &mut Msg, goid: u64, name: Option<&[u8]>, size: usize) {
         m.str(b"\"]");
     }
     m.str(b": overflowed its ");
-    if size % (1 << 20) == 0 {
+    if size.is_multiple_of(1 << 20) {
         m.dec((size >> 20) as u64);
         m.str(b" MiB");
-    } else if size % 1024 == 0 {
+    } else if size.is_multiple_of(1024) {
         m.dec((size >> 10) as u64);
         m.str(b" KiB");
     } else {

@@ -47,18 +47,18 @@
 //!   legitimately, so it costs only address space (`MAP_NORESERVE`, no page is ever faulted in),
 //!   and an overflow of up to 64 KiB lands in it without harming any other goroutine. It is
 //!   detected after the fact:
-//!   (a) [`Stack::check_sp`]: the scheduler checks the saved stack pointer whenever a goroutine
-//!       switches out; a stack pointer below `lo` means the goroutine is running in its gap;
-//!   (b) [`StackPool::put`] / [`StackPool::check_released`]: when a stack is returned, `mincore`
-//!       over the gap says whether any gap page was ever faulted in (read or written). A touched
-//!       gap is an overflow; the caller reports it with `signal::fatal_overflow`, which names the
-//!       goroutine and aborts. After a clean check nothing else is needed: the gap is still
-//!       pristine for the next user;
-//!   (c) a runaway recursion never switches out: it runs through the gap and on through whatever
-//!       lies below (the neighbouring slot's stack, the next slab) until it faults somewhere. The
-//!       SIGSEGV handler recognises that case too (interrupted stack pointer below the running
-//!       goroutine's stack and its gap touched) and reports the overflow, but the memory it ran
-//!       through is already corrupted.
+//!   - (a) [`Stack::check_sp`]: the scheduler checks the saved stack pointer whenever a goroutine
+//!     switches out; a stack pointer below `lo` means the goroutine is running in its gap;
+//!   - (b) [`StackPool::put`] / [`StackPool::check_released`]: when a stack is returned, `mincore`
+//!     over the gap says whether any gap page was ever faulted in (read or written). A touched
+//!     gap is an overflow; the caller reports it with `signal::fatal_overflow`, which names the
+//!     goroutine and aborts. After a clean check nothing else is needed: the gap is still
+//!     pristine for the next user;
+//!   - (c) a runaway recursion never switches out: it runs through the gap and on through whatever
+//!     lies below (the neighbouring slot's stack, the next slab) until it faults somewhere. The
+//!     SIGSEGV handler recognises that case too (interrupted stack pointer below the running
+//!     goroutine's stack and its gap touched) and reports the overflow, but the memory it ran
+//!     through is already corrupted.
 //!
 //!   **The limit**: an unguarded overflow that leaves the gap (more than 64 KiB deep, or a single
 //!   frame jumping past it in foreign code built without stack-clash protection) writes into the
@@ -204,6 +204,7 @@ impl Stack {
         self.lo + self.size
     }
     /// Usable size in bytes (`hi - lo`).
+    #[cfg_attr(not(test), allow(dead_code))] // used by the tests
     pub(crate) fn size(&self) -> usize {
         self.size
     }
@@ -216,12 +217,14 @@ impl Stack {
         self.guarded
     }
     /// Whether this stack has its own mapping ([`alloc_dedicated`]) rather than a pool slot.
+    #[cfg_attr(not(test), allow(dead_code))] // used by the tests
     pub(crate) fn is_dedicated(&self) -> bool {
         self.dedicated
     }
     /// `false` if `sp` (a goroutine's saved stack pointer) is below the usable range, i.e. the
     /// goroutine overflowed into its gap. The scheduler calls this when a goroutine switches out.
     #[inline]
+    #[cfg_attr(not(test), allow(dead_code))] // the scheduler inlines the same check on G fields
     pub(crate) fn check_sp(&self, sp: usize) -> bool {
         debug_assert!(sp <= self.hi(), "check_sp: sp {sp:#x} above stack top {:#x}", self.hi());
         sp >= self.lo
@@ -374,6 +377,7 @@ pub(crate) enum GuardKind {
     /// Lightweight guards where the kernel has them ([`light_guards_supported`]), else `mprotect`.
     Auto,
     /// Always `mprotect(PROT_NONE)` (2 VMAs per guarded stack; visible in `/proc/self/maps`).
+    #[cfg_attr(not(test), allow(dead_code))] // used by the tests
     Mprotect,
 }
 
@@ -412,6 +416,7 @@ impl fmt::Display for Overflowed {
 impl std::error::Error for Overflowed {}
 
 /// A snapshot of a pool's counters.
+#[cfg_attr(not(test), allow(dead_code))] // used by the tests
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct StackStats {
     /// Usable size of each stack.
@@ -649,6 +654,7 @@ impl StackPool {
     }
 
     /// Current counters.
+    #[cfg_attr(not(test), allow(dead_code))] // used by the tests
     pub(crate) fn stats(&self) -> StackStats {
         let g = self.inner.lock();
         StackStats {

@@ -88,11 +88,7 @@ pub(crate) struct TimerHeap {
     seq: u64,
 }
 
-impl TimerHeap {
-    pub(crate) fn len(&self) -> usize {
-        self.heap.len()
-    }
-}
+impl TimerHeap {}
 
 /// Adds a timer to the caller's P (or P 0 from a plain thread) and wakes an idle M if it is now
 /// the earliest.
