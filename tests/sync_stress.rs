@@ -1,0 +1,253 @@
+//! `gort::sync` under load: exact mutex counters (goroutines, threads, mixed), RwLock
+//! invariants, WaitGroup over 100k goroutines, Cond broadcast to 10k waiters, semaphore bounds.
+//! Sized by the constants below for a 2-core machine (seconds per test).
+
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gort::chan;
+use gort::sync::{Cond, Mutex, RwLock, Semaphore, WaitGroup};
+
+const WORKERS: usize = 4;
+const INCREMENTS: u64 = 1_000_000;
+const WG_GOROUTINES: usize = 100_000;
+const COND_WAITERS: usize = 10_000;
+/// Longest wait for a result; reaching it fails the test.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Receives `n` values within [`PATIENCE`] each.
+fn collect<T>(rx: &chan::Receiver<T>, n: usize) -> Vec<T> {
+    (0..n).map(|i| rx.recv_timeout(PATIENCE).unwrap_or_else(|e| panic!("result {i} of {n}: {e}"))).collect()
+}
+
+/// 4 goroutines x 1M lock/increment/unlock: the count is exact.
+#[test]
+fn mutex_counter_goroutines() {
+    gort::run(|| {
+        let m = Arc::new(Mutex::new(0u64));
+        let (done_tx, done) = chan::chan::<()>(WORKERS);
+        let t0 = Instant::now();
+        for _ in 0..WORKERS {
+            let (m, done_tx) = (m.clone(), done_tx.clone());
+            gort::spawn(move || {
+                for _ in 0..INCREMENTS {
+                    *m.lock() += 1;
+                }
+                done_tx.send(()).unwrap();
+            });
+        }
+        collect(&done, WORKERS);
+        let per_op = t0.elapsed() / (WORKERS as u32 * INCREMENTS as u32);
+        eprintln!("mutex 4 goroutines x 1M: {per_op:?} per lock/unlock");
+        assert_eq!(*m.lock(), WORKERS as u64 * INCREMENTS);
+    });
+}
+
+/// Two goroutines and two plain threads share the counter.
+#[test]
+fn mutex_counter_mixed_threads_and_goroutines() {
+    gort::run(|| {
+        const N: u64 = INCREMENTS / 4;
+        let m = Arc::new(Mutex::new(0u64));
+        let (done_tx, done) = chan::chan::<()>(WORKERS);
+        for i in 0..WORKERS {
+            let (m, done_tx) = (m.clone(), done_tx.clone());
+            let work = move || {
+                for _ in 0..N {
+                    *m.lock() += 1;
+                }
+                done_tx.send(()).unwrap();
+            };
+            if i % 2 == 0 {
+                gort::spawn(work);
+            } else {
+                std::thread::spawn(work);
+            }
+        }
+        collect(&done, WORKERS);
+        assert_eq!(*m.lock(), WORKERS as u64 * N);
+    });
+}
+
+/// A mutex held across a park (sleep, channel receive): the other goroutines park too, and the
+/// count stays exact.
+#[test]
+fn mutex_held_across_park() {
+    gort::run(|| {
+        let m = Arc::new(Mutex::new(Vec::new()));
+        let wg = Arc::new(WaitGroup::new());
+        for i in 0..50 {
+            wg.add(1);
+            let (m, wg) = (m.clone(), wg.clone());
+            gort::spawn(move || {
+                let mut g = m.lock();
+                let before = g.len();
+                gort::time::sleep(Duration::from_micros(100));
+                assert_eq!(g.len(), before, "someone got in while the lock was held");
+                g.push(i);
+                drop(g);
+                wg.done();
+            });
+        }
+        wg.wait();
+        assert_eq!(m.lock().len(), 50);
+    });
+}
+
+/// Readers and writers: writers see exclusive access, readers never see a torn pair.
+#[test]
+fn rwlock_invariant_under_load() {
+    gort::run(|| {
+        let l = Arc::new(RwLock::new((0u64, 0u64)));
+        let readers_inside = Arc::new(AtomicI64::new(0));
+        let (done_tx, done) = chan::chan::<u64>(8);
+        for w in 0..8 {
+            let (l, inside, done_tx) = (l.clone(), readers_inside.clone(), done_tx.clone());
+            let work = move || {
+                let mut reads = 0;
+                for i in 0..50_000u64 {
+                    if (i + w) % 10 == 0 {
+                        let mut g = l.write();
+                        assert_eq!(inside.load(Ordering::SeqCst), 0, "writer with readers inside");
+                        g.0 += 1;
+                        g.1 += 1;
+                    } else {
+                        let g = l.read();
+                        inside.fetch_add(1, Ordering::SeqCst);
+                        assert_eq!(g.0, g.1, "torn read");
+                        reads += 1;
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+                done_tx.send(reads).unwrap();
+            };
+            if w == 7 {
+                std::thread::spawn(work);
+            } else {
+                gort::spawn(work);
+            }
+        }
+        let reads: u64 = collect(&done, 8).into_iter().sum();
+        let g = l.read();
+        assert_eq!(g.0, 8 * 50_000 - reads);
+        assert_eq!(g.0, g.1);
+    });
+}
+
+/// 100,000 goroutines each `done()` one unit; `wait` returns once all did, not before.
+#[test]
+fn waitgroup_100k_goroutines() {
+    gort::run(|| {
+        let wg = Arc::new(WaitGroup::new());
+        let n = Arc::new(AtomicUsize::new(0));
+        wg.add(WG_GOROUTINES as i64);
+        let t0 = Instant::now();
+        for _ in 0..WG_GOROUTINES {
+            let (wg, n) = (wg.clone(), n.clone());
+            gort::spawn(move || {
+                n.fetch_add(1, Ordering::Relaxed);
+                wg.done();
+            });
+        }
+        wg.wait();
+        eprintln!("waitgroup fan-out of 100k: {:?}", t0.elapsed());
+        assert_eq!(n.load(Ordering::Relaxed), WG_GOROUTINES);
+    });
+}
+
+/// 10,000 goroutines wait on one Cond; one broadcast wakes every one of them.
+#[test]
+fn cond_broadcast_10k() {
+    gort::run(|| {
+        let state = Arc::new((Mutex::new((false, 0usize)), Cond::new()));
+        let (done_tx, done) = chan::chan::<()>(COND_WAITERS);
+        for _ in 0..COND_WAITERS {
+            let (state, done_tx) = (state.clone(), done_tx.clone());
+            gort::spawn(move || {
+                let (m, c) = &*state;
+                let mut g = m.lock();
+                g.1 += 1;
+                while !g.0 {
+                    g = c.wait(g);
+                }
+                drop(g);
+                done_tx.send(()).unwrap();
+            });
+        }
+        // Wait until all are waiting (they registered under the lock before waiting).
+        let deadline = Instant::now() + PATIENCE;
+        while state.0.lock().1 < COND_WAITERS {
+            assert!(Instant::now() < deadline, "waiters did not arrive");
+            gort::time::sleep(Duration::from_millis(1));
+        }
+        state.0.lock().0 = true;
+        state.1.broadcast();
+        collect(&done, COND_WAITERS);
+    });
+}
+
+/// Cond ping-pong: producer/consumer over a one-slot mailbox with signal, goroutine and
+/// thread; no wake-up is lost.
+#[test]
+fn cond_signal_mailbox() {
+    gort::run(|| {
+        const N: u64 = 50_000;
+        let state = Arc::new((Mutex::new(None::<u64>), Cond::new()));
+        let s2 = state.clone();
+        let consumer = std::thread::spawn(move || {
+            let (m, c) = &*s2;
+            let mut sum = 0;
+            for _ in 0..N {
+                let mut g = m.lock();
+                while g.is_none() {
+                    g = c.wait(g);
+                }
+                sum += g.take().unwrap();
+                c.signal();
+            }
+            sum
+        });
+        let (m, c) = &*state;
+        for i in 0..N {
+            let mut g = m.lock();
+            while g.is_some() {
+                g = c.wait(g);
+            }
+            *g = Some(i);
+            c.signal();
+        }
+        assert_eq!(gort::blocking(|| consumer.join().unwrap()), N * (N - 1) / 2);
+    });
+}
+
+/// A weighted semaphore never lets more than its size in.
+#[test]
+fn semaphore_bounds_concurrency() {
+    gort::run(|| {
+        let sem = Arc::new(Semaphore::new(5));
+        let inside = Arc::new(AtomicI64::new(0));
+        let (done_tx, done) = chan::chan::<()>(16);
+        for w in 0..16i64 {
+            let (sem, inside, done_tx) = (sem.clone(), inside.clone(), done_tx.clone());
+            let work = move || {
+                let weight = 1 + w % 3;
+                for _ in 0..5_000 {
+                    sem.acquire(weight);
+                    let now = inside.fetch_add(weight, Ordering::SeqCst) + weight;
+                    assert!(now <= 5, "{now} units inside");
+                    inside.fetch_sub(weight, Ordering::SeqCst);
+                    sem.release(weight);
+                }
+                done_tx.send(()).unwrap();
+            };
+            if w % 8 == 7 {
+                std::thread::spawn(work);
+            } else {
+                gort::spawn(work);
+            }
+        }
+        collect(&done, 16);
+        assert!(sem.try_acquire(5));
+    });
+}
