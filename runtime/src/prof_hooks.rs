@@ -16,6 +16,17 @@
 //!
 //! Stacks are raw return addresses from a frame-pointer walk of the current goroutine's (or
 //! thread's) stack, leaf first, at most [`MAX_DEPTH`] frames; the profiler symbolizes them later.
+//! A stack starts inside the runtime's blocking path (the frames of `Chan::recv`, `Sema::release`
+//! and so on, as many as the optimizer left): no fixed number of frames is skipped, because
+//! inlining changes that number and skipping too many would drop the user's frame. Go's profiles
+//! likewise begin with `runtime.chanrecv1`/`sync.(*Mutex).Unlock`; the profiler hides the leading
+//! `gort_runtime` frames when it symbolizes, as `pprof` hides `runtime.*` leaves.
+//!
+//! # Reading the profiles
+//!
+//! [`mutex_profile`] and [`block_profile`] return a snapshot of every record so far: cumulative,
+//! like Go's (`runtime.MutexProfile`/`runtime.BlockProfile`); a delta profile (`?seconds=N`) is
+//! the difference of two snapshots, matched by stack. Changing a rate does not clear anything.
 //! Records live in a bounded table per profile keyed by stack ([`MAX_RECORDS`] distinct stacks;
 //! events with a new stack beyond that are counted in [`dropped_records`]).
 
@@ -36,8 +47,11 @@ static BLOCK_RATE: AtomicI64 = AtomicI64::new(0);
 /// Events lost because a table was full.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
-static MUTEX_TABLE: Mutex<Option<HashMap<Box<[usize]>, (i64, i64)>>> = Mutex::new(None);
-static BLOCK_TABLE: Mutex<Option<HashMap<Box<[usize]>, (i64, i64)>>> = Mutex::new(None);
+/// A profile: stack -> (count, total delay in ns). Created on first use.
+type Table = Mutex<Option<HashMap<Box<[usize]>, (i64, i64)>>>;
+
+static MUTEX_TABLE: Table = Mutex::new(None);
+static BLOCK_TABLE: Table = Mutex::new(None);
 
 /// One profile entry: a stack and the events recorded on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,13 +99,13 @@ pub fn dropped_records() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
-fn read(t: &Mutex<Option<HashMap<Box<[usize]>, (i64, i64)>>>) -> Vec<BlockRecord> {
+fn read(t: &Table) -> Vec<BlockRecord> {
     let t = t.lock();
     let Some(m) = t.as_ref() else { return Vec::new() };
     m.iter().map(|(s, &(count, delay_ns))| BlockRecord { stack: s.to_vec(), count, delay_ns }).collect()
 }
 
-fn record(t: &Mutex<Option<HashMap<Box<[usize]>, (i64, i64)>>>, stack: &[usize], count: i64, delay: i64) {
+fn record(t: &Table, stack: &[usize], count: i64, delay: i64) {
     let mut t = t.lock();
     let m = t.get_or_insert_with(HashMap::new);
     if let Some(e) = m.get_mut(stack) {
@@ -114,25 +128,26 @@ pub(crate) fn block_start() -> Option<u64> {
     }
 }
 
-/// End of a block begun with [`block_start`]; `skip` = frames between the blocking API and
-/// this call that should not show (the recorded stack starts at the caller's caller + skip).
+/// End of a block begun with [`block_start`]: records it if the block profile samples it.
 #[inline]
-pub(crate) fn block_end(t0: Option<u64>, skip: usize) {
+pub(crate) fn block_end(t0: Option<u64>) {
     if let Some(t0) = t0 {
-        block_event(crate::time::nanotime().saturating_sub(t0), skip + 1);
+        block_event(crate::time::nanotime().saturating_sub(t0));
     }
 }
 
-/// Records a blocking event of `delay` ns (Go's `blockevent` + `blocksampled`).
+/// Records a blocking event of `delay` ns (Go's `blockevent` + `blocksampled`), with the stack
+/// of the blocked goroutine. `inline(never)`, like [`mutex_event`]: the walk drops exactly this
+/// one frame, and every frame above it is kept.
 #[inline(never)]
-pub(crate) fn block_event(delay: u64, skip: usize) {
+pub(crate) fn block_event(delay: u64) {
     let rate = BLOCK_RATE.load(Ordering::Relaxed);
     let delay = i64::try_from(delay).unwrap_or(i64::MAX);
     if rate <= 0 || (rate > delay && (crate::chan::select::fastrand() % rate as u64) as i64 > delay) {
         return;
     }
     let mut buf = [0usize; MAX_DEPTH];
-    let n = capture_stack(skip + 1, &mut buf);
+    let n = capture_stack(1, &mut buf);
     record(&BLOCK_TABLE, &buf[..n], 1, delay);
 }
 
@@ -142,16 +157,17 @@ pub(crate) fn mutex_profiling() -> bool {
     MUTEX_RATE.load(Ordering::Relaxed) > 0
 }
 
-/// Records that the current goroutine's unlock ended a wait of `delay` ns (Go's `mutexevent`).
+/// Records that the current goroutine's unlock ended a wait of `delay` ns (Go's `mutexevent`),
+/// with the unlocker's stack.
 #[inline(never)]
-pub(crate) fn mutex_event(delay: u64, skip: usize) {
+pub(crate) fn mutex_event(delay: u64) {
     let rate = MUTEX_RATE.load(Ordering::Relaxed);
-    if rate <= 0 || (rate > 1 && crate::chan::select::fastrand() % rate as u64 != 0) {
+    if rate <= 0 || (rate > 1 && !crate::chan::select::fastrand().is_multiple_of(rate as u64)) {
         return;
     }
     let delay = i64::try_from(delay).unwrap_or(i64::MAX);
     let mut buf = [0usize; MAX_DEPTH];
-    let n = capture_stack(skip + 1, &mut buf);
+    let n = capture_stack(1, &mut buf);
     record(&MUTEX_TABLE, &buf[..n], rate, delay.saturating_mul(rate));
 }
 
@@ -188,7 +204,7 @@ pub fn capture_stack(skip: usize, buf: &mut [usize]) -> usize {
     let mut fp = frame_pointer();
     let (mut n, mut skipped) = (0, 0);
     while n < buf.len() {
-        if fp % W != 0 || fp < lo || fp.checked_add(2 * W).is_none_or(|end| end > hi) {
+        if !fp.is_multiple_of(W) || fp < lo || fp.checked_add(2 * W).is_none_or(|end| end > hi) {
             break;
         }
         // SAFETY: [fp, fp + 2W) lies inside the current, mapped stack and is aligned.

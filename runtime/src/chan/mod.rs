@@ -369,7 +369,7 @@ impl<T> Chan<T> {
             unsafe { self.core.lock.unlock() };
             true
         });
-        prof_hooks::block_end(t0, 2);
+        prof_hooks::block_end(t0);
     }
 
     /// The timed slow path: arms a timer, then retries, then queues and parks. Returns

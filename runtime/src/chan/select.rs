@@ -301,8 +301,8 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
     let mut poll = Idx::new(n);
     let mut lock = Idx::new(n);
     // Random poll order (inside-out Fisher-Yates) and address-sorted lock order, nil cases out.
-    for i in 0..n {
-        if cases[i].addr() == 0 {
+    for (i, c) in cases.iter().enumerate() {
+        if c.addr() == 0 {
             continue;
         }
         poll.push(i);
@@ -359,7 +359,7 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
             true
         });
     }
-    prof_hooks::block_end(t0, 2);
+    prof_hooks::block_end(t0);
 
     // Pass 3: unlink the losers.
     let won = w.verdict().wrapping_sub(1);

@@ -77,7 +77,7 @@ impl Cond {
                 true
             });
         }
-        prof_hooks::block_end(t0, 1);
+        prof_hooks::block_end(t0);
         m.lock()
     }
 

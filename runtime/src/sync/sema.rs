@@ -97,7 +97,7 @@ impl Sema {
                 break;
             }
         }
-        prof_hooks::block_end(t0, 1);
+        prof_hooks::block_end(t0);
     }
 
     /// Go's `semrelease1`: adds a unit and wakes a waiter; `handoff` hands the unit straight to
@@ -148,7 +148,7 @@ impl Sema {
         let g = s.g;
         ready(g);
         if let Some(d) = waited {
-            prof_hooks::mutex_event(d, 1);
+            prof_hooks::mutex_event(d);
         }
         if granted && crate::park::in_goroutine() {
             // Let the waiter we handed the unit to run now (Go's goyield).

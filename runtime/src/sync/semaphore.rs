@@ -73,7 +73,7 @@ impl Semaphore {
             unsafe { self.lock.unlock() };
             true
         });
-        prof_hooks::block_end(t0, 1);
+        prof_hooks::block_end(t0);
         debug_assert!(node.granted.get());
     }
 

@@ -1,0 +1,216 @@
+//! Mutex and block profile hooks (`gort::runtime::prof_hooks`): what is recorded, with which
+//! delay, on whose stack; nothing when both are off.
+//!
+//! The rates are process-wide, so the tests here take turns (one lock) and compare snapshots
+//! taken before and after (records are cumulative, as in Go).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gort::chan;
+use gort::runtime::prof_hooks::{self, BlockRecord};
+use gort::sync::{Mutex, MutexGuard, WaitGroup};
+
+/// Serializes the tests of this file (the profile rates are global).
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Longest wait for something that must happen; reaching it fails the test.
+const PATIENCE: Duration = Duration::from_secs(30);
+/// How long the blocking party is kept waiting.
+const DELAY: Duration = Duration::from_millis(50);
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Records in `after` that are new or grew since `before` (count and delay differences).
+fn delta(before: &[BlockRecord], after: &[BlockRecord]) -> Vec<BlockRecord> {
+    let old: HashMap<&[usize], (i64, i64)> = before.iter().map(|r| (&r.stack[..], (r.count, r.delay_ns))).collect();
+    after
+        .iter()
+        .filter_map(|r| {
+            let (c, d) = old.get(&r.stack[..]).copied().unwrap_or((0, 0));
+            (r.count != c).then(|| BlockRecord { stack: r.stack.clone(), count: r.count - c, delay_ns: r.delay_ns - d })
+        })
+        .collect()
+}
+
+/// Whether `stack` holds a return address inside the function starting at `f` (a generous
+/// window: the functions below are a few dozen instructions).
+fn has_frame_in(stack: &[usize], f: usize) -> bool {
+    stack.iter().any(|&pc| pc > f && pc < f + 1024)
+}
+
+fn wait_state(id: u64, state: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while !gort::goroutines().iter().any(|g| g.id == id && g.state == state) {
+        assert!(Instant::now() < deadline, "goroutine {id} never reached {state:?}");
+        gort::time::sleep(Duration::from_millis(1));
+    }
+}
+
+#[inline(never)]
+fn block_here(rx: &chan::Receiver<u32>) -> Option<u32> {
+    let v = rx.recv();
+    std::hint::black_box(v)
+}
+
+#[inline(never)]
+fn lock_here(m: &Mutex<u32>) {
+    let g = m.lock();
+    std::hint::black_box(&*g);
+}
+
+#[inline(never)]
+fn unlock_here(g: MutexGuard<'_, u32>) {
+    drop(std::hint::black_box(g));
+}
+
+/// With `set_block_profile_rate(1)` a blocking receive records one event, on the blocked
+/// goroutine's stack, lasting at least as long as the sender made it wait.
+#[test]
+fn block_profile_records_blocking_receive() {
+    let _t = turn();
+    gort::run(|| {
+        prof_hooks::set_block_profile_rate(1);
+        assert_eq!(prof_hooks::block_profile_rate(), 1);
+        let before = prof_hooks::block_profile();
+        let (tx, rx) = chan::chan::<u32>(0);
+        let h = gort::spawn(move || block_here(&rx));
+        // Start the clock only once the receiver is blocked: its wait is then >= DELAY.
+        wait_state(h.id(), "chan receive");
+        gort::time::sleep(DELAY);
+        tx.send(1).unwrap();
+        assert_eq!(h.join().unwrap(), Some(1));
+        prof_hooks::set_block_profile_rate(0);
+        let new = delta(&before, &prof_hooks::block_profile());
+        let rec = new
+            .iter()
+            .find(|r| has_frame_in(&r.stack, block_here as *const () as usize))
+            .unwrap_or_else(|| panic!("no record with block_here on its stack: {new:?}"));
+        assert_eq!(rec.count, 1);
+        assert!(rec.delay_ns >= DELAY.as_nanos() as i64, "delay {} ns < {DELAY:?}", rec.delay_ns);
+        assert!(rec.delay_ns < PATIENCE.as_nanos() as i64);
+    });
+}
+
+/// Blocking selects, WaitGroup waits and contended mutex waits feed the block profile too.
+#[test]
+fn block_profile_records_select_waitgroup_and_mutex_waits() {
+    let _t = turn();
+    gort::run(|| {
+        prof_hooks::set_block_profile_rate(1);
+        let before = prof_hooks::block_profile();
+        let (tx, rx) = chan::chan::<u32>(0);
+        let (_idle_tx, idle) = chan::chan::<u32>(0);
+        let sel = gort::spawn(move || {
+            gort::select! {
+                v = rx.recv() => v,
+                v = idle.recv() => v,
+            }
+        });
+        wait_state(sel.id(), "select");
+        let wg = Arc::new(WaitGroup::new());
+        wg.add(1);
+        let wg2 = wg.clone();
+        let waiter = gort::spawn(move || wg2.wait());
+        wait_state(waiter.id(), "sync.WaitGroup.Wait");
+        let m = Arc::new(Mutex::new(0));
+        let g = m.lock();
+        let m2 = m.clone();
+        let locker = gort::spawn(move || lock_here(&m2));
+        wait_state(locker.id(), "sync.Mutex.Lock");
+        gort::time::sleep(DELAY);
+        tx.send(1).unwrap();
+        wg.done();
+        drop(g);
+        sel.join().unwrap();
+        waiter.join().unwrap();
+        locker.join().unwrap();
+        prof_hooks::set_block_profile_rate(0);
+        let new = delta(&before, &prof_hooks::block_profile());
+        let long: Vec<_> = new.iter().filter(|r| r.delay_ns >= DELAY.as_nanos() as i64).collect();
+        assert!(long.len() >= 3, "expected select, WaitGroup and Mutex events: {new:?}");
+        assert!(long.iter().any(|r| has_frame_in(&r.stack, lock_here as *const () as usize)), "no mutex wait: {new:?}");
+    });
+}
+
+/// With `set_mutex_profile_fraction(1)` a contended Mutex records the waiter's delay on the
+/// stack of the goroutine that unlocked (Go's attribution), not the waiter's.
+#[test]
+fn mutex_profile_records_contention_on_unlocker_stack() {
+    let _t = turn();
+    gort::run(|| {
+        assert_eq!(prof_hooks::set_mutex_profile_fraction(1), 0);
+        assert_eq!(prof_hooks::set_mutex_profile_fraction(-1), 1, "negative only reads");
+        let before = prof_hooks::mutex_profile();
+        let m = Arc::new(Mutex::new(0));
+        let g = m.lock();
+        let m2 = m.clone();
+        let locker = gort::spawn(move || lock_here(&m2));
+        wait_state(locker.id(), "sync.Mutex.Lock");
+        gort::time::sleep(DELAY);
+        unlock_here(g);
+        locker.join().unwrap();
+        prof_hooks::set_mutex_profile_fraction(0);
+        let new = delta(&before, &prof_hooks::mutex_profile());
+        let rec = new
+            .iter()
+            .find(|r| has_frame_in(&r.stack, unlock_here as *const () as usize))
+            .unwrap_or_else(|| panic!("no record on the unlocker's stack: {new:?}"));
+        assert_eq!(rec.count, 1);
+        assert!(rec.delay_ns >= DELAY.as_nanos() as i64, "delay {} ns < {DELAY:?}", rec.delay_ns);
+        assert!(!new.iter().any(|r| has_frame_in(&r.stack, lock_here as *const () as usize)), "charged to the waiter");
+    });
+}
+
+/// A fraction r > 1 samples about 1 in r events and scales what it records by r.
+#[test]
+fn mutex_profile_fraction_scales() {
+    let _t = turn();
+    gort::run(|| {
+        prof_hooks::set_mutex_profile_fraction(2);
+        let before = prof_hooks::mutex_profile();
+        let m = Arc::new(Mutex::new(0));
+        for _ in 0..40 {
+            let g = m.lock();
+            let m2 = m.clone();
+            let locker = gort::spawn(move || lock_here(&m2));
+            wait_state(locker.id(), "sync.Mutex.Lock");
+            unlock_here(g);
+            locker.join().unwrap();
+        }
+        prof_hooks::set_mutex_profile_fraction(0);
+        let new = delta(&before, &prof_hooks::mutex_profile());
+        let count: i64 = new.iter().map(|r| r.count).sum();
+        // 40 events sampled at 1/2, each scaled by 2: expected 40; P(count outside 8..=72) is
+        // below 1e-6 (binomial(40, 1/2) outside 4..=36).
+        assert!(count % 2 == 0 && (8..=72).contains(&count), "count {count}");
+    });
+}
+
+/// With both profiles off (the default) nothing is recorded.
+#[test]
+fn nothing_recorded_when_off() {
+    let _t = turn();
+    gort::run(|| {
+        prof_hooks::set_block_profile_rate(0);
+        prof_hooks::set_mutex_profile_fraction(0);
+        let (b0, m0) = (prof_hooks::block_profile(), prof_hooks::mutex_profile());
+        let (tx, rx) = chan::chan::<u32>(0);
+        let h = gort::spawn(move || block_here(&rx));
+        wait_state(h.id(), "chan receive");
+        tx.send(1).unwrap();
+        h.join().unwrap();
+        let m = Arc::new(Mutex::new(0));
+        let g = m.lock();
+        let m2 = m.clone();
+        let locker = gort::spawn(move || lock_here(&m2));
+        wait_state(locker.id(), "sync.Mutex.Lock");
+        unlock_here(g);
+        locker.join().unwrap();
+        assert_eq!(delta(&b0, &prof_hooks::block_profile()), []);
+        assert_eq!(delta(&m0, &prof_hooks::mutex_profile()), []);
+    });
+}
