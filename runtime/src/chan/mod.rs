@@ -19,6 +19,33 @@
 //! * There are no nil channels as values; [`nil`] makes a pair whose operations block forever
 //!   (with Go's `(nil chan)` wait reasons) and whose `select!` arms are never ready.
 //!
+//! # Directions (Go's `chan<- T` and `<-chan T`)
+//!
+//! A [`Sender`] can only send and close, a [`Receiver`] only receive; the compiler enforces it,
+//! as Go's compiler does (`test/chan/perm.go`):
+//!
+//! ```compile_fail,E0599
+//! let (tx, _rx) = gort_runtime::chan::chan::<i32>(1);
+//! tx.recv(); // no receive on a send-only channel
+//! ```
+//! ```compile_fail,E0599
+//! let (_tx, rx) = gort_runtime::chan::chan::<i32>(1);
+//! rx.send(1); // no send on a receive-only channel
+//! ```
+//! ```compile_fail,E0599
+//! let (_tx, rx) = gort_runtime::chan::chan::<i32>(1);
+//! rx.close(); // only a sender closes
+//! ```
+//! ```compile_fail,E0308
+//! let (_tx, rx) = gort_runtime::chan::chan::<i32>(1);
+//! gort_runtime::select! { rx.send(1) => {} } // nor in a select
+//! ```
+//! ```compile_fail,E0277
+//! // Values must be `Send` to cross goroutines: an `Rc` channel cannot be shared.
+//! let (tx, _rx) = gort_runtime::chan::chan::<std::rc::Rc<i32>>(1);
+//! gort_runtime::spawn(move || drop(tx));
+//! ```
+//!
 //! # Invariants (Go's, from `chan.go`)
 //!
 //! With the channel lock held:
