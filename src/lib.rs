@@ -21,6 +21,8 @@ pub use gort_runtime::{go, park, ready, select, GRef, WaitReason};
 
 /// Channels: Go's `chan T` (`chan::<T>(cap)`, `select!`).
 pub use gort_runtime::chan;
+/// Blocking-style TCP (and UDP, Unix) sockets on the epoll netpoller.
+pub use gort_runtime::net;
 /// Goroutine-aware `Mutex`, `RwLock`, `WaitGroup`, `Once`, `Cond`, `Semaphore`.
 pub use gort_runtime::sync;
 

@@ -12,6 +12,8 @@ pub mod chan;
 pub mod env;
 pub mod g;
 pub(crate) mod m;
+pub mod net;
+pub mod netpoll;
 pub(crate) mod p;
 pub mod park;
 pub mod proc;

@@ -33,10 +33,17 @@ impl Note {
 
     /// Wakes the sleeper (or makes its next sleep return at once).
     pub(crate) fn wake(&self) {
-        // Release: pairs with the Acquire swap in `sleep`, publishing what the waker set up
-        // (e.g. `M::nextp`) before the sleeper resumes.
-        self.woken.store(true, Ordering::Release);
+        // SeqCst: Release pairs with the Acquire swap in `sleep`, publishing what the waker set
+        // up (e.g. `M::nextp`) before the sleeper resumes; SeqCst also orders it before the
+        // waker's load of `M::polling` (Dekker pair with `try_consume`, see `sched::wake_m`).
+        self.woken.store(true, Ordering::SeqCst);
         self.thread.unpark();
+    }
+
+    /// Consumes a pending wakeup without sleeping; returns whether there was one.
+    pub(crate) fn try_consume(&self) -> bool {
+        // SeqCst: pairs with the SeqCst store in `wake` (and Acquire for what it published).
+        self.woken.swap(false, Ordering::SeqCst)
     }
 
     /// Sleeps until woken. Must be called by the owning thread.
@@ -79,6 +86,9 @@ pub(crate) struct M {
     pub(crate) curg: AtomicPtr<G>,
     /// Where the M sleeps when idle.
     pub(crate) note: Note,
+    /// The M is (about to be) blocked in the network poller instead of on its note: waking it
+    /// also needs `Poller::wake` (see `sched::wake_m`).
+    pub(crate) polling: AtomicBool,
     /// Goroutine whose `go!` created this thread (for the threadcreate profile), 0 if none.
     pub(crate) created_by: AtomicUsize,
 }
@@ -98,6 +108,7 @@ impl M {
             spinning: AtomicBool::new(false),
             curg: AtomicPtr::new(ptr::null_mut()),
             note: Note::new(thread),
+            polling: AtomicBool::new(false),
             created_by: AtomicUsize::new(0),
         }
     }

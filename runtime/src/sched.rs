@@ -56,6 +56,7 @@ use parking_lot::Mutex;
 use crate::env::Config;
 use crate::g::{self, GRef, G};
 use crate::m::{current_m, set_current_m, M};
+use crate::netpoll;
 use crate::p::{P, P_IDLE, P_RUNNING, P_SYSCALL, P_USER, STACK_CACHE_MAX};
 use crate::proc::{goroutine_main, Yield};
 use crate::stack::{Stack, StackPool};
@@ -113,6 +114,8 @@ pub(crate) struct Sched {
     pub(crate) run_waiters: Mutex<Vec<Arc<RunWaiter>>>,
     /// Goroutines currently inside `blocking`.
     pub(crate) nsyscall: AtomicUsize,
+    /// `nanotime` of the last network poll; 0 while an M is blocked in one (`netpoll.rs`).
+    pub(crate) lastpoll: AtomicU64,
 }
 
 static SCHED: OnceLock<&'static Sched> = OnceLock::new();
@@ -167,6 +170,7 @@ pub(crate) fn start() -> Result<&'static Sched, crate::env::ConfigError> {
         timer_sleep_until: AtomicU64::new(u64::MAX),
         run_waiters: Mutex::new(Vec::new()),
         nsyscall: AtomicUsize::new(0),
+        lastpoll: AtomicU64::new(1),
     }));
     time::init_epoch();
     crate::signal::install_overflow_handler();
@@ -272,7 +276,7 @@ pub(crate) fn startm(s: &'static Sched, p: Option<&'static P>, spinning: bool) {
             m.spinning.store(spinning, Ordering::Relaxed);
             // Release: pairs with the Acquire swap in stopm; Note::wake also orders it.
             m.nextp.store(p as *const P as *mut P, Ordering::Release);
-            m.note.wake();
+            wake_m(m);
         }
         None => newm(s, p, spinning),
     }
@@ -325,6 +329,19 @@ pub(crate) fn handoffp(s: &'static Sched, p: &'static P) {
     }
 }
 
+/// Wakes an idle M, whether it sleeps on its note or in the network poller.
+pub(crate) fn wake_m(m: &'static M) {
+    m.note.wake();
+    // SeqCst (with the SeqCst store in Note::wake): Dekker pair with stopm's `polling` store
+    // followed by `try_consume`: either the M sees the wakeup before it blocks in epoll_wait, or
+    // we see it polling and interrupt the poll.
+    if m.polling.load(Ordering::SeqCst) {
+        if let Some(pl) = netpoll::poller() {
+            let _ = pl.wake();
+        }
+    }
+}
+
 /// Wakes the timer M (or starts one) because a timer at `when` was added.
 pub(crate) fn timer_added(when: u64) {
     let s = match sched_if_started() {
@@ -338,7 +355,7 @@ pub(crate) fn timer_added(when: u64) {
     let idle = s.idle.lock();
     if let Some(m) = idle.timer_m {
         drop(idle);
-        m.note.wake();
+        wake_m(m);
     } else {
         drop(idle);
         wakep();
@@ -394,7 +411,31 @@ fn stopm(s: &'static Sched, m: &'static M) {
             s.timer_sleep_until.store(next, Ordering::SeqCst);
         }
         drop(idle);
-        if timed {
+        // Someone waits on the network and no M is blocked in the poller: block there instead of
+        // on the note (claiming the poll by swapping `lastpoll` to 0), until the timer if timed.
+        let poll = netpoll::poller().filter(|pl| pl.waiters() > 0 && s.lastpoll.swap(0, Ordering::SeqCst) != 0);
+        if let Some(pl) = poll {
+            // SeqCst: Dekker pair with wake_m (see there).
+            m.polling.store(true, Ordering::SeqCst);
+            let mut toks = Vec::new();
+            if !m.note.try_consume() {
+                let timeout = timed.then(|| std::time::Duration::from_nanos(next.saturating_sub(nanotime())));
+                let _ = pl.poll(timeout, &mut toks);
+            }
+            m.polling.store(false, Ordering::Relaxed);
+            s.lastpoll.store(nanotime(), Ordering::SeqCst);
+            let mut gs = Vec::new();
+            netpoll::take_runnable(&toks, &mut gs);
+            if !gs.is_empty() {
+                // The woken-up path below finds them (any_work) and takes a P for them.
+                for g in &gs {
+                    s.global.push(*g);
+                }
+                if gs.len() > 1 {
+                    wakep();
+                }
+            }
+        } else if timed {
             let now = nanotime();
             let d = std::time::Duration::from_nanos(next.saturating_sub(now));
             m.note.sleep_timeout(d);
@@ -462,6 +503,21 @@ fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P) -> Option<
         }
         if let Some(g) = global_get(s, p) {
             return Some(g);
+        }
+        // The network, if someone waits on it and no M is blocked polling already.
+        if s.lastpoll.load(Ordering::Relaxed) != 0 && netpoll::poller().is_some_and(|pl| pl.waiters() > 0) {
+            let mut gs = Vec::new();
+            netpoll::poll_now(s, &mut gs);
+            if let Some((&first, rest)) = gs.split_first() {
+                for &g in rest {
+                    // SAFETY: this M owns p.
+                    unsafe { p.runqput(g, false) };
+                }
+                if !rest.is_empty() {
+                    wakep();
+                }
+                return Some(first);
+            }
         }
         // Steal.
         let busy = s.allp.len() - s.npidle.load(Ordering::Relaxed);
@@ -864,7 +920,7 @@ pub(crate) fn check_dead(s: &'static Sched) {
     if idle.pidle.len() != s.allp.len() || !s.global.is_empty() || s.any_work() {
         return;
     }
-    if s.next_timer() != u64::MAX {
+    if s.next_timer() != u64::MAX || netpoll::poller().is_some_and(|pl| pl.waiters() > 0) {
         return;
     }
     let mut live = false;

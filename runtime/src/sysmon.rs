@@ -68,6 +68,18 @@ fn run(s: &'static Sched) -> ! {
         {
             wakep();
         }
+        // Nobody has polled the network for 10 ms (every M busy): poll for them.
+        let last = s.lastpoll.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) > 10_000_000 {
+            let mut gs = Vec::new();
+            crate::netpoll::poll_now(s, &mut gs);
+            if !gs.is_empty() {
+                for g in gs {
+                    s.global.push(g);
+                }
+                wakep();
+            }
+        }
         // Everything asleep except threads the runtime does not know: re-check for a deadlock
         // (one of them may have exited), at most every 100 ms.
         if all_idle && s.dead_suspect.load(Ordering::Relaxed) && now - last_dead_check > 100_000_000 {

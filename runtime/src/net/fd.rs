@@ -1,0 +1,295 @@
+//! A non-blocking socket registered with the network poller, with blocking-style operations
+//! (Go's `internal/poll.FD`). Every socket type in `gort::net` is a thin wrapper around one.
+//!
+//! On a goroutine an operation that would block parks the goroutine (`IO wait`) until the poller
+//! reports readiness, a deadline passes or the socket is closed. On a plain thread it blocks the
+//! thread in `poll(2)`, as a std socket would.
+//!
+//! Readers are serialised by one lock and writers by another (Go's `fdMutex`): the poller has one
+//! waiter slot per direction.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use gort_netpoll::{Deadline, Mode, PollError, Registration};
+
+use crate::g::WaitReason;
+use crate::netpoll::{g_of, poller_init, token};
+use crate::park::{in_goroutine, park, ready};
+use crate::sync::Mutex;
+use crate::time::{nanotime, RawTimer};
+
+/// "No deadline / no timeout" in the atomics below.
+const NONE: u64 = 0;
+
+/// Timeouts and deadlines of one direction.
+#[derive(Default)]
+struct Limits {
+    /// std-style per-operation timeout in ns (`set_read_timeout`), `NONE` if unset.
+    timeout: AtomicU64,
+    /// Go-style absolute deadline in `nanotime` ns (`set_read_deadline`), `NONE` if unset.
+    deadline: AtomicU64,
+}
+
+impl Limits {
+    /// The effective deadline of an operation starting now, and the error kind it times out
+    /// with: `WouldBlock` for a std timeout (what std reports on Linux), `TimedOut` for a
+    /// deadline (Go's "i/o timeout").
+    fn effective(&self, now: u64) -> Option<(u64, io::ErrorKind)> {
+        let t = self.timeout.load(Ordering::Relaxed);
+        let d = self.deadline.load(Ordering::Relaxed);
+        let from_timeout = (t != NONE).then(|| now.saturating_add(t));
+        match (from_timeout, d != NONE) {
+            (Some(a), true) if a < d => Some((a, io::ErrorKind::WouldBlock)),
+            (_, true) => Some((d, io::ErrorKind::TimedOut)),
+            (Some(a), false) => Some((a, io::ErrorKind::WouldBlock)),
+            (None, false) => None,
+        }
+    }
+}
+
+/// A socket `S` (a std socket type, already non-blocking) plus its poller registration.
+pub(crate) struct PollFd<S: AsRawFd> {
+    /// Dropped before `io` (field order): the fd must leave the epoll set before it is closed,
+    /// or the removal could hit a reused fd number.
+    reg: Registration<'static>,
+    io: S,
+    rlock: Mutex<()>,
+    wlock: Mutex<()>,
+    read: Limits,
+    write: Limits,
+}
+
+impl<S: AsRawFd> PollFd<S> {
+    /// Takes over `io`: switches it to non-blocking mode and registers it with the poller.
+    pub(crate) fn new(io: S) -> io::Result<PollFd<S>> {
+        set_nonblocking(io.as_raw_fd())?;
+        let reg = poller_init()?.register(io.as_raw_fd())?;
+        Ok(PollFd {
+            reg,
+            io,
+            rlock: Mutex::new(()),
+            wlock: Mutex::new(()),
+            read: Limits::default(),
+            write: Limits::default(),
+        })
+    }
+
+    /// The wrapped socket (non-blocking).
+    pub(crate) fn get(&self) -> &S {
+        &self.io
+    }
+
+    /// Gives the socket back, deregistered and in blocking mode.
+    pub(crate) fn into_inner(self) -> io::Result<S> {
+        let PollFd { reg, io, .. } = self;
+        drop(reg);
+        set_blocking(io.as_raw_fd())?;
+        Ok(io)
+    }
+
+    fn limits(&self, mode: Mode) -> &Limits {
+        match mode {
+            Mode::Read => &self.read,
+            Mode::Write => &self.write,
+        }
+    }
+
+    /// std's `set_read_timeout`/`set_write_timeout`: `Some(ZERO)` is an error, as in std.
+    pub(crate) fn set_timeout(&self, mode: Mode, d: Option<Duration>) -> io::Result<()> {
+        let ns = match d {
+            None => NONE,
+            Some(d) if d.is_zero() => {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot set a 0 duration timeout"))
+            }
+            Some(d) => d.as_nanos().clamp(1, u64::MAX as u128) as u64,
+        };
+        self.limits(mode).timeout.store(ns, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn timeout(&self, mode: Mode) -> Option<Duration> {
+        let ns = self.limits(mode).timeout.load(Ordering::Relaxed);
+        (ns != NONE).then(|| Duration::from_nanos(ns))
+    }
+
+    /// Go's `SetReadDeadline`/`SetWriteDeadline`: operations (including one blocked right now)
+    /// fail with `TimedOut` once `at` has passed; `None` clears it.
+    pub(crate) fn set_deadline(&self, mode: Mode, at: Option<Instant>) {
+        let ns = match at {
+            None => NONE,
+            Some(at) => {
+                let now_i = Instant::now();
+                let now = nanotime();
+                if at <= now_i {
+                    now.max(1)
+                } else {
+                    now.saturating_add((at - now_i).as_nanos().min(u64::MAX as u128) as u64)
+                }
+            }
+        };
+        self.limits(mode).deadline.store(ns, Ordering::Relaxed);
+        // A goroutine blocked right now must notice a deadline in the past at once.
+        if ns != NONE && ns <= nanotime() {
+            if let (_, Some(t)) = self.reg.set_deadline(mode, Deadline::Past) {
+                ready_token(t);
+            }
+        }
+    }
+
+    /// Runs `op` until it does not report `WouldBlock`, waiting for readiness in between.
+    pub(crate) fn io<R>(&self, mode: Mode, op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
+        let limit = self.limits(mode).effective(nanotime());
+        self.io_until(mode, limit, op)
+    }
+
+    /// [`io`](Self::io) with an explicit deadline (`nanotime` ns) and its timeout error kind.
+    pub(crate) fn io_until<R>(
+        &self,
+        mode: Mode,
+        limit: Option<(u64, io::ErrorKind)>,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        if !in_goroutine() {
+            return self.io_thread(mode, limit, op);
+        }
+        let _serial = match mode {
+            Mode::Read => self.rlock.lock(),
+            Mode::Write => self.wlock.lock(),
+        };
+        let _timer = self.arm(mode, limit);
+        let kind = limit.map(|l| l.1).unwrap_or(io::ErrorKind::TimedOut);
+        self.reg.prepare(mode).map_err(|e| map_poll_err(e, kind))?;
+        loop {
+            match op(&self.io) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+            self.reg
+                .wait(mode, |c| park(WaitReason::IoWait, move |g| c.commit(token(g))))
+                .map_err(|e| map_poll_err(e, kind))?;
+        }
+    }
+
+    /// Sets the poller's deadline state for this operation and arms its timer.
+    fn arm(&self, mode: Mode, limit: Option<(u64, io::ErrorKind)>) -> Option<RawTimer> {
+        let when = match limit {
+            None => {
+                self.reg.set_deadline(mode, Deadline::Unset);
+                return None;
+            }
+            Some((when, _)) => when,
+        };
+        if when <= nanotime() {
+            self.reg.set_deadline(mode, Deadline::Past);
+            return None;
+        }
+        let (key, _) = self.reg.set_deadline(mode, Deadline::Future);
+        let pl = poller_init().ok()?;
+        Some(RawTimer::new(
+            when,
+            Box::new(move || {
+                if let Some(t) = pl.expire(key) {
+                    ready_token(t);
+                }
+            }),
+        ))
+    }
+
+    /// The plain-thread path: block the thread in poll(2).
+    fn io_thread<R>(
+        &self,
+        mode: Mode,
+        limit: Option<(u64, io::ErrorKind)>,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        loop {
+            self.reg.check(mode).map_err(|e| map_poll_err(e, io::ErrorKind::TimedOut))?;
+            match op(&self.io) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+            let ms = match limit {
+                None => -1,
+                Some((when, kind)) => {
+                    let now = nanotime();
+                    if now >= when {
+                        return Err(timeout_error(kind));
+                    }
+                    ((when - now).div_ceil(1_000_000)).min(i32::MAX as u64) as i32
+                }
+            };
+            let events = match mode {
+                Mode::Read => libc::POLLIN | libc::POLLRDHUP,
+                Mode::Write => libc::POLLOUT,
+            };
+            let mut pfd = libc::pollfd { fd: self.io.as_raw_fd(), events, revents: 0 };
+            // SAFETY: one valid pollfd for the duration of the call.
+            let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Wakes every goroutine blocked on this socket with "use of closed network connection"
+    /// (Go's `pollUnblock`); later operations fail the same way.
+    pub(crate) fn close_waiters(&self) {
+        for t in self.reg.close() {
+            ready_token(t);
+        }
+    }
+}
+
+impl<S: AsRawFd> AsRawFd for PollFd<S> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
+    }
+}
+
+fn ready_token(t: gort_netpoll::Token) {
+    ready(g_of(t));
+}
+
+fn timeout_error(kind: io::ErrorKind) -> io::Error {
+    match kind {
+        io::ErrorKind::WouldBlock => io::Error::from(io::ErrorKind::WouldBlock),
+        _ => io::Error::new(io::ErrorKind::TimedOut, PollError::TimedOut),
+    }
+}
+
+fn map_poll_err(e: io::Error, timeout_kind: io::ErrorKind) -> io::Error {
+    match PollError::of(&e) {
+        Some(PollError::TimedOut) => timeout_error(timeout_kind),
+        _ => e,
+    }
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    set_flag(fd, true)
+}
+
+fn set_blocking(fd: RawFd) -> io::Result<()> {
+    set_flag(fd, false)
+}
+
+fn set_flag(fd: RawFd, nonblocking: bool) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own; bad fds are reported as errors.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let new = if nonblocking { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    // SAFETY: as above.
+    if new != flags && unsafe { libc::fcntl(fd, libc::F_SETFL, new) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

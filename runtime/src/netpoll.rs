@@ -1,0 +1,104 @@
+//! The runtime side of the network poller (Go's `netpoll.go` glue in `proc.go`): one global
+//! [`Poller`] created on first use, the conversions between its opaque tokens and Gs, and the
+//! batch readying of what a poll returns.
+//!
+//! Who polls (see `sched.rs`):
+//! - `find_runnable` polls without blocking before it steals, when someone waits on the network
+//!   and no M is blocked in `epoll_wait` already;
+//! - one idle M at a time blocks in `epoll_wait` until the next timer (it is then also the timer
+//!   M); `wake_m` interrupts it with the poller's eventfd;
+//! - sysmon polls if nobody has for 10 ms.
+//!
+//! `Sched::lastpoll` is the `nanotime` of the last poll, or 0 while an M is blocked in one (Go's
+//! `sched.lastpoll`): an M claims the blocking poll by swapping it to 0.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use gort_netpoll::{Poller, Token};
+
+use crate::g::{self, GRef, G};
+use crate::sched::Sched;
+use crate::time::nanotime;
+
+static POLLER: OnceLock<Poller> = OnceLock::new();
+static INIT: Mutex<()> = Mutex::new(());
+
+/// The poller, if anything has used the network yet.
+#[inline]
+pub(crate) fn poller() -> Option<&'static Poller> {
+    POLLER.get()
+}
+
+/// The poller, created on first use (Go's `netpollGenericInit`).
+pub fn poller_init() -> io::Result<&'static Poller> {
+    if let Some(p) = POLLER.get() {
+        return Ok(p);
+    }
+    let _l = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = POLLER.get() {
+        return Ok(p);
+    }
+    let p = Poller::new()?;
+    let _ = POLLER.set(p);
+    Ok(POLLER.get().expect("poller just set"))
+}
+
+/// The token naming `g` in the poller (its descriptor's address; Gs are never freed).
+pub fn token(g: GRef) -> Token {
+    Token::new(g.as_ptr() as usize)
+}
+
+/// The G a token names.
+pub(crate) fn g_of(t: Token) -> GRef {
+    // SAFETY: every token handed to the poller is made by `token` from a GRef.
+    unsafe { GRef::from_ptr(t.get() as *const G) }
+}
+
+/// Marks the Gs of `toks` runnable and returns them (Go's `netpollready` list), for the caller
+/// to run or queue. Thread stand-ins are readied (unparked) directly and not returned.
+pub(crate) fn take_runnable(toks: &[Token], out: &mut Vec<GRef>) {
+    for &t in toks {
+        let g = g_of(t);
+        if g.0.kind == g::GKind::Thread {
+            crate::park::ready(g);
+            continue;
+        }
+        let mut spins = 0u32;
+        loop {
+            // AcqRel: the same CAS as `ready` (pairs with the Release store of WAITING).
+            match g.0.status.compare_exchange(g::WAITING, g::RUNNABLE, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(s) if s & g::SCAN != 0 => {
+                    spins += 1;
+                    if spins > 100 {
+                        std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+                Err(s) => panic!("gort: netpoll readied goroutine {} in status {s:#x} (not parked)", g.id()),
+            }
+        }
+        out.push(g);
+    }
+}
+
+/// A non-blocking poll (sysmon, or an M about to steal). Returns the runnable Gs.
+pub(crate) fn poll_now(s: &Sched, out: &mut Vec<GRef>) {
+    let pl = match poller() {
+        Some(pl) if pl.waiters() > 0 => pl,
+        _ => return,
+    };
+    let mut toks = Vec::new();
+    if pl.poll(Some(Duration::ZERO), &mut toks).is_ok() {
+        let last = s.lastpoll.load(Ordering::Relaxed);
+        if last != 0 {
+            // Relaxed: a hint for sysmon; losing the race to a blocking poller is harmless.
+            let _ = s.lastpoll.compare_exchange(last, nanotime(), Ordering::Relaxed, Ordering::Relaxed);
+        }
+        take_runnable(&toks, out);
+    }
+}
