@@ -214,3 +214,28 @@ fn nothing_recorded_when_off() {
         assert_eq!(delta(&m0, &prof_hooks::mutex_profile()), []);
     });
 }
+
+/// A rate far above the events' length samples them with probability delay/rate: short blocks
+/// (well under a millisecond here, against a rate of 1000 s) are almost never recorded.
+#[test]
+fn long_rate_skips_short_events() {
+    let _t = turn();
+    gort::run(|| {
+        prof_hooks::set_block_profile_rate(1_000_000_000_000);
+        let before = prof_hooks::block_profile();
+        let (tx, rx) = chan::chan::<u32>(0);
+        let h = gort::spawn(move || while block_here(&rx).is_some() {});
+        for i in 0..1000 {
+            tx.send(i).unwrap();
+        }
+        drop(tx);
+        h.join().unwrap();
+        prof_hooks::set_block_profile_rate(0);
+        let new = delta(&before, &prof_hooks::block_profile());
+        // Each event is kept with probability < 1e-6 (blocks under 1 ms): expect none; any kept
+        // one is counted rate/delay times and charged the full rate.
+        for r in &new {
+            assert!(r.count > 1000 && r.delay_ns == 1_000_000_000_000, "{r:?}");
+        }
+    });
+}

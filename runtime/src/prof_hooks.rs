@@ -10,7 +10,8 @@
 //! * **Block profile** ([`set_block_profile_rate`]`(ns)`, <= 0 = off, the default): blocking
 //!   channel operations, `select!`, `WaitGroup`/`Cond` waits and mutex waits record their
 //!   duration with the **blocked** goroutine's stack. As in Go 1.19, an event of `d` ns is
-//!   recorded when `d >= rate`, otherwise with probability `d / rate`; records are not scaled.
+//!   recorded when `d >= rate`; otherwise with probability `d / rate`, and then counted
+//!   `rate / d` times (rounded) with a delay of `rate`, which removes the sampling bias.
 //!
 //! Disabled cost: one relaxed load, only on the slow (blocking) path.
 //!
@@ -146,9 +147,13 @@ pub(crate) fn block_event(delay: u64) {
     if rate <= 0 || (rate > delay && (crate::chan::select::fastrand() % rate as u64) as i64 > delay) {
         return;
     }
+    // A short event (delay < rate) was kept with probability delay/rate: count it rate/delay
+    // times and charge it `rate` ns, so totals are unbiased (Go's saveblockevent, CL 299991;
+    // Go keeps a fractional count, we round).
+    let (count, charged) = if delay < rate { ((rate + delay / 2) / delay.max(1), rate) } else { (1, delay) };
     let mut buf = [0usize; MAX_DEPTH];
     let n = capture_stack(1, &mut buf);
-    record(&BLOCK_TABLE, &buf[..n], 1, delay);
+    record(&BLOCK_TABLE, &buf[..n], count.max(1), charged);
 }
 
 /// Whether waiters should note when they started waiting, for the mutex profile.
