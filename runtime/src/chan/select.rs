@@ -19,6 +19,12 @@
 //! * The case objects do not move from pass 2 to the end of pass 3 (they are borrowed by
 //!   [`select`] the whole time), so queued nodes stay valid (queue invariant 2).
 //! * Each distinct channel is locked once, in address order, and unlocked in reverse.
+//! * The pass-2 commit runs on the M and reads `cases`/`lockorder`, which live on the parked
+//!   goroutine's stack, *while* it unlocks: once the first channel is unlocked a peer may claim
+//!   the waiter and ready the goroutine. That is safe because the goroutine's first act when it
+//!   resumes is pass 3, which takes every lock again starting with the lowest address, and the
+//!   commit releases that one last: the goroutine cannot leave `select` (and free the arrays)
+//!   before the commit has stopped touching them.
 
 use std::cell::Cell;
 
