@@ -8,52 +8,103 @@ use std::time::{Duration, Instant};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Runs a 10 ms ticker goroutine for 50 ticks and returns the worst interval between ticks.
+fn ticker_worst() -> Duration {
+    gort::spawn(|| {
+        let period = Duration::from_millis(10);
+        let start = Instant::now();
+        let mut last = start;
+        let mut worst = Duration::ZERO;
+        for i in 1..=50u32 {
+            let next = start + period * i;
+            gort::time::sleep(next.saturating_duration_since(Instant::now()));
+            let now = Instant::now();
+            worst = worst.max(now - last);
+            last = now;
+        }
+        worst
+    })
+    .join()
+    .unwrap()
+}
+
+/// Spins until `stop` (or 10 s, so a starved ticker fails instead of hanging), never entering
+/// the runtime.
+fn spin(stop: &AtomicBool) -> u64 {
+    let t = Instant::now();
+    let mut x = 0u64;
+    while !stop.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(10) {
+        for _ in 0..1000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+    x
+}
+
 /// A 10 ms ticker stays within 20 ms while GOMAXPROCS goroutines spin without yielding.
+///
+/// On a machine loaded by other processes the OS alone can delay a waking thread past 20 ms.
+/// So the same ticker also runs beside the same number of spinning *plain threads* (which hold
+/// no P, so only the OS can delay the ticker): the goroutine hogs may cost at most 10 ms more
+/// than that control. On a quiet machine the control is ~10 ms and the bound is the 20 ms.
 #[test]
 fn ticker_keeps_time_while_hogs_spin() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     gort::run(|| {
-        let stop = Arc::new(AtomicBool::new(false));
-        let spins = Arc::new(AtomicU64::new(0));
-        let hogs: Vec<_> = (0..gort::gomaxprocs())
-            .map(|_| {
-                let (stop, spins) = (stop.clone(), spins.clone());
-                gort::spawn(move || {
-                    // Pure computation: never enters the runtime.
-                    let mut x = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-                    }
-                    spins.fetch_add(1, Ordering::Relaxed);
-                    x
-                })
-            })
-            .collect();
-        // Let the hogs take every P first.
-        std::thread::sleep(Duration::from_millis(30));
-        let ticker = gort::spawn(|| {
-            let period = Duration::from_millis(10);
-            let start = Instant::now();
-            let mut last = start;
-            let mut worst = Duration::ZERO;
-            for i in 1..=50u32 {
-                let next = start + period * i;
-                gort::time::sleep(next.saturating_duration_since(Instant::now()));
-                let now = Instant::now();
-                worst = worst.max(now - last);
-                last = now;
+        // Up to three attempts: another process's burst can spoil one, a starvation bug spoils
+        // every one (the ticker then waits for the hogs' 10 s cap).
+        let mut results = Vec::new();
+        for _ in 0..3 {
+            let (worst, control) = ticker_beside_hogs();
+            results.push((worst, control));
+            if worst <= Duration::from_millis(20).max(control + Duration::from_millis(10)) {
+                return;
             }
-            worst
-        });
-        let worst = ticker.join().unwrap();
-        stop.store(true, Ordering::Relaxed);
-        for h in hogs {
-            h.join().unwrap();
         }
-        eprintln!("worst tick interval with {} hogs: {worst:?}", gort::gomaxprocs());
-        assert_eq!(spins.load(Ordering::Relaxed), gort::gomaxprocs() as u64);
-        assert!(worst <= Duration::from_millis(20), "a 10 ms tick took {worst:?}");
+        panic!("a 10 ms tick took too long beside CPU hogs: (worst, control) = {results:?}");
     });
+}
+
+/// One measurement: (worst tick beside goroutine hogs, worst tick beside thread hogs).
+fn ticker_beside_hogs() -> (Duration, Duration) {
+    let n = gort::gomaxprocs();
+    // Control: OS-level competition only.
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || spin(&stop))
+        })
+        .collect();
+    let control = ticker_worst();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+
+    // Goroutine hogs holding every P.
+    let stop = Arc::new(AtomicBool::new(false));
+    let spins = Arc::new(AtomicU64::new(0));
+    let hogs: Vec<_> = (0..n)
+        .map(|_| {
+            let (stop, spins) = (stop.clone(), spins.clone());
+            gort::spawn(move || {
+                let x = spin(&stop);
+                spins.fetch_add(1, Ordering::Relaxed);
+                x
+            })
+        })
+        .collect();
+    // Let the hogs take every P first.
+    std::thread::sleep(Duration::from_millis(30));
+    let worst = ticker_worst();
+    stop.store(true, Ordering::Relaxed);
+    for h in hogs {
+        h.join().unwrap();
+    }
+    eprintln!("worst tick interval: {worst:?} beside {n} goroutine hogs, {control:?} beside {n} thread hogs");
+    assert_eq!(spins.load(Ordering::Relaxed), n as u64);
+    (worst, control)
 }
 
 /// With every P's goroutine inside `blocking`, other goroutines still run to completion.

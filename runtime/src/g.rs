@@ -251,6 +251,28 @@ impl G {
     }
 }
 
+/// Go's `casgstatus`: moves `g` from `from` to `to`, waiting out a snapshot that holds it with
+/// the SCAN bit. Any other status is a runtime bug and panics, naming `what` did it.
+pub(crate) fn casgstatus(g: GRef, from: u32, to: u32, what: &str) {
+    let mut spins = 0u32;
+    loop {
+        // AcqRel: Acquire pairs with the Release of whoever set `from`, so the fields they wrote
+        // are visible to us; Release publishes ours to whoever next Acquires the status.
+        match g.0.status.compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(s) if s & SCAN != 0 => {
+                spins += 1;
+                if spins > 100 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            Err(s) => panic!("gort: {what}: goroutine {} in status {s:#x}, expected {from:#x}", g.id()),
+        }
+    }
+}
+
 /// A reference to a G. Gs are never freed, so a `GRef` is always valid memory; whether it still
 /// names the same goroutine is the caller's protocol (a wait queue holds a G only while it is parked
 /// on that queue).

@@ -66,22 +66,8 @@ pub(crate) fn take_runnable(toks: &[Token], out: &mut Vec<GRef>) {
             crate::park::ready(g);
             continue;
         }
-        let mut spins = 0u32;
-        loop {
-            // AcqRel: the same CAS as `ready` (pairs with the Release store of WAITING).
-            match g.0.status.compare_exchange(g::WAITING, g::RUNNABLE, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => break,
-                Err(s) if s & g::SCAN != 0 => {
-                    spins += 1;
-                    if spins > 100 {
-                        std::thread::yield_now();
-                    } else {
-                        std::hint::spin_loop();
-                    }
-                }
-                Err(s) => panic!("gort: netpoll readied goroutine {} in status {s:#x} (not parked)", g.id()),
-            }
-        }
+        // The same transition as `ready` (see there for the orderings); we queue the G ourselves.
+        g::casgstatus(g, g::WAITING, g::RUNNABLE, "netpoll");
         out.push(g);
     }
 }

@@ -27,7 +27,7 @@
 //! back to `P_USER` on the way out.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use crate::g::{self, GKind, GRef, WaitReason, G};
 use crate::m::current_m;
@@ -250,24 +250,10 @@ pub fn ready(g: GRef) {
         // The woken thread does not count itself again (see park_thread).
         sched().ext_active.fetch_add(1, Ordering::SeqCst);
     }
-    let mut spins = 0u32;
-    loop {
-        // AcqRel: Acquire pairs with the Release store of WAITING in execute (or park_thread);
-        // Release publishes what the waker wrote (e.g. a value handed over) to the G, which reads
-        // it after its own Acquire CAS to RUNNING.
-        match g.0.status.compare_exchange(g::WAITING, g::RUNNABLE, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => break,
-            Err(s) if s & g::SCAN != 0 => {
-                spins += 1;
-                if spins > 100 {
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-            Err(s) => panic!("gort: ready of goroutine {} in status {s:#x} (not parked)", g.id()),
-        }
-    }
+    // AcqRel (in casgstatus): Acquire pairs with the Release store of WAITING in execute (or
+    // park_thread); Release publishes what the waker wrote (e.g. a value handed over) to the G,
+    // which reads it after its own Acquire CAS to RUNNING.
+    g::casgstatus(g, g::WAITING, g::RUNNABLE, "ready");
     if g.0.kind == GKind::Thread {
         // SAFETY: a thread stand-in's `thread` is written once when it is created, before it can
         // be published to any waker, and never changed.
@@ -285,6 +271,59 @@ pub fn ready(g: GRef) {
         None => s.global.push(g),
     }
     wakep();
+}
+
+/// A slot for the one goroutine (or thread) waiting for a condition that another party makes
+/// true exactly once (a goroutine finishing, a timer firing): the lost-wakeup-free pairing of a
+/// flag with a parked waiter that `join`, `run` and `Timer::wait` share.
+///
+/// Protocol: the waker makes the condition true with a SeqCst store, then calls [`wake`]; the
+/// waiter publishes itself (SeqCst) and then re-checks the condition inside the park commit. By
+/// the Dekker argument at least one side sees the other: either the waiter sees the condition
+/// and withdraws (unless the waker already took it, in which case it stays parked and is
+/// readied), or the waker finds the waiter and readies it.
+///
+/// [`wake`]: WaitSlot::wake
+pub(crate) struct WaitSlot(AtomicPtr<G>);
+
+impl WaitSlot {
+    pub(crate) const fn new() -> WaitSlot {
+        WaitSlot(AtomicPtr::new(std::ptr::null_mut()))
+    }
+
+    /// Parks at most once: returns when `done()` holds or after a wakeup (check again).
+    pub(crate) fn wait_once(&self, reason: WaitReason, done: impl Fn() -> bool) {
+        if done() {
+            return;
+        }
+        park(reason, |g| {
+            let me = g.as_ptr() as *mut G;
+            // SeqCst: Dekker pair with the waker's SeqCst condition store + `wake`'s swap.
+            self.0.store(me, Ordering::SeqCst);
+            if done() {
+                // Withdraw, unless `wake` already took us (then it readies us: stay parked).
+                return self.0.compare_exchange(me, std::ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst).is_err();
+            }
+            true
+        });
+    }
+
+    /// Parks until `done()` holds.
+    pub(crate) fn wait(&self, reason: WaitReason, done: impl Fn() -> bool) {
+        while !done() {
+            self.wait_once(reason, &done);
+        }
+    }
+
+    /// Readies the waiter, if one is parked. Call after making the condition true (SeqCst).
+    pub(crate) fn wake(&self) {
+        // SeqCst: see `wait_once`.
+        let w = self.0.swap(std::ptr::null_mut(), Ordering::SeqCst);
+        if !w.is_null() {
+            // SAFETY: the slot only holds pointers made from GRefs in `wait_once`.
+            ready(unsafe { GRef::from_ptr(w) });
+        }
+    }
 }
 
 /// Runs `f` with the current M's P if the caller owns one in runtime mode.

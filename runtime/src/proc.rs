@@ -26,14 +26,14 @@ use std::any::Any;
 use std::cell::UnsafeCell;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use corosensei::{Coroutine, Yielder};
 
 use crate::g::{self, GRef, WaitReason, G};
 use crate::m::current_m;
-use crate::park::{enter, leave, park, ready, safepoint, suspend, thread_g};
+use crate::park::{enter, leave, safepoint, suspend, thread_g, WaitSlot};
 use crate::sched::{gfget, sched, wakep, RunWaiter};
 use crate::stack::Stack;
 
@@ -89,7 +89,7 @@ struct Packet<T> {
     state: AtomicU32,
     result: UnsafeCell<Option<std::thread::Result<T>>>,
     /// The G waiting in join, if any.
-    waiter: AtomicPtr<G>,
+    waiter: WaitSlot,
 }
 
 // SAFETY: `result` is written once by the finishing goroutine before `state` becomes DONE
@@ -100,35 +100,18 @@ impl<T> Packet<T> {
     fn complete(&self, r: std::thread::Result<T>) {
         // SAFETY: only the finishing goroutine writes, once, before publishing DONE.
         unsafe { *self.result.get() = Some(r) };
-        // SeqCst: Dekker pair with join's waiter store + state load; also Release for `result`.
+        // SeqCst: the condition store of the WaitSlot protocol; also Release for `result`.
         self.state.store(DONE, Ordering::SeqCst);
-        let w = self.waiter.swap(std::ptr::null_mut(), Ordering::SeqCst);
-        if !w.is_null() {
-            // SAFETY: waiter holds pointers made from GRefs.
-            ready(unsafe { GRef::from_ptr(w) });
-        }
+        self.waiter.wake();
+    }
+
+    fn is_done(&self) -> bool {
+        // SeqCst: the WaitSlot protocol's condition load; also Acquire for `result`.
+        self.state.load(Ordering::SeqCst) == DONE
     }
 
     fn wait(&self) {
-        while self.state.load(Ordering::Acquire) != DONE {
-            park(WaitReason::Join, |g| {
-                // SeqCst: pairs with complete()'s SeqCst store/swap.
-                self.waiter.store(g.as_ptr() as *mut G, Ordering::SeqCst);
-                if self.state.load(Ordering::SeqCst) == DONE {
-                    // Finished meanwhile: withdraw unless complete() already took us.
-                    return self
-                        .waiter
-                        .compare_exchange(
-                            g.as_ptr() as *mut G,
-                            std::ptr::null_mut(),
-                            Ordering::SeqCst,
-                            Ordering::SeqCst,
-                        )
-                        .is_err();
-                }
-                true
-            });
-        }
+        self.waiter.wait(WaitReason::Join, || self.is_done());
     }
 
     fn take(&self) -> std::thread::Result<T> {
@@ -248,11 +231,8 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let packet = Arc::new(Packet {
-        state: AtomicU32::new(RUNNING),
-        result: UnsafeCell::new(None),
-        waiter: AtomicPtr::new(std::ptr::null_mut()),
-    });
+    let packet =
+        Arc::new(Packet { state: AtomicU32::new(RUNNING), result: UnsafeCell::new(None), waiter: WaitSlot::new() });
     let p2 = packet.clone();
     let entry: Box<dyn FnOnce() + Send> = Box::new(move || {
         let r = catch_unwind(AssertUnwindSafe(f));
@@ -390,17 +370,8 @@ where
     let waiter = Arc::new(RunWaiter { main_goid: h.id, thread_g: tg, deadlock: parking_lot::Mutex::new(None) });
     s.run_waiters.lock().push(waiter.clone());
     let pk = &h.packet;
-    while pk.state.load(Ordering::Acquire) != DONE {
-        park(WaitReason::Join, |g| {
-            pk.waiter.store(g.as_ptr() as *mut G, Ordering::SeqCst);
-            if pk.state.load(Ordering::SeqCst) == DONE {
-                return pk
-                    .waiter
-                    .compare_exchange(g.as_ptr() as *mut G, std::ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
-                    .is_err();
-            }
-            true
-        });
+    while !pk.is_done() {
+        pk.waiter.wait_once(WaitReason::Join, || pk.is_done());
         if let Some(report) = waiter.deadlock.lock().take() {
             panic!("{report}");
         }

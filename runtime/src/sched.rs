@@ -676,25 +676,10 @@ fn steal_runnext(v: &'static P) -> Option<GRef> {
     None
 }
 
-/// Marks `g` RUNNING, waiting out a snapshot that holds it (SCAN).
+/// Marks `g` RUNNING (the Acquire pairs with the Release stores that made it RUNNABLE in
+/// ready or spawn, so the fields written by the readier are visible here).
 fn casgstatus_running(g: GRef) {
-    let mut spins = 0u32;
-    loop {
-        // Acquire: pairs with the Release stores that made it RUNNABLE (ready, spawn), so the
-        // G's fields written by the readier are visible here.
-        match g.0.status.compare_exchange(g::RUNNABLE, g::RUNNING, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => return,
-            Err(s) if s & g::SCAN != 0 => {
-                spins += 1;
-                if spins > 100 {
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-            Err(s) => panic!("gort: bad G status {s:#x} for goroutine {} in execute", g.id()),
-        }
-    }
+    g::casgstatus(g, g::RUNNABLE, g::RUNNING, "execute");
 }
 
 /// Runs `g` on `m` until it parks, yields or finishes.

@@ -19,13 +19,13 @@
 use std::cell::Cell;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::g::{GRef, WaitReason, G};
+use crate::g::{GRef, WaitReason};
 use crate::p::P;
-use crate::park::{park, ready, with_current_p};
+use crate::park::{park, ready, with_current_p, WaitSlot};
 use crate::sched::{sched, timer_added};
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -315,18 +315,14 @@ impl std::fmt::Debug for RawTimer {
 
 struct TimerShared {
     fired: AtomicBool,
-    waiter: AtomicPtr<G>,
+    waiter: WaitSlot,
 }
 
 impl TimerShared {
     fn fire(&self) {
-        // SeqCst: Dekker pair with wait()'s waiter store + fired load.
+        // SeqCst: the condition store of the WaitSlot protocol.
         self.fired.store(true, Ordering::SeqCst);
-        let w = self.waiter.swap(std::ptr::null_mut(), Ordering::SeqCst);
-        if !w.is_null() {
-            // SAFETY: waiter holds pointers made from GRefs.
-            ready(unsafe { GRef::from_ptr(w) });
-        }
+        self.waiter.wake();
     }
 }
 
@@ -340,8 +336,7 @@ pub struct Timer {
 impl Timer {
     /// A timer that fires once after `d`.
     pub fn new(d: Duration) -> Timer {
-        let shared =
-            Arc::new(TimerShared { fired: AtomicBool::new(false), waiter: AtomicPtr::new(std::ptr::null_mut()) });
+        let shared = Arc::new(TimerShared { fired: AtomicBool::new(false), waiter: WaitSlot::new() });
         let sh = shared.clone();
         let raw = RawTimer::new(deadline(d), Box::new(move || sh.fire()));
         Timer { raw, shared }
@@ -351,23 +346,8 @@ impl Timer {
     /// if it has fired. Waiting on a stopped timer that never fires blocks forever, as in Go.
     pub fn wait(&self) {
         let sh = &self.shared;
-        while !sh.fired.load(Ordering::Acquire) {
-            park(WaitReason::Sleep, |g| {
-                sh.waiter.store(g.as_ptr() as *mut G, Ordering::SeqCst);
-                if sh.fired.load(Ordering::SeqCst) {
-                    return sh
-                        .waiter
-                        .compare_exchange(
-                            g.as_ptr() as *mut G,
-                            std::ptr::null_mut(),
-                            Ordering::SeqCst,
-                            Ordering::SeqCst,
-                        )
-                        .is_err();
-                }
-                true
-            });
-        }
+        // SeqCst: the WaitSlot protocol's condition load.
+        sh.waiter.wait(WaitReason::Sleep, || sh.fired.load(Ordering::SeqCst));
     }
 
     /// Whether the timer has fired (since creation or the last reset).

@@ -7,10 +7,35 @@
 //!
 //! Readers are serialised by one lock and writers by another (Go's `fdMutex`): the poller has one
 //! waiter slot per direction.
+//!
+//! # Timeouts and deadlines
+//!
+//! Each direction has a std-style per-operation timeout and a Go-style absolute deadline, kept
+//! in atomics ([`Limits`]). The poll descriptor has one deadline state per direction (unset,
+//! future with a timer key, past), so:
+//!
+//! 1. An operation starting with a limit (the earlier of `now + timeout` and the deadline) sets
+//!    the descriptor's state and arms a timer for that operation (`arm`); one starting with no
+//!    limit resets the state only if something may have set it (`Limits::dirty`), so the common
+//!    case costs one atomic load, not the descriptor lock.
+//! 2. `set_deadline` also sets the state at once and arms a timer owned by the socket
+//!    (`Limits::timer`), so a deadline set while an operation is blocked interrupts it when it
+//!    passes (Go's `SetReadDeadline` from another goroutine). A past deadline wakes the blocked
+//!    waiter immediately. Setting the state bumps the descriptor's key, so whichever timer armed
+//!    last is the one that counts; the others fire into stale keys and do nothing.
+//! 3. The race between (1) and (2): `arm` sets the state and then re-reads the deadline; if it
+//!    changed meanwhile, it starts over, so the state left behind always reflects the newest
+//!    deadline. (A deadline set mid-operation replaces that operation's shorter std timeout:
+//!    deadlines win, as in Go, where only deadlines exist.)
+//! 4. A wait that times out reports `TimedOut` if the deadline has passed, else `WouldBlock`
+//!    (a std timeout, as std reports on Linux).
+//!
+//! On a plain thread, limits are read once when the operation starts (the thread blocks in
+//! `poll(2)` with that timeout); a deadline changed from elsewhere applies to the next operation.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gort_netpoll::{Deadline, Mode, PollError, Registration};
@@ -31,6 +56,12 @@ struct Limits {
     timeout: AtomicU64,
     /// Go-style absolute deadline in `nanotime` ns (`set_read_deadline`), `NONE` if unset.
     deadline: AtomicU64,
+    /// Set whenever the descriptor's deadline state may be other than unset (rule 1), so an
+    /// unlimited operation knows it must reset it.
+    dirty: AtomicBool,
+    /// The socket-owned timer of the current deadline (rule 2). The lock also serialises
+    /// concurrent `set_deadline` calls.
+    timer: parking_lot::Mutex<Option<RawTimer>>,
 }
 
 impl Limits {
@@ -130,12 +161,33 @@ impl<S: AsRawFd> PollFd<S> {
                 }
             }
         };
-        self.limits(mode).deadline.store(ns, Ordering::Relaxed);
-        // A goroutine blocked right now must notice a deadline in the past at once.
-        if ns != NONE && ns <= nanotime() {
+        let lim = self.limits(mode);
+        let mut timer = lim.timer.lock();
+        // SeqCst, both: the store must precede our descriptor update in the order `arm`'s
+        // re-read observes (rule 3).
+        lim.deadline.store(ns, Ordering::SeqCst);
+        lim.dirty.store(true, Ordering::SeqCst);
+        if ns == NONE {
+            *timer = None;
+            self.reg.set_deadline(mode, Deadline::Unset);
+        } else if ns <= nanotime() {
+            *timer = None;
+            // A goroutine blocked right now must notice a deadline in the past at once.
             if let (_, Some(t)) = self.reg.set_deadline(mode, Deadline::Past) {
                 ready_token(t);
             }
+        } else {
+            let (key, _) = self.reg.set_deadline(mode, Deadline::Future);
+            *timer = poller_init().ok().map(|pl| {
+                RawTimer::new(
+                    ns,
+                    Box::new(move || {
+                        if let Some(t) = pl.expire(key) {
+                            ready_token(t);
+                        }
+                    }),
+                )
+            });
         }
     }
 
@@ -161,7 +213,7 @@ impl<S: AsRawFd> PollFd<S> {
         };
         let _timer = self.arm(mode, limit);
         let kind = limit.map(|l| l.1).unwrap_or(io::ErrorKind::TimedOut);
-        self.reg.prepare(mode).map_err(|e| map_poll_err(e, kind))?;
+        self.reg.prepare(mode).map_err(|e| self.map_err(mode, e, kind))?;
         loop {
             match op(&self.io) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -170,19 +222,52 @@ impl<S: AsRawFd> PollFd<S> {
             }
             self.reg
                 .wait(mode, |c| park(WaitReason::IoWait, move |g| c.commit(token(g))))
-                .map_err(|e| map_poll_err(e, kind))?;
+                .map_err(|e| self.map_err(mode, e, kind))?;
         }
     }
 
-    /// Sets the poller's deadline state for this operation and arms its timer.
-    fn arm(&self, mode: Mode, limit: Option<(u64, io::ErrorKind)>) -> Option<RawTimer> {
+    /// Maps the poller's `TimedOut` to the right kind (rule 4).
+    fn map_err(&self, mode: Mode, e: io::Error, kind: io::ErrorKind) -> io::Error {
+        if PollError::of(&e) != Some(PollError::TimedOut) {
+            return e;
+        }
+        let d = self.limits(mode).deadline.load(Ordering::SeqCst);
+        if d != NONE && d <= nanotime() {
+            timeout_error(io::ErrorKind::TimedOut)
+        } else {
+            timeout_error(kind)
+        }
+    }
+
+    /// Sets the poller's deadline state for this operation and arms its timer (rules 1 and 3).
+    /// `limit` was computed from the deadline read at the start of the operation.
+    fn arm(&self, mode: Mode, mut limit: Option<(u64, io::ErrorKind)>) -> Option<RawTimer> {
+        let lim = self.limits(mode);
+        loop {
+            let seen = lim.deadline.load(Ordering::SeqCst);
+            let timer = self.arm_once(mode, limit);
+            // SeqCst: pairs with set_deadline's stores; if a new deadline slipped in between our
+            // read and our descriptor update, redo with it (rule 3).
+            if lim.deadline.load(Ordering::SeqCst) == seen {
+                return timer;
+            }
+            limit = lim.effective(nanotime());
+        }
+    }
+
+    fn arm_once(&self, mode: Mode, limit: Option<(u64, io::ErrorKind)>) -> Option<RawTimer> {
+        let lim = self.limits(mode);
         let when = match limit {
             None => {
-                self.reg.set_deadline(mode, Deadline::Unset);
+                // The fast path: nothing set since the last reset, skip the descriptor lock.
+                if lim.dirty.swap(false, Ordering::SeqCst) {
+                    self.reg.set_deadline(mode, Deadline::Unset);
+                }
                 return None;
             }
             Some((when, _)) => when,
         };
+        lim.dirty.store(true, Ordering::SeqCst);
         if when <= nanotime() {
             self.reg.set_deadline(mode, Deadline::Past);
             return None;
@@ -207,7 +292,7 @@ impl<S: AsRawFd> PollFd<S> {
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
         loop {
-            self.reg.check(mode).map_err(|e| map_poll_err(e, io::ErrorKind::TimedOut))?;
+            self.reg.check(mode).map_err(|e| self.map_err(mode, e, io::ErrorKind::TimedOut))?;
             match op(&self.io) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -265,12 +350,78 @@ fn timeout_error(kind: io::ErrorKind) -> io::Error {
     }
 }
 
-fn map_poll_err(e: io::Error, timeout_kind: io::ErrorKind) -> io::Error {
-    match PollError::of(&e) {
-        Some(PollError::TimedOut) => timeout_error(timeout_kind),
-        _ => e,
+/// `send(2)` with `MSG_NOSIGNAL`: a closed peer is `EPIPE` (`BrokenPipe`), never SIGPIPE. For
+/// socket types whose std `write` uses `write(2)` (Unix streams).
+pub(crate) fn send_nosignal(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the duration of the call.
+    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
+
+/// `sendmsg(2)` of `bufs` with `MSG_NOSIGNAL` (vectored [`send_nosignal`]).
+pub(crate) fn sendv_nosignal(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: an all-zero msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // `IoSlice` is guaranteed ABI-compatible with `iovec` on Unix.
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len().min(libc::c_int::MAX as usize) as _;
+    // SAFETY: `msg` points at `bufs`, which stays borrowed (and valid for reads) for the call;
+    // the kernel only reads through it.
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// The timeout and deadline methods every socket type shares, delegating to its `fd: PollFd`.
+macro_rules! limit_methods {
+    () => {
+        /// Per-read timeout, as std's (`None`: wait forever; `Some(ZERO)` is an error). An
+        /// expired one is `WouldBlock`, as std reports on Linux.
+        pub fn set_read_timeout(&self, d: Option<std::time::Duration>) -> std::io::Result<()> {
+            self.fd.set_timeout(gort_netpoll::Mode::Read, d)
+        }
+
+        /// Per-write timeout, as std's.
+        pub fn set_write_timeout(&self, d: Option<std::time::Duration>) -> std::io::Result<()> {
+            self.fd.set_timeout(gort_netpoll::Mode::Write, d)
+        }
+
+        /// The read timeout.
+        pub fn read_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+            Ok(self.fd.timeout(gort_netpoll::Mode::Read))
+        }
+
+        /// The write timeout.
+        pub fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+            Ok(self.fd.timeout(gort_netpoll::Mode::Write))
+        }
+
+        /// Go's `SetReadDeadline`: reads fail with `TimedOut` ("i/o timeout") from `at` on,
+        /// including one blocked right now (on a goroutine). `None` clears it.
+        pub fn set_read_deadline(&self, at: Option<std::time::Instant>) {
+            self.fd.set_deadline(gort_netpoll::Mode::Read, at)
+        }
+
+        /// Go's `SetWriteDeadline`.
+        pub fn set_write_deadline(&self, at: Option<std::time::Instant>) {
+            self.fd.set_deadline(gort_netpoll::Mode::Write, at)
+        }
+
+        /// Go's `SetDeadline`: both directions.
+        pub fn set_deadline(&self, at: Option<std::time::Instant>) {
+            self.set_read_deadline(at);
+            self.set_write_deadline(at);
+        }
+    };
+}
+pub(crate) use limit_methods;
 
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     set_flag(fd, true)

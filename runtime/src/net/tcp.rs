@@ -3,12 +3,12 @@
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gort_netpoll::Mode;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::fd::PollFd;
+use super::fd::{limit_methods, PollFd};
 use super::resolve;
 use crate::time::nanotime;
 
@@ -212,42 +212,7 @@ impl TcpStream {
         self.fd.get().take_error()
     }
 
-    /// Per-read timeout, as std's (`None`: wait forever; `Some(0)` is an error).
-    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.fd.set_timeout(Mode::Read, d)
-    }
-
-    /// Per-write timeout, as std's.
-    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.fd.set_timeout(Mode::Write, d)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.fd.timeout(Mode::Read))
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.fd.timeout(Mode::Write))
-    }
-
-    /// Go's `SetReadDeadline`: reads fail with `TimedOut` from `at` on, including one blocked
-    /// now. `None` clears it.
-    pub fn set_read_deadline(&self, at: Option<Instant>) {
-        self.fd.set_deadline(Mode::Read, at)
-    }
-
-    /// Go's `SetWriteDeadline`.
-    pub fn set_write_deadline(&self, at: Option<Instant>) {
-        self.fd.set_deadline(Mode::Write, at)
-    }
-
-    /// Go's `SetDeadline`: both directions.
-    pub fn set_deadline(&self, at: Option<Instant>) {
-        self.set_read_deadline(at);
-        self.set_write_deadline(at);
-    }
+    limit_methods!();
 
     /// Reads without consuming (`MSG_PEEK`), waiting for data like `read`.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -327,7 +292,6 @@ macro_rules! fd_traits {
         }
     };
 }
-#[allow(unused_imports)] // for the other socket modules
 pub(crate) use fd_traits;
 
 fd_traits!(TcpListener, std::net::TcpListener);
