@@ -180,3 +180,61 @@ fn plain_thread_parks_and_readies() {
     t.join().unwrap();
     assert!(woke.load(Ordering::SeqCst));
 }
+
+/// A snapshot holds a parked goroutine still (the scan bit): its park registers lie on its own
+/// stack, the frame-pointer chain can be walked, and a `ready` meanwhile waits for the snapshot.
+#[test]
+fn snapshot_holds_a_parked_goroutine_still() {
+    gort::run(|| {
+        let slot: Arc<Mutex<Option<GRef>>> = Arc::default();
+        let ran = Arc::new(AtomicBool::new(false));
+        let (s, r) = (slot.clone(), ran.clone());
+        let h = gort::spawn(move || {
+            gort::park(WaitReason::Semacquire, |g| {
+                *s.lock().unwrap() = Some(g);
+                true
+            });
+            r.store(true, Ordering::SeqCst);
+        });
+        let g = loop {
+            if let Some(g) = *slot.lock().unwrap() {
+                break g;
+            }
+            gort::yield_now();
+        };
+        let readier = std::thread::spawn(move || gort::ready(g));
+        let frames = g
+            .with_parked(|p| {
+                assert_eq!(p.id(), h.id());
+                assert_eq!(p.wait_reason(), Some(WaitReason::Semacquire));
+                let (lo, hi) = p.stack_bounds();
+                let regs = p.regs();
+                assert!(lo < regs.sp && regs.sp < hi, "sp {:#x} outside [{lo:#x}, {hi:#x})", regs.sp);
+                // Walk the frozen frame-pointer chain (frame pointers are forced on).
+                let mut fp = regs.fp;
+                let mut frames = 0;
+                while fp >= regs.sp && fp + 16 <= hi && frames < 64 {
+                    // SAFETY: fp lies within the parked goroutine's stack, which the scan bit
+                    // keeps frozen; [fp] is the saved caller fp and [fp+8] a return address.
+                    let (next, ret) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
+                    if ret == 0 || next <= fp {
+                        break;
+                    }
+                    frames += 1;
+                    fp = next;
+                }
+                // The readier is blocked on the scan bit: the goroutine cannot run yet.
+                std::thread::sleep(Duration::from_millis(50));
+                assert!(!ran.load(Ordering::SeqCst), "the goroutine ran while held");
+                frames
+            })
+            .expect("the goroutine is parked");
+        assert!(frames >= 2, "walked only {frames} frames");
+        readier.join().unwrap();
+        let id = h.id();
+        h.join().unwrap();
+        assert!(ran.load(Ordering::SeqCst));
+        // Finished (or reused by another goroutine, which is then not this id): nothing to hold.
+        assert!(g.with_parked(|p| p.id()) != Some(id));
+    });
+}

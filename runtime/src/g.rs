@@ -273,6 +273,37 @@ pub(crate) fn casgstatus(g: GRef, from: u32, to: u32, what: &str) {
     }
 }
 
+/// A goroutine held still by [`GRef::with_parked`].
+pub struct Parked<'a> {
+    g: &'a G,
+    regs: ParkRegs,
+    stack: (usize, usize),
+    waiting: bool,
+}
+
+impl Parked<'_> {
+    /// Goroutine id.
+    pub fn id(&self) -> u64 {
+        self.g.goid.load(Ordering::Relaxed)
+    }
+    /// Where it switched out: the frame-pointer chain of its frozen stack starts at `regs().fp`.
+    pub fn regs(&self) -> ParkRegs {
+        self.regs
+    }
+    /// Its stack, `[lo, hi)`: every frame of the chain lies inside.
+    pub fn stack_bounds(&self) -> (usize, usize) {
+        self.stack
+    }
+    /// Why it waits (`None` if it is runnable, waiting only for a P).
+    pub fn wait_reason(&self) -> Option<WaitReason> {
+        self.waiting.then(|| WaitReason::from_u8(self.g.wait_reason.load(Ordering::Relaxed)))
+    }
+    /// The profiler's opaque labels pointer.
+    pub fn labels(&self) -> *mut () {
+        self.g.labels.load(Ordering::Relaxed)
+    }
+}
+
 /// A reference to a G. Gs are never freed, so a `GRef` is always valid memory; whether it still
 /// names the same goroutine is the caller's protocol (a wait queue holds a G only while it is parked
 /// on that queue).
@@ -307,6 +338,54 @@ impl GRef {
     }
     pub(crate) fn status(self) -> u32 {
         self.0.status.load(Ordering::Acquire) & !SCAN
+    }
+
+    /// If this goroutine is parked (or runnable but switched out), holds it still with the scan
+    /// bit and runs `f` on a view of its frozen state: where it parked, its stack bounds, why it
+    /// waits. `ready` and the scheduler wait (spinning) until `f` returns, so the stack under
+    /// the view cannot change; keep `f` short. Returns `None` for a running, dead or
+    /// never-started goroutine and for thread stand-ins.
+    pub fn with_parked<R>(self, f: impl FnOnce(&Parked<'_>) -> R) -> Option<R> {
+        if self.0.kind != GKind::Goroutine {
+            return None;
+        }
+        let held = loop {
+            let s = self.0.status.load(Ordering::Relaxed);
+            match s {
+                WAITING | RUNNABLE => {
+                    // Acquire: pairs with the Release store that made the G WAITING/RUNNABLE
+                    // after it switched out, so the park registers it wrote are visible.
+                    if self.0.status.compare_exchange(s, s | SCAN, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                        break s;
+                    }
+                }
+                s if s & SCAN != 0 => std::hint::spin_loop(), // another snapshot holds it
+                _ => return None,
+            }
+        };
+        struct Release<'a>(&'a G, u32);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                // Release: hands the G back; pairs with the Acquire CAS of ready/execute.
+                self.0.status.store(self.1, Ordering::Release);
+            }
+        }
+        let _release = Release(self.0, held);
+        let regs = ParkRegs {
+            pc: self.0.park_pc.load(Ordering::Relaxed),
+            sp: self.0.park_sp.load(Ordering::Relaxed),
+            fp: self.0.park_fp.load(Ordering::Relaxed),
+        };
+        if regs.sp == 0 {
+            return None; // runnable but never started: no stack yet
+        }
+        let view = Parked {
+            g: self.0,
+            regs,
+            stack: (self.0.stack_lo.load(Ordering::Relaxed), self.0.stack_hi.load(Ordering::Relaxed)),
+            waiting: held == WAITING,
+        };
+        Some(f(&view))
     }
     pub(crate) fn as_ptr(self) -> *const G {
         self.0
