@@ -9,11 +9,15 @@
 
 mod fd;
 mod tcp;
+mod udp;
+mod unix;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use udp::UdpSocket;
+pub use unix::{Incoming as UnixIncoming, UnixDatagram, UnixListener, UnixStream};
 
 /// Resolves `addr` without stalling other goroutines.
 fn resolve<A: ToSocketAddrs>(addr: A) -> io::Result<Vec<SocketAddr>> {
