@@ -1,16 +1,4 @@
-//! gort: Go's runtime, rebuilt in Rust.
-//!
-//! Goroutines on stackful coroutines, scheduled M:N by a G-M-P scheduler, with Go's
-//! observability. This crate is the facade; the pieces live in `gort-runtime` (scheduler,
-//! channels, sync), `gort-netpoll` (epoll) and `gort-profiler` (pprof).
-//!
-//! ```
-//! let sum = gort::run(|| {
-//!     let hs: Vec<_> = (0..10u64).map(|i| gort::go!(move || i * i)).collect();
-//!     hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
-//! });
-//! assert_eq!(sum, 285);
-//! ```
+#![doc = include_str!("../README.md")]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use gort_runtime::{
