@@ -1,0 +1,54 @@
+//! TCP echo server on gort: one goroutine per connection, plain blocking code.
+//!
+//! ```text
+//! cargo run --release --example echo -- --addr 127.0.0.1:7000
+//! GOMAXPROCS=1 cargo run --release --example echo
+//! ```
+//!
+//! `accept` backs off on errors such as EMFILE (5 ms doubling to 1 s, like Go's `http.Server`).
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use gort::net::{TcpListener, TcpStream};
+
+fn echo(mut s: TcpStream) -> std::io::Result<()> {
+    s.set_nodelay(true)?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        s.write_all(&buf[..n])?;
+    }
+}
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| default.to_string())
+}
+
+fn main() {
+    let addr = arg("--addr", "127.0.0.1:7000");
+    gort::run(move || {
+        let l = TcpListener::bind(&addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        eprintln!("echo listening on {} (GOMAXPROCS={})", l.local_addr().unwrap(), gort::gomaxprocs());
+        let mut backoff = Duration::ZERO;
+        loop {
+            match l.accept() {
+                Ok((s, _)) => {
+                    backoff = Duration::ZERO;
+                    gort::spawn(move || {
+                        let _ = echo(s);
+                    });
+                }
+                Err(e) => {
+                    backoff = if backoff.is_zero() { Duration::from_millis(5) } else { (backoff * 2).min(Duration::from_secs(1)) };
+                    eprintln!("echo: accept error: {e}; retrying in {backoff:?}");
+                    gort::time::sleep(backoff);
+                }
+            }
+        }
+    });
+}
