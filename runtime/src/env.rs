@@ -5,9 +5,13 @@
 //! | `GOMAXPROCS`          | number of Ps (goroutines running Rust code at once)  | available parallelism   |
 //! | `GORT_MAXPROCS`       | same, read when `GOMAXPROCS` is unset                |                         |
 //! | `GORT_STACK_SIZE`     | goroutine stack size: bytes, or with `k`/`m` suffix  | 256k                    |
-//! | `GORT_GUARDED_STACKS` | how many stacks get a PROT_NONE guard region         | 8192                    |
+//! | `GORT_GUARDED_STACKS` | how many stacks get a guard region                   | all, or 8192 (see below)|
 //! | `GORT_SCHEDTRACE`     | print a scheduler trace line every N milliseconds    | off                     |
 //! | `GORT_DEADLOCK`       | `0` turns the deadlock detector off                  | on                      |
+//!
+//! `GORT_GUARDED_STACKS` defaults to *every* stack when the kernel has lightweight guard regions
+//! (`MADV_GUARD_INSTALL`, Linux 6.13+), which cost no memory mapping, and to 8192 otherwise
+//! (`mprotect` guards cost two mappings each against `vm.max_map_count`).
 //!
 //! A value that does not parse is an error naming the variable, the value and what was expected;
 //! the runtime refuses to start rather than guess.
@@ -20,7 +24,8 @@ pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 pub const MIN_STACK_SIZE: usize = 16 * 1024;
 /// Largest stack accepted (1 GiB, Go's maximum).
 pub const MAX_STACK_SIZE: usize = 1 << 30;
-/// Default number of stacks that get a guard region (2 memory mappings each; see `stack.rs`).
+/// Default number of stacks that get a guard region where guards cost two memory mappings each
+/// (kernels without lightweight guards; see `stack.rs`).
 pub const DEFAULT_GUARDED_STACKS: usize = 8192;
 /// Upper bound on GOMAXPROCS (Go's is 256 on most builds' allp growth; we cap at 1024).
 pub const MAX_PROCS: usize = 1024;
@@ -32,8 +37,9 @@ pub struct Config {
     pub max_procs: usize,
     /// Default goroutine stack size in bytes.
     pub stack_size: usize,
-    /// Stacks (counted from the first) that get a guard region.
-    pub guarded_stacks: usize,
+    /// Stacks (counted from the first) that get a guard region; `None`: the default (every
+    /// stack with lightweight guards, else [`DEFAULT_GUARDED_STACKS`]).
+    pub guarded_stacks: Option<usize>,
     /// Scheduler trace interval in milliseconds, if any.
     pub schedtrace_ms: Option<u64>,
     /// Whether `run` reports `all goroutines are asleep - deadlock!`.
@@ -80,12 +86,12 @@ impl Config {
             None => DEFAULT_STACK_SIZE,
         };
         let guarded_stacks = match get("GORT_GUARDED_STACKS") {
-            Some(v) => v.trim().parse::<usize>().map_err(|_| ConfigError {
+            Some(v) => Some(v.trim().parse::<usize>().map_err(|_| ConfigError {
                 var: "GORT_GUARDED_STACKS",
                 value: v.clone(),
                 expected: "a non-negative integer",
-            })?,
-            None => DEFAULT_GUARDED_STACKS,
+            })?),
+            None => None,
         };
         let schedtrace_ms = match get("GORT_SCHEDTRACE") {
             Some(v) => match v.trim().parse::<u64>() {

@@ -150,7 +150,14 @@ pub(crate) fn start() -> Result<&'static Sched, crate::env::ConfigError> {
     let n = cfg.max_procs;
     let allp: &'static [P] = Box::leak((0..n).map(P::new).collect::<Vec<_>>().into_boxed_slice());
     let s: &'static Sched = Box::leak(Box::new(Sched {
-        stacks: StackPool::new(cfg.stack_size, cfg.guarded_stacks),
+        stacks: StackPool::new(
+            cfg.stack_size,
+            cfg.guarded_stacks.unwrap_or(if crate::stack::light_guards_supported() {
+                usize::MAX
+            } else {
+                crate::env::DEFAULT_GUARDED_STACKS
+            }),
+        ),
         cfg,
         allp,
         global: Injector::new(),
