@@ -54,7 +54,7 @@ pub(crate) type GCoroutine = Coroutine<(), Yield, (), Stack>;
 #[derive(Default)]
 pub(crate) struct GExec {
     pub(crate) co: Option<GCoroutine>,
-    pub(crate) entry: Option<Box<dyn FnOnce() + Send>>,
+    pub(crate) entry: Option<Arc<dyn Runnable>>,
     /// Non-zero: a dedicated stack of this size (Builder::stack_size), not from the pool.
     pub(crate) custom_stack: usize,
     pub(crate) guarded: bool,
@@ -69,8 +69,8 @@ pub(crate) fn goroutine_main(y: &GYielder, g: GRef) {
     let entry = unsafe { (*g.0.exec.get()).entry.take() };
     // The M resumed us in runtime mode (P RUNNING, depth 0): hand the P to user mode.
     leave();
-    if let Some(f) = entry {
-        f();
+    if let Some(t) = entry {
+        t.run();
     }
     // Back into runtime mode for the exit path (or notice a lost P: the M copes without one).
     std::mem::forget(enter());
@@ -120,10 +120,47 @@ impl<T> Packet<T> {
     }
 }
 
+/// A goroutine's body and its result slot in one allocation (one `malloc` per spawn): the G
+/// holds it as `Arc<dyn Runnable>`, the `JoinHandle` as `Arc<dyn HasPacket<T>>`.
+struct Task<T, F> {
+    packet: Packet<T>,
+    /// Taken once, by the goroutine, when it starts.
+    f: UnsafeCell<Option<F>>,
+}
+
+// SAFETY: `f` is touched only by the goroutine that runs the task (once, in `run`); `packet`
+// is Sync on its own (see Packet).
+unsafe impl<T: Send, F: Send> Sync for Task<T, F> {}
+
+/// What a G runs: its task, started once.
+pub(crate) trait Runnable: Send + Sync {
+    fn run(self: Arc<Self>);
+}
+
+impl<T: Send, F: FnOnce() -> T + Send> Runnable for Task<T, F> {
+    fn run(self: Arc<Self>) {
+        // SAFETY: only the goroutine running this task takes `f`, once (see the Sync impl).
+        let f = unsafe { (*self.f.get()).take() }.expect("gort: task started twice");
+        let r = catch_unwind(AssertUnwindSafe(f));
+        self.packet.complete(r);
+    }
+}
+
+/// The join side of a task, without its closure type.
+trait HasPacket<T>: Send + Sync {
+    fn packet(&self) -> &Packet<T>;
+}
+
+impl<T: Send, F: FnOnce() -> T + Send> HasPacket<T> for Task<T, F> {
+    fn packet(&self) -> &Packet<T> {
+        &self.packet
+    }
+}
+
 /// An owned permission to join a goroutine (wait for it to finish and take its result).
 /// Dropping it detaches the goroutine, as with `std::thread::JoinHandle`.
 pub struct JoinHandle<T> {
-    packet: Arc<Packet<T>>,
+    task: Arc<dyn HasPacket<T>>,
     id: u64,
 }
 
@@ -131,8 +168,9 @@ impl<T> JoinHandle<T> {
     /// Waits for the goroutine to finish. `Err` holds the panic payload if it panicked.
     /// On a goroutine this parks the goroutine; on a plain thread it blocks the thread.
     pub fn join(self) -> std::thread::Result<T> {
-        self.packet.wait();
-        self.packet.take()
+        let p = self.task.packet();
+        p.wait();
+        p.take()
     }
 
     /// The goroutine's id.
@@ -142,7 +180,7 @@ impl<T> JoinHandle<T> {
 
     /// Whether the goroutine has finished.
     pub fn is_finished(&self) -> bool {
-        self.packet.state.load(Ordering::Acquire) == DONE
+        self.task.packet().state.load(Ordering::Acquire) == DONE
     }
 }
 
@@ -231,20 +269,17 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let packet =
-        Arc::new(Packet { state: AtomicU32::new(RUNNING), result: UnsafeCell::new(None), waiter: WaitSlot::new() });
-    let p2 = packet.clone();
-    let entry: Box<dyn FnOnce() + Send> = Box::new(move || {
-        let r = catch_unwind(AssertUnwindSafe(f));
-        p2.complete(r);
+    let task = Arc::new(Task {
+        packet: Packet { state: AtomicU32::new(RUNNING), result: UnsafeCell::new(None), waiter: WaitSlot::new() },
+        f: UnsafeCell::new(Some(f)),
     });
-    let id = newproc(entry, loc, name, custom, main);
-    JoinHandle { packet, id }
+    let id = newproc(task.clone(), loc, name, custom, main);
+    JoinHandle { task, id }
 }
 
 /// Creates a G for `entry` and makes it runnable (Go's newproc).
 fn newproc(
-    entry: Box<dyn FnOnce() + Send>,
+    entry: Arc<dyn Runnable>,
     loc: &'static Location<'static>,
     name: Option<String>,
     custom: usize,
@@ -369,7 +404,7 @@ where
     let h = spawn_inner(f, Location::caller(), None, 0, true);
     let waiter = Arc::new(RunWaiter { main_goid: h.id, thread_g: tg, deadlock: parking_lot::Mutex::new(None) });
     s.run_waiters.lock().push(waiter.clone());
-    let pk = &h.packet;
+    let pk = h.task.packet();
     while !pk.is_done() {
         pk.waiter.wait_once(WaitReason::Join, || pk.is_done());
         if let Some(report) = waiter.deadlock.lock().take() {
