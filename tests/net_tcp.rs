@@ -260,7 +260,7 @@ fn broken_pipe_not_sigpipe() {
         // The first write may succeed (the RST comes back after it); keep writing.
         let mut e = None;
         for _ in 0..1000 {
-            match c.write(b"data") {
+            match c.write_all(b"data") {
                 Ok(_) => gort::time::sleep(Duration::from_millis(1)),
                 Err(err) => {
                     e = Some(err);
