@@ -21,7 +21,7 @@ fn raise_nofile() -> u64 {
         r.rlim_cur = r.rlim_max;
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &r), 0);
     }
-    r.rlim_cur as u64
+    r.rlim_cur
 }
 
 /// A loopback listener with a deep accept queue (std's is 128), so 5,000 concurrent connects do
