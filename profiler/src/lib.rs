@@ -1,1 +1,228 @@
-//! placeholder
+//! gort-profiler: Go's `runtime/pprof`, from inside gort.
+//!
+//! `go tool pprof` reads what this crate writes as if a Go program had written it: the same
+//! profiles (`goroutine`, `heap`, `allocs`, `threadcreate`), the same sample types, periods and
+//! text formats, and function names already in the file (no symbolization step).
+//!
+//! # How a profile is made
+//!
+//! 1. **Stacks** ([`walk`]): raw return addresses from a frame-pointer walk with strict bounds:
+//!    a parked goroutine is walked from the park site the runtime recorded while the runtime
+//!    holds it still (the scan bit), the caller walks itself, an allocation walks its own stack.
+//!    Nothing stops the world.
+//! 2. **Symbols** ([`symbol`]): the running binary's own DWARF through `addr2line`, cached per
+//!    address, inlined frames expanded, Rust names demangled without the hash.
+//! 3. **Hiding machinery** ([`builder`]): the frames of the runtime's park path, the scheduler,
+//!    corosensei, the allocator and the profiler are hidden as Go hides `runtime.*`, so the leaf
+//!    is what the user called (`gort_runtime::chan::Receiver<T>::recv`) or the function that
+//!    allocated.
+//! 4. **Encoding** ([`proto`]): prost messages with `profile.proto`'s field numbers, gzipped.
+//!
+//! # Rejected alternatives
+//!
+//! - *Stopping the world to walk goroutines* (Go's goroutine profile does, briefly): gort has no
+//!   safe points to stop at; the scan bit holds one goroutine at a time instead.
+//! - *Unwinding with DWARF CFI (`backtrace`)*: it allocates and takes locks, which the allocator
+//!   hook cannot afford, and it is slower; frame pointers are forced on for the whole build.
+//! - *Symbolizing at record time*: the allocator would pay for it on every sample; addresses are
+//!   symbolized only when a profile is written.
+//!
+//! # API
+//!
+//! Shaped like Go's `runtime/pprof`: [`lookup`]`("heap")`, [`Profile::write_to`]`(w, debug)`,
+//! [`Profile::count`], [`profiles`], [`write_heap_profile`], [`set_mem_profile_rate`]. The heap
+//! profiles need [`Allocator`] installed as the `#[global_allocator]`.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod builder;
+pub mod goroutine;
+pub mod heap;
+pub mod proto;
+pub mod symbol;
+pub mod threadcreate;
+pub mod walk;
+
+use std::io::{self, Write};
+use std::sync::Mutex;
+
+pub use heap::{mem_profile_rate, set_mem_profile_rate, Allocator, DEFAULT_MEM_PROFILE_RATE};
+
+use builder::{Builder, Trim};
+use heap::NoSample;
+use symbol::Symbolizer;
+
+/// The process's symbolizer, created on first use. A thread lock (never a gort one): profile
+/// building must not park while [`NoSample`] is set.
+static SYMBOLIZER: Mutex<Option<Symbolizer>> = Mutex::new(None);
+
+fn with_symbolizer<R>(f: impl FnOnce(&mut Symbolizer) -> R) -> R {
+    let mut g = SYMBOLIZER.lock().unwrap_or_else(|e| e.into_inner());
+    f(g.get_or_insert_with(Symbolizer::new))
+}
+
+pub(crate) fn now_nanos() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Allocs,
+    Goroutine,
+    Heap,
+    ThreadCreate,
+}
+
+/// A named profile, like Go's `*pprof.Profile`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Profile {
+    kind: Kind,
+}
+
+const ALL: [Kind; 4] = [Kind::Allocs, Kind::Goroutine, Kind::Heap, Kind::ThreadCreate];
+
+/// The profile called `name` (`goroutine`, `heap`, `allocs`, `threadcreate`), as Go's
+/// `pprof.Lookup`. `mutex`, `block` and the CPU profile arrive with part 2.
+pub fn lookup(name: &str) -> Option<Profile> {
+    ALL.into_iter().map(|kind| Profile { kind }).find(|p| p.name() == name)
+}
+
+/// Every profile, sorted by name (Go's `pprof.Profiles`).
+pub fn profiles() -> Vec<Profile> {
+    ALL.into_iter().map(|kind| Profile { kind }).collect()
+}
+
+/// Go's `pprof.WriteHeapProfile`: the heap profile, gzipped proto.
+pub fn write_heap_profile<W: Write + ?Sized>(w: &mut W) -> io::Result<()> {
+    Profile { kind: Kind::Heap }.write_to(w, 0)
+}
+
+impl Profile {
+    /// The profile's name.
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Allocs => "allocs",
+            Kind::Goroutine => "goroutine",
+            Kind::Heap => "heap",
+            Kind::ThreadCreate => "threadcreate",
+        }
+    }
+
+    /// Go's one-line description (the `/debug/pprof/` index shows it).
+    pub fn description(&self) -> &'static str {
+        match self.kind {
+            Kind::Allocs => "A sampling of all past memory allocations",
+            Kind::Goroutine => {
+                "Stack traces of all current goroutines. Use debug=2 as a query parameter to export in the same \
+                 format as an unrecovered panic."
+            }
+            Kind::Heap => {
+                "A sampling of memory allocations of live objects. You can specify the gc GET parameter to run GC \
+                 before taking the heap sample."
+            }
+            Kind::ThreadCreate => "Stack traces that led to the creation of new OS threads",
+        }
+    }
+
+    /// How many entries the profile has now: goroutines, heap records, threads created.
+    pub fn count(&self) -> usize {
+        let _g = NoSample::enter();
+        match self.kind {
+            Kind::Goroutine => gort_runtime::num_goroutine(),
+            Kind::Heap | Kind::Allocs => heap::records().len(),
+            Kind::ThreadCreate => threadcreate::count(),
+        }
+    }
+
+    /// The profile as a pprof message (what debug=0 writes, before gzip). A delta profile
+    /// (`?seconds=N`) is two of these subtracted.
+    pub fn to_proto(&self) -> proto::Profile {
+        let _g = NoSample::enter();
+        with_symbolizer(|sym| match self.kind {
+            Kind::Goroutine => goroutine::proto(sym),
+            Kind::Heap => heap_proto(sym, false),
+            Kind::Allocs => heap_proto(sym, true),
+            Kind::ThreadCreate => threadcreate::proto(sym),
+        })
+    }
+
+    /// Writes the profile: `debug == 0` the gzipped proto; `1` Go's legacy text (`goroutine
+    /// profile: total N`, `heap profile: ...`); `2` for `goroutine` the full dump in Go's
+    /// traceback format (other profiles treat 2 as 1).
+    pub fn write_to<W: Write + ?Sized>(&self, w: &mut W, debug: u8) -> io::Result<()> {
+        let out: Vec<u8> = {
+            let _g = NoSample::enter();
+            with_symbolizer(|sym| match (self.kind, debug) {
+                (Kind::Goroutine, 0) => goroutine::proto(sym).encode_gz(),
+                (Kind::Goroutine, 1) => goroutine::text1(sym).into_bytes(),
+                (Kind::Goroutine, _) => goroutine::text2(sym).into_bytes(),
+                (Kind::Heap, 0) => heap_proto(sym, false).encode_gz(),
+                (Kind::Allocs, 0) => heap_proto(sym, true).encode_gz(),
+                (Kind::Heap | Kind::Allocs, _) => heap_text(sym).into_bytes(),
+                (Kind::ThreadCreate, 0) => threadcreate::proto(sym).encode_gz(),
+                (Kind::ThreadCreate, _) => threadcreate::text1().into_bytes(),
+            })
+        };
+        w.write_all(&out)
+    }
+}
+
+/// The `heap` (or `allocs`) profile: Go's four sample types, unsampled, `bytes` labels.
+fn heap_proto(sym: &mut Symbolizer, allocs: bool) -> proto::Profile {
+    let rate = mem_profile_rate();
+    let recs = heap::records();
+    let mut b = Builder::new(
+        sym,
+        &[("alloc_objects", "count"), ("alloc_space", "bytes"), ("inuse_objects", "count"), ("inuse_space", "bytes")],
+        ("space", "bytes"),
+        rate as i64,
+    );
+    for r in &recs {
+        let size = r.size as i64;
+        let (ac, ab) = heap::scale_heap_sample(r.allocs, r.allocs * size, rate);
+        let (ic, ib) = heap::scale_heap_sample(r.inuse(), r.inuse() * size, rate);
+        let locs = b.locations(&r.stack, Trim::Heap);
+        let label = b.num_label("bytes", size);
+        b.sample(locs, vec![ac, ab, ic, ib], vec![label]);
+    }
+    if allocs {
+        b.default_sample_type("alloc_space");
+    }
+    b.finish()
+}
+
+/// Go's heap debug=1 text: raw sampled counts, `@ heap/<2*rate>` so readers can unsample.
+fn heap_text(sym: &mut Symbolizer) -> String {
+    use std::fmt::Write as _;
+    let rate = mem_profile_rate();
+    let mut recs = heap::records();
+    recs.sort_by(|a, b| (b.inuse() * b.size as i64).cmp(&(a.inuse() * a.size as i64)));
+    let (mut io, mut ib, mut ao, mut ab) = (0i64, 0i64, 0i64, 0i64);
+    for r in &recs {
+        io += r.inuse();
+        ib += r.inuse() * r.size as i64;
+        ao += r.allocs;
+        ab += r.allocs * r.size as i64;
+    }
+    let mut out = format!("heap profile: {io}: {ib} [{ao}: {ab}] @ heap/{}\n", 2 * rate);
+    for r in &recs {
+        let size = r.size as i64;
+        let _ = write!(out, "{}: {} [{}: {}] @", r.inuse(), r.inuse() * size, r.allocs, r.allocs * size);
+        for pc in r.stack.iter() {
+            let _ = write!(out, " {pc:#x}");
+        }
+        out.push('\n');
+        goroutine::hash_lines(&mut out, &builder::frames(sym, &r.stack, Trim::Heap));
+        out.push('\n');
+    }
+    out
+}
+
+/// Symbolizes one address for `/debug/pprof/symbol`: the physical function's demangled name.
+pub fn symbolize(addr: usize) -> Option<String> {
+    let _g = NoSample::enter();
+    // The symbol endpoint gets call-site addresses already; lookup() subtracts 1 for return
+    // addresses, so add it back.
+    let info = with_symbolizer(|s| s.lookup(addr.wrapping_add(1)));
+    let f = info.frames.last()?;
+    (!f.name.starts_with("0x")).then(|| f.name.to_string())
+}

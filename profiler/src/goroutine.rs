@@ -1,0 +1,228 @@
+//! The goroutine profile: every live goroutine's stack, without stopping the world.
+//!
+//! A snapshot visits every G once ([`gort_runtime::for_each_g`]). A parked or runnable
+//! goroutine is held still with the runtime's scan bit ([`gort_runtime::GRef::with_parked`])
+//! just for the walk of its own stack, from the park site the runtime recorded; its waker spins
+//! for that long at most, and no other goroutine notices. The goroutine taking the profile walks
+//! itself. A goroutine running on another M (or in a `blocking` call) cannot be walked without
+//! stopping it: it is counted with an empty stack, and the full dump says so in Go's words
+//! (`goroutine running on other thread; stack unavailable`).
+//!
+//! Raw stacks are grouped before symbolization (debug=0 and 1), so 100k goroutines parked in
+//! the same place cost 100k short walks and one symbolization.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::panic::Location;
+
+use crate::builder::{frames, Builder, LFrame, Trim};
+use crate::symbol::Symbolizer;
+use crate::walk::{walk_current, walk_fp, Walk, MAX_DEPTH};
+
+/// One goroutine in a full dump.
+#[derive(Clone, Debug)]
+pub struct GStack {
+    /// Goroutine id.
+    pub id: u64,
+    /// `running`, `runnable`, `syscall`, or the wait reason (`chan receive`).
+    pub state: String,
+    /// Nanoseconds spent waiting (0 unless waiting).
+    pub waiting_ns: u64,
+    /// Return addresses, leaf first; `None` if the stack could not be read.
+    pub pcs: Option<Vec<usize>>,
+    /// The walk hit [`MAX_DEPTH`].
+    pub truncated: bool,
+    /// Parent goroutine id.
+    pub parent_id: u64,
+    /// Where it was spawned.
+    pub created_at: Option<&'static Location<'static>>,
+    /// This is the goroutine taking the dump.
+    pub current: bool,
+}
+
+/// Grouped stacks: raw stack -> number of goroutines, and the total.
+pub struct Grouped {
+    /// Distinct stacks with their counts (an empty stack: goroutines that could not be walked).
+    pub groups: Vec<(Vec<usize>, i64)>,
+    /// Goroutines in total.
+    pub total: i64,
+}
+
+fn walk_parked(p: &gort_runtime::Parked<'_>, buf: &mut [usize]) -> Walk {
+    let r = p.regs();
+    let bounds = p.stack_bounds();
+    if bounds.1 == 0 {
+        return Walk { len: 0, truncated: false };
+    }
+    // SAFETY: the runtime holds the goroutine still (scan bit) while this closure runs, so its
+    // stack [lo, hi) is mapped and unchanging.
+    unsafe { walk_fp(r.pc, r.fp, bounds, buf) }
+}
+
+/// Walks every goroutine and groups identical stacks.
+pub fn grouped() -> Grouped {
+    let mut map: HashMap<Box<[usize]>, i64> = HashMap::new();
+    let mut buf = [0usize; MAX_DEPTH];
+    let mut walked = 0i64;
+    gort_runtime::for_each_g(|g| {
+        if let Some(w) = g.with_parked(|p| walk_parked(p, &mut buf)) {
+            walked += 1;
+            let k = &buf[..w.len];
+            match map.get_mut(k) {
+                Some(c) => *c += 1,
+                None => {
+                    map.insert(k.into(), 1);
+                }
+            }
+        }
+    });
+    let mut total = gort_runtime::num_goroutine() as i64;
+    if gort_runtime::current_id().is_some() {
+        let w = walk_current(&mut buf);
+        *map.entry(buf[..w.len].into()).or_insert(0) += 1;
+        walked += 1;
+    }
+    total = total.max(walked);
+    if total > walked {
+        *map.entry(Box::from([])).or_insert(0) += total - walked;
+    }
+    let mut groups: Vec<(Vec<usize>, i64)> = map.into_iter().map(|(k, v)| (k.into_vec(), v)).collect();
+    groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Grouped { groups, total }
+}
+
+/// Every live goroutine with its stack, the caller first, then by id (the full dump).
+pub fn all() -> Vec<GStack> {
+    let infos = gort_runtime::goroutines();
+    let me = gort_runtime::current_id();
+    let mut stacks: HashMap<u64, (Vec<usize>, bool)> = HashMap::with_capacity(infos.len());
+    let mut buf = [0usize; MAX_DEPTH];
+    gort_runtime::for_each_g(|g| {
+        if let Some((id, w)) = g.with_parked(|p| (p.id(), walk_parked(p, &mut buf))) {
+            stacks.insert(id, (buf[..w.len].to_vec(), w.truncated));
+        }
+    });
+    if let Some(id) = me {
+        let w = walk_current(&mut buf);
+        stacks.insert(id, (buf[..w.len].to_vec(), w.truncated));
+    }
+    let mut v: Vec<GStack> = infos
+        .into_iter()
+        .map(|i| {
+            let current = Some(i.id) == me;
+            let (pcs, truncated) = match stacks.remove(&i.id) {
+                Some((s, t)) => (Some(s), t),
+                None => (None, false),
+            };
+            GStack {
+                id: i.id,
+                state: if current { "running".into() } else { i.state },
+                waiting_ns: i.waiting_ns,
+                pcs,
+                truncated,
+                parent_id: i.parent_id,
+                created_at: i.created_at,
+                current,
+            }
+        })
+        .collect();
+    v.sort_by_key(|g| (!g.current, g.id));
+    v
+}
+
+/// The debug=0 profile.
+pub fn proto(sym: &mut Symbolizer) -> crate::proto::Profile {
+    let g = grouped();
+    let mut b = Builder::new(sym, &[("goroutine", "count")], ("goroutine", "count"), 1);
+    for (stack, n) in &g.groups {
+        let locs = b.locations(stack, Trim::Goroutine);
+        b.sample(locs, vec![*n], Vec::new());
+    }
+    b.finish()
+}
+
+/// Go's `#\t0xpc\tfunc+0xoff\tfile:line` lines for a stack.
+pub(crate) fn hash_lines(out: &mut String, fr: &[LFrame]) {
+    for f in fr {
+        let _ = writeln!(out, "#\t{:#x}\t{}+{:#x}\t{}", f.pc - 1, f.name(), f.offset(), f.file_line());
+    }
+}
+
+/// The debug=1 text: `goroutine profile: total N`, then per stack `N @ 0x.. 0x..` and its frames.
+pub fn text1(sym: &mut Symbolizer) -> String {
+    let g = grouped();
+    let mut out = format!("goroutine profile: total {}\n", g.total);
+    for (stack, n) in &g.groups {
+        out.push_str(&n.to_string());
+        out.push_str(" @");
+        for pc in stack {
+            let _ = write!(out, " {pc:#x}");
+        }
+        out.push('\n');
+        hash_lines(&mut out, &frames(sym, stack, Trim::Goroutine));
+        out.push('\n');
+    }
+    out
+}
+
+/// The debug=2 text: every goroutine as Go's traceback prints it.
+pub fn text2(sym: &mut Symbolizer) -> String {
+    render2(sym, &all())
+}
+
+/// Renders a full dump of `gs` (public for tests that fake a long wait).
+pub fn render2(sym: &mut Symbolizer, gs: &[GStack]) -> String {
+    let mut out = String::new();
+    for (i, g) in gs.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let mins = g.waiting_ns / 60_000_000_000;
+        let _ = write!(out, "goroutine {} [{}", g.id, g.state);
+        if mins >= 1 && !g.current {
+            let _ = write!(out, ", {mins} minutes");
+        }
+        out.push_str("]:\n");
+        let fr = match &g.pcs {
+            Some(pcs) => frames(sym, pcs, Trim::Goroutine),
+            None => {
+                out.push_str("\tgoroutine running on other thread; stack unavailable\n");
+                Vec::new()
+            }
+        };
+        for f in &fr {
+            let _ = writeln!(out, "{}(...)\n\t{} +{:#x}", f.name(), f.file_line(), f.offset());
+        }
+        if g.truncated {
+            out.push_str("...additional frames elided...\n");
+        }
+        if let Some(loc) = g.created_at {
+            let _ = writeln!(
+                out,
+                "created by {} in goroutine {}\n\t{}:{}",
+                creator(&fr),
+                g.parent_id,
+                loc.file(),
+                loc.line()
+            );
+        }
+    }
+    out
+}
+
+/// The spawning function's name, as far as it can be told: the goroutine's outermost frame is
+/// normally the closure given to `go!`, whose name is its defining function's plus
+/// `::{{closure}}`. Otherwise `???` (the runtime records the spawn site's file and line, not its
+/// function).
+fn creator(fr: &[LFrame]) -> String {
+    match fr.last() {
+        Some(f) if f.name().ends_with("::{{closure}}") => {
+            let mut n = f.name();
+            while let Some(s) = n.strip_suffix("::{{closure}}") {
+                n = s;
+            }
+            n.to_string()
+        }
+        _ => "???".to_string(),
+    }
+}

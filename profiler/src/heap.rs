@@ -1,0 +1,448 @@
+//! The sampling allocator behind the `heap` and `allocs` profiles (Go's `mprof.go` memory
+//! records, `MemProfileRate`).
+//!
+//! # Design
+//!
+//! [`Allocator`] wraps any `GlobalAlloc` (by default `System`); the user installs it with
+//! `#[global_allocator]`. Every allocation subtracts its size from a per-thread byte budget;
+//! when the budget goes negative the allocation is **sampled** and a new budget is drawn from an
+//! exponential distribution with mean `MemProfileRate` (default 512 KiB), so sampled bytes form a
+//! Poisson process over allocated bytes, exactly Go's `nextSample`. Rate 1 samples every
+//! allocation; rate 0 turns sampling off (one relaxed load per allocation remains).
+//!
+//! A sample walks the allocating stack by frame pointers and adds one object of that size to the
+//! record keyed by (stack, size), Go's bucket. The block's address goes into a side table
+//! (address -> record), only for sampled blocks, so `dealloc` and `realloc` can move it from
+//! in-use to freed. Deallocation must learn cheaply that a block was *not* sampled: a counting
+//! filter of 64 Ki atomic slots indexed by a hash of the address says "certainly not" with one
+//! relaxed load for almost every free; only a hit takes the table lock. A block is entered in
+//! the filter before `alloc` returns it, so a later free (ordered after the allocation by
+//! whatever handed the pointer over) sees the count.
+//!
+//! Readers get Go's four values per record with Go's unsampling (`scale = 1 / (1 -
+//! exp(-avg/rate))`, `avg = bytes/objects`); a 24 MiB object is always sampled and reports
+//! exactly 24 MiB. Unlike Go, frees count at once (there is no GC cycle to wait for).
+//! `realloc` counts as a free of the old block and an allocation of the new size (Go's
+//! `append` allocates a new array too).
+//!
+//! # Never recursing, never deadlocking
+//!
+//! - A thread-local flag ([`NoSample`]) is set while the sampler or the profiler itself runs:
+//!   allocations under it are never sampled and frees under it skip the table. The side table,
+//!   the records and everything a profile builds are allocated under the flag, so they are never
+//!   sampled blocks, and a table resize freeing its old array cannot re-enter the lock it holds.
+//!   Profile building never parks its goroutine while the flag is set (it uses thread locks,
+//!   never gort ones), so the flag cannot leak to another goroutine on the same thread.
+//! - The table lock is a spin lock held for a few hash-map operations. A panic while holding it
+//!   releases it on unwind. `fork` takes it in `pthread_atfork`'s prepare handler and releases
+//!   it in both parent and child, so a child never inherits it locked.
+//! - The rate is read from `GORT_MEMPROFILERATE` with `libc::getenv` (no lock, no allocation
+//!   through us) on the first sampled-path allocation.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+use crate::walk::{walk_current, MAX_DEPTH};
+
+/// Go's default `MemProfileRate`: one sample per 512 KiB allocated, on average.
+pub const DEFAULT_MEM_PROFILE_RATE: usize = 512 * 1024;
+
+/// Sentinel: the rate has not been read from the environment yet.
+const UNINIT: usize = usize::MAX;
+static RATE: AtomicUsize = AtomicUsize::new(UNINIT);
+
+/// A sampling allocator wrapping `A`. Install it with
+/// `#[global_allocator] static A: gort::profiler::Allocator = gort::profiler::Allocator::system();`
+/// to get the `heap` and `allocs` profiles.
+#[derive(Debug, Default)]
+pub struct Allocator<A: GlobalAlloc = System> {
+    inner: A,
+}
+
+impl<A: GlobalAlloc> Allocator<A> {
+    /// Wraps `inner`.
+    pub const fn new(inner: A) -> Self {
+        Allocator { inner }
+    }
+}
+
+impl Allocator<System> {
+    /// Wraps the system allocator.
+    pub const fn system() -> Self {
+        Allocator { inner: System }
+    }
+}
+
+// SAFETY: every method forwards to the inner allocator with the caller's arguments unchanged and
+// returns its result; the bookkeeping around it never touches the block's memory.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+        let p = unsafe { self.inner.alloc(layout) };
+        if !p.is_null() {
+            on_alloc(p, layout.size());
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract for `alloc_zeroed` is passed on unchanged.
+        let p = unsafe { self.inner.alloc_zeroed(layout) };
+        if !p.is_null() {
+            on_alloc(p, layout.size());
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // The record goes before the memory: once freed, the address may be handed out again.
+        on_free(ptr);
+        // SAFETY: the caller's contract for `dealloc` is passed on unchanged.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        on_free(ptr);
+        // SAFETY: the caller's contract for `realloc` is passed on unchanged.
+        let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        // On failure the old block lives on but stays counted as freed (callers abort then).
+        if !p.is_null() {
+            on_alloc(p, new_size);
+        }
+        p
+    }
+}
+
+/// Per-thread sampling state. Const-initialised and without a destructor, so reading it never
+/// allocates and works during thread teardown.
+struct ThreadState {
+    /// Bytes left before the next sample (negative: sample now).
+    next: Cell<i64>,
+    /// The rate `next` was drawn with (a different global rate forces a redraw).
+    rate: Cell<usize>,
+    /// xorshift state for the exponential draws (0: not seeded).
+    rng: Cell<u64>,
+    /// Set while the sampler or the profiler runs on this thread.
+    busy: Cell<bool>,
+}
+
+thread_local! {
+    static TS: ThreadState = const {
+        ThreadState { next: Cell::new(0), rate: Cell::new(0), rng: Cell::new(0), busy: Cell::new(false) }
+    };
+}
+
+/// Sets the thread-local "profiler at work" flag for its lifetime: allocations are not sampled
+/// and frees skip the side table. Must not be held across a goroutine park.
+pub(crate) struct NoSample(bool);
+
+impl NoSample {
+    pub(crate) fn enter() -> NoSample {
+        NoSample(TS.with(|t| t.busy.replace(true)))
+    }
+}
+
+impl Drop for NoSample {
+    fn drop(&mut self) {
+        TS.with(|t| t.busy.set(self.0));
+    }
+}
+
+#[inline(always)]
+fn on_alloc(p: *mut u8, size: usize) {
+    let rate = RATE.load(Ordering::Relaxed);
+    if rate == 0 {
+        return;
+    }
+    TS.with(|t| {
+        let n = t.next.get() - size as i64;
+        t.next.set(n);
+        if n < 0 || t.rate.get() != rate {
+            sample_slow(t, p, size, rate);
+        }
+    });
+}
+
+#[cold]
+#[inline(never)]
+fn sample_slow(t: &ThreadState, p: *mut u8, size: usize, mut rate: usize) {
+    if t.busy.get() {
+        return;
+    }
+    let _g = NoSample::enter();
+    if rate == UNINIT {
+        rate = init_rate();
+        if rate == 0 {
+            return;
+        }
+    }
+    if t.rate.get() != rate {
+        t.rate.set(rate);
+        let n = draw(t, rate) - size as i64;
+        t.next.set(n);
+        if n >= 0 {
+            return;
+        }
+    }
+    t.next.set(draw(t, rate));
+    record_alloc(p as usize, size);
+}
+
+/// An exponential draw with mean `rate` (0 for rate 1: every allocation is sampled).
+fn draw(t: &ThreadState, rate: usize) -> i64 {
+    if rate <= 1 {
+        return 0;
+    }
+    let mut x = t.rng.get();
+    if x == 0 {
+        x = (t as *const ThreadState as u64) ^ crate::now_nanos() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+        x |= 1;
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    t.rng.set(x);
+    let u = ((x >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64); // (0, 1)
+    let d = -u.ln() * rate as f64;
+    d.min(i64::MAX as f64 / 2.0) as i64
+}
+
+fn init_rate() -> usize {
+    // SAFETY: getenv reads the environment without allocating; the name is NUL-terminated.
+    let v = unsafe { libc::getenv(c"GORT_MEMPROFILERATE".as_ptr()) };
+    let mut rate = DEFAULT_MEM_PROFILE_RATE;
+    if !v.is_null() {
+        // SAFETY: getenv returns a NUL-terminated string or null.
+        let s = unsafe { std::ffi::CStr::from_ptr(v) };
+        if let Some(r) = s.to_str().ok().and_then(|s| s.trim().parse::<usize>().ok()) {
+            rate = r;
+        }
+    }
+    install_atfork();
+    match RATE.compare_exchange(UNINIT, rate, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => rate,
+        Err(set) => set,
+    }
+}
+
+/// Go's `runtime.MemProfileRate = rate`: the mean bytes between samples; 1 samples every
+/// allocation, 0 turns sampling off. Takes effect on each thread's next allocation.
+pub fn set_mem_profile_rate(rate: usize) {
+    let rate = if rate == UNINIT { UNINIT - 1 } else { rate };
+    install_atfork();
+    RATE.store(rate, Ordering::Relaxed);
+}
+
+/// The current `MemProfileRate` (reading `GORT_MEMPROFILERATE` if not read yet).
+pub fn mem_profile_rate() -> usize {
+    match RATE.load(Ordering::Relaxed) {
+        UNINIT => {
+            let _g = NoSample::enter();
+            init_rate()
+        }
+        r => r,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The records and the side table.
+// ---------------------------------------------------------------------------------------------
+
+/// One (stack, size) record, raw (unscaled) counts.
+#[derive(Clone, Debug, Default)]
+pub struct Record {
+    /// Return addresses, leaf first.
+    pub stack: Box<[usize]>,
+    /// Object size in bytes.
+    pub size: usize,
+    /// Sampled allocations.
+    pub allocs: i64,
+    /// Sampled frees.
+    pub frees: i64,
+}
+
+impl Record {
+    /// Sampled objects still in use.
+    pub fn inuse(&self) -> i64 {
+        self.allocs - self.frees
+    }
+}
+
+struct Table {
+    index: HashMap<(Box<[usize]>, usize), usize>,
+    records: Vec<Record>,
+    /// Sampled live blocks: address -> record.
+    live: HashMap<usize, usize>,
+}
+
+struct SpinLock {
+    locked: AtomicBool,
+    table: std::cell::UnsafeCell<Option<Table>>,
+}
+
+// SAFETY: `table` is only accessed while `locked` is held (see `lock`).
+unsafe impl Sync for SpinLock {}
+
+static TABLE: SpinLock = SpinLock { locked: AtomicBool::new(false), table: std::cell::UnsafeCell::new(None) };
+
+struct TableGuard;
+
+impl SpinLock {
+    fn acquire(&self) {
+        let mut spins = 0u32;
+        // Acquire: pairs with the Release store in `release`, so the previous holder's writes
+        // to the table are visible.
+        while self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+    fn release(&self) {
+        // Release: publishes our table writes to the next Acquire in `acquire`.
+        self.locked.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for TableGuard {
+    fn drop(&mut self) {
+        TABLE.release();
+    }
+}
+
+fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
+    TABLE.acquire();
+    let _g = TableGuard;
+    // SAFETY: we hold the lock, so nobody else touches the table until TableGuard drops.
+    let t = unsafe { &mut *TABLE.table.get() };
+    let t = t.get_or_insert_with(|| Table { index: HashMap::new(), records: Vec::new(), live: HashMap::new() });
+    f(t)
+}
+
+/// fork() while another thread holds the table lock would leave the child's copy locked.
+fn install_atfork() {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    extern "C" fn prepare() {
+        TABLE.acquire();
+    }
+    extern "C" fn release() {
+        TABLE.release();
+    }
+    // SAFETY: the handlers are plain functions that only take and release the spin lock.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
+}
+
+const FILTER_BITS: u32 = 16;
+/// Counting filter: slot h(addr) counts sampled live blocks whose address hashes there.
+static FILTER: [AtomicU32; 1 << FILTER_BITS] = [const { AtomicU32::new(0) }; 1 << FILTER_BITS];
+/// Sampled blocks alive right now (0 lets a free skip even the filter).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+#[inline(always)]
+fn slot(addr: usize) -> usize {
+    ((addr as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FILTER_BITS)) as usize
+}
+
+fn record_alloc(addr: usize, size: usize) {
+    let mut buf = [0usize; MAX_DEPTH];
+    let w = walk_current(&mut buf);
+    let stack = &buf[..w.len];
+    with_table(|t| {
+        let key = (Box::<[usize]>::from(stack), size);
+        let n = t.records.len();
+        let i = *t.index.entry(key).or_insert(n);
+        if i == n {
+            t.records.push(Record { stack: stack.into(), size, allocs: 0, frees: 0 });
+        }
+        t.records[i].allocs += 1;
+        if t.live.insert(addr, i).is_none() {
+            FILTER[slot(addr)].fetch_add(1, Ordering::Relaxed);
+            LIVE.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+}
+
+#[inline(always)]
+fn on_free(p: *mut u8) {
+    if LIVE.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let addr = p as usize;
+    if FILTER[slot(addr)].load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    free_slow(addr);
+}
+
+#[cold]
+#[inline(never)]
+fn free_slow(addr: usize) {
+    if TS.with(|t| t.busy.get()) {
+        return;
+    }
+    let _g = NoSample::enter();
+    with_table(|t| {
+        if let Some(i) = t.live.remove(&addr) {
+            t.records[i].frees += 1;
+            FILTER[slot(addr)].fetch_sub(1, Ordering::Relaxed);
+            LIVE.fetch_sub(1, Ordering::Relaxed);
+        }
+    });
+}
+
+/// A copy of every record (call under [`NoSample`]).
+pub(crate) fn records() -> Vec<Record> {
+    with_table(|t| t.records.clone())
+}
+
+/// Go's `scaleHeapSample`: unsamples `count` objects totalling `size` bytes at `rate`.
+pub fn scale_heap_sample(count: i64, size: i64, rate: usize) -> (i64, i64) {
+    if count == 0 || size == 0 {
+        return (0, 0);
+    }
+    if rate <= 1 {
+        return (count, size);
+    }
+    let avg = size as f64 / count as f64;
+    let scale = 1.0 / (1.0 - (-avg / rate as f64).exp());
+    ((count as f64 * scale) as i64, (size as f64 * scale) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_matches_go() {
+        // A 24 MiB object at 512 KiB is sampled with probability ~1 and reports itself.
+        assert_eq!(scale_heap_sample(1, 24 << 20, 512 << 10), (1, 24 << 20));
+        // Small objects are scaled up: 1 sampled 16-byte object stands for ~32768.
+        let (c, s) = scale_heap_sample(1, 16, 512 << 10);
+        assert!((32_000..33_000).contains(&c), "{c}");
+        assert!((s - c * 16).abs() < 16, "{s} vs {c}");
+        assert_eq!(scale_heap_sample(3, 30, 1), (3, 30));
+        assert_eq!(scale_heap_sample(0, 0, 512), (0, 0));
+    }
+
+    #[test]
+    fn draws_have_the_right_mean() {
+        TS.with(|t| {
+            let n = 20_000;
+            let sum: i64 = (0..n).map(|_| draw(t, 4096)).sum();
+            let mean = sum as f64 / n as f64;
+            assert!((3900.0..4300.0).contains(&mean), "{mean}");
+        });
+    }
+}
