@@ -22,3 +22,6 @@ pub mod time {
 
 /// The runtime crate, for lower-level use (`park`/`ready`, goroutine enumeration).
 pub use gort_runtime as runtime;
+
+/// pprof profiles from inside: goroutine, heap/allocs (with [`profiler::Allocator`]), threadcreate.
+pub use gort_profiler as profiler;
