@@ -6,6 +6,14 @@
 //! like std's. Name resolution runs through [`blocking`](crate::blocking) (it may block the
 //! thread in `getaddrinfo`). Errors are std's: EOF is `Ok(0)`, a reset is `ConnectionReset`,
 //! a closed peer `BrokenPipe` (never SIGPIPE).
+//!
+//! The types: [`TcpListener`], [`TcpStream`], [`UdpSocket`], [`UnixListener`], [`UnixStream`],
+//! [`UnixDatagram`]. Each is a `PollFd` (`fd.rs`: a non-blocking std socket plus its poller
+//! registration, Go's `internal/poll.FD`) with std's methods on top; every one converts from and
+//! to its std type (`from_std`/`into_std`, `TryFrom`), and has std's per-operation timeouts
+//! (`WouldBlock` when they expire) and Go's absolute deadlines (`TimedOut`, "i/o timeout", also
+//! interrupting an operation already blocked). Listeners and datagram sockets have `close()`,
+//! Go's `Close` for waking goroutines blocked on them; the descriptor itself closes on drop.
 
 mod fd;
 mod tcp;

@@ -1,0 +1,3 @@
+module gort.bench/gohttp
+
+go 1.19
