@@ -15,7 +15,7 @@
 //!   (`gort_profiler`, `alloc`, `core`, `std`, `hashbrown`, `gort_runtime`, `__rust_alloc`...),
 //!   so a `vec![0; n]` is charged to the function that wrote it, as Go charges `make`.
 //! - **Both**: the trailing run at the root that only starts things (`gort_runtime` goroutine
-//!   entry, `corosensei`, `std`/`core` closure shims and panic catching, libc's `_start`,
+//!   entry, `corosensei` and its `stack_init_trampoline`, `std`/`core` closure shims and panic catching, libc's `_start`,
 //!   `start_thread`, `clone3`) is dropped, as Go drops `runtime.goexit`.
 //! - If hiding would leave nothing, every frame is kept (Go's second try "showing all frames").
 
@@ -83,7 +83,10 @@ fn is_root(name: &str) -> bool {
     ROOT.contains(&crate_of(name))
         || name.starts_with("__libc_start")
         || name.starts_with("0x")
-        || matches!(name, "_start" | "start_thread" | "clone" | "clone3" | "__clone" | "__clone3")
+        || matches!(
+            name,
+            "_start" | "start_thread" | "clone" | "clone3" | "__clone" | "__clone3" | "stack_init_trampoline"
+        )
 }
 
 /// Symbolizes `pcs` (leaf first) and applies `trim`.
