@@ -44,7 +44,11 @@ fn main() {
                     });
                 }
                 Err(e) => {
-                    backoff = if backoff.is_zero() { Duration::from_millis(5) } else { (backoff * 2).min(Duration::from_secs(1)) };
+                    backoff = if backoff.is_zero() {
+                        Duration::from_millis(5)
+                    } else {
+                        (backoff * 2).min(Duration::from_secs(1))
+                    };
                     eprintln!("echo: accept error: {e}; retrying in {backoff:?}");
                     gort::time::sleep(backoff);
                 }

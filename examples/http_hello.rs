@@ -36,7 +36,11 @@ pub fn serve(l: TcpListener) -> io::Error {
             Err(e) if is_closed(&e) => return e,
             Err(e) => {
                 // Go's http.Server: "Accept error: ...; retrying in 5ms", doubling up to 1 s.
-                backoff = if backoff.is_zero() { Duration::from_millis(5) } else { (backoff * 2).min(Duration::from_secs(1)) };
+                backoff = if backoff.is_zero() {
+                    Duration::from_millis(5)
+                } else {
+                    (backoff * 2).min(Duration::from_secs(1))
+                };
                 eprintln!("http: Accept error: {e}; retrying in {backoff:?}");
                 gort::time::sleep(backoff);
             }
