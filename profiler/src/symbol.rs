@@ -275,19 +275,27 @@ fn read_maps(exe: &str, build_id: &str) -> Vec<MapEntry> {
     v
 }
 
-/// Splits a demangled name into its crate: `<alloc::vec::Vec<T> as Clone>::clone` -> `alloc`.
+/// The crate a demangled name belongs to: `gort_runtime::chan::Receiver<T>::recv` ->
+/// `gort_runtime`, `<alloc::vec::Vec<T> as Clone>::clone` -> `alloc` (the self type's crate),
+/// `<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem` -> `alloc` (a type without a
+/// path: the trait's crate).
 pub fn crate_of(name: &str) -> &str {
     let mut s = name;
     loop {
-        let t = s.trim_start_matches(['<', '&', '(']).trim_start_matches("mut ").trim_start_matches("dyn ");
+        let t = s.trim_start_matches(['<', '&', '(', '*']).trim_start_matches("mut ").trim_start_matches("dyn ");
+        let t = t.trim_start_matches("const ");
         if t.len() == s.len() {
             break;
         }
         s = t;
     }
-    match s.find("::") {
-        Some(i) => &s[..i],
-        None => s,
+    let end = s.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(s.len());
+    if s[end..].starts_with("::") {
+        return &s[..end];
+    }
+    match s.find(" as ") {
+        Some(i) => crate_of(&s[i + 4..]),
+        None => &s[..end],
     }
 }
 
@@ -319,7 +327,9 @@ mod tests {
     fn crates() {
         assert_eq!(crate_of("<alloc::vec::Vec<T> as core::clone::Clone>::clone"), "alloc");
         assert_eq!(crate_of("gort_runtime::chan::Receiver<T>::recv"), "gort_runtime");
-        assert_eq!(crate_of("<&mut W as std::io::Write>::write"), "W as std");
+        assert_eq!(crate_of("<&mut W as std::io::Write>::write"), "std");
+        assert_eq!(crate_of("<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem"), "alloc");
+        assert_eq!(crate_of("<my::T as core::clone::Clone>::clone"), "my");
         assert_eq!(crate_of("main"), "main");
     }
 }
