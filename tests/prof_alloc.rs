@@ -1,0 +1,176 @@
+//! The sampling allocator under stress: exact in-use accounting at rate 1 through dealloc and
+//! realloc, rate 0 = off, `GORT_MEMPROFILERATE`, and no deadlock when sampled allocations race
+//! profile writers, fork, and panics.
+
+#[path = "prof_util.rs"]
+mod util;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use gort::profiler::proto::Profile;
+use util::*;
+
+#[global_allocator]
+static ALLOC: gort::profiler::Allocator = gort::profiler::Allocator::system();
+
+/// Serializes the tests of this file: the rate is process-wide.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// (inuse_objects, inuse_space, alloc_objects) summed over samples with `leaf` as leaf function.
+fn leaf_values(p: &Profile, leaf: &str) -> (i64, i64, i64) {
+    let mut v = (0, 0, 0);
+    for s in &p.sample {
+        let Some(id) = s.location_id.first() else { continue };
+        let l = &p.location[*id as usize - 1];
+        let name = p.str(p.function[l.line[0].function_id as usize - 1].name);
+        if name.contains(leaf) {
+            v.0 += s.value[2];
+            v.1 += s.value[3];
+            v.2 += s.value[0];
+        }
+    }
+    v
+}
+
+#[inline(never)]
+fn alloc_marked_boxes(n: usize) -> Vec<Box<[u8; 1000]>> {
+    (0..n).map(|_| Box::new([7u8; 1000])).collect()
+}
+
+#[inline(never)]
+fn grow_marked_vec() -> Vec<u64> {
+    let mut v: Vec<u64> = Vec::with_capacity(1);
+    for i in 0..5000 {
+        v.push(i); // reallocs through the doubling sizes
+    }
+    v
+}
+
+#[test]
+fn rate_one_counts_inuse_exactly_through_free_and_realloc() {
+    let _t = turn();
+    let old = gort::profiler::mem_profile_rate();
+    gort::profiler::set_mem_profile_rate(1);
+    let mut boxes = alloc_marked_boxes(100);
+    let v = grow_marked_vec();
+    let p = decode_valid(&write("heap", 0));
+    assert_eq!(leaf_values(&p, "alloc_marked_boxes"), (100, 100_000, 100));
+    let (in_objs, in_bytes, allocs) = leaf_values(&p, "grow_marked_vec");
+    assert_eq!(in_objs, 1, "only the last buffer of the growing Vec is in use");
+    assert_eq!(in_bytes, (v.capacity() * 8) as i64);
+    assert!(allocs >= 10, "every realloc is an allocation: {allocs}");
+    boxes.truncate(40);
+    drop(v);
+    let p = decode_valid(&write("heap", 0));
+    assert_eq!(leaf_values(&p, "alloc_marked_boxes"), (40, 40_000, 100));
+    assert_eq!(leaf_values(&p, "grow_marked_vec").0, 0);
+    gort::profiler::set_mem_profile_rate(old);
+    drop(boxes);
+}
+
+#[inline(never)]
+fn alloc_unsampled() -> Vec<Box<[u8; 333]>> {
+    (0..1000).map(|_| Box::new([1u8; 333])).collect()
+}
+
+#[test]
+fn rate_zero_is_off() {
+    let _t = turn();
+    let old = gort::profiler::mem_profile_rate();
+    gort::profiler::set_mem_profile_rate(0);
+    let v = alloc_unsampled();
+    gort::profiler::set_mem_profile_rate(old);
+    let p = decode_valid(&write("heap", 0));
+    assert_eq!(leaf_values(&p, "alloc_unsampled"), (0, 0, 0));
+    drop(v);
+}
+
+#[test]
+fn env_sets_the_rate() {
+    if std::env::var_os("GORT_PROF_CHILD").is_some() {
+        assert_eq!(gort::profiler::mem_profile_rate(), 4096);
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "env_sets_the_rate", "--test-threads=1"])
+        .env("GORT_PROF_CHILD", "1")
+        .env("GORT_MEMPROFILERATE", "4096")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn no_deadlock_with_writers_fork_and_panics() {
+    let _t = turn();
+    let old = gort::profiler::mem_profile_rate();
+    gort::profiler::set_mem_profile_rate(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut hs = Vec::new();
+    // Allocators: alloc, realloc, free, at rate 1 (every allocation takes the sampled path).
+    for t in 0..3 {
+        let stop = stop.clone();
+        hs.push(std::thread::spawn(move || {
+            let mut keep: Vec<Vec<u8>> = Vec::new();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let mut v = vec![t as u8; 16 + i % 200];
+                v.extend_from_slice(&[1, 2, 3]);
+                keep.push(v);
+                if keep.len() > 500 {
+                    keep.drain(..250);
+                }
+                i += 1;
+            }
+        }));
+    }
+    // Writers: profiles built while sampled allocations and frees race them.
+    for _ in 0..2 {
+        let stop = stop.clone();
+        hs.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let p = decode_valid(&write("heap", 0));
+                assert!(!p.sample.is_empty());
+                let _ = write("allocs", 1);
+            }
+        }));
+    }
+    // Panics while sampling: the payload and the unwinding allocate and free at rate 1.
+    for _ in 0..20 {
+        let r = std::thread::spawn(|| {
+            let _v = vec![0u8; 100];
+            panic!("boom {}", String::from("sampled"));
+        })
+        .join();
+        assert!(r.is_err());
+    }
+    // fork while other threads hold (or are about to take) the sampler's lock: the child must
+    // be able to allocate.
+    for _ in 0..20 {
+        // SAFETY: the child only allocates, frees and calls _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let v: Vec<Box<u64>> = (0..1000).map(Box::new).collect();
+            drop(v);
+            // SAFETY: ends the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(0) };
+        }
+        assert!(pid > 0);
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().unwrap();
+    }
+    gort::profiler::set_mem_profile_rate(old);
+}
