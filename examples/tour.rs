@@ -123,7 +123,7 @@ fn main() {
         }
         writeln!(report, "goroutine dump: {} goroutines", gs.len()).unwrap();
         let mut by_count: Vec<_> = groups.into_iter().collect();
-        by_count.sort_by(|a, b| b.1.cmp(&a.1));
+        by_count.sort_by_key(|e| std::cmp::Reverse(e.1));
         for ((state, site), n) in &by_count {
             writeln!(report, "{n:>6} @ [{state}] created at {site}").unwrap();
         }

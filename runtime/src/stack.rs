@@ -1088,7 +1088,7 @@ mod tests {
             let mut local = [n as u8; 512];
             std::hint::black_box(&mut local);
             if n == 0 {
-                return buf[0] as u32 & 0;
+                return buf[0] as u32 & std::hint::black_box(0);
             }
             depth(n - 1, &mut local) + 1
         }
