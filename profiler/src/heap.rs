@@ -14,7 +14,7 @@
 //! record keyed by (stack, size), Go's bucket. The block's address goes into a side table
 //! (address -> record), only for sampled blocks, so `dealloc` and `realloc` can move it from
 //! in-use to freed. Deallocation must learn cheaply that a block was *not* sampled: a counting
-//! filter of 64 Ki atomic slots indexed by a hash of the address says "certainly not" with one
+//! filter of 16 Ki one-byte atomic slots indexed by a hash of the address says "certainly not" with one
 //! relaxed load for almost every free; only a hit takes the table lock. A block is entered in
 //! the filter before `alloc` returns it, so a later free (ordered after the allocation by
 //! whatever handed the pointer over) sees the count.
@@ -42,7 +42,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use crate::walk::{walk_current, MAX_DEPTH};
 
@@ -344,9 +344,29 @@ fn install_atfork() {
     unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
 }
 
-const FILTER_BITS: u32 = 16;
-/// Counting filter: slot h(addr) counts sampled live blocks whose address hashes there.
-static FILTER: [AtomicU32; 1 << FILTER_BITS] = [const { AtomicU32::new(0) }; 1 << FILTER_BITS];
+const FILTER_BITS: u32 = 14;
+/// Counting filter: slot h(addr) counts sampled live blocks whose address hashes there. One byte
+/// per slot keeps the whole filter (16 KiB) in L1/L2 cache, which is what makes a free cheap. A
+/// slot that reaches 255 saturates: it is never decremented again and stays "maybe" forever
+/// (correct, only slower for the addresses hashing there).
+static FILTER: [AtomicU8; 1 << FILTER_BITS] = [const { AtomicU8::new(0) }; 1 << FILTER_BITS];
+
+fn filter_add(addr: usize) {
+    let s = &FILTER[slot(addr)];
+    // Only changed under the table lock, so a load and a store cannot lose an update.
+    let v = s.load(Ordering::Relaxed);
+    if v < u8::MAX {
+        s.store(v + 1, Ordering::Relaxed);
+    }
+}
+
+fn filter_remove(addr: usize) {
+    let s = &FILTER[slot(addr)];
+    let v = s.load(Ordering::Relaxed);
+    if v < u8::MAX {
+        s.store(v - 1, Ordering::Relaxed);
+    }
+}
 /// Sampled blocks alive right now (0 lets a free skip even the filter).
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
@@ -368,7 +388,7 @@ fn record_alloc(addr: usize, size: usize) {
         }
         t.records[i].allocs += 1;
         if t.live.insert(addr, i).is_none() {
-            FILTER[slot(addr)].fetch_add(1, Ordering::Relaxed);
+            filter_add(addr);
             LIVE.fetch_add(1, Ordering::Relaxed);
         }
     });
@@ -396,7 +416,7 @@ fn free_slow(addr: usize) {
     with_table(|t| {
         if let Some(i) = t.live.remove(&addr) {
             t.records[i].frees += 1;
-            FILTER[slot(addr)].fetch_sub(1, Ordering::Relaxed);
+            filter_remove(addr);
             LIVE.fetch_sub(1, Ordering::Relaxed);
         }
     });

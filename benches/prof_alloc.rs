@@ -1,0 +1,146 @@
+//! Overhead of the sampling allocator (`gort::profiler::Allocator`) against plain `System`,
+//! on allocation-heavy work (issue 5: target <= 3%).
+//!
+//! - `churn/*`: a ring of 1024 live blocks of mixed sizes (16 B to 2 KiB); each element frees
+//!   one block and allocates its replacement, through `System` directly or through a sampling
+//!   `Allocator<System>` at Go's default rate (512 KiB).
+//! - `strings_map/*`: real Rust code on the global allocator (which is the sampling one in this
+//!   binary): 10k `format!` strings into a `HashMap`, with sampling off (rate 0) and on.
+//!
+//! ```text
+//! cargo bench --bench prof_alloc
+//! ```
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput};
+use gort::profiler::Allocator;
+
+#[global_allocator]
+static GLOBAL: Allocator = Allocator::system();
+
+/// A second instance, driven directly (same code path as the global one).
+static SAMPLING: Allocator = Allocator::system();
+
+const RING: usize = 1024;
+
+fn churn<A: GlobalAlloc>(a: &A, n: u64) {
+    let mut ring: [(usize, usize); RING] = [(0, 0); RING];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..n as usize {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let slot = i % RING;
+        let (p, sz) = ring[slot];
+        if p != 0 {
+            // SAFETY: p was allocated below by the same allocator with this layout.
+            unsafe { a.dealloc(p as *mut u8, Layout::from_size_align_unchecked(sz, 8)) };
+        }
+        let sz = 16 + (x as usize % 2032);
+        // SAFETY: non-zero size, valid alignment.
+        let p = unsafe { a.alloc(Layout::from_size_align_unchecked(sz, 8)) };
+        assert!(!p.is_null());
+        // SAFETY: p is a fresh, non-null block of at least 16 bytes.
+        unsafe { p.write(1) };
+        ring[slot] = (p as usize, sz);
+    }
+    for (p, sz) in ring {
+        if p != 0 {
+            // SAFETY: as above.
+            unsafe { a.dealloc(p as *mut u8, Layout::from_size_align_unchecked(sz, 8)) };
+        }
+    }
+}
+
+fn strings_map(n: usize) -> usize {
+    let mut m = HashMap::new();
+    for i in 0..n {
+        m.insert(format!("KeyID{i}"), format!("value{i}"));
+    }
+    black_box(&m).len()
+}
+
+fn benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("prof_alloc");
+    g.sample_size(30).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    g.throughput(Throughput::Elements(1));
+    gort::profiler::set_mem_profile_rate(gort::profiler::DEFAULT_MEM_PROFILE_RATE);
+    g.bench_function("churn/system", |b| b.iter_custom(|n| time(|| churn(&System, n))));
+    g.bench_function("churn/sampling", |b| b.iter_custom(|n| time(|| churn(&SAMPLING, n))));
+    g.throughput(Throughput::Elements(10_000));
+    g.bench_function("strings_map/rate0", |b| {
+        gort::profiler::set_mem_profile_rate(0);
+        b.iter(|| strings_map(10_000));
+    });
+    g.bench_function("strings_map/rate512k", |b| {
+        gort::profiler::set_mem_profile_rate(gort::profiler::DEFAULT_MEM_PROFILE_RATE);
+        b.iter(|| strings_map(10_000));
+    });
+    g.finish();
+}
+
+fn time(f: impl FnOnce()) -> Duration {
+    let t = std::time::Instant::now();
+    f();
+    t.elapsed()
+}
+
+/// Interleaved A/B rounds (robust to a busy machine: both sides see the same noise), median
+/// per side. Printed after criterion's own numbers.
+fn ab_summary() {
+    const ROUNDS: usize = 21;
+    const OPS: u64 = 2_000_000;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut sys, mut samp, mut fast, mut off, mut on) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let default = gort::profiler::DEFAULT_MEM_PROFILE_RATE;
+    for round in 0..ROUNDS {
+        // Alternate the order each round so warm-up effects do not favour one side.
+        let ns = |a: &dyn Fn()| time(a).as_secs_f64() * 1e9 / OPS as f64;
+        let ms = |rate: usize| {
+            gort::profiler::set_mem_profile_rate(rate);
+            time(|| drop(black_box(strings_map(50_000)))).as_secs_f64() * 1e3
+        };
+        gort::profiler::set_mem_profile_rate(default);
+        if round % 2 == 0 {
+            sys.push(ns(&|| churn(&System, OPS)));
+            samp.push(ns(&|| churn(&SAMPLING, OPS)));
+            off.push(ms(0));
+            on.push(ms(default));
+        } else {
+            samp.push(ns(&|| churn(&SAMPLING, OPS)));
+            sys.push(ns(&|| churn(&System, OPS)));
+            on.push(ms(default));
+            off.push(ms(0));
+        }
+        gort::profiler::set_mem_profile_rate(1 << 40);
+        fast.push(ns(&|| churn(&SAMPLING, OPS)));
+    }
+    gort::profiler::set_mem_profile_rate(default);
+    let (sys, samp, fast, off, on) = (median(sys), median(samp), median(fast), median(off), median(on));
+    println!("prof_alloc A/B, interleaved, median of {ROUNDS} rounds:");
+    println!(
+        "  churn: System {sys:.2} ns/op, sampling Allocator {samp:.2} ns/op: overhead {:+.1}%",
+        (samp / sys - 1.0) * 100.0
+    );
+    println!("  churn, sampling Allocator at rate 2^40 (fast path only): {fast:.2} ns/op");
+    println!(
+        "  strings_map(50k): rate 0 {off:.2} ms, rate 512 KiB {on:.2} ms: overhead {:+.1}%",
+        (on / off - 1.0) * 100.0
+    );
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    benches(&mut c);
+    c.final_summary();
+    if !std::env::args().any(|a| a == "--list") {
+        ab_summary();
+    }
+}
