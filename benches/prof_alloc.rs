@@ -105,7 +105,11 @@ fn ab_summary() {
         let ns = |a: &dyn Fn()| time(a).as_secs_f64() * 1e9 / OPS as f64;
         let ms = |rate: usize| {
             gort::profiler::set_mem_profile_rate(rate);
-            time(|| drop(black_box(strings_map(50_000)))).as_secs_f64() * 1e3
+            time(|| {
+                black_box(strings_map(50_000));
+            })
+            .as_secs_f64()
+                * 1e3
         };
         gort::profiler::set_mem_profile_rate(default);
         if round % 2 == 0 {

@@ -39,6 +39,7 @@ fn leaf_values(p: &Profile, leaf: &str) -> (i64, i64, i64) {
 }
 
 #[inline(never)]
+#[allow(clippy::vec_box)] // one allocation per element is the point
 fn alloc_marked_boxes(n: usize) -> Vec<Box<[u8; 1000]>> {
     (0..n).map(|_| Box::new([7u8; 1000])).collect()
 }
@@ -75,6 +76,7 @@ fn rate_one_counts_inuse_exactly_through_free_and_realloc() {
 }
 
 #[inline(never)]
+#[allow(clippy::vec_box)] // one allocation per element is the point
 fn alloc_unsampled() -> Vec<Box<[u8; 333]>> {
     (0..1000).map(|_| Box::new([1u8; 333])).collect()
 }
@@ -144,7 +146,7 @@ fn no_deadlock_with_writers_fork_and_panics() {
     // Panics while sampling: the payload and the unwinding allocate and free at rate 1.
     for _ in 0..20 {
         let r = std::thread::spawn(|| {
-            let _v = vec![0u8; 100];
+            let _v = std::hint::black_box(vec![0u8; 100]);
             panic!("boom {}", String::from("sampled"));
         })
         .join();

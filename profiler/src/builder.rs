@@ -147,8 +147,10 @@ impl<'a> Builder<'a> {
         }
         b.p.period_type = Some(ValueType { r#type: b.string(period_type.0), unit: b.string(period_type.1) });
         b.p.period = period;
-        b.p.time_nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+        b.p.time_nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
         let n = b.sym.mappings.len();
         for i in 0..n {
             let m = b.sym.mappings[i].clone();

@@ -195,7 +195,7 @@ fn heap_text(sym: &mut Symbolizer) -> String {
     use std::fmt::Write as _;
     let rate = mem_profile_rate();
     let mut recs = heap::records();
-    recs.sort_by(|a, b| (b.inuse() * b.size as i64).cmp(&(a.inuse() * a.size as i64)));
+    recs.sort_by_key(|r| std::cmp::Reverse(r.inuse() * r.size as i64));
     let (mut io, mut ib, mut ao, mut ab) = (0i64, 0i64, 0i64, 0i64);
     for r in &recs {
         io += r.inuse();

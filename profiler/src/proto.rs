@@ -227,7 +227,13 @@ pub fn validate(p: &Profile) -> Result<(), String> {
     if p.string_table.first().map(String::as_str) != Some("") {
         return Err("string_table[0] must be \"\"".into());
     }
-    let s = |what: &str, i: i64| if (0..ns).contains(&i) { Ok(()) } else { Err(format!("{what}: string index {i} out of range")) };
+    let s = |what: &str, i: i64| {
+        if (0..ns).contains(&i) {
+            Ok(())
+        } else {
+            Err(format!("{what}: string index {i} out of range"))
+        }
+    };
     if p.sample_type.is_empty() {
         return Err("no sample types".into());
     }

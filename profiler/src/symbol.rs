@@ -99,8 +99,7 @@ impl Symbolizer {
                 }
             }
             syms.sort_unstable_by_key(|s| s.0);
-            let endian =
-                if file.is_little_endian() { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
+            let endian = if file.is_little_endian() { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
             let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
                 let bytes: &'static [u8] = match file.section_by_name(id.name()) {
                     Some(sec) => match sec.uncompressed_data() {
@@ -206,7 +205,8 @@ impl Symbolizer {
             (format!("{probe:#x}"), 0)
         };
         let pretty = demangle(&sys);
-        let frame = Frame { name: self.intern(&pretty), system_name: self.intern(&sys), file: self.intern(""), line: 0 };
+        let frame =
+            Frame { name: self.intern(&pretty), system_name: self.intern(&sys), file: self.intern(""), line: 0 };
         PcInfo { frames: vec![frame], func_start: start, mapping }
     }
 }
@@ -227,7 +227,11 @@ pub fn demangle(sym: &str) -> String {
 
 /// The main program's load bias (`dlpi_addr` of the first `dl_iterate_phdr` entry).
 fn main_load_bias() -> usize {
-    unsafe extern "C" fn cb(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+    unsafe extern "C" fn cb(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
         // SAFETY: dl_iterate_phdr passes a valid info for the duration of the call, and data is
         // the &mut usize we passed.
         unsafe { *(data as *mut usize) = (*info).dlpi_addr as usize };

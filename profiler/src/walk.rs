@@ -114,15 +114,16 @@ mod tests {
     fn fake_chain() {
         // Three frames in a fake stack: fp chain 0 -> 4 -> 8 (word indices), then a zero ret.
         let mut stack = [0usize; 16];
-        let base = stack.as_ptr() as usize;
-        stack[0] = base + 4 * W;
-        stack[1] = 0x1111;
-        stack[4] = base + 8 * W;
-        stack[5] = 0x2222;
-        stack[8] = base + 12 * W;
-        stack[9] = 0x3333;
-        stack[12] = 0;
-        stack[13] = 0;
+        let p = stack.as_mut_ptr();
+        let base = p as usize;
+        // SAFETY: every index is below 16; all accesses go through `p`.
+        let set = |i: usize, v: usize| unsafe { p.add(i).write(v) };
+        set(0, base + 4 * W);
+        set(1, 0x1111);
+        set(4, base + 8 * W);
+        set(5, 0x2222);
+        set(8, base + 12 * W);
+        set(9, 0x3333);
         let bounds = (base, base + 16 * W);
         let mut buf = [0usize; 8];
         // SAFETY: the array is live and not written during the walk.
@@ -139,13 +140,13 @@ mod tests {
         assert_eq!(unsafe { walk_fp(0, base + 1, bounds, &mut buf) }.len, 0);
         // SAFETY: as above.
         assert_eq!(unsafe { walk_fp(0, base + 15 * W, bounds, &mut buf) }.len, 0);
-        stack[4] = base; // loop back
-        // SAFETY: as above.
-        let w = unsafe { walk_fp(0, base, bounds, &mut buf) };
-        assert_eq!(w.len, 2);
-        stack[4] = base + 64 * W; // points outside: stops after frame 2
-        // SAFETY: as above.
+        set(4, base); // loops back
+                      // SAFETY: as above.
         assert_eq!(unsafe { walk_fp(0, base, bounds, &mut buf) }.len, 2);
+        set(4, base + 64 * W); // points outside: stops after frame 2
+                               // SAFETY: as above.
+        assert_eq!(unsafe { walk_fp(0, base, bounds, &mut buf) }.len, 2);
+        let _ = &mut stack;
     }
 
     #[test]
