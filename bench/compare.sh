@@ -114,6 +114,7 @@ for run in $(seq 1 "$RUNS"); do
                     rc=$?
                     why=$(awk '/panicked at/ { getline; print; exit } /memory allocation of|fatal error|Killed/ { print; exit }' \
                         "$OUT/stderr.tmp")
+                    [ $rc -gt 128 ] && [ $rc != 137 ] && why="killed by signal $((rc - 128)) $(kill -l $((rc - 128)) 2>/dev/null) ${why}"
                     [ $rc = 124 ] && why="timeout after ${TIMEOUT}s"
                     echo "$rt GOMAXPROCS=$p $w: exit $rc: ${why:-?}" >>"$OUT/failures.txt"
                     echo "$rt $p $w - fail" >>"$RAW"

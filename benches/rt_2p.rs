@@ -32,7 +32,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("yield_200x10k", |b| b.iter_custom(|n| runs(n, || workloads::yield_many(200, 10_000))));
 
     g.throughput(Throughput::Elements(1_111_111)).measurement_time(Duration::from_secs(15));
-    for with_chan in [false, true] {
+    for with_chan in [true, false] {
         let id = BenchmarkId::new("skynet_1m", if with_chan { "chan" } else { "join" });
         g.bench_with_input(id, &with_chan, |b, &with_chan| {
             b.iter_custom(|n| gort::run(move || (0..n).map(|_| workloads::skynet_1m(with_chan)).sum()))
