@@ -82,6 +82,7 @@ fn is_plumbing(name: &str) -> bool {
 fn is_root(name: &str) -> bool {
     ROOT.contains(&crate_of(name))
         || name.starts_with("__libc_start")
+        || name.starts_with("__rust")
         || name.starts_with("0x")
         || matches!(
             name,

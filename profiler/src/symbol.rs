@@ -73,6 +73,10 @@ pub struct Symbolizer {
     pub mappings: Vec<MapEntry>,
     cache: HashMap<usize, Arc<PcInfo>>,
     names: HashMap<String, Arc<str>>,
+    /// Source file -> crate, learnt from physical functions (see `qualify`).
+    file_crates: HashMap<String, String>,
+    /// Source tree (`.../src/`) -> crate, likewise.
+    root_crates: HashMap<String, String>,
 }
 
 impl Symbolizer {
@@ -117,7 +121,16 @@ impl Symbolizer {
         }
         let bias = main_load_bias();
         let mappings = read_maps(&exe, &build_id);
-        Symbolizer { ctx, syms, bias, mappings, cache: HashMap::new(), names: HashMap::new() }
+        Symbolizer {
+            ctx,
+            syms,
+            bias,
+            mappings,
+            cache: HashMap::new(),
+            names: HashMap::new(),
+            file_crates: HashMap::new(),
+            root_crates: HashMap::new(),
+        }
     }
 
     fn intern(&mut self, s: &str) -> Arc<str> {
@@ -180,11 +193,26 @@ impl Symbolizer {
                 raw[last].0 = Some(s.2.to_string());
             }
         }
+        // Learn which crate the physical function's file belongs to before qualifying the
+        // inlined frames' names (see `qualify`).
+        if let Some(sys) = &raw[last].0 {
+            let pretty = demangle(sys);
+            let krate = crate_of(&pretty);
+            // (`__rustc::__rust_alloc` and friends are shims generated into the user's file.)
+            if pretty.contains("::") && !krate.is_empty() && !krate.starts_with("__") {
+                let (file, krate) = (raw[last].1.clone(), krate.to_string());
+                self.learn(&file, &krate);
+            }
+        }
         let frames = raw
             .into_iter()
             .map(|(name, file, line)| {
                 let sys = name.unwrap_or_else(|| format!("{probe:#x}"));
-                let pretty = demangle(&sys);
+                let mut pretty = demangle(&sys);
+                let base = if pretty.starts_with('<') { &pretty[..] } else { pretty.split('<').next().unwrap_or("") };
+                if !base.contains("::") && !pretty.starts_with("0x") {
+                    pretty = self.qualify(&pretty, &file);
+                }
                 Frame { name: self.intern(&pretty), system_name: self.intern(&sys), file: self.intern(&file), line }
             })
             .collect();
@@ -209,6 +237,93 @@ impl Symbolizer {
             Frame { name: self.intern(&pretty), system_name: self.intern(&sys), file: self.intern(""), line: 0 };
         PcInfo { frames: vec![frame], func_start: start, mapping }
     }
+}
+
+impl Symbolizer {
+    /// Records that `file` (and the source tree it sits in) belongs to crate `krate`.
+    fn learn(&mut self, file: &str, krate: &str) {
+        if file.is_empty() || self.file_crates.contains_key(file) {
+            return;
+        }
+        self.file_crates.insert(file.to_string(), krate.to_string());
+        if let Some(root) = source_root(file) {
+            self.root_crates.entry(root.to_string()).or_insert_with(|| krate.to_string());
+        }
+    }
+
+    /// Gives a bare DWARF name a path. A binary built with `debug = "line-tables-only"` names
+    /// inlined functions without their path (`recv`, `{closure#0}<T>`): only physical functions
+    /// have full (ELF symbol) names. The crate comes from the file (a file, or the source tree
+    /// it sits in, seen with a physical function of a known crate; `/rustc/*/library/<crate>`
+    /// and `.cargo/registry/.../<crate>-<version>` by convention), the module from the file's
+    /// path under `src/`; generic arguments are dropped and `{closure#N}` becomes
+    /// `{{closure}}`, as the demangler writes them. A closure's enclosing function is not in
+    /// that debug info: build with `debug = "limited"` or more for exact inlined names.
+    fn qualify(&self, bare: &str, file: &str) -> String {
+        let mut name = match bare.find('<') {
+            Some(i) if i > 0 => bare[..i].to_string(),
+            _ => bare.to_string(),
+        };
+        if name.starts_with("{closure#") {
+            name = "{{closure}}".to_string();
+        }
+        let krate = self
+            .file_crates
+            .get(file)
+            .cloned()
+            .or_else(|| source_root(file).and_then(|r| self.root_crates.get(r).cloned()))
+            .or_else(|| crate_by_convention(file));
+        let Some(krate) = krate else { return name };
+        let module = module_path(file);
+        if module.is_empty() {
+            format!("{krate}::{name}")
+        } else {
+            format!("{krate}::{module}::{name}")
+        }
+    }
+}
+
+/// `/a/b/runtime/src/chan/mod.rs` -> `/a/b/runtime/src/`; a file outside `src/` (an
+/// integration test, an example) is its own root.
+fn source_root(file: &str) -> Option<&str> {
+    match file.rfind("/src/") {
+        Some(i) => Some(&file[..i + 5]),
+        None => (!file.is_empty()).then_some(file),
+    }
+}
+
+/// Crates whose paths say their name: the standard library, registry crates, and integration
+/// tests, examples and benches (a crate named after the file).
+fn crate_by_convention(file: &str) -> Option<String> {
+    if !file.contains("/src/") && ["/tests/", "/examples/", "/benches/"].iter().any(|d| file.contains(d)) {
+        let stem = file.rsplit('/').next()?.trim_end_matches(".rs");
+        return Some(stem.replace('-', "_"));
+    }
+    if let Some(i) = file.find("/library/") {
+        let rest = &file[i + 9..];
+        return rest.split('/').next().map(str::to_string);
+    }
+    if file.contains("/registry/src/") {
+        let dir = file[..file.rfind("/src/")?].rsplit('/').next()?;
+        let name = match dir.rfind('-') {
+            Some(i) if dir[i + 1..].starts_with(|c: char| c.is_ascii_digit()) => &dir[..i],
+            _ => dir,
+        };
+        return Some(name.replace('-', "_"));
+    }
+    None
+}
+
+/// The module path of a file under `src/`: `chan/mod.rs` -> `chan`, `chan/select.rs` ->
+/// `chan::select`, `lib.rs` -> ``.
+fn module_path(file: &str) -> String {
+    let Some(i) = file.rfind("/src/") else { return String::new() };
+    let rel = file[i + 5..].trim_end_matches(".rs");
+    let mut parts: Vec<&str> = rel.split('/').collect();
+    if matches!(parts.last(), Some(&"mod") | Some(&"lib") | Some(&"main")) {
+        parts.pop();
+    }
+    parts.join("::")
 }
 
 impl Default for Symbolizer {
@@ -325,6 +440,24 @@ mod tests {
         let names: Vec<_> = info.frames.iter().map(|f| f.name.to_string()).collect();
         assert!(names.iter().any(|n| n.contains("symbolizes_own_frame")), "{names:?}");
         assert!(info.frames.last().unwrap().file.ends_with("symbol.rs"), "{:?}", info.frames);
+    }
+
+    #[test]
+    fn bare_names_get_paths() {
+        let mut s = Symbolizer::new();
+        s.learn("/w/runtime/src/proc.rs", "gort_runtime");
+        assert_eq!(s.qualify("recv", "/w/runtime/src/chan/mod.rs"), "gort_runtime::chan::recv");
+        assert_eq!(s.qualify("{closure#0}<u8>", "/w/runtime/src/lib.rs"), "gort_runtime::{{closure}}");
+        assert_eq!(
+            s.qualify("call_once<F>", "/rustc/abc/library/core/src/ops/function.rs"),
+            "core::ops::function::call_once"
+        );
+        assert_eq!(
+            s.qualify("coroutine_func", "/r/.cargo/registry/src/index/corosensei-0.3.4/src/coroutine.rs"),
+            "corosensei::coroutine::coroutine_func"
+        );
+        assert_eq!(s.qualify("mystery", "/elsewhere/x.rs"), "mystery");
+        assert_eq!(s.qualify("{closure#1}", "/w/tests/prof_leak.rs"), "prof_leak::{{closure}}");
     }
 
     #[test]
