@@ -134,6 +134,13 @@ fn debug1_text_has_go_shape() {
     }
     assert_eq!(sum, total);
     assert!(saw_recv, "{text}");
+    // pprof reads Go's legacy text format too.
+    if have_go() {
+        let f = tmpdir("text1").join("goroutine.txt");
+        std::fs::write(&f, &text).unwrap();
+        let raw = pprof(&["-raw", f.to_str().unwrap()]);
+        assert!(raw.contains("goroutine"), "{raw}");
+    }
 }
 
 #[test]

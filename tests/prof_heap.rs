@@ -122,4 +122,9 @@ fn heap_demo() {
     }
     let out = pprof(&["-top", fa.to_str().unwrap()]);
     assert!(out.contains("Type: alloc_space"), "{out}");
+    // pprof also reads Go's legacy debug=1 text (it unsamples with the `@ heap/N` rate).
+    let ft = dir.join("heap.txt");
+    std::fs::write(&ft, &text).unwrap();
+    let raw = pprof(&["-raw", ft.to_str().unwrap()]);
+    assert!(raw.contains("25165824"), "{raw}");
 }
