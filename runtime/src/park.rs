@@ -27,7 +27,7 @@
 //! back to `P_USER` on the way out.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::g::{self, GKind, GRef, WaitReason, G};
 use crate::m::current_m;
@@ -273,56 +273,72 @@ pub fn ready(g: GRef) {
     wakep();
 }
 
-/// A slot for the one goroutine (or thread) waiting for a condition that another party makes
-/// true exactly once (a goroutine finishing, a timer firing): the lost-wakeup-free pairing of a
-/// flag with a parked waiter that `join`, `run` and `Timer::wait` share.
+/// A one-shot event with room for one parked waiter: the lost-wakeup-free pairing that `join`,
+/// `run` and `Timer::wait` share (a goroutine finishing, a timer firing).
 ///
-/// Protocol: the waker makes the condition true with a SeqCst store, then calls [`wake`]; the
-/// waiter publishes itself (SeqCst) and then re-checks the condition inside the park commit. By
-/// the Dekker argument at least one side sees the other: either the waiter sees the condition
-/// and withdraws (unless the waker already took it, in which case it stays parked and is
-/// readied), or the waker finds the waiter and readies it.
-///
-/// [`wake`]: WaitSlot::wake
-pub(crate) struct WaitSlot(AtomicPtr<G>);
+/// One word holds both the condition and the waiter: `EMPTY` (not done, nobody waits), `DONE`,
+/// or a pointer to the parked G. The waiter's park commit CASes `EMPTY -> me` and, once that
+/// succeeded, touches nothing at all: from that instant the completer may ready it, it may run
+/// on another M and free the slot (the join handle dropped) and reuse its stack. A commit that
+/// reads anything after publishing would race with exactly that (the bug this design replaced).
+/// The completer swaps in `DONE` and readies whatever G it took out; exactly one side sees the
+/// other because both act on the same word.
+pub(crate) struct WaitSlot(AtomicUsize);
+
+const SLOT_EMPTY: usize = 0;
+const SLOT_DONE: usize = 1;
 
 impl WaitSlot {
     pub(crate) const fn new() -> WaitSlot {
-        WaitSlot(AtomicPtr::new(std::ptr::null_mut()))
+        WaitSlot(AtomicUsize::new(SLOT_EMPTY))
     }
 
-    /// Parks at most once: returns when `done()` holds or after a wakeup (check again).
-    pub(crate) fn wait_once(&self, reason: WaitReason, done: impl Fn() -> bool) {
-        if done() {
+    /// Whether [`complete`](Self::complete) has run (since the last [`reset`](Self::reset)).
+    pub(crate) fn is_done(&self) -> bool {
+        // Acquire: pairs with complete's AcqRel swap (what the completer wrote before is ours).
+        self.0.load(Ordering::Acquire) == SLOT_DONE
+    }
+
+    /// Parks at most once: returns when done or after a wakeup (check again).
+    pub(crate) fn wait_once(&self, reason: WaitReason) {
+        if self.is_done() {
             return;
         }
-        park(reason, |g| {
-            let me = g.as_ptr() as *mut G;
-            // SeqCst: Dekker pair with the waker's SeqCst condition store + `wake`'s swap.
-            self.0.store(me, Ordering::SeqCst);
-            if done() {
-                // Withdraw, unless `wake` already took us (then it readies us: stay parked).
-                return self.0.compare_exchange(me, std::ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst).is_err();
-            }
-            true
+        let word: *const AtomicUsize = &self.0;
+        park(reason, move |g| {
+            // SAFETY: the slot outlives this commit: its owner is blocked in `wait_once` until
+            // the CAS below publishes it, and we touch nothing after that CAS.
+            let word = unsafe { &*word };
+            // AcqRel: Release publishes the G to the completer's swap; Acquire (on failure,
+            // DONE) pairs with that swap's Release.
+            word.compare_exchange(SLOT_EMPTY, g.as_ptr() as usize, Ordering::AcqRel, Ordering::Acquire).is_ok()
         });
     }
 
-    /// Parks until `done()` holds.
-    pub(crate) fn wait(&self, reason: WaitReason, done: impl Fn() -> bool) {
-        while !done() {
-            self.wait_once(reason, &done);
+    /// Parks until done.
+    pub(crate) fn wait(&self, reason: WaitReason) {
+        while !self.is_done() {
+            self.wait_once(reason);
         }
     }
 
-    /// Readies the waiter, if one is parked. Call after making the condition true (SeqCst).
-    pub(crate) fn wake(&self) {
-        // SeqCst: see `wait_once`.
-        let w = self.0.swap(std::ptr::null_mut(), Ordering::SeqCst);
-        if !w.is_null() {
-            // SAFETY: the slot only holds pointers made from GRefs in `wait_once`.
-            ready(unsafe { GRef::from_ptr(w) });
+    /// Marks the event done and readies the waiter, if one is parked. Everything written before
+    /// is visible to whoever sees it done.
+    pub(crate) fn complete(&self) {
+        // AcqRel: Release publishes what the completer wrote (a join result); Acquire pairs with
+        // the waiter's publishing CAS.
+        let w = self.0.swap(SLOT_DONE, Ordering::AcqRel);
+        if w > SLOT_DONE {
+            // SAFETY: only `wait_once` stores a G pointer (made from a GRef) in the slot.
+            ready(unsafe { GRef::from_ptr(w as *const G) });
         }
+    }
+
+    /// Makes a done event pending again (a reset timer). A parked waiter stays parked.
+    pub(crate) fn reset(&self) {
+        // Relaxed: the next `complete` publishes again; a concurrent waiter only needs to see
+        // either DONE (returns) or EMPTY (parks until the next complete).
+        let _ = self.0.compare_exchange(SLOT_DONE, SLOT_EMPTY, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 

@@ -26,7 +26,7 @@ use std::any::Any;
 use std::cell::UnsafeCell;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use corosensei::{Coroutine, Yielder};
@@ -82,40 +82,26 @@ pub(crate) fn goroutine_main(y: &GYielder, g: GRef) {
 // JoinHandle
 // ---------------------------------------------------------------------------------------------
 
-const RUNNING: u32 = 0;
-const DONE: u32 = 1;
-
 struct Packet<T> {
-    state: AtomicU32,
     result: UnsafeCell<Option<std::thread::Result<T>>>,
-    /// The G waiting in join, if any.
-    waiter: WaitSlot,
+    /// Done once `result` is written; holds the G waiting in join, if any.
+    done: WaitSlot,
 }
 
-// SAFETY: `result` is written once by the finishing goroutine before `state` becomes DONE
-// (Release) and read only by the joiner after it observes DONE (Acquire).
+// SAFETY: `result` is written once by the finishing goroutine before `done` completes (Release)
+// and read only by the joiner after it observes done (Acquire).
 unsafe impl<T: Send> Sync for Packet<T> {}
 
 impl<T> Packet<T> {
     fn complete(&self, r: std::thread::Result<T>) {
-        // SAFETY: only the finishing goroutine writes, once, before publishing DONE.
+        // SAFETY: only the finishing goroutine writes, once, before completing.
         unsafe { *self.result.get() = Some(r) };
-        // SeqCst: the condition store of the WaitSlot protocol; also Release for `result`.
-        self.state.store(DONE, Ordering::SeqCst);
-        self.waiter.wake();
-    }
-
-    fn is_done(&self) -> bool {
-        // SeqCst: the WaitSlot protocol's condition load; also Acquire for `result`.
-        self.state.load(Ordering::SeqCst) == DONE
-    }
-
-    fn wait(&self) {
-        self.waiter.wait(WaitReason::Join, || self.is_done());
+        self.done.complete();
     }
 
     fn take(&self) -> std::thread::Result<T> {
-        // SAFETY: called after wait() observed DONE (Acquire); the writer is finished.
+        debug_assert!(self.done.is_done());
+        // SAFETY: called after `done` was observed (Acquire); the writer is finished.
         unsafe { (*self.result.get()).take().expect("join result taken once") }
     }
 }
@@ -169,7 +155,7 @@ impl<T> JoinHandle<T> {
     /// On a goroutine this parks the goroutine; on a plain thread it blocks the thread.
     pub fn join(self) -> std::thread::Result<T> {
         let p = self.task.packet();
-        p.wait();
+        p.done.wait(WaitReason::Join);
         p.take()
     }
 
@@ -180,7 +166,7 @@ impl<T> JoinHandle<T> {
 
     /// Whether the goroutine has finished.
     pub fn is_finished(&self) -> bool {
-        self.task.packet().state.load(Ordering::Acquire) == DONE
+        self.task.packet().done.is_done()
     }
 }
 
@@ -270,7 +256,7 @@ where
     T: Send + 'static,
 {
     let task = Arc::new(Task {
-        packet: Packet { state: AtomicU32::new(RUNNING), result: UnsafeCell::new(None), waiter: WaitSlot::new() },
+        packet: Packet { result: UnsafeCell::new(None), done: WaitSlot::new() },
         f: UnsafeCell::new(Some(f)),
     });
     let id = newproc(task.clone(), loc, name, custom, main);
@@ -405,8 +391,8 @@ where
     let waiter = Arc::new(RunWaiter { main_goid: h.id, thread_g: tg, deadlock: parking_lot::Mutex::new(None) });
     s.run_waiters.lock().push(waiter.clone());
     let pk = h.task.packet();
-    while !pk.is_done() {
-        pk.waiter.wait_once(WaitReason::Join, || pk.is_done());
+    while !pk.done.is_done() {
+        pk.done.wait_once(WaitReason::Join);
         if let Some(report) = waiter.deadlock.lock().take() {
             panic!("{report}");
         }

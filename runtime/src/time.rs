@@ -19,7 +19,7 @@
 use std::cell::Cell;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -314,15 +314,13 @@ impl std::fmt::Debug for RawTimer {
 // ---------------------------------------------------------------------------------------------
 
 struct TimerShared {
-    fired: AtomicBool,
-    waiter: WaitSlot,
+    /// Done when the timer has fired (since creation or the last reset).
+    fired: WaitSlot,
 }
 
 impl TimerShared {
     fn fire(&self) {
-        // SeqCst: the condition store of the WaitSlot protocol.
-        self.fired.store(true, Ordering::SeqCst);
-        self.waiter.wake();
+        self.fired.complete();
     }
 }
 
@@ -336,7 +334,7 @@ pub struct Timer {
 impl Timer {
     /// A timer that fires once after `d`.
     pub fn new(d: Duration) -> Timer {
-        let shared = Arc::new(TimerShared { fired: AtomicBool::new(false), waiter: WaitSlot::new() });
+        let shared = Arc::new(TimerShared { fired: WaitSlot::new() });
         let sh = shared.clone();
         let raw = RawTimer::new(deadline(d), Box::new(move || sh.fire()));
         Timer { raw, shared }
@@ -345,14 +343,12 @@ impl Timer {
     /// Blocks (parks the goroutine, with reason `sleep`) until the timer fires. Returns at once
     /// if it has fired. Waiting on a stopped timer that never fires blocks forever, as in Go.
     pub fn wait(&self) {
-        let sh = &self.shared;
-        // SeqCst: the WaitSlot protocol's condition load.
-        sh.waiter.wait(WaitReason::Sleep, || sh.fired.load(Ordering::SeqCst));
+        self.shared.fired.wait(WaitReason::Sleep);
     }
 
     /// Whether the timer has fired (since creation or the last reset).
     pub fn has_fired(&self) -> bool {
-        self.shared.fired.load(Ordering::Acquire)
+        self.shared.fired.is_done()
     }
 
     /// Stops the timer; returns true if that prevented it from firing (Go's `Timer.Stop`).
@@ -364,7 +360,7 @@ impl Timer {
     /// `Timer.Reset`).
     pub fn reset(&self, d: Duration) -> bool {
         let was = self.raw.stop();
-        self.shared.fired.store(false, Ordering::SeqCst);
+        self.shared.fired.reset();
         self.raw.reset(deadline(d));
         was
     }
