@@ -73,6 +73,11 @@ fn leak_demo_diff_with_base() {
             .sum()
     };
     assert_eq!(count(&p2, "http_pprof_goroutine") - count(&p1, "http_pprof_goroutine"), 20);
+    // The delta an HTTP `?seconds=N` request serves: only the 20 new goroutines remain.
+    let d = gort::profiler::proto::delta(&p1, &p2).unwrap();
+    gort::profiler::proto::validate(&d).unwrap();
+    assert_eq!(d.sample.iter().map(|s| s.value[0]).collect::<Vec<_>>(), [20]);
+    assert_eq!(count(&d, "http_pprof_goroutine::{{closure}}"), 20);
     std::fs::write(dir.join("g1.pb.gz"), &g1).unwrap();
     std::fs::write(dir.join("g2.pb.gz"), &g2).unwrap();
     drop(tx);

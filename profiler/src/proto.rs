@@ -83,7 +83,7 @@ pub struct Sample {
 }
 
 /// A sample label: a string or a number.
-#[derive(Clone, PartialEq, Eq, Message)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Message)]
 pub struct Label {
     /// String index of the key.
     #[prost(int64, tag = "1")]
@@ -294,4 +294,164 @@ pub fn validate(p: &Profile) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The delta `p1 - p0` of two profiles of the same kind, as Go's `net/http/pprof` serves for
+/// `?seconds=N` (`p0.Scale(-1)`, `profile.Merge`): samples are matched by their stacks
+/// (addresses and symbolized lines) and labels, values subtracted, all-zero samples dropped;
+/// `time_nanos` is `p1`'s and `duration_nanos` the time between them. Errors if the sample
+/// types or period types differ (pprof refuses to merge those too).
+pub fn delta(p0: &Profile, p1: &Profile) -> Result<Profile, String> {
+    let types = |p: &Profile| {
+        let vt = |v: &ValueType| (p.str(v.r#type).to_string(), p.str(v.unit).to_string());
+        (p.sample_type.iter().map(vt).collect::<Vec<_>>(), p.period_type.as_ref().map(vt))
+    };
+    if types(p0) != types(p1) {
+        return Err("profiles have different sample or period types".into());
+    }
+    let mut m = Merger::new(p1);
+    m.add(p0, -1);
+    m.add(p1, 1);
+    let mut out = m.out;
+    let n = out.sample_type.len();
+    let mut samples: Vec<_> = m.values.into_iter().filter(|(_, v)| v.iter().any(|x| *x != 0)).collect();
+    samples.sort_by(|a, b| a.0.cmp(&b.0));
+    for ((locs, labels), value) in samples {
+        debug_assert_eq!(value.len(), n);
+        out.sample.push(Sample { location_id: locs, value, label: labels });
+    }
+    out.time_nanos = p1.time_nanos;
+    out.duration_nanos = p1.time_nanos.saturating_sub(p0.time_nanos);
+    Ok(out)
+}
+
+type LineKey = Vec<(String, String, String, i64)>;
+
+/// Re-interns profiles into one output (strings, functions, locations; mappings by file+start).
+struct Merger {
+    out: Profile,
+    strings: std::collections::HashMap<String, i64>,
+    functions: std::collections::HashMap<(i64, i64, i64), u64>,
+    locations: std::collections::HashMap<(u64, u64, LineKey), u64>,
+    mappings: std::collections::HashMap<(String, u64), u64>,
+    values: std::collections::HashMap<(Vec<u64>, Vec<Label>), Vec<i64>>,
+}
+
+impl Merger {
+    fn new(like: &Profile) -> Merger {
+        let mut m = Merger {
+            out: Profile { string_table: vec![String::new()], ..Default::default() },
+            strings: std::collections::HashMap::new(),
+            functions: std::collections::HashMap::new(),
+            locations: std::collections::HashMap::new(),
+            mappings: std::collections::HashMap::new(),
+            values: std::collections::HashMap::new(),
+        };
+        m.strings.insert(String::new(), 0);
+        for vt in &like.sample_type {
+            let v = ValueType { r#type: m.s(like.str(vt.r#type)), unit: m.s(like.str(vt.unit)) };
+            m.out.sample_type.push(v);
+        }
+        if let Some(pt) = &like.period_type {
+            m.out.period_type = Some(ValueType { r#type: m.s(like.str(pt.r#type)), unit: m.s(like.str(pt.unit)) });
+        }
+        m.out.period = like.period;
+        m.out.default_sample_type = m.s(like.str(like.default_sample_type));
+        m
+    }
+
+    fn s(&mut self, v: &str) -> i64 {
+        if let Some(&i) = self.strings.get(v) {
+            return i;
+        }
+        let i = self.out.string_table.len() as i64;
+        self.out.string_table.push(v.to_string());
+        self.strings.insert(v.to_string(), i);
+        i
+    }
+
+    fn mapping(&mut self, p: &Profile, id: u64) -> u64 {
+        let Some(mp) = p.mapping.iter().find(|m| m.id == id) else { return 0 };
+        let key = (p.str(mp.filename).to_string(), mp.memory_start);
+        if let Some(&i) = self.mappings.get(&key) {
+            return i;
+        }
+        let nid = self.out.mapping.len() as u64 + 1;
+        let mut nm = mp.clone();
+        nm.id = nid;
+        nm.filename = self.s(p.str(mp.filename));
+        nm.build_id = self.s(p.str(mp.build_id));
+        self.out.mapping.push(nm);
+        self.mappings.insert(key, nid);
+        nid
+    }
+
+    fn location(&mut self, p: &Profile, l: &Location) -> u64 {
+        let func = |id: u64| p.function.iter().find(|f| f.id == id);
+        let lines: LineKey = l
+            .line
+            .iter()
+            .map(|ln| match func(ln.function_id) {
+                Some(f) => (p.str(f.name).into(), p.str(f.system_name).into(), p.str(f.filename).into(), ln.line),
+                None => (String::new(), String::new(), String::new(), ln.line),
+            })
+            .collect();
+        let mapping_id = self.mapping(p, l.mapping_id);
+        let key = (mapping_id, l.address, lines);
+        if let Some(&i) = self.locations.get(&key) {
+            return i;
+        }
+        let mut out_lines = Vec::new();
+        for (name, sys, file, line) in &key.2 {
+            let fk = (self.s(name), self.s(sys), self.s(file));
+            let fid = match self.functions.get(&fk) {
+                Some(&f) => f,
+                None => {
+                    let f = self.out.function.len() as u64 + 1;
+                    self.out.function.push(Function {
+                        id: f,
+                        name: fk.0,
+                        system_name: fk.1,
+                        filename: fk.2,
+                        start_line: 0,
+                    });
+                    self.functions.insert(fk, f);
+                    f
+                }
+            };
+            out_lines.push(Line { function_id: fid, line: *line, column: 0 });
+        }
+        let id = self.out.location.len() as u64 + 1;
+        self.out.location.push(Location {
+            id,
+            mapping_id,
+            address: l.address,
+            line: out_lines,
+            is_folded: l.is_folded,
+        });
+        self.locations.insert(key, id);
+        id
+    }
+
+    fn add(&mut self, p: &Profile, sign: i64) {
+        let by_id: std::collections::HashMap<u64, &Location> = p.location.iter().map(|l| (l.id, l)).collect();
+        for smp in &p.sample {
+            let locs: Vec<u64> =
+                smp.location_id.iter().filter_map(|id| by_id.get(id)).map(|l| self.location(p, l)).collect();
+            let labels: Vec<Label> = smp
+                .label
+                .iter()
+                .map(|l| Label {
+                    key: self.s(p.str(l.key)),
+                    str: self.s(p.str(l.str)),
+                    num: l.num,
+                    num_unit: self.s(p.str(l.num_unit)),
+                })
+                .collect();
+            let v = self.values.entry((locs, labels)).or_insert_with(|| vec![0; smp.value.len()]);
+            for (a, b) in v.iter_mut().zip(&smp.value) {
+                *a += sign * b;
+            }
+        }
+    }
 }
