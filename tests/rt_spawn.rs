@@ -190,3 +190,22 @@ fn yield_interleaves_on_one_p() {
     let out = common::run_child("yield_interleaves_on_one_p", &[("GOMAXPROCS", "1")]);
     assert!(out.status.success(), "child failed:\n{}", common::stderr(&out));
 }
+
+/// Skynet with join handles, repeated: every goroutine joins ten children that finish on other
+/// Ms at the same moment, the pattern that exposes a join whose park commit touches the parked
+/// goroutine's memory after publishing it (a crash found by the benchmarks).
+#[test]
+fn skynet_join_storm() {
+    fn skynet(num: u64, size: u64) -> u64 {
+        if size == 1 {
+            return num;
+        }
+        let sub = size / 10;
+        let hs: Vec<_> = (0..10).map(|i| gort::spawn(move || skynet(num + i * sub, sub))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    }
+    let _w = Watchdog::new("skynet_join_storm", Duration::from_secs(240));
+    for _ in 0..5 {
+        assert_eq!(gort::run(|| skynet(0, 100_000)), 4_999_950_000);
+    }
+}
