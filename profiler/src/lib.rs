@@ -31,7 +31,23 @@
 //!
 //! Shaped like Go's `runtime/pprof`: [`lookup`]`("heap")`, [`Profile::write_to`]`(w, debug)`,
 //! [`Profile::count`], [`profiles`], [`write_heap_profile`], [`set_mem_profile_rate`]. The heap
-//! profiles need [`Allocator`] installed as the `#[global_allocator]`.
+//! profiles need [`Allocator`] installed as the `#[global_allocator]`. For an HTTP server:
+//! [`Profile::description`] (the index page), [`Profile::to_proto`] and [`proto::delta`]
+//! (`?seconds=N`), [`symbolize`] (`/debug/pprof/symbol`).
+//!
+//! Profile building runs on the caller's stack (a goroutine's 256 KiB by default is plenty; the
+//! first profile reads the binary's DWARF) and never parks the calling goroutine.
+//!
+//! # Not here yet
+//!
+//! - `mutex`, `block` and the CPU profile (part 2; `gort_runtime::prof_hooks` records the first
+//!   two already), and goroutine labels (`pprof.Do`).
+//! - Goroutines running on another M at snapshot time are counted with an empty stack (Go stops
+//!   the world to walk them).
+//! - `threadcreate` has no creation stacks (the runtime does not expose its Ms yet).
+//! - Release builds with `debug = "line-tables-only"` name inlined functions without their path;
+//!   the symbolizer reconstructs crate and module from the source file, but a closure loses its
+//!   enclosing function. `debug = "limited"` gives exact names.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod builder;

@@ -342,6 +342,11 @@ pub fn demangle(sym: &str) -> String {
 
 /// The main program's load bias (`dlpi_addr` of the first `dl_iterate_phdr` entry).
 fn main_load_bias() -> usize {
+    /// `dl_iterate_phdr` callback storing the first entry's load bias.
+    ///
+    /// # Safety
+    ///
+    /// `info` must be valid for the call and `data` must point to a writable `usize`.
     unsafe extern "C" fn cb(
         info: *mut libc::dl_phdr_info,
         _size: libc::size_t,
