@@ -27,7 +27,7 @@
 //!
 //! # Never recursing, never deadlocking
 //!
-//! - A thread-local flag ([`NoSample`]) is set while the sampler or the profiler itself runs:
+//! - A thread-local flag (`NoSample`) is set while the sampler or the profiler itself runs:
 //!   allocations under it are never sampled and frees under it skip the table. The side table,
 //!   the records and everything a profile builds are allocated under the flag, so they are never
 //!   sampled blocks, and a table resize freeing its old array cannot re-enter the lock it holds.
