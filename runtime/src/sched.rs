@@ -668,10 +668,10 @@ fn steal_runnext(v: &'static P) -> Option<GRef> {
         return None;
     }
     let tick = v.schedtick.load(Ordering::Relaxed);
-    let t0 = nanotime();
-    while nanotime() - t0 < 3_000 {
-        std::hint::spin_loop();
-    }
+    // Sleep rather than spin, as Go's runqsteal does (usleep(3)): a spinning sibling hyperthread
+    // would slow the very ping-pong it waits on, and while we sleep we stay counted as spinning,
+    // so the readier's wakep does not pay a futex wake for every handoff.
+    std::thread::sleep(std::time::Duration::from_micros(3));
     if v.schedtick.load(Ordering::Relaxed) != tick {
         return None;
     }
