@@ -15,8 +15,17 @@ use util::*;
 /// Serializes the tests of this file: each counts goroutines.
 static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Takes this file's turn, once the receivers a previous test released have finished (they
+/// share the stacks the tests count).
 fn turn() -> std::sync::MutexGuard<'static, ()> {
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
+    let t = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..5000 {
+        if !gort::goroutines().iter().any(|g| g.state == "chan receive") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    t
 }
 
 /// Waits until `n` goroutines are parked in a channel receive.
@@ -253,4 +262,43 @@ fn go_written_fixture_decodes() {
     // Re-encoding with our messages round-trips.
     let again = Profile::decode_any(&p.encode_gz()).unwrap();
     assert_eq!(again, p);
+}
+
+#[test]
+fn labels_split_groups_and_are_inherited() {
+    let _t = turn();
+    let (tx, rx) = chan::chan::<i32>(0);
+    let (text, gz) = gort::run(move || {
+        use gort::profiler::{labels, with_labels};
+        assert!(labels().0.is_empty());
+        with_labels(&[("worker", "a")], || {
+            assert_eq!(labels().0, [("worker".to_string(), "a".to_string())]);
+            http_pprof_goroutine(&rx, 2); // inherited by the spawned goroutines
+            with_labels(&[("worker", "b"), ("shard", "1")], || http_pprof_goroutine(&rx, 3));
+            assert_eq!(labels().0.len(), 1, "nested labels restored");
+        });
+        assert!(labels().0.is_empty(), "labels restored");
+        http_pprof_goroutine(&rx, 1);
+        wait_receivers(6);
+        (String::from_utf8(write("goroutine", 1)).unwrap(), write("goroutine", 0))
+    });
+    drop(tx);
+    eprintln!("{text}");
+    assert!(text.contains("\n3 @ ") && text.contains("# labels: {\"shard\":\"1\", \"worker\":\"b\"}\n"), "{text}");
+    assert!(text.contains("\n2 @ ") && text.contains("# labels: {\"worker\":\"a\"}\n"), "{text}");
+    let p = decode_valid(&gz);
+    let with = |k: &str, v: &str| -> i64 {
+        p.sample
+            .iter()
+            .filter(|s| s.label.iter().any(|l| p.str(l.key) == k && p.str(l.str) == v))
+            .map(|s| s.value[0])
+            .sum()
+    };
+    assert_eq!((with("worker", "a"), with("worker", "b"), with("shard", "1")), (2, 3, 3));
+    if have_go() {
+        let f = tmpdir("labels").join("g.pb.gz");
+        std::fs::write(&f, &gz).unwrap();
+        let out = pprof(&["-top", "-tagfocus=worker=b", f.to_str().unwrap()]);
+        assert!(out.contains("Showing nodes accounting for 3, "), "{out}");
+    }
 }

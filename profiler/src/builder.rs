@@ -255,6 +255,11 @@ impl<'a> Builder<'a> {
         Label { key: self.string(key), str: 0, num, num_unit: 0 }
     }
 
+    /// A string label.
+    pub fn str_label(&mut self, key: &str, value: &str) -> Label {
+        Label { key: self.string(key), str: self.string(value), num: 0, num_unit: 0 }
+    }
+
     /// Adds a location with no address for a function the stack could not be recorded for.
     pub fn pseudo_location(&mut self, name: &str) -> u64 {
         let n = self.string(name);

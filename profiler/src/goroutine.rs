@@ -14,8 +14,10 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::panic::Location;
+use std::sync::Arc;
 
 use crate::builder::{frames, Builder, LFrame, Trim};
+use crate::labels::LabelSet;
 use crate::symbol::Symbolizer;
 use crate::walk::{walk_current, walk_fp, Walk, MAX_DEPTH};
 
@@ -40,10 +42,11 @@ pub struct GStack {
     pub current: bool,
 }
 
-/// Grouped stacks: raw stack -> number of goroutines, and the total.
+/// Grouped stacks: (raw stack, labels) -> number of goroutines, and the total.
 pub struct Grouped {
-    /// Distinct stacks with their counts (an empty stack: goroutines that could not be walked).
-    pub groups: Vec<(Vec<usize>, i64)>,
+    /// Distinct stacks and label sets with their counts (an empty stack: goroutines that could
+    /// not be walked).
+    pub groups: Vec<(Vec<usize>, Option<Arc<LabelSet>>, i64)>,
     /// Goroutines in total.
     pub total: i64,
 }
@@ -59,35 +62,50 @@ fn walk_parked(p: &gort_runtime::Parked<'_>, buf: &mut [usize]) -> Walk {
     unsafe { walk_fp(r.pc, r.fp, bounds, buf) }
 }
 
-/// Walks every goroutine and groups identical stacks.
+type GroupKey = (Box<[usize]>, Option<Arc<LabelSet>>);
+
+/// Walks every goroutine and groups identical stacks (with identical labels).
 pub fn grouped() -> Grouped {
-    let mut map: HashMap<Box<[usize]>, i64> = HashMap::new();
+    // Unlabelled stacks (the common case) are counted without building a key per goroutine.
+    let mut plain: HashMap<Box<[usize]>, i64> = HashMap::new();
+    let mut labelled: HashMap<GroupKey, i64> = HashMap::new();
     let mut buf = [0usize; MAX_DEPTH];
     let mut walked = 0i64;
-    gort_runtime::for_each_g(|g| {
-        if let Some(w) = g.with_parked(|p| walk_parked(p, &mut buf)) {
-            walked += 1;
-            let k = &buf[..w.len];
-            match map.get_mut(k) {
-                Some(c) => *c += 1,
-                None => {
-                    map.insert(k.into(), 1);
-                }
+    let mut add = |stack: &[usize], labels: Option<Arc<LabelSet>>, n: i64| match labels {
+        None => match plain.get_mut(stack) {
+            Some(c) => *c += n,
+            None => {
+                plain.insert(stack.into(), n);
             }
+        },
+        Some(l) => *labelled.entry((stack.into(), Some(l))).or_insert(0) += n,
+    };
+    gort_runtime::for_each_g(|g| {
+        let got = g.with_parked(|p| {
+            // SAFETY: the runtime holds the goroutine still, so its labels pointer stays alive.
+            (walk_parked(p, &mut buf), unsafe { crate::labels::from_ptr(p.labels()) })
+        });
+        if let Some((w, labels)) = got {
+            walked += 1;
+            add(&buf[..w.len], labels, 1);
         }
     });
     let mut total = gort_runtime::num_goroutine() as i64;
     if gort_runtime::current_id().is_some() {
         let w = walk_current(&mut buf);
-        *map.entry(buf[..w.len].into()).or_insert(0) += 1;
+        // SAFETY: our own labels pointer cannot change while we run.
+        let labels = unsafe { crate::labels::from_ptr(gort_runtime::proc::current_labels()) };
+        add(&buf[..w.len], labels, 1);
         walked += 1;
     }
     total = total.max(walked);
     if total > walked {
-        *map.entry(Box::from([])).or_insert(0) += total - walked;
+        add(&[], None, total - walked);
     }
-    let mut groups: Vec<(Vec<usize>, i64)> = map.into_iter().map(|(k, v)| (k.into_vec(), v)).collect();
-    groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut groups: Vec<(Vec<usize>, Option<Arc<LabelSet>>, i64)> =
+        plain.into_iter().map(|(k, v)| (k.into_vec(), None, v)).collect();
+    groups.extend(labelled.into_iter().map(|((k, l), v)| (k.into_vec(), l, v)));
+    groups.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)).then_with(|| a.1.cmp(&b.1)));
     Grouped { groups, total }
 }
 
@@ -134,9 +152,10 @@ pub fn all() -> Vec<GStack> {
 pub fn proto(sym: &mut Symbolizer) -> crate::proto::Profile {
     let g = grouped();
     let mut b = Builder::new(sym, &[("goroutine", "count")], ("goroutine", "count"), 1);
-    for (stack, n) in &g.groups {
+    for (stack, labels, n) in &g.groups {
         let locs = b.locations(stack, Trim::Goroutine);
-        b.sample(locs, vec![*n], Vec::new());
+        let labels = labels.iter().flat_map(|l| l.0.iter()).map(|(k, v)| b.str_label(k, v)).collect();
+        b.sample(locs, vec![*n], labels);
     }
     b.finish()
 }
@@ -152,13 +171,16 @@ pub(crate) fn hash_lines(out: &mut String, fr: &[LFrame]) {
 pub fn text1(sym: &mut Symbolizer) -> String {
     let g = grouped();
     let mut out = format!("goroutine profile: total {}\n", g.total);
-    for (stack, n) in &g.groups {
+    for (stack, labels, n) in &g.groups {
         out.push_str(&n.to_string());
         out.push_str(" @");
         for pc in stack {
             let _ = write!(out, " {pc:#x}");
         }
         out.push('\n');
+        if let Some(l) = labels {
+            let _ = writeln!(out, "# labels: {}", l.to_go_string());
+        }
         hash_lines(&mut out, &frames(sym, stack, Trim::Goroutine));
         out.push('\n');
     }

@@ -41,7 +41,8 @@
 //! # Not here yet
 //!
 //! - `mutex`, `block` and the CPU profile (part 2; `gort_runtime::prof_hooks` records the first
-//!   two already), and goroutine labels (`pprof.Do`).
+//!   two already). Goroutine labels ([`with_labels`], Go's `pprof.Do`) are in the goroutine
+//!   profile; the CPU profile will carry them too.
 //! - Goroutines running on another M at snapshot time are counted with an empty stack (Go stops
 //!   the world to walk them).
 //! - `threadcreate` has no creation stacks (the runtime does not expose its Ms yet).
@@ -53,6 +54,7 @@
 pub mod builder;
 pub mod goroutine;
 pub mod heap;
+pub mod labels;
 pub mod proto;
 pub mod symbol;
 pub mod threadcreate;
@@ -62,6 +64,7 @@ use std::io::{self, Write};
 use std::sync::Mutex;
 
 pub use heap::{mem_profile_rate, set_mem_profile_rate, Allocator, DEFAULT_MEM_PROFILE_RATE};
+pub use labels::{labels, with_labels, LabelSet};
 
 use builder::{Builder, Trim};
 use heap::NoSample;
