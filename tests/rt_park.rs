@@ -202,9 +202,11 @@ fn snapshot_holds_a_parked_goroutine_still() {
             }
             gort::yield_now();
         };
-        let readier = std::thread::spawn(move || gort::ready(g));
+        let mut readier = None;
         let frames = g
             .with_parked(|p| {
+                // Started only now that the goroutine is held, so the ready must wait for us.
+                readier = Some(std::thread::spawn(move || gort::ready(g)));
                 assert_eq!(p.id(), h.id());
                 assert_eq!(p.wait_reason(), Some(WaitReason::Semacquire));
                 let (lo, hi) = p.stack_bounds();
@@ -230,7 +232,7 @@ fn snapshot_holds_a_parked_goroutine_still() {
             })
             .expect("the goroutine is parked");
         assert!(frames >= 2, "walked only {frames} frames");
-        readier.join().unwrap();
+        readier.unwrap().join().unwrap();
         let id = h.id();
         h.join().unwrap();
         assert!(ran.load(Ordering::SeqCst));
