@@ -140,16 +140,22 @@ fn ab_summary() {
         fast.push(ns(&|| churn(&SAMPLING, OPS)));
     }
     gort::profiler::set_mem_profile_rate(default);
-    let (sys, samp, fast, off, on) = (median(sys), median(samp), median(fast), median(off), median(on));
-    println!("prof_alloc A/B, interleaved, thread CPU time, median of {ROUNDS} rounds:");
+    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let pct = |a: f64, b: f64| (b / a - 1.0) * 100.0;
+    println!("prof_alloc A/B, interleaved, thread CPU time, {ROUNDS} rounds (median | min):");
+    let (ms, mp, mf) = (median(sys.clone()), median(samp.clone()), median(fast.clone()));
+    let (ns, np, nf) = (min(&sys), min(&samp), min(&fast));
     println!(
-        "  churn: System {sys:.2} ns/op, sampling Allocator {samp:.2} ns/op: overhead {:+.1}%",
-        (samp / sys - 1.0) * 100.0
+        "  churn: System {ms:.2} | {ns:.2} ns/op, sampling Allocator {mp:.2} | {np:.2} ns/op: overhead {:+.1}% | {:+.1}%",
+        pct(ms, mp),
+        pct(ns, np)
     );
-    println!("  churn, sampling Allocator at rate 2^40 (fast path only): {fast:.2} ns/op");
+    println!("  churn, sampling Allocator at rate 2^40 (fast path only): {mf:.2} | {nf:.2} ns/op");
+    let (mo, mn, no, nn) = (median(off.clone()), median(on.clone()), min(&off), min(&on));
     println!(
-        "  strings_map(50k): rate 0 {off:.2} ms, rate 512 KiB {on:.2} ms: overhead {:+.1}%",
-        (on / off - 1.0) * 100.0
+        "  strings_map(50k): rate 0 {mo:.2} | {no:.2} ms, rate 512 KiB {mn:.2} | {nn:.2} ms: overhead {:+.1}% | {:+.1}%",
+        pct(mo, mn),
+        pct(no, nn)
     );
 }
 
