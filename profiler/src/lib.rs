@@ -54,6 +54,7 @@
 pub mod builder;
 pub mod goroutine;
 pub mod heap;
+pub mod http;
 pub mod labels;
 pub mod proto;
 pub mod symbol;
@@ -64,6 +65,7 @@ use std::io::{self, Write};
 use std::sync::Mutex;
 
 pub use heap::{mem_profile_rate, set_mem_profile_rate, Allocator, DEFAULT_MEM_PROFILE_RATE};
+pub use http::{serve, Server};
 pub use labels::{labels, with_labels, LabelSet};
 
 use builder::{Builder, Trim};
