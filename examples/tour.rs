@@ -6,9 +6,9 @@
 //!
 //! It runs the scheduler's classic workloads (skynet, ping-pong over a channel, a fan-out with a
 //! WaitGroup, a CPU hog next to a ticker), then reproduces the goroutine-leak demo from the
-//! profiling notes (a goroutine blocked on `<-a` every 20 ms) and writes a goroutine dump to
-//! `profiles/goroutines.txt`, grouped the way `go tool pprof` groups goroutine profiles. The
-//! pprof endpoints come with the profiler issues; the tour grows with them.
+//! profiling notes (a goroutine blocked on `<-a` every 20 ms) and the heap demo, and writes
+//! pprof files to `profiles/` (two goroutine profiles 10 leaks apart, a heap profile) plus a
+//! grouped goroutine dump, then prints the `go tool pprof` commands to explore them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,6 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gort::chan::{chan, Receiver};
+
+/// The sampling allocator, so the heap profile has something to show.
+#[global_allocator]
+static ALLOC: gort::profiler::Allocator = gort::profiler::Allocator::system();
 
 /// Skynet: a tree of 1,111,111 goroutines, each summing its children's results.
 fn skynet(num: u64, size: u64) -> u64 {
@@ -109,19 +113,36 @@ fn main() {
         hogs.into_iter().for_each(|h| h.join().unwrap());
         println!("  10 ms ticker beside {} CPU hogs: worst interval {:.1} ms", gort::gomaxprocs(), ms_d(worst));
 
-        // The leak demo: a "request" every 20 ms leaks one goroutine.
+        // The leak demo: a "request" every 20 ms leaks one goroutine. Two goroutine profiles,
+        // 10 leaks apart, show it the way `go tool pprof -base` does.
+        std::fs::create_dir_all("profiles").expect("create profiles/");
+        for _ in 0..5 {
+            leaky_handler();
+            gort::time::sleep(Duration::from_millis(20));
+        }
+        write_profile("goroutine", "profiles/goroutine-1.pb.gz");
+        let before = gort::num_goroutine();
         for _ in 0..10 {
             leaky_handler();
             gort::time::sleep(Duration::from_millis(20));
         }
         gort::time::sleep(Duration::from_millis(20));
+        write_profile("goroutine", "profiles/goroutine-2.pb.gz");
+        let after = gort::num_goroutine();
+
+        // The heap demo: 12 MiB + 24 MiB of slices and a 999,999-entry map, kept alive.
+        let kept = (new_slice_in_heap1(), new_map_in_heap());
+        write_profile("heap", "profiles/heap.pb.gz");
+        std::hint::black_box(&kept);
+
         let gs = gort::goroutines();
         let mut groups: BTreeMap<(String, String), usize> = BTreeMap::new();
         for g in &gs {
             let site = g.created_at.map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
             *groups.entry((g.state.clone(), site)).or_default() += 1;
         }
-        writeln!(report, "goroutine dump: {} goroutines", gs.len()).unwrap();
+        writeln!(report, "goroutines: {before} at the first profile, {after} at the second (+{})", after - before)
+            .unwrap();
         let mut by_count: Vec<_> = groups.into_iter().collect();
         by_count.sort_by_key(|e| std::cmp::Reverse(e.1));
         for ((state, site), n) in &by_count {
@@ -129,12 +150,37 @@ fn main() {
         }
         report
     });
-    std::fs::create_dir_all("profiles").expect("create profiles/");
     std::fs::write("profiles/goroutines.txt", &out).expect("write profiles/goroutines.txt");
     println!("\n{out}");
-    println!("Wrote profiles/goroutines.txt: the 10 leaked goroutines are the [chan receive] group");
-    println!("created in leaky_handler. Next: read README.md (\"What's next\") and run the tests:");
-    println!("  cargo test --workspace --release");
+    println!("The [chan receive] group is the leak: goroutines started by leaky_handler, each blocked");
+    println!("on a channel nobody sends to. Wrote profiles/goroutine-1.pb.gz, goroutine-2.pb.gz,");
+    println!("heap.pb.gz (pprof format) and goroutines.txt. Explore them with Go's pprof:");
+    println!("  go tool pprof -top -base profiles/goroutine-1.pb.gz profiles/goroutine-2.pb.gz");
+    println!("  go tool pprof -top -sample_index=inuse_space profiles/heap.pb.gz");
+    println!("Run the tests with:  cargo test --workspace");
+}
+
+/// Writes profile `name` (gzipped pprof) to `path`.
+fn write_profile(name: &str, path: &str) {
+    let p = gort::profiler::lookup(name).expect("known profile");
+    let mut f = std::fs::File::create(path).expect("create profile file");
+    p.write_to(&mut f, 0).expect("write profile");
+}
+
+#[inline(never)]
+fn new_slice_in_heap1() -> (Vec<u8>, Vec<u8>) {
+    let a = vec![1u8; 12 << 20];
+    (a, new_slice_in_heap2())
+}
+
+#[inline(never)]
+fn new_slice_in_heap2() -> Vec<u8> {
+    vec![2u8; 24 << 20]
+}
+
+#[inline(never)]
+fn new_map_in_heap() -> std::collections::HashMap<String, String> {
+    (0..999_999).map(|i| (format!("KeyID{i}"), format!("value{i}"))).collect()
 }
 
 fn ms(t: Instant) -> f64 {
