@@ -419,7 +419,18 @@ fn serve_conn(mut s: TcpStream) -> io::Result<()> {
         Ok(r) => r,
         Err(Some(resp)) => {
             s.set_write_deadline(Some(Instant::now() + WRITE_TIMEOUT));
-            return s.write_all(&encode_response(&resp));
+            s.write_all(&encode_response(&resp))?;
+            // Go's closeWriteAndWait: closing with unread input would reset the connection and
+            // the client could lose the reply, so drain (bounded) until the client closes.
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            s.set_read_deadline(Some(Instant::now() + Duration::from_secs(1)));
+            let mut sink = [0u8; 4096];
+            for _ in 0..256 {
+                if matches!(s.read(&mut sink), Ok(0) | Err(_)) {
+                    break;
+                }
+            }
+            return Ok(());
         }
         Err(None) => return Ok(()),
     };

@@ -1,0 +1,239 @@
+//! `gort::profiler::serve`: Go's `net/http/pprof` routes over loopback, fetched with a plain
+//! std client (and `go tool pprof` when installed), including while every P is hogged.
+
+#[path = "prof_util.rs"]
+mod util;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use gort::profiler::Server;
+use util::*;
+
+/// One server for the whole file.
+fn server() -> SocketAddr {
+    static S: OnceLock<Server> = OnceLock::new();
+    S.get_or_init(|| gort::profiler::serve("127.0.0.1:0").expect("serve")).local_addr()
+}
+
+/// Serializes the tests (the hog test takes every P).
+fn turn() -> MutexGuard<'static, ()> {
+    static T: Mutex<()> = Mutex::new(());
+    T.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends `raw` and reads the reply until the server closes (it always sends `Connection: close`).
+fn send(addr: SocketAddr, raw: &[u8], timeout: Duration) -> Reply {
+    let mut c = std::net::TcpStream::connect_timeout(&addr, timeout).expect("connect");
+    c.set_read_timeout(Some(timeout)).unwrap();
+    c.set_write_timeout(Some(timeout)).unwrap();
+    c.write_all(raw).expect("write request");
+    let mut buf = Vec::new();
+    c.read_to_end(&mut buf).expect("read reply");
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head = match resp.parse(&buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        r => panic!("bad reply {r:?}: {:?}", String::from_utf8_lossy(&buf)),
+    };
+    let headers: Vec<(String, String)> =
+        resp.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect();
+    let status = resp.code.unwrap();
+    let body = buf[head..].to_vec();
+    let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).unwrap().1.parse().unwrap();
+    assert_eq!(body.len(), len, "Content-Length");
+    Reply { status, headers, body }
+}
+
+fn get(path: &str) -> Reply {
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    send(server(), raw.as_bytes(), Duration::from_secs(30))
+}
+
+#[test]
+fn index_and_text_profiles() {
+    let _t = turn();
+    let r = get("/debug/pprof/");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
+    assert_eq!(r.header("X-Content-Type-Options"), Some("nosniff"));
+    let html = r.text();
+    for name in ["allocs", "goroutine", "heap", "threadcreate", "cmdline", "profile"] {
+        assert!(html.contains(&format!("<a href='{name}?debug=1'>{name}</a>")), "{name} missing:\n{html}");
+    }
+    assert!(html.contains("full goroutine stack dump"));
+    assert!(html.contains("A sampling of all past memory allocations"));
+
+    let r = get("/debug/pprof/goroutine?debug=1");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("text/plain; charset=utf-8"));
+    assert!(r.text().starts_with("goroutine profile: total "), "{}", r.text());
+    let r = get("/debug/pprof/goroutine?debug=2");
+    assert!(r.text().contains("goroutine "), "{}", r.text());
+    let r = get("/debug/pprof/heap?debug=1&gc=1");
+    assert_eq!(r.status, 200);
+    assert!(r.text().starts_with("heap profile: "), "{}", r.text());
+}
+
+#[test]
+fn proto_profiles() {
+    let _t = turn();
+    for name in ["goroutine", "heap", "allocs", "threadcreate"] {
+        let r = get(&format!("/debug/pprof/{name}"));
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        assert_eq!(r.header("Content-Type"), Some("application/octet-stream"));
+        assert_eq!(r.header("Content-Disposition").unwrap(), format!("attachment; filename=\"{name}\""));
+        let p = decode_valid(&r.body);
+        if name == "goroutine" {
+            assert!(p.sample.iter().map(|s| s.value[0]).sum::<i64>() >= 1);
+        }
+    }
+    // A delta profile over one second.
+    let r = get("/debug/pprof/goroutine?seconds=1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("Content-Disposition"), Some("attachment; filename=\"goroutine-delta\""));
+    let p = decode_valid(&r.body);
+    assert!(p.duration_nanos >= 900_000_000, "{}", p.duration_nanos);
+}
+
+#[test]
+fn cmdline_and_symbol() {
+    let _t = turn();
+    let r = get("/debug/pprof/cmdline");
+    assert_eq!(r.status, 200);
+    let args: Vec<String> = std::env::args().collect();
+    assert_eq!(r.text(), args.join("\0"));
+
+    let r = get("/debug/pprof/symbol");
+    assert_eq!((r.status, r.text().as_str()), (200, "num_symbols: 1\n"));
+
+    let pc = marker as fn() -> usize as usize;
+    let body = format!("{pc:#x}+0x0+junk");
+    let raw =
+        format!("POST /debug/pprof/symbol HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let r = send(server(), raw.as_bytes(), Duration::from_secs(30));
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("num_symbols: 1"));
+    let line = lines.next().unwrap_or_else(|| panic!("no symbol: {text}"));
+    assert!(line.starts_with(&format!("{pc:#x} ")) && line.contains("marker"), "{text}");
+    assert_eq!(lines.next(), None, "{text}");
+    let r = get(&format!("/debug/pprof/symbol?{pc:#x}"));
+    assert!(r.text().contains("marker"), "{}", r.text());
+}
+
+#[inline(never)]
+fn marker() -> usize {
+    std::hint::black_box(7)
+}
+
+#[test]
+fn errors_and_malformed_requests() {
+    let _t = turn();
+    let r = get("/debug/pprof/nosuch");
+    assert_eq!((r.status, r.text().as_str()), (404, "Unknown profile\n"));
+    assert_eq!(r.header("X-Go-Pprof"), Some("1"));
+    let r = get("/debug/pprof/heap?seconds=-1");
+    assert_eq!((r.status, r.text().as_str()), (400, "invalid value for \"seconds\" - must be a positive integer\n"));
+    let r = get("/debug/pprof/heap?seconds=1&debug=1");
+    assert_eq!((r.status, r.text().as_str()), (400, "seconds and debug params are incompatible\n"));
+    let r = get("/debug/pprof/heap?debug=x");
+    assert_eq!(r.status, 400);
+    for p in ["profile", "trace", "mutex", "block"] {
+        let r = get(&format!("/debug/pprof/{p}?seconds=1"));
+        assert_eq!(r.status, 501, "{p}");
+        assert!(r.text().contains("not implemented yet in gort (pprof part 2)"), "{}", r.text());
+    }
+
+    // Garbage, too many headers, an oversized head: 400/431, and the server keeps serving.
+    let r = send(server(), b"\x01\x02 nonsense\r\n\r\n", Duration::from_secs(30));
+    assert_eq!(r.status, 400);
+    let mut many = String::from("GET /debug/pprof/ HTTP/1.1\r\n");
+    for i in 0..100 {
+        many.push_str(&format!("X-{i}: y\r\n"));
+    }
+    many.push_str("\r\n");
+    assert_eq!(send(server(), many.as_bytes(), Duration::from_secs(30)).status, 431);
+    let huge = format!("GET /debug/pprof/ HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(100 << 10));
+    assert_eq!(send(server(), huge.as_bytes(), Duration::from_secs(30)).status, 431);
+    // A client that connects and sends nothing does not hold anything up.
+    let idle = std::net::TcpStream::connect(server()).unwrap();
+    assert_eq!(get("/debug/pprof/cmdline").status, 200);
+    drop(idle);
+}
+
+/// The server answers while every P runs a goroutine that never yields (sysmon hands the
+/// accept goroutine a P).
+#[test]
+fn answers_while_every_p_is_busy() {
+    let _t = turn();
+    let addr = server();
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicUsize::new(0));
+    let n = gort::gomaxprocs();
+    let mut hogs = Vec::new();
+    for _ in 0..n {
+        let (stop, started) = (stop.clone(), started.clone());
+        hogs.push(gort::spawn(move || {
+            started.fetch_add(1, Ordering::SeqCst);
+            let t0 = Instant::now();
+            let mut x = 0u64;
+            // Never yields; bounded at 60 s in case the test fails to stop it.
+            while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(60) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            x
+        }));
+    }
+    let t0 = Instant::now();
+    while started.load(Ordering::SeqCst) < n && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let res = std::thread::spawn(move || {
+        let raw = b"GET /debug/pprof/goroutine?debug=1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        let t = Instant::now();
+        let r = send(addr, raw, Duration::from_secs(5));
+        (r.status, r.text(), t.elapsed())
+    })
+    .join();
+    stop.store(true, Ordering::Relaxed);
+    for h in hogs {
+        let _ = h.join();
+    }
+    let (status, text, took) = res.expect("server did not answer within 5 s while every P was busy");
+    eprintln!("answered in {took:?} with {n} hogs");
+    assert_eq!(status, 200);
+    assert!(text.starts_with("goroutine profile: total "), "{text}");
+}
+
+#[test]
+fn go_tool_pprof_against_live_server() {
+    let _t = turn();
+    if !have_go() {
+        return;
+    }
+    let addr = server();
+    let out = pprof(&["-raw", &format!("http://{addr}/debug/pprof/goroutine")]);
+    assert!(out.contains("Samples:") || out.contains("PeriodType"), "{out}");
+    let out = pprof(&["-top", &format!("http://{addr}/debug/pprof/heap")]);
+    assert!(out.contains("flat"), "{out}");
+}
