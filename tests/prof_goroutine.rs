@@ -224,6 +224,10 @@ fn raw_parses_goroutine_and_threadcreate() {
     assert!(pt.sample.iter().map(|s| s.value[0]).sum::<i64>() >= 1);
     let text = String::from_utf8(write("threadcreate", 1)).unwrap();
     assert!(text.starts_with("threadcreate profile: total "), "{text}");
+    // Real creation stacks (Go's mp.createstack): they run through the runtime's newm.
+    assert!(!gort::runtime::threads().is_empty());
+    assert!(text.contains("gort_runtime::sched::newm"), "{text}");
+    assert!(text.contains("gort_runtime::sched::startm"), "{text}");
     if !have_go() {
         return;
     }

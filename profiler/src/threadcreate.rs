@@ -1,37 +1,54 @@
-//! The `threadcreate` profile: the OS threads gort created to run goroutines (its Ms).
-//!
-//! Go records the stack that created each M. gort's runtime records only which goroutine
-//! caused an M (`M::created_by`, crate-private), and no public API lists Ms yet (see the
-//! runtime hook request in `/tmp/gort/core-bugs.md`). Until then the profile counts the Ms from
-//! `/proc/self/task/*/comm` (the runtime names them `gort-m<N>`; Ms never exit, so the live
-//! ones are all the ones created), with one pseudo-frame `gort_runtime::sched::newm` standing
-//! for the unrecorded creation stack.
+//! The `threadcreate` profile: the OS threads gort created to run goroutines (its Ms), each
+//! with the stack that created it (Go's `mp.createstack`), from `gort_runtime::threads()`.
+//! Ms never exit, so every M ever created is counted, as in Go.
 
-/// Number of Ms (threads named `gort-m*`).
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::builder::{frames, Trim};
+use crate::symbol::Symbolizer;
+
+/// Number of Ms.
 pub fn count() -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return 0 };
-    dir.filter_map(Result::ok)
-        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.starts_with("gort-m")))
-        .count()
+    gort_runtime::threads().len()
+}
+
+/// Ms grouped by creation stack: (stack, count).
+fn grouped() -> Vec<(Vec<usize>, i64)> {
+    let mut m: BTreeMap<Vec<usize>, i64> = BTreeMap::new();
+    for t in gort_runtime::threads() {
+        *m.entry(t.create_stack).or_default() += 1;
+    }
+    m.into_iter().collect()
 }
 
 /// The pprof profile.
-pub fn proto(sym: &mut crate::symbol::Symbolizer) -> crate::proto::Profile {
-    let n = count() as i64;
+pub fn proto(sym: &mut Symbolizer) -> crate::proto::Profile {
     let mut b = crate::builder::Builder::new(sym, &[("threadcreate", "count")], ("threadcreate", "count"), 1);
-    if n > 0 {
-        let loc = b.pseudo_location("gort_runtime::sched::newm");
-        b.sample(vec![loc], vec![n], Vec::new());
+    for (stack, n) in grouped() {
+        let locs = if stack.is_empty() {
+            vec![b.pseudo_location("gort_runtime::sched::newm")]
+        } else {
+            b.locations(&stack, Trim::None)
+        };
+        b.sample(locs, vec![n], Vec::new());
     }
     b.finish()
 }
 
-/// Go's debug=1 text (`threadcreate profile: total N`).
-pub fn text1() -> String {
-    let n = count();
-    let mut s = format!("threadcreate profile: total {n}\n");
-    if n > 0 {
-        s.push_str(&format!("{n} @\n#\t0x0\tgort_runtime::sched::newm+0x0\t?:0\n\n"));
+/// Go's debug=1 text (`threadcreate profile: total N`, then `N @ 0x..` and `#` frame lines).
+pub fn text1(sym: &mut Symbolizer) -> String {
+    let g = grouped();
+    let total: i64 = g.iter().map(|(_, n)| n).sum();
+    let mut s = format!("threadcreate profile: total {total}\n");
+    for (stack, n) in &g {
+        let _ = write!(s, "{n} @");
+        for pc in stack {
+            let _ = write!(s, " {pc:#x}");
+        }
+        s.push('\n');
+        crate::goroutine::hash_lines(&mut s, &frames(sym, stack, Trim::None));
+        s.push('\n');
     }
     s
 }

@@ -29,6 +29,6 @@ pub use env::{Config, ConfigError};
 pub use g::{for_each_g, GRef, ParkRegs, Parked, WaitReason};
 pub use park::{current, in_goroutine, park, ready};
 pub use proc::{
-    blocking, current_id, current_stack_bounds, gomaxprocs, goroutines, num_goroutine, run, spawn, start, yield_now,
-    Builder, GoroutineInfo, JoinHandle,
+    blocking, current_id, current_stack_bounds, gomaxprocs, goroutines, num_goroutine, run, spawn, start, threads,
+    yield_now, Builder, GoroutineInfo, JoinHandle, ThreadInfo,
 };

@@ -73,7 +73,6 @@ impl Note {
 
 pub(crate) struct M {
     /// 1-based thread number (for traces and thread names).
-    #[allow(dead_code)] // read in debuggers and core dumps
     pub(crate) id: usize,
     /// The P this M holds, if any. Only this M's thread reads or writes it.
     pub(crate) p: Cell<Option<&'static P>>,
@@ -91,6 +90,10 @@ pub(crate) struct M {
     pub(crate) polling: AtomicBool,
     /// Goroutine whose `go!` created this thread (for the threadcreate profile), 0 if none.
     pub(crate) created_by: AtomicUsize,
+    /// Return addresses (leaf first) of the code that created this thread (Go's
+    /// `mp.createstack`), for the threadcreate profile. Written once before the M is published
+    /// in `allm`.
+    pub(crate) create_stack: Vec<usize>,
 }
 
 // SAFETY: `p` (a Cell) is only accessed from the M's own thread (documented on the field); every
@@ -110,6 +113,7 @@ impl M {
             note: Note::new(thread),
             polling: AtomicBool::new(false),
             created_by: AtomicUsize::new(0),
+            create_stack: Vec::new(),
         }
     }
 

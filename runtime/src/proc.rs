@@ -649,6 +649,34 @@ pub(crate) fn describe_waiting(g: GRef, now: u64) -> String {
     s
 }
 
+/// One OS thread the runtime created to run goroutines (an M), for the threadcreate profile.
+#[derive(Clone, Debug)]
+pub struct ThreadInfo {
+    /// 1-based M number (the thread is named `gort-m<id>`).
+    pub id: usize,
+    /// The goroutine whose actions created the thread (0: none, e.g. sysmon or a plain thread).
+    pub created_by: u64,
+    /// Return addresses of the creating code, leaf first (Go's `mp.createstack`).
+    pub create_stack: Vec<usize>,
+}
+
+/// Every M created so far (Ms never exit).
+pub fn threads() -> Vec<ThreadInfo> {
+    match crate::sched::sched_if_started() {
+        None => Vec::new(),
+        Some(s) => s
+            .allm
+            .lock()
+            .iter()
+            .map(|m| ThreadInfo {
+                id: m.id,
+                created_by: m.created_by.load(Ordering::Relaxed) as u64,
+                create_stack: m.create_stack.clone(),
+            })
+            .collect(),
+    }
+}
+
 /// A snapshot of one goroutine, for dumps and profiles.
 #[derive(Clone, Debug)]
 pub struct GoroutineInfo {

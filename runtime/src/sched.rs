@@ -294,8 +294,14 @@ fn newm(s: &'static Sched, p: &'static P, spinning: bool) {
     let id = s.mcount.fetch_add(1, Ordering::Relaxed) + 1;
     let creator = current_m().and_then(|m| m.curg()).map(|g| g.id()).unwrap_or(0);
     let pp = p as *const P as usize;
+    // The creating stack, as Go's threadcreate profile records it (rare: Ms never exit).
+    let mut buf = [0usize; 64];
+    let n = crate::prof_hooks::capture_stack(0, &mut buf);
+    let create_stack = buf[..n].to_vec();
     let r = std::thread::Builder::new().name(format!("gort-m{id}")).spawn(move || {
-        let m: &'static M = Box::leak(Box::new(M::new(id, std::thread::current())));
+        let mut m = M::new(id, std::thread::current());
+        m.create_stack = create_stack;
+        let m: &'static M = Box::leak(Box::new(m));
         m.created_by.store(creator as usize, Ordering::Relaxed);
         s.allm.lock().push(m);
         set_current_m(m);
