@@ -45,7 +45,7 @@
 //!   profile; the CPU profile will carry them too.
 //! - Goroutines running on another M at snapshot time are counted with an empty stack (Go stops
 //!   the world to walk them).
-//! - `threadcreate` has no creation stacks (the runtime does not expose its Ms yet).
+//! - `threadcreate` stacks end where the runtime decided to start an M (Go shows the same path).
 //! - Release builds with `debug = "line-tables-only"` name inlined functions without their path;
 //!   the symbolizer reconstructs crate and module from the source file, but a closure loses its
 //!   enclosing function. `debug = "limited"` gives exact names.
@@ -180,7 +180,7 @@ impl Profile {
                 (Kind::Allocs, 0) => heap_proto(sym, true).encode_gz(),
                 (Kind::Heap | Kind::Allocs, _) => heap_text(sym).into_bytes(),
                 (Kind::ThreadCreate, 0) => threadcreate::proto(sym).encode_gz(),
-                (Kind::ThreadCreate, _) => threadcreate::text1().into_bytes(),
+                (Kind::ThreadCreate, _) => threadcreate::text1(sym).into_bytes(),
             })
         };
         w.write_all(&out)
