@@ -33,7 +33,8 @@
 //! [`Profile::count`], [`profiles`], [`write_heap_profile`], [`set_mem_profile_rate`]. The heap
 //! profiles need [`Allocator`] installed as the `#[global_allocator]`. For an HTTP server:
 //! [`Profile::description`] (the index page), [`Profile::to_proto`] and [`proto::delta`]
-//! (`?seconds=N`), [`symbolize`] (`/debug/pprof/symbol`).
+//! (`?seconds=N`), [`symbolize`] (`/debug/pprof/symbol`); [`serve`] is that server, Go's
+//! `net/http/pprof` on a gort listener ([`http`]; `examples/leak.rs`, `examples/heap.rs`).
 //!
 //! Profile building runs on the caller's stack (a goroutine's 256 KiB by default is plenty; the
 //! first profile reads the binary's DWARF) and never parks the calling goroutine.
