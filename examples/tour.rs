@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gort::chan::{chan, Receiver};
+use gort::profiler::proto::Profile;
 
 /// The sampling allocator, so the heap profile has something to show.
 #[global_allocator]
@@ -120,20 +121,41 @@ fn main() {
             leaky_handler();
             gort::time::sleep(Duration::from_millis(20));
         }
-        write_profile("goroutine", "profiles/goroutine-1.pb.gz");
+        let g1 = write_profile("goroutine", "profiles/goroutine-1.pb.gz");
         let before = gort::num_goroutine();
         for _ in 0..10 {
             leaky_handler();
             gort::time::sleep(Duration::from_millis(20));
         }
         gort::time::sleep(Duration::from_millis(20));
-        write_profile("goroutine", "profiles/goroutine-2.pb.gz");
+        let g2 = write_profile("goroutine", "profiles/goroutine-2.pb.gz");
         let after = gort::num_goroutine();
 
         // The heap demo: 12 MiB + 24 MiB of slices and a 999,999-entry map, kept alive.
         let kept = (new_slice_in_heap1(), new_map_in_heap());
-        write_profile("heap", "profiles/heap.pb.gz");
+        let heap = write_profile("heap", "profiles/heap.pb.gz");
         std::hint::black_box(&kept);
+
+        // What `go tool pprof -top` would say, in brief.
+        writeln!(report, "goroutine profile 2, top 5 by count (leaf function):").unwrap();
+        for (f, n) in top5(&g2, 0) {
+            writeln!(report, "  {n:>8}  {f}").unwrap();
+        }
+        let inuse = heap.sample_type.iter().position(|t| heap.str(t.r#type) == "inuse_space").unwrap_or(0);
+        writeln!(report, "heap profile, top 5 by inuse_space (leaf function):").unwrap();
+        for (f, n) in top5(&heap, inuse) {
+            writeln!(report, "  {:>8.1} MB  {f}", n as f64 / (1 << 20) as f64).unwrap();
+        }
+        writeln!(report, "the leak, profile 2 minus profile 1 (go tool pprof -base):").unwrap();
+        let diff = gort::profiler::proto::delta(&g1, &g2).expect("two goroutine profiles");
+        for s in diff.sample.iter().filter(|s| s.value[0] > 0) {
+            let names = stack_names(&diff, s);
+            if names.iter().any(|n| n.starts_with("gort_profiler")) {
+                continue; // the goroutine taking the profiles
+            }
+            let user = names.iter().find(|n| !n.starts_with("gort_runtime")).cloned().unwrap_or_default();
+            writeln!(report, "  +{} goroutines blocked in {} called from {user}", s.value[0], names[0]).unwrap();
+        }
 
         let gs = gort::goroutines();
         let mut groups: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -160,11 +182,40 @@ fn main() {
     println!("Run the tests with:  cargo test --workspace");
 }
 
-/// Writes profile `name` (gzipped pprof) to `path`.
-fn write_profile(name: &str, path: &str) {
-    let p = gort::profiler::lookup(name).expect("known profile");
-    let mut f = std::fs::File::create(path).expect("create profile file");
-    p.write_to(&mut f, 0).expect("write profile");
+/// Takes profile `name`, writes it (gzipped pprof) to `path` and returns it.
+fn write_profile(name: &str, path: &str) -> Profile {
+    let p = gort::profiler::lookup(name).expect("known profile").to_proto();
+    std::fs::write(path, p.encode_gz()).expect("write profile file");
+    p
+}
+
+/// Function names of a sample's stack, leaf first (inlined callees first, as pprof orders them).
+fn stack_names(p: &Profile, s: &gort::profiler::proto::Sample) -> Vec<String> {
+    let mut v = Vec::new();
+    for id in &s.location_id {
+        let Some(loc) = p.location.iter().find(|l| l.id == *id) else { continue };
+        for line in &loc.line {
+            if let Some(f) = p.function.iter().find(|f| f.id == line.function_id) {
+                v.push(p.str(f.name).to_string());
+            }
+        }
+    }
+    if v.is_empty() {
+        v.push("?".to_string());
+    }
+    v
+}
+
+/// `go tool pprof -top`'s first five rows: value `idx` summed by leaf function.
+fn top5(p: &Profile, idx: usize) -> Vec<(String, i64)> {
+    let mut by: BTreeMap<String, i64> = BTreeMap::new();
+    for s in &p.sample {
+        *by.entry(stack_names(p, s).swap_remove(0)).or_default() += s.value[idx];
+    }
+    let mut v: Vec<_> = by.into_iter().collect();
+    v.sort_by_key(|e| std::cmp::Reverse(e.1));
+    v.truncate(5);
+    v
 }
 
 #[inline(never)]
