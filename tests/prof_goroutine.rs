@@ -185,6 +185,33 @@ fn debug2_text_has_go_shape() {
     }
 }
 
+/// End to end: a goroutine blocked (by the clock) over a minute shows `, 1 minutes` in the
+/// debug=2 dump and its wait time in `goroutines()`.
+#[test]
+fn long_wait_shows_minutes_end_to_end() {
+    let _t = turn();
+    let (text, id) = gort::run(|| {
+        let (tx, rx) = chan::chan::<()>(0);
+        let h = gort::spawn(move || rx.recv());
+        let id = h.id();
+        wait_receivers(1);
+        let mut found = None;
+        gort::runtime::for_each_g(|g| {
+            if g.id() == h.id() {
+                found = Some(g);
+            }
+        });
+        found.expect("the receiver's G").backdate_wait(61_000_000_000);
+        let info = gort::goroutines().into_iter().find(|g| g.id == h.id()).unwrap();
+        assert!(info.waiting_ns >= 61_000_000_000, "{}", info.waiting_ns);
+        let text = String::from_utf8(write("goroutine", 2)).unwrap();
+        tx.send(()).unwrap();
+        h.join().unwrap();
+        (text, id)
+    });
+    assert!(text.contains(&format!("goroutine {id} [chan receive, 1 minutes]:")), "{text}");
+}
+
 #[test]
 fn long_wait_shows_minutes() {
     // Nobody waits a minute in a test: the dump is rendered from a snapshot whose wait time is

@@ -340,6 +340,15 @@ impl GRef {
         self.0.status.load(Ordering::Acquire) & !SCAN
     }
 
+    /// Test support: pretends this goroutine started waiting `ns` earlier than it did, so a
+    /// test can check how dumps render long waits (`[chan receive, 1 minutes]`) without
+    /// waiting a minute. Not for production use.
+    #[doc(hidden)]
+    pub fn backdate_wait(self, ns: u64) {
+        let since = self.0.wait_since.load(Ordering::Relaxed);
+        self.0.wait_since.store(since.saturating_sub(ns), Ordering::Relaxed);
+    }
+
     /// If this goroutine is parked (or runnable but switched out), holds it still with the scan
     /// bit and runs `f` on a view of its frozen state: where it parked, its stack bounds, why it
     /// waits. `ready` and the scheduler wait (spinning) until `f` returns, so the stack under
