@@ -4,8 +4,10 @@
 //! - `churn/*`: a ring of 1024 live blocks of mixed sizes (16 B to 2 KiB); each element frees
 //!   one block and allocates its replacement, through `System` directly or through a sampling
 //!   `Allocator<System>` at Go's default rate (512 KiB).
-//! - `strings_map/*`: real Rust code on the global allocator (which is the sampling one in this
-//!   binary): 10k `format!` strings into a `HashMap`, with sampling off (rate 0) and on.
+//! - `strings_map/*`: real Rust code on the global allocator: 10k `format!` strings into a
+//!   `HashMap`. The global allocator of this binary is a switch that forwards every call either
+//!   straight to `System` or to a sampling `Allocator<System>`, so the same code runs on both in
+//!   one process (the switch's one relaxed load and branch is paid on both sides).
 //!
 //! ```text
 //! cargo bench --bench prof_alloc
@@ -14,13 +16,71 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 use gort::profiler::Allocator;
 
+/// Forwards to `System` while [`PLAIN`] is set, else to the sampling allocator. Switching is
+/// only done between runs, when everything allocated by the workload has been freed; a block
+/// freed on the other side would only leave a stale profile record (both sides end in `System`).
+struct Switch;
+
+static PLAIN: AtomicBool = AtomicBool::new(false);
+static SAMPLING_GLOBAL: Allocator = Allocator::system();
+
+// SAFETY: both sides are `System` underneath (the sampling allocator forwards to it unchanged),
+// so any block can be freed or reallocated through either side.
+unsafe impl GlobalAlloc for Switch {
+    #[inline]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe {
+            if PLAIN.load(Ordering::Relaxed) {
+                System.alloc(l)
+            } else {
+                SAMPLING_GLOBAL.alloc(l)
+            }
+        }
+    }
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe {
+            if PLAIN.load(Ordering::Relaxed) {
+                System.dealloc(p, l)
+            } else {
+                SAMPLING_GLOBAL.dealloc(p, l)
+            }
+        }
+    }
+    #[inline]
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe {
+            if PLAIN.load(Ordering::Relaxed) {
+                System.alloc_zeroed(l)
+            } else {
+                SAMPLING_GLOBAL.alloc_zeroed(l)
+            }
+        }
+    }
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe {
+            if PLAIN.load(Ordering::Relaxed) {
+                System.realloc(p, l, n)
+            } else {
+                SAMPLING_GLOBAL.realloc(p, l, n)
+            }
+        }
+    }
+}
+
 #[global_allocator]
-static GLOBAL: Allocator = Allocator::system();
+static GLOBAL: Switch = Switch;
 
 /// A second instance, driven directly (same code path as the global one).
 static SAMPLING: Allocator = Allocator::system();
@@ -72,12 +132,12 @@ fn benches(c: &mut Criterion) {
     g.bench_function("churn/system", |b| b.iter_custom(|n| time(|| churn(&System, n))));
     g.bench_function("churn/sampling", |b| b.iter_custom(|n| time(|| churn(&SAMPLING, n))));
     g.throughput(Throughput::Elements(10_000));
-    g.bench_function("strings_map/rate0", |b| {
-        gort::profiler::set_mem_profile_rate(0);
+    g.bench_function("strings_map/system", |b| {
+        PLAIN.store(true, Ordering::Relaxed);
         b.iter(|| strings_map(10_000));
+        PLAIN.store(false, Ordering::Relaxed);
     });
-    g.bench_function("strings_map/rate512k", |b| {
-        gort::profiler::set_mem_profile_rate(gort::profiler::DEFAULT_MEM_PROFILE_RATE);
+    g.bench_function("strings_map/sampling", |b| {
         b.iter(|| strings_map(10_000));
     });
     g.finish();
@@ -105,7 +165,8 @@ fn cpu_time(f: impl FnOnce()) -> Duration {
 /// Interleaved A/B rounds (robust to a busy machine: both sides see the same noise, and thread
 /// CPU time leaves out preemption), median per side. Printed after criterion's own numbers.
 fn ab_summary() {
-    const ROUNDS: usize = 21;
+    // `PROF_ALLOC_ROUNDS` for a longer sitting on a noisy machine.
+    let rounds: usize = std::env::var("PROF_ALLOC_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(21);
     const OPS: u64 = 2_000_000;
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -113,28 +174,30 @@ fn ab_summary() {
     };
     let (mut sys, mut samp, mut fast, mut off, mut on) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let default = gort::profiler::DEFAULT_MEM_PROFILE_RATE;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         // Alternate the order each round so warm-up effects do not favour one side.
         let ns = |a: &dyn Fn()| cpu_time(a).as_secs_f64() * 1e9 / OPS as f64;
-        let ms = |rate: usize| {
-            gort::profiler::set_mem_profile_rate(rate);
-            cpu_time(|| {
+        // `None`: plain `System`; `Some(rate)`: the sampling allocator at that rate.
+        let ms = |rate: Option<usize>| {
+            PLAIN.store(rate.is_none(), Ordering::Relaxed);
+            gort::profiler::set_mem_profile_rate(rate.unwrap_or(default));
+            let t = cpu_time(|| {
                 black_box(strings_map(50_000));
-            })
-            .as_secs_f64()
-                * 1e3
+            });
+            PLAIN.store(false, Ordering::Relaxed);
+            t.as_secs_f64() * 1e3
         };
         gort::profiler::set_mem_profile_rate(default);
         if round % 2 == 0 {
             sys.push(ns(&|| churn(&System, OPS)));
             samp.push(ns(&|| churn(&SAMPLING, OPS)));
-            off.push(ms(0));
-            on.push(ms(default));
+            off.push(ms(None));
+            on.push(ms(Some(default)));
         } else {
             samp.push(ns(&|| churn(&SAMPLING, OPS)));
             sys.push(ns(&|| churn(&System, OPS)));
-            on.push(ms(default));
-            off.push(ms(0));
+            on.push(ms(Some(default)));
+            off.push(ms(None));
         }
         gort::profiler::set_mem_profile_rate(1 << 40);
         fast.push(ns(&|| churn(&SAMPLING, OPS)));
@@ -142,7 +205,7 @@ fn ab_summary() {
     gort::profiler::set_mem_profile_rate(default);
     let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     let pct = |a: f64, b: f64| (b / a - 1.0) * 100.0;
-    println!("prof_alloc A/B, interleaved, thread CPU time, {ROUNDS} rounds (median | min):");
+    println!("prof_alloc A/B, interleaved, thread CPU time, {rounds} rounds (median | min):");
     let (ms, mp, mf) = (median(sys.clone()), median(samp.clone()), median(fast.clone()));
     let (ns, np, nf) = (min(&sys), min(&samp), min(&fast));
     println!(
@@ -152,14 +215,28 @@ fn ab_summary() {
     );
     println!("  churn, sampling Allocator at rate 2^40 (fast path only): {mf:.2} | {nf:.2} ns/op");
     let (mo, mn, no, nn) = (median(off.clone()), median(on.clone()), min(&off), min(&on));
+    // Each round measures both sides back to back: the median of the per-round ratios is the
+    // estimate least disturbed by a neighbour's load, which moves both sides of a round alike.
+    let paired = median(off.iter().zip(&on).map(|(a, b)| pct(*a, *b)).collect());
+    let churn_paired = median(sys.iter().zip(&samp).map(|(a, b)| pct(*a, *b)).collect());
+    println!("  churn: median of per-round overheads {churn_paired:+.1}%");
     println!(
-        "  strings_map(50k): rate 0 {mo:.2} | {no:.2} ms, rate 512 KiB {mn:.2} | {nn:.2} ms: overhead {:+.1}% | {:+.1}%",
+        "  strings_map(50k): System {mo:.2} | {no:.2} ms, sampling Allocator at 512 KiB {mn:.2} | {nn:.2} ms: \
+         overhead {:+.1}% | {:+.1}%, median of per-round overheads {paired:+.1}%",
         pct(mo, mn),
         pct(no, nn)
     );
 }
 
 fn main() {
+    // Keep freed memory in glibc's heap between runs (no trimming, no mmap for big blocks): each
+    // run then measures allocator work, not the kernel's page faults on memory handed back and
+    // taken again, which otherwise dominate and vary 2x from run to run on this VM.
+    // SAFETY: mallopt only changes glibc's tuning parameters; called before any other thread.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+    }
     let mut c = Criterion::default().configure_from_args();
     benches(&mut c);
     c.final_summary();
