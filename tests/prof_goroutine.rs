@@ -182,7 +182,47 @@ fn debug2_text_has_go_shape() {
         let created = ls.iter().position(|l| l.starts_with("created by ")).expect("created by");
         assert!(ls[created].starts_with("created by prof_goroutine::http_pprof_goroutine in goroutine "), "{b}");
         assert!(ls[created + 1].starts_with('\t') && ls[created + 1].contains("prof_goroutine.rs:"), "{b}");
+        assert!(ls[created + 1].contains(" +0x"), "Go's `file:line +0xoff`: {b}");
     }
+}
+
+/// A goroutine whose body is a plain function (no closure to take the creator's name from):
+/// `created by` still names the function that spawned it, from the spawn's return address.
+#[test]
+fn created_by_names_the_spawner_of_a_fn_item() {
+    let _t = turn();
+    static RX: std::sync::Mutex<Option<chan::Receiver<()>>> = std::sync::Mutex::new(None);
+    fn parked_worker() {
+        let rx = RX.lock().unwrap().take().unwrap();
+        let _ = rx.recv();
+    }
+    // Work after the spawn keeps it from being a tail call (a tail-called spawn leaves no frame
+    // of its caller to find, with frame pointers as without).
+    #[inline(never)]
+    fn spawn_the_worker() -> gort::JoinHandle<()> {
+        let h = gort::spawn(parked_worker);
+        std::hint::black_box(&h);
+        h
+    }
+    let (tx, rx) = chan::chan::<()>(0);
+    *RX.lock().unwrap() = Some(rx);
+    let (text, id) = gort::run(move || {
+        let h = spawn_the_worker();
+        wait_receivers(1);
+        let text = String::from_utf8(write("goroutine", 2)).unwrap();
+        drop(tx);
+        let id = h.id();
+        h.join().unwrap();
+        (text, id)
+    });
+    let block = text.split("\n\n").find(|b| b.starts_with(&format!("goroutine {id} "))).expect("the worker");
+    assert!(block.contains("parked_worker(...)"), "{block}");
+    assert!(
+        block.contains(
+            "\ncreated by prof_goroutine::created_by_names_the_spawner_of_a_fn_item::spawn_the_worker in goroutine "
+        ),
+        "{block}"
+    );
 }
 
 /// End to end: a goroutine blocked (by the clock) over a minute shows `, 1 minutes` in the
@@ -225,6 +265,7 @@ fn long_wait_shows_minutes() {
         truncated: false,
         parent_id: 1,
         created_at: None,
+        created_pcs: [0; gort::runtime::g::CREATED_PCS],
         current: false,
     };
     let text = render2(

@@ -38,6 +38,9 @@ pub struct GStack {
     pub parent_id: u64,
     /// Where it was spawned.
     pub created_at: Option<&'static Location<'static>>,
+    /// Return addresses at the spawn, innermost first (zeros: unknown); see
+    /// [`gort_runtime::GoroutineInfo::created_pcs`].
+    pub created_pcs: [usize; gort_runtime::g::CREATED_PCS],
     /// This is the goroutine taking the dump.
     pub current: bool,
 }
@@ -140,6 +143,7 @@ pub fn all() -> Vec<GStack> {
                 truncated,
                 parent_id: i.parent_id,
                 created_at: i.created_at,
+                created_pcs: i.created_pcs,
                 current,
             }
         })
@@ -218,21 +222,31 @@ pub fn render2(sym: &mut Symbolizer, gs: &[GStack]) -> String {
         if g.truncated {
             out.push_str("...additional frames elided...\n");
         }
-        if let Some(loc) = g.created_at {
-            let _ = writeln!(
-                out,
-                "created by {} in goroutine {}\n\t{}:{}",
-                creator(&fr),
-                g.parent_id,
-                loc.file(),
-                loc.line()
-            );
+        // Go prints ` in goroutine N` only when a goroutine spawned it; here parent 0 means a
+        // plain thread did (the caller of `gort::run`, or any non-goroutine code).
+        let parent = if g.parent_id == 0 { String::new() } else { format!(" in goroutine {}", g.parent_id) };
+        if let Some(f) = spawner(sym, &g.created_pcs) {
+            let _ = writeln!(out, "created by {}{parent}\n\t{} +{:#x}", f.name(), f.file_line(), f.offset());
+        } else if let Some(loc) = g.created_at {
+            let _ = writeln!(out, "created by {}{parent}\n\t{}:{}", creator(&fr), loc.file(), loc.line());
         }
     }
     out
 }
 
-/// The spawning function's name, as far as it can be told: the goroutine's outermost frame is
+/// The frame that spawned a goroutine (Go's `gopc`): the first symbolized frame of the spawn's
+/// return addresses that is not the runtime's own spawn machinery (`gort_runtime::proc`, or the
+/// `go!` macro's helpers, which the compiler may or may not have inlined into the caller).
+fn spawner(sym: &mut Symbolizer, pcs: &[usize]) -> Option<LFrame> {
+    let n = pcs.iter().position(|&pc| pc == 0).unwrap_or(pcs.len());
+    frames(sym, &pcs[..n], Trim::None).into_iter().find(|f| {
+        let name = f.name();
+        !(name.starts_with("gort_runtime::proc::") || name.starts_with("gort_runtime::spawn") || name.starts_with("0x"))
+    })
+}
+
+/// Fallback when the spawn's return addresses are unknown (a caller built without frame
+/// pointers): the spawning function's name, as far as it can be told: the goroutine's outermost frame is
 /// normally the closure given to `go!`, whose name is its defining function's plus
 /// `::{{closure}}`. Otherwise `???` (the runtime records the spawn site's file and line, not its
 /// function).

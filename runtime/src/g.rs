@@ -33,6 +33,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+/// How many return addresses a G keeps from its spawn (see `G::created_pcs`): enough to get
+/// past `spawn`/`Builder::spawn` when the compiler did not inline them into the caller.
+pub const CREATED_PCS: usize = 3;
+
 /// Status values (low bits of `G::status`).
 pub(crate) const IDLE: u32 = 0;
 pub(crate) const RUNNABLE: u32 = 1;
@@ -184,6 +188,9 @@ pub struct G {
     pub(crate) parent_goid: AtomicU64,
     /// Where the `go!`/`spawn` call that created this G stands in the source.
     pub(crate) created_at: AtomicPtr<Location<'static>>,
+    /// Return addresses at the spawn (Go's `gopc`): the innermost frames above the runtime's
+    /// `newproc`, so the profiler can name the function that spawned this goroutine.
+    pub(crate) created_pcs: [AtomicUsize; CREATED_PCS],
     /// Optional name from `Builder::name`.
     pub(crate) name: Mutex<Option<Arc<str>>>,
     /// Fast check so reuse need not take the name lock when there was no name.
@@ -232,6 +239,7 @@ impl G {
             wait_since: AtomicU64::new(0),
             parent_goid: AtomicU64::new(0),
             created_at: AtomicPtr::new(ptr::null_mut()),
+            created_pcs: [const { AtomicUsize::new(0) }; CREATED_PCS],
             name: Mutex::new(None),
             has_name: AtomicBool::new(false),
             kind,

@@ -263,7 +263,9 @@ where
     JoinHandle { task, id }
 }
 
-/// Creates a G for `entry` and makes it runnable (Go's newproc).
+/// Creates a G for `entry` and makes it runnable (Go's newproc). Never inlined: the spawn-site
+/// walk below skips exactly this frame.
+#[inline(never)]
 fn newproc(
     entry: Arc<dyn Runnable>,
     loc: &'static Location<'static>,
@@ -290,6 +292,13 @@ fn newproc(
     g.0.goid.store(goid, Ordering::Relaxed);
     g.0.parent_goid.store(parent.map(|g| g.id()).unwrap_or(0), Ordering::Relaxed);
     g.0.created_at.store(loc as *const Location<'static> as *mut Location<'static>, Ordering::Relaxed);
+    // Go's gopc: where the spawn came from, past newproc itself (a bounded walk of a few frames;
+    // a caller built without frame pointers just leaves zeros).
+    let mut pcs = [0usize; g::CREATED_PCS];
+    crate::prof_hooks::capture_stack(1, &mut pcs);
+    for (slot, pc) in g.0.created_pcs.iter().zip(pcs) {
+        slot.store(pc, Ordering::Relaxed);
+    }
     if let Some(n) = name {
         *g.0.name.lock() = Some(Arc::from(n));
         g.0.has_name.store(true, Ordering::Relaxed);
@@ -694,6 +703,10 @@ pub struct GoroutineInfo {
     pub parent_id: u64,
     /// The `spawn`/`go!` call site.
     pub created_at: Option<&'static Location<'static>>,
+    /// Return addresses at the spawn, innermost first (Go's `gopc`; zeros where the walk
+    /// stopped). The first frames may be the runtime's own `spawn`; the profiler skips those.
+    /// A caller that tail-calls `spawn` leaves no frame of its own, so its caller shows.
+    pub created_pcs: [usize; g::CREATED_PCS],
 }
 
 /// Lists live goroutines without stopping anything.
@@ -720,6 +733,7 @@ pub fn goroutines() -> Vec<GoroutineInfo> {
             parent_id: g.0.parent_goid.load(Ordering::Relaxed),
             // SAFETY: created_at holds &'static Locations or null.
             created_at: if loc.is_null() { None } else { Some(unsafe { &*loc }) },
+            created_pcs: std::array::from_fn(|i| g.0.created_pcs[i].load(Ordering::Relaxed)),
         });
     });
     v.sort_by_key(|i| i.id);
