@@ -54,6 +54,38 @@ fn leaf_sum(p: &Profile, leaf: &str, idx: usize) -> i64 {
         .sum()
 }
 
+/// Spawns `n` goroutines that stay parked until `gate` closes (each needs its own descriptor).
+#[inline(never)]
+fn spawn_parked(n: usize, gate: &gort::chan::Receiver<()>, handles: &mut Vec<gort::JoinHandle<()>>) {
+    for _ in 0..n {
+        let rx = gate.clone();
+        handles.push(gort::spawn(move || {
+            rx.recv();
+        }));
+    }
+}
+
+/// Memory the runtime holds for goroutines (their descriptors) shows under the runtime's own
+/// frame, as Go's shows under `runtime.malg`, not as the spawning function's allocation.
+fn runtime_memory_is_the_runtimes() {
+    const N: usize = 10_000;
+    gort::profiler::set_mem_profile_rate(4096);
+    let mut handles = Vec::with_capacity(N);
+    gort::run(move || {
+        let (tx, rx) = gort::chan::chan::<()>(0);
+        spawn_parked(N, &rx, &mut handles);
+        let p = decode_valid(&write("heap", 0));
+        drop(tx);
+        for h in handles {
+            h.join().unwrap();
+        }
+        let descriptors = leaf_sum(&p, "gort_runtime::g::alloc_g", 3);
+        assert!(descriptors > 0, "no goroutine descriptors under gort_runtime::g::alloc_g");
+        assert_eq!(leaf_sum(&p, "spawn_parked", 3), 0, "runtime memory charged to the spawner");
+    });
+    gort::profiler::set_mem_profile_rate(gort::profiler::DEFAULT_MEM_PROFILE_RATE);
+}
+
 #[test]
 fn heap_demo() {
     assert_eq!(gort::profiler::mem_profile_rate(), 512 * 1024);
@@ -99,6 +131,8 @@ fn heap_demo() {
     let big = text.lines().find(|l| l.starts_with("1: 25165824 [1: 25165824] @ 0x")).expect("the 24 MiB record");
     let after: Vec<&str> = text.lines().skip_while(|l| *l != big).skip(1).take_while(|l| l.starts_with('#')).collect();
     assert!(after[0].starts_with("#\t0x") && after[0].contains("new_slice_in_heap2+0x"), "{text}");
+
+    runtime_memory_is_the_runtimes();
 
     if !have_go() {
         return;

@@ -12,8 +12,12 @@
 //!   only the *outermost* is kept: the runtime entry point the user's code called, such as
 //!   `gort_runtime::chan::Receiver<T>::recv` or `gort_runtime::time::sleep`.
 //! - **Heap stacks** ([`Trim::Heap`]): the whole leading run of allocator plumbing is dropped
-//!   (`gort_profiler`, `alloc`, `core`, `std`, `hashbrown`, `gort_runtime`, `__rust_alloc`...),
-//!   so a `vec![0; n]` is charged to the function that wrote it, as Go charges `make`.
+//!   (`gort_profiler`, `alloc`, `core`, `std`, `hashbrown`, `__rust_alloc`...), so a
+//!   `vec![0; n]` is charged to the function that wrote it, as Go charges `make`. The runtime's
+//!   own allocations keep their `gort_runtime` leaf (a goroutine descriptor shows under
+//!   `gort_runtime::proc::...`, a channel buffer under `gort_runtime::chan::...`), as Go's heap
+//!   profiles show `runtime.malg` and `runtime.makechan`: memory the runtime holds is not charged
+//!   to user code as if the user had allocated it.
 //! - **Both**: the trailing run at the root that only starts things (`gort_runtime` goroutine
 //!   entry, `corosensei` and its `stack_init_trampoline`, `std`/`core` closure shims and panic catching, libc's `_start`,
 //!   `start_thread`, `clone3`) is dropped, as Go drops `runtime.goexit`.
@@ -68,8 +72,7 @@ impl LFrame {
 }
 
 const RUNTIME: &[&str] = &["gort_runtime", "corosensei", "gort_profiler"];
-const PLUMBING: &[&str] =
-    &["gort_runtime", "corosensei", "gort_profiler", "alloc", "core", "std", "hashbrown", "__rust_alloc"];
+const PLUMBING: &[&str] = &["gort_profiler", "alloc", "core", "std", "hashbrown", "__rust_alloc"];
 const ROOT: &[&str] = &["gort_runtime", "corosensei", "std", "core", "alloc"];
 
 fn is_plumbing(name: &str) -> bool {
