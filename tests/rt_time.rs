@@ -166,3 +166,37 @@ fn idle_runtime_does_not_spin() {
         assert!(cpu < wall / 4, "{cpu:?} of CPU during {wall:?} of sleeping");
     });
 }
+
+/// Stopped timers do not pile up in the timer heaps until their deadline: 100k timers armed an
+/// hour ahead and stopped at once (a read deadline per read, a timeout per message) have their
+/// callbacks released long before the hour is up.
+#[test]
+fn stopped_timers_are_swept() {
+    const N: usize = 100_000;
+    struct Counted(Arc<AtomicU64>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    gort::run(|| {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let hour = 3_600_000_000_000;
+        for _ in 0..N {
+            let c = Counted(dropped.clone());
+            let t = RawTimer::new(
+                gort::runtime::time::nanotime() + hour,
+                Box::new(move || {
+                    let _ = &c;
+                }),
+            );
+            assert!(t.stop());
+        }
+        // Each sweep keeps at most the live entries (other tests' sleepers, at most ~10k here)
+        // and runs again once the heap has doubled, so nearly all of them are gone.
+        let gone = dropped.load(Ordering::SeqCst) as usize;
+        assert!(gone >= N / 2, "only {gone} of {N} stopped timers released");
+        let left = gort::runtime::time::timer_entries();
+        assert!(left < N / 2, "{left} timer heap entries left");
+    });
+}

@@ -13,8 +13,13 @@
 //! Firing CASes `gen|PENDING -> gen|RUNNING`, runs the callback, then `-> gen|IDLE` (or re-arms
 //! a periodic timer). `stop` and `reset` wait while the state is RUNNING (unless called from the
 //! callback itself), so once `stop` returns the callback is not running and will not run.
-//! Stale entries stay in a heap until their time passes: a timer reset far into the future many
-//! times costs one heap slot per reset until then.
+//!
+//! Stale entries are also swept out in bulk (Go's `clearDeletedTimers`): when an insertion
+//! makes a heap reach `clean_at` entries, the heap keeps only its live entries and `clean_at`
+//! becomes twice what is left (at least [`CLEAN_MIN`]). So a P's heap never holds more than about
+//! twice its live timers plus [`CLEAN_MIN`], whatever the pattern of stops and resets (a read
+//! deadline per `read`, a `recv_timeout` per message), and the sweep costs O(1) amortized per
+//! insertion: between two sweeps the heap at least doubles.
 
 use std::cell::Cell;
 use std::cmp::Ordering as CmpOrdering;
@@ -80,6 +85,18 @@ impl PartialOrd for Entry {
         Some(self.cmp(o))
     }
 }
+impl Entry {
+    /// False for an entry that `stop`/`reset` made stale. Called with the heap's lock held: the
+    /// arming CAS happened before the push of this entry under the same lock, so a Relaxed load
+    /// sees at least the entry's generation; a newer one means stopped or re-armed.
+    fn live(&self) -> bool {
+        match &self.target {
+            Target::G(_) => true,
+            Target::Raw(inner, gen) => inner.state.load(Ordering::Relaxed) >> 2 == *gen,
+        }
+    }
+}
+
 impl Ord for Entry {
     fn cmp(&self, o: &Entry) -> CmpOrdering {
         // BinaryHeap is a max-heap: invert for earliest first, FIFO among equal `when`s.
@@ -92,23 +109,56 @@ impl Ord for Entry {
 pub(crate) struct TimerHeap {
     heap: BinaryHeap<Entry>,
     seq: u64,
+    /// Sweep stale entries when the heap reaches this length (module docs; 0: [`CLEAN_MIN`]).
+    clean_at: usize,
 }
 
-impl TimerHeap {}
+/// The smallest heap worth sweeping.
+const CLEAN_MIN: usize = 64;
+
+impl TimerHeap {
+    /// Drops the stale entries if the heap has grown to `clean_at`; returns them so the caller
+    /// drops them (and the callbacks they own) after releasing the lock.
+    fn maybe_sweep(&mut self) -> Vec<Entry> {
+        if self.heap.len() < self.clean_at.max(CLEAN_MIN) {
+            return Vec::new();
+        }
+        let (live, stale): (Vec<Entry>, Vec<Entry>) =
+            std::mem::take(&mut self.heap).into_vec().into_iter().partition(Entry::live);
+        self.heap = BinaryHeap::from(live);
+        self.clean_at = (2 * self.heap.len()).max(CLEAN_MIN);
+        stale
+    }
+
+    /// Entries in the heap, stale ones included (tests).
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+/// Heap entries across all Ps, stale ones included. Test support: shows that stopped timers do
+/// not pile up.
+#[doc(hidden)]
+pub fn timer_entries() -> usize {
+    sched().allp.iter().map(|p| p.timers.lock().len()).sum()
+}
 
 /// Adds a timer to the caller's P (or P 0 from a plain thread) and wakes an idle M if it is now
 /// the earliest.
 fn add_timer(when: u64, target: Target) {
     let s = sched();
     let p: &'static P = with_current_p(|p| p).unwrap_or(&s.allp[0]);
-    {
+    let stale = {
         let mut h = p.timers.lock();
         h.seq += 1;
         let seq = h.seq;
         h.heap.push(Entry { when, seq, target });
+        let stale = h.maybe_sweep();
         let t0 = h.heap.peek().map(|e| e.when).unwrap_or(u64::MAX);
         p.timer0.store(t0, Ordering::Relaxed);
-    }
+        stale
+    };
+    drop(stale);
     timer_added(when);
 }
 
