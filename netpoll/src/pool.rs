@@ -81,10 +81,9 @@ impl Pool {
         if base.is_null() {
             return None;
         }
-        // SAFETY: a non-null `chunks[k]` points at `chunk_len(k)` initialised descriptors that
-        // live until `Pool` is dropped (never freed or moved before), and `off < chunk_len(k)`
-        // by construction of `locate`. Shared references are fine: `PollDesc` is all atomics
-        // and a mutex.
+        // SAFETY: non-null `chunks[k]` holds `chunk_len(k)` initialised descriptors alive until the
+        // Pool drops, and `off < chunk_len(k)` (`locate`); `PollDesc` is atomics and a mutex, so
+        // shared references are fine.
         Some(unsafe { &*base.add(off) })
     }
 

@@ -176,9 +176,94 @@ pub(crate) fn mutex_event(delay: u64) {
     record(&MUTEX_TABLE, &buf[..n], rate, delay.saturating_mul(rate));
 }
 
+// ---------------------------------------------------------------------------------------------
+// The frame-pointer walker (shared with the profiler, which walks parked goroutines with it)
+// ---------------------------------------------------------------------------------------------
+//
+// Every gort binary is built with `-C force-frame-pointers=yes` (`.cargo/config.toml`), so each
+// frame starts with `[saved fp][return address]` at its frame pointer. A walk follows that chain
+// and trusts nothing it reads:
+//
+// - a frame pointer must be word-aligned and the two words at it must lie inside the stack's
+//   `[lo, hi)` (a goroutine's pooled stack, or the thread's stack): the walk never reads memory
+//   it was not told is a live stack;
+// - the chain must strictly increase (stacks grow down, so callers sit higher): a loop or a frame
+//   built without frame pointers ends the walk instead of wandering;
+// - a zero return address ends it (corosensei and the thread entry end their chains so);
+// - at most `buf.len()` frames are kept; more frames mark the walk [`Walk::truncated`].
+//
+// corosensei links a coroutine's first frame to the stack that resumed it; that frame lies
+// outside the goroutine's bounds, so a walk stops at the goroutine's own first frame.
+
+/// What a stack walk produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Walk {
+    /// Return addresses written to the buffer, leaf first.
+    pub len: usize,
+    /// The chain went on past the buffer's end.
+    pub truncated: bool,
+}
+
+/// Walks the frame-pointer chain starting at `fp` within `bounds = (lo, hi)`, writing return
+/// addresses leaf first into `buf`. If `pc` is non-zero it is written first (the return address
+/// of the frame whose frame pointer is `fp`, e.g. a parked goroutine's recorded park site).
+///
+/// # Safety
+///
+/// `[lo, hi)` must be mapped, readable memory that does not change during the walk (the
+/// caller's own stack above the walk's frame, or a goroutine held still by the runtime).
+pub unsafe fn walk_fp(pc: usize, fp: usize, bounds: (usize, usize), buf: &mut [usize]) -> Walk {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { walk_chain(pc, fp, bounds, 0, buf) }
+}
+
+/// [`walk_fp`], dropping the first `skip` return addresses of the chain.
+///
+/// # Safety
+///
+/// As for [`walk_fp`].
+unsafe fn walk_chain(pc: usize, mut fp: usize, bounds: (usize, usize), mut skip: usize, buf: &mut [usize]) -> Walk {
+    const W: usize = std::mem::size_of::<usize>();
+    let (lo, hi) = bounds;
+    let mut n = 0;
+    if pc != 0 {
+        if buf.is_empty() {
+            return Walk { len: 0, truncated: true };
+        }
+        buf[0] = pc;
+        n = 1;
+    }
+    loop {
+        if !fp.is_multiple_of(W) || fp < lo || fp.checked_add(2 * W).is_none_or(|end| end > hi) {
+            break;
+        }
+        // SAFETY: [fp, fp + 2W) is aligned and inside [lo, hi), which the caller guarantees is
+        // mapped and stable.
+        let (next, ret) =
+            unsafe { (std::ptr::read_volatile(fp as *const usize), std::ptr::read_volatile((fp + W) as *const usize)) };
+        if ret == 0 {
+            break;
+        }
+        if skip > 0 {
+            skip -= 1;
+        } else {
+            if n == buf.len() {
+                return Walk { len: n, truncated: true };
+            }
+            buf[n] = ret;
+            n += 1;
+        }
+        if next <= fp {
+            break;
+        }
+        fp = next;
+    }
+    Walk { len: n, truncated: false }
+}
+
 /// The frame pointer of the calling function's frame.
 #[inline(always)]
-fn frame_pointer() -> usize {
+pub fn frame_pointer() -> usize {
     let fp: usize;
     #[cfg(target_arch = "x86_64")]
     // SAFETY: reads a register; no memory access.
@@ -204,30 +289,8 @@ fn frame_pointer() -> usize {
 /// pointers ends the stack early instead of faulting.
 #[inline(never)]
 pub fn capture_stack(skip: usize, buf: &mut [usize]) -> usize {
-    const W: usize = std::mem::size_of::<usize>();
-    let (lo, hi) = crate::proc::current_stack_bounds();
-    let mut fp = frame_pointer();
-    let (mut n, mut skipped) = (0, 0);
-    while n < buf.len() {
-        if !fp.is_multiple_of(W) || fp < lo || fp.checked_add(2 * W).is_none_or(|end| end > hi) {
-            break;
-        }
-        // SAFETY: [fp, fp + 2W) lies inside the current, mapped stack and is aligned.
-        let (next, ret) =
-            unsafe { (std::ptr::read_volatile(fp as *const usize), std::ptr::read_volatile((fp + W) as *const usize)) };
-        if ret == 0 {
-            break;
-        }
-        if skipped < skip {
-            skipped += 1;
-        } else {
-            buf[n] = ret;
-            n += 1;
-        }
-        if next <= fp {
-            break;
-        }
-        fp = next;
-    }
-    n
+    let bounds = crate::proc::current_stack_bounds();
+    // SAFETY: the bounds are the running stack's; every frame from ours upwards is live and does
+    // not change while we (its leaf) run.
+    unsafe { walk_chain(0, frame_pointer(), bounds, skip, buf) }.len
 }
