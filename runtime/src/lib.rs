@@ -11,6 +11,7 @@
 pub mod chan;
 pub mod env;
 pub mod g;
+mod globrunq;
 pub(crate) mod m;
 pub mod net;
 pub mod netpoll;
