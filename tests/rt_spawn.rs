@@ -209,3 +209,40 @@ fn skynet_join_storm() {
         assert_eq!(gort::run(|| skynet(0, 100_000)), 4_999_950_000);
     }
 }
+
+/// Go's bounded local run queue (`runqputslow`): when one goroutine spawns far more than a P's
+/// queue holds without yielding, the older ones go to the global queue and the newest run first,
+/// so fan-out trees stay narrow. At GOMAXPROCS=1 (a child process) the first goroutines to run
+/// after the spawner parks are the newest ones, apart from the one global pick every 61 ticks;
+/// with an unbounded FIFO they would be the oldest (0, 1, 2, ...).
+#[test]
+fn overflowing_spawns_run_newest_first() {
+    const N: usize = 20_000;
+    if !common::in_child() {
+        let out = common::run_child("overflowing_spawns_run_newest_first", &[("GOMAXPROCS", "1")]);
+        assert!(out.status.success(), "child failed:\n{}", common::stderr(&out));
+        return;
+    }
+    let order = Arc::new(std::sync::Mutex::new(Vec::with_capacity(N)));
+    gort::run({
+        let order = order.clone();
+        move || {
+            let hs: Vec<_> = (0..N)
+                .map(|i| {
+                    let order = order.clone();
+                    gort::spawn(move || order.lock().unwrap().push(i))
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+        }
+    });
+    let order = order.lock().unwrap();
+    assert_eq!(order.len(), N);
+    let first: Vec<usize> = order[..200].to_vec();
+    let old = first.iter().filter(|&&i| i < N / 2).count();
+    // One global pick per 61 schedules brings in an old one (~4 in 200); a FIFO would make all
+    // 200 old.
+    assert!(old <= 20, "{old} of the first 200 to run were from the older half: {first:?}");
+}
