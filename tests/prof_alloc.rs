@@ -108,6 +108,24 @@ fn env_sets_the_rate() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
+/// A value that does not parse is reported on stderr, and the default rate is used.
+#[test]
+fn bad_env_rate_is_reported_and_ignored() {
+    if std::env::var_os("GORT_PROF_CHILD").is_some() {
+        assert_eq!(gort::profiler::mem_profile_rate(), gort::profiler::DEFAULT_MEM_PROFILE_RATE);
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "bad_env_rate_is_reported_and_ignored", "--test-threads=1"])
+        .env("GORT_PROF_CHILD", "1")
+        .env("GORT_MEMPROFILERATE", "lots")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}{err}", String::from_utf8_lossy(&out.stdout));
+    assert!(err.contains("gort: ignoring GORT_MEMPROFILERATE=\"lots\": expected a byte count"), "{err}");
+}
+
 #[test]
 fn no_deadlock_with_writers_fork_and_panics() {
     let _t = turn();

@@ -220,14 +220,31 @@ fn init_rate() -> usize {
     if !v.is_null() {
         // SAFETY: getenv returns a NUL-terminated string or null.
         let s = unsafe { std::ffi::CStr::from_ptr(v) };
-        if let Some(r) = s.to_str().ok().and_then(|s| s.trim().parse::<usize>().ok()) {
-            rate = r;
+        match s.to_str().ok().and_then(|s| s.trim().parse::<usize>().ok()) {
+            Some(r) => rate = r,
+            None => warn_bad_rate(s.to_bytes()),
         }
     }
     install_atfork();
     match RATE.compare_exchange(UNINIT, rate, Ordering::Relaxed, Ordering::Relaxed) {
         Ok(_) => rate,
         Err(set) => set,
+    }
+}
+
+/// Says on stderr that `GORT_MEMPROFILERATE` did not parse and the default is used. Runs inside
+/// the allocator, so it must not allocate: the pieces go straight to `write(2)`. (The runtime's
+/// own variables stop the program instead; the allocator cannot, it may run before `main`.)
+fn warn_bad_rate(value: &[u8]) {
+    let parts: [&[u8]; 3] = [
+        b"gort: ignoring GORT_MEMPROFILERATE=\"",
+        value,
+        b"\": expected a byte count (an integer >= 0; 1 = every allocation, 0 = off); using the default 524288\n",
+    ];
+    for p in parts {
+        // SAFETY: writes `p.len()` initialised bytes from `p` to fd 2; a failed or short write
+        // only loses the warning.
+        let _ = unsafe { libc::write(2, p.as_ptr().cast(), p.len()) };
     }
 }
 
