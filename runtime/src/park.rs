@@ -64,6 +64,14 @@ pub(crate) fn enter() -> EnterGuard {
         // Scheduler context (commit closures, timer callbacks): the M already owns its P.
         None => return EnterGuard(None),
     };
+    enter_on(m, g)
+}
+
+/// [`enter`] for a caller that has just read `m = current_m()` and `g = m.curg()` itself (one
+/// thread-local read less on a hot path). `enter` never switches goroutines, so `m` stays this
+/// thread's M until the caller next parks or yields.
+#[inline]
+pub(crate) fn enter_on(m: &'static crate::m::M, g: GRef) -> EnterGuard {
     let d = g.0.rt_depth.get();
     g.0.rt_depth.set(d + 1);
     if d > 0 {

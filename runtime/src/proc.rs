@@ -416,12 +416,12 @@ where
 /// Yields the processor: the goroutine goes to the back of its P's queue and others run (Go's
 /// `runtime.Gosched`). On a plain thread, `std::thread::yield_now`.
 pub fn yield_now() {
-    let g = match current_m().and_then(|m| m.curg()) {
-        Some(g) => g,
-        None => return std::thread::yield_now(),
+    let Some((m, g)) = current_m().and_then(|m| Some((m, m.curg()?))) else {
+        return std::thread::yield_now();
     };
-    let _e = enter();
-    if current_m().and_then(|m| m.p.get()).is_none() {
+    let _e = crate::park::enter_on(m, g);
+    // `enter_on` does not switch goroutines: `m` is still this thread's M.
+    if m.p.get().is_none() {
         suspend(g, Yield::NeedP);
     } else {
         g.0.preempt.store(false, Ordering::Relaxed);
