@@ -12,6 +12,7 @@ pub mod chan;
 pub mod env;
 pub mod g;
 mod globrunq;
+mod ilist;
 pub(crate) mod m;
 pub mod net;
 pub mod netpoll;

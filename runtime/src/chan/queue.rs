@@ -40,6 +40,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::lock_api::RawMutex as _;
 
 use crate::g::GRef;
+use crate::ilist::{Linked, Links, List};
 
 /// `Waiter::state` while nobody has claimed the waiter.
 pub(crate) const WAITING: usize = 0;
@@ -115,10 +116,14 @@ pub(crate) struct Hdr {
     pub(crate) case: Cell<usize>,
     /// Written by the claimer: true when a value was transferred, false when woken by close.
     pub(crate) success: Cell<bool>,
-    /// Whether the node is linked in a queue (invariant 1).
-    pub(crate) queued: Cell<bool>,
-    prev: Cell<*const Hdr>,
-    next: Cell<*const Hdr>,
+    /// Its place in a queue (invariant 1).
+    pub(crate) links: Links<Hdr>,
+}
+
+impl Linked for Hdr {
+    fn links(&self) -> &Links<Hdr> {
+        &self.links
+    }
 }
 
 /// A blocked channel operation, living on the blocked goroutine's stack.
@@ -138,9 +143,7 @@ impl<T> Node<T> {
                 waiter: Cell::new(ptr::null()),
                 case: Cell::new(0),
                 success: Cell::new(false),
-                queued: Cell::new(false),
-                prev: Cell::new(ptr::null()),
-                next: Cell::new(ptr::null()),
+                links: Links::new(),
             },
             slot: UnsafeCell::new(value),
         }
@@ -182,16 +185,13 @@ impl<T> Node<T> {
     }
 }
 
-/// A FIFO of nodes (Go's `waitq`), doubly linked so a woken `select!` or timed-out operation can
-/// unlink its node from the middle. Guarded by the owning channel's lock.
-pub(crate) struct WaitQueue {
-    head: *const Hdr,
-    tail: *const Hdr,
-}
+/// A FIFO of nodes (Go's `waitq`), doubly linked ([`List`]) so a woken `select!` or timed-out
+/// operation can unlink its node from the middle. Guarded by the owning channel's lock.
+pub(crate) struct WaitQueue(List<Hdr>);
 
 impl WaitQueue {
     pub(crate) const fn new() -> WaitQueue {
-        WaitQueue { head: ptr::null(), tail: ptr::null() }
+        WaitQueue(List::new())
     }
 
     /// Appends `n`.
@@ -199,17 +199,8 @@ impl WaitQueue {
     /// # Safety
     /// The channel lock is held, `n` is not queued and stays valid while queued (invariant 2).
     pub(crate) unsafe fn push_back(&mut self, n: &Hdr) {
-        debug_assert!(!n.queued.get());
-        n.prev.set(self.tail);
-        n.next.set(ptr::null());
-        if self.tail.is_null() {
-            self.head = n;
-        } else {
-            // SAFETY: the tail is a queued node, valid by invariant 2.
-            unsafe { (*self.tail).next.set(n) };
-        }
-        self.tail = n;
-        n.queued.set(true);
+        // SAFETY: the caller's contract is the list's.
+        unsafe { self.0.push_back(n) }
     }
 
     /// Unlinks `n` if it is queued here.
@@ -217,25 +208,8 @@ impl WaitQueue {
     /// # Safety
     /// The channel lock is held and `n`, if queued, is queued in this queue.
     pub(crate) unsafe fn remove(&mut self, n: &Hdr) {
-        if !n.queued.get() {
-            return;
-        }
-        let (prev, next) = (n.prev.get(), n.next.get());
-        if prev.is_null() {
-            self.head = next;
-        } else {
-            // SAFETY: neighbours of a queued node are queued nodes (invariant 2).
-            unsafe { (*prev).next.set(next) };
-        }
-        if next.is_null() {
-            self.tail = prev;
-        } else {
-            // SAFETY: as above.
-            unsafe { (*next).prev.set(prev) };
-        }
-        n.prev.set(ptr::null());
-        n.next.set(ptr::null());
-        n.queued.set(false);
+        // SAFETY: the caller's contract is the list's.
+        unsafe { self.0.remove(n) }
     }
 
     /// Pops nodes from the front until one whose waiter this call claims (verdict `case + 1`);
@@ -244,16 +218,12 @@ impl WaitQueue {
     /// # Safety
     /// The channel lock is held.
     pub(crate) unsafe fn claim_front(&mut self) -> Option<*const Hdr> {
-        while !self.head.is_null() {
-            let h = self.head;
-            // SAFETY: a queued node is valid (invariant 2); we hold the lock.
-            let n = unsafe { &*h };
-            // SAFETY: lock held and `n` is queued here.
-            unsafe { self.remove(n) };
+        // SAFETY: lock held (caller); queued nodes are valid (invariant 2).
+        while let Some(n) = unsafe { self.0.pop_front() } {
             // SAFETY: the waiter outlives its queued nodes (it is on the same frozen stack).
             let w = unsafe { &*n.waiter.get() };
             if w.claim(n.case.get() + 1) {
-                return Some(h);
+                return Some(n);
             }
         }
         None
@@ -335,7 +305,7 @@ pub(crate) unsafe fn fire_timeout(core: *const Core, hdr: *const Hdr, recv: bool
     let mut wake = false;
     // Not queued: either a channel operation claimed it (the claim fails) or the goroutine has not
     // queued it yet (the claim succeeds and the goroutine sees it under the lock: invariant 4).
-    if w.claim(TIMED_OUT) && n.queued.get() {
+    if w.claim(TIMED_OUT) && n.links.is_queued() {
         let q = if recv { &mut st.recvq } else { &mut st.sendq };
         // SAFETY: lock held; the node is queued on this queue per the contract.
         unsafe { q.remove(n) };

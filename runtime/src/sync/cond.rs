@@ -34,12 +34,6 @@ impl Default for Lock {
     }
 }
 
-impl Default for WaitList {
-    fn default() -> Self {
-        WaitList::new()
-    }
-}
-
 // SAFETY: `list` is only touched with `lock` held.
 unsafe impl Sync for Cond {}
 // SAFETY: as above.
@@ -60,7 +54,7 @@ impl Cond {
         self.lock.lock();
         // SAFETY: lock held; the node stays on this frame until unlinked by a notifier (we do
         // not return before being notified).
-        unsafe { (*self.list.get()).push(&node, false) };
+        unsafe { (*self.list.get()).push_back(&node) };
         // SAFETY: taken above.
         unsafe { self.lock.unlock() };
         drop(guard);

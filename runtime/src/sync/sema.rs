@@ -87,7 +87,15 @@ impl Sema {
             }
             node.granted.set(false);
             // SAFETY: lock held; the node stays on this frame until we are dequeued and woken.
-            unsafe { (*self.list.get()).push(&node, lifo) };
+            let list = unsafe { &mut *self.list.get() };
+            // SAFETY: as above.
+            unsafe {
+                if lifo {
+                    list.push_front(&node)
+                } else {
+                    list.push_back(&node)
+                }
+            };
             park(reason, |_| {
                 // SAFETY: taken by this acquire before parking (Go's goparkunlock).
                 unsafe { self.lock.unlock() };

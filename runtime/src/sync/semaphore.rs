@@ -66,7 +66,7 @@ impl Semaphore {
         let node = WaitNode::new();
         node.weight.set(n);
         // SAFETY: lock held; the node stays on this frame until a releaser unlinks it.
-        unsafe { st.waiters.push(&node, false) };
+        unsafe { st.waiters.push_back(&node) };
         let t0 = prof_hooks::block_start();
         park(WaitReason::Semacquire, |_| {
             // SAFETY: taken by this acquire before parking.
