@@ -93,36 +93,42 @@ fn rate_zero_is_off() {
     drop(v);
 }
 
+/// In a child process started by [`rate_child`].
+fn in_rate_child() -> bool {
+    std::env::var_os("GORT_PROF_CHILD").is_some()
+}
+
+/// Re-runs test `name` of this binary in a child process with `GORT_MEMPROFILERATE=rate`, checks
+/// that it passed and returns its stderr.
+fn rate_child(name: &str, rate: &str) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1"])
+        .env("GORT_PROF_CHILD", "1")
+        .env("GORT_MEMPROFILERATE", rate)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{}{err}", String::from_utf8_lossy(&out.stdout));
+    err
+}
+
 #[test]
 fn env_sets_the_rate() {
-    if std::env::var_os("GORT_PROF_CHILD").is_some() {
+    if in_rate_child() {
         assert_eq!(gort::profiler::mem_profile_rate(), 4096);
         return;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "env_sets_the_rate", "--test-threads=1"])
-        .env("GORT_PROF_CHILD", "1")
-        .env("GORT_MEMPROFILERATE", "4096")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    rate_child("env_sets_the_rate", "4096");
 }
 
 /// A value that does not parse is reported on stderr, and the default rate is used.
 #[test]
 fn bad_env_rate_is_reported_and_ignored() {
-    if std::env::var_os("GORT_PROF_CHILD").is_some() {
+    if in_rate_child() {
         assert_eq!(gort::profiler::mem_profile_rate(), gort::profiler::DEFAULT_MEM_PROFILE_RATE);
         return;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "bad_env_rate_is_reported_and_ignored", "--test-threads=1"])
-        .env("GORT_PROF_CHILD", "1")
-        .env("GORT_MEMPROFILERATE", "lots")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{}{err}", String::from_utf8_lossy(&out.stdout));
+    let err = rate_child("bad_env_rate_is_reported_and_ignored", "lots");
     assert!(err.contains("gort: ignoring GORT_MEMPROFILERATE=\"lots\": expected a byte count"), "{err}");
 }
 
