@@ -212,19 +212,9 @@ fn snapshot_holds_a_parked_goroutine_still() {
                 let (lo, hi) = p.stack_bounds();
                 let regs = p.regs();
                 assert!(lo < regs.sp && regs.sp < hi, "sp {:#x} outside [{lo:#x}, {hi:#x})", regs.sp);
-                // Walk the frozen frame-pointer chain (frame pointers are forced on).
-                let mut fp = regs.fp;
-                let mut frames = 0;
-                while fp >= regs.sp && fp + 16 <= hi && frames < 64 {
-                    // SAFETY: fp lies within the parked goroutine's stack, which the scan bit
-                    // keeps frozen; [fp] is the saved caller fp and [fp+8] a return address.
-                    let (next, ret) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
-                    if ret == 0 || next <= fp {
-                        break;
-                    }
-                    frames += 1;
-                    fp = next;
-                }
+                // Walk the frozen stack from the park site with this build's unwinder.
+                let mut buf = [0usize; 64];
+                let frames = p.walk(&mut buf).len;
                 // The readier is blocked on the scan bit: the goroutine cannot run yet.
                 std::thread::sleep(Duration::from_millis(50));
                 assert!(!ran.load(Ordering::SeqCst), "the goroutine ran while held");

@@ -279,17 +279,19 @@ impl<'a> Builder<'a> {
         lid
     }
 
-    /// The finished profile, mapping flags set: the main binary's say functions, files, lines
-    /// and inlined frames are all present (we resolved them from its DWARF); another mapping
-    /// says functions when every location in it got a symbol from `dladdr`.
+    /// The finished profile, mapping flags set: the main binary's say functions are present,
+    /// and files, lines and inlined frames when it has line tables (we resolved them from its
+    /// DWARF); another mapping says functions when every location in it got a symbol from
+    /// `dladdr`.
     pub fn finish(mut self) -> Profile {
+        let lines = self.sym.has_lines();
         for (i, m) in self.p.mapping.iter_mut().enumerate() {
             let main = self.sym.mappings[i].main;
             let named = self.maps[i].1;
             m.has_functions = named;
-            m.has_filenames = main && named;
-            m.has_line_numbers = main && named;
-            m.has_inline_frames = main && named;
+            m.has_filenames = main && named && lines;
+            m.has_line_numbers = main && named && lines;
+            m.has_inline_frames = main && named && lines;
         }
         self.p
     }

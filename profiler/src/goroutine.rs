@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::builder::{frames, Builder, LFrame, Trim};
 use crate::labels::LabelSet;
 use crate::symbol::Symbolizer;
-use crate::walk::{walk_current, walk_fp, Walk, MAX_DEPTH};
+use crate::walk::{walk_current, Walk, MAX_DEPTH};
 
 /// One goroutine in a full dump.
 #[derive(Clone, Debug)]
@@ -55,14 +55,7 @@ pub struct Grouped {
 }
 
 fn walk_parked(p: &gort_runtime::Parked<'_>, buf: &mut [usize]) -> Walk {
-    let r = p.regs();
-    let bounds = p.stack_bounds();
-    if bounds.1 == 0 {
-        return Walk { len: 0, truncated: false };
-    }
-    // SAFETY: the runtime holds the goroutine still (scan bit) while this closure runs, so its
-    // stack [lo, hi) is mapped and unchanging.
-    unsafe { walk_fp(r.pc, r.fp, bounds, buf) }
+    p.walk(buf)
 }
 
 type GroupKey = (Box<[usize]>, Option<Arc<LabelSet>>);
@@ -234,14 +227,14 @@ pub fn render2(sym: &mut Symbolizer, gs: &[GStack]) -> String {
     out
 }
 
-/// The frame that spawned a goroutine (Go's `gopc`): the first symbolized frame of the spawn's
-/// return addresses that is not the runtime's own spawn machinery (`gort_runtime::proc`, or the
-/// `go!` macro's helpers, which the compiler may or may not have inlined into the caller).
+/// The frame that spawned a goroutine (Go's `gopc`): of the frames at the spawn's address (with
+/// debug info, the runtime's inlined `spawn` path first, then the caller), the first that is not
+/// the runtime's own.
 fn spawner(sym: &mut Symbolizer, pcs: &[usize]) -> Option<LFrame> {
     let n = pcs.iter().position(|&pc| pc == 0).unwrap_or(pcs.len());
     frames(sym, &pcs[..n], Trim::None).into_iter().find(|f| {
         let name = f.name();
-        !(name.starts_with("gort_runtime::proc::") || name.starts_with("gort_runtime::spawn") || name.starts_with("0x"))
+        !(name.starts_with("gort_runtime::") || name.starts_with("<gort_runtime::") || name.starts_with("0x"))
     })
 }
 

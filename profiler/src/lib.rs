@@ -173,18 +173,36 @@ impl Profile {
     pub fn write_to<W: Write + ?Sized>(&self, w: &mut W, debug: u8) -> io::Result<()> {
         let out: Vec<u8> = {
             let _g = NoSample::enter();
-            with_symbolizer(|sym| match (self.kind, debug) {
-                (Kind::Goroutine, 0) => goroutine::proto(sym).encode_gz(),
-                (Kind::Goroutine, 1) => goroutine::text1(sym).into_bytes(),
-                (Kind::Goroutine, _) => goroutine::text2(sym).into_bytes(),
-                (Kind::Heap, 0) => heap_proto(sym, false).encode_gz(),
-                (Kind::Allocs, 0) => heap_proto(sym, true).encode_gz(),
-                (Kind::Heap | Kind::Allocs, _) => heap_text(sym).into_bytes(),
-                (Kind::ThreadCreate, 0) => threadcreate::proto(sym).encode_gz(),
-                (Kind::ThreadCreate, _) => threadcreate::text1(sym).into_bytes(),
+            with_symbolizer(|sym| {
+                let text = match (self.kind, debug) {
+                    (Kind::Goroutine, 0) => return goroutine::proto(sym).encode_gz(),
+                    (Kind::Heap, 0) => return heap_proto(sym, false).encode_gz(),
+                    (Kind::Allocs, 0) => return heap_proto(sym, true).encode_gz(),
+                    (Kind::ThreadCreate, 0) => return threadcreate::proto(sym).encode_gz(),
+                    (Kind::Goroutine, 1) => goroutine::text1(sym),
+                    (Kind::Goroutine, _) => goroutine::text2(sym),
+                    (Kind::Heap | Kind::Allocs, _) => heap_text(sym),
+                    (Kind::ThreadCreate, _) => threadcreate::text1(sym),
+                };
+                with_no_lines_note(sym, text).into_bytes()
             })
         };
         w.write_all(&out)
+    }
+}
+
+/// Puts [`symbol::NO_LINES_NOTE`] on the first line of a text profile when the binary has no line
+/// tables. Go's text formats begin with a fixed line (`goroutine profile: total N`, `heap
+/// profile: ...`) that parsers match, so there the note is the first comment line after it; a
+/// full dump (`goroutine 1 [running]:`) has no such header and gets it on top.
+fn with_no_lines_note(sym: &Symbolizer, text: String) -> String {
+    let Some(note) = sym.no_lines_note() else { return text };
+    if text.starts_with("goroutine ") && !text.starts_with("goroutine profile:") || text.is_empty() {
+        return format!("{note}\n\n{text}");
+    }
+    match text.split_once('\n') {
+        Some((first, rest)) => format!("{first}\n{note}\n{rest}"),
+        None => format!("{text}\n{note}\n"),
     }
 }
 

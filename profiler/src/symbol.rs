@@ -66,6 +66,8 @@ pub struct MapEntry {
 /// The symbolizer: the main binary's DWARF and symbols, the process's mappings, a cache.
 pub struct Symbolizer {
     ctx: Option<addr2line::Context<Reader>>,
+    /// The binary has line tables (`.debug_line`): frames get files and lines.
+    lines: bool,
     /// ELF text symbols of the main binary, sorted by address: (svma, size, raw name).
     syms: Vec<(u64, u64, &'static str)>,
     bias: usize,
@@ -79,6 +81,11 @@ pub struct Symbolizer {
     root_crates: HashMap<String, String>,
 }
 
+/// Said once per text profile of a binary without line tables (the default release profile has
+/// no debug info): names come from the ELF symbol table, and this is how to get file:line.
+pub const NO_LINES_NOTE: &str = "# gort: no debug info in this binary: functions are named from its symbol table, \
+without file:line or inlined frames; for them add `debug = \"line-tables-only\"` to `[profile.release]` in Cargo.toml";
+
 impl Symbolizer {
     /// Loads the main binary's debug info and symbols and reads the mappings.
     pub fn new() -> Symbolizer {
@@ -90,6 +97,7 @@ impl Symbolizer {
         let mut ctx = None;
         let mut syms = Vec::new();
         let mut build_id = String::new();
+        let mut lines = false;
         if let Ok(file) = object::File::parse(data) {
             use object::{Object, ObjectSection, ObjectSymbol};
             if let Ok(Some(id)) = file.build_id() {
@@ -103,6 +111,7 @@ impl Symbolizer {
                 }
             }
             syms.sort_unstable_by_key(|s| s.0);
+            lines = file.section_by_name(".debug_line").is_some_and(|s| s.size() > 0);
             let endian = if file.is_little_endian() { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
             let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
                 let bytes: &'static [u8] = match file.section_by_name(id.name()) {
@@ -123,6 +132,7 @@ impl Symbolizer {
         let mappings = read_maps(&exe, &build_id);
         Symbolizer {
             ctx,
+            lines,
             syms,
             bias,
             mappings,
@@ -131,6 +141,16 @@ impl Symbolizer {
             file_crates: HashMap::new(),
             root_crates: HashMap::new(),
         }
+    }
+
+    /// Whether frames of the main binary get files and lines (it has line tables).
+    pub fn has_lines(&self) -> bool {
+        self.lines
+    }
+
+    /// A line for text profiles when the binary has no line tables, saying how to get them.
+    pub fn no_lines_note(&self) -> Option<&'static str> {
+        (!self.lines).then_some(NO_LINES_NOTE)
     }
 
     fn intern(&mut self, s: &str) -> Arc<str> {

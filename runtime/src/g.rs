@@ -23,7 +23,7 @@
 //! A snapshot (goroutine profile, deadlock dump) holds a WAITING or RUNNABLE G still by setting
 //! `SCAN` with a CAS; `ready` and `execute` spin while `SCAN` is set. So the parked stack cannot
 //! start running under the walker's feet, and the walker costs the parked G nothing at park time
-//! beyond the three registers [`G::park_regs`] records.
+//! beyond the three registers [`ParkRegs`] records.
 
 use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
@@ -33,9 +33,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-/// How many return addresses a G keeps from its spawn (see `G::created_pcs`): enough to get
-/// past `spawn`/`Builder::spawn` when the compiler did not inline them into the caller.
-pub const CREATED_PCS: usize = 3;
+/// How many code addresses a G keeps from its spawn (see `G::created_pcs`): one, inside the
+/// spawning function (the public spawn entry points are inlined into it).
+pub const CREATED_PCS: usize = 1;
 
 /// Status values (low bits of `G::status`).
 pub(crate) const IDLE: u32 = 0;
@@ -163,16 +163,9 @@ pub(crate) enum GKind {
     Thread,
 }
 
-/// The registers recorded where a G parked, from which a profiler walks its frozen stack.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ParkRegs {
-    /// Return address into the frame that called the runtime's park path.
-    pub pc: usize,
-    /// Stack pointer at the park site.
-    pub sp: usize,
-    /// Frame pointer at the park site (start of the frame-pointer chain).
-    pub fp: usize,
-}
+/// The registers recorded where a G parked (inside the runtime's switch-out path, in a frame
+/// that stays live while it is parked), from which a profiler unwinds its frozen stack.
+pub type ParkRegs = crate::unwind::Regs;
 
 /// A goroutine descriptor. See the module docs for who owns which field.
 pub struct G {
@@ -188,8 +181,8 @@ pub struct G {
     pub(crate) parent_goid: AtomicU64,
     /// Where the `go!`/`spawn` call that created this G stands in the source.
     pub(crate) created_at: AtomicPtr<Location<'static>>,
-    /// Return addresses at the spawn (Go's `gopc`): the innermost frames above the runtime's
-    /// `newproc`, so the profiler can name the function that spawned this goroutine.
+    /// An address inside the function that spawned this goroutine (Go's `gopc`), so the
+    /// profiler can name it.
     pub(crate) created_pcs: [AtomicUsize; CREATED_PCS],
     /// Optional name from `Builder::name`.
     pub(crate) name: Mutex<Option<Arc<str>>>,
@@ -294,9 +287,20 @@ impl Parked<'_> {
     pub fn id(&self) -> u64 {
         self.g.goid.load(Ordering::Relaxed)
     }
-    /// Where it switched out: the frame-pointer chain of its frozen stack starts at `regs().fp`.
+    /// Where it switched out: an unwind of its frozen stack starts from these registers.
     pub fn regs(&self) -> ParkRegs {
         self.regs
+    }
+    /// Walks its frozen stack from the park site into `buf`, leaf first (the first address is in
+    /// the runtime's switch-out path), with this build's unwinder.
+    pub fn walk(&self, buf: &mut [usize]) -> crate::unwind::Walk {
+        if self.stack.1 == 0 {
+            return crate::unwind::Walk { len: 0, truncated: false };
+        }
+        // SAFETY: the scan bit holds the G still for as long as `self` lives, so its stack
+        // [lo, hi) stays mapped (a G keeps its stack while not dead) and unchanged, and `regs`
+        // were recorded on that stack in a frame that is live until the G resumes.
+        unsafe { crate::unwind::walk(self.regs, self.stack, 0, buf, crate::unwind::WalkCtx::MayAllocate) }
     }
     /// Its stack, `[lo, hi)`: every frame of the chain lies inside.
     pub fn stack_bounds(&self) -> (usize, usize) {

@@ -26,6 +26,7 @@ pub(crate) mod stack;
 pub mod sync;
 pub(crate) mod sysmon;
 pub mod time;
+pub mod unwind;
 
 pub use env::{Config, ConfigError};
 pub use g::{for_each_g, GRef, ParkRegs, Parked, WaitReason};

@@ -3,7 +3,8 @@
 //! # Protocol (why no wakeup is ever lost)
 //!
 //! `park(reason, commit)` on a goroutine:
-//! 1. records the wait reason, when the wait began and the park site (pc, sp, fp);
+//! 1. records the wait reason, when the wait began and the park site (pc, sp, fp: where an
+//!    unwind of the parked stack starts);
 //! 2. switches to the M's scheduler stack;
 //! 3. the M marks the G `WAITING` (Release) — only now, with the G's stack frozen;
 //! 4. the M runs `commit(g)`: typically it publishes `g` in a wait queue and releases the lock
@@ -144,57 +145,22 @@ pub(crate) fn safepoint() {
 }
 
 /// Switches from goroutine `g` to its M's scheduler loop with `y`.
+///
+/// Records the park site first: the registers at a point of *this* frame, which stays live and
+/// unchanged (with every caller's frame) until the goroutine is resumed, so a profiler can unwind
+/// from them, by frame pointers or CFI, while the goroutine is parked. `inline(never)` keeps this
+/// a frame of its own.
+#[inline(never)]
 pub(crate) fn suspend(g: GRef, y: Yield) {
-    record_park_regs(g.0);
+    let regs = crate::unwind::Regs::here();
+    g.0.park_pc.store(regs.pc, Ordering::Relaxed);
+    g.0.park_sp.store(regs.sp, Ordering::Relaxed);
+    g.0.park_fp.store(regs.fp, Ordering::Relaxed);
     let yl = g.0.yielder.get();
     debug_assert!(!yl.is_null());
     // SAFETY: yielder was set by goroutine_main to the coroutine's Yielder, which lives at the
     // base of this goroutine's stack for as long as the coroutine runs; we are on that stack.
     unsafe { (*yl).suspend(y) };
-}
-
-/// Records where `g` parks: the frame pointer and return address of our caller's frame.
-#[inline(never)]
-fn record_park_regs(g: &G) {
-    let (fp, sp) = frame_regs();
-    if fp != 0 {
-        // SAFETY: fp is this function's frame pointer (frame pointers are forced on); the word
-        // at fp is the caller's saved frame pointer and fp+8 its return address, both inside the
-        // current stack.
-        let (caller_fp, ret) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
-        g.park_fp.store(caller_fp, Ordering::Relaxed);
-        g.park_pc.store(ret, Ordering::Relaxed);
-    }
-    g.park_sp.store(sp, Ordering::Relaxed);
-}
-
-#[inline(always)]
-fn frame_regs() -> (usize, usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let fp: usize;
-        let sp: usize;
-        // SAFETY: reads two registers; no memory access, no side effects.
-        unsafe {
-            std::arch::asm!("mov {0}, rbp", "mov {1}, rsp", out(reg) fp, out(reg) sp, options(nomem, nostack, preserves_flags))
-        };
-        (fp, sp)
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        let fp: usize;
-        let sp: usize;
-        // SAFETY: reads two registers; no memory access, no side effects.
-        unsafe {
-            std::arch::asm!("mov {0}, x29", "mov {1}, sp", out(reg) fp, out(reg) sp, options(nomem, nostack, preserves_flags))
-        };
-        (fp, sp)
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        let x = 0u8;
-        (0, &x as *const u8 as usize)
-    }
 }
 
 /// The current G: the running goroutine, or on a plain OS thread that thread's stand-in G.

@@ -209,12 +209,14 @@ impl Builder {
 
     /// Spawns the goroutine. Errors: an invalid stack size (`InvalidInput`).
     #[track_caller]
+    #[inline(always)] // the spawn site's pc must land in the caller (see `newproc`)
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
         let loc = Location::caller();
+        let pc = crate::unwind::caller_pc();
         let custom = match self.stack_size {
             None => 0,
             Some(sz) => {
@@ -227,7 +229,7 @@ impl Builder {
                 sz
             }
         };
-        Ok(spawn_inner(f, loc, self.name, custom, false))
+        Ok(spawn_inner(f, loc, pc, self.name, custom, false))
     }
 }
 
@@ -236,17 +238,19 @@ impl Builder {
 /// The goroutine starts soon on some M (it goes to the spawner's `runnext`, like Go's `go`).
 /// See the module docs for the one contract goroutine code must keep.
 #[track_caller]
+#[inline(always)] // the spawn site's pc must land in the caller (see `newproc`)
 pub fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    spawn_inner(f, Location::caller(), None, 0, false)
+    spawn_inner(f, Location::caller(), crate::unwind::caller_pc(), None, 0, false)
 }
 
 fn spawn_inner<F, T>(
     f: F,
     loc: &'static Location<'static>,
+    pc: usize,
     name: Option<String>,
     custom: usize,
     main: bool,
@@ -259,16 +263,21 @@ where
         packet: Packet { result: UnsafeCell::new(None), done: WaitSlot::new() },
         f: UnsafeCell::new(Some(f)),
     });
-    let id = newproc(task.clone(), loc, name, custom, main);
+    let id = newproc(task.clone(), loc, pc, name, custom, main);
     JoinHandle { task, id }
 }
 
-/// Creates a G for `entry` and makes it runnable (Go's newproc). Never inlined: the spawn-site
-/// walk below skips exactly this frame.
+/// Creates a G for `entry` and makes it runnable (Go's newproc).
+///
+/// `pc` is Go's `gopc`: an address inside the function that spawned, taken by the public entry
+/// points, which are `#[inline(always)]` so that the address is in their caller's code. One
+/// instruction instead of a stack walk, which in a build without frame pointers would be a CFI
+/// unwind on every spawn.
 #[inline(never)]
 fn newproc(
     entry: Arc<dyn Runnable>,
     loc: &'static Location<'static>,
+    pc: usize,
     name: Option<String>,
     custom: usize,
     main: bool,
@@ -292,13 +301,7 @@ fn newproc(
     g.0.goid.store(goid, Ordering::Relaxed);
     g.0.parent_goid.store(parent.map(|g| g.id()).unwrap_or(0), Ordering::Relaxed);
     g.0.created_at.store(loc as *const Location<'static> as *mut Location<'static>, Ordering::Relaxed);
-    // Go's gopc: where the spawn came from, past newproc itself (a bounded walk of a few frames;
-    // a caller built without frame pointers just leaves zeros).
-    let mut pcs = [0usize; g::CREATED_PCS];
-    crate::prof_hooks::capture_stack(1, &mut pcs);
-    for (slot, pc) in g.0.created_pcs.iter().zip(pcs) {
-        slot.store(pc, Ordering::Relaxed);
-    }
+    g.0.created_pcs[0].store(pc, Ordering::Relaxed);
     if let Some(n) = name {
         *g.0.name.lock() = Some(Arc::from(n));
         g.0.has_name.store(true, Ordering::Relaxed);
@@ -386,6 +389,7 @@ impl_apply!(A, B, C, D, E, F, G2, H);
 /// with `fatal error: all goroutines are asleep - deadlock!` and a listing of the goroutines.
 /// Called on a goroutine, `run` just calls `f`.
 #[track_caller]
+#[inline(always)] // the spawn site's pc must land in the caller (see `newproc`)
 pub fn run<F, T>(f: F) -> T
 where
     F: FnOnce() -> T + Send + 'static,
@@ -396,7 +400,7 @@ where
     }
     let s = sched();
     let tg = thread_g();
-    let h = spawn_inner(f, Location::caller(), None, 0, true);
+    let h = spawn_inner(f, Location::caller(), crate::unwind::caller_pc(), None, 0, true);
     let waiter = Arc::new(RunWaiter { main_goid: h.id, thread_g: tg, deadlock: parking_lot::Mutex::new(None) });
     s.run_waiters.lock().push(waiter.clone());
     let pk = h.task.packet();
@@ -703,9 +707,9 @@ pub struct GoroutineInfo {
     pub parent_id: u64,
     /// The `spawn`/`go!` call site.
     pub created_at: Option<&'static Location<'static>>,
-    /// Return addresses at the spawn, innermost first (Go's `gopc`; zeros where the walk
-    /// stopped). The first frames may be the runtime's own `spawn`; the profiler skips those.
-    /// A caller that tail-calls `spawn` leaves no frame of its own, so its caller shows.
+    /// An address inside the function that spawned (Go's `gopc`; 0 if unknown). With debug info
+    /// it symbolizes to the runtime's `spawn` inlined into that function; the profiler skips
+    /// the runtime's frames.
     pub created_pcs: [usize; g::CREATED_PCS],
 }
 

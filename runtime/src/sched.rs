@@ -153,6 +153,8 @@ pub(crate) fn start() -> Result<&'static Sched, crate::env::ConfigError> {
         return Ok(s);
     }
     let cfg = Config::from_env()?;
+    // The unwinder exists before any goroutine can park or any M can be profiled.
+    crate::unwind::init();
     let n = cfg.max_procs;
     let allp: &'static [P] = Box::leak((0..n).map(P::new).collect::<Vec<_>>().into_boxed_slice());
     let s: &'static Sched = Box::leak(Box::new(Sched {
@@ -302,7 +304,7 @@ fn newm(s: &'static Sched, p: &'static P, spinning: bool) {
     let pp = p as *const P as usize;
     // The creating stack, as Go's threadcreate profile records it (rare: Ms never exit).
     let mut buf = [0usize; 64];
-    let n = crate::prof_hooks::capture_stack(0, &mut buf);
+    let n = crate::unwind::capture_stack(0, &mut buf);
     let create_stack = buf[..n].to_vec();
     let r = std::thread::Builder::new().name(format!("gort-m{id}")).spawn(move || {
         let mut m = M::new(id, std::thread::current());
