@@ -10,7 +10,7 @@
 //! Poisson process over allocated bytes, exactly Go's `nextSample`. Rate 1 samples every
 //! allocation; rate 0 turns sampling off (one relaxed load per allocation remains).
 //!
-//! A sample walks the allocating stack by frame pointers and adds one object of that size to the
+//! A sample walks the allocating stack (the runtime's unwinder, bounds-checked) and adds one object of that size to the
 //! record keyed by (stack, size), Go's bucket. The block's address goes into a side table
 //! (address -> record), only for sampled blocks, so `dealloc` and `realloc` can move it from
 //! in-use to freed. Deallocation must learn cheaply that a block was *not* sampled: a counting
@@ -28,9 +28,11 @@
 //! # Never recursing, never deadlocking
 //!
 //! - A thread-local flag (`NoSample`) is set while the sampler or the profiler itself runs:
-//!   allocations under it are never sampled and frees under it skip the table. The side table,
-//!   the records and everything a profile builds are allocated under the flag, so they are never
-//!   sampled blocks, and a table resize freeing its old array cannot re-enter the lock it holds.
+//!   allocations under it are never sampled. The side table, the records and everything a
+//!   profile builds are allocated under the flag, so they are never sampled blocks. Frees skip the
+//!   table only while their thread holds its lock (a second flag), so a table resize freeing its
+//!   old array cannot re-enter the lock, yet a sampled block freed while the profiler works still
+//!   counts as freed.
 //!   Profile building never parks its goroutine while the flag is set (it uses thread locks,
 //!   never gort ones), so the flag cannot leak to another goroutine on the same thread.
 //! - The table lock is a spin lock held for a few hash-map operations. A panic while holding it
@@ -130,11 +132,19 @@ struct ThreadState {
     rng: Cell<u64>,
     /// Set while the sampler or the profiler runs on this thread.
     busy: Cell<bool>,
+    /// Set while this thread holds the table lock.
+    in_table: Cell<bool>,
 }
 
 thread_local! {
     static TS: ThreadState = const {
-        ThreadState { next: Cell::new(0), rate: Cell::new(0), rng: Cell::new(0), busy: Cell::new(false) }
+        ThreadState {
+            next: Cell::new(0),
+            rate: Cell::new(0),
+            rng: Cell::new(0),
+            busy: Cell::new(false),
+            in_table: Cell::new(false),
+        }
     };
 }
 
@@ -365,6 +375,22 @@ impl SpinLock {
     }
 }
 
+/// Marks this thread as holding the table lock, for `free_slow` (a free made while the table
+/// itself reallocates must not take the lock again).
+struct InTable(bool);
+
+impl InTable {
+    fn enter() -> InTable {
+        InTable(TS.with(|t| t.in_table.replace(true)))
+    }
+}
+
+impl Drop for InTable {
+    fn drop(&mut self) {
+        TS.with(|t| t.in_table.set(self.0));
+    }
+}
+
 impl Drop for TableGuard {
     fn drop(&mut self) {
         TABLE.release();
@@ -374,6 +400,7 @@ impl Drop for TableGuard {
 fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     TABLE.acquire();
     let _g = TableGuard;
+    let _in = InTable::enter();
     // SAFETY: we hold the lock, so nobody else touches the table until TableGuard drops.
     let t = unsafe { &mut *TABLE.table.get() };
     let t = t.get_or_insert_with(|| Table {
@@ -470,7 +497,11 @@ fn on_free(p: *mut u8) {
 #[cold]
 #[inline(never)]
 fn free_slow(addr: usize) {
-    if TS.with(|t| t.busy.get()) {
+    // Only the table's own blocks are freed while this thread holds its lock, and those were
+    // allocated under `NoSample`, so never sampled. Any other free counts, even one made while the
+    // profiler works (`NoSample`): a user's sampled block can be dropped there (the last
+    // reference to a goroutine's labels, say), and skipping it would leave it "in use" forever.
+    if TS.with(|t| t.in_table.get()) {
         return;
     }
     let _g = NoSample::enter();
@@ -515,6 +546,24 @@ mod tests {
         assert!((s - c * 16).abs() < 16, "{s} vs {c}");
         assert_eq!(scale_heap_sample(3, 30, 1), (3, 30));
         assert_eq!(scale_heap_sample(0, 0, 512), (0, 0));
+    }
+
+    /// A sampled block freed while the profiler works on the same thread (`NoSample` set) is
+    /// still counted as freed: before, such frees skipped the table and the block stayed live.
+    #[test]
+    fn frees_under_nosample_are_counted() {
+        let addr = 0x7777_7770usize; // a fake block: only its address is used
+        record_alloc(addr, 48);
+        {
+            let _g = NoSample::enter();
+            on_free(addr as *mut u8);
+        }
+        let (live, frees) = with_table(|t| {
+            let i = t.records.iter().position(|r| r.size == 48).expect("the record");
+            (t.live.contains_key(&addr), t.records[i].frees)
+        });
+        assert!(!live, "the freed block is still in the live table");
+        assert!(frees >= 1);
     }
 
     #[test]
