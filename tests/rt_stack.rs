@@ -93,6 +93,50 @@ fn overflow_on_dedicated_stack_is_reported() {
     assert_overflow_report(&out, "96 KiB");
 }
 
+/// A read of an unguarded stack's gap from outside the goroutine (what a debugger or a profiler
+/// reading `/proc/PID/mem` does: here `process_vm_readv`) faults in the zero page, which
+/// `mincore` reports resident. That is no overflow: the goroutine exits, its stack is checked
+/// and reused, and the process goes on (before, it aborted with "stack overflow").
+#[test]
+fn outside_read_of_a_gap_is_no_overflow() {
+    if in_child() {
+        gort::run(|| {
+            for round in 0..4 {
+                let (tx, rx) = gort::chan::chan::<usize>(0);
+                let (done_tx, done_rx) = gort::chan::chan::<()>(0);
+                let h = gort::spawn(move || {
+                    tx.send(gort::runtime::current_stack_bounds().0).unwrap();
+                    done_rx.recv();
+                });
+                let lo = rx.recv().unwrap();
+                let mut buf = [0u8; 64];
+                let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+                let remote = libc::iovec { iov_base: (lo - 64) as *mut libc::c_void, iov_len: 64 };
+                // SAFETY: reads our own process's memory into `buf` through the kernel, as a
+                // debugger would; the remote range is the parked goroutine's mapped gap.
+                let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+                assert_eq!(n, 64, "process_vm_readv: {}", std::io::Error::last_os_error());
+                assert!(buf.iter().all(|&b| b == 0));
+                drop(done_tx);
+                h.join().unwrap();
+                // Reuse the stack: its check starts clean again.
+                gort::spawn(move || round).join().unwrap();
+            }
+        });
+        println!("outside reads: no overflow");
+        return;
+    }
+    let out = run_child(
+        "outside_read_of_a_gap_is_no_overflow",
+        &[("GORT_GUARDED_STACKS", "0"), ("GORT_STACK_SIZE", "256k"), ("GOMAXPROCS", "1")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed ({:?}):\n{stderr}\n{stdout}", out.status);
+    assert!(stdout.contains("outside reads: no overflow"), "{stdout}");
+    assert!(!stderr.contains("stack overflow"), "{stderr}");
+}
+
 /// Deep but bounded recursion within the stack is fine (and the stack is reused afterwards).
 #[test]
 fn deep_recursion_within_the_stack_is_fine() {

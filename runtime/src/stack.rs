@@ -51,8 +51,8 @@
 //!     switches out; a stack pointer below `lo` means the goroutine is running in its gap;
 //!   - (b) [`StackPool::put`] / [`StackPool::check_released`]: when a stack is returned, `mincore`
 //!     on the gap's top page (where any contiguous overflow enters the gap) says whether it was
-//!     ever faulted in (read or written). A touched
-//!     gap is an overflow; the caller reports it with `signal::fatal_overflow`, which names the
+//!     ever faulted in. A read from outside (a debugger) faults in the zero page too, so a
+//!     resident gap is then read: non-zero data there is an overflow; the caller reports it with `signal::fatal_overflow`, which names the
 //!     goroutine and aborts. After a clean check nothing else is needed: the gap is still
 //!     pristine for the next user;
 //!   - (c) a runaway recursion never switches out: it runs through the gap and on through whatever
@@ -230,18 +230,36 @@ impl Stack {
         debug_assert!(sp <= self.hi(), "check_sp: sp {sp:#x} above stack top {:#x}", self.hi());
         sp >= self.lo
     }
-    /// How many bytes of the gap are resident (were touched since the gap was last clean).
-    /// Always 0 for a guarded stack (its gap cannot be touched).
+    /// How many bytes of the gap an overflow wrote since the gap was last clean. Always 0 for a
+    /// guarded stack (its gap cannot be touched). Called only as the stack is released (nothing
+    /// runs on it any more).
     ///
-    /// Only the top page of the gap is inspected: a contiguous overflow enters the gap through
-    /// it (frames are contiguous, and Rust probes the pages of a large frame from the top down),
-    /// and one page keeps this `mincore` cheap on the goroutine-exit path.
+    /// First one `mincore` of the gap's top page: a contiguous overflow enters the gap through it
+    /// (frames are contiguous, and Rust probes the pages of a large frame from the top down), and
+    /// one page keeps the common, clean case cheap on the goroutine-exit path. A resident page is
+    /// not yet an overflow: a *read* from outside (a debugger, `process_vm_readv`,
+    /// `/proc/PID/mem`) faults in the shared zero page too. An overflow leaves data behind
+    /// (return addresses, saved registers); a read leaves zeros. So the resident pages of the
+    /// whole gap are read, and only non-zero bytes count; a gap that was merely read is cleaned
+    /// here, re-arming the cheap check for the stack's next user.
     fn gap_touched_bytes(&self) -> usize {
         if self.guarded {
             return 0;
         }
         let page = page_size();
-        resident_bytes(self.lo - page, page)
+        if resident_bytes(self.lo - page, page) == 0 {
+            return 0;
+        }
+        let (glo, ghi) = self.guard_range();
+        // SAFETY: the gap [glo, ghi) is this stack's own read-write mapping, and the stack is
+        // being released: no frame lives in it.
+        let written = unsafe { written_bytes(glo, ghi - glo) };
+        if written == 0 {
+            // SAFETY: as above; only zeros (or nothing) are there, so dropping the pages loses
+            // nothing.
+            unsafe { release_pages(glo, ghi - glo) };
+        }
+        written
     }
     /// Encodes a pooled stack as a free-list entry (`lo` is page-aligned: bit 0 = guarded)
     /// without running `Drop`.
@@ -321,6 +339,28 @@ fn resident_bytes(addr: usize, len: usize) -> usize {
 
 /// `madvise(MADV_DONTNEED)`: the range's pages go back to the kernel and read as zeros afterwards.
 ///
+/// Bytes in the resident pages of `[addr, addr + len)` that hold anything but zeros, counted in
+/// whole pages. Pages that are not resident are not read (a read would fault them in).
+///
+/// # Safety
+/// `[addr, addr + len)` must be page-aligned, mapped readable, and not written during the call.
+unsafe fn written_bytes(addr: usize, len: usize) -> usize {
+    let page = page_size();
+    let mut written = 0;
+    let mut off = 0;
+    while off < len {
+        if resident_bytes(addr + off, page) != 0 {
+            // SAFETY: the page is inside the caller's mapped, readable, unchanging range.
+            let words = unsafe { std::slice::from_raw_parts((addr + off) as *const u64, page / 8) };
+            if words.iter().any(|&w| w != 0) {
+                written += page;
+            }
+        }
+        off += page;
+    }
+    written
+}
+
 /// # Safety
 /// `[addr, addr + len)` must be a page-aligned private anonymous range that nothing is using (no
 /// live stack frames, no references into it).
@@ -935,20 +975,31 @@ mod tests {
         let (glo, ghi) = s.guard_range();
         touch(&s, ghi - 8, ghi); // top page of the gap: the first a small overflow hits
         assert_eq!(p.check_released(&s), Err(Overflowed { stack_size: 64 * 1024, touched_bytes: 4096 }));
-        touch(&s, glo, glo + 1); // bottom page as well (only the top page is inspected)
+        touch(&s, glo, glo + 1); // the bottom page as well: once the top page is resident, the
+                                 // whole gap is read
         let err = p.put(s).unwrap_err();
-        assert_eq!(err.touched_bytes, page_size());
+        assert_eq!(err.touched_bytes, 2 * page_size());
         assert!(err.to_string().contains("overflowed"));
         // Recycled with a clean gap.
         let s = p.get().unwrap();
         assert_eq!(s.guard_range().1, ghi);
         assert_eq!(p.check_released(&s), Ok(()));
         p.put(s).unwrap();
-        // A read of the gap counts too (it faults in the zero page).
+        // A read of the gap (a debugger's, say) faults in the zero page but is no overflow; the
+        // gap is cleaned for the next user.
         let s = p.get().unwrap();
         // SAFETY: the unguarded gap is mapped read-write.
         let _ = unsafe { ptr::read_volatile((s.lo() - 1) as *const u8) };
-        assert!(p.put(s).is_err());
+        assert_eq!(resident_bytes(s.lo() - page_size(), page_size()), page_size());
+        assert_eq!(p.check_released(&s), Ok(()));
+        assert_eq!(resident_bytes(s.lo() - page_size(), page_size()), 0, "the read gap was cleaned");
+        p.put(s).unwrap();
+        // A write of zeros alone leaves no trace either (a stack probe that then returned).
+        let s = p.get().unwrap();
+        // SAFETY: as above.
+        unsafe { ptr::write_volatile((s.lo() - 8) as *mut u64, 0) };
+        assert_eq!(p.check_released(&s), Ok(()));
+        p.put(s).unwrap();
     }
 
     #[test]
