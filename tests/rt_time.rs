@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use gort::time::{after_func, sleep, RawTimer, Timer};
 
+mod common;
+
 /// Generous upper bound for "fires promptly" on a loaded 2-core machine.
 const SLACK: Duration = Duration::from_secs(2);
 
@@ -199,4 +201,56 @@ fn stopped_timers_are_swept() {
         let left = gort::runtime::time::timer_entries();
         assert!(left < N / 2, "{left} timer heap entries left");
     });
+}
+
+/// Several goroutines (and a plain thread) waiting on one `Timer` all wake when it fires. With a
+/// single waiter slot the second waiter's park was refused forever: at GOMAXPROCS=1 it spun on
+/// its M and the timer never ran (a hang, at 100% CPU).
+#[test]
+fn every_waiter_of_a_timer_wakes() {
+    if !common::in_child() {
+        let out = common::run_child("every_waiter_of_a_timer_wakes", &[("GOMAXPROCS", "1")]);
+        assert!(out.status.success(), "child failed:\n{}", common::stderr(&out));
+        assert!(common::stdout(&out).contains("all 5 waiters woke"), "{}", common::stdout(&out));
+        return;
+    }
+    let _w = common::Watchdog::new("every_waiter_of_a_timer_wakes", Duration::from_secs(20));
+    let t = Arc::new(Timer::new(Duration::from_millis(50)));
+    let t0 = Instant::now();
+    let woke = Arc::new(AtomicU64::new(0));
+    let thread = {
+        let (t, woke) = (t.clone(), woke.clone());
+        std::thread::spawn(move || {
+            t.wait();
+            woke.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    gort::run({
+        let woke = woke.clone();
+        move || {
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    let (t, woke) = (t.clone(), woke.clone());
+                    gort::spawn(move || {
+                        t.wait();
+                        woke.fetch_add(1, Ordering::SeqCst);
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            // Woken by the firing, not eventually by some retake or timeout.
+            assert!(t0.elapsed() < SLACK, "the waiters woke only after {:?}", t0.elapsed());
+            assert!(t.has_fired());
+            // Waiting again on a fired timer returns at once; a reset one waits again.
+            t.wait();
+            t.reset(Duration::from_millis(20));
+            assert!(!t.has_fired());
+            t.wait();
+        }
+    });
+    thread.join().unwrap();
+    assert!(t0.elapsed() >= Duration::from_millis(50));
+    println!("all {} waiters woke", woke.load(Ordering::SeqCst));
 }

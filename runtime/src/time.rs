@@ -24,14 +24,16 @@
 use std::cell::Cell;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::g::{GRef, WaitReason};
 use crate::p::P;
-use crate::park::{park, ready, with_current_p, WaitSlot};
+use crate::park::{park, ready, with_current_p};
 use crate::sched::{sched, timer_added};
+
+use parking_lot::Mutex;
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();
 static COARSE: AtomicU64 = AtomicU64::new(CLOCK_BASE);
@@ -369,14 +371,51 @@ impl std::fmt::Debug for RawTimer {
 // Timer: a resettable one-shot a goroutine can wait on.
 // ---------------------------------------------------------------------------------------------
 
+/// What a [`Timer`]'s firing and its waiters share. Any number of goroutines and threads may
+/// wait at once (a `Timer` is `Sync`): they sit in a list and are all readied when it fires.
 struct TimerShared {
-    /// Done when the timer has fired (since creation or the last reset).
-    fired: WaitSlot,
+    /// The timer has fired (since creation or the last reset). Written under `waiters`' lock.
+    fired: AtomicBool,
+    /// Parked in [`Timer::wait`]. A G is here from its park commit until `fire` takes the list.
+    waiters: Mutex<Vec<GRef>>,
 }
 
 impl TimerShared {
     fn fire(&self) {
-        self.fired.complete();
+        let ws = {
+            let mut w = self.waiters.lock();
+            // Release: pairs with the Acquire load in `wait`/`has_fired`.
+            self.fired.store(true, Ordering::Release);
+            std::mem::take(&mut *w)
+        };
+        for g in ws {
+            ready(g);
+        }
+    }
+
+    fn wait(&self) {
+        // Acquire: pairs with fire's Release store.
+        while !self.fired.load(Ordering::Acquire) {
+            let sh: *const TimerShared = self;
+            park(WaitReason::Sleep, move |g| {
+                // SAFETY: the waiter's `Timer` (and so this Arc'd state) is borrowed by `wait`
+                // until the commit returns; after the push below only the lock guard's release
+                // touches it, and `fire` (which holds its own Arc) cannot take the list, and so
+                // cannot ready us, before that release.
+                let sh = unsafe { &*sh };
+                let mut w = sh.waiters.lock();
+                if sh.fired.load(Ordering::Relaxed) {
+                    return false;
+                }
+                w.push(g);
+                true
+            });
+        }
+    }
+
+    fn reset(&self) {
+        let _w = self.waiters.lock();
+        self.fired.store(false, Ordering::Relaxed);
     }
 }
 
@@ -390,7 +429,7 @@ pub struct Timer {
 impl Timer {
     /// A timer that fires once after `d`.
     pub fn new(d: Duration) -> Timer {
-        let shared = Arc::new(TimerShared { fired: WaitSlot::new() });
+        let shared = Arc::new(TimerShared { fired: AtomicBool::new(false), waiters: Mutex::new(Vec::new()) });
         let sh = shared.clone();
         let raw = RawTimer::new(deadline(d), Box::new(move || sh.fire()));
         Timer { raw, shared }
@@ -399,12 +438,13 @@ impl Timer {
     /// Blocks (parks the goroutine, with reason `sleep`) until the timer fires. Returns at once
     /// if it has fired. Waiting on a stopped timer that never fires blocks forever, as in Go.
     pub fn wait(&self) {
-        self.shared.fired.wait(WaitReason::Sleep);
+        self.shared.wait();
     }
 
     /// Whether the timer has fired (since creation or the last reset).
     pub fn has_fired(&self) -> bool {
-        self.shared.fired.is_done()
+        // Acquire: pairs with fire's Release store.
+        self.shared.fired.load(Ordering::Acquire)
     }
 
     /// Stops the timer; returns true if that prevented it from firing (Go's `Timer.Stop`).
@@ -416,7 +456,7 @@ impl Timer {
     /// `Timer.Reset`).
     pub fn reset(&self, d: Duration) -> bool {
         let was = self.raw.stop();
-        self.shared.fired.reset();
+        self.shared.reset();
         self.raw.reset(deadline(d));
         was
     }
