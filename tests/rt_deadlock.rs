@@ -19,6 +19,7 @@ fn main() {
         ("waits_that_will_end_are_not_deadlocks", waits_that_will_end_are_not_deadlocks),
         ("unknown_thread_defers_then_reports", unknown_thread_defers_then_reports),
         ("detection_can_be_turned_off", detection_can_be_turned_off),
+        ("reported_waiter_is_not_woken_again", reported_waiter_is_not_woken_again),
     ];
     let mut n = 0;
     for (name, f) in tests {
@@ -112,6 +113,36 @@ fn scenario(name: &str) {
             });
             println!("unreachable: run returned");
         }
+        "woken_again" => {
+            // The first run deadlocks; its report reaches this thread, which catches it. The
+            // main goroutine stays parked on `rx1`.
+            let (tx1, rx1) = gort::chan::chan::<u32>(0);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                gort::run(move || {
+                    rx1.recv();
+                })
+            }));
+            let report = r.expect_err("the first run deadlocks");
+            let report = report.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(report.contains("deadlock"), "{report}");
+            // Later that main goroutine is released and finishes: its join slot completes. The
+            // thread must not be readied by it: the deadlock report already woke it, and it is
+            // now parked on something else.
+            let (tx2, rx2) = gort::chan::chan::<u32>(0);
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                tx1.send(1).unwrap();
+                std::thread::sleep(Duration::from_millis(200));
+                tx2.send(2).unwrap();
+            });
+            let t0 = std::time::Instant::now();
+            let got = rx2.recv();
+            let waited = t0.elapsed();
+            assert_eq!(got, Some(2), "woken after {waited:?}");
+            assert!(waited >= Duration::from_millis(250), "woken early, after {waited:?}");
+            t.join().unwrap();
+            println!("not woken again");
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -138,6 +169,14 @@ fn unknown_thread_defers_then_reports() {
     assert!(!out.status.success());
     assert!(e.contains("fatal error: all goroutines are asleep - deadlock!"), "stderr:\n{e}");
     assert!(!o.contains("unreachable"));
+}
+
+/// A `run` woken by a deadlock report leaves nothing behind that could wake its thread later,
+/// when the stuck main goroutine finishes after all.
+fn reported_waiter_is_not_woken_again() {
+    let (out, o, e) = child("woken_again", &[]);
+    assert!(out.status.success(), "stdout:\n{o}\nstderr:\n{e}");
+    assert!(o.contains("not woken again"), "stdout:\n{o}\nstderr:\n{e}");
 }
 
 fn detection_can_be_turned_off() {

@@ -28,7 +28,7 @@
 //! back to `P_USER` on the way out.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use crate::g::{self, GKind, GRef, WaitReason, G};
 use crate::m::current_m;
@@ -247,8 +247,8 @@ pub fn ready(g: GRef) {
     wakep();
 }
 
-/// A one-shot event with room for one parked waiter: the lost-wakeup-free pairing that `join`,
-/// `run` and `Timer::wait` share (a goroutine finishing, a timer firing).
+/// A one-shot event with room for one parked waiter: the lost-wakeup-free pairing that `join`
+/// and `run` share (a goroutine finishing).
 ///
 /// One word holds both the condition and the waiter: `EMPTY` (not done, nobody waits), `DONE`,
 /// or a pointer to the parked G. The waiter's park commit CASes `EMPTY -> me` and, once that
@@ -289,6 +289,46 @@ impl WaitSlot {
         });
     }
 
+    /// [`wait_once`](Self::wait_once) for a plain thread that someone else may need to wake
+    /// without completing the event: after publishing itself it checks `cancel`, and if that is
+    /// set takes itself back out (or, if [`take_waiter`](Self::take_waiter) already did, stays
+    /// parked for the `ready` that follows it). Only for plain threads: the commit runs on the
+    /// waiting thread itself, whose frame (and so `self` and `cancel`) outlives it, which is what
+    /// lets it touch the slot after publishing.
+    pub(crate) fn wait_once_unless(&self, reason: WaitReason, cancel: &AtomicBool) {
+        debug_assert!(!in_goroutine(), "wait_once_unless is for plain threads");
+        if self.is_done() || cancel.load(Ordering::SeqCst) {
+            return;
+        }
+        let (word, cancel): (*const AtomicUsize, *const AtomicBool) = (&self.0, cancel);
+        park(reason, move |g| {
+            // SAFETY: on a plain thread `park` runs this commit on the waiting thread itself,
+            // before it blocks, so the slot and the flag (borrowed by our caller) are alive.
+            let (word, cancel) = unsafe { (&*word, &*cancel) };
+            // SeqCst: pairs with the canceller's SeqCst store of `cancel` and its SeqCst
+            // take_waiter: one of us sees the other's write (a Dekker pair).
+            if word.compare_exchange(SLOT_EMPTY, g.as_ptr() as usize, Ordering::SeqCst, Ordering::Acquire).is_err() {
+                return false;
+            }
+            if cancel.load(Ordering::SeqCst) {
+                // Cancelled meanwhile: take ourselves back out, unless the canceller (or the
+                // completer) already took us and will ready us.
+                return word
+                    .compare_exchange(g.as_ptr() as usize, SLOT_EMPTY, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_err();
+            }
+            true
+        });
+    }
+
+    /// Takes `g` out of the slot if it is the parked waiter there. True means the caller now
+    /// owns the wakeup and must `ready(g)`; false means `g` is not parked here (never was, was
+    /// already taken, or the event completed and its completer readies it).
+    pub(crate) fn take_waiter(&self, g: GRef) -> bool {
+        // SeqCst: see wait_once_unless. Acquire on success also pairs with the waiter's publish.
+        self.0.compare_exchange(g.as_ptr() as usize, SLOT_EMPTY, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+    }
+
     /// Parks until done.
     pub(crate) fn wait(&self, reason: WaitReason) {
         while !self.is_done() {
@@ -306,13 +346,6 @@ impl WaitSlot {
             // SAFETY: only `wait_once` stores a G pointer (made from a GRef) in the slot.
             ready(unsafe { GRef::from_ptr(w as *const G) });
         }
-    }
-
-    /// Makes a done event pending again (a reset timer). A parked waiter stays parked.
-    pub(crate) fn reset(&self) {
-        // Relaxed: the next `complete` publishes again; a concurrent waiter only needs to see
-        // either DONE (returns) or EMPTY (parks until the next complete).
-        let _ = self.0.compare_exchange(SLOT_DONE, SLOT_EMPTY, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 

@@ -133,8 +133,20 @@ impl<T: Send, F: FnOnce() -> T + Send> Runnable for Task<T, F> {
 }
 
 /// The join side of a task, without its closure type.
-trait HasPacket<T>: Send + Sync {
+trait HasPacket<T>: HasDone {
     fn packet(&self) -> &Packet<T>;
+}
+
+/// The completion slot of a task, without its result type (what a deadlock report needs to
+/// take a blocked `run` out of its wait).
+pub(crate) trait HasDone: Send + Sync {
+    fn done(&self) -> &WaitSlot;
+}
+
+impl<T: Send, F: FnOnce() -> T + Send> HasDone for Task<T, F> {
+    fn done(&self) -> &WaitSlot {
+        &self.packet.done
+    }
 }
 
 impl<T: Send, F: FnOnce() -> T + Send> HasPacket<T> for Task<T, F> {
@@ -401,11 +413,17 @@ where
     let s = sched();
     let tg = thread_g();
     let h = spawn_inner(f, Location::caller(), crate::unwind::caller_pc(), None, 0, true);
-    let waiter = Arc::new(RunWaiter { main_goid: h.id, thread_g: tg, deadlock: parking_lot::Mutex::new(None) });
+    let waiter = Arc::new(RunWaiter {
+        main_goid: h.id,
+        thread_g: tg,
+        task: h.task.clone(),
+        reported: std::sync::atomic::AtomicBool::new(false),
+        deadlock: parking_lot::Mutex::new(None),
+    });
     s.run_waiters.lock().push(waiter.clone());
     let pk = h.task.packet();
     while !pk.done.is_done() {
-        pk.done.wait_once(WaitReason::Join);
+        pk.done.wait_once_unless(WaitReason::Join, &waiter.reported);
         if let Some(report) = waiter.deadlock.lock().take() {
             panic!("{report}");
         }

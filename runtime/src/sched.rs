@@ -82,6 +82,10 @@ pub(crate) struct Idle {
 pub(crate) struct RunWaiter {
     pub(crate) main_goid: u64,
     pub(crate) thread_g: GRef,
+    /// The main goroutine's task: its completion slot is where the thread parks.
+    pub(crate) task: Arc<dyn crate::proc::HasDone>,
+    /// Set (SeqCst) by a deadlock report before it takes the thread out of that slot.
+    pub(crate) reported: AtomicBool,
     pub(crate) deadlock: Mutex<Option<String>>,
 }
 
@@ -1005,8 +1009,13 @@ pub(crate) fn check_dead(s: &'static Sched) {
     }
     for w in waiters {
         *w.deadlock.lock() = Some(report.clone());
-        // The waiter may be between wakeups of its own; only a WAITING one is readied here.
-        if w.thread_g.status() == g::WAITING {
+        // The thread is woken by taking its G out of the slot it parks in, never by readying it
+        // while the slot still names it: the main goroutine may finish after all, and its
+        // completion would then ready the thread a second time, parked on something else.
+        // SeqCst: with the waiter's SeqCst publish-then-check in `wait_once_unless`, either we
+        // find its G in the slot, or it sees `reported` and does not stay parked.
+        w.reported.store(true, Ordering::SeqCst);
+        if w.task.done().take_waiter(w.thread_g) {
             crate::park::ready(w.thread_g);
         }
     }
