@@ -230,3 +230,57 @@ fn snapshot_holds_a_parked_goroutine_still() {
         assert!(g.with_parked(|p| p.id()) != Some(id));
     });
 }
+
+/// A commit that refuses after a snapshot has seen the goroutine WAITING and holds it with the
+/// scan bit: the goroutine must not run on until the snapshot lets go. (A refused commit used
+/// to store RUNNABLE over WAITING|SCAN: the goroutine ran while "held", and the snapshot's
+/// release then stored WAITING over it, queued, so an M panicked on its status.)
+#[test]
+fn refused_commit_waits_for_a_snapshot() {
+    let _w = Watchdog::new("refused_commit_waits_for_a_snapshot", Duration::from_secs(60));
+    gort::run(|| {
+        for _ in 0..20 {
+            let parked: Arc<Mutex<Option<GRef>>> = Arc::default();
+            let held = Arc::new(AtomicBool::new(false));
+            let ran_while_held = Arc::new(AtomicBool::new(false));
+            let released = Arc::new(AtomicBool::new(false));
+            let snap = {
+                let (parked, held, released) = (parked.clone(), held.clone(), released.clone());
+                std::thread::spawn(move || {
+                    let g = loop {
+                        if let Some(g) = *parked.lock().unwrap() {
+                            break g;
+                        }
+                        std::thread::yield_now();
+                    };
+                    let got = g.with_parked(|_| {
+                        held.store(true, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(20));
+                        released.store(true, Ordering::SeqCst);
+                    });
+                    assert!(got.is_some(), "the goroutine was not WAITING for the snapshot");
+                })
+            };
+            let h = {
+                let (parked, held, ran, released) = (parked.clone(), held.clone(), ran_while_held.clone(), released);
+                gort::spawn(move || {
+                    gort::park(WaitReason::Semacquire, |g| {
+                        *parked.lock().unwrap() = Some(g);
+                        while !held.load(Ordering::SeqCst) {
+                            std::hint::spin_loop();
+                        }
+                        false // refuse: nobody was told
+                    });
+                    if !released.load(Ordering::SeqCst) {
+                        ran.store(true, Ordering::SeqCst);
+                    }
+                    // Go through the run queue once, as a goroutine does after a refused park.
+                    gort::yield_now();
+                })
+            };
+            h.join().unwrap();
+            snap.join().unwrap();
+            assert!(!ran_while_held.load(Ordering::SeqCst), "the goroutine ran while a snapshot held it");
+        }
+    });
+}

@@ -788,8 +788,11 @@ fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                         if keep {
                             return;
                         }
-                        // Commit refused: the G runs on (no one else has seen it).
-                        g.0.status.store(g::RUNNABLE, Ordering::Relaxed);
+                        // Commit refused: the G runs on (no waker has seen it). A snapshot may
+                        // have seen it WAITING, though, and hold it with the scan bit: wait that
+                        // out (a plain store would clear the bit under the walker's feet, and the
+                        // walker's release would later store WAITING over a queued G).
+                        g::casgstatus(g, g::WAITING, g::RUNNABLE, "refused commit");
                         if m.p.get().is_none() {
                             s.global.push(g);
                             wakep();
