@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Runs a 10 ms ticker goroutine for 50 ticks and returns the worst interval between ticks.
@@ -178,5 +180,62 @@ fn schedtrace_prints_lines() {
             assert!(l.contains(k), "{l}");
         }
         assert!(l.trim_end().ends_with(']') && l.matches(' ').count() >= 8, "{l}");
+    }
+}
+
+/// Readying a goroutine from inside `blocking`: at GOMAXPROCS=2 with the other P idle, a
+/// receiver parked, `blocking(|| tx.send(v))`. The sender's P is in its system call; the ready
+/// must not take the idle P for itself (exitsyscall would drop it again with the receiver queued
+/// on it and no M to run it until sysmon's retake, ~10 ms later). The receiver wakes at once, and
+/// the idle-P bookkeeping agrees with itself afterwards.
+#[test]
+fn ready_from_inside_blocking_wakes_at_once() {
+    if !common::in_child() {
+        let out = common::run_child("ready_from_inside_blocking_wakes_at_once", &[("GOMAXPROCS", "2")]);
+        assert!(out.status.success(), "child failed:\n{}", common::stderr(&out));
+        return;
+    }
+    let _w = common::Watchdog::new("ready_from_inside_blocking_wakes_at_once", Duration::from_secs(60));
+    const ROUNDS: usize = 15;
+    let retakes_before = gort::runtime::proc::syscall_retakes();
+    let mut lat = gort::run(|| {
+        let mut lat = Vec::new();
+        for _ in 0..ROUNDS {
+            let (tx, rx) = gort::chan::chan::<Instant>(0);
+            let (back_tx, back_rx) = gort::chan::chan::<Duration>(0);
+            gort::spawn(move || {
+                let sent = rx.recv().unwrap();
+                back_tx.send(sent.elapsed()).unwrap();
+            });
+            // Let the receiver park, the other M go idle with its P, and sysmon back off to its
+            // longest sleep (so nothing but the ready itself can bring the receiver in soon).
+            gort::time::sleep(Duration::from_millis(60));
+            // Waking from the sleep started a spinning M; let it give up and park its P.
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(2) {
+                std::hint::spin_loop();
+            }
+            gort::blocking(|| tx.send(Instant::now()).unwrap());
+            lat.push(back_rx.recv().unwrap());
+        }
+        lat
+    });
+    lat.sort();
+    let median = lat[lat.len() / 2];
+    // Each `blocking` call lasts microseconds: sysmon, which hands off a P only after a whole
+    // tick in the same call, should never need to. With the bug every round left the sender's P
+    // in its system call for sysmon to find, and the receiver waited for that (ms, not µs).
+    let retakes = gort::runtime::proc::syscall_retakes() - retakes_before;
+    assert!(retakes < ROUNDS as u64 / 3, "sysmon had to retake {retakes} Ps in {ROUNDS} rounds (latencies {lat:?})");
+    assert!(median < Duration::from_millis(5), "median wake latency {median:?} (all: {lat:?})");
+    // Every P goes idle again, and the counter agrees with the idle list.
+    let t0 = Instant::now();
+    loop {
+        let (n, list) = gort::runtime::proc::idle_procs();
+        if n == 2 && list == 2 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "idle Ps: counter {n}, list {list}");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -184,6 +184,10 @@ pub struct G {
     /// An address inside the function that spawned this goroutine (Go's `gopc`), so the
     /// profiler can name it.
     pub(crate) created_pcs: [AtomicUsize; CREATED_PCS],
+    /// `std::any::type_name::<F>` of the goroutine's body `F` (a `fn() -> &'static str` as a
+    /// word; 0: none): names the body in profiles when the optimizer inlined it into the
+    /// runtime's entry frame and the binary has no debug info to say so.
+    pub(crate) entry_name: AtomicUsize,
     /// Optional name from `Builder::name`.
     pub(crate) name: Mutex<Option<Arc<str>>>,
     /// Fast check so reuse need not take the name lock when there was no name.
@@ -233,6 +237,7 @@ impl G {
             parent_goid: AtomicU64::new(0),
             created_at: AtomicPtr::new(ptr::null_mut()),
             created_pcs: [const { AtomicUsize::new(0) }; CREATED_PCS],
+            entry_name: AtomicUsize::new(0),
             name: Mutex::new(None),
             has_name: AtomicBool::new(false),
             kind,
@@ -314,6 +319,21 @@ impl Parked<'_> {
     pub fn labels(&self) -> *mut () {
         self.g.labels.load(Ordering::Relaxed)
     }
+    /// The type name of the goroutine's body (`my_crate::handler::{{closure}}`).
+    pub fn entry_name(&self) -> Option<&'static str> {
+        entry_name(self.g)
+    }
+}
+
+/// The type name of `g`'s body, if it was spawned with one.
+pub(crate) fn entry_name(g: &G) -> Option<&'static str> {
+    let f = g.entry_name.load(Ordering::Relaxed);
+    if f == 0 {
+        return None;
+    }
+    // SAFETY: only `newproc` stores here, and only a `fn() -> &'static str` cast to a word.
+    let f: fn() -> &'static str = unsafe { std::mem::transmute::<usize, fn() -> &'static str>(f) };
+    Some(f())
 }
 
 /// A reference to a G. Gs are never freed, so a `GRef` is always valid memory; whether it still

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use crate::g::{self, GKind, GRef, WaitReason, G};
 use crate::m::current_m;
-use crate::p::{P, P_RUNNING, P_USER};
+use crate::p::{P, P_RUNNING, P_SYSCALL, P_USER};
 use crate::proc::Yield;
 use crate::sched::{sched, sched_if_started, wakep};
 use crate::time::coarse_now;
@@ -78,6 +78,10 @@ pub(crate) fn enter_on(m: &'static crate::m::M, g: GRef) -> EnterGuard {
     if d > 0 {
         return EnterGuard(Some(g));
     }
+    if g.0.status.load(Ordering::Relaxed) == g::SYSCALL {
+        enter_in_syscall(m);
+        return EnterGuard(Some(g));
+    }
     match m.p.get() {
         None => reacquire_p(m),
         Some(p) => {
@@ -94,13 +98,30 @@ pub(crate) fn enter_on(m: &'static crate::m::M, g: GRef) -> EnterGuard {
     EnterGuard(Some(g))
 }
 
-/// Leaves runtime mode: the current P (whichever it is now) goes back to `P_USER`.
+/// Runtime code called from inside `blocking` (the goroutine is in SYSCALL, its P in
+/// `P_SYSCALL`, which sysmon may hand off at any moment): take the P back for the duration, as
+/// `exitsyscall` would, or, if sysmon already took it, go on without one (a readied goroutine
+/// then goes to the global queue and `wakep` finds it an M). Never take another P here: the
+/// goroutine is still in its system call, and `exitsyscall` would drop that P again, stranding
+/// whatever was queued on it without an M.
+fn enter_in_syscall(m: &'static crate::m::M) {
+    if let Some(p) = m.p.get() {
+        // Acquire: pairs with entersyscall's Release (the P is ours again, as in exitsyscall).
+        if p.status.compare_exchange(P_SYSCALL, P_RUNNING, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            m.p.set(None);
+        }
+    }
+}
+
+/// Leaves runtime mode: the current P (whichever it is now) goes back to `P_USER`, or to
+/// `P_SYSCALL` if the goroutine is inside `blocking`.
 #[inline]
 pub(crate) fn leave() {
     if let Some(m) = current_m() {
         if let Some(p) = m.p.get() {
+            let in_syscall = m.curg().is_some_and(|g| g.0.status.load(Ordering::Relaxed) == g::SYSCALL);
             // Release: pairs with sysmon's Acquire CAS when it retakes the P.
-            p.status.store(P_USER, Ordering::Release);
+            p.status.store(if in_syscall { P_SYSCALL } else { P_USER }, Ordering::Release);
         }
     }
 }
@@ -131,6 +152,9 @@ pub(crate) fn safepoint() {
     };
     if m.p.get().is_some() && !g.0.preempt.load(Ordering::Relaxed) {
         return;
+    }
+    if g.0.status.load(Ordering::Relaxed) == g::SYSCALL {
+        return; // inside `blocking`: it gives up or regains its P only in exitsyscall
     }
     // Suspend only in runtime mode: the M that resumes us does so with its P RUNNING.
     let _e = enter();

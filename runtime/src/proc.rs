@@ -275,7 +275,7 @@ where
         packet: Packet { result: UnsafeCell::new(None), done: WaitSlot::new() },
         f: UnsafeCell::new(Some(f)),
     });
-    let id = newproc(task.clone(), loc, pc, name, custom, main);
+    let id = newproc(task.clone(), loc, pc, std::any::type_name::<F> as fn() -> &'static str, name, custom, main);
     JoinHandle { task, id }
 }
 
@@ -290,6 +290,7 @@ fn newproc(
     entry: Arc<dyn Runnable>,
     loc: &'static Location<'static>,
     pc: usize,
+    entry_name: fn() -> &'static str,
     name: Option<String>,
     custom: usize,
     main: bool,
@@ -314,6 +315,7 @@ fn newproc(
     g.0.parent_goid.store(parent.map(|g| g.id()).unwrap_or(0), Ordering::Relaxed);
     g.0.created_at.store(loc as *const Location<'static> as *mut Location<'static>, Ordering::Relaxed);
     g.0.created_pcs[0].store(pc, Ordering::Relaxed);
+    g.0.entry_name.store(entry_name as usize, Ordering::Relaxed);
     if let Some(n) = name {
         *g.0.name.lock() = Some(Arc::from(n));
         g.0.has_name.store(true, Ordering::Relaxed);
@@ -523,6 +525,19 @@ pub fn num_goroutine() -> usize {
     crate::sched::sched_if_started().map(|s| s.ngoroutines.load(Ordering::Relaxed)).unwrap_or(0)
 }
 
+/// Idle Ps as (the scheduler's counter, the idle list's length); both agree whenever no M is
+/// between the two updates. For tests of the scheduler's bookkeeping.
+#[doc(hidden)]
+pub fn idle_procs() -> (usize, usize) {
+    crate::sched::sched_if_started().map(|s| s.idle_counts()).unwrap_or((0, 0))
+}
+
+/// How many times sysmon has taken a P from a goroutine in `blocking`. For tests.
+#[doc(hidden)]
+pub fn syscall_retakes() -> u64 {
+    crate::sysmon::SYSCALL_RETAKES.load(Ordering::Relaxed)
+}
+
 /// The current goroutine's id, or `None` on a plain thread.
 pub fn current_id() -> Option<u64> {
     current_m().and_then(|m| m.curg()).map(|g| g.id())
@@ -624,6 +639,11 @@ static LABEL_OPS: std::sync::OnceLock<LabelOps> = std::sync::OnceLock::new();
 /// Registers the label operations (the profiler calls this once).
 pub fn set_label_ops(ops: LabelOps) {
     let _ = LABEL_OPS.set(ops);
+}
+
+/// The type name of the current goroutine's body (`None` on a plain thread).
+pub fn current_entry_name() -> Option<&'static str> {
+    current_m().and_then(|m| m.curg()).and_then(|g| g::entry_name(g.0))
 }
 
 /// The current goroutine's labels pointer (null if none or on a plain thread).
@@ -729,6 +749,8 @@ pub struct GoroutineInfo {
     /// it symbolizes to the runtime's `spawn` inlined into that function; the profiler skips
     /// the runtime's frames.
     pub created_pcs: [usize; g::CREATED_PCS],
+    /// The type name of the goroutine's body (`my_crate::handler::{{closure}}`).
+    pub entry_name: Option<&'static str>,
 }
 
 /// Lists live goroutines without stopping anything.
@@ -756,6 +778,7 @@ pub fn goroutines() -> Vec<GoroutineInfo> {
             // SAFETY: created_at holds &'static Locations or null.
             created_at: if loc.is_null() { None } else { Some(unsafe { &*loc }) },
             created_pcs: std::array::from_fn(|i| g.0.created_pcs[i].load(Ordering::Relaxed)),
+            entry_name: g::entry_name(g.0),
         });
     });
     v.sort_by_key(|i| i.id);

@@ -143,6 +143,13 @@ pub(crate) fn sched() -> &'static Sched {
     }
 }
 
+impl Sched {
+    pub(crate) fn idle_counts(&self) -> (usize, usize) {
+        let idle = self.idle.lock();
+        (self.npidle.load(Ordering::SeqCst), idle.pidle.len())
+    }
+}
+
 /// The scheduler if it has started.
 pub(crate) fn sched_if_started() -> Option<&'static Sched> {
     SCHED.get().copied()

@@ -12,7 +12,7 @@
 //! - returns cold stacks' memory (about once a second);
 //! - prints `GORT_SCHEDTRACE` lines.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::p::{P_IDLE, P_SYSCALL, P_USER};
@@ -99,6 +99,9 @@ fn run(s: &'static Sched) -> ! {
     }
 }
 
+/// Ps taken from a goroutine in `blocking` (handed off because it stayed there a whole tick).
+pub(crate) static SYSCALL_RETAKES: AtomicU64 = AtomicU64::new(0);
+
 /// Takes Ps from goroutines stuck in `blocking` or hogging the CPU. Returns whether it took any.
 fn retake(s: &'static Sched, st: &mut [PState], now: u64) -> bool {
     let mut took = false;
@@ -123,6 +126,7 @@ fn retake(s: &'static Sched, st: &mut [PState], now: u64) -> bool {
                 // become ours to hand off.
                 if p.status.compare_exchange(P_SYSCALL, P_IDLE, Ordering::Acquire, Ordering::Relaxed).is_ok() {
                     took = true;
+                    SYSCALL_RETAKES.fetch_add(1, Ordering::Relaxed);
                     handoffp(s, p);
                 }
             }
