@@ -267,6 +267,7 @@ fn long_wait_shows_minutes() {
         created_at: None,
         created_pcs: [0; gort::runtime::g::CREATED_PCS],
         current: false,
+        entry_name: None,
     };
     let text = render2(
         &mut sym,

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
-use crate::symbol::{crate_of, PcInfo, Symbolizer};
+use crate::symbol::{crate_of, Frame, PcInfo, Symbolizer};
 
 /// How to hide machinery frames (module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +95,26 @@ fn is_root(name: &str) -> bool {
 
 /// Symbolizes `pcs` (leaf first) and applies `trim`.
 pub fn frames(sym: &mut Symbolizer, pcs: &[usize], trim: Trim) -> Vec<LFrame> {
+    trimmed(symbolized(sym, pcs), trim)
+}
+
+/// [`frames`] of a goroutine stack ([`Trim::Goroutine`]) whose body has the type name `entry`.
+///
+/// The body is usually a closure, and the optimizer often inlines it (and the runtime calls it
+/// makes, such as `Receiver::recv`) into the runtime's entry frame, `<Task<T, F> as
+/// Runnable>::run`. With debug info the inlined frames are there; without it (the default
+/// release profile) only that runtime frame is, and the user's code would vanish from the
+/// stack. Then the body is shown as what it is: a frame inlined into that entry frame, named by
+/// its type (`my_crate::handler::{{closure}}`), with no line.
+pub fn goroutine_frames(sym: &mut Symbolizer, pcs: &[usize], entry: Option<&str>) -> Vec<LFrame> {
+    let mut v = symbolized(sym, pcs);
+    if let Some(e) = entry {
+        inline_entry(&mut v, e);
+    }
+    trimmed(v, Trim::Goroutine)
+}
+
+fn symbolized(sym: &mut Symbolizer, pcs: &[usize]) -> Vec<LFrame> {
     let mut v = Vec::with_capacity(pcs.len() * 2);
     for &pc in pcs {
         let info = sym.lookup(pc);
@@ -102,6 +122,36 @@ pub fn frames(sym: &mut Symbolizer, pcs: &[usize], trim: Trim) -> Vec<LFrame> {
             v.push(LFrame { pc, info: info.clone(), idx });
         }
     }
+    v
+}
+
+/// The runtime's frame that calls a goroutine's body.
+fn is_task_run(name: &str) -> bool {
+    name.starts_with("<gort_runtime::proc::Task<") && name.ends_with("Runnable>::run")
+}
+
+/// Adds the body `entry` as an inlined frame of the entry frame, unless a frame of it is there.
+fn inline_entry(v: &mut Vec<LFrame>, entry: &str) {
+    if v.iter().any(|f| f.name().starts_with(entry)) {
+        return;
+    }
+    let Some(i) = v.iter().rposition(|f| is_task_run(f.name())) else { return };
+    let (pc, phys) = (v[i].pc, v[i].idx);
+    let mut info = (*v[i].info).clone();
+    let name: Arc<str> = Arc::from(entry);
+    let empty: Arc<str> = Arc::from("");
+    info.frames.insert(phys, Frame { name: name.clone(), system_name: name, file: empty, line: 0 });
+    let info = Arc::new(info);
+    for f in v.iter_mut().filter(|f| f.pc == pc) {
+        if f.idx >= phys {
+            f.idx += 1;
+        }
+        f.info = info.clone();
+    }
+    v.insert(i, LFrame { pc, info, idx: phys });
+}
+
+fn trimmed(mut v: Vec<LFrame>, trim: Trim) -> Vec<LFrame> {
     if trim == Trim::None || v.is_empty() {
         return v;
     }
@@ -211,6 +261,16 @@ impl<'a> Builder<'a> {
     /// address's kept frames (inlined callee first).
     pub fn locations(&mut self, pcs: &[usize], trim: Trim) -> Vec<u64> {
         let fr = frames(self.sym, pcs, trim);
+        self.locations_of(fr)
+    }
+
+    /// [`locations`](Self::locations) of a goroutine stack (see [`goroutine_frames`]).
+    pub fn goroutine_locations(&mut self, pcs: &[usize], entry: Option<&str>) -> Vec<u64> {
+        let fr = goroutine_frames(self.sym, pcs, entry);
+        self.locations_of(fr)
+    }
+
+    fn locations_of(&mut self, fr: Vec<LFrame>) -> Vec<u64> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < fr.len() {

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::panic::Location;
 use std::sync::Arc;
 
-use crate::builder::{frames, Builder, LFrame, Trim};
+use crate::builder::{frames, goroutine_frames, Builder, LFrame, Trim};
 use crate::labels::LabelSet;
 use crate::symbol::Symbolizer;
 use crate::walk::{walk_current, Walk, MAX_DEPTH};
@@ -43,6 +43,8 @@ pub struct GStack {
     pub created_pcs: [usize; gort_runtime::g::CREATED_PCS],
     /// This is the goroutine taking the dump.
     pub current: bool,
+    /// The type name of its body ([`gort_runtime::GoroutineInfo::entry_name`]).
+    pub entry_name: Option<&'static str>,
 }
 
 /// Grouped stacks: (raw stack, labels) -> number of goroutines, and the total.
@@ -52,6 +54,9 @@ pub struct Grouped {
     pub groups: Vec<(Vec<usize>, Option<Arc<LabelSet>>, i64)>,
     /// Goroutines in total.
     pub total: i64,
+    /// The body's type name of the goroutines with each stack (the same for all of them: the
+    /// stack passes through the runtime's entry frame monomorphized for that body).
+    pub entries: HashMap<Box<[usize]>, &'static str>,
 }
 
 fn walk_parked(p: &gort_runtime::Parked<'_>, buf: &mut [usize]) -> Walk {
@@ -65,8 +70,16 @@ pub fn grouped() -> Grouped {
     // Unlabelled stacks (the common case) are counted without building a key per goroutine.
     let mut plain: HashMap<Box<[usize]>, i64> = HashMap::new();
     let mut labelled: HashMap<GroupKey, i64> = HashMap::new();
+    let mut entries: HashMap<Box<[usize]>, &'static str> = HashMap::new();
     let mut buf = [0usize; MAX_DEPTH];
     let mut walked = 0i64;
+    let mut entry = |stack: &[usize], e: Option<&'static str>| {
+        if let Some(e) = e {
+            if !entries.contains_key(stack) {
+                entries.insert(stack.into(), e);
+            }
+        }
+    };
     let mut add = |stack: &[usize], labels: Option<Arc<LabelSet>>, n: i64| match labels {
         None => match plain.get_mut(stack) {
             Some(c) => *c += n,
@@ -79,10 +92,11 @@ pub fn grouped() -> Grouped {
     gort_runtime::for_each_g(|g| {
         let got = g.with_parked(|p| {
             // SAFETY: the runtime holds the goroutine still, so its labels pointer stays alive.
-            (walk_parked(p, &mut buf), unsafe { crate::labels::from_ptr(p.labels()) })
+            (walk_parked(p, &mut buf), unsafe { crate::labels::from_ptr(p.labels()) }, p.entry_name())
         });
-        if let Some((w, labels)) = got {
+        if let Some((w, labels, e)) = got {
             walked += 1;
+            entry(&buf[..w.len], e);
             add(&buf[..w.len], labels, 1);
         }
     });
@@ -91,6 +105,7 @@ pub fn grouped() -> Grouped {
         let w = walk_current(&mut buf);
         // SAFETY: our own labels pointer cannot change while we run.
         let labels = unsafe { crate::labels::from_ptr(gort_runtime::proc::current_labels()) };
+        entry(&buf[..w.len], gort_runtime::proc::current_entry_name());
         add(&buf[..w.len], labels, 1);
         walked += 1;
     }
@@ -102,7 +117,7 @@ pub fn grouped() -> Grouped {
         plain.into_iter().map(|(k, v)| (k.into_vec(), None, v)).collect();
     groups.extend(labelled.into_iter().map(|((k, l), v)| (k.into_vec(), l, v)));
     groups.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)).then_with(|| a.1.cmp(&b.1)));
-    Grouped { groups, total }
+    Grouped { groups, total, entries }
 }
 
 /// Every live goroutine with its stack, the caller first, then by id (the full dump).
@@ -138,6 +153,7 @@ pub fn all() -> Vec<GStack> {
                 created_at: i.created_at,
                 created_pcs: i.created_pcs,
                 current,
+                entry_name: i.entry_name,
             }
         })
         .collect();
@@ -150,7 +166,7 @@ pub fn proto(sym: &mut Symbolizer) -> crate::proto::Profile {
     let g = grouped();
     let mut b = Builder::new(sym, &[("goroutine", "count")], ("goroutine", "count"), 1);
     for (stack, labels, n) in &g.groups {
-        let locs = b.locations(stack, Trim::Goroutine);
+        let locs = b.goroutine_locations(stack, g.entries.get(&stack[..]).copied());
         let labels = labels.iter().flat_map(|l| l.0.iter()).map(|(k, v)| b.str_label(k, v)).collect();
         b.sample(locs, vec![*n], labels);
     }
@@ -178,7 +194,7 @@ pub fn text1(sym: &mut Symbolizer) -> String {
         if let Some(l) = labels {
             let _ = writeln!(out, "# labels: {}", l.to_go_string());
         }
-        hash_lines(&mut out, &frames(sym, stack, Trim::Goroutine));
+        hash_lines(&mut out, &goroutine_frames(sym, stack, g.entries.get(&stack[..]).copied()));
         out.push('\n');
     }
     out
@@ -203,7 +219,7 @@ pub fn render2(sym: &mut Symbolizer, gs: &[GStack]) -> String {
         }
         out.push_str("]:\n");
         let fr = match &g.pcs {
-            Some(pcs) => frames(sym, pcs, Trim::Goroutine),
+            Some(pcs) => goroutine_frames(sym, pcs, g.entry_name),
             None => {
                 out.push_str("\tgoroutine running on other thread; stack unavailable\n");
                 Vec::new()

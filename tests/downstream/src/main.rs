@@ -1,0 +1,120 @@
+//! The heap and goroutine-leak demos (examples/heap.rs, examples/leak.rs) as a user's crate
+//! builds them, driven by tests/downstream.rs.
+//!
+//! ```text
+//! gort-downstream --flags
+//! gort-downstream [--addr 127.0.0.1:0] [--interval-ms 2000] [--exit-after-secs 60]
+//! ```
+//!
+//! `--flags` prints the rustflags this crate was built with and the unwinder gort chose. Otherwise
+//! it serves pprof and prints, one per line: `addr IP:PORT`, `ready` once the heap demo's memory is
+//! allocated and its goroutines are about to block, then `leak N` after the N-th leaked goroutine.
+//! It exits after `--exit-after-secs`, or as soon as stdin reaches end of file, so a test that
+//! fails (and drops its end of the pipe) never leaves it running.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+use gort::sync::WaitGroup;
+
+#[global_allocator]
+static A: gort::profiler::Allocator = gort::profiler::Allocator::system();
+
+const MIB: usize = 1 << 20;
+
+/// Counts down as each heap-demo goroutine is about to block.
+static HEAP_READY: WaitGroup = WaitGroup::new();
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn num(name: &str, default: u64) -> u64 {
+    arg(name).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name}: not a number: {v}")))
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Go: `<-make(chan int)`; the sender is kept, so this never returns.
+fn block_forever() {
+    let (_tx, rx) = gort::chan::chan::<i32>(0);
+    HEAP_READY.done();
+    rx.recv();
+}
+
+#[inline(never)]
+fn new_map_in_heap() {
+    let mut m = HashMap::new();
+    for i in 0..999_999 {
+        m.insert(format!("KeyID{i}"), format!("value{i}"));
+    }
+    let m = std::hint::black_box(m);
+    block_forever();
+    println!("Size of gMap: {}", m.len());
+}
+
+#[inline(never)]
+fn new_slice_in_heap1() {
+    let s1 = std::hint::black_box(vec![0u8; 12 * MIB]);
+    new_slice_in_heap2();
+    println!("Size of gSlice1: {}", s1.len());
+}
+
+#[inline(never)]
+fn new_slice_in_heap2() {
+    let s2 = std::hint::black_box(vec![0u8; 24 * MIB]);
+    block_forever();
+    println!("Size of gSlice2: {}", s2.len());
+}
+
+/// Go's demo: `a := make(chan int)`; every interval `go func() { <-a }()`, forever.
+#[inline(never)]
+fn http_pprof_goroutine(interval: Duration) -> ! {
+    let (_a_tx, a) = gort::chan::chan::<i32>(0);
+    let mut leaked = 0u64;
+    loop {
+        gort::time::sleep(interval);
+        let a = a.clone();
+        gort::go!(move || {
+            a.recv();
+        });
+        leaked += 1;
+        say(&format!("leak {leaked}"));
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--flags") {
+        println!("rustflags: {}", env!("DOWNSTREAM_RUSTFLAGS"));
+        println!("unwinder: {}", gort::runtime::unwind::mode().as_str());
+        return;
+    }
+    let addr = arg("--addr").unwrap_or_else(|| "127.0.0.1:0".into());
+    let interval = Duration::from_millis(num("--interval-ms", 2000).max(1));
+    let exit_after = Duration::from_secs(num("--exit-after-secs", 60));
+    // Plain threads, so that they end the process even if the runtime is stuck.
+    std::thread::spawn(move || {
+        std::thread::sleep(exit_after);
+        std::process::exit(0);
+    });
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        std::process::exit(0);
+    });
+    gort::run(move || {
+        let srv = gort::profiler::serve(&addr).unwrap_or_else(|e| panic!("serve {addr}: {e}"));
+        say(&format!("addr {}", srv.local_addr()));
+        HEAP_READY.add(2);
+        gort::go!(new_map_in_heap());
+        gort::go!(new_slice_in_heap1());
+        HEAP_READY.wait();
+        say("ready");
+        http_pprof_goroutine(interval);
+    });
+}
