@@ -503,3 +503,62 @@ fn concurrent_reader_and_writer_on_shared_stream() {
         }
     });
 }
+
+/// Go's "cancel the readers": a deadline set in the past while several goroutines read one
+/// socket makes every one of them return `TimedOut`, including those still queued for the read
+/// lock when it was set; the same for writers on a full buffer. (A queued reader used to compute
+/// its limit before waiting for the lock, then reset the descriptor's past deadline when it got
+/// the lock, and park with no deadline at all, forever.)
+#[test]
+fn past_deadline_cancels_every_queued_reader_and_writer() {
+    const N: usize = 4;
+    let _w = Watchdog::new("past_deadline_cancels_every_queued_reader_and_writer", Duration::from_secs(60));
+    gort::run(|| {
+        let (c, s) = pair();
+        let c = Arc::new(c);
+        let in_io_wait =
+            |ids: &[u64]| gort::goroutines().iter().filter(|g| ids.contains(&g.id) && g.state == "IO wait").count();
+        let readers: Vec<_> = (0..N)
+            .map(|_| {
+                let c = c.clone();
+                gort::spawn(move || (&*c).read(&mut [0; 8]).map_err(|e| e.kind()))
+            })
+            .collect();
+        let ids: Vec<u64> = readers.iter().map(|h| h.id()).collect();
+        // One reader waits in the poller, the others for the read lock.
+        while in_io_wait(&ids) == 0 {
+            gort::time::sleep(Duration::from_millis(1));
+        }
+        gort::time::sleep(Duration::from_millis(20));
+        c.set_read_deadline(Some(Instant::now() - Duration::from_secs(1)));
+        for r in readers {
+            assert_eq!(r.join().unwrap(), Err(ErrorKind::TimedOut));
+        }
+
+        // Writers: nobody reads `s`, so once the buffers are full every write blocks.
+        let chunk = vec![7u8; 64 << 10];
+        c.set_write_timeout(Some(Duration::from_millis(50))).unwrap();
+        while (&*c).write(&chunk).is_ok() {}
+        c.set_write_timeout(None).unwrap();
+        let writers: Vec<_> = (0..N)
+            .map(|_| {
+                let (c, chunk) = (c.clone(), chunk.clone());
+                gort::spawn(move || loop {
+                    if let Err(e) = (&*c).write(&chunk) {
+                        return e.kind();
+                    }
+                })
+            })
+            .collect();
+        let ids: Vec<u64> = writers.iter().map(|h| h.id()).collect();
+        while in_io_wait(&ids) == 0 {
+            gort::time::sleep(Duration::from_millis(1));
+        }
+        gort::time::sleep(Duration::from_millis(20));
+        c.set_write_deadline(Some(Instant::now() - Duration::from_secs(1)));
+        for w in writers {
+            assert_eq!(w.join().unwrap(), ErrorKind::TimedOut);
+        }
+        drop(s);
+    });
+}

@@ -193,8 +193,7 @@ impl<S: AsRawFd> PollFd<S> {
 
     /// Runs `op` until it does not report `WouldBlock`, waiting for readiness in between.
     pub(crate) fn io<R>(&self, mode: Mode, op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
-        let limit = self.limits(mode).effective(nanotime());
-        self.io_until(mode, limit, op)
+        self.io_with(mode, || self.limits(mode).effective(nanotime()), op)
     }
 
     /// [`io`](Self::io) with an explicit deadline (`nanotime` ns) and its timeout error kind.
@@ -202,16 +201,29 @@ impl<S: AsRawFd> PollFd<S> {
         &self,
         mode: Mode,
         limit: Option<(u64, io::ErrorKind)>,
+        op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.io_with(mode, move || limit, op)
+    }
+
+    /// The operation's limit is computed by `limit` once this operation holds its direction's
+    /// lock, not before: a deadline set while it queued for the lock (Go's "cancel the readers",
+    /// a deadline in the past) must apply to it. Computed earlier, the stale limit would make
+    /// `arm` reset the descriptor's past state and park with no deadline at all.
+    fn io_with<R>(
+        &self,
+        mode: Mode,
+        limit: impl Fn() -> Option<(u64, io::ErrorKind)>,
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
         if !in_goroutine() {
-            return self.io_thread(mode, limit, op);
+            return self.io_thread(mode, limit(), op);
         }
         let _serial = match mode {
             Mode::Read => self.rlock.lock(),
             Mode::Write => self.wlock.lock(),
         };
-        let _timer = self.arm(mode, limit);
+        let (_timer, limit) = self.arm(mode, &limit);
         let kind = limit.map(|l| l.1).unwrap_or(io::ErrorKind::TimedOut);
         self.reg.prepare(mode).map_err(|e| self.map_err(mode, e, kind))?;
         loop {
@@ -239,19 +251,24 @@ impl<S: AsRawFd> PollFd<S> {
         }
     }
 
-    /// Sets the poller's deadline state for this operation and arms its timer (rules 1 and 3).
-    /// `limit` was computed from the deadline read at the start of the operation.
-    fn arm(&self, mode: Mode, mut limit: Option<(u64, io::ErrorKind)>) -> Option<RawTimer> {
+    /// Sets the poller's deadline state for this operation and arms its timer (rules 1 and 3),
+    /// with the limit `limit()` computes after the deadline was read (so a deadline that changes
+    /// at any point is seen by the re-check). Returns the timer and the limit used.
+    fn arm(
+        &self,
+        mode: Mode,
+        limit: &impl Fn() -> Option<(u64, io::ErrorKind)>,
+    ) -> (Option<RawTimer>, Option<(u64, io::ErrorKind)>) {
         let lim = self.limits(mode);
         loop {
             let seen = lim.deadline.load(Ordering::SeqCst);
-            let timer = self.arm_once(mode, limit);
+            let l = limit();
+            let timer = self.arm_once(mode, l);
             // SeqCst: pairs with set_deadline's stores; if a new deadline slipped in between our
             // read and our descriptor update, redo with it (rule 3).
             if lim.deadline.load(Ordering::SeqCst) == seen {
-                return timer;
+                return (timer, l);
             }
-            limit = lim.effective(nanotime());
         }
     }
 
