@@ -4,7 +4,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gort::{GRef, WaitReason};
 
@@ -198,4 +198,90 @@ fn million_goroutines_alive_at_once() {
     );
     assert!(peak >= N, "num_goroutine peaked at {peak}");
     assert_eq!(sum, (N as u64 - 1) * N as u64 / 2);
+}
+
+/// Mappings in use (lines of /proc/self/maps).
+fn maps_now() -> usize {
+    std::fs::read_to_string("/proc/self/maps").unwrap().lines().count()
+}
+
+/// Child: goroutines parked on a channel until `Builder::spawn` refuses one (or `limit` run).
+/// Prints how many were alive, how many mappings they added, and the refusal.
+fn guard_budget_child(limit: usize) {
+    let maps0 = maps_now();
+    gort::run(move || {
+        let (tx, rx) = gort::chan::chan::<()>(0);
+        let mut hs = Vec::new();
+        let mut refused = None;
+        while hs.len() < limit {
+            let rx = rx.clone();
+            match gort::Builder::new().spawn(move || rx.recv()) {
+                Ok(h) => hs.push(h),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+            if hs.len() % 64 == 0 {
+                gort::yield_now(); // let them start (and take their stacks)
+            }
+        }
+        while gort::goroutines().iter().filter(|g| g.state == "chan receive").count() < hs.len() {
+            gort::time::sleep(Duration::from_millis(1));
+        }
+        println!("alive {} maps_added {}", hs.len(), maps_now() - maps0);
+        if let Some(e) = refused {
+            println!("refused: {e}");
+            assert_eq!(e.kind(), std::io::ErrorKind::OutOfMemory);
+            // spawn panics with the same reason, as std::thread::spawn does.
+            let p = std::panic::catch_unwind(|| gort::spawn(|| ())).expect_err("spawn past the cap panics");
+            let msg = p.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(msg.contains("vm.max_map_count"), "{msg}");
+        }
+        drop(tx);
+        for h in hs {
+            h.join().unwrap();
+        }
+        // Finished goroutines give their claims back.
+        gort::Builder::new().spawn(|| ()).expect("spawn after the others finished").join().unwrap();
+        println!("spawn works again");
+    });
+}
+
+/// On a kernel without lightweight guards (forced here) every stack is guarded, as many as
+/// `vm.max_map_count` (injected: 8000) leaves room for; the next spawn is refused with the
+/// sysctl's name, unless GORT_UNGUARDED_STACKS=1 lets it run on an unguarded stack.
+#[test]
+fn guard_budget_follows_max_map_count() {
+    if in_child() {
+        let limit = std::env::var("LIMIT").ok().and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
+        guard_budget_child(limit);
+        return;
+    }
+    let env = [("GORT_STACK_GUARDS", "mprotect"), ("GORT_MAX_MAP_COUNT", "8000"), ("GORT_STACK_SIZE", "64k")];
+    let out = run_child("guard_budget_follows_max_map_count", &env);
+    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{o}\n{e}");
+    let nums: Vec<usize> = o
+        .lines()
+        .find_map(|l| l.split_once("alive ").map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("{o}"))
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (alive, added) = (nums[0], nums[1]);
+    // 8000 - reserve (2048 + 500) - what the process maps already, two mappings per guard.
+    assert!((1500..2750).contains(&alive), "{alive} goroutines before the refusal\n{o}");
+    assert!(added >= 2 * alive * 9 / 10, "{alive} stacks added only {added} mappings: not all guarded\n{o}");
+    assert!(o.contains("refused: ") && o.contains("GORT_UNGUARDED_STACKS"), "{o}");
+    assert!(o.contains("spawn works again"), "{o}");
+
+    // Opted in: past the budget goroutines still start, on unguarded stacks.
+    let mut env2 = env.to_vec();
+    env2.push(("GORT_UNGUARDED_STACKS", "1"));
+    env2.push(("LIMIT", "5000"));
+    let out = run_child("guard_budget_follows_max_map_count", &env2);
+    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{o}\n{e}");
+    assert!(o.contains("alive 5000 ") && !o.contains("refused"), "{o}");
 }

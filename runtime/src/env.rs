@@ -5,13 +5,21 @@
 //! | `GOMAXPROCS`          | number of Ps (goroutines running Rust code at once)  | available parallelism   |
 //! | `GORT_MAXPROCS`       | same, read when `GOMAXPROCS` is unset                |                         |
 //! | `GORT_STACK_SIZE`     | goroutine stack size: bytes, or with `k`/`m` suffix  | 256k                    |
-//! | `GORT_GUARDED_STACKS` | how many stacks get a guard region                   | all, or 8192 (see below)|
+//! | `GORT_GUARDED_STACKS` | the first N stacks get a guard region, the rest none (an opt-in to unguarded stacks) | all, or what `vm.max_map_count` allows |
+//! | `GORT_UNGUARDED_STACKS` | `1`: past the guard budget, run on unguarded stacks instead of refusing to spawn | off |
+//! | `GORT_STACK_GUARDS`   | `auto`, or `mprotect` to force the old-kernel guards | auto                    |
+//! | `GORT_MAX_MAP_COUNT`  | the `vm.max_map_count` to plan with (tests, sandboxes without `/proc/sys`) | read from `/proc/sys/vm/max_map_count` |
 //! | `GORT_SCHEDTRACE`     | print a scheduler trace line every N milliseconds    | off                     |
 //! | `GORT_DEADLOCK`       | `0` turns the deadlock detector off                  | on                      |
 //!
-//! `GORT_GUARDED_STACKS` defaults to *every* stack when the kernel has lightweight guard regions
-//! (`MADV_GUARD_INSTALL`, Linux 6.13+), which cost no memory mapping, and to 8192 otherwise
-//! (`mprotect` guards cost two mappings each against `vm.max_map_count`).
+//! Every goroutine stack gets a guard region by default. With lightweight guard regions
+//! (`MADV_GUARD_INSTALL`, Linux 6.13+) a guard costs no memory mapping, so there is no limit.
+//! Without them (`mprotect` guards, two mappings each against `vm.max_map_count`) the runtime
+//! measures at start how many guards the map count leaves room for (minus a reserve for malloc,
+//! thread stacks and libraries), and a spawn that would need more fails (`Builder::spawn`
+//! returns the error, naming the sysctl; `spawn` panics with it) unless `GORT_UNGUARDED_STACKS=1`
+//! lets further goroutines run on stacks with an unguarded, after-the-fact-checked gap (see
+//! `stack.rs` for what that risks).
 //!
 //! A value that does not parse is an error naming the variable, the value and what was expected;
 //! the runtime refuses to start rather than guess.
@@ -24,9 +32,6 @@ pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 pub const MIN_STACK_SIZE: usize = 16 * 1024;
 /// Largest stack accepted (1 GiB, Go's maximum).
 pub const MAX_STACK_SIZE: usize = 1 << 30;
-/// Default number of stacks that get a guard region where guards cost two memory mappings each
-/// (kernels without lightweight guards; see `stack.rs`).
-pub const DEFAULT_GUARDED_STACKS: usize = 8192;
 /// Upper bound on GOMAXPROCS (Go's is 256 on most builds' allp growth; we cap at 1024).
 pub const MAX_PROCS: usize = 1024;
 
@@ -38,8 +43,16 @@ pub struct Config {
     /// Default goroutine stack size in bytes.
     pub stack_size: usize,
     /// Stacks (counted from the first) that get a guard region; `None`: the default (every
-    /// stack with lightweight guards, else [`DEFAULT_GUARDED_STACKS`]).
+    /// stack with lightweight guards, else as many as `vm.max_map_count` leaves room for).
     pub guarded_stacks: Option<usize>,
+    /// Past the guard budget, run goroutines on unguarded (gap-checked) stacks rather than
+    /// refusing to spawn them. An overflow deeper than the gap then corrupts a neighbouring
+    /// goroutine's stack before it is reported.
+    pub unguarded_stacks: bool,
+    /// Use `mprotect` guards even where lightweight ones exist (the old-kernel path).
+    pub force_mprotect_guards: bool,
+    /// `vm.max_map_count` to plan the guard budget with; `None`: read it from `/proc`.
+    pub max_map_count: Option<usize>,
     /// Scheduler trace interval in milliseconds, if any.
     pub schedtrace_ms: Option<u64>,
     /// Whether `run` reports `all goroutines are asleep - deadlock!`.
@@ -93,6 +106,26 @@ impl Config {
             })?),
             None => None,
         };
+        let unguarded_stacks = parse_switch(get("GORT_UNGUARDED_STACKS"), "GORT_UNGUARDED_STACKS", false)?;
+        let force_mprotect_guards = match get("GORT_STACK_GUARDS").as_deref().map(str::trim) {
+            None | Some("auto") => false,
+            Some("mprotect") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "GORT_STACK_GUARDS",
+                    value: other.to_string(),
+                    expected: "auto or mprotect",
+                })
+            }
+        };
+        let max_map_count = match get("GORT_MAX_MAP_COUNT") {
+            Some(v) => Some(v.trim().parse::<usize>().map_err(|_| ConfigError {
+                var: "GORT_MAX_MAP_COUNT",
+                value: v.clone(),
+                expected: "a positive integer",
+            })?),
+            None => None,
+        };
         let schedtrace_ms = match get("GORT_SCHEDTRACE") {
             Some(v) => match v.trim().parse::<u64>() {
                 Ok(0) => None,
@@ -107,14 +140,27 @@ impl Config {
             },
             None => None,
         };
-        let deadlock_detection = match get("GORT_DEADLOCK").as_deref().map(str::trim) {
-            None | Some("1") | Some("on") => true,
-            Some("0") | Some("off") => false,
-            Some(other) => {
-                return Err(ConfigError { var: "GORT_DEADLOCK", value: other.to_string(), expected: "0, 1, off or on" })
-            }
-        };
-        Ok(Config { max_procs: procs, stack_size, guarded_stacks, schedtrace_ms, deadlock_detection })
+        let deadlock_detection = parse_switch(get("GORT_DEADLOCK"), "GORT_DEADLOCK", true)?;
+        Ok(Config {
+            max_procs: procs,
+            stack_size,
+            guarded_stacks,
+            unguarded_stacks,
+            force_mprotect_guards,
+            max_map_count,
+            schedtrace_ms,
+            deadlock_detection,
+        })
+    }
+}
+
+/// `0`/`off` or `1`/`on`; `default` when unset.
+fn parse_switch(v: Option<String>, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match v.as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("1") | Some("on") => Ok(true),
+        Some("0") | Some("off") => Ok(false),
+        Some(other) => Err(ConfigError { var, value: other.to_string(), expected: "0, 1, off or on" }),
     }
 }
 

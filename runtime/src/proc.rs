@@ -241,7 +241,7 @@ impl Builder {
                 sz
             }
         };
-        Ok(spawn_inner(f, loc, pc, self.name, custom, false))
+        spawn_inner(f, loc, pc, self.name, custom, false)
     }
 }
 
@@ -256,7 +256,10 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    spawn_inner(f, Location::caller(), crate::unwind::caller_pc(), None, 0, false)
+    match spawn_inner(f, Location::caller(), crate::unwind::caller_pc(), None, 0, false) {
+        Ok(h) => h,
+        Err(e) => panic!("failed to spawn goroutine: {e}"),
+    }
 }
 
 fn spawn_inner<F, T>(
@@ -266,17 +269,18 @@ fn spawn_inner<F, T>(
     name: Option<String>,
     custom: usize,
     main: bool,
-) -> JoinHandle<T>
+) -> io::Result<JoinHandle<T>>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    crate::sched::claim_stack(sched())?;
     let task = Arc::new(Task {
         packet: Packet { result: UnsafeCell::new(None), done: WaitSlot::new() },
         f: UnsafeCell::new(Some(f)),
     });
     let id = newproc(task.clone(), loc, pc, std::any::type_name::<F> as fn() -> &'static str, name, custom, main);
-    JoinHandle { task, id }
+    Ok(JoinHandle { task, id })
 }
 
 /// Creates a G for `entry` and makes it runnable (Go's newproc).
@@ -414,7 +418,10 @@ where
     }
     let s = sched();
     let tg = thread_g();
-    let h = spawn_inner(f, Location::caller(), crate::unwind::caller_pc(), None, 0, true);
+    let h = match spawn_inner(f, Location::caller(), crate::unwind::caller_pc(), None, 0, true) {
+        Ok(h) => h,
+        Err(e) => panic!("failed to spawn the main goroutine: {e}"),
+    };
     let waiter = Arc::new(RunWaiter {
         main_goid: h.id,
         thread_g: tg,

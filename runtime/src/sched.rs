@@ -65,7 +65,7 @@ use crate::m::{current_m, set_current_m, M};
 use crate::netpoll;
 use crate::p::{P, P_IDLE, P_RUNNING, P_SYSCALL, P_USER, STACK_CACHE_MAX};
 use crate::proc::{goroutine_main, Yield};
-use crate::stack::{Stack, StackPool};
+use crate::stack::{GuardKind, GuardPlan, Stack, StackPool};
 use crate::time::{self, nanotime};
 
 /// State protected by the sched lock.
@@ -105,6 +105,10 @@ pub(crate) struct Sched {
     pub(crate) allm: Mutex<Vec<&'static M>>,
     pub(crate) mcount: AtomicUsize,
     pub(crate) stacks: StackPool,
+    /// How many goroutines may hold a stack, so that each is guarded.
+    pub(crate) guards: GuardPlan,
+    /// Goroutines spawned and not yet finished, counted against `guards.spawn_cap`.
+    pub(crate) stack_claims: AtomicUsize,
     /// Global free G list.
     pub(crate) gfree: Mutex<Vec<GRef>>,
     /// Live goroutines (spawned and not yet finished).
@@ -167,16 +171,21 @@ pub(crate) fn start() -> Result<&'static Sched, crate::env::ConfigError> {
     // The unwinder exists before any goroutine can park or any M can be profiled.
     crate::unwind::init();
     let n = cfg.max_procs;
+    let light = !cfg.force_mprotect_guards && crate::stack::light_guards_supported();
+    let guard_kind = if cfg.force_mprotect_guards { GuardKind::Mprotect } else { GuardKind::Auto };
+    let guards = crate::stack::guard_plan(
+        light,
+        cfg.guarded_stacks,
+        cfg.unguarded_stacks,
+        cfg.max_map_count.unwrap_or_else(crate::stack::max_map_count),
+        crate::stack::maps_in_use(),
+        n * (STACK_CACHE_MAX + 1),
+    );
     let allp: &'static [P] = Box::leak((0..n).map(P::new).collect::<Vec<_>>().into_boxed_slice());
     let s: &'static Sched = Box::leak(Box::new(Sched {
-        stacks: StackPool::new(
-            cfg.stack_size,
-            cfg.guarded_stacks.unwrap_or(if crate::stack::light_guards_supported() {
-                usize::MAX
-            } else {
-                crate::env::DEFAULT_GUARDED_STACKS
-            }),
-        ),
+        stacks: StackPool::with_guard_kind(cfg.stack_size, guards.budget, guard_kind),
+        guards,
+        stack_claims: AtomicUsize::new(0),
         cfg,
         allp,
         global: crate::globrunq::GlobalQueue::new(),
@@ -835,6 +844,31 @@ fn report_overflow(g: GRef, size: usize) -> ! {
     crate::signal::fatal_overflow(g.id(), name.as_deref(), size)
 }
 
+/// Counts a goroutine about to be spawned against the guard plan's cap: past it, the goroutine's
+/// stack could not be guarded, and (unless unguarded stacks are allowed) the spawn fails with an
+/// error that says why and what to change.
+pub(crate) fn claim_stack(s: &'static Sched) -> std::io::Result<()> {
+    let Some(cap) = s.guards.spawn_cap else { return Ok(()) };
+    // Relaxed: a counter; nothing is published through it.
+    if s.stack_claims.fetch_add(1, Ordering::Relaxed) < cap {
+        return Ok(());
+    }
+    s.stack_claims.fetch_sub(1, Ordering::Relaxed);
+    let how = format!(
+        "without lightweight guard pages (MADV_GUARD_INSTALL, Linux 6.13) each guard costs two of the \
+         vm.max_map_count = {} memory mappings, and {} guarded stacks are all that fit",
+        s.guards.max_map_count, s.guards.budget
+    );
+    Err(std::io::Error::new(
+        std::io::ErrorKind::OutOfMemory,
+        format!(
+            "gort: {cap} goroutines are alive and another one could not get a guarded stack: {how}; \
+             raise the limit (sysctl -w vm.max_map_count=N) or set GORT_UNGUARDED_STACKS=1 to run further \
+             goroutines on unguarded stacks, whose overflows are detected only after the fact"
+        ),
+    ))
+}
+
 fn get_stack(s: &'static Sched, p: &'static P, custom: usize) -> std::io::Result<Stack> {
     if custom != 0 {
         return crate::stack::alloc_dedicated(custom);
@@ -883,6 +917,9 @@ fn goexit0(s: &'static Sched, m: &'static M, g: GRef) {
         put_stack(s, m.p.get(), stack);
     }
     exec.custom_stack = 0;
+    if s.guards.spawn_cap.is_some() {
+        s.stack_claims.fetch_sub(1, Ordering::Relaxed);
+    }
     g.0.status.store(g::DEAD, Ordering::Relaxed);
     if g.0.has_name.swap(false, Ordering::Relaxed) {
         *g.0.name.lock() = None;

@@ -33,17 +33,21 @@
 //!
 //! # The guard budget and the gap scheme
 //!
-//! * The first `guard_budget` stacks a pool carves (default 8192, `GORT_GUARDED_STACKS`) get their
+//! * The first `guard_budget` stacks a pool carves (the runtime's [`GuardPlan`]: every stack, or
+//!   as many as `vm.max_map_count` leaves room for; `GORT_GUARDED_STACKS` sets it) get their
 //!   whole gap turned into a guard, so an overflow faults in the gap and the SIGSEGV handler in
 //!   `signal.rs` prints a Go-like `fatal error: stack overflow` naming the goroutine. Rust code
 //!   probes every page of a large frame in order (stack probes), so even a frame bigger than the
 //!   gap hits the guard first. Two kinds of guard:
 //!   - a *lightweight guard* (`MADV_GUARD_INSTALL`, Linux 6.13+): page-table markers, no VMA of
-//!     its own, so guards cost nothing against `vm.max_map_count` (the lead may then make the
-//!     budget unlimited, see [`light_guards_supported`]);
+//!     its own, so guards cost nothing against `vm.max_map_count` and the budget is unlimited
+//!     (see [`light_guards_supported`]);
 //!   - otherwise `mprotect(PROT_NONE)`, which splits the slab mapping: two VMAs per guarded
-//!     stack (16k VMAs for the default budget).
-//! * Stacks carved beyond the budget keep their gap mapped read-write. The gap is never touched
+//!     stack. The budget is then what the map count leaves room for at start, and the scheduler
+//!     refuses spawns that would need more guarded stacks ([`guard_plan`]) unless the program
+//!     opted in to unguarded ones.
+//! * Stacks carved beyond the budget (only where the program opted in) keep their gap mapped
+//!   read-write. The gap is never touched
 //!   legitimately, so it costs only address space (`MAP_NORESERVE`, no page is ever faulted in),
 //!   and an overflow of up to 64 KiB lands in it without harming any other goroutine. It is
 //!   detected after the fact:
@@ -73,10 +77,10 @@
 //! Unguarded and lightweight-guarded stacks add no VMA of their own. 1M stacks of 256 KiB take
 //! about 3,900 slabs (256 slots each): with lightweight guards adjacent slabs even merge into a
 //! handful of VMAs; without, each slab is 2 VMAs (its `PROT_NONE` slab guard splits it), 7,800 in
-//! all, plus 2 per `mprotect`-guarded stack (16k for the default budget of 8192): well under
-//! 65530. If the map count runs out anyway (other code mapping a lot),
-//! `mprotect` fails with `ENOMEM`: the pool then stops guarding and hands out unguarded
-//! (gap-checked) stacks instead of failing. Only a failing slab `mmap` itself (address space or
+//! all, plus 2 per `mprotect`-guarded stack: the guard budget is what fits. If the map count runs
+//! out anyway (other code mapping a lot after start), `mprotect` fails with `ENOMEM`: the pool
+//! then says so once on stderr, stops guarding and hands out unguarded (gap-checked) stacks
+//! instead of failing. Only a failing slab `mmap` itself (address space or
 //! map count exhausted) makes `get` return an `io::Error`; the pool never panics on it.
 //!
 //! # Memory
@@ -416,13 +420,71 @@ fn install_light_guard(addr: usize, len: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// How many goroutines may hold a stack at once, and whether their stacks are all guarded: the
+/// runtime's plan, made at start from the kernel and `vm.max_map_count` (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GuardPlan {
+    /// Stacks the pool guards (counted from the first carved).
+    pub(crate) budget: usize,
+    /// Live goroutines allowed, so that every stack is guarded; `None`: no limit (lightweight
+    /// guards, or unguarded stacks allowed past the budget).
+    pub(crate) spawn_cap: Option<usize>,
+    /// `vm.max_map_count` the plan was made with (for error messages).
+    pub(crate) max_map_count: usize,
+    /// Guards are `mprotect`s (two mappings each).
+    pub(crate) mprotect: bool,
+}
+
+/// Mappings kept free for everything but goroutine stacks: malloc arenas, thread stacks (two
+/// mappings each, and `blocking` may start threads), libraries loaded later, the slabs' own
+/// mappings. A sixteenth of the map count on top of a fixed 2048.
+fn map_reserve(max_map_count: usize) -> usize {
+    2048 + max_map_count / 16
+}
+
+/// The guard plan (module docs). An explicit budget (`GORT_GUARDED_STACKS=N`: the first N stacks
+/// guarded, the rest not) is itself the opt-in to unguarded stacks. Otherwise: every stack with
+/// lightweight guards; with `mprotect` guards, the stacks whose guards fit in `max_map_count`
+/// less the mappings in use (`maps_now`) and a reserve (a guarded stack costs two mappings, and
+/// every 256 stacks a slab costs two more), with spawns capped there unless `unguarded_ok`.
+/// `cache_slack` stacks sit in per-P caches without a goroutine: the cap leaves room for them.
+pub(crate) fn guard_plan(
+    light: bool,
+    explicit: Option<usize>,
+    unguarded_ok: bool,
+    max_map_count: usize,
+    maps_now: usize,
+    cache_slack: usize,
+) -> GuardPlan {
+    let mprotect = !light;
+    if let Some(budget) = explicit {
+        return GuardPlan { budget, spawn_cap: None, max_map_count, mprotect };
+    }
+    if light {
+        return GuardPlan { budget: usize::MAX, spawn_cap: None, max_map_count, mprotect };
+    }
+    let room = max_map_count.saturating_sub(maps_now).saturating_sub(map_reserve(max_map_count));
+    let budget = room * SLOTS_PER_SLAB / (2 * SLOTS_PER_SLAB + 2);
+    let spawn_cap = (!unguarded_ok).then(|| budget.saturating_sub(cache_slack));
+    GuardPlan { budget, spawn_cap, max_map_count, mprotect }
+}
+
+/// `vm.max_map_count`, or Linux's default if it cannot be read.
+pub(crate) fn max_map_count() -> usize {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(65530)
+}
+
+/// Mappings in use now (lines of `/proc/self/maps`); 0 if unreadable.
+pub(crate) fn maps_in_use() -> usize {
+    std::fs::read_to_string("/proc/self/maps").map(|s| s.lines().count()).unwrap_or(0)
+}
+
 /// Which kind of guard a pool (or [`alloc_dedicated`]) installs on the gaps within its budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum GuardKind {
     /// Lightweight guards where the kernel has them ([`light_guards_supported`]), else `mprotect`.
     Auto,
     /// Always `mprotect(PROT_NONE)` (2 VMAs per guarded stack; visible in `/proc/self/maps`).
-    #[cfg_attr(not(test), allow(dead_code))] // used by the tests
     Mprotect,
 }
 
@@ -519,6 +581,7 @@ impl StackPool {
     /// A pool of `stack_size`-byte stacks (rounded up to pages, at least 16 KiB) whose first
     /// `guard_budget` stacks get a guard (lightweight where the kernel has them, else
     /// `PROT_NONE`). Maps nothing until the first `get`.
+    #[cfg_attr(not(test), allow(dead_code))] // the runtime uses with_guard_kind
     pub(crate) fn new(stack_size: usize, guard_budget: usize) -> StackPool {
         StackPool::with_guard_kind(stack_size, guard_budget, GuardKind::Auto)
     }
@@ -593,8 +656,15 @@ impl StackPool {
                 guarded = true;
                 g.guarded += 1;
             } else {
-                // Map count exhausted: degrade to unguarded (gap-checked) stacks for good.
+                // Map count exhausted by something other than our stacks (the spawn cap keeps
+                // ours within the budget): degrade to unguarded (gap-checked) stacks for good,
+                // and say so once.
                 g.guard_failed = true;
+                eprintln!(
+                    "gort: warning: cannot guard goroutine stacks any more (mprotect: {}; vm.max_map_count \
+                     exhausted?): further stacks are unguarded, their overflows detected only after the fact",
+                    io::Error::last_os_error()
+                );
             }
         }
         Ok(Stack { lo: glo + self.gap, size: self.stack_size, guarded, dedicated: false })
