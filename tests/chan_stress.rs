@@ -1,6 +1,6 @@
 //! Channel stress: many producers and consumers (goroutines, plain threads, both), close racing
-//! with senders, receivers and selects. Sized by the constants below for a 2-core machine
-//! (seconds per test); every wait is bounded so a lost wake-up fails instead of hanging.
+//! with senders, receivers and selects. Sized for a 2-core machine (seconds per test) and
+//! multiplied by `GORT_STRESS`; every wait is bounded so a lost wake-up fails instead of hanging.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -9,12 +9,18 @@ use std::time::Duration;
 
 use gort::chan::{self, Receiver};
 
+mod common;
+
 /// Total messages through the MPMC tests.
-const MESSAGES: usize = 1_000_000;
+fn messages() -> usize {
+    1_000_000 * common::stress()
+}
 const PRODUCERS: usize = 4;
 const CONSUMERS: usize = 4;
 /// Rounds of the close race.
-const CLOSE_ROUNDS: usize = 500;
+fn close_rounds() -> usize {
+    500 * common::stress()
+}
 /// Longest wait for a result; reaching it fails the test.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -41,7 +47,7 @@ fn collect<T>(rx: &Receiver<T>, n: usize) -> Vec<T> {
     (0..n).map(|i| rx.recv_timeout(PATIENCE).unwrap_or_else(|e| panic!("result {i} of {n} missing: {e}"))).collect()
 }
 
-/// `PRODUCERS` send `MESSAGES / PRODUCERS` (producer, seq) pairs each; `CONSUMERS` receive until
+/// `PRODUCERS` send `messages() / PRODUCERS` (producer, seq) pairs each; `CONSUMERS` receive until
 /// closed. Checks: every message delivered exactly once (a shared bitmap), per-producer sequence
 /// increasing as each consumer sees it (FIFO), and a checksum.
 fn mpmc(cap: usize, producers: On, consumers: On, messages: usize) {
@@ -85,27 +91,27 @@ fn mpmc(cap: usize, producers: On, consumers: On, messages: usize) {
 
 #[test]
 fn mpmc_buffered_goroutines() {
-    gort::run(|| mpmc(64, On::Goroutine, On::Goroutine, MESSAGES));
+    gort::run(|| mpmc(64, On::Goroutine, On::Goroutine, messages()));
 }
 
 #[test]
 fn mpmc_unbuffered_goroutines() {
-    gort::run(|| mpmc(0, On::Goroutine, On::Goroutine, MESSAGES));
+    gort::run(|| mpmc(0, On::Goroutine, On::Goroutine, messages()));
 }
 
 #[test]
 fn mpmc_buffered_threads() {
-    mpmc(64, On::Thread, On::Thread, MESSAGES / 2);
+    mpmc(64, On::Thread, On::Thread, messages() / 2);
 }
 
 #[test]
 fn mpmc_thread_producers_goroutine_consumers() {
-    gort::run(|| mpmc(16, On::Thread, On::Goroutine, MESSAGES / 4));
+    gort::run(|| mpmc(16, On::Thread, On::Goroutine, messages() / 4));
 }
 
 #[test]
 fn mpmc_goroutine_producers_thread_consumers() {
-    gort::run(|| mpmc(0, On::Goroutine, On::Thread, MESSAGES / 4));
+    gort::run(|| mpmc(0, On::Goroutine, On::Thread, messages() / 4));
 }
 
 /// Ping-pong between a goroutine and a plain thread over two unbuffered channels.
@@ -219,7 +225,7 @@ fn close_race(cap: usize, round: usize) {
 #[test]
 fn close_races_unbuffered() {
     gort::run(|| {
-        for round in 0..CLOSE_ROUNDS {
+        for round in 0..close_rounds() {
             close_race(0, round);
         }
     });
@@ -228,7 +234,7 @@ fn close_races_unbuffered() {
 #[test]
 fn close_races_buffered() {
     gort::run(|| {
-        for round in 0..CLOSE_ROUNDS {
+        for round in 0..close_rounds() {
             close_race(8, round);
         }
     });

@@ -1,6 +1,6 @@
 //! `gort::sync` under load: exact mutex counters (goroutines, threads, mixed), RwLock
 //! invariants, WaitGroup over 100k goroutines, Cond broadcast to 10k waiters, semaphore bounds.
-//! Sized by the constants below for a 2-core machine (seconds per test).
+//! Sized for a 2-core machine (seconds per test); `GORT_STRESS` multiplies the increments.
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,7 +10,11 @@ use gort::chan;
 use gort::sync::{Cond, Mutex, RwLock, Semaphore, WaitGroup};
 
 const WORKERS: usize = 4;
-const INCREMENTS: u64 = 1_000_000;
+mod common;
+
+fn increments() -> u64 {
+    1_000_000 * common::stress() as u64
+}
 const WG_GOROUTINES: usize = 100_000;
 const COND_WAITERS: usize = 10_000;
 /// Longest wait for a result; reaching it fails the test.
@@ -31,16 +35,16 @@ fn mutex_counter_goroutines() {
         for _ in 0..WORKERS {
             let (m, done_tx) = (m.clone(), done_tx.clone());
             gort::spawn(move || {
-                for _ in 0..INCREMENTS {
+                for _ in 0..increments() {
                     *m.lock() += 1;
                 }
                 done_tx.send(()).unwrap();
             });
         }
         collect(&done, WORKERS);
-        let per_op = t0.elapsed() / (WORKERS as u32 * INCREMENTS as u32);
+        let per_op = t0.elapsed() / (WORKERS as u32 * increments() as u32);
         eprintln!("mutex 4 goroutines x 1M: {per_op:?} per lock/unlock");
-        assert_eq!(*m.lock(), WORKERS as u64 * INCREMENTS);
+        assert_eq!(*m.lock(), WORKERS as u64 * increments());
     });
 }
 
@@ -48,13 +52,13 @@ fn mutex_counter_goroutines() {
 #[test]
 fn mutex_counter_mixed_threads_and_goroutines() {
     gort::run(|| {
-        const N: u64 = INCREMENTS / 4;
+        let n_incr: u64 = increments() / 4;
         let m = Arc::new(Mutex::new(0u64));
         let (done_tx, done) = chan::chan::<()>(WORKERS);
         for i in 0..WORKERS {
             let (m, done_tx) = (m.clone(), done_tx.clone());
             let work = move || {
-                for _ in 0..N {
+                for _ in 0..n_incr {
                     *m.lock() += 1;
                 }
                 done_tx.send(()).unwrap();
@@ -66,7 +70,7 @@ fn mutex_counter_mixed_threads_and_goroutines() {
             }
         }
         collect(&done, WORKERS);
-        assert_eq!(*m.lock(), WORKERS as u64 * N);
+        assert_eq!(*m.lock(), WORKERS as u64 * n_incr);
     });
 }
 

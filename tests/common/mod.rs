@@ -6,6 +6,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The stress knob: `GORT_STRESS=N` multiplies the work of the stress and soak tests (default 1,
+/// what CI runs; a bad value is an error, not a silent 1).
+pub fn stress() -> usize {
+    match std::env::var("GORT_STRESS") {
+        Err(_) => 1,
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => panic!("GORT_STRESS={v:?}: expected a positive integer"),
+        },
+    }
+}
+
 /// Set in a child process: the test re-run by [`run_child`] takes its child branch.
 pub const CHILD_ENV: &str = "GORT_TEST_CHILD";
 
@@ -21,7 +33,7 @@ pub fn run_child(name: &str, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]).env(CHILD_ENV, "1");
     for (k, _) in std::env::vars() {
-        if k == "GOMAXPROCS" || k.starts_with("GORT_") {
+        if k == "GOMAXPROCS" || k.starts_with("GORT_") && k != "GORT_STRESS" {
             cmd.env_remove(k);
         }
     }
