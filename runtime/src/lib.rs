@@ -15,7 +15,7 @@ mod globrunq;
 mod ilist;
 pub(crate) mod m;
 pub mod net;
-pub mod netpoll;
+pub(crate) mod netpoll;
 pub(crate) mod p;
 pub mod park;
 pub mod proc;

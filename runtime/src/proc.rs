@@ -132,9 +132,21 @@ impl<T: Send, F: FnOnce() -> T + Send> Runnable for Task<T, F> {
     }
 }
 
+/// The completion slot of a task, without its result type: what the deadlock report of `run`
+/// wakes the waiting thread through.
+pub(crate) trait DoneSlot: Send + Sync {
+    fn done(&self) -> &WaitSlot;
+}
+
 /// The join side of a task, without its closure type.
-trait HasPacket<T>: Send + Sync {
+trait HasPacket<T>: DoneSlot {
     fn packet(&self) -> &Packet<T>;
+}
+
+impl<T: Send, F: FnOnce() -> T + Send> DoneSlot for Task<T, F> {
+    fn done(&self) -> &WaitSlot {
+        &self.packet.done
+    }
 }
 
 impl<T: Send, F: FnOnce() -> T + Send> HasPacket<T> for Task<T, F> {
@@ -399,9 +411,11 @@ where
         return f();
     }
     let s = sched();
-    let tg = thread_g();
+    // Registers this thread as one that may wake goroutines before the main goroutine exists.
+    let _ = thread_g();
     let h = spawn_inner(f, Location::caller(), crate::unwind::caller_pc(), None, 0, true);
-    let waiter = Arc::new(RunWaiter { main_goid: h.id, thread_g: tg, deadlock: parking_lot::Mutex::new(None) });
+    let done: Arc<dyn crate::proc::DoneSlot> = h.task.clone();
+    let waiter = Arc::new(RunWaiter { main_goid: h.id, done, deadlock: parking_lot::Mutex::new(None) });
     s.run_waiters.lock().push(waiter.clone());
     let pk = h.task.packet();
     while !pk.done.is_done() {

@@ -81,7 +81,8 @@ pub(crate) struct Idle {
 /// A thread blocked in `run` waiting for its main goroutine (deadlock reports go to it).
 pub(crate) struct RunWaiter {
     pub(crate) main_goid: u64,
-    pub(crate) thread_g: GRef,
+    /// The main goroutine's completion slot, where the `run` thread parks.
+    pub(crate) done: Arc<dyn crate::proc::DoneSlot>,
     pub(crate) deadlock: Mutex<Option<String>>,
 }
 
@@ -446,7 +447,8 @@ fn stopm(s: &'static Sched, m: &'static M) {
             m.polling.store(false, Ordering::Relaxed);
             s.lastpoll.store(nanotime(), Ordering::SeqCst);
             let mut gs = Vec::new();
-            netpoll::take_runnable(&toks, &mut gs);
+            // SAFETY: `toks` were just handed back by the runtime's poller.
+            unsafe { netpoll::take_runnable(&toks, &mut gs) };
             if !gs.is_empty() {
                 // The woken-up path below finds them (any_work) and takes a P for them.
                 for g in &gs {
@@ -1005,9 +1007,12 @@ pub(crate) fn check_dead(s: &'static Sched) {
     }
     for w in waiters {
         *w.deadlock.lock() = Some(report.clone());
-        // The waiter may be between wakeups of its own; only a WAITING one is readied here.
-        if w.thread_g.status() == g::WAITING {
-            crate::park::ready(w.thread_g);
+        // Only a waiter parked in the slot is woken; one between waits reads the report itself.
+        if let Some(g) = w.done.done().cancel_wait() {
+            // SAFETY: `cancel_wait` took the G out of the slot's word, where the `run` thread's
+            // park commit published it, and every other taker of that word swaps or CASes it:
+            // this is the one `ready` for that park.
+            unsafe { crate::park::ready(g) };
         }
     }
 }

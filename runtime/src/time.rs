@@ -182,7 +182,10 @@ pub(crate) fn run_timers(p: &P, now: u64) {
     }
     for e in due {
         match e.target {
-            Target::G(g) => ready(g),
+            // SAFETY: `sleep`'s commit published `g` in this one entry, which we popped under the
+            // heap's lock; a `Target::G` entry is never stale, so no sweep drops it, and it is
+            // popped exactly once: this is the one `ready` for that park.
+            Target::G(g) => unsafe { ready(g) },
             Target::Raw(inner, gen) => inner.fire(gen, e.when),
         }
     }
@@ -202,10 +205,16 @@ pub fn sleep(d: Duration) {
         return;
     }
     let when = nanotime().saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
-    park(WaitReason::Sleep, |g| {
-        add_timer(when, Target::G(g));
-        true
-    });
+    // SAFETY: the commit publishes `g` in one timer entry, pushed under its heap's lock, which
+    // `run_timers` pops exactly once and readies. After the push `add_timer` touches only the
+    // P's heap and the scheduler, never this goroutine's stack (`when` was copied into the
+    // closure). Neither it nor `timer_added` parks or panics.
+    unsafe {
+        park(WaitReason::Sleep, |g| {
+            add_timer(when, Target::G(g));
+            true
+        })
+    };
 }
 
 // ---------------------------------------------------------------------------------------------
