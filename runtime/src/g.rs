@@ -355,6 +355,8 @@ impl GRef {
     /// Test support: pretends this goroutine started waiting `ns` earlier than it did, so a
     /// test can check how dumps render long waits (`[chan receive, 1 minutes]`) without
     /// waiting a minute. Not for production use.
+    // Safe on any G, in any state: it moves back (saturating) one atomic timestamp that only
+    // dumps and snapshots read.
     #[doc(hidden)]
     pub fn backdate_wait(self, ns: u64) {
         let since = self.0.wait_since.load(Ordering::Relaxed);
@@ -477,7 +479,9 @@ pub fn for_each_g(mut f: impl FnMut(GRef)) {
     }
 }
 
-/// Number of G structs allocated so far (live or pooled).
+/// Number of G structs allocated so far (live or pooled). Diagnostics.
+// Safe: one atomic read of a counter that only grows.
+#[doc(hidden)]
 pub fn allg_len() -> usize {
     ALLGS.len.load(Ordering::Relaxed)
 }
