@@ -89,10 +89,13 @@ pub enum WaitReason {
     Forever,
     /// `sync.Once.Do`: waiting for another goroutine's `Once` call to finish.
     SyncOnce,
+    /// `sync.Parker.park`: waiting in `Parker::park` or `park_timeout` for an `Unparker`
+    /// (gort's own, named as Go names its `sync` waits).
+    SyncParker,
 }
 
 impl WaitReason {
-    const ALL: [WaitReason; 18] = [
+    const ALL: [WaitReason; 19] = [
         WaitReason::Zero,
         WaitReason::ChanReceive,
         WaitReason::ChanSend,
@@ -111,6 +114,7 @@ impl WaitReason {
         WaitReason::Join,
         WaitReason::Forever,
         WaitReason::SyncOnce,
+        WaitReason::SyncParker,
     ];
 
     /// Go's spelling of the reason, as printed in `goroutine 7 [chan receive]:`.
@@ -134,6 +138,7 @@ impl WaitReason {
             WaitReason::Join => "join",
             WaitReason::Forever => "forever",
             WaitReason::SyncOnce => "sync.Once.Do",
+            WaitReason::SyncParker => "sync.Parker.park",
         }
     }
 

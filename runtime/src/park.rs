@@ -20,6 +20,12 @@
 //! On a plain OS thread the same protocol runs on the thread itself: mark `WAITING`, run
 //! `commit`, then block on a futex (`std::thread::park`) until `ready` changes the status.
 //!
+//! Both are `unsafe fn`s: nothing checks that a commit hands its G to exactly one waker, and a
+//! stray `ready` wakes whatever that G waits for next (a reused G: another goroutine), whose
+//! wait-queue nodes may still be linked. Each call site in the runtime argues its protocol.
+//! Code outside the runtime gets the same effect safely from [`Parker`]/[`Unparker`]
+//! (`parker.rs`), which hold a G only while it is parked on them.
+//!
 //! # Runtime mode
 //!
 //! While a goroutine runs user code its P is `P_USER`, and sysmon may take the P away (see
@@ -36,6 +42,8 @@ use crate::p::{P, P_RUNNING, P_USER};
 use crate::proc::Yield;
 use crate::sched::{sched, sched_if_started, wakep};
 use crate::time::coarse_now;
+
+pub use crate::parker::{Parker, Unparker};
 
 /// Guard returned by [`enter`]; leaves runtime mode on drop (outermost call only).
 pub(crate) struct EnterGuard(Option<GRef>);
