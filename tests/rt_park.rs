@@ -256,3 +256,50 @@ fn snapshot_holds_a_parked_goroutine_still() {
         assert!(g.with_parked(|p| p.id()) != Some(id));
     });
 }
+
+/// A snapshot that holds a goroutine while its commit refuses keeps holding it: the goroutine
+/// resumes only after the snapshot lets go, and is never left marked waiting while it runs.
+#[test]
+fn refused_commit_waits_out_a_snapshot() {
+    const ROUNDS: u64 = 20_000;
+    let _w = Watchdog::new("refused_commit_waits_out_a_snapshot", Duration::from_secs(120));
+    let stop = Arc::new(AtomicBool::new(false));
+    let held = Arc::new(AtomicU64::new(0));
+    let (s, h) = (stop.clone(), held.clone());
+    let scanner = std::thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            gort::runtime::for_each_g(|g| {
+                if g.with_parked(|_| spin(Duration::from_micros(10))).is_some() {
+                    h.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            // Pauses between passes, so the goroutine is not held nearly all the time.
+            spin(Duration::from_micros(20));
+        }
+    });
+    gort::run(move || {
+        let me = gort::current_id().unwrap();
+        for _ in 0..ROUNDS {
+            // SAFETY: the commit publishes the G nowhere and returns false.
+            unsafe {
+                gort::park(WaitReason::Semacquire, |_| {
+                    spin(Duration::from_micros(5));
+                    false
+                })
+            };
+            let st = gort::goroutines().into_iter().find(|g| g.id == me).unwrap().state;
+            assert_eq!(st, "running", "a running goroutine is marked {st:?}");
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    scanner.join().unwrap();
+    assert!(held.load(Ordering::Relaxed) > 0, "the scanner never held a goroutine");
+}
+
+/// Busy-waits for `d` (to hold a window open without leaving the CPU).
+fn spin(d: Duration) {
+    let t = std::time::Instant::now();
+    while t.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}

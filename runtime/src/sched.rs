@@ -786,8 +786,11 @@ fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                         if keep {
                             return;
                         }
-                        // Commit refused: the G runs on (no one else has seen it).
-                        g.0.status.store(g::RUNNABLE, Ordering::Relaxed);
+                        // Commit refused: the G runs on (no waker has seen it). A snapshot may
+                        // hold it with SCAN since it was marked WAITING: a CAS waits that out,
+                        // where a store would clear the bit under the walker's feet and let its
+                        // release mark the running G WAITING again.
+                        g::casgstatus(g, g::WAITING, g::RUNNABLE, "refused park");
                         if m.p.get().is_none() {
                             s.global.push(g);
                             wakep();
