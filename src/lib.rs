@@ -11,7 +11,8 @@ pub use gort_runtime::{go, park, ready, select, GRef, WaitReason};
 pub use gort_runtime::chan;
 /// Blocking-style TCP (and UDP, Unix) sockets on the epoll netpoller.
 pub use gort_runtime::net;
-/// Goroutine-aware `Mutex`, `RwLock`, `WaitGroup`, `Once`, `Cond`, `Semaphore`.
+/// Goroutine-aware `Mutex`, `RwLock`, `WaitGroup`, `Once`, `Cond`, `Semaphore`, and the
+/// `Parker`/`Unparker` token for primitives of your own.
 pub use gort_runtime::sync;
 
 /// Time: `sleep`, `Timer`, `after_func`, and the channel-shaped `after`/`tick`.
@@ -20,7 +21,7 @@ pub mod time {
     pub use gort_runtime::time::{after_func, sleep, RawTimer, Timer};
 }
 
-/// The runtime crate, for lower-level use (`park`/`ready`, goroutine enumeration).
+/// The runtime crate, for lower-level use (the unsafe `park`/`ready`, goroutine enumeration).
 pub use gort_runtime as runtime;
 
 /// pprof profiles from inside: goroutine, heap/allocs (with [`profiler::Allocator`]), threadcreate.

@@ -28,7 +28,7 @@ impl Sem {
             }
             // Publish ourselves only if no permit arrived meanwhile (the check and the publish
             // are under the same lock `release` takes): the wakeup cannot be lost.
-            gort::park(WaitReason::Semacquire, |g| {
+            let commit = |g| {
                 let mut st = self.st.lock().unwrap();
                 if st.0 > 0 {
                     return false;
@@ -36,7 +36,12 @@ impl Sem {
                 assert!(st.1.is_none(), "one waiter per Sem in these tests");
                 st.1 = Some(g);
                 true
-            });
+            };
+            // SAFETY: the commit publishes `g` in `st.1` under the lock, the one place `release`
+            // takes a waiter from (with `take`, under the same lock), so exactly one `release`
+            // readies it; after the store it only drops the guard. Without publishing it returns
+            // false. It does not park, and its assert holds: each Sem here has one waiter.
+            unsafe { gort::park(WaitReason::Semacquire, commit) };
         }
     }
 
@@ -47,7 +52,9 @@ impl Sem {
             st.1.take()
         };
         if let Some(g) = w {
-            gort::ready(g);
+            // SAFETY: we took `g` out of `st.1` under the lock, where `acquire`'s commit
+            // published it: the one `ready` for that park.
+            unsafe { gort::ready(g) };
         }
     }
 }
@@ -111,10 +118,13 @@ fn refused_commit_resumes_immediately() {
         let calls = Arc::new(AtomicU64::new(0));
         for _ in 0..1000 {
             let c = calls.clone();
-            gort::park(WaitReason::Semacquire, move |_| {
-                c.fetch_add(1, Ordering::Relaxed);
-                false
-            });
+            // SAFETY: the commit publishes the G nowhere and returns false.
+            unsafe {
+                gort::park(WaitReason::Semacquire, move |_| {
+                    c.fetch_add(1, Ordering::Relaxed);
+                    false
+                })
+            };
         }
         assert_eq!(calls.load(Ordering::Relaxed), 1000);
         let me = gort::current_id().unwrap();
@@ -131,14 +141,18 @@ fn parked_goroutine_is_visible_and_readied() {
         let slot: Arc<Mutex<Option<GRef>>> = Arc::default();
         let s = slot.clone();
         let h = gort::spawn(move || {
-            gort::park(WaitReason::Sleep, |g| {
-                *s.lock().unwrap() = Some(g);
-                true
-            });
+            // SAFETY: the commit publishes `g` in `slot`, from which the test takes it once to
+            // ready it; the store is its last act. It does not park or panic.
+            unsafe {
+                gort::park(WaitReason::Sleep, |g| {
+                    *s.lock().unwrap() = Some(g);
+                    true
+                })
+            };
             "woken"
         });
         let g = loop {
-            if let Some(g) = *slot.lock().unwrap() {
+            if let Some(g) = slot.lock().unwrap().take() {
                 break g;
             }
             gort::yield_now();
@@ -149,7 +163,8 @@ fn parked_goroutine_is_visible_and_readied() {
         assert_eq!(info.state, "sleep");
         assert_eq!(info.wait_reason, Some(WaitReason::Sleep));
         assert!(info.waiting_ns >= 15_000_000, "waited {} ns", info.waiting_ns);
-        gort::ready(g);
+        // SAFETY: we took `g` out of `slot`, where the goroutine's park published it.
+        unsafe { gort::ready(g) };
         assert_eq!(h.join().unwrap(), "woken");
     });
 }
@@ -161,21 +176,26 @@ fn plain_thread_parks_and_readies() {
     let woke = Arc::new(AtomicBool::new(false));
     let (s, w) = (slot.clone(), woke.clone());
     let t = std::thread::spawn(move || {
-        gort::park(WaitReason::Semacquire, |g| {
-            *s.lock().unwrap() = Some(g);
-            true
-        });
+        // SAFETY: the commit publishes `g` in `slot`, from which the goroutine below takes it
+        // once to ready it; the store is its last act. It does not park or panic.
+        unsafe {
+            gort::park(WaitReason::Semacquire, |g| {
+                *s.lock().unwrap() = Some(g);
+                true
+            })
+        };
         w.store(true, Ordering::SeqCst);
     });
     gort::run(move || {
         let g = loop {
-            if let Some(g) = *slot.lock().unwrap() {
+            if let Some(g) = slot.lock().unwrap().take() {
                 break g;
             }
             gort::time::sleep(Duration::from_millis(1));
         };
         assert!(!g.is_goroutine());
-        gort::ready(g);
+        // SAFETY: we took `g` out of `slot`, where the thread's park published it.
+        unsafe { gort::ready(g) };
     });
     t.join().unwrap();
     assert!(woke.load(Ordering::SeqCst));
@@ -190,14 +210,18 @@ fn snapshot_holds_a_parked_goroutine_still() {
         let ran = Arc::new(AtomicBool::new(false));
         let (s, r) = (slot.clone(), ran.clone());
         let h = gort::spawn(move || {
-            gort::park(WaitReason::Semacquire, |g| {
-                *s.lock().unwrap() = Some(g);
-                true
-            });
+            // SAFETY: the commit publishes `g` in `slot`, from which the test takes it once to
+            // ready it; the store is its last act. It does not park or panic.
+            unsafe {
+                gort::park(WaitReason::Semacquire, |g| {
+                    *s.lock().unwrap() = Some(g);
+                    true
+                })
+            };
             r.store(true, Ordering::SeqCst);
         });
         let g = loop {
-            if let Some(g) = *slot.lock().unwrap() {
+            if let Some(g) = slot.lock().unwrap().take() {
                 break g;
             }
             gort::yield_now();
@@ -206,7 +230,9 @@ fn snapshot_holds_a_parked_goroutine_still() {
         let frames = g
             .with_parked(|p| {
                 // Started only now that the goroutine is held, so the ready must wait for us.
-                readier = Some(std::thread::spawn(move || gort::ready(g)));
+                // SAFETY: we took `g` out of `slot`, where the goroutine's park published it, and
+                // ready it only here.
+                readier = Some(std::thread::spawn(move || unsafe { gort::ready(g) }));
                 assert_eq!(p.id(), h.id());
                 assert_eq!(p.wait_reason(), Some(WaitReason::Semacquire));
                 let (lo, hi) = p.stack_bounds();
@@ -264,13 +290,17 @@ fn refused_commit_waits_for_a_snapshot() {
             let h = {
                 let (parked, held, ran, released) = (parked.clone(), held.clone(), ran_while_held.clone(), released);
                 gort::spawn(move || {
-                    gort::park(WaitReason::Semacquire, |g| {
-                        *parked.lock().unwrap() = Some(g);
-                        while !held.load(Ordering::SeqCst) {
-                            std::hint::spin_loop();
-                        }
-                        false // refuse: nobody was told
-                    });
+                    // SAFETY: the commit hands `g` to no waker (the snapshot thread only holds it
+                    // still, never readies it) and returns false; it neither parks nor panics.
+                    unsafe {
+                        gort::park(WaitReason::Semacquire, |g| {
+                            *parked.lock().unwrap() = Some(g);
+                            while !held.load(Ordering::SeqCst) {
+                                std::hint::spin_loop();
+                            }
+                            false // refuse: nobody was told
+                        })
+                    };
                     if !released.load(Ordering::SeqCst) {
                         ran.store(true, Ordering::SeqCst);
                     }

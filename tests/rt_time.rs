@@ -215,8 +215,8 @@ fn every_waiter_of_a_timer_wakes() {
         return;
     }
     let _w = common::Watchdog::new("every_waiter_of_a_timer_wakes", Duration::from_secs(20));
+    let t0 = Instant::now(); // before the timer: its deadline is taken as it is created
     let t = Arc::new(Timer::new(Duration::from_millis(50)));
-    let t0 = Instant::now();
     let woke = Arc::new(AtomicU64::new(0));
     let thread = {
         let (t, woke) = (t.clone(), woke.clone());

@@ -111,6 +111,11 @@ pub enum Mode {
 ///
 /// Values 1 and 2 are reserved by the slot encoding; any pointer to an object larger than a
 /// byte and not in the first page is fine.
+///
+/// Making one is safe because this crate never dereferences a token: it only hands each
+/// committed token back once. A runtime that turns tokens back into pointers must keep its
+/// [`Poller`] to itself, since whoever can reach a poller can commit any token to it (gort's
+/// runtime keeps its poller crate-private for exactly this reason).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Token(NonZeroUsize);
 

@@ -89,10 +89,13 @@ pub enum WaitReason {
     Forever,
     /// `sync.Once.Do`: waiting for another goroutine's `Once` call to finish.
     SyncOnce,
+    /// `sync.Parker.park`: waiting in `Parker::park` or `park_timeout` for an `Unparker`
+    /// (gort's own, named as Go names its `sync` waits).
+    SyncParker,
 }
 
 impl WaitReason {
-    const ALL: [WaitReason; 18] = [
+    const ALL: [WaitReason; 19] = [
         WaitReason::Zero,
         WaitReason::ChanReceive,
         WaitReason::ChanSend,
@@ -111,6 +114,7 @@ impl WaitReason {
         WaitReason::Join,
         WaitReason::Forever,
         WaitReason::SyncOnce,
+        WaitReason::SyncParker,
     ];
 
     /// Go's spelling of the reason, as printed in `goroutine 7 [chan receive]:`.
@@ -134,6 +138,7 @@ impl WaitReason {
             WaitReason::Join => "join",
             WaitReason::Forever => "forever",
             WaitReason::SyncOnce => "sync.Once.Do",
+            WaitReason::SyncParker => "sync.Parker.park",
         }
     }
 
@@ -375,6 +380,8 @@ impl GRef {
     /// Test support: pretends this goroutine started waiting `ns` earlier than it did, so a
     /// test can check how dumps render long waits (`[chan receive, 1 minutes]`) without
     /// waiting a minute. Not for production use.
+    // Safe on any G, in any state: it moves back (saturating) one atomic timestamp that only
+    // dumps and snapshots read.
     #[doc(hidden)]
     pub fn backdate_wait(self, ns: u64) {
         let since = self.0.wait_since.load(Ordering::Relaxed);
@@ -497,7 +504,9 @@ pub fn for_each_g(mut f: impl FnMut(GRef)) {
     }
 }
 
-/// Number of G structs allocated so far (live or pooled).
+/// Number of G structs allocated so far (live or pooled). Diagnostics.
+// Safe: one atomic read of a counter that only grows.
+#[doc(hidden)]
 pub fn allg_len() -> usize {
     ALLGS.len.load(Ordering::Relaxed)
 }

@@ -3,9 +3,9 @@
 //! The pieces, one concept per file: [`g`] (the goroutine descriptor and `allgs`), `p.rs` (the
 //! processor: run queue, runnext, timers), `m.rs` (OS threads), `sched.rs` (the scheduler loop,
 //! the spinning-M protocol, deadlock detection), [`park`] (park/ready, the primitive under every
-//! blocking operation), [`proc`] (spawn, join, run, yield, blocking), [`time`] (per-P timers,
-//! sleep), `sysmon.rs` (the monitor thread), `stack.rs` (pooled stacks), `signal.rs` (stack
-//! overflow reports), [`env`] (configuration).
+//! blocking operation; `parker.rs` builds the safe `Parker` on them), [`proc`] (spawn, join,
+//! run, yield, blocking), [`time`] (per-P timers, sleep), `sysmon.rs` (the monitor thread),
+//! `stack.rs` (pooled stacks), `signal.rs` (stack overflow reports), [`env`] (configuration).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod chan;
@@ -15,9 +15,10 @@ mod globrunq;
 mod ilist;
 pub(crate) mod m;
 pub mod net;
-pub mod netpoll;
+pub(crate) mod netpoll;
 pub(crate) mod p;
 pub mod park;
+mod parker;
 pub mod proc;
 pub mod prof_hooks;
 pub(crate) mod sched;

@@ -33,7 +33,10 @@ pub(crate) fn poller() -> Option<&'static Poller> {
 }
 
 /// The poller, created on first use (Go's `netpollGenericInit`).
-pub fn poller_init() -> io::Result<&'static Poller> {
+///
+/// Private to the runtime: every token in it must name a G parked on it (see [`g_of`]), so no
+/// code outside may register with it or commit to it.
+pub(crate) fn poller_init() -> io::Result<&'static Poller> {
     if let Some(p) = POLLER.get() {
         return Ok(p);
     }
@@ -47,23 +50,35 @@ pub fn poller_init() -> io::Result<&'static Poller> {
 }
 
 /// The token naming `g` in the poller (its descriptor's address; Gs are never freed).
-pub fn token(g: GRef) -> Token {
+pub(crate) fn token(g: GRef) -> Token {
     Token::new(g.as_ptr() as usize)
 }
 
 /// The G a token names.
-pub(crate) fn g_of(t: Token) -> GRef {
-    // SAFETY: every token handed to the poller is made by `token` from a GRef.
+///
+/// # Safety
+/// `t` must come from the runtime's poller, whose tokens are all made by [`token`] (the poller
+/// is crate-private and only `PollFd` commits to it).
+pub(crate) unsafe fn g_of(t: Token) -> GRef {
+    // SAFETY: per the contract, `t` is a G pointer from `GRef::as_ptr`.
     unsafe { GRef::from_ptr(t.get() as *const G) }
 }
 
 /// Marks the Gs of `toks` runnable and returns them (Go's `netpollready` list), for the caller
 /// to run or queue. Thread stand-ins are readied (unparked) directly and not returned.
-pub(crate) fn take_runnable(toks: &[Token], out: &mut Vec<GRef>) {
+///
+/// # Safety
+/// Every token must have just been handed back by the runtime's poller, and not be readied
+/// otherwise: the poller hands each committed token back exactly once, and the G it names is
+/// then parked in `PollFd::io_until` waiting for exactly this.
+pub(crate) unsafe fn take_runnable(toks: &[Token], out: &mut Vec<GRef>) {
     for &t in toks {
-        let g = g_of(t);
+        // SAFETY: `t` comes from the runtime's poller (contract).
+        let g = unsafe { g_of(t) };
         if g.0.kind == g::GKind::Thread {
-            crate::park::ready(g);
+            // SAFETY: the poller handed the token back once, out of the slot this G's park
+            // committed it to (contract): the one `ready` for that park.
+            unsafe { crate::park::ready(g) };
             continue;
         }
         // The same transition as `ready` (see there for the orderings); we queue the G ourselves.
@@ -85,6 +100,7 @@ pub(crate) fn poll_now(s: &Sched, out: &mut Vec<GRef>) {
             // Relaxed: a hint for sysmon; losing the race to a blocking poller is harmless.
             let _ = s.lastpoll.compare_exchange(last, nanotime(), Ordering::Relaxed, Ordering::Relaxed);
         }
-        take_runnable(&toks, out);
+        // SAFETY: `toks` were just handed back by the runtime's poller.
+        unsafe { take_runnable(&toks, out) };
     }
 }

@@ -20,6 +20,12 @@
 //! On a plain OS thread the same protocol runs on the thread itself: mark `WAITING`, run
 //! `commit`, then block on a futex (`std::thread::park`) until `ready` changes the status.
 //!
+//! Both are `unsafe fn`s: nothing checks that a commit hands its G to exactly one waker, and a
+//! stray `ready` wakes whatever that G waits for next (a reused G: another goroutine), whose
+//! wait-queue nodes may still be linked. Each call site in the runtime argues its protocol.
+//! Code outside the runtime gets the same effect safely from [`Parker`]/[`Unparker`]
+//! (`parker.rs`), which hold a G only while it is parked on them.
+//!
 //! # Runtime mode
 //!
 //! While a goroutine runs user code its P is `P_USER`, and sysmon may take the P away (see
@@ -36,6 +42,8 @@ use crate::p::{P, P_RUNNING, P_SYSCALL, P_USER};
 use crate::proc::Yield;
 use crate::sched::{sched, sched_if_started, wakep};
 use crate::time::coarse_now;
+
+pub use crate::parker::{Parker, Unparker};
 
 /// Guard returned by [`enter`]; leaves runtime mode on drop (outermost call only).
 pub(crate) struct EnterGuard(Option<GRef>);
@@ -202,24 +210,46 @@ pub fn in_goroutine() -> bool {
     current_m().is_some_and(|m| !m.curg.load(Ordering::Relaxed).is_null())
 }
 
-/// Parks the current G with `reason` until [`ready`] is called for it.
+/// Parks the current G with `reason` until [`ready`] is called for it: the primitive under every
+/// blocking operation of the runtime. To build a primitive of your own, [`Parker`] does this
+/// safely.
 ///
-/// `commit(g)` runs after the G has stopped running (off its stack, on the M) and is where the G
-/// must be published to whoever will wake it, typically by pushing it on a wait queue and
-/// releasing that queue's lock. Return true to stay parked, false to resume at once (nobody was
-/// told). `commit` must be short, must not block or park, and after the point where it publishes
-/// the G it must not touch data on the parked goroutine's stack (the G may already be running).
+/// `commit(g)` runs once the G has stopped running: on a goroutine, on its M after the switch,
+/// with the G already marked waiting; on a plain OS thread, on the thread itself just before it
+/// blocks. It is where the G is handed to whoever will wake it, typically by pushing it on a
+/// wait queue and releasing that queue's lock. It returns true to stay parked, false to resume
+/// at once.
 ///
 /// While parked, the goroutine's stack is frozen: wait-queue nodes may live on it and be
-/// referenced by raw pointer from other threads until the G is readied.
+/// referenced by raw pointer from other threads until the G is readied. On a plain OS thread,
+/// the thread blocks.
 ///
-/// On a plain OS thread, the thread blocks.
-pub fn park<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
+/// # Safety
+///
+/// The runtime takes `commit`'s word for who may wake the G:
+///
+/// - If `commit` returns true, it has published `g` for exactly one later [`ready`]: to one
+///   place (a wait queue, a word) from which exactly one waker will take it. Or it has
+///   published `g` nowhere, and then the G stays parked forever.
+/// - If it returns false, it has published `g` nowhere: the G runs on at once, and any later
+///   `ready` for this park would wake whatever the G waits for next.
+/// - From the instant `g` is published, the G may be readied and run on another thread. From
+///   then on `commit` may touch the parked goroutine's stack (its locals, wait-queue nodes on
+///   it, anything the caller of `park` lent it) or anything the goroutine may free or reuse
+///   once it runs only while the goroutine provably cannot get there yet, e.g. because its
+///   first act when it runs is to take a lock `commit` still holds (`select!` does this).
+///   Simplest is to publish last.
+/// - `commit` must not park or block waiting for another goroutine, and must not panic. It
+///   runs on the scheduler (or, on a plain thread, inside this park, with the thread already
+///   marked waiting), where a nested park would publish the same G twice and a panic would
+///   unwind past a published G. Short locks are fine: the runtime's own commits release one.
+pub unsafe fn park<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
     let m = current_m();
     let g = m.and_then(|m| m.curg());
     let g = match g {
         Some(g) => g,
-        None => return park_thread(reason, commit),
+        // SAFETY: the caller's contract for `commit` is the one `park_thread` needs.
+        None => return unsafe { park_thread(reason, commit) },
     };
     let _e = enter();
     g.0.wait_reason.store(reason as u8, Ordering::Relaxed);
@@ -237,10 +267,24 @@ pub fn park<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
     g.0.wait_reason.store(0, Ordering::Relaxed);
 }
 
-/// Makes a parked G runnable. It goes to the caller's P's `runnext`, so a handoff (a channel
-/// send to a waiting receiver) runs the receiver next. Exactly one `ready` per park that
-/// committed; readying a G that is not parked is a bug and panics.
-pub fn ready(g: GRef) {
+/// Makes a G parked by [`park`] runnable. A goroutine goes to the caller's P's `runnext`, so a
+/// handoff (a channel send to a waiting receiver) runs it next; a plain thread is unblocked.
+/// Callable from goroutines, plain threads, `park` commits and timer callbacks.
+///
+/// # Safety
+///
+/// `g` must have been published to the caller by the `commit` of a [`park`] that returned (or
+/// will return) true: the caller took it out of the one place that commit put it (popped it
+/// from a wait queue under the queue's lock, swapped it out of a word), so nobody else can
+/// ready it for that park. And this must be the only `ready` for that park.
+///
+/// A `GRef` obtained any other way ([`current`], [`for_each_g`](crate::for_each_g), a copy kept
+/// from an earlier park) must not be readied: a G is reused by a new goroutine once its own
+/// exits, and a thread parks again after it wakes, so a late or duplicate `ready` wakes a park
+/// that never published the G to the caller, while that park's wait-queue nodes may still be
+/// linked and its stack frames gone once it runs on. Readying a G that is not parked at all
+/// panics.
+pub unsafe fn ready(g: GRef) {
     if g.0.outside.load(Ordering::Relaxed) {
         // A plain thread counts as active again from *before* it becomes runnable: otherwise
         // there would be a window where it is neither parked nor counted, and check_dead (which
@@ -303,14 +347,20 @@ impl WaitSlot {
             return;
         }
         let word: *const AtomicUsize = &self.0;
-        park(reason, move |g| {
+        let commit = move |g: GRef| {
             // SAFETY: the slot outlives this commit: its owner is blocked in `wait_once` until
             // the CAS below publishes it, and we touch nothing after that CAS.
             let word = unsafe { &*word };
             // AcqRel: Release publishes the G to the completer's swap; Acquire (on failure,
             // DONE) pairs with that swap's Release.
             word.compare_exchange(SLOT_EMPTY, g.as_ptr() as usize, Ordering::AcqRel, Ordering::Acquire).is_ok()
-        });
+        };
+        // SAFETY: the commit publishes `g` in one place, the slot's word, with the CAS that is its
+        // last access to anything; whoever takes a G out of the word readies it, and takers use
+        // a swap or CAS (`complete`, `cancel_wait`), so exactly one of them gets it. A failed CAS
+        // (the slot is DONE) publishes nothing and the commit returns false. It neither parks
+        // nor panics.
+        unsafe { park(reason, commit) };
     }
 
     /// [`wait_once`](Self::wait_once) for a plain thread that someone else may need to wake
@@ -325,7 +375,7 @@ impl WaitSlot {
             return;
         }
         let (word, cancel): (*const AtomicUsize, *const AtomicBool) = (&self.0, cancel);
-        park(reason, move |g| {
+        let commit = move |g: GRef| {
             // SAFETY: on a plain thread `park` runs this commit on the waiting thread itself,
             // before it blocks, so the slot and the flag (borrowed by our caller) are alive.
             let (word, cancel) = unsafe { (&*word, &*cancel) };
@@ -342,7 +392,13 @@ impl WaitSlot {
                     .is_err();
             }
             true
-        });
+        };
+        // SAFETY: the commit publishes `g` in one place, the slot's word; whoever takes it out
+        // (`complete`'s swap, `take_waiter`'s CAS, or the commit's own CAS back, after which it
+        // returns false) is the one waker. Touching the word after publishing is safe here only
+        // because the waiter is a plain thread running this commit itself (see above). It
+        // neither parks nor panics.
+        unsafe { park(reason, commit) };
     }
 
     /// Takes `g` out of the slot if it is the parked waiter there. True means the caller now
@@ -367,8 +423,10 @@ impl WaitSlot {
         // the waiter's publishing CAS.
         let w = self.0.swap(SLOT_DONE, Ordering::AcqRel);
         if w > SLOT_DONE {
-            // SAFETY: only `wait_once` stores a G pointer (made from a GRef) in the slot.
-            ready(unsafe { GRef::from_ptr(w as *const G) });
+            // SAFETY: only `wait_once`'s commit stores a G pointer in the word, publishing its
+            // own parked G; our swap took it out, and every other taker swaps or CASes the same
+            // word, so this is the one `ready` for that park.
+            unsafe { ready(GRef::from_ptr(w as *const G)) };
         }
     }
 }
@@ -427,7 +485,11 @@ pub(crate) fn thread_g() -> GRef {
     gr
 }
 
-fn park_thread<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
+/// [`park`] on a plain OS thread (or an M outside any goroutine): blocks the thread.
+///
+/// # Safety
+/// As for [`park`].
+unsafe fn park_thread<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
     let g = thread_g();
     let s = sched();
     // An M parking in scheduler context (a misuse we tolerate) is not an outside thread.

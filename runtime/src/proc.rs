@@ -632,20 +632,36 @@ pub(crate) fn install_panic_hook() {
     }));
 }
 
-/// Labels are owned by the profiler; the runtime only carries an opaque pointer. The profiler
-/// registers how to clone and drop it.
+/// Labels are owned by the profiler; the runtime only carries an opaque pointer per goroutine
+/// and calls these to clone it for a spawned goroutine and drop it when the goroutine exits.
+/// Support for `gort-profiler`, not a user API.
+#[doc(hidden)]
 pub struct LabelOps {
     /// Returns a new reference for a child goroutine.
-    pub clone: fn(*mut ()) -> *mut (),
+    ///
+    /// The runtime calls it only on a non-null pointer stored with [`swap_current_labels`] and
+    /// still held by a goroutine (the spawning one, which is running).
+    pub clone: unsafe fn(*mut ()) -> *mut (),
     /// Releases a reference.
-    pub drop: fn(*mut ()),
+    ///
+    /// The runtime calls it only on a non-null pointer whose reference it holds (stored with
+    /// [`swap_current_labels`] or returned by `clone`), once, when its goroutine exits.
+    pub drop: unsafe fn(*mut ()),
 }
 
 static LABEL_OPS: std::sync::OnceLock<LabelOps> = std::sync::OnceLock::new();
 
-/// Registers the label operations (the profiler calls this once).
-pub fn set_label_ops(ops: LabelOps) {
-    let _ = LABEL_OPS.set(ops);
+/// Registers the label operations (the profiler does, once). Only the first registration
+/// counts: returns false, installing nothing, if there was one already.
+///
+/// # Safety
+///
+/// From then on the runtime calls `ops.clone` and `ops.drop` on the non-null labels pointers
+/// stored with [`swap_current_labels`], as [`LabelOps`] describes: they must be sound for every
+/// pointer that anyone stores there (whoever stores must hold to what these ops expect).
+#[doc(hidden)]
+pub unsafe fn set_label_ops(ops: LabelOps) -> bool {
+    LABEL_OPS.set(ops).is_ok()
 }
 
 /// The type name of the current goroutine's body (`None` on a plain thread).
@@ -653,13 +669,25 @@ pub fn current_entry_name() -> Option<&'static str> {
     current_m().and_then(|m| m.curg()).and_then(|g| g::entry_name(g.0))
 }
 
-/// The current goroutine's labels pointer (null if none or on a plain thread).
+/// The current goroutine's labels pointer (null if none or on a plain thread). Reading it is
+/// harmless; using it is the caller's business.
+#[doc(hidden)]
 pub fn current_labels() -> *mut () {
     current_m().and_then(|m| m.curg()).map(|g| g.0.labels.load(Ordering::Relaxed)).unwrap_or(std::ptr::null_mut())
 }
 
-/// Replaces the current goroutine's labels pointer, returning the old one (ownership moves).
-pub fn swap_current_labels(new: *mut ()) -> *mut () {
+/// Replaces the current goroutine's labels pointer, returning the old one: the reference each
+/// stands for moves with it. On a plain thread nothing is stored and `new` comes back.
+///
+/// # Safety
+///
+/// `new` must be null, or a pointer owning one reference under the [`LabelOps`] registered
+/// with [`set_label_ops`] (registered before `new` is stored): the runtime will `clone` it for
+/// every goroutine spawned from this one and `drop` it when this goroutine exits, and the
+/// profiler reads it as its own. Whether the pointer that comes back is live is the caller's
+/// protocol with whoever stored it.
+#[doc(hidden)]
+pub unsafe fn swap_current_labels(new: *mut ()) -> *mut () {
     match current_m().and_then(|m| m.curg()) {
         Some(g) => g.0.labels.swap(new, Ordering::AcqRel),
         None => new,
@@ -670,7 +698,11 @@ pub(crate) fn inherit_labels(parent: GRef, child: GRef) {
     let l = parent.0.labels.load(Ordering::Relaxed);
     if !l.is_null() {
         if let Some(ops) = LABEL_OPS.get() {
-            child.0.labels.store((ops.clone)(l), Ordering::Relaxed);
+            // SAFETY: `l` was stored with `swap_current_labels` by the parent, which is running
+            // (it is spawning), so it still holds that reference; the registered ops accept it
+            // (contracts of `set_label_ops` and `swap_current_labels`).
+            let c = unsafe { (ops.clone)(l) };
+            child.0.labels.store(c, Ordering::Relaxed);
         }
     }
 }
@@ -679,7 +711,10 @@ pub(crate) fn clear_labels(g: GRef) {
     let l = g.0.labels.swap(std::ptr::null_mut(), Ordering::AcqRel);
     if !l.is_null() {
         if let Some(ops) = LABEL_OPS.get() {
-            (ops.drop)(l);
+            // SAFETY: the swap took the G's one reference out of its slot (stored with
+            // `swap_current_labels` or made by `clone`), so it is released exactly once, with
+            // the ops it was made for (contracts of `set_label_ops` and `swap_current_labels`).
+            unsafe { (ops.drop)(l) };
         }
     }
 }

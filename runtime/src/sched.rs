@@ -466,7 +466,8 @@ fn stopm(s: &'static Sched, m: &'static M) {
             m.polling.store(false, Ordering::Relaxed);
             s.lastpoll.store(nanotime(), Ordering::SeqCst);
             let mut gs = Vec::new();
-            netpoll::take_runnable(&toks, &mut gs);
+            // SAFETY: `toks` were just handed back by the runtime's poller.
+            unsafe { netpoll::take_runnable(&toks, &mut gs) };
             if !gs.is_empty() {
                 // The woken-up path below finds them (any_work) and takes a P for them.
                 for g in &gs {
@@ -1063,7 +1064,10 @@ pub(crate) fn check_dead(s: &'static Sched) {
         // find its G in the slot, or it sees `reported` and does not stay parked.
         w.reported.store(true, Ordering::SeqCst);
         if w.task.done().take_waiter(w.thread_g) {
-            crate::park::ready(w.thread_g);
+            // SAFETY: `take_waiter` took the thread's G out of the slot's word, where the `run`
+            // thread's park commit published it, and every other taker of that word swaps or
+            // CASes it: this is the one `ready` for that park.
+            unsafe { crate::park::ready(w.thread_g) };
         }
     }
 }

@@ -140,6 +140,7 @@ impl TimerHeap {
 
 /// Heap entries across all Ps, stale ones included. Test support: shows that stopped timers do
 /// not pile up.
+// Safe: it only counts, taking each heap's lock as the runtime does.
 #[doc(hidden)]
 pub fn timer_entries() -> usize {
     sched().allp.iter().map(|p| p.timers.lock().len()).sum()
@@ -184,7 +185,10 @@ pub(crate) fn run_timers(p: &P, now: u64) {
     }
     for e in due {
         match e.target {
-            Target::G(g) => ready(g),
+            // SAFETY: `sleep`'s commit published `g` in this one entry, which we popped under the
+            // heap's lock; a `Target::G` entry is never stale, so no sweep drops it, and it is
+            // popped exactly once: this is the one `ready` for that park.
+            Target::G(g) => unsafe { ready(g) },
             Target::Raw(inner, gen) => inner.fire(gen, e.when),
         }
     }
@@ -204,10 +208,16 @@ pub fn sleep(d: Duration) {
         return;
     }
     let when = nanotime().saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
-    park(WaitReason::Sleep, |g| {
-        add_timer(when, Target::G(g));
-        true
-    });
+    // SAFETY: the commit publishes `g` in one timer entry, pushed under its heap's lock, which
+    // `run_timers` pops exactly once and readies. After the push `add_timer` touches only the
+    // P's heap and the scheduler, never this goroutine's stack (`when` was copied into the
+    // closure). Neither it nor `timer_added` parks or panics.
+    unsafe {
+        park(WaitReason::Sleep, |g| {
+            add_timer(when, Target::G(g));
+            true
+        })
+    };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -389,7 +399,10 @@ impl TimerShared {
             std::mem::take(&mut *w)
         };
         for g in ws {
-            ready(g);
+            // SAFETY: each G in the list was published there by its own park commit in `wait`
+            // (under the lock), and `take` emptied the list under that lock: this is the one
+            // `ready` for each of those parks.
+            unsafe { ready(g) };
         }
     }
 
@@ -397,7 +410,7 @@ impl TimerShared {
         // Acquire: pairs with fire's Release store.
         while !self.fired.load(Ordering::Acquire) {
             let sh: *const TimerShared = self;
-            park(WaitReason::Sleep, move |g| {
+            let commit = move |g: GRef| {
                 // SAFETY: the waiter's `Timer` (and so this Arc'd state) is borrowed by `wait`
                 // until the commit returns; after the push below only the lock guard's release
                 // touches it, and `fire` (which holds its own Arc) cannot take the list, and so
@@ -409,7 +422,12 @@ impl TimerShared {
                 }
                 w.push(g);
                 true
-            });
+            };
+            // SAFETY: the commit publishes `g` in one place, the waiter list, under its lock,
+            // and `fire` (the only taker) readies each G it takes exactly once; when the timer
+            // has already fired it publishes nothing and returns false. It touches only the
+            // Arc'd state (see above), neither parks nor panics (a short lock).
+            unsafe { park(WaitReason::Sleep, commit) };
         }
     }
 

@@ -259,7 +259,10 @@ impl<T> Chan<T> {
         // SAFETY: taken above.
         unsafe { self.core.lock.unlock() };
         for g in wake {
-            ready(g);
+            // SAFETY: each waiter was claimed (and its node unlinked) by `claim_all_failed`
+            // above: queue invariant 3 makes us its one claimer, and invariant 4 says its
+            // goroutine committed its park: this is the one `ready` for that park.
+            unsafe { ready(g) };
         }
         true
     }
@@ -297,7 +300,10 @@ impl<T> Chan<T> {
                 // SAFETY: taken above.
                 unsafe { self.core.lock.unlock() };
                 if let Some(g) = g {
-                    ready(g);
+                    // SAFETY: `send_locked` claimed this receiver from the recvq: queue
+                    // invariant 3 makes us its one claimer, and invariant 4 says it committed its
+                    // park: this is the one `ready` for that park.
+                    unsafe { ready(g) };
                 }
                 return Ok(());
             }
@@ -350,7 +356,10 @@ impl<T> Chan<T> {
                 // SAFETY: taken above.
                 unsafe { self.core.lock.unlock() };
                 if let Some(g) = g {
-                    ready(g);
+                    // SAFETY: `recv_locked` claimed this sender from the sendq: queue invariant 3
+                    // makes us its one claimer, and invariant 4 says it committed its park: this
+                    // is the one `ready` for that park.
+                    unsafe { ready(g) };
                 }
                 return Ok(v);
             }
@@ -391,11 +400,16 @@ impl<T> Chan<T> {
     /// Parks with the channel lock held (queued node already published); commit releases it.
     fn block(&self, reason: WaitReason) {
         let t0 = prof_hooks::block_start();
-        park(reason, |_| {
+        let commit = |_| {
             // SAFETY: the lock was taken by this operation before parking (Go's unlockf).
             unsafe { self.core.lock.unlock() };
             true
-        });
+        };
+        // SAFETY: our node (naming this G through its waiter) was queued under the channel lock,
+        // so no one can reach the G before the commit's unlock, its last access to anything; a
+        // claimer then takes the waiter with one CAS (queue invariant 3) and readies it once.
+        // Unlocking neither parks nor panics.
+        unsafe { park(reason, commit) };
         prof_hooks::block_end(t0);
     }
 
@@ -449,7 +463,10 @@ impl<T> Chan<T> {
             // SAFETY: taken above.
             unsafe { self.core.lock.unlock() };
             if let Some(g) = g {
-                ready(g);
+                // SAFETY: `recv_locked`/`send_locked` claimed this peer from its queue: queue
+                // invariant 3 makes us its one claimer, and invariant 4 says it committed its
+                // park: this is the one `ready` for that park.
+                unsafe { ready(g) };
             }
             Some(ok)
         } else if w.verdict() == TIMED_OUT {
@@ -486,7 +503,9 @@ fn nil_wait(deadline: u64) {
 /// Parks forever (Go's `block()`): nothing will ever ready the goroutine.
 pub(crate) fn block_forever(reason: WaitReason) -> ! {
     loop {
-        park(reason, |_| true);
+        // SAFETY: the commit publishes the G nowhere and returns true: it stays parked forever,
+        // which `park` allows; nothing can ever ready it.
+        unsafe { park(reason, |_| true) };
     }
 }
 
@@ -535,7 +554,10 @@ impl<T> Sender<T> {
         match r {
             Ok(g) => {
                 if let Some(g) = g {
-                    ready(g);
+                    // SAFETY: `send_locked` claimed this receiver from the recvq: queue
+                    // invariant 3 makes us its one claimer, and invariant 4 says it committed its
+                    // park: this is the one `ready` for that park.
+                    unsafe { ready(g) };
                 }
                 Ok(())
             }
@@ -624,7 +646,10 @@ impl<T> Receiver<T> {
         match r {
             Recv::Value(v, g) => {
                 if let Some(g) = g {
-                    ready(g);
+                    // SAFETY: `recv_locked` claimed this sender from the sendq: queue invariant 3
+                    // makes us its one claimer, and invariant 4 says it committed its park: this
+                    // is the one `ready` for that park.
+                    unsafe { ready(g) };
                 }
                 Ok(v)
             }

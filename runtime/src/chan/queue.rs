@@ -314,6 +314,9 @@ pub(crate) unsafe fn fire_timeout(core: *const Core, hdr: *const Hdr, recv: bool
     // SAFETY: taken above.
     unsafe { core.lock.unlock() };
     if wake {
-        crate::park::ready(g);
+        // SAFETY: our claim succeeded while the node was queued, so we are the waiter's one
+        // claimer (invariant 3) and its goroutine committed its park (invariant 4: it held this
+        // lock until its commit released it): this is the one `ready` for that park.
+        unsafe { crate::park::ready(g) };
     }
 }

@@ -339,7 +339,10 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
             // SAFETY: locked above.
             unsafe { selunlock(cases, lockorder) };
             if let Some(g) = peer {
-                ready(g);
+                // SAFETY: the case's `poll` claimed this peer from its channel's queue (via
+                // `send_locked`/`recv_locked`): queue invariant 3 makes us its one claimer, and
+                // invariant 4 says it committed its park: this is the one `ready` for that park.
+                unsafe { ready(g) };
             }
             return i as usize;
         }
@@ -359,11 +362,19 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
     let t0 = prof_hooks::block_start();
     {
         let cases = &*cases;
-        park(WaitReason::Select, |_| {
+        let commit = |_| {
             // SAFETY: locked by this select before parking (Go's selparkcommit).
             unsafe { selunlock(cases, lockorder) };
             true
-        });
+        };
+        // SAFETY: our nodes (naming this G through `w`) were queued under every channel's lock,
+        // so no one can reach the G before the commit unlocks; a claimer takes `w` with one CAS
+        // (queue invariant 3) and readies it once. The commit goes on reading `cases` and
+        // `lockorder` on our stack after the first unlock, which may publish us; that is sound
+        // because our first act when we run again is pass 3, which takes the lowest-addressed
+        // lock first, and the commit releases that one last (module invariants): we cannot
+        // leave `select` before the commit is done. Unlocking neither parks nor panics.
+        unsafe { park(WaitReason::Select, commit) };
     }
     prof_hooks::block_end(t0);
 

@@ -67,7 +67,10 @@ fn send_time(c: &Chan<Instant>) {
     // SAFETY: taken above.
     unsafe { c.core.lock.unlock() };
     if let Ok(Some(g)) = r {
-        crate::park::ready(g);
+        // SAFETY: `send_locked` claimed this receiver from the recvq: queue invariant 3 makes us
+        // its one claimer, and invariant 4 says it committed its park: this is the one `ready`
+        // for that park.
+        unsafe { crate::park::ready(g) };
     }
 }
 

@@ -174,7 +174,9 @@ impl<S: AsRawFd> PollFd<S> {
             *timer = None;
             // A goroutine blocked right now must notice a deadline in the past at once.
             if let (_, Some(t)) = self.reg.set_deadline(mode, Deadline::Past) {
-                ready_token(t);
+                // SAFETY: the runtime's poller handed `t` back just now, out of the slot it was
+                // committed to.
+                unsafe { ready_token(t) };
             }
         } else {
             let (key, _) = self.reg.set_deadline(mode, Deadline::Future);
@@ -183,7 +185,9 @@ impl<S: AsRawFd> PollFd<S> {
                     ns,
                     Box::new(move || {
                         if let Some(t) = pl.expire(key) {
-                            ready_token(t);
+                            // SAFETY: the runtime's poller handed `t` back just now, out of the
+                            // slot it was committed to.
+                            unsafe { ready_token(t) };
                         }
                     }),
                 )
@@ -233,7 +237,13 @@ impl<S: AsRawFd> PollFd<S> {
                 r => return r,
             }
             self.reg
-                .wait(mode, |c| park(WaitReason::IoWait, move |g| c.commit(token(g))))
+                .wait(mode, |c| {
+                    // SAFETY: the commit publishes `g` in one place, the descriptor's slot, with
+                    // the CAS of `Commit::commit`, its last access to anything; a token leaves a
+                    // slot exactly once, to whoever readies it (`ready_token`). A refused commit
+                    // publishes nothing and returns false. `commit` neither parks nor panics.
+                    unsafe { park(WaitReason::IoWait, move |g| c.commit(token(g))) }
+                })
                 .map_err(|e| self.map_err(mode, e, kind))?;
         }
     }
@@ -295,7 +305,9 @@ impl<S: AsRawFd> PollFd<S> {
             when,
             Box::new(move || {
                 if let Some(t) = pl.expire(key) {
-                    ready_token(t);
+                    // SAFETY: the runtime's poller handed `t` back just now, out of the slot it
+                    // was committed to.
+                    unsafe { ready_token(t) };
                 }
             }),
         ))
@@ -345,7 +357,9 @@ impl<S: AsRawFd> PollFd<S> {
     /// (Go's `pollUnblock`); later operations fail the same way.
     pub(crate) fn close_waiters(&self) {
         for t in self.reg.close() {
-            ready_token(t);
+            // SAFETY: the runtime's poller handed `t` back just now, out of the slot it was
+            // committed to.
+            unsafe { ready_token(t) };
         }
     }
 }
@@ -356,8 +370,17 @@ impl<S: AsRawFd> AsRawFd for PollFd<S> {
     }
 }
 
-fn ready_token(t: gort_netpoll::Token) {
-    ready(g_of(t));
+/// Readies the G a poller token names.
+///
+/// # Safety
+/// `t` must have been handed back by the runtime's poller (`poll`, `expire`, `close`,
+/// `set_deadline`), which takes a token out of its slot exactly once, and not be readied
+/// otherwise.
+unsafe fn ready_token(t: gort_netpoll::Token) {
+    // SAFETY: every token in the runtime's poller was committed by `PollFd::io_until`'s park for
+    // its own parked G (the poller is private to the runtime), and the caller holds the one copy
+    // handed back for that park.
+    unsafe { ready(g_of(t)) };
 }
 
 fn timeout_error(kind: io::ErrorKind) -> io::Error {

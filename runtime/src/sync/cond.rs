@@ -65,11 +65,16 @@ impl Cond {
             unsafe { self.lock.unlock() };
         } else {
             node.parked.set(true);
-            park(WaitReason::SyncCondWait, |_| {
+            let commit = |_| {
                 // SAFETY: taken by this wait before parking.
                 unsafe { self.lock.unlock() };
                 true
-            });
+            };
+            // SAFETY: `parked` is set under the cond lock, and a notifier readies a popped node
+            // only if it sees `parked` under that lock, i.e. after the commit's unlock, its last
+            // access to anything. The node is popped once, so it is readied once. Unlocking
+            // neither parks nor panics.
+            unsafe { park(WaitReason::SyncCondWait, commit) };
         }
         prof_hooks::block_end(t0);
         m.lock()
@@ -87,7 +92,10 @@ impl Cond {
         // SAFETY: taken above.
         unsafe { self.lock.unlock() };
         if let Some(g) = wake {
-            ready(g);
+            // SAFETY: we popped the node under the cond lock and saw `parked`, which its waiter
+            // sets under that lock and keeps until its park commit releases it: the park is
+            // committed, and only the one who pops the node readies it.
+            unsafe { ready(g) };
         }
     }
 
@@ -107,7 +115,9 @@ impl Cond {
         // SAFETY: taken above.
         unsafe { self.lock.unlock() };
         for g in wake {
-            ready(g);
+            // SAFETY: as in `signal`: each node was popped by us under the cond lock with
+            // `parked` set, so its park is committed and this is its one `ready`.
+            unsafe { ready(g) };
         }
     }
 }

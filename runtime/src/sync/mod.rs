@@ -2,7 +2,7 @@
 //!
 //! A goroutine that blocks here parks (costing no OS thread) with Go's wait reason
 //! (`sync.Mutex.Lock`, `sync.RWMutex.RLock`, `sync.RWMutex.Lock`, `sync.Cond.Wait`,
-//! `sync.WaitGroup.Wait`, `semacquire`); a plain OS thread blocks instead, so everything works
+//! `sync.WaitGroup.Wait`, `semacquire`, `sync.Parker.park`); a plain OS thread blocks instead, so everything works
 //! from `std::thread`s too. Contended locks feed the mutex profile, waits the block profile
 //! (see [`prof_hooks`](crate::prof_hooks)).
 //!
@@ -14,6 +14,7 @@
 //! | [`Once`], [`OnceLock`] | `sync.Once`, `sync.OnceValue` |
 //! | [`Cond`] | `sync.Cond` |
 //! | [`Semaphore`] | `x/sync/semaphore.Weighted` |
+//! | [`Parker`], [`Unparker`] | none: a wake-up token, as `std::thread::park`, for primitives of your own |
 //!
 //! Layout: `sema.rs` is Go's runtime semaphore (what `Mutex`, `RwLock` and `WaitGroup` sleep
 //! on), `waitlist.rs` the intrusive list of parked waiters shared by all.
@@ -33,3 +34,5 @@ pub use once::{Once, OnceLock};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use semaphore::Semaphore;
 pub use waitgroup::WaitGroup;
+
+pub use crate::park::{Parker, Unparker};

@@ -96,11 +96,16 @@ impl Sema {
                     list.push_back(&node)
                 }
             };
-            park(reason, |_| {
+            let commit = |_| {
                 // SAFETY: taken by this acquire before parking (Go's goparkunlock).
                 unsafe { self.lock.unlock() };
                 true
-            });
+            };
+            // SAFETY: our node (naming this G) was queued under the lock, so no one can reach
+            // the G before the commit's unlock, its last access to anything; a releaser pops the
+            // node under the lock, once, and readies it once (waitlist invariant 2). Unlocking
+            // neither parks nor panics.
+            unsafe { park(reason, commit) };
             if node.granted.get() || self.try_acquire() {
                 break;
             }
@@ -154,7 +159,10 @@ impl Sema {
         let granted = handoff && self.try_acquire();
         s.granted.set(granted);
         let g = s.g;
-        ready(g);
+        // SAFETY: we popped the node under the lock, and a node is queued and its goroutine
+        // parked in one critical section (waitlist invariant 2): its park is committed and only
+        // the one who pops the node readies it. This is that `ready`.
+        unsafe { ready(g) };
         if let Some(d) = waited {
             prof_hooks::mutex_event(d);
         }

@@ -68,11 +68,16 @@ impl Semaphore {
         // SAFETY: lock held; the node stays on this frame until a releaser unlinks it.
         unsafe { st.waiters.push_back(&node) };
         let t0 = prof_hooks::block_start();
-        park(WaitReason::Semacquire, |_| {
+        let commit = |_| {
             // SAFETY: taken by this acquire before parking.
             unsafe { self.lock.unlock() };
             true
-        });
+        };
+        // SAFETY: our node (naming this G) was queued under the lock, so no one can reach the G
+        // before the commit's unlock, its last access to anything; a releaser unlinks the node
+        // under the lock, once, and readies it once (waitlist invariant 2). Unlocking neither
+        // parks nor panics.
+        unsafe { park(WaitReason::Semacquire, commit) };
         prof_hooks::block_end(t0);
         debug_assert!(node.granted.get());
     }
@@ -121,7 +126,10 @@ impl Semaphore {
         // SAFETY: taken above.
         unsafe { self.lock.unlock() };
         for g in wake {
-            ready(g);
+            // SAFETY: we unlinked each node under the lock, and a node is queued and its
+            // goroutine parked in one critical section (waitlist invariant 2): the park is
+            // committed and only the one who unlinks the node readies it.
+            unsafe { ready(g) };
         }
     }
 

@@ -1,0 +1,269 @@
+//! `Parker`/`Unparker`: a wake-up token for blocking primitives built outside the runtime, on
+//! park/ready but without their unsafe contract (the shape of `std::thread::park` and
+//! crossbeam's `Parker`).
+//!
+//! # The word
+//!
+//! A parker is one `Arc`'d word, shared by the [`Parker`] and its [`Unparker`]s:
+//!
+//! | value       | meaning                                                                  |
+//! |-------------|--------------------------------------------------------------------------|
+//! | `EMPTY`     | no token, nobody parked                                                  |
+//! | `NOTIFIED`  | a token: the next park returns at once                                   |
+//! | `TIMED_OUT` | a `park_timeout`'s timer fired; its park consumes this and returns false |
+//! | a G pointer | the owner is parked in `Parker::park`/`park_timeout` on this very parker |
+//!
+//! # Invariants
+//!
+//! 1. **A G pointer is in the word only while its G is parked on it.** Only the park commit of
+//!    `Parker::park`/`park_timeout` stores one (a CAS from `EMPTY`, with the owner's own G,
+//!    already parked), and the owner cannot return from that park before it is readied.
+//! 2. **Whoever takes a G pointer out readies it, exactly once.** Every write over a G pointer
+//!    is an RMW (the unparker's swap to `NOTIFIED`, the timer's CAS to `TIMED_OUT`), so exactly
+//!    one party sees it, and that party readies it. With 1, that is the one `ready` of the park
+//!    that published it, which is `ready`'s contract.
+//! 3. **Nothing else in the word names a goroutine.** So an `unpark` after the owner moved on,
+//!    exited, or had its G reused by another goroutine finds `EMPTY`, `NOTIFIED` or the
+//!    owner's *current* park on this parker, never a stranger: it sets `NOTIFIED` in memory the
+//!    `Arc` keeps alive, and the next park returns at once.
+//! 4. **A `park_timeout`'s timer acts only during that call.** The call stops the timer
+//!    (`RawTimer::stop` waits out a running callback) before it reads the outcome, so a late
+//!    timer cannot mark a later park timed out.
+//!
+//! The owner is the one context that calls `park`: `Parker` is `Send` but not `Sync` nor
+//! `Clone`, so one goroutine or thread at a time. Reaching one `Parker` from two goroutines
+//! through a thread-local (which the spawn contract rules out) cannot break invariant 1 either:
+//! a second parker's commit fails on the first's G pointer, and the second one panics.
+
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::g::{GRef, WaitReason, G};
+use crate::park::{park, ready};
+use crate::time::{deadline, RawTimer};
+
+const EMPTY: usize = 0;
+const NOTIFIED: usize = 1;
+const TIMED_OUT: usize = 2;
+
+/// The panic of a `Parker` found parked on by someone else (module docs, last paragraph).
+const SHARED: &str = "gort: a Parker parked on by two goroutines at once (shared through a thread-local?)";
+
+// A G pointer never collides with the three states: Gs are leaked boxes, so aligned and non-null.
+const _: () = assert!(std::mem::align_of::<G>() > TIMED_OUT);
+
+/// The shared word (module docs).
+struct Inner {
+    state: AtomicUsize,
+}
+
+impl Inner {
+    /// Takes the token if there is one.
+    fn take_token(&self) -> bool {
+        // Acquire: pairs with the unparker's Release swap, so what it wrote before unparking is
+        // visible to the owner once `park` returns.
+        self.state.compare_exchange(NOTIFIED, EMPTY, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+
+    /// Parks the current G on the word if the word is `EMPTY`; returns when woken, or at once
+    /// if it is not.
+    fn park_once(self: &Arc<Self>) {
+        // The commit owns a reference, so the word outlives the CAS that may let the owner run
+        // on and drop everything else.
+        let me = self.clone();
+        let commit = move |g: GRef| {
+            // Release: publishes the parked G to the RMW that takes it out (invariant 2).
+            me.state.compare_exchange(EMPTY, g.as_ptr() as usize, Ordering::Release, Ordering::Relaxed).is_ok()
+        };
+        // SAFETY: the commit publishes `g` in one place, the word, with the CAS that is its
+        // last access to anything but its own `Arc`; whoever takes a G pointer out of the word
+        // does so with an RMW and readies it once (invariant 2). A failed CAS publishes nothing
+        // and returns false. It neither parks nor panics.
+        unsafe { park(WaitReason::SyncParker, commit) };
+    }
+
+    /// The `park_timeout` timer: marks the word timed out and readies the owner if it is parked.
+    fn time_out(&self) {
+        // Acquire: pairs with the commit's Release CAS when we find a G.
+        let mut w = self.state.load(Ordering::Acquire);
+        loop {
+            if w == NOTIFIED || w == TIMED_OUT {
+                return; // an unpark came first, or we already fired
+            }
+            // AcqRel: Acquire as above; Release orders our TIMED_OUT before the owner's read.
+            match self.state.compare_exchange(w, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    if w != EMPTY {
+                        // SAFETY: our CAS took `w` out of the word, where only a parker's commit
+                        // stores a G pointer, for its own parked G (invariant 1); every other
+                        // taker uses an RMW too, so this is the one `ready` of that park.
+                        unsafe { ready(GRef::from_ptr(w as *const G)) };
+                    }
+                    return;
+                }
+                Err(v) => w = v,
+            }
+        }
+    }
+}
+
+/// The parking half of a wake-up token: one goroutine (or plain thread) parks on it, others
+/// wake it through its [`Unparker`]s. For building your own blocking primitives; the runtime's
+/// `park`/`ready` underneath need no `unsafe` this way.
+///
+/// A `Parker` holds at most one token. [`unpark`](Unparker::unpark) makes the token available;
+/// [`park`](Parker::park) consumes it, blocking until it is available if it is not. So an
+/// `unpark` before the `park` makes that `park` return at once, and several `unpark`s before a
+/// `park` count as one. `park` never returns without consuming a token: there are no spurious
+/// wake-ups, but a token left over from an earlier `unpark` ends the next `park` at once, so
+/// check your condition in a loop, as with `std::thread::park`.
+///
+/// On a goroutine, parking parks the goroutine (wait reason `sync.Parker.park` in goroutine
+/// dumps and profiles) and frees its thread; on a plain OS thread it blocks the thread.
+///
+/// `Send` but neither `Sync` nor `Clone`: it belongs to the one goroutine or thread that parks
+/// on it. An `unpark` that arrives after that goroutine has finished is harmless: it only sets
+/// a token that nobody will take.
+///
+/// ```compile_fail
+/// fn shared<T: Sync>() {}
+/// shared::<gort_runtime::park::Parker>(); // not Sync: one owner parks on it
+/// ```
+/// ```compile_fail
+/// let p = gort_runtime::park::Parker::new();
+/// let q = p.clone(); // not Clone: hand out Unparkers instead
+/// ```
+///
+/// ```
+/// use gort_runtime::park::Parker;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+///
+/// gort_runtime::run(|| {
+///     let p = Parker::new();
+///     let u = p.unparker();
+///     let done = Arc::new(AtomicBool::new(false));
+///     let d = done.clone();
+///     gort_runtime::spawn(move || {
+///         d.store(true, Ordering::Release);
+///         u.unpark();
+///     });
+///     while !done.load(Ordering::Acquire) {
+///         p.park();
+///     }
+/// });
+/// ```
+pub struct Parker {
+    inner: Arc<Inner>,
+    /// Not `Sync`: two contexts parking on one word at once would break the module invariants.
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl Parker {
+    /// A parker without a token.
+    pub fn new() -> Parker {
+        Parker { inner: Arc::new(Inner { state: AtomicUsize::new(EMPTY) }), _not_sync: PhantomData }
+    }
+
+    /// A handle that wakes this parker; clone it freely.
+    pub fn unparker(&self) -> Unparker {
+        Unparker { inner: self.inner.clone() }
+    }
+
+    /// Blocks until the token is available, then consumes it. Returns at once if an
+    /// [`unpark`](Unparker::unpark) came first (since the last `park` consumed the token).
+    ///
+    /// Memory: what an unparker wrote before its `unpark` is visible after the `park` that
+    /// consumes the token.
+    ///
+    /// # Panics
+    /// If another goroutine is parked on this very parker at the same time, which only a
+    /// `Parker` shared through a thread-local can arrange.
+    pub fn park(&self) {
+        while !self.inner.take_token() {
+            self.inner.park_once();
+            // Woken by an unpark, or not parked because a token came first: NOTIFIED either way
+            // (no timer runs outside `park_timeout`), unless someone else parks on this word.
+            assert_eq!(self.inner.state.load(Ordering::Relaxed), NOTIFIED, "{SHARED}");
+        }
+    }
+
+    /// As [`park`](Parker::park), but gives up after `timeout`: returns true if it consumed the
+    /// token, false if the time ran out (a zero `timeout` only takes a waiting token). Timed
+    /// with the runtime's timers, like [`sleep`](crate::time::sleep).
+    ///
+    /// An `unpark` that comes as the time runs out is either taken by this call (which then
+    /// returns true) or left for the next `park`; it is never lost.
+    ///
+    /// # Panics
+    /// As for [`park`](Parker::park).
+    pub fn park_timeout(&self, timeout: Duration) -> bool {
+        if self.inner.take_token() {
+            return true;
+        }
+        if timeout.is_zero() {
+            return false;
+        }
+        let inner = self.inner.clone();
+        let timer = RawTimer::new(deadline(timeout), Box::new(move || inner.time_out()));
+        self.inner.park_once();
+        // Woken by an unpark or the timer, or not parked because one of them came first: the
+        // word is NOTIFIED or TIMED_OUT. Once the timer is stopped, only unparks change it, and
+        // only to NOTIFIED (invariant 4).
+        timer.stop();
+        loop {
+            let w = self.inner.state.load(Ordering::Relaxed);
+            assert!(w == NOTIFIED || w == TIMED_OUT, "{SHARED}");
+            // Acquire: pairs with the unparker's Release swap (as in `take_token`). A failure
+            // means an unpark replaced TIMED_OUT: read again.
+            if self.inner.state.compare_exchange(w, EMPTY, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                return w == NOTIFIED;
+            }
+        }
+    }
+}
+
+impl Default for Parker {
+    fn default() -> Parker {
+        Parker::new()
+    }
+}
+
+impl fmt::Debug for Parker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Parker").finish_non_exhaustive()
+    }
+}
+
+/// The waking half of a [`Parker`]: `Clone`, `Send` and `Sync`; call
+/// [`unpark`](Unparker::unpark) from any goroutine, plain thread or timer callback.
+#[derive(Clone)]
+pub struct Unparker {
+    inner: Arc<Inner>,
+}
+
+impl Unparker {
+    /// Makes the token available, and wakes the parker's owner if it is parked on it. Tokens do
+    /// not add up: several `unpark`s before a `park` release it once.
+    pub fn unpark(&self) {
+        // AcqRel: Release publishes what the caller wrote to the owner's Acquire take; Acquire
+        // pairs with the commit's Release CAS when we take a G.
+        let w = self.inner.state.swap(NOTIFIED, Ordering::AcqRel);
+        if w > TIMED_OUT {
+            // SAFETY: our swap took `w` out of the word, where only a parker's commit stores a G
+            // pointer, for its own parked G (invariant 1); every other taker uses an RMW too, so
+            // this is the one `ready` of that park.
+            unsafe { ready(GRef::from_ptr(w as *const G)) };
+        }
+    }
+}
+
+impl fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unparker").finish_non_exhaustive()
+    }
+}
