@@ -76,6 +76,10 @@ fn check_variant(v: &Variant) {
     if let Some(status) = demo.exited() {
         fails.push(format!("the demo exited during the checks: {}", demo.why(status)));
     }
+    drop(demo);
+    if !v.frame_pointers {
+        check_stripped(&bin, &krate.0, &mut fails);
+    }
     assert!(fails.is_empty(), "[{}] {} check(s) failed:\n- {}", v.name, fails.len(), fails.join("\n- "));
 }
 
@@ -428,6 +432,28 @@ fn check_heap(addr: SocketAddr, fails: &mut Vec<String>) {
     }
     if !why.is_empty() {
         fails.push(format!("heap (inuse_space): {}\n{out}", why.join("; ")));
+    }
+}
+
+/// A stripped copy of the binary (no symbol table, no debug info) still serves profiles that
+/// `go tool pprof` reads: frames are bare addresses, but the heap's total is all there.
+fn check_stripped(bin: &Path, dir: &Path, fails: &mut Vec<String>) {
+    let stripped = dir.join(format!("{BIN}-stripped"));
+    let out = Command::new("strip").arg("-o").arg(&stripped).arg(bin).output().expect("strip (binutils) runs");
+    assert!(out.status.success(), "strip failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut demo = Demo::start(&stripped, "stripped");
+    let addr: SocketAddr = demo.expect_line("addr ", Duration::from_secs(30)).parse().expect("addr IP:PORT");
+    demo.expect_line("ready", Duration::from_secs(60));
+    let dump = String::from_utf8_lossy(&http_get(addr, "/debug/pprof/goroutine?debug=1")).into_owned();
+    if !dump.contains("goroutine profile: total") {
+        fails.push(format!("stripped: goroutine?debug=1 is not a goroutine profile:\n{dump}"));
+    }
+    if have_go() {
+        let out = pprof(&["-top", "-sample_index=inuse_space", &format!("http://{addr}/debug/pprof/heap")]);
+        match shown_total(&out) {
+            Some(t) if t >= 36.0 * MIB => {}
+            t => fails.push(format!("stripped: heap total {t:?}, want at least the 36 MiB of slices\n{out}")),
+        }
     }
 }
 
