@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::Watchdog;
+use common::{go, run, Watchdog};
 use gort::{GRef, WaitReason};
 
 /// A counting semaphore built directly on park/ready, the way the runtime's own primitives are.
@@ -72,12 +72,16 @@ fn ping_pong_ten_million_no_lost_wakeup() {
     let _w = Watchdog::new("ping_pong_ten_million", Duration::from_secs(300));
     let counter = Arc::new(AtomicU64::new(0));
     let c = counter.clone();
-    gort::run(move || {
+    run(move || {
         let mut hs = Vec::new();
         for _ in 0..PAIRS {
             let (a, b) = (Arc::new(Sem::default()), Arc::new(Sem::default()));
-            hs.push(gort::spawn(ping_pong(a.clone(), b.clone(), ROUNDS, c.clone())));
-            hs.push(gort::spawn(ping_pong(b, a.clone(), ROUNDS, c.clone())));
+            // `ping_pong` builds the goroutine's closure here (not `go!(f(args))`, which would
+            // call it in the goroutine).
+            let (side_a, side_b) =
+                (ping_pong(a.clone(), b.clone(), ROUNDS, c.clone()), ping_pong(b, a.clone(), ROUNDS, c.clone()));
+            hs.push(go!(side_a));
+            hs.push(go!(side_b));
             a.release(); // serve
         }
         for h in hs {
@@ -96,7 +100,7 @@ fn ping_pong_goroutine_and_thread() {
     let counter = Arc::new(AtomicU64::new(0));
     let t = std::thread::spawn(ping_pong(b.clone(), a.clone(), ROUNDS, counter.clone()));
     let c = counter.clone();
-    gort::run(move || {
+    run(move || {
         a.release();
         ping_pong(a, b, ROUNDS, c)();
     });
@@ -107,7 +111,7 @@ fn ping_pong_goroutine_and_thread() {
 /// A commit that refuses resumes the goroutine at once, never marked as parked afterwards.
 #[test]
 fn refused_commit_resumes_immediately() {
-    gort::run(|| {
+    run(|| {
         let calls = Arc::new(AtomicU64::new(0));
         for _ in 0..1000 {
             let c = calls.clone();
@@ -127,10 +131,10 @@ fn refused_commit_resumes_immediately() {
 /// runs again.
 #[test]
 fn parked_goroutine_is_visible_and_readied() {
-    gort::run(|| {
+    run(|| {
         let slot: Arc<Mutex<Option<GRef>>> = Arc::default();
         let s = slot.clone();
-        let h = gort::spawn(move || {
+        let h = go!(move || {
             gort::park(WaitReason::Sleep, |g| {
                 *s.lock().unwrap() = Some(g);
                 true
@@ -167,7 +171,7 @@ fn plain_thread_parks_and_readies() {
         });
         w.store(true, Ordering::SeqCst);
     });
-    gort::run(move || {
+    run(move || {
         let g = loop {
             if let Some(g) = *slot.lock().unwrap() {
                 break g;
@@ -185,11 +189,11 @@ fn plain_thread_parks_and_readies() {
 /// stack, the frame-pointer chain can be walked, and a `ready` meanwhile waits for the snapshot.
 #[test]
 fn snapshot_holds_a_parked_goroutine_still() {
-    gort::run(|| {
+    run(|| {
         let slot: Arc<Mutex<Option<GRef>>> = Arc::default();
         let ran = Arc::new(AtomicBool::new(false));
         let (s, r) = (slot.clone(), ran.clone());
-        let h = gort::spawn(move || {
+        let h = go!(move || {
             gort::park(WaitReason::Semacquire, |g| {
                 *s.lock().unwrap() = Some(g);
                 true
@@ -238,7 +242,7 @@ fn snapshot_holds_a_parked_goroutine_still() {
 #[test]
 fn refused_commit_waits_for_a_snapshot() {
     let _w = Watchdog::new("refused_commit_waits_for_a_snapshot", Duration::from_secs(60));
-    gort::run(|| {
+    run(|| {
         for _ in 0..20 {
             let parked: Arc<Mutex<Option<GRef>>> = Arc::default();
             let held = Arc::new(AtomicBool::new(false));
@@ -263,7 +267,7 @@ fn refused_commit_waits_for_a_snapshot() {
             };
             let h = {
                 let (parked, held, ran, released) = (parked.clone(), held.clone(), ran_while_held.clone(), released);
-                gort::spawn(move || {
+                go!(move || {
                     gort::park(WaitReason::Semacquire, |g| {
                         *parked.lock().unwrap() = Some(g);
                         while !held.load(Ordering::SeqCst) {
