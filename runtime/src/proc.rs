@@ -46,9 +46,9 @@
 //! Code running on a goroutine (the closure, and everything it calls) must not keep, across a
 //! blocking operation, anything whose soundness depends on staying on one OS thread:
 //!
-//! 1. a `!Send` value tied to its thread: a `std::sync::MutexGuard` or `RwLock` guard, a
-//!    `ReentrantLockGuard` (`std::io::StdoutLock`, `StderrLock`), an `Rc`, or a `Ref`/`RefMut`,
-//!    that is reachable from a thread-local (`rand::thread_rng()`'s `ThreadRng` is one);
+//! 1. a `!Send` value tied to its thread: a `std::sync::MutexGuard` or `RwLock` guard; a
+//!    `ReentrantLockGuard` (`std::io::StdoutLock`, `StderrLock`); an `Rc`, `Ref` or `RefMut`
+//!    reachable from a thread-local (`rand::thread_rng()`'s `ThreadRng` is such an `Rc`);
 //! 2. a reference obtained from `LocalKey::with` (no blocking operation inside the closure given
 //!    to `with`), or any other pointer into a thread-local;
 //! 3. a thread-local's *address*: the compiler assumes a function runs on one thread, and may
