@@ -17,7 +17,7 @@ fn benches(c: &mut Criterion) {
     g.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     // One iteration = one round trip.
     g.throughput(Throughput::Elements(1));
-    g.bench_function("pingpong_unbuf", |b| b.iter_custom(|n| gort::run(move || workloads::pingpong(n as usize))));
+    g.bench_function("pingpong_unbuf", |b| b.iter_custom(|n| workloads::run(move || workloads::pingpong(n as usize))));
     g.finish();
 }
 

@@ -19,22 +19,22 @@ fn benches(c: &mut Criterion) {
 
     // One iteration = one round trip.
     g.throughput(Throughput::Elements(1));
-    g.bench_function("pingpong_unbuf", |b| b.iter_custom(|n| gort::run(move || workloads::pingpong(n as usize))));
+    g.bench_function("pingpong_unbuf", |b| b.iter_custom(|n| workloads::run(move || workloads::pingpong(n as usize))));
 
     g.sampling_mode(SamplingMode::Flat);
     g.throughput(Throughput::Elements(4 * workloads::MPMC_PER as u64));
     g.bench_function("mpmc_4x4_cap1024", |b| {
-        b.iter_custom(|n| gort::run(move || (0..n).map(|_| workloads::mpmc(workloads::MPMC_PER)).sum()))
+        b.iter_custom(|n| workloads::run(move || (0..n).map(|_| workloads::mpmc(workloads::MPMC_PER)).sum()))
     });
 
     g.throughput(Throughput::Elements(4_000_000)).measurement_time(Duration::from_secs(4));
     g.bench_function("mutex_4x1m", |b| {
-        b.iter_custom(|n| gort::run(move || (0..n).map(|_| workloads::mutex(1_000_000)).sum()))
+        b.iter_custom(|n| workloads::run(move || (0..n).map(|_| workloads::mutex(1_000_000)).sum()))
     });
 
     g.throughput(Throughput::Elements(100_000)).measurement_time(Duration::from_secs(3));
     g.bench_function("waitgroup_100k", |b| {
-        b.iter_custom(|n| gort::run(move || (0..n).map(|_| workloads::waitgroup(100_000)).sum()))
+        b.iter_custom(|n| workloads::run(move || (0..n).map(|_| workloads::waitgroup(100_000)).sum()))
     });
     g.finish();
 }

@@ -21,13 +21,13 @@ fn benches(c: &mut Criterion) {
     g.bench_function("switch", |b| {
         b.iter_custom(|n| {
             let per = n.div_ceil(2);
-            gort::run(move || workloads::switch(per)).mul_f64(n as f64 / (2 * per) as f64)
+            workloads::run(move || workloads::switch(per)).mul_f64(n as f64 / (2 * per) as f64)
         })
     });
 
     g.throughput(Throughput::Elements(2_000_000));
     g.bench_function("yield_200x10k", |b| {
-        b.iter_custom(|n| gort::run(move || (0..n).map(|_| workloads::yield_many(200, 10_000)).sum()))
+        b.iter_custom(|n| workloads::run(move || (0..n).map(|_| workloads::yield_many(200, 10_000)).sum()))
     });
     g.finish();
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// Sums `iters` runs of a workload, each run inside `gort::run`.
 fn runs(iters: u64, f: fn() -> Duration) -> Duration {
-    gort::run(move || (0..iters).map(|_| f()).sum())
+    workloads::run(move || (0..iters).map(|_| f()).sum())
 }
 
 fn benches(c: &mut Criterion) {
@@ -26,7 +26,9 @@ fn benches(c: &mut Criterion) {
     g.bench_function("spawn_join_1m", |b| b.iter_custom(|n| runs(n, || workloads::spawn_join(1_000_000))));
 
     g.throughput(Throughput::Elements(1000)).measurement_time(Duration::from_secs(4));
-    g.bench_function("chained_spawn_1000", |b| b.iter_custom(|n| gort::run(move || workloads::chained_spawn_1000(n))));
+    g.bench_function("chained_spawn_1000", |b| {
+        b.iter_custom(|n| workloads::run(move || workloads::chained_spawn_1000(n)))
+    });
 
     g.throughput(Throughput::Elements(2_000_000)).measurement_time(Duration::from_secs(5));
     g.bench_function("yield_200x10k", |b| b.iter_custom(|n| runs(n, || workloads::yield_many(200, 10_000))));
@@ -35,7 +37,7 @@ fn benches(c: &mut Criterion) {
     for with_chan in [true, false] {
         let id = BenchmarkId::new("skynet_1m", if with_chan { "chan" } else { "join" });
         g.bench_with_input(id, &with_chan, |b, &with_chan| {
-            b.iter_custom(|n| gort::run(move || (0..n).map(|_| workloads::skynet_1m(with_chan)).sum()))
+            b.iter_custom(|n| workloads::run(move || (0..n).map(|_| workloads::skynet_1m(with_chan)).sum()))
         });
     }
     g.finish();

@@ -23,7 +23,7 @@ const WORKLOADS: &[&str] = &["pingpong_unbuf", "mpmc_4x4_cap1024", "mutex_4x1m",
 
 fn main() {
     let name = workloads::workload_arg("bench_chan", WORKLOADS);
-    gort::run(move || match name.as_str() {
+    workloads::run(move || match name.as_str() {
         "pingpong_unbuf" => {
             const N: usize = 200_000;
             emit(&name, "ns_per_op", ns_per(workloads::pingpong(N), N as u64));

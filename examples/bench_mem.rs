@@ -31,7 +31,7 @@ fn main() {
         return;
     }
     let name = workloads::workload_arg("bench_mem", WORKLOADS);
-    gort::run(move || match name.as_str() {
+    workloads::run(move || match name.as_str() {
         "park_100k" => {
             const N: usize = 100_000;
             emit("park_100k", "kib_per_g", workloads::parked_kib_per_g(N));

@@ -23,7 +23,7 @@ const WORKLOADS: &[&str] =
 
 fn main() {
     let name = workloads::workload_arg("bench_runtime", WORKLOADS);
-    gort::run(move || match name.as_str() {
+    workloads::run(move || match name.as_str() {
         "switch" => {
             const N: u64 = 500_000;
             emit(&name, "ns_per_op", ns_per(workloads::switch(N), 2 * N));

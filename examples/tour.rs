@@ -31,9 +31,12 @@ fn skynet(num: u64, size: u64) -> u64 {
     let (tx, rx) = chan::<u64>(10);
     for i in 0..10 {
         let tx = tx.clone();
-        gort::spawn(move || {
+        let child = move || {
             let _ = tx.send(skynet(num + i * size / 10, size / 10));
-        });
+        };
+        // SAFETY: a skynet goroutine holds a `Sender` and a `Receiver` (Send) across its spawns,
+        // sends and receives, and touches no thread-local.
+        unsafe { gort::spawn(child) };
     }
     drop(tx);
     rx.iter().sum()
@@ -44,11 +47,12 @@ fn skynet(num: u64, size: u64) -> u64 {
 fn leaky_handler() {
     let (_a_tx, a_rx): (_, Receiver<u32>) = chan(0);
     std::mem::forget(_a_tx); // the "sender" is never used, and the channel never closes
-    gort::go!(move || a_rx.recv());
+                             // SAFETY: the leaked goroutine holds only its `Receiver` (Send) while it blocks.
+    unsafe { gort::go!(move || a_rx.recv()) };
 }
 
 fn main() {
-    let out = gort::run(|| {
+    let tour = || {
         let mut report = String::new();
         println!("gort tour: GOMAXPROCS={}", gort::gomaxprocs());
 
@@ -61,11 +65,13 @@ fn main() {
         let (ping_tx, ping_rx) = chan::<u32>(0);
         let (pong_tx, pong_rx) = chan::<u32>(0);
         let n = 200_000;
-        let echo = gort::spawn(move || {
+        let echo = move || {
             for v in ping_rx.iter() {
                 pong_tx.send(v + 1).unwrap();
             }
-        });
+        };
+        // SAFETY: the echo goroutine holds two channel ends (Send) and nothing thread-bound.
+        let echo = unsafe { gort::spawn(echo) };
         for i in 0..n {
             ping_tx.send(i).unwrap();
             assert_eq!(pong_rx.recv(), Some(i + 1));
@@ -80,10 +86,13 @@ fn main() {
         for i in 0..100_000u64 {
             wg.add(1);
             let (wg, total) = (wg.clone(), total.clone());
-            gort::spawn(move || {
+            let work = move || {
                 *total.lock() += i;
                 wg.done();
-            });
+            };
+            // SAFETY: the worker holds two `Arc`s (Send) and a `gort::sync::Mutex` guard, which
+            // belongs to the goroutine, not to the thread.
+            unsafe { gort::spawn(work) };
         }
         wg.wait();
         assert_eq!(*total.lock(), 4_999_950_000);
@@ -95,12 +104,14 @@ fn main() {
         let hogs: Vec<_> = (0..gort::gomaxprocs())
             .map(|_| {
                 let stop = stop.clone();
-                gort::spawn(move || {
+                let hog = move || {
                     let mut x = 1u64;
                     while !stop.load(Ordering::Relaxed) {
                         x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
                     }
-                })
+                };
+                // SAFETY: the hog never blocks and holds only an `Arc<AtomicBool>`.
+                unsafe { gort::spawn(hog) }
             })
             .collect();
         let ticks = gort::time::tick(Duration::from_millis(10));
@@ -171,7 +182,12 @@ fn main() {
             writeln!(report, "{n:>6} @ [{state}] created at {site}").unwrap();
         }
         report
-    });
+    };
+    // SAFETY: the main goroutine holds `Send` values across its blocking calls (channel ends,
+    // `Arc`s, join handles, profiles, the report `String`); stdout is locked and released inside
+    // each `println!`, and it touches no thread-local (the allocator's sampling state is reached
+    // only inside the allocator, and the profiler's inside `to_proto`, which does not park).
+    let out = unsafe { gort::run(tour) };
     std::fs::write("profiles/goroutines.txt", &out).expect("write profiles/goroutines.txt");
     println!("\n{out}");
     println!("The [chan receive] group is the leak: goroutines started by leaky_handler, each blocked");

@@ -1,7 +1,10 @@
 //! Basic channel behaviour: buffering, rendezvous, close, timeouts, iteration, plain threads.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{go, run};
 use gort::chan::{self, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
 
 /// Longest wait for something that must happen; reaching it fails the test.
@@ -9,12 +12,12 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 #[test]
 fn runtime_works() {
-    assert_eq!(gort::run(|| 1), 1);
+    assert_eq!(run(|| 1), 1);
 }
 
 #[test]
 fn buffered_fifo() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(10);
         for i in 0..10 {
             tx.send(i).unwrap();
@@ -34,14 +37,14 @@ fn buffered_fifo() {
 /// first blocked sender's value moves to the tail.
 #[test]
 fn full_buffer_with_blocked_senders_is_fifo() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(2);
         tx.send(0).unwrap();
         tx.send(1).unwrap();
         let mut hs = Vec::new();
         for v in 2..5 {
             let tx = tx.clone();
-            let h = gort::spawn(move || tx.send(v).unwrap());
+            let h = go!(move || tx.send(v).unwrap());
             // Queue the senders in order.
             while !gort::goroutines().iter().any(|g| g.id == h.id() && g.state == "chan send") {
                 gort::yield_now();
@@ -59,11 +62,11 @@ fn full_buffer_with_blocked_senders_is_fifo() {
 /// Unbuffered: a send completes only when a receiver takes the value.
 #[test]
 fn unbuffered_is_a_rendezvous() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(0);
         assert!(matches!(tx.try_send(1), Err(TrySendError::Full(1))), "no receiver: try_send fails");
         let (done_tx, done) = chan::chan::<()>(1);
-        let h = gort::spawn(move || {
+        let h = go!(move || {
             tx.send(7).unwrap();
             done_tx.send(()).unwrap();
         });
@@ -78,7 +81,7 @@ fn unbuffered_is_a_rendezvous() {
 
 #[test]
 fn close_semantics() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(4);
         tx.send(1).unwrap();
         tx.send(2).unwrap();
@@ -100,10 +103,10 @@ fn close_semantics() {
 
 #[test]
 fn drop_last_sender_closes() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(0);
         let tx2 = tx.clone();
-        let h = gort::spawn(move || rx.iter().collect::<Vec<_>>());
+        let h = go!(move || rx.iter().collect::<Vec<_>>());
         tx.send(1).unwrap();
         drop(tx);
         tx2.send(2).unwrap();
@@ -116,7 +119,7 @@ fn drop_last_sender_closes() {
 /// there is room (Go has no receiver-side close either).
 #[test]
 fn dropping_receivers_does_not_close() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(1);
         drop(rx);
         assert!(!tx.is_closed());
@@ -127,9 +130,9 @@ fn dropping_receivers_does_not_close() {
 
 #[test]
 fn for_loop_is_range() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(3);
-        gort::spawn(move || {
+        go!(move || {
             for i in 0..100 {
                 tx.send(i).unwrap();
             }
@@ -145,7 +148,7 @@ fn for_loop_is_range() {
 
 #[test]
 fn try_iter_takes_what_is_there() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(5);
         for i in 0..3 {
             tx.send(i).unwrap();
@@ -157,12 +160,12 @@ fn try_iter_takes_what_is_there() {
 
 #[test]
 fn recv_timeout_times_out_and_succeeds() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(0);
         let t0 = Instant::now();
         assert_eq!(rx.recv_timeout(Duration::from_millis(30)), Err(RecvTimeoutError::Timeout));
         assert!(t0.elapsed() >= Duration::from_millis(30), "returned early: {:?}", t0.elapsed());
-        gort::spawn(move || {
+        go!(move || {
             gort::time::sleep(Duration::from_millis(10));
             tx.send(5).unwrap();
         });
@@ -172,12 +175,12 @@ fn recv_timeout_times_out_and_succeeds() {
 
 #[test]
 fn send_timeout_times_out_and_succeeds() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(0);
         let t0 = Instant::now();
         assert!(matches!(tx.send_timeout(1, Duration::from_millis(30)), Err(SendTimeoutError::Timeout(1))));
         assert!(t0.elapsed() >= Duration::from_millis(30), "returned early: {:?}", t0.elapsed());
-        let h = gort::spawn(move || {
+        let h = go!(move || {
             gort::time::sleep(Duration::from_millis(10));
             rx.recv()
         });
@@ -189,7 +192,7 @@ fn send_timeout_times_out_and_succeeds() {
 /// A timed-out receive leaves nothing behind: the next sender is not captured by it.
 #[test]
 fn timed_out_receiver_is_unlinked() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(0);
         for _ in 0..100 {
             assert_eq!(rx.recv_timeout(Duration::from_micros(100)), Err(RecvTimeoutError::Timeout));
@@ -202,12 +205,12 @@ fn timed_out_receiver_is_unlinked() {
 /// back.
 #[test]
 fn close_wakes_timed_waiters() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(0);
         let (tx2, _rx2) = chan::chan::<u32>(0);
         let closer = tx2.clone();
-        let hr = gort::spawn(move || rx.recv_timeout(PATIENCE));
-        let hs = gort::spawn(move || tx2.send_timeout(9, PATIENCE));
+        let hr = go!(move || rx.recv_timeout(PATIENCE));
+        let hs = go!(move || tx2.send_timeout(9, PATIENCE));
         while gort::goroutines()
             .iter()
             .filter(|g| g.id == hr.id() || g.id == hs.id())
@@ -224,7 +227,7 @@ fn close_wakes_timed_waiters() {
 
 #[test]
 fn nil_channels_never_complete() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::nil::<u32>();
         assert!(matches!(tx.try_send(1), Err(TrySendError::Full(1))));
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
@@ -261,7 +264,7 @@ fn plain_threads_only() {
 /// A goroutine and a plain thread hand values both ways.
 #[test]
 fn goroutine_thread_handoff() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(0);
         let (tx2, rx2) = chan::chan::<u32>(0);
         let t = std::thread::spawn(move || {

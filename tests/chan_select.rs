@@ -1,8 +1,11 @@
 //! `select!`: fairness, the same channel in several arms, `default`, blocking, `select! {}`,
 //! many arms, plain threads, and timeouts with `after`/`tick`.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{go, run};
 use gort::chan::{self, Receiver};
 use gort::time::{after, tick};
 
@@ -24,7 +27,7 @@ fn wait_state(id: u64, state: &str) {
 /// 20 sd away), so this cannot flake; a biased poll order (always the first arm) fails it.
 #[test]
 fn random_choice_between_two_ready_arms() {
-    gort::run(|| {
+    run(|| {
         const N: usize = 10_000;
         let (a_tx, a) = chan::chan::<u8>(1);
         let (b_tx, b) = chan::chan::<u8>(1);
@@ -48,7 +51,7 @@ fn random_choice_between_two_ready_arms() {
 /// closed send): each wins 25% +- 5% of 10,000 selects (sd 0.43%: > 10 sd).
 #[test]
 fn random_choice_among_four_kinds_of_ready_arm() {
-    gort::run(|| {
+    run(|| {
         const N: usize = 10_000;
         let (full_tx, full) = chan::chan::<u8>(1);
         let (closed_tx, closed) = chan::chan::<u8>(0);
@@ -74,7 +77,7 @@ fn random_choice_among_four_kinds_of_ready_arm() {
 
 #[test]
 fn default_when_nothing_ready() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u8>(0);
         let arm = gort::select! {
             _ = rx.recv() => 0,
@@ -97,9 +100,9 @@ fn default_when_nothing_ready() {
 /// rounds both arms win.
 #[test]
 fn same_channel_in_several_arms() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(0);
-        let h = gort::spawn(move || {
+        let h = go!(move || {
             for i in 0..2000 {
                 tx.send(i).unwrap();
             }
@@ -124,12 +127,12 @@ fn same_channel_in_several_arms() {
 /// completes with whichever peer shows up.
 #[test]
 fn send_and_receive_on_one_channel() {
-    gort::run(|| {
+    run(|| {
         for round in 0..200 {
             let (tx, rx) = chan::chan::<u32>(0);
             let (tx2, rx2) = (tx.clone(), rx.clone());
             let me = gort::current_id().unwrap();
-            let peer = gort::spawn(move || {
+            let peer = go!(move || {
                 wait_state(me, "select");
                 if round % 2 == 0 {
                     tx2.send(10).unwrap();
@@ -156,13 +159,13 @@ fn send_and_receive_on_one_channel() {
 /// the decoy nodes (a stale node would swallow a later value).
 #[test]
 fn select_ping_pong_with_decoys() {
-    gort::run(|| {
+    run(|| {
         const N: u32 = 20_000;
         let (ping_tx, ping) = chan::chan::<u32>(0);
         let (pong_tx, pong) = chan::chan::<u32>(0);
         let (decoy_tx, decoy) = chan::chan::<u32>(0);
         let d2 = decoy.clone();
-        let h = gort::spawn(move || {
+        let h = go!(move || {
             for _ in 0..N {
                 let v = gort::select! {
                     v = ping.recv() => v.unwrap(),
@@ -193,7 +196,7 @@ fn select_ping_pong_with_decoys() {
 /// More arms than the inline index buffer (16): the heap path.
 #[test]
 fn many_arms() {
-    gort::run(|| {
+    run(|| {
         let chans: Vec<_> = (0..20).map(|_| chan::chan::<usize>(1)).collect();
         for k in 0..20 {
             chans[k].0.send(k).unwrap();
@@ -228,7 +231,7 @@ fn control_flow_in_arms() {
         }
         None
     }
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(8);
         for v in [1, 3, 4, 5] {
             tx.send(v).unwrap();
@@ -243,9 +246,9 @@ fn control_flow_in_arms() {
 /// forever with `select (no cases)`. The parked goroutines are left behind, as in Go.
 #[test]
 fn select_wait_reasons() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u8>(0);
-        let h = gort::spawn(move || {
+        let h = go!(move || {
             gort::select! {
                 v = rx.recv() => v,
                 _ = gort::time::after(PATIENCE).recv() => None,
@@ -255,9 +258,9 @@ fn select_wait_reasons() {
         tx.send(1).unwrap();
         assert_eq!(h.join().unwrap(), Some(1));
 
-        let forever = gort::spawn(|| gort::select! {});
+        let forever = go!(|| gort::select! {});
         wait_state(forever.id(), "select (no cases)");
-        let nil_only = gort::spawn(|| {
+        let nil_only = go!(|| {
             let rx = chan::nil::<u8>().1;
             gort::select! { _ = rx.recv() => {} }
         });
@@ -268,7 +271,7 @@ fn select_wait_reasons() {
 /// `select!` from a plain thread blocks the thread and is woken by a goroutine.
 #[test]
 fn select_on_a_plain_thread() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u32>(0);
         let (tx2, rx2) = chan::chan::<u32>(0);
         let t = std::thread::spawn(move || {
@@ -296,7 +299,7 @@ fn select_on_a_plain_thread() {
 /// ready, and loses to a ready value.
 #[test]
 fn after_as_timeout() {
-    gort::run(|| {
+    run(|| {
         let (_tx, rx) = chan::chan::<u8>(0);
         let t0 = Instant::now();
         let timed_out = gort::select! {
@@ -325,7 +328,7 @@ fn after_as_timeout() {
 /// one pending tick for a slow reader (drops the rest, as Go's ticker does).
 #[test]
 fn tick_with_select() {
-    gort::run(|| {
+    run(|| {
         let ticker = tick(Duration::from_millis(5));
         let (_tx, quiet) = chan::chan::<u8>(0);
         let t0 = Instant::now();
@@ -357,7 +360,7 @@ fn tick_zero_panics() {
 /// A closed channel in a loop of selects keeps being ready (receives `None`).
 #[test]
 fn closed_channel_always_ready() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u8>(0);
         tx.close();
         let (_t2, idle) = chan::chan::<u8>(0);

@@ -2,14 +2,15 @@
 //! with senders, receivers and selects. Sized for a 2-core machine (seconds per test) and
 //! multiplied by `GORT_STRESS`; every wait is bounded so a lost wake-up fails instead of hanging.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{go, run};
 use gort::chan::{self, Receiver};
-
-mod common;
 
 /// Total messages through the MPMC tests.
 fn messages() -> usize {
@@ -34,7 +35,7 @@ enum On {
 fn start(on: On, f: impl FnOnce() + Send + 'static) {
     match on {
         On::Goroutine => {
-            gort::spawn(f);
+            go!(f);
         }
         On::Thread => {
             std::thread::spawn(f);
@@ -91,12 +92,12 @@ fn mpmc(cap: usize, producers: On, consumers: On, messages: usize) {
 
 #[test]
 fn mpmc_buffered_goroutines() {
-    gort::run(|| mpmc(64, On::Goroutine, On::Goroutine, messages()));
+    run(|| mpmc(64, On::Goroutine, On::Goroutine, messages()));
 }
 
 #[test]
 fn mpmc_unbuffered_goroutines() {
-    gort::run(|| mpmc(0, On::Goroutine, On::Goroutine, messages()));
+    run(|| mpmc(0, On::Goroutine, On::Goroutine, messages()));
 }
 
 #[test]
@@ -106,18 +107,18 @@ fn mpmc_buffered_threads() {
 
 #[test]
 fn mpmc_thread_producers_goroutine_consumers() {
-    gort::run(|| mpmc(16, On::Thread, On::Goroutine, messages() / 4));
+    run(|| mpmc(16, On::Thread, On::Goroutine, messages() / 4));
 }
 
 #[test]
 fn mpmc_goroutine_producers_thread_consumers() {
-    gort::run(|| mpmc(0, On::Goroutine, On::Thread, messages() / 4));
+    run(|| mpmc(0, On::Goroutine, On::Thread, messages() / 4));
 }
 
 /// Ping-pong between a goroutine and a plain thread over two unbuffered channels.
 #[test]
 fn ping_pong_thread_goroutine() {
-    gort::run(|| {
+    run(|| {
         let (ping, ping_rx) = chan::chan::<u32>(0);
         let (pong, pong_rx) = chan::chan::<u32>(0);
         let t = std::thread::spawn(move || {
@@ -224,7 +225,7 @@ fn close_race(cap: usize, round: usize) {
 
 #[test]
 fn close_races_unbuffered() {
-    gort::run(|| {
+    run(|| {
         for round in 0..close_rounds() {
             close_race(0, round);
         }
@@ -233,7 +234,7 @@ fn close_races_unbuffered() {
 
 #[test]
 fn close_races_buffered() {
-    gort::run(|| {
+    run(|| {
         for round in 0..close_rounds() {
             close_race(8, round);
         }
@@ -244,7 +245,7 @@ fn close_races_buffered() {
 /// `None`, on goroutines and threads.
 #[test]
 fn last_sender_drop_wakes_everyone() {
-    gort::run(|| {
+    run(|| {
         for _ in 0..50 {
             let (tx, rx) = chan::chan::<u8>(0);
             let (other_tx, other_rx) = chan::chan::<u8>(0);
@@ -284,7 +285,7 @@ fn buffered_values_dropped_once() {
             DROPS.fetch_add(1, Ordering::Relaxed);
         }
     }
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<D>(10);
         for _ in 0..10 {
             tx.send(D).ok().unwrap();
@@ -305,13 +306,13 @@ fn buffered_values_dropped_once() {
 /// delivered once, timeouts lose nothing.
 #[test]
 fn timeouts_lose_nothing() {
-    gort::run(|| {
+    run(|| {
         const N: usize = 20_000;
         let (tx, rx) = chan::chan::<usize>(0);
         let (res_tx, res) = chan::chan::<Vec<usize>>(4);
         for _ in 0..4 {
             let (rx, res_tx) = (rx.clone(), res_tx.clone());
-            gort::spawn(move || {
+            go!(move || {
                 let mut v = Vec::new();
                 loop {
                     match rx.recv_timeout(Duration::from_micros(50)) {

@@ -9,10 +9,12 @@
 //! Source: <https://github.com/golang/go/tree/master/test/chan>, Copyright 2009 The Go Authors,
 //! BSD-style license.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{go, run};
 use gort::chan::{self, Receiver, Sender};
-use gort::go;
 
 /// Longest a test waits for something that must happen; reaching it fails the test.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -63,7 +65,7 @@ mod sieve1 {
 
     #[test]
     fn main() {
-        gort::run(|| {
+        run(|| {
             let (tx, primes) = chan::chan(0);
             go!(sieve(tx));
             let a = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97];
@@ -195,7 +197,7 @@ mod sieve2 {
 
     #[test]
     fn main() {
-        gort::run(|| {
+        run(|| {
             let primes = sieve();
             let a = [
                 2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101,
@@ -247,7 +249,7 @@ mod select {
 
     #[test]
     fn main() {
-        gort::run(|| {
+        run(|| {
             let (counter, shift) = (Cell::new(0), Cell::new(0));
             let (a, ar) = chan::chan(1);
             let (b, br) = chan::chan(1);
@@ -302,7 +304,7 @@ mod select3 {
 
     #[test]
     fn main() {
-        gort::run(|| {
+        run(|| {
             let closed = || {
                 let (tx, rx) = chan::chan::<i32>(0);
                 tx.close();
@@ -506,7 +508,7 @@ mod select5 {
 
     #[test]
     fn one_arm() {
-        gort::run(|| {
+        run(|| {
             for state in [State::Nil, State::Closed, State::Buffered, State::Peer, State::Idle] {
                 for send in [false, true] {
                     // Select with default: the arm runs iff ready.
@@ -539,7 +541,7 @@ mod select5 {
 
     #[test]
     fn two_arms_blocking() {
-        gort::run(|| {
+        run(|| {
             // A blocking select with a never-ready arm (nil/idle) and a second arm in every
             // state: it completes iff the second arm is ready or becomes ready.
             for state in [State::Closed, State::Buffered, State::Peer] {
@@ -606,7 +608,7 @@ mod select6 {
 
     #[test]
     fn main() {
-        gort::run(|| {
+        run(|| {
             let (c1t, c1) = chan::chan::<bool>(0);
             let (c2t, c2) = chan::chan::<bool>(0);
             let (c3t, c3) = chan::chan::<bool>(0);
@@ -675,7 +677,7 @@ mod select7 {
 
     #[test]
     fn main() {
-        gort::run(|| {
+        run(|| {
             for send in [send1, send2, send3] {
                 for recv in [recv1, recv2, recv3] {
                     send(recv);
@@ -724,7 +726,7 @@ mod doubleselect {
 
     #[test]
     fn main() {
-        gort::run(|| {
+        run(|| {
             let (t1, r1) = chan::chan(0);
             let (t2, r2) = chan::chan(0);
             let (t3, r3) = chan::chan(0);
@@ -756,7 +758,7 @@ mod fifo {
 
     #[test]
     fn asynch_fifo() {
-        gort::run(|| {
+        run(|| {
             let (tx, rx) = chan::chan(N as usize);
             for i in 0..N {
                 tx.send(i).unwrap();
@@ -775,7 +777,7 @@ mod fifo {
 
     #[test]
     fn synch_fifo() {
-        gort::run(|| {
+        run(|| {
             let (ch_tx, ch) = chan::chan(0);
             let (start, mut input) = chan::chan(0);
             for i in 0..N {
@@ -803,7 +805,7 @@ mod goroutines {
 
     #[test]
     fn main() {
-        gort::run(|| {
+        run(|| {
             let n = 10_000;
             let (mut left, leftmost) = chan::chan(0);
             for _ in 0..n {
@@ -889,7 +891,7 @@ mod nonblock {
 
     #[test]
     fn main() {
-        gort::run(|| {
+        run(|| {
             for buffer in 0..2 {
                 check::<i32>(buffer, 123, 234);
                 check::<i64>(buffer, 123_456, 234_567);
@@ -907,7 +909,7 @@ mod zerosize {
 
     #[test]
     fn main() {
-        gort::run(|| {
+        run(|| {
             let (t, r) = chan::chan::<()>(0);
             go!(move || t.send(()).unwrap());
             assert_eq!(must_recv(&r), Some(()));
@@ -930,7 +932,7 @@ mod sendstmt {
 
     #[test]
     fn chanchan() {
-        gort::run(|| {
+        run(|| {
             let (cc_tx, cc) = chan::chan::<Sender<i32>>(1);
             let (c_tx, c) = chan::chan::<i32>(1);
             cc_tx.send(c_tx).unwrap();
@@ -945,7 +947,7 @@ mod sendstmt {
     #[test]
     #[allow(clippy::nonminimal_bool)]
     fn sendprec() {
-        gort::run(|| {
+        run(|| {
             let (t, r) = chan::chan::<bool>(1);
             t.send(false || true).unwrap();
             assert_eq!(r.recv(), Some(true), "sent false");
@@ -967,7 +969,7 @@ mod perm {
     fn halves() {
         assert_send_clone::<Sender<i32>>();
         assert_send_clone::<Receiver<i32>>();
-        gort::run(|| {
+        run(|| {
             let (t, r) = chan::chan::<i32>(1);
             let t2 = t.clone();
             let r2 = r.clone();

@@ -15,9 +15,12 @@
 //! <https://github.com/golang/go/tree/master/test/chan>, Copyright 2009 The Go Authors,
 //! BSD-style license.
 
+mod common;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use common::{go, run};
 use gort::chan::{self, Receiver, Sender};
 
 /// Longest a read of a coefficient may take; reaching it fails the test instead of hanging.
@@ -188,7 +191,7 @@ fn dosplit(inp: Ps, mut out: [Ps; 2], wait: Receiver<i32>) {
     let (release, next_wait) = chan::chan(0);
     {
         let (inp, out) = (inp.clone(), out.clone());
-        gort::go!(move || dosplit(inp, out, next_wait));
+        go!(move || dosplit(inp, out, next_wait));
     }
     let dat = inp.dat_rx.recv().expect("data channel closed");
     out[0].answer(dat);
@@ -203,7 +206,7 @@ fn dosplit(inp: Ps, mut out: [Ps; 2], wait: Receiver<i32>) {
 /// Replicates `inp` onto the two series of `out` (returns once the first generation runs).
 fn split(inp: Ps, out: [Ps; 2]) {
     let (release, wait) = chan::chan(0);
-    gort::go!(move || dosplit(inp, out, wait));
+    go!(move || dosplit(inp, out, wait));
     release.send(0).expect("release channel closed");
 }
 
@@ -211,7 +214,7 @@ fn split(inp: Ps, out: [Ps; 2]) {
 fn split_ps(u: Ps) -> [Ps; 2] {
     let uu = [mkps(), mkps()];
     let out = uu.clone();
-    gort::go!(move || split(u, out));
+    go!(move || split(u, out));
     uu
 }
 
@@ -219,7 +222,7 @@ fn split_ps(u: Ps) -> [Ps; 2] {
 fn rep(c: Rat) -> Ps {
     let z = mkps();
     let zz = z.clone();
-    gort::go!(move || -> () {
+    go!(move || -> () {
         loop {
             zz.put(c);
         }
@@ -231,7 +234,7 @@ fn rep(c: Rat) -> Ps {
 fn add(u: Ps, v: Ps) -> Ps {
     let z = mkps();
     let zz = z.clone();
-    gort::go!(move || -> () {
+    go!(move || -> () {
         loop {
             zz.demanded();
             let uv = get2(&u, &v);
@@ -256,7 +259,7 @@ fn add(u: Ps, v: Ps) -> Ps {
 fn cmul(c: Rat, u: Ps) -> Ps {
     let z = mkps();
     let zz = z.clone();
-    gort::go!(move || {
+    go!(move || {
         loop {
             zz.demanded();
             let x = u.get();
@@ -279,7 +282,7 @@ fn sub(u: Ps, v: Ps) -> Ps {
 fn diff(u: Ps) -> Ps {
     let z = mkps();
     let zz = z.clone();
-    gort::go!(move || {
+    go!(move || {
         zz.demanded();
         if !u.get().is_end() {
             let mut i = 1;
@@ -302,7 +305,7 @@ fn diff(u: Ps) -> Ps {
 fn integ(c: Rat, u: Ps) -> Ps {
     let z = mkps();
     let zz = z.clone();
-    gort::go!(move || {
+    go!(move || {
         zz.put(c);
         let mut i = 1;
         loop {
@@ -323,7 +326,7 @@ fn integ(c: Rat, u: Ps) -> Ps {
 fn mul(u: Ps, v: Ps) -> Ps {
     let z = mkps();
     let zz = z.clone();
-    gort::go!(move || {
+    go!(move || {
         zz.demanded();
         let uv = get2(&u, &v);
         if uv[0].is_end() || uv[1].is_end() {
@@ -356,7 +359,7 @@ fn exp(u: Ps) -> Ps {
 fn monsubst(u: Ps, c0: Rat, n: usize) -> Ps {
     let z = mkps();
     let zz = z.clone();
-    gort::go!(move || {
+    go!(move || {
         let mut c = int(1);
         loop {
             zz.demanded();
@@ -393,7 +396,7 @@ const N: i64 = 10;
 
 #[test]
 fn main() {
-    gort::run(|| {
+    run(|| {
         let (zero, one) = (int(0), int(1));
         let ones = rep(one);
         let twos = rep(int(2));

@@ -6,9 +6,12 @@
 //!
 //! Source: golang/go `test/chan/select2.go`, Copyright 2010 The Go Authors, BSD-style license.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use common::{go, run};
 use gort::chan::{self, Receiver, Sender};
 
 /// Counts live bytes and allocation calls.
@@ -54,19 +57,19 @@ fn receiver(c: &Receiver<i32>, dummy: &Receiver<i32>, n: usize) {
 
 #[test]
 fn main() {
-    gort::run(|| {
+    run(|| {
         let (c_tx, c) = chan::chan::<i32>(0);
         let (_dummy_tx, dummy) = chan::chan::<i32>(0);
 
         // Warm up (goroutine, stack and run-queue pools).
-        let h = gort::go!(sender(c_tx.clone(), N));
+        let h = go!(sender(c_tx.clone(), N));
         receiver(&c, &dummy, N);
         h.join().unwrap();
         let (live0, calls0) = (LIVE.load(Ordering::Relaxed), CALLS.load(Ordering::Relaxed));
 
         // Second time: the footprint must not grow (Go allows 110 kB; we allow 64 kB for the
         // goroutine we spawn) and the selects themselves allocate nothing.
-        let h = gort::go!(sender(c_tx.clone(), N));
+        let h = go!(sender(c_tx.clone(), N));
         receiver(&c, &dummy, N);
         h.join().unwrap();
         let (live1, calls1) = (LIVE.load(Ordering::Relaxed), CALLS.load(Ordering::Relaxed));

@@ -7,6 +7,7 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
+use common::{go, run};
 use gort::net::{TcpListener, TcpStream};
 
 fn cpu_time() -> Duration {
@@ -33,11 +34,11 @@ fn set_nofile(n: u64) {
 }
 
 fn child() {
-    gort::run(|| {
+    run(|| {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         // The acceptor, written the way Go's http.Server is: on an error, back off and retry.
-        let acceptor = gort::spawn(move || {
+        let acceptor = go!(move || {
             let mut emfile = 0u32;
             let mut backoff = Duration::from_millis(5);
             loop {

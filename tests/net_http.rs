@@ -8,7 +8,7 @@ mod http_hello;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::Watchdog;
+use common::{go, run, Watchdog};
 use gort::net::{TcpListener, TcpStream};
 
 /// Reads exactly `n` HTTP responses (each with a Content-Length body) and returns them.
@@ -43,10 +43,10 @@ fn read_responses(c: &mut TcpStream, n: usize) -> Vec<String> {
 #[test]
 fn pipelined_keep_alive_and_close() {
     let _w = Watchdog::new("http", Duration::from_secs(60));
-    gort::run(|| {
+    run(|| {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        gort::spawn(move || http_hello::serve(l));
+        go!(move || http_hello::serve(l));
 
         // A pipelined pair in one write.
         let mut c = TcpStream::connect(addr).unwrap();

@@ -6,7 +6,7 @@ use std::os::fd::FromRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Watchdog;
+use common::{go, run, Watchdog};
 use gort::net::{TcpListener, TcpStream};
 
 const CONNS: usize = 5_000;
@@ -49,17 +49,17 @@ fn five_thousand_connections() {
     let limit = raise_nofile();
     assert!(limit as usize > 2 * CONNS + 100, "RLIMIT_NOFILE hard limit {limit} too low");
     let _w = Watchdog::new("five_thousand_connections", Duration::from_secs(240));
-    gort::run(|| {
+    run(|| {
         let l = listener(4096);
         let addr = l.local_addr().unwrap();
         // Every client holds its connection until all are connected, then talks.
         let all_connected = Arc::new(gort::sync::WaitGroup::new());
         all_connected.add(CONNS as i64);
-        let srv = gort::spawn(move || {
+        let srv = go!(move || {
             let mut hs = Vec::with_capacity(CONNS);
             for _ in 0..CONNS {
                 let (mut s, _) = l.accept().unwrap();
-                hs.push(gort::spawn(move || {
+                hs.push(go!(move || {
                     let mut buf = [0u8; 64];
                     let mut total = 0;
                     loop {
@@ -77,7 +77,7 @@ fn five_thousand_connections() {
         let clients: Vec<_> = (0..CONNS)
             .map(|i| {
                 let wg = all_connected.clone();
-                gort::spawn(move || {
+                go!(move || {
                     let mut c = TcpStream::connect(addr).unwrap();
                     wg.done();
                     wg.wait();

@@ -1,15 +1,19 @@
 //! First smoke test of gort::net (the full suite is in net_*.rs).
+
+mod common;
 use std::io::{Read, Write};
+
+use common::{go, run};
 
 #[test]
 fn echo_roundtrip_many() {
-    gort::run(|| {
+    run(|| {
         let l = gort::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        let srv = gort::spawn(move || {
+        let srv = go!(move || {
             for _ in 0..200 {
                 let (mut s, _) = l.accept().unwrap();
-                gort::spawn(move || {
+                go!(move || {
                     let mut buf = [0u8; 1024];
                     loop {
                         let n = s.read(&mut buf).unwrap();
@@ -23,7 +27,7 @@ fn echo_roundtrip_many() {
         });
         let cs: Vec<_> = (0..200u32)
             .map(|i| {
-                gort::spawn(move || {
+                go!(move || {
                     let mut c = gort::net::TcpStream::connect(addr).unwrap();
                     for j in 0..50u32 {
                         let msg = format!("{i}-{j};");

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Watchdog;
+use common::{go, run, Watchdog};
 use gort::net::{TcpListener, TcpStream};
 
 /// A connected pair over loopback: (client, server side).
@@ -24,7 +24,7 @@ fn pair() -> (TcpStream, TcpStream) {
 #[test]
 fn half_close() {
     let _w = Watchdog::new("half_close", Duration::from_secs(60));
-    gort::run(|| {
+    run(|| {
         let (mut c, mut s) = pair();
         c.write_all(b"request").unwrap();
         c.shutdown(Shutdown::Write).unwrap();
@@ -46,7 +46,7 @@ fn half_close() {
 #[test]
 fn read_timeout_is_would_block_and_recoverable() {
     let _w = Watchdog::new("read_timeout", Duration::from_secs(60));
-    gort::run(|| {
+    run(|| {
         let (mut c, mut s) = pair();
         assert!(c.set_read_timeout(Some(Duration::ZERO)).is_err());
         c.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
@@ -68,7 +68,7 @@ fn read_timeout_is_would_block_and_recoverable() {
 #[test]
 fn read_deadline_is_timed_out_and_clearable() {
     let _w = Watchdog::new("read_deadline", Duration::from_secs(60));
-    gort::run(|| {
+    run(|| {
         let (mut c, mut s) = pair();
         c.set_read_deadline(Some(Instant::now() + Duration::from_millis(30)));
         let e = c.read(&mut [0; 8]).unwrap_err();
@@ -91,13 +91,13 @@ fn read_deadline_is_timed_out_and_clearable() {
 #[test]
 fn deadline_from_another_goroutine_interrupts_blocked_read() {
     let _w = Watchdog::new("deadline_interrupt", Duration::from_secs(60));
-    gort::run(|| {
+    run(|| {
         let (c, _s) = pair();
         let c = Arc::new(c);
         // A past deadline: the blocked reader wakes at once.
         let r = {
             let c = c.clone();
-            gort::spawn(move || (&*c).read(&mut [0; 8]).map_err(|e| e.kind()))
+            go!(move || (&*c).read(&mut [0; 8]).map_err(|e| e.kind()))
         };
         while !gort::goroutines().iter().any(|g| g.id == r.id() && g.state == "IO wait") {
             gort::time::sleep(Duration::from_millis(1));
@@ -109,7 +109,7 @@ fn deadline_from_another_goroutine_interrupts_blocked_read() {
         c.set_read_deadline(None);
         let r = {
             let c = c.clone();
-            gort::spawn(move || (&*c).read(&mut [0; 8]).map_err(|e| e.kind()))
+            go!(move || (&*c).read(&mut [0; 8]).map_err(|e| e.kind()))
         };
         while !gort::goroutines().iter().any(|g| g.id == r.id() && g.state == "IO wait") {
             gort::time::sleep(Duration::from_millis(1));
@@ -122,7 +122,7 @@ fn deadline_from_another_goroutine_interrupts_blocked_read() {
         c.set_read_deadline(Some(Instant::now() + Duration::from_secs(30)));
         let r = {
             let c = c.clone();
-            gort::spawn(move || {
+            go!(move || {
                 let mut b = [0; 2];
                 (&*c).read_exact(&mut b).map(|_| b).map_err(|e| e.kind())
             })
@@ -136,7 +136,7 @@ fn deadline_from_another_goroutine_interrupts_blocked_read() {
 #[test]
 fn write_deadline_on_full_buffer() {
     let _w = Watchdog::new("write_deadline", Duration::from_secs(60));
-    gort::run(|| {
+    run(|| {
         let (mut c, _s) = pair();
         c.set_write_deadline(Some(Instant::now() + Duration::from_millis(50)));
         // Nobody reads: the buffers fill, then the write times out.
@@ -194,7 +194,7 @@ fn full_listener() -> (std::net::TcpListener, SocketAddr, Vec<std::net::TcpStrea
 fn connect_timeout_to_full_backlog() {
     let _w = Watchdog::new("connect_timeout", Duration::from_secs(60));
     let (_l, addr, _fill) = full_listener();
-    gort::run(move || {
+    run(move || {
         let t = Instant::now();
         let e = TcpStream::connect_timeout(&addr, Duration::from_millis(100)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:?}");
@@ -212,7 +212,7 @@ fn connect_refused() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    gort::run(move || {
+    run(move || {
         let e = TcpStream::connect(addr).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e:?}");
     });
@@ -238,10 +238,10 @@ fn abortive_close(s: TcpStream) {
 #[test]
 fn reset_by_peer() {
     let _w = Watchdog::new("reset_by_peer", Duration::from_secs(60));
-    gort::run(|| {
+    run(|| {
         // A reader blocked when the RST arrives wakes with ConnectionReset.
         let (c, s) = pair();
-        let r = gort::spawn(move || {
+        let r = go!(move || {
             let mut c = c;
             c.read(&mut [0; 8]).map_err(|e| e.kind())
         });
@@ -254,7 +254,7 @@ fn reset_by_peer() {
 #[test]
 fn broken_pipe_not_sigpipe() {
     let _w = Watchdog::new("broken_pipe", Duration::from_secs(60));
-    gort::run(|| {
+    run(|| {
         let (mut c, s) = pair();
         drop(s);
         // The first write may succeed (the RST comes back after it); keep writing.
@@ -276,11 +276,11 @@ fn broken_pipe_not_sigpipe() {
 #[test]
 fn listener_close_wakes_accept() {
     let _w = Watchdog::new("listener_close", Duration::from_secs(60));
-    gort::run(|| {
+    run(|| {
         let l = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
         let a = {
             let l = l.clone();
-            gort::spawn(move || l.accept().map(|_| ()).map_err(|e| e.to_string()))
+            go!(move || l.accept().map(|_| ()).map_err(|e| e.to_string()))
         };
         while !gort::goroutines().iter().any(|g| g.id == a.id() && g.state == "IO wait") {
             gort::time::sleep(Duration::from_millis(1));
@@ -294,14 +294,14 @@ fn listener_close_wakes_accept() {
 #[test]
 fn goroutine_dump_shows_io_wait() {
     let _w = Watchdog::new("dump", Duration::from_secs(60));
-    gort::run(|| {
+    run(|| {
         let (c, s) = pair();
         let ids: Vec<_> = {
             let c = Arc::new(c);
             let readers: Vec<_> = (0..2)
                 .map(|_| {
                     let c = c.clone();
-                    gort::spawn(move || {
+                    go!(move || {
                         let mut b = [0u8; 1];
                         (&*c).read_exact(&mut b).unwrap();
                     })
@@ -336,7 +336,7 @@ fn blocked_readers_do_not_stall_computation() {
     const READERS: usize = 200;
     const WORKERS: usize = 8;
     let _w = Watchdog::new("readers_and_compute", Duration::from_secs(120));
-    gort::run(|| {
+    run(|| {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let mut servers = Vec::new();
@@ -344,7 +344,7 @@ fn blocked_readers_do_not_stall_computation() {
         for i in 0..READERS {
             let c = TcpStream::connect(addr).unwrap();
             servers.push(l.accept().unwrap().0);
-            readers.push(gort::spawn(move || {
+            readers.push(go!(move || {
                 let mut c = c;
                 let mut b = [0u8; 4];
                 c.read_exact(&mut b).unwrap();
@@ -356,7 +356,7 @@ fn blocked_readers_do_not_stall_computation() {
         let workers: Vec<_> = (0..WORKERS)
             .map(|w| {
                 let done = done.clone();
-                gort::spawn(move || {
+                go!(move || {
                     let mut x = w as u64 + 1;
                     for i in 0..2_000_000u64 {
                         x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
@@ -423,7 +423,7 @@ fn plain_threads_use_the_same_types() {
             assert_eq!(u32::from_le_bytes(b), i + 1);
         }
     });
-    gort::run(move || {
+    run(move || {
         let (mut s, _) = l.accept().unwrap();
         let mut b = [0; 4];
         for _ in 0..100 {
@@ -436,7 +436,7 @@ fn plain_threads_use_the_same_types() {
 
 #[test]
 fn std_conversions_and_clone() {
-    gort::run(|| {
+    run(|| {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let l2 = l.try_clone().unwrap();
         let std_l = l.into_std().unwrap();
@@ -467,12 +467,12 @@ fn std_conversions_and_clone() {
 fn concurrent_reader_and_writer_on_shared_stream() {
     let _w = Watchdog::new("duplex", Duration::from_secs(60));
     const N: usize = 2000;
-    gort::run(|| {
+    run(|| {
         let (c, s) = pair();
         let c = Arc::new(c);
         let stop = Arc::new(AtomicBool::new(false));
         // Echo on the server.
-        let echo = gort::spawn(move || {
+        let echo = go!(move || {
             let mut s = s;
             let mut buf = [0u8; 4096];
             loop {
@@ -485,7 +485,7 @@ fn concurrent_reader_and_writer_on_shared_stream() {
         });
         let w = {
             let c = c.clone();
-            gort::spawn(move || {
+            go!(move || {
                 for i in 0..N as u32 {
                     (&*c).write_all(&i.to_le_bytes()).unwrap();
                 }
@@ -513,7 +513,7 @@ fn concurrent_reader_and_writer_on_shared_stream() {
 fn past_deadline_cancels_every_queued_reader_and_writer() {
     const N: usize = 4;
     let _w = Watchdog::new("past_deadline_cancels_every_queued_reader_and_writer", Duration::from_secs(60));
-    gort::run(|| {
+    run(|| {
         let (c, s) = pair();
         let c = Arc::new(c);
         let in_io_wait =
@@ -521,7 +521,7 @@ fn past_deadline_cancels_every_queued_reader_and_writer() {
         let readers: Vec<_> = (0..N)
             .map(|_| {
                 let c = c.clone();
-                gort::spawn(move || (&*c).read(&mut [0; 8]).map_err(|e| e.kind()))
+                go!(move || (&*c).read(&mut [0; 8]).map_err(|e| e.kind()))
             })
             .collect();
         let ids: Vec<u64> = readers.iter().map(|h| h.id()).collect();
@@ -543,7 +543,7 @@ fn past_deadline_cancels_every_queued_reader_and_writer() {
         let writers: Vec<_> = (0..N)
             .map(|_| {
                 let (c, chunk) = (c.clone(), chunk.clone());
-                gort::spawn(move || loop {
+                go!(move || loop {
                     if let Err(e) = (&*c).write(&chunk) {
                         return e.kind();
                     }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Watchdog;
+use common::{go, run, Watchdog};
 use gort::net::{UdpSocket, UnixDatagram, UnixListener, UnixStream};
 
 fn tmp_path(name: &str) -> PathBuf {
@@ -22,13 +22,13 @@ fn udp_round_trips() {
     const CLIENTS: usize = 20;
     const ROUNDS: u32 = 100;
     let _w = Watchdog::new("udp_round_trips", Duration::from_secs(60));
-    gort::run(|| {
+    run(|| {
         let srv = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = srv.local_addr().unwrap();
         let srv = Arc::new(srv);
         let echo = {
             let srv = srv.clone();
-            gort::spawn(move || {
+            go!(move || {
                 let mut buf = [0u8; 1500];
                 let mut n_msgs = 0;
                 loop {
@@ -44,7 +44,7 @@ fn udp_round_trips() {
         };
         let cs: Vec<_> = (0..CLIENTS)
             .map(|i| {
-                gort::spawn(move || {
+                go!(move || {
                     let c = UdpSocket::bind("127.0.0.1:0").unwrap();
                     c.connect(addr).unwrap();
                     assert_eq!(c.peer_addr().unwrap(), addr);
@@ -77,7 +77,7 @@ fn udp_round_trips() {
 
 #[test]
 fn udp_timeouts_peek_and_options() {
-    gort::run(|| {
+    run(|| {
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = UdpSocket::bind("127.0.0.1:0").unwrap();
         a.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
@@ -124,13 +124,13 @@ fn unix_stream_round_trips() {
     let _w = Watchdog::new("unix_stream", Duration::from_secs(60));
     let path = tmp_path("stream");
     let p2 = path.clone();
-    gort::run(move || {
+    run(move || {
         let l = UnixListener::bind(&p2).unwrap();
         assert_eq!(l.local_addr().unwrap().as_pathname(), Some(p2.as_path()));
-        let srv = gort::spawn(move || {
+        let srv = go!(move || {
             for s in l.incoming().take(CLIENTS) {
                 let mut s = s.unwrap();
-                gort::spawn(move || {
+                go!(move || {
                     let mut buf = [0u8; 256];
                     loop {
                         let n = s.read(&mut buf).unwrap();
@@ -145,7 +145,7 @@ fn unix_stream_round_trips() {
         let cs: Vec<_> = (0..CLIENTS)
             .map(|i| {
                 let p = p2.clone();
-                gort::spawn(move || {
+                go!(move || {
                     let mut c = UnixStream::connect(&p).unwrap();
                     assert_eq!(c.peer_addr().unwrap().as_pathname(), Some(p.as_path()));
                     for r in 0..50 {
@@ -171,7 +171,7 @@ fn unix_stream_round_trips() {
 #[test]
 fn unix_pair_deadlines_broken_pipe_close() {
     let _w = Watchdog::new("unix_pair", Duration::from_secs(60));
-    gort::run(|| {
+    run(|| {
         let (a, b) = UnixStream::pair().unwrap();
         a.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
         assert_eq!((&a).read(&mut [0; 4]).unwrap_err().kind(), ErrorKind::WouldBlock);
@@ -180,7 +180,7 @@ fn unix_pair_deadlines_broken_pipe_close() {
         let a = Arc::new(a);
         let r = {
             let a = a.clone();
-            gort::spawn(move || (&*a).read(&mut [0; 4]).map_err(|e| e.kind()))
+            go!(move || (&*a).read(&mut [0; 4]).map_err(|e| e.kind()))
         };
         gort::time::sleep(Duration::from_millis(20));
         a.set_read_deadline(Some(Instant::now() + Duration::from_millis(10)));
@@ -200,11 +200,11 @@ fn unix_pair_deadlines_broken_pipe_close() {
     // Listener close wakes a blocked accept.
     let path = tmp_path("close");
     let p2 = path.clone();
-    gort::run(move || {
+    run(move || {
         let l = Arc::new(UnixListener::bind(&p2).unwrap());
         let acc = {
             let l = l.clone();
-            gort::spawn(move || l.accept().map(|_| ()).map_err(|e| e.to_string()))
+            go!(move || l.accept().map(|_| ()).map_err(|e| e.to_string()))
         };
         gort::time::sleep(Duration::from_millis(20));
         l.close();
@@ -219,9 +219,9 @@ fn unix_datagram_round_trips() {
     let sp = tmp_path("dgram-srv");
     let cp = tmp_path("dgram-cli");
     let (sp2, cp2) = (sp.clone(), cp.clone());
-    gort::run(move || {
+    run(move || {
         let srv = UnixDatagram::bind(&sp2).unwrap();
-        let echo = gort::spawn(move || {
+        let echo = go!(move || {
             let mut buf = [0u8; 256];
             for _ in 0..100 {
                 let (n, from) = srv.recv_from(&mut buf).unwrap();

@@ -2,11 +2,14 @@
 //! pprof`, the notes' leak demo diffed with `-base`, Go's debug=1 and debug=2 texts, and the
 //! prost messages checked against a profile written by Go.
 
+mod common;
+
 #[path = "prof_util.rs"]
 mod util;
 
 use std::time::Duration;
 
+use common::{go, run};
 use gort::chan;
 use gort::profiler::goroutine::{render2, GStack};
 use gort::profiler::proto::Profile;
@@ -45,7 +48,7 @@ fn wait_receivers(n: usize) {
 fn http_pprof_goroutine(a: &chan::Receiver<i32>, spawn: usize) {
     for _ in 0..spawn {
         let a = a.clone();
-        gort::go!(move || {
+        go!(move || {
             let _ = a.recv();
         });
     }
@@ -56,7 +59,7 @@ fn leak_demo_diff_with_base() {
     let _t = turn();
     let (tx, rx) = chan::chan::<i32>(0);
     let dir = tmpdir("leak");
-    let (g1, g2) = gort::run(move || {
+    let (g1, g2) = run(move || {
         // Both profiles are taken from the same line, so the profiling goroutine's own stack
         // cancels out in the diff, as the HTTP handler's does in Go's demo.
         let mut ps = Vec::new();
@@ -110,7 +113,7 @@ fn leak_demo_diff_with_base() {
 fn debug1_text_has_go_shape() {
     let _t = turn();
     let (tx, rx) = chan::chan::<i32>(0);
-    let text = gort::run(move || {
+    let text = run(move || {
         http_pprof_goroutine(&rx, 3);
         wait_receivers(3);
         String::from_utf8(write("goroutine", 1)).unwrap()
@@ -161,7 +164,7 @@ fn debug1_text_has_go_shape() {
 fn debug2_text_has_go_shape() {
     let _t = turn();
     let (tx, rx) = chan::chan::<i32>(0);
-    let text = gort::run(move || {
+    let text = run(move || {
         http_pprof_goroutine(&rx, 2);
         wait_receivers(2);
         String::from_utf8(write("goroutine", 2)).unwrap()
@@ -200,13 +203,13 @@ fn created_by_names_the_spawner_of_a_fn_item() {
     // of its caller to find, with frame pointers as without).
     #[inline(never)]
     fn spawn_the_worker() -> gort::JoinHandle<()> {
-        let h = gort::spawn(parked_worker);
+        let h = go!(parked_worker);
         std::hint::black_box(&h);
         h
     }
     let (tx, rx) = chan::chan::<()>(0);
     *RX.lock().unwrap() = Some(rx);
-    let (text, id) = gort::run(move || {
+    let (text, id) = run(move || {
         let h = spawn_the_worker();
         wait_receivers(1);
         let text = String::from_utf8(write("goroutine", 2)).unwrap();
@@ -230,9 +233,9 @@ fn created_by_names_the_spawner_of_a_fn_item() {
 #[test]
 fn long_wait_shows_minutes_end_to_end() {
     let _t = turn();
-    let (text, id) = gort::run(|| {
+    let (text, id) = run(|| {
         let (tx, rx) = chan::chan::<()>(0);
-        let h = gort::spawn(move || rx.recv());
+        let h = go!(move || rx.recv());
         let id = h.id();
         wait_receivers(1);
         let mut found = None;
@@ -281,7 +284,7 @@ fn long_wait_shows_minutes() {
 #[test]
 fn raw_parses_goroutine_and_threadcreate() {
     let _t = turn();
-    let (g, t) = gort::run(|| (write("goroutine", 0), write("threadcreate", 0)));
+    let (g, t) = run(|| (write("goroutine", 0), write("threadcreate", 0)));
     let pg = decode_valid(&g);
     assert_eq!(pg.str(pg.sample_type[0].r#type), "goroutine");
     assert_eq!(pg.str(pg.sample_type[0].unit), "count");
@@ -341,7 +344,7 @@ fn go_written_fixture_decodes() {
 fn labels_split_groups_and_are_inherited() {
     let _t = turn();
     let (tx, rx) = chan::chan::<i32>(0);
-    let (text, gz) = gort::run(move || {
+    let (text, gz) = run(move || {
         use gort::profiler::{labels, with_labels};
         assert!(labels().0.is_empty());
         with_labels(&[("worker", "a")], || {

@@ -4,12 +4,15 @@
 //!
 //! One test function: the demo's allocations are process-wide state the checks share.
 
+mod common;
+
 #[path = "prof_util.rs"]
 mod util;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use common::{go, run};
 use gort::profiler::proto::Profile;
 use util::*;
 
@@ -59,7 +62,7 @@ fn leaf_sum(p: &Profile, leaf: &str, idx: usize) -> i64 {
 fn spawn_parked(n: usize, gate: &gort::chan::Receiver<()>, handles: &mut Vec<gort::JoinHandle<()>>) {
     for _ in 0..n {
         let rx = gate.clone();
-        handles.push(gort::spawn(move || {
+        handles.push(go!(move || {
             rx.recv();
         }));
     }
@@ -71,7 +74,7 @@ fn runtime_memory_is_the_runtimes() {
     const N: usize = 10_000;
     gort::profiler::set_mem_profile_rate(4096);
     let mut handles = Vec::with_capacity(N);
-    gort::run(move || {
+    run(move || {
         let (tx, rx) = gort::chan::chan::<()>(0);
         spawn_parked(N, &rx, &mut handles);
         let p = decode_valid(&write("heap", 0));
@@ -89,14 +92,14 @@ fn runtime_memory_is_the_runtimes() {
 #[test]
 fn heap_demo() {
     assert_eq!(gort::profiler::mem_profile_rate(), 512 * 1024);
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = gort::chan::chan::<()>(0);
         let t2 = tx.clone();
-        gort::go!(move || {
+        go!(move || {
             new_map_in_heap();
             t2.send(()).unwrap();
         });
-        gort::go!(move || {
+        go!(move || {
             new_slice_in_heap1();
             tx.send(()).unwrap();
         });

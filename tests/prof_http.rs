@@ -1,6 +1,8 @@
 //! `gort::profiler::serve`: Go's `net/http/pprof` routes over loopback, fetched with a plain
 //! std client (and `go tool pprof` when installed), including while every P is hogged.
 
+mod common;
+
 #[path = "prof_util.rs"]
 mod util;
 
@@ -10,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::go;
 use gort::profiler::Server;
 use util::*;
 
@@ -193,7 +196,7 @@ fn answers_while_every_p_is_busy() {
     let mut hogs = Vec::new();
     for _ in 0..n {
         let (stop, started) = (stop.clone(), started.clone());
-        hogs.push(gort::spawn(move || {
+        hogs.push(go!(move || {
             started.fetch_add(1, Ordering::SeqCst);
             let t0 = Instant::now();
             let mut x = 0u64;

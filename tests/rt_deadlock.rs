@@ -3,8 +3,12 @@
 //! threads it does not know of might still wake a goroutine. Each scenario runs as `main` of a
 //! child process, as in a real program.
 
+mod common;
+
 use std::process::{Command, Output};
 use std::time::Duration;
+
+use common::{go, run};
 
 const SCENARIO_ENV: &str = "GORT_DEADLOCK_SCENARIO";
 
@@ -67,26 +71,26 @@ fn child(name: &str, env: &[(&str, &str)]) -> (Output, String, String) {
 fn scenario(name: &str) {
     match name {
         "deadlock" => {
-            gort::run(|| {
+            run(|| {
                 let (_tx, rx) = gort::chan::chan::<u32>(0);
                 let rx2 = rx.clone();
-                let _h = gort::Builder::new().name("stuck").spawn(move || rx2.recv()).unwrap();
+                let _h = common::spawn_with(gort::Builder::new().name("stuck"), move || rx2.recv()).unwrap();
                 gort::time::sleep(Duration::from_millis(20));
                 rx.recv(); // nobody will ever send
             });
             println!("unreachable: run returned");
         }
         "will_end" => {
-            gort::run(|| {
+            run(|| {
                 // A pending timer will deliver.
                 let (tx, rx) = gort::chan::chan::<u32>(1);
-                let _t = gort::time::after_func(Duration::from_millis(30), move || {
+                let _t = common::after_func(Duration::from_millis(30), move || {
                     let _ = tx.try_send(1);
                 });
                 assert_eq!(rx.recv(), Some(1));
                 // A goroutine in a blocking call will come back and send.
                 let (tx, rx) = gort::chan::chan::<u32>(0);
-                gort::spawn(move || {
+                go!(move || {
                     gort::blocking(|| std::thread::sleep(Duration::from_millis(50)));
                     tx.send(2).unwrap();
                 });
@@ -106,7 +110,7 @@ fn scenario(name: &str) {
             // A thread that might have woken us exits without doing so: the deadlock is
             // reported once it is gone (sysmon re-checks).
             let t = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(200)));
-            gort::run(move || {
+            run(move || {
                 let (_tx, rx) = gort::chan::chan::<u32>(0);
                 let _keep = t;
                 rx.recv();
@@ -118,7 +122,7 @@ fn scenario(name: &str) {
             // main goroutine stays parked on `rx1`.
             let (tx1, rx1) = gort::chan::chan::<u32>(0);
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                gort::run(move || {
+                run(move || {
                     rx1.recv();
                 })
             }));

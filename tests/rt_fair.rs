@@ -6,13 +6,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{go, run};
+
 mod common;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Runs a 10 ms ticker goroutine for 50 ticks and returns the worst interval between ticks.
 fn ticker_worst() -> Duration {
-    gort::spawn(|| {
+    go!(|| {
         let period = Duration::from_millis(10);
         let start = Instant::now();
         let mut last = start;
@@ -52,7 +54,7 @@ fn spin(stop: &AtomicBool) -> u64 {
 #[test]
 fn ticker_keeps_time_while_hogs_spin() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    gort::run(|| {
+    run(|| {
         // Up to three attempts: another process's burst can spoil one, a starvation bug spoils
         // every one (the ticker then waits for the hogs' 10 s cap).
         let mut results = Vec::new();
@@ -90,7 +92,7 @@ fn ticker_beside_hogs() -> (Duration, Duration) {
     let hogs: Vec<_> = (0..n)
         .map(|_| {
             let (stop, spins) = (stop.clone(), spins.clone());
-            gort::spawn(move || {
+            go!(move || {
                 let x = spin(&stop);
                 spins.fetch_add(1, Ordering::Relaxed);
                 x
@@ -113,14 +115,14 @@ fn ticker_beside_hogs() -> (Duration, Duration) {
 #[test]
 fn blocking_keeps_others_running() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    gort::run(|| {
+    run(|| {
         let n = gort::gomaxprocs();
         let release = Arc::new(AtomicBool::new(false));
         let in_call = Arc::new(AtomicU64::new(0));
         let blockers: Vec<_> = (0..n)
             .map(|_| {
                 let (release, in_call) = (release.clone(), in_call.clone());
-                gort::spawn(move || {
+                go!(move || {
                     gort::blocking(|| {
                         in_call.fetch_add(1, Ordering::SeqCst);
                         // A thread-blocking wait (std, not the runtime) until released.
@@ -138,7 +140,7 @@ fn blocking_keeps_others_running() {
             gort::yield_now();
         }
         // All blockers hold their threads; real work still gets done, on other Ms.
-        let work: Vec<_> = (0..100u64).map(|i| gort::spawn(move || (0..1000u64).map(|j| i ^ j).sum::<u64>())).collect();
+        let work: Vec<_> = (0..100u64).map(|i| go!(move || (0..1000u64).map(|j| i ^ j).sum::<u64>())).collect();
         let total: u64 = work.into_iter().map(|h| h.join().unwrap()).sum();
         assert!(!release.load(Ordering::SeqCst));
         assert_eq!(in_call.load(Ordering::SeqCst), n as u64);
@@ -155,8 +157,8 @@ fn blocking_keeps_others_running() {
 #[test]
 fn schedtrace_prints_lines() {
     if std::env::var_os("GORT_FAIR_CHILD").is_some() {
-        gort::run(|| {
-            let hs: Vec<_> = (0..4).map(|_| gort::spawn(|| gort::time::sleep(Duration::from_millis(120)))).collect();
+        run(|| {
+            let hs: Vec<_> = (0..4).map(|_| go!(|| gort::time::sleep(Duration::from_millis(120)))).collect();
             for h in hs {
                 h.join().unwrap();
             }
@@ -198,12 +200,12 @@ fn ready_from_inside_blocking_wakes_at_once() {
     let _w = common::Watchdog::new("ready_from_inside_blocking_wakes_at_once", Duration::from_secs(60));
     const ROUNDS: usize = 15;
     let retakes_before = gort::runtime::proc::syscall_retakes();
-    let mut lat = gort::run(|| {
+    let mut lat = run(|| {
         let mut lat = Vec::new();
         for _ in 0..ROUNDS {
             let (tx, rx) = gort::chan::chan::<Instant>(0);
             let (back_tx, back_rx) = gort::chan::chan::<Duration>(0);
-            gort::spawn(move || {
+            go!(move || {
                 let sent = rx.recv().unwrap();
                 back_tx.send(sent.elapsed()).unwrap();
             });

@@ -5,15 +5,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{in_child, run_child, stderr, stdout};
+use common::{go, in_child, run, run_child, stderr, stdout};
 
 /// `join` returns the panic payload; the runtime keeps running after many panics.
 #[test]
 fn join_returns_the_panic() {
-    gort::run(|| {
+    run(|| {
         let hs: Vec<_> = (0..1000u32)
             .map(|i| {
-                gort::spawn(move || {
+                go!(move || {
                     if i % 2 == 0 {
                         panic!("goroutine {i} gives up");
                     }
@@ -33,29 +33,29 @@ fn join_returns_the_panic() {
         }
         assert_eq!(ok, 500);
         // Still healthy.
-        assert_eq!(gort::spawn(|| 5).join().unwrap(), 5);
+        assert_eq!(go!(|| 5).join().unwrap(), 5);
     });
 }
 
 /// A panic in the main goroutine comes out of `run` with its payload; `run` works again after.
 #[test]
 fn main_panic_propagates_out_of_run() {
-    let r = std::panic::catch_unwind(|| gort::run(|| -> u32 { panic!("main goroutine fails") }));
+    let r = std::panic::catch_unwind(|| run(|| -> u32 { panic!("main goroutine fails") }));
     let e = r.unwrap_err();
     assert_eq!(*e.downcast_ref::<&str>().unwrap(), "main goroutine fails");
-    assert_eq!(gort::run(|| 3), 3);
+    assert_eq!(run(|| 3), 3);
 }
 
 /// An unjoined panic is printed with the goroutine's id and name; the program carries on.
 #[test]
 fn unjoined_panic_is_reported_and_program_continues() {
     if in_child() {
-        let id = gort::run(|| {
-            let h = gort::Builder::new().name("doomed").spawn(|| panic!("nobody joins me")).unwrap();
+        let id = run(|| {
+            let h = common::spawn_with(gort::Builder::new().name("doomed"), || panic!("nobody joins me")).unwrap();
             let id = h.id();
             drop(h);
             gort::time::sleep(Duration::from_millis(50));
-            let more: u64 = (0..100u64).map(|i| gort::spawn(move || i)).map(|h| h.join().unwrap()).sum();
+            let more: u64 = (0..100u64).map(|i| go!(move || i)).map(|h| h.join().unwrap()).sum();
             assert_eq!(more, 4950);
             id
         });
@@ -82,7 +82,7 @@ fn unjoined_panic_is_reported_and_program_continues() {
 #[test]
 fn bad_env_values_are_clear_errors() {
     if in_child() {
-        gort::run(|| ());
+        run(|| ());
         println!("unreachable: started");
         return;
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::Watchdog;
+use common::{go, run, Watchdog};
 use gort::{GRef, WaitReason};
 
 /// A counting semaphore built directly on park/ready, the way the runtime's own primitives are.
@@ -79,12 +79,16 @@ fn ping_pong_ten_million_no_lost_wakeup() {
     let _w = Watchdog::new("ping_pong_ten_million", Duration::from_secs(300));
     let counter = Arc::new(AtomicU64::new(0));
     let c = counter.clone();
-    gort::run(move || {
+    run(move || {
         let mut hs = Vec::new();
         for _ in 0..PAIRS {
             let (a, b) = (Arc::new(Sem::default()), Arc::new(Sem::default()));
-            hs.push(gort::spawn(ping_pong(a.clone(), b.clone(), ROUNDS, c.clone())));
-            hs.push(gort::spawn(ping_pong(b, a.clone(), ROUNDS, c.clone())));
+            // `ping_pong` builds the goroutine's closure here (not `go!(f(args))`, which would
+            // call it in the goroutine).
+            let (side_a, side_b) =
+                (ping_pong(a.clone(), b.clone(), ROUNDS, c.clone()), ping_pong(b, a.clone(), ROUNDS, c.clone()));
+            hs.push(go!(side_a));
+            hs.push(go!(side_b));
             a.release(); // serve
         }
         for h in hs {
@@ -103,7 +107,7 @@ fn ping_pong_goroutine_and_thread() {
     let counter = Arc::new(AtomicU64::new(0));
     let t = std::thread::spawn(ping_pong(b.clone(), a.clone(), ROUNDS, counter.clone()));
     let c = counter.clone();
-    gort::run(move || {
+    run(move || {
         a.release();
         ping_pong(a, b, ROUNDS, c)();
     });
@@ -114,7 +118,7 @@ fn ping_pong_goroutine_and_thread() {
 /// A commit that refuses resumes the goroutine at once, never marked as parked afterwards.
 #[test]
 fn refused_commit_resumes_immediately() {
-    gort::run(|| {
+    run(|| {
         let calls = Arc::new(AtomicU64::new(0));
         for _ in 0..1000 {
             let c = calls.clone();
@@ -137,10 +141,10 @@ fn refused_commit_resumes_immediately() {
 /// runs again.
 #[test]
 fn parked_goroutine_is_visible_and_readied() {
-    gort::run(|| {
+    run(|| {
         let slot: Arc<Mutex<Option<GRef>>> = Arc::default();
         let s = slot.clone();
-        let h = gort::spawn(move || {
+        let h = go!(move || {
             // SAFETY: the commit publishes `g` in `slot`, from which the test takes it once to
             // ready it; the store is its last act. It does not park or panic.
             unsafe {
@@ -186,7 +190,7 @@ fn plain_thread_parks_and_readies() {
         };
         w.store(true, Ordering::SeqCst);
     });
-    gort::run(move || {
+    run(move || {
         let g = loop {
             if let Some(g) = slot.lock().unwrap().take() {
                 break g;
@@ -205,11 +209,11 @@ fn plain_thread_parks_and_readies() {
 /// stack, the frame-pointer chain can be walked, and a `ready` meanwhile waits for the snapshot.
 #[test]
 fn snapshot_holds_a_parked_goroutine_still() {
-    gort::run(|| {
+    run(|| {
         let slot: Arc<Mutex<Option<GRef>>> = Arc::default();
         let ran = Arc::new(AtomicBool::new(false));
         let (s, r) = (slot.clone(), ran.clone());
-        let h = gort::spawn(move || {
+        let h = go!(move || {
             // SAFETY: the commit publishes `g` in `slot`, from which the test takes it once to
             // ready it; the store is its last act. It does not park or panic.
             unsafe {
@@ -264,7 +268,7 @@ fn snapshot_holds_a_parked_goroutine_still() {
 #[test]
 fn refused_commit_waits_for_a_snapshot() {
     let _w = Watchdog::new("refused_commit_waits_for_a_snapshot", Duration::from_secs(60));
-    gort::run(|| {
+    run(|| {
         for _ in 0..20 {
             let parked: Arc<Mutex<Option<GRef>>> = Arc::default();
             let held = Arc::new(AtomicBool::new(false));
@@ -289,7 +293,7 @@ fn refused_commit_waits_for_a_snapshot() {
             };
             let h = {
                 let (parked, held, ran, released) = (parked.clone(), held.clone(), ran_while_held.clone(), released);
-                gort::spawn(move || {
+                go!(move || {
                     // SAFETY: the commit hands `g` to no waker (the snapshot thread only holds it
                     // still, never readies it) and returns false; it neither parks nor panics.
                     unsafe {

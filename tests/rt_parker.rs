@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{go, run};
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +37,7 @@ fn handles_are_send_and_unparker_is_sync() {
 #[test]
 fn unpark_before_park_returns_at_once() {
     let _w = Watchdog::new("unpark_before_park_returns_at_once", PATIENCE);
-    gort::run(|| {
+    run(|| {
         let p = Parker::new();
         p.unparker().unpark();
         p.park();
@@ -49,11 +51,11 @@ fn unpark_before_park_returns_at_once() {
 #[test]
 fn unpark_from_another_goroutine_wakes_a_parked_goroutine() {
     let _w = Watchdog::new("unpark_from_another_goroutine", PATIENCE);
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan(1);
         let done = Arc::new(AtomicBool::new(false));
         let d = done.clone();
-        let owner = gort::spawn(move || {
+        let owner = go!(move || {
             let p = Parker::new();
             tx.send(p.unparker()).unwrap();
             while !d.load(Ordering::Acquire) {
@@ -65,7 +67,7 @@ fn unpark_from_another_goroutine_wakes_a_parked_goroutine() {
         wait_parked(owner.id());
         let info = gort::goroutines().into_iter().find(|g| g.id == owner.id()).unwrap();
         assert_eq!(info.wait_reason, Some(gort::WaitReason::SyncParker));
-        gort::spawn(move || {
+        go!(move || {
             done.store(true, Ordering::Release);
             u.unpark();
         });
@@ -76,7 +78,7 @@ fn unpark_from_another_goroutine_wakes_a_parked_goroutine() {
 #[test]
 fn unpark_from_a_plain_thread_wakes_a_parked_goroutine() {
     let _w = Watchdog::new("unpark_from_a_plain_thread", PATIENCE);
-    gort::run(|| {
+    run(|| {
         let p = Parker::new();
         let u = p.unparker();
         let me = gort::current_id().unwrap();
@@ -96,7 +98,7 @@ fn goroutine_unparks_a_parked_plain_thread() {
     let u = p.unparker();
     let woke = Arc::new(AtomicBool::new(false));
     let w = woke.clone();
-    let h = gort::spawn(move || {
+    let h = go!(move || {
         gort::time::sleep(Duration::from_millis(20));
         w.store(true, Ordering::Release);
         u.unpark();
@@ -121,7 +123,7 @@ fn repeated_unparks_coalesce() {
         assert!(!p.park_timeout(Duration::from_millis(20)), "a second token survived");
         assert!(!p.park_timeout(Duration::ZERO));
     };
-    gort::run(check);
+    run(check);
     check();
 }
 
@@ -151,7 +153,7 @@ fn park_timeout_times_out_or_takes_the_token() {
         assert!(t.elapsed() < PATIENCE / 2);
         h.join().unwrap();
     };
-    gort::run(check);
+    run(check);
     check();
 }
 
@@ -162,11 +164,11 @@ fn park_timeout_times_out_or_takes_the_token() {
 fn timeouts_never_lose_an_unpark() {
     const ROUNDS: u64 = 2000;
     let _w = Watchdog::new("timeouts_never_lose_an_unpark", Duration::from_secs(120));
-    gort::run(|| {
+    run(|| {
         let p = Parker::new();
         let u = p.unparker();
         let (go_tx, go_rx) = chan::chan::<u64>(0);
-        let unparker = gort::spawn(move || {
+        let unparker = go!(move || {
             while let Some(i) = go_rx.recv() {
                 if i % 3 != 0 {
                     gort::time::sleep(Duration::from_micros(i % 50));
@@ -206,9 +208,9 @@ fn late_unpark_wakes_no_stranger() {
         return;
     }
     let _w = Watchdog::new("late_unpark_wakes_no_stranger", PATIENCE);
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan(1);
-        let owner = gort::spawn(move || {
+        let owner = go!(move || {
             let p = Parker::new();
             tx.send((p.unparker(), gort::runtime::current())).unwrap();
             p.park();
@@ -223,7 +225,7 @@ fn late_unpark_wakes_no_stranger() {
         let hs: Vec<_> = (0..N)
             .map(|_| {
                 let (vrx, reused, woke) = (vrx.clone(), reused.clone(), woke.clone());
-                gort::spawn(move || {
+                go!(move || {
                     if gort::runtime::current() == owner_g {
                         reused.store(true, Ordering::Relaxed);
                     }
@@ -265,7 +267,7 @@ fn late_unpark_wakes_no_stranger() {
 fn ping_pong_between_two_parkers() {
     const ROUNDS: u64 = 200_000;
     let _w = Watchdog::new("ping_pong_between_two_parkers", Duration::from_secs(120));
-    gort::run(|| {
+    run(|| {
         // The turn counter: even for A, odd for B.
         let turn = Arc::new(AtomicU64::new(0));
         let (pa, pb) = (Parker::new(), Parker::new());
@@ -281,8 +283,10 @@ fn ping_pong_between_two_parkers() {
                 }
             }
         };
-        let a = gort::spawn(side(0, pa, ub, turn.clone()));
-        let b = gort::spawn(side(1, pb, ua, turn.clone()));
+        let side_a = side(0, pa, ub, turn.clone());
+        let a = go!(side_a);
+        let side_b = side(1, pb, ua, turn.clone());
+        let b = go!(side_b);
         a.join().unwrap();
         b.join().unwrap();
         assert_eq!(turn.load(Ordering::Relaxed), 2 * ROUNDS);

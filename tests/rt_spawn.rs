@@ -6,15 +6,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Watchdog;
+use common::{go, run, Watchdog};
 
 /// One million goroutines spawned and joined; every result arrives exactly once.
 #[test]
 fn spawn_join_one_million() {
     const N: u64 = 1_000_000;
     let _w = Watchdog::new("spawn_join_one_million", Duration::from_secs(240));
-    let sum = gort::run(|| {
-        let hs: Vec<_> = (0..N).map(|i| gort::spawn(move || i * 3)).collect();
+    let sum = run(|| {
+        let hs: Vec<_> = (0..N).map(|i| go!(move || i * 3)).collect();
         hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
     });
     assert_eq!(sum, 3 * N * (N - 1) / 2);
@@ -27,55 +27,66 @@ fn chained_spawn() {
         if n == 0 {
             return 0;
         }
-        gort::spawn(move || link(n - 1)).join().unwrap() + 1
+        go!(move || link(n - 1)).join().unwrap() + 1
     }
-    assert_eq!(gort::run(|| link(10_000)), 10_000);
+    assert_eq!(run(|| link(10_000)), 10_000);
 }
 
 fn add(a: u64, b: u64) -> u64 {
     a + b
 }
 
-/// Every form of `go!`; `go!(f(args))` evaluates its arguments at the `go!`, as Go does.
+/// Every form of gort's own `go!` (not the tests' wrapper); `go!(f(args))` evaluates its
+/// arguments at the `go!`, as Go does.
 #[test]
 fn go_macro_forms() {
-    gort::run(|| {
+    run(|| {
         let x = 5u64;
-        assert_eq!(gort::go!(move || x * 2).join().unwrap(), 10);
+        // SAFETY: the goroutine computes with an integer and never blocks.
+        assert_eq!(unsafe { gort::go!(move || x * 2) }.join().unwrap(), 10);
         let counter = Arc::new(AtomicUsize::new(0));
         let c = counter.clone();
-        gort::go!(move || c.fetch_add(1, Ordering::SeqCst)).join().unwrap();
+        // SAFETY: the goroutine holds an `Arc` of an atomic (Send) and never blocks.
+        unsafe { gort::go!(move || c.fetch_add(1, Ordering::SeqCst)) }.join().unwrap();
         assert_eq!(counter.load(Ordering::SeqCst), 1);
-        assert_eq!(gort::go!(|| 7).join().unwrap(), 7);
+        // SAFETY: the goroutine returns a constant.
+        assert_eq!(unsafe { gort::go!(|| 7) }.join().unwrap(), 7);
 
         let mut arg = 40;
-        let h = gort::go!(add(arg, 2));
+        // SAFETY: `add` adds two integers and never blocks.
+        let h = unsafe { gort::go!(add(arg, 2)) };
         arg += 100; // too late: the argument was evaluated at the `go!`
         assert_eq!(h.join().unwrap(), 42);
         assert_eq!(arg, 140);
 
         let f = move || x + 1;
-        assert_eq!(gort::go!(f).join().unwrap(), 6);
+        // SAFETY: `f` computes with an integer and never blocks.
+        assert_eq!(unsafe { gort::go!(f) }.join().unwrap(), 6);
+
+        // The tests' wrapper has the same forms.
+        assert_eq!(go!(move || x * 3).join().unwrap(), 15);
+        assert_eq!(go!(|| 8).join().unwrap(), 8);
+        let h = go!(add(arg, 2));
+        arg += 1;
+        assert_eq!((h.join().unwrap(), arg), (142, 141));
+        assert_eq!(go!(f).join().unwrap(), 6);
     });
 }
 
 /// `Builder` names the goroutine (visible while it runs) and sizes its stack.
 #[test]
 fn builder_name_and_stack_size() {
-    gort::run(|| {
-        let h = gort::Builder::new()
-            .name("big-stack")
-            .stack_size(2 << 20)
-            .spawn(|| {
-                let (lo, hi) = gort::runtime::current_stack_bounds();
-                let me = gort::current_id().unwrap();
-                let info = gort::goroutines().into_iter().find(|g| g.id == me).unwrap();
-                // A frame far bigger than the default stack fits in the requested one.
-                let big = [7u8; 1 << 20];
-                let s: u64 = std::hint::black_box(&big).iter().map(|&b| b as u64).sum();
-                (hi - lo, info.name.map(|n| n.to_string()), s)
-            })
-            .unwrap();
+    run(|| {
+        let h = common::spawn_with(gort::Builder::new().name("big-stack").stack_size(2 << 20), || {
+            let (lo, hi) = gort::runtime::current_stack_bounds();
+            let me = gort::current_id().unwrap();
+            let info = gort::goroutines().into_iter().find(|g| g.id == me).unwrap();
+            // A frame far bigger than the default stack fits in the requested one.
+            let big = [7u8; 1 << 20];
+            let s: u64 = std::hint::black_box(&big).iter().map(|&b| b as u64).sum();
+            (hi - lo, info.name.map(|n| n.to_string()), s)
+        })
+        .unwrap();
         let (size, name, s) = h.join().unwrap();
         assert!(size >= 2 << 20, "stack is {size} bytes");
         assert_eq!(name.as_deref(), Some("big-stack"));
@@ -88,10 +99,10 @@ fn builder_name_and_stack_size() {
 #[test]
 fn ids_parents_and_call_sites() {
     assert_eq!(gort::current_id(), None);
-    gort::run(|| {
+    run(|| {
         let me = gort::current_id().unwrap();
-        let a = gort::spawn(|| gort::current_id().unwrap());
-        let b = gort::spawn(|| gort::current_id().unwrap());
+        let a = go!(|| gort::current_id().unwrap());
+        let b = go!(|| gort::current_id().unwrap());
         let (ida, idb) = (a.id(), b.id());
         assert!(me < ida && ida < idb, "{me} {ida} {idb}");
         assert_eq!(a.join().unwrap(), ida);
@@ -99,7 +110,7 @@ fn ids_parents_and_call_sites() {
 
         let (tx, rx) = gort::chan::chan::<()>(0);
         let line = line!() + 1;
-        let h = gort::spawn(move || rx.recv());
+        let h = go!(move || rx.recv());
         // Wait until it blocks, then look at it from outside.
         let info = loop {
             if let Some(i) = gort::goroutines().into_iter().find(|g| g.id == h.id() && g.wait_reason.is_some()) {
@@ -123,7 +134,7 @@ fn spawn_and_join_from_plain_threads() {
     let ths: Vec<_> = (0..4u64)
         .map(|t| {
             std::thread::spawn(move || {
-                let hs: Vec<_> = (0..1000u64).map(|i| gort::spawn(move || t * 1000 + i)).collect();
+                let hs: Vec<_> = (0..1000u64).map(|i| go!(move || t * 1000 + i)).collect();
                 hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
             })
         })
@@ -135,20 +146,20 @@ fn spawn_and_join_from_plain_threads() {
 /// `is_finished`, detaching by dropping the handle, and `num_goroutine` seeing live goroutines.
 #[test]
 fn detach_and_count() {
-    gort::run(|| {
+    run(|| {
         let done = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = gort::chan::chan::<()>(0);
         let before = gort::num_goroutine();
         for _ in 0..100 {
             let d = done.clone();
             let rx = rx.clone();
-            drop(gort::spawn(move || {
+            drop(go!(move || {
                 rx.recv();
                 d.fetch_add(1, Ordering::SeqCst);
             }));
         }
         assert!(gort::num_goroutine() >= before + 100);
-        let h = gort::spawn(|| ());
+        let h = go!(|| ());
         drop(tx); // close: every detached goroutine wakes and finishes
         while done.load(Ordering::SeqCst) < 100 {
             gort::yield_now();
@@ -163,13 +174,13 @@ fn detach_and_count() {
 #[test]
 fn yield_interleaves_on_one_p() {
     if common::in_child() {
-        let order = gort::run(|| {
+        let order = run(|| {
             assert_eq!(gort::gomaxprocs(), 1);
             let log = Arc::new(std::sync::Mutex::new(Vec::new()));
             let hs: Vec<_> = (0..2)
                 .map(|id| {
                     let log = log.clone();
-                    gort::spawn(move || {
+                    go!(move || {
                         for _ in 0..3 {
                             log.lock().unwrap().push(id);
                             gort::yield_now();
@@ -201,12 +212,12 @@ fn skynet_join_storm() {
             return num;
         }
         let sub = size / 10;
-        let hs: Vec<_> = (0..10).map(|i| gort::spawn(move || skynet(num + i * sub, sub))).collect();
+        let hs: Vec<_> = (0..10).map(|i| go!(move || skynet(num + i * sub, sub))).collect();
         hs.into_iter().map(|h| h.join().unwrap()).sum()
     }
     let _w = Watchdog::new("skynet_join_storm", Duration::from_secs(240));
     for _ in 0..5 {
-        assert_eq!(gort::run(|| skynet(0, 100_000)), 4_999_950_000);
+        assert_eq!(run(|| skynet(0, 100_000)), 4_999_950_000);
     }
 }
 
@@ -224,13 +235,13 @@ fn overflowing_spawns_run_newest_first() {
         return;
     }
     let order = Arc::new(std::sync::Mutex::new(Vec::with_capacity(N)));
-    gort::run({
+    run({
         let order = order.clone();
         move || {
             let hs: Vec<_> = (0..N)
                 .map(|i| {
                     let order = order.clone();
-                    gort::spawn(move || order.lock().unwrap().push(i))
+                    go!(move || order.lock().unwrap().push(i))
                 })
                 .collect();
             for h in hs {

@@ -1,11 +1,14 @@
 //! Goroutine stacks through the public API: overflows die with a clear message (in a child
 //! process), and a million goroutines can be alive at once on default system settings.
 
+mod common;
+
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::{go, run};
 use gort::{GRef, WaitReason};
 
 /// Set in a child process: which overflow scenario to run.
@@ -38,12 +41,12 @@ fn recurse(n: u64) -> u64 {
 
 /// Child: a named goroutine recursing without bound (on a `stack_size` stack if non-zero).
 fn overflow_child(stack_size: usize) -> ! {
-    gort::run(move || {
+    run(move || {
         let mut b = gort::Builder::new().name("deep");
         if stack_size != 0 {
             b = b.stack_size(stack_size);
         }
-        let h = b.spawn(|| recurse(0)).unwrap();
+        let h = common::spawn_with(b, || recurse(0)).unwrap();
         let _ = h.join();
     });
     // Reaching this means the overflow went unnoticed.
@@ -100,11 +103,11 @@ fn overflow_on_dedicated_stack_is_reported() {
 #[test]
 fn outside_read_of_a_gap_is_no_overflow() {
     if in_child() {
-        gort::run(|| {
+        run(|| {
             for round in 0..4 {
                 let (tx, rx) = gort::chan::chan::<usize>(0);
                 let (done_tx, done_rx) = gort::chan::chan::<()>(0);
-                let h = gort::spawn(move || {
+                let h = go!(move || {
                     tx.send(gort::runtime::current_stack_bounds().0).unwrap();
                     done_rx.recv();
                 });
@@ -120,7 +123,7 @@ fn outside_read_of_a_gap_is_no_overflow() {
                 drop(done_tx);
                 h.join().unwrap();
                 // Reuse the stack: its check starts clean again.
-                gort::spawn(move || round).join().unwrap();
+                go!(move || round).join().unwrap();
             }
         });
         println!("outside reads: no overflow");
@@ -149,9 +152,9 @@ fn deep_recursion_within_the_stack_is_fine() {
         }
         depth(n - 1).wrapping_add(1) + (frame[0] & std::hint::black_box(0))
     }
-    let r = gort::run(|| {
+    let r = run(|| {
         // ~1 KiB frames: 150 of them fit easily in the default 256 KiB stack.
-        let hs: Vec<_> = (0..64).map(|_| gort::spawn(|| depth(150))).collect();
+        let hs: Vec<_> = (0..64).map(|_| go!(|| depth(150))).collect();
         hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
     });
     assert_eq!(r, 64 * 150);
@@ -166,12 +169,12 @@ static PARKED: Mutex<Vec<GRef>> = Mutex::new(Vec::new());
 fn million_goroutines_alive_at_once() {
     const N: usize = 1_000_000;
     let t0 = Instant::now();
-    let (peak, sum, t_spawn, t_park) = gort::run(|| {
+    let (peak, sum, t_spawn, t_park) = run(|| {
         PARKED.lock().unwrap().reserve(N);
         let t = Instant::now();
         let mut handles = Vec::with_capacity(N);
         for i in 0..N {
-            handles.push(gort::spawn(move || {
+            handles.push(go!(move || {
                 // SAFETY: the commit publishes `g` in `PARKED`, which the test drains once,
                 // readying each G it takes; the push is its last act. It does not park, and
                 // the vector has room reserved.
@@ -215,13 +218,13 @@ fn maps_now() -> usize {
 /// Prints how many were alive, how many mappings they added, and the refusal.
 fn guard_budget_child(limit: usize) {
     let maps0 = maps_now();
-    gort::run(move || {
+    run(move || {
         let (tx, rx) = gort::chan::chan::<()>(0);
         let mut hs = Vec::new();
         let mut refused = None;
         while hs.len() < limit {
             let rx = rx.clone();
-            match gort::Builder::new().spawn(move || rx.recv()) {
+            match common::spawn_with(gort::Builder::new(), move || rx.recv()) {
                 Ok(h) => hs.push(h),
                 Err(e) => {
                     refused = Some(e);
@@ -240,7 +243,7 @@ fn guard_budget_child(limit: usize) {
             println!("refused: {e}");
             assert_eq!(e.kind(), std::io::ErrorKind::OutOfMemory);
             // spawn panics with the same reason, as std::thread::spawn does.
-            let p = std::panic::catch_unwind(|| gort::spawn(|| ())).expect_err("spawn past the cap panics");
+            let p = std::panic::catch_unwind(|| go!(|| ())).expect_err("spawn past the cap panics");
             let msg = p.downcast_ref::<String>().cloned().unwrap_or_default();
             assert!(msg.contains("vm.max_map_count"), "{msg}");
         }
@@ -249,7 +252,7 @@ fn guard_budget_child(limit: usize) {
             h.join().unwrap();
         }
         // Finished goroutines give their claims back.
-        gort::Builder::new().spawn(|| ()).expect("spawn after the others finished").join().unwrap();
+        common::spawn_with(gort::Builder::new(), || ()).expect("spawn after the others finished").join().unwrap();
         println!("spawn works again");
     });
 }

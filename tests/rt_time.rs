@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gort::time::{after_func, sleep, RawTimer, Timer};
+use common::{after_func, go, run};
+use gort::time::{sleep, RawTimer, Timer};
 
 mod common;
 
@@ -14,7 +15,7 @@ const SLACK: Duration = Duration::from_secs(2);
 
 #[test]
 fn sleep_sleeps_at_least_the_duration() {
-    gort::run(|| {
+    run(|| {
         for ms in [0u64, 1, 5, 20] {
             let t = Instant::now();
             sleep(Duration::from_millis(ms));
@@ -27,10 +28,10 @@ fn sleep_sleeps_at_least_the_duration() {
 /// Ten thousand goroutines sleeping at once, each for its own duration: all wake, none early.
 #[test]
 fn ten_thousand_sleepers() {
-    gort::run(|| {
+    run(|| {
         let hs: Vec<_> = (0..10_000u64)
             .map(|i| {
-                gort::spawn(move || {
+                go!(move || {
                     let d = Duration::from_micros(500 + (i * 7919) % 30_000);
                     let t = Instant::now();
                     sleep(d);
@@ -44,7 +45,7 @@ fn ten_thousand_sleepers() {
 
 #[test]
 fn timer_stop_prevents_firing() {
-    gort::run(|| {
+    run(|| {
         let t = Timer::new(Duration::from_millis(30));
         assert!(t.stop(), "stop of a pending timer reports it was pending");
         assert!(!t.stop(), "second stop finds nothing pending");
@@ -55,7 +56,7 @@ fn timer_stop_prevents_firing() {
 
 #[test]
 fn timer_reset_and_wait() {
-    gort::run(|| {
+    run(|| {
         let t = Timer::new(Duration::from_secs(3600));
         let start = Instant::now();
         assert!(t.reset(Duration::from_millis(20)), "was pending");
@@ -82,7 +83,7 @@ fn timer_wait_from_plain_thread() {
 /// `after_func` runs its function in a new goroutine; a stopped one never runs.
 #[test]
 fn after_func_runs_in_a_goroutine() {
-    gort::run(|| {
+    run(|| {
         let ran_in = Arc::new(AtomicU64::new(0));
         let r = ran_in.clone();
         let _t = after_func(Duration::from_millis(10), move || {
@@ -109,7 +110,7 @@ fn after_func_runs_in_a_goroutine() {
 /// A periodic timer ticks repeatedly until stopped, and not after.
 #[test]
 fn periodic_timer_ticks_until_stopped() {
-    gort::run(|| {
+    run(|| {
         let n = Arc::new(AtomicU64::new(0));
         let n2 = n.clone();
         let period = 10_000_000;
@@ -156,10 +157,10 @@ fn idle_runtime_does_not_spin() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         return;
     }
-    gort::run(|| {
+    run(|| {
         sleep(Duration::from_millis(50)); // settle: Ms finish spinning
         let (c0, t0) = (cpu_time(), Instant::now());
-        let hs: Vec<_> = (0..4).map(|i| gort::spawn(move || sleep(Duration::from_millis(400 + i * 30)))).collect();
+        let hs: Vec<_> = (0..4).map(|i| go!(move || sleep(Duration::from_millis(400 + i * 30)))).collect();
         for h in hs {
             h.join().unwrap();
         }
@@ -181,7 +182,7 @@ fn stopped_timers_are_swept() {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
-    gort::run(|| {
+    run(|| {
         let dropped = Arc::new(AtomicU64::new(0));
         let hour = 3_600_000_000_000;
         for _ in 0..N {
@@ -225,13 +226,13 @@ fn every_waiter_of_a_timer_wakes() {
             woke.fetch_add(1, Ordering::SeqCst);
         })
     };
-    gort::run({
+    run({
         let woke = woke.clone();
         move || {
             let hs: Vec<_> = (0..4)
                 .map(|_| {
                     let (t, woke) = (t.clone(), woke.clone());
-                    gort::spawn(move || {
+                    go!(move || {
                         t.wait();
                         woke.fetch_add(1, Ordering::SeqCst);
                     })

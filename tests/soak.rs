@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::{go, run};
+
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,13 +20,13 @@ use gort::sync::{Mutex, WaitGroup};
 fn soak() {
     let rounds = 400 * common::stress();
     let _w = common::Watchdog::new("soak", Duration::from_secs(120 + 60 * common::stress() as u64));
-    gort::run(move || {
+    run(move || {
         let stop = Arc::new(AtomicBool::new(false));
         let profiles = Arc::new(AtomicU64::new(0));
         // Profiles in a loop, beside everything else.
         let profiler = {
             let (stop, profiles) = (stop.clone(), profiles.clone());
-            gort::spawn(move || {
+            go!(move || {
                 while !stop.load(Ordering::Relaxed) {
                     for (name, debug) in
                         [("goroutine", 0), ("goroutine", 1), ("goroutine", 2), ("heap", 0), ("threadcreate", 1)]
@@ -41,10 +43,10 @@ fn soak() {
         // A loopback echo server: one goroutine per connection.
         let listener = gort::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = gort::spawn(move || {
+        let server = go!(move || {
             let mut conns = Vec::new();
             while let Ok((mut c, _)) = listener.accept() {
-                conns.push(gort::spawn(move || {
+                conns.push(go!(move || {
                     let mut buf = [0u8; 256];
                     loop {
                         match c.read(&mut buf) {
@@ -70,8 +72,8 @@ fn soak() {
             for _ in 0..8 {
                 let (wg, spawned) = (wg.clone(), spawned.clone());
                 wg.add(1);
-                gort::spawn(move || {
-                    let hs: Vec<_> = (0..50u64).map(|i| gort::spawn(move || i)).collect();
+                go!(move || {
+                    let hs: Vec<_> = (0..50u64).map(|i| go!(move || i)).collect();
                     let sum: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
                     assert_eq!(sum, 49 * 50 / 2);
                     spawned.fetch_add(50, Ordering::Relaxed);
@@ -83,7 +85,7 @@ fn soak() {
             let (tx, rx) = chan::chan::<u32>(0);
             wg.add(1);
             let wg2 = wg.clone();
-            gort::spawn(move || {
+            go!(move || {
                 let (mut got, mut timeouts) = (0, 0);
                 while got < 5 {
                     gort::select! {
@@ -94,7 +96,7 @@ fn soak() {
                 assert!(timeouts < 100_000);
                 wg2.done();
             });
-            gort::spawn(move || {
+            go!(move || {
                 for i in 0..5 {
                     gort::time::sleep(Duration::from_micros(300));
                     tx.send(i).unwrap();
@@ -109,7 +111,7 @@ fn soak() {
             let mut racers = Vec::new();
             for _ in 0..3 {
                 let (ctx, sent) = (ctx.clone(), sent.clone());
-                racers.push(gort::spawn(move || {
+                racers.push(go!(move || {
                     for v in 0..20 {
                         if ctx.send(v).is_err() {
                             break;
@@ -118,7 +120,7 @@ fn soak() {
                     }
                 }));
                 let (crx, received) = (crx.clone(), received.clone());
-                racers.push(gort::spawn(move || {
+                racers.push(go!(move || {
                     while crx.recv().is_some() {
                         received.fetch_add(1, Ordering::Relaxed);
                     }
@@ -140,7 +142,7 @@ fn soak() {
             for _ in 0..4 {
                 let (m, wg) = (m.clone(), wg.clone());
                 wg.add(1);
-                gort::spawn(move || {
+                go!(move || {
                     for _ in 0..500 {
                         *m.lock() += 1;
                     }
@@ -162,7 +164,7 @@ fn soak() {
             let mut consumers = Vec::new();
             for _ in 0..3 {
                 let (mrx, total) = (mrx.clone(), total.clone());
-                consumers.push(gort::spawn(move || loop {
+                consumers.push(go!(move || loop {
                     match mrx.recv_timeout(Duration::from_secs(30)) {
                         Ok(v) => {
                             total.fetch_add(v, Ordering::Relaxed);
@@ -175,7 +177,7 @@ fn soak() {
             let mut producers = Vec::new();
             for p in 0..3u64 {
                 let mtx = mtx.clone();
-                producers.push(gort::spawn(move || {
+                producers.push(go!(move || {
                     for i in 0..200 {
                         mtx.send(p * 1000 + i).unwrap();
                     }

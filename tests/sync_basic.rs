@@ -1,10 +1,13 @@
 //! `gort::sync` semantics: Mutex (incl. starvation mode), RwLock (writer preference), Once,
 //! OnceLock, Cond, WaitGroup, Semaphore; from goroutines and plain threads.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{go, run};
 use gort::chan;
 use gort::sync::{Cond, Mutex, Once, OnceLock, RwLock, Semaphore, WaitGroup};
 
@@ -22,7 +25,7 @@ fn wait_state(id: u64, state: &str) {
 
 #[test]
 fn mutex_basics() {
-    gort::run(|| {
+    run(|| {
         let m = Mutex::new(vec![1]);
         {
             let mut g = m.lock();
@@ -42,11 +45,11 @@ fn mutex_basics() {
 /// A goroutine blocked on a held Mutex parks (the P runs others) and gets the lock on unlock.
 #[test]
 fn mutex_blocks_and_hands_over() {
-    gort::run(|| {
+    run(|| {
         let m = Arc::new(Mutex::new(0));
         let g = m.lock();
         let m2 = m.clone();
-        let h = gort::spawn(move || {
+        let h = go!(move || {
             *m2.lock() += 1;
         });
         wait_state(h.id(), "sync.Mutex.Lock");
@@ -60,10 +63,10 @@ fn mutex_blocks_and_hands_over() {
 /// A guard may move to another goroutine, which unlocks (Go allows unlocking elsewhere).
 #[test]
 fn mutex_guard_unlocked_elsewhere() {
-    gort::run(|| {
+    run(|| {
         static M: Mutex<u32> = Mutex::new(0);
         let g = M.lock();
-        gort::spawn(move || {
+        go!(move || {
             let mut g = g;
             *g = 5;
         })
@@ -77,13 +80,13 @@ fn mutex_guard_unlocked_elsewhere() {
 /// waiter gets the lock within a bounded time (Go: after 1 ms it is handed the lock directly).
 #[test]
 fn mutex_waiter_is_not_starved() {
-    gort::run(|| {
+    run(|| {
         let m = Arc::new(Mutex::new(0u64));
         let stop = Arc::new(AtomicBool::new(false));
         let mut hogs = Vec::new();
         for _ in 0..2 {
             let (m, stop) = (m.clone(), stop.clone());
-            hogs.push(gort::spawn(move || {
+            hogs.push(go!(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let mut g = m.lock();
                     *g += 1;
@@ -124,7 +127,7 @@ fn mutex_double_unlock_panics() {
 
 #[test]
 fn rwlock_readers_share_writers_exclude() {
-    gort::run(|| {
+    run(|| {
         let l = Arc::new(RwLock::new(0));
         let r1 = l.read();
         let r2 = l.read();
@@ -144,15 +147,15 @@ fn rwlock_readers_share_writers_exclude() {
 /// and the writer (`sync.RWMutex.Lock`) runs before them.
 #[test]
 fn rwlock_pending_writer_blocks_new_readers() {
-    gort::run(|| {
+    run(|| {
         let l = Arc::new(RwLock::new(Vec::new()));
         let r = l.read();
         let l2 = l.clone();
-        let writer = gort::spawn(move || l2.write().push("writer"));
+        let writer = go!(move || l2.write().push("writer"));
         wait_state(writer.id(), "sync.RWMutex.Lock");
         assert!(l.try_read().is_none(), "a new reader got in ahead of the waiting writer");
         let l3 = l.clone();
-        let reader = gort::spawn(move || l3.read().len());
+        let reader = go!(move || l3.read().len());
         wait_state(reader.id(), "sync.RWMutex.RLock");
         drop(r);
         writer.join().unwrap();
@@ -162,11 +165,11 @@ fn rwlock_pending_writer_blocks_new_readers() {
 
 #[test]
 fn once_runs_once_and_waiters_wait() {
-    gort::run(|| {
+    run(|| {
         static ONCE: Once = Once::new();
         static N: AtomicUsize = AtomicUsize::new(0);
         let (go_tx, go_rx) = chan::chan::<()>(0);
-        let first = gort::spawn(move || {
+        let first = go!(move || {
             ONCE.call_once(|| {
                 go_rx.recv();
                 N.fetch_add(1, Ordering::SeqCst);
@@ -175,7 +178,7 @@ fn once_runs_once_and_waiters_wait() {
         wait_state(first.id(), "chan receive");
         let others: Vec<_> = (0..10)
             .map(|_| {
-                gort::spawn(|| {
+                go!(|| {
                     ONCE.call_once(|| {
                         N.fetch_add(1, Ordering::SeqCst);
                     });
@@ -201,10 +204,10 @@ fn once_runs_once_and_waiters_wait() {
 /// As in Go, a panicking function still completes the `Once`.
 #[test]
 fn once_panic_counts_as_done() {
-    gort::run(|| {
+    run(|| {
         let once = Arc::new(Once::new());
         let o = once.clone();
-        assert!(gort::spawn(move || o.call_once(|| panic!("boom"))).join().is_err());
+        assert!(go!(move || o.call_once(|| panic!("boom"))).join().is_err());
         assert!(once.is_completed());
         let mut ran = false;
         once.call_once(|| ran = true);
@@ -214,13 +217,13 @@ fn once_panic_counts_as_done() {
 
 #[test]
 fn once_lock_get_or_init_set() {
-    gort::run(|| {
+    run(|| {
         let cell = Arc::new(OnceLock::<String>::new());
         assert!(cell.get().is_none());
         let hs: Vec<_> = (0..8)
             .map(|i| {
                 let cell = cell.clone();
-                gort::spawn(move || cell.get_or_init(|| format!("init {i}")).clone())
+                go!(move || cell.get_or_init(|| format!("init {i}")).clone())
             })
             .collect();
         let vals: Vec<String> = hs.into_iter().map(|h| h.join().unwrap()).collect();
@@ -229,7 +232,7 @@ fn once_lock_get_or_init_set() {
         // A panicking initializer leaves the cell empty for the next caller.
         let c2 = Arc::new(OnceLock::<u32>::new());
         let c = c2.clone();
-        assert!(gort::spawn(move || *c.get_or_init(|| panic!("boom"))).join().is_err());
+        assert!(go!(move || *c.get_or_init(|| panic!("boom"))).join().is_err());
         assert_eq!(c2.get(), None);
         assert_eq!(*c2.get_or_init(|| 3), 3);
         assert_eq!(Arc::try_unwrap(c2).unwrap().into_inner(), Some(3));
@@ -238,13 +241,13 @@ fn once_lock_get_or_init_set() {
 
 #[test]
 fn cond_signal_wakes_one_broadcast_wakes_all() {
-    gort::run(|| {
+    run(|| {
         let state = Arc::new((Mutex::new(0u32), Cond::new()));
         let woke = Arc::new(AtomicUsize::new(0));
         let mut hs = Vec::new();
         for _ in 0..5 {
             let (state, woke) = (state.clone(), woke.clone());
-            hs.push(gort::spawn(move || {
+            hs.push(go!(move || {
                 let (m, c) = &*state;
                 let mut g = m.lock();
                 let gen = *g;
@@ -281,14 +284,14 @@ fn cond_signal_wakes_one_broadcast_wakes_all() {
 
 #[test]
 fn waitgroup_waits_for_all() {
-    gort::run(|| {
+    run(|| {
         let wg = Arc::new(WaitGroup::new());
         let n = Arc::new(AtomicUsize::new(0));
         wg.wait(); // counter 0: returns at once
         for _ in 0..100 {
             wg.add(1);
             let (wg, n) = (wg.clone(), n.clone());
-            gort::spawn(move || {
+            go!(move || {
                 gort::time::sleep(Duration::from_millis(1));
                 n.fetch_add(1, Ordering::SeqCst);
                 wg.done();
@@ -298,7 +301,7 @@ fn waitgroup_waits_for_all() {
         let waiters: Vec<_> = (0..3)
             .map(|_| {
                 let (wg, n) = (wg.clone(), n.clone());
-                gort::spawn(move || {
+                go!(move || {
                     wg.wait();
                     n.load(Ordering::SeqCst)
                 })
@@ -331,7 +334,7 @@ fn waitgroup_negative_panics() {
 
 #[test]
 fn semaphore_weighted_fifo() {
-    gort::run(|| {
+    run(|| {
         let s = Arc::new(Semaphore::new(10));
         assert_eq!(s.size(), 10);
         s.acquire(7);
@@ -340,14 +343,14 @@ fn semaphore_weighted_fifo() {
         // Queue a big request, then a small one: the small one waits behind the big one (FIFO).
         let (order_tx, order) = chan::chan::<u32>(4);
         let (s1, o1) = (s.clone(), order_tx.clone());
-        let big = gort::spawn(move || {
+        let big = go!(move || {
             s1.acquire(8);
             o1.send(8).unwrap();
             s1.release(8);
         });
         wait_state(big.id(), "semacquire");
         let (s2, o2) = (s.clone(), order_tx);
-        let small = gort::spawn(move || {
+        let small = go!(move || {
             s2.acquire(1);
             o2.send(1).unwrap();
             s2.release(1);

@@ -4,10 +4,13 @@
 //! The rates are process-wide, so the tests here take turns (one lock) and compare snapshots
 //! taken before and after (records are cumulative, as in Go).
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{go, run};
 use gort::chan;
 use gort::runtime::prof_hooks::{self, BlockRecord};
 use gort::sync::{Mutex, MutexGuard, WaitGroup};
@@ -72,12 +75,12 @@ fn unlock_here(g: MutexGuard<'_, u32>) {
 #[test]
 fn block_profile_records_blocking_receive() {
     let _t = turn();
-    gort::run(|| {
+    run(|| {
         prof_hooks::set_block_profile_rate(1);
         assert_eq!(prof_hooks::block_profile_rate(), 1);
         let before = prof_hooks::block_profile();
         let (tx, rx) = chan::chan::<u32>(0);
-        let h = gort::spawn(move || block_here(&rx));
+        let h = go!(move || block_here(&rx));
         // Start the clock only once the receiver is blocked: its wait is then >= DELAY.
         wait_state(h.id(), "chan receive");
         gort::time::sleep(DELAY);
@@ -99,12 +102,12 @@ fn block_profile_records_blocking_receive() {
 #[test]
 fn block_profile_records_select_waitgroup_and_mutex_waits() {
     let _t = turn();
-    gort::run(|| {
+    run(|| {
         prof_hooks::set_block_profile_rate(1);
         let before = prof_hooks::block_profile();
         let (tx, rx) = chan::chan::<u32>(0);
         let (_idle_tx, idle) = chan::chan::<u32>(0);
-        let sel = gort::spawn(move || {
+        let sel = go!(move || {
             gort::select! {
                 v = rx.recv() => v,
                 v = idle.recv() => v,
@@ -114,12 +117,12 @@ fn block_profile_records_select_waitgroup_and_mutex_waits() {
         let wg = Arc::new(WaitGroup::new());
         wg.add(1);
         let wg2 = wg.clone();
-        let waiter = gort::spawn(move || wg2.wait());
+        let waiter = go!(move || wg2.wait());
         wait_state(waiter.id(), "sync.WaitGroup.Wait");
         let m = Arc::new(Mutex::new(0));
         let g = m.lock();
         let m2 = m.clone();
-        let locker = gort::spawn(move || lock_here(&m2));
+        let locker = go!(move || lock_here(&m2));
         wait_state(locker.id(), "sync.Mutex.Lock");
         gort::time::sleep(DELAY);
         tx.send(1).unwrap();
@@ -141,14 +144,14 @@ fn block_profile_records_select_waitgroup_and_mutex_waits() {
 #[test]
 fn mutex_profile_records_contention_on_unlocker_stack() {
     let _t = turn();
-    gort::run(|| {
+    run(|| {
         assert_eq!(prof_hooks::set_mutex_profile_fraction(1), 0);
         assert_eq!(prof_hooks::set_mutex_profile_fraction(-1), 1, "negative only reads");
         let before = prof_hooks::mutex_profile();
         let m = Arc::new(Mutex::new(0));
         let g = m.lock();
         let m2 = m.clone();
-        let locker = gort::spawn(move || lock_here(&m2));
+        let locker = go!(move || lock_here(&m2));
         wait_state(locker.id(), "sync.Mutex.Lock");
         gort::time::sleep(DELAY);
         unlock_here(g);
@@ -169,14 +172,14 @@ fn mutex_profile_records_contention_on_unlocker_stack() {
 #[test]
 fn mutex_profile_fraction_scales() {
     let _t = turn();
-    gort::run(|| {
+    run(|| {
         prof_hooks::set_mutex_profile_fraction(2);
         let before = prof_hooks::mutex_profile();
         let m = Arc::new(Mutex::new(0));
         for _ in 0..40 {
             let g = m.lock();
             let m2 = m.clone();
-            let locker = gort::spawn(move || lock_here(&m2));
+            let locker = go!(move || lock_here(&m2));
             wait_state(locker.id(), "sync.Mutex.Lock");
             unlock_here(g);
             locker.join().unwrap();
@@ -194,19 +197,19 @@ fn mutex_profile_fraction_scales() {
 #[test]
 fn nothing_recorded_when_off() {
     let _t = turn();
-    gort::run(|| {
+    run(|| {
         prof_hooks::set_block_profile_rate(0);
         prof_hooks::set_mutex_profile_fraction(0);
         let (b0, m0) = (prof_hooks::block_profile(), prof_hooks::mutex_profile());
         let (tx, rx) = chan::chan::<u32>(0);
-        let h = gort::spawn(move || block_here(&rx));
+        let h = go!(move || block_here(&rx));
         wait_state(h.id(), "chan receive");
         tx.send(1).unwrap();
         h.join().unwrap();
         let m = Arc::new(Mutex::new(0));
         let g = m.lock();
         let m2 = m.clone();
-        let locker = gort::spawn(move || lock_here(&m2));
+        let locker = go!(move || lock_here(&m2));
         wait_state(locker.id(), "sync.Mutex.Lock");
         unlock_here(g);
         locker.join().unwrap();
@@ -220,11 +223,11 @@ fn nothing_recorded_when_off() {
 #[test]
 fn long_rate_skips_short_events() {
     let _t = turn();
-    gort::run(|| {
+    run(|| {
         prof_hooks::set_block_profile_rate(1_000_000_000_000);
         let before = prof_hooks::block_profile();
         let (tx, rx) = chan::chan::<u32>(0);
-        let h = gort::spawn(move || while block_here(&rx).is_some() {});
+        let h = go!(move || while block_here(&rx).is_some() {});
         for i in 0..1000 {
             tx.send(i).unwrap();
         }

@@ -2,15 +2,17 @@
 //! invariants, WaitGroup over 100k goroutines, Cond broadcast to 10k waiters, semaphore bounds.
 //! Sized for a 2-core machine (seconds per test); `GORT_STRESS` multiplies the increments.
 
+mod common;
+
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{go, run};
 use gort::chan;
 use gort::sync::{Cond, Mutex, RwLock, Semaphore, WaitGroup};
 
 const WORKERS: usize = 4;
-mod common;
 
 fn increments() -> u64 {
     1_000_000 * common::stress() as u64
@@ -28,13 +30,13 @@ fn collect<T>(rx: &chan::Receiver<T>, n: usize) -> Vec<T> {
 /// 4 goroutines x 1M lock/increment/unlock: the count is exact.
 #[test]
 fn mutex_counter_goroutines() {
-    gort::run(|| {
+    run(|| {
         let m = Arc::new(Mutex::new(0u64));
         let (done_tx, done) = chan::chan::<()>(WORKERS);
         let t0 = Instant::now();
         for _ in 0..WORKERS {
             let (m, done_tx) = (m.clone(), done_tx.clone());
-            gort::spawn(move || {
+            go!(move || {
                 for _ in 0..increments() {
                     *m.lock() += 1;
                 }
@@ -51,7 +53,7 @@ fn mutex_counter_goroutines() {
 /// Two goroutines and two plain threads share the counter.
 #[test]
 fn mutex_counter_mixed_threads_and_goroutines() {
-    gort::run(|| {
+    run(|| {
         let n_incr: u64 = increments() / 4;
         let m = Arc::new(Mutex::new(0u64));
         let (done_tx, done) = chan::chan::<()>(WORKERS);
@@ -64,7 +66,7 @@ fn mutex_counter_mixed_threads_and_goroutines() {
                 done_tx.send(()).unwrap();
             };
             if i % 2 == 0 {
-                gort::spawn(work);
+                go!(work);
             } else {
                 std::thread::spawn(work);
             }
@@ -78,13 +80,13 @@ fn mutex_counter_mixed_threads_and_goroutines() {
 /// count stays exact.
 #[test]
 fn mutex_held_across_park() {
-    gort::run(|| {
+    run(|| {
         let m = Arc::new(Mutex::new(Vec::new()));
         let wg = Arc::new(WaitGroup::new());
         for i in 0..50 {
             wg.add(1);
             let (m, wg) = (m.clone(), wg.clone());
-            gort::spawn(move || {
+            go!(move || {
                 let mut g = m.lock();
                 let before = g.len();
                 gort::time::sleep(Duration::from_micros(100));
@@ -102,7 +104,7 @@ fn mutex_held_across_park() {
 /// Readers and writers: writers see exclusive access, readers never see a torn pair.
 #[test]
 fn rwlock_invariant_under_load() {
-    gort::run(|| {
+    run(|| {
         let l = Arc::new(RwLock::new((0u64, 0u64)));
         let readers_inside = Arc::new(AtomicI64::new(0));
         let (done_tx, done) = chan::chan::<u64>(8);
@@ -129,7 +131,7 @@ fn rwlock_invariant_under_load() {
             if w == 7 {
                 std::thread::spawn(work);
             } else {
-                gort::spawn(work);
+                go!(work);
             }
         }
         let reads: u64 = collect(&done, 8).into_iter().sum();
@@ -142,14 +144,14 @@ fn rwlock_invariant_under_load() {
 /// 100,000 goroutines each `done()` one unit; `wait` returns once all did, not before.
 #[test]
 fn waitgroup_100k_goroutines() {
-    gort::run(|| {
+    run(|| {
         let wg = Arc::new(WaitGroup::new());
         let n = Arc::new(AtomicUsize::new(0));
         wg.add(WG_GOROUTINES as i64);
         let t0 = Instant::now();
         for _ in 0..WG_GOROUTINES {
             let (wg, n) = (wg.clone(), n.clone());
-            gort::spawn(move || {
+            go!(move || {
                 n.fetch_add(1, Ordering::Relaxed);
                 wg.done();
             });
@@ -163,12 +165,12 @@ fn waitgroup_100k_goroutines() {
 /// 10,000 goroutines wait on one Cond; one broadcast wakes every one of them.
 #[test]
 fn cond_broadcast_10k() {
-    gort::run(|| {
+    run(|| {
         let state = Arc::new((Mutex::new((false, 0usize)), Cond::new()));
         let (done_tx, done) = chan::chan::<()>(COND_WAITERS);
         for _ in 0..COND_WAITERS {
             let (state, done_tx) = (state.clone(), done_tx.clone());
-            gort::spawn(move || {
+            go!(move || {
                 let (m, c) = &*state;
                 let mut g = m.lock();
                 g.1 += 1;
@@ -195,7 +197,7 @@ fn cond_broadcast_10k() {
 /// thread; no wake-up is lost.
 #[test]
 fn cond_signal_mailbox() {
-    gort::run(|| {
+    run(|| {
         const N: u64 = 50_000;
         let state = Arc::new((Mutex::new(None::<u64>), Cond::new()));
         let s2 = state.clone();
@@ -228,7 +230,7 @@ fn cond_signal_mailbox() {
 /// A weighted semaphore never lets more than its size in.
 #[test]
 fn semaphore_bounds_concurrency() {
-    gort::run(|| {
+    run(|| {
         let sem = Arc::new(Semaphore::new(5));
         let inside = Arc::new(AtomicI64::new(0));
         let (done_tx, done) = chan::chan::<()>(16);
@@ -248,7 +250,7 @@ fn semaphore_bounds_concurrency() {
             if w % 8 == 7 {
                 std::thread::spawn(work);
             } else {
-                gort::spawn(work);
+                go!(work);
             }
         }
         collect(&done, 16);

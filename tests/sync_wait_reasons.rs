@@ -2,9 +2,12 @@
 //! `gort::goroutines()` while the goroutines are blocked: channels, select, sleep and every
 //! `gort::sync` primitive.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{go, run};
 use gort::chan;
 use gort::sync::{Cond, Mutex, RwLock, Semaphore, WaitGroup};
 use gort::{GoroutineInfo, WaitReason};
@@ -34,29 +37,29 @@ fn check(g: &GoroutineInfo, reason: &str) {
 
 #[test]
 fn channel_and_select_reasons() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u8>(0);
         let r = rx.clone();
-        let recv = gort::spawn(move || r.recv());
+        let recv = go!(move || r.recv());
         check(&wait_reason(recv.id(), "chan receive"), "chan receive");
         tx.send(1).unwrap();
         assert_eq!(recv.join().unwrap(), Some(1));
 
         let t = tx.clone();
-        let send = gort::spawn(move || t.send(2));
+        let send = go!(move || t.send(2));
         check(&wait_reason(send.id(), "chan send"), "chan send");
         assert_eq!(rx.recv(), Some(2));
         send.join().unwrap().unwrap();
 
         // Timed operations show the same reasons.
         let r = rx.clone();
-        let timed = gort::spawn(move || r.recv_timeout(PATIENCE));
+        let timed = go!(move || r.recv_timeout(PATIENCE));
         check(&wait_reason(timed.id(), "chan receive"), "chan receive");
         tx.send(3).unwrap();
         assert_eq!(timed.join().unwrap(), Ok(3));
 
         let (r, t) = (rx.clone(), tx.clone());
-        let sel = gort::spawn(move || {
+        let sel = go!(move || {
             gort::select! {
                 v = r.recv() => v,
                 t.send(9) => None,
@@ -67,16 +70,16 @@ fn channel_and_select_reasons() {
         assert_eq!(sel.join().unwrap(), None);
 
         // Blocked forever: left parked, as Go leaves them.
-        let nil_recv = gort::spawn(|| chan::nil::<u8>().1.recv());
+        let nil_recv = go!(|| chan::nil::<u8>().1.recv());
         check(&wait_reason(nil_recv.id(), "chan receive (nil chan)"), "chan receive (nil chan)");
-        let nil_send = gort::spawn(|| chan::nil::<u8>().0.send(1));
+        let nil_send = go!(|| chan::nil::<u8>().0.send(1));
         check(&wait_reason(nil_send.id(), "chan send (nil chan)"), "chan send (nil chan)");
-        let empty = gort::spawn(|| gort::select! {});
+        let empty = go!(|| gort::select! {});
         let g = wait_reason(empty.id(), "select (no cases)");
         check(&g, "select (no cases)");
         assert_eq!(g.wait_reason, Some(WaitReason::SelectNoCases));
 
-        let sleeper = gort::spawn(|| gort::time::sleep(Duration::from_millis(300)));
+        let sleeper = go!(|| gort::time::sleep(Duration::from_millis(300)));
         check(&wait_reason(sleeper.id(), "sleep"), "sleep");
         sleeper.join().unwrap();
     });
@@ -84,12 +87,12 @@ fn channel_and_select_reasons() {
 
 #[test]
 fn sync_reasons() {
-    gort::run(|| {
+    run(|| {
         // sync.Mutex.Lock
         let m = Arc::new(Mutex::new(()));
         let g = m.lock();
         let m2 = m.clone();
-        let h = gort::spawn(move || drop(m2.lock()));
+        let h = go!(move || drop(m2.lock()));
         let info = wait_reason(h.id(), "sync.Mutex.Lock");
         check(&info, "sync.Mutex.Lock");
         drop(g);
@@ -100,10 +103,10 @@ fn sync_reasons() {
         let l = Arc::new(RwLock::new(()));
         let r = l.read();
         let l2 = l.clone();
-        let w = gort::spawn(move || drop(l2.write()));
+        let w = go!(move || drop(l2.write()));
         check(&wait_reason(w.id(), "sync.RWMutex.Lock"), "sync.RWMutex.Lock");
         let l3 = l.clone();
-        let rd = gort::spawn(move || drop(l3.read()));
+        let rd = go!(move || drop(l3.read()));
         check(&wait_reason(rd.id(), "sync.RWMutex.RLock"), "sync.RWMutex.RLock");
         drop(r);
         w.join().unwrap();
@@ -112,7 +115,7 @@ fn sync_reasons() {
         // A second writer queued on the writers' mutex also shows sync.RWMutex.Lock.
         let wg1 = l.write();
         let l4 = l.clone();
-        let w2 = gort::spawn(move || drop(l4.write()));
+        let w2 = go!(move || drop(l4.write()));
         check(&wait_reason(w2.id(), "sync.RWMutex.Lock"), "sync.RWMutex.Lock");
         drop(wg1);
         w2.join().unwrap();
@@ -120,7 +123,7 @@ fn sync_reasons() {
         // sync.Cond.Wait
         let state = Arc::new((Mutex::new(false), Cond::new()));
         let s2 = state.clone();
-        let c = gort::spawn(move || {
+        let c = go!(move || {
             let (m, c) = &*s2;
             let mut g = m.lock();
             while !*g {
@@ -136,7 +139,7 @@ fn sync_reasons() {
         let wg = Arc::new(WaitGroup::new());
         wg.add(1);
         let wg2 = wg.clone();
-        let h = gort::spawn(move || wg2.wait());
+        let h = go!(move || wg2.wait());
         check(&wait_reason(h.id(), "sync.WaitGroup.Wait"), "sync.WaitGroup.Wait");
         wg.done();
         h.join().unwrap();
@@ -145,7 +148,7 @@ fn sync_reasons() {
         let sem = Arc::new(Semaphore::new(1));
         sem.acquire(1);
         let s2 = sem.clone();
-        let h = gort::spawn(move || {
+        let h = go!(move || {
             s2.acquire(1);
             s2.release(1);
         });
@@ -158,9 +161,9 @@ fn sync_reasons() {
 /// The time a goroutine has been waiting shows in the snapshot and grows.
 #[test]
 fn waiting_time_grows() {
-    gort::run(|| {
+    run(|| {
         let (tx, rx) = chan::chan::<u8>(0);
-        let h = gort::spawn(move || rx.recv());
+        let h = go!(move || rx.recv());
         wait_reason(h.id(), "chan receive");
         gort::time::sleep(Duration::from_millis(50));
         let g = wait_reason(h.id(), "chan receive");

@@ -2,10 +2,13 @@
 //! plain thread's) and of parked goroutines, counted by a global allocator that counts only
 //! while this thread has armed it.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::{go, run};
 use gort::runtime::unwind::{self, Walk};
 
 struct Counting;
@@ -42,6 +45,11 @@ unsafe impl GlobalAlloc for Counting {
 static A: Counting = Counting;
 
 /// Runs `f` with this thread's allocations counted; returns what `f` returned and the count.
+///
+/// Not inlined: the goroutine that calls it twice yields in between, and may then run on another
+/// thread; inlined, the compiler could reuse `ARMED`'s address from the first call, which is the
+/// first thread's flag (THE RULE in tests/common/mod.rs). `f` must not block.
+#[inline(never)]
 fn counted<R>(f: impl FnOnce() -> R) -> (R, usize) {
     let before = ALLOCS.load(Ordering::Relaxed);
     ARMED.with(|a| a.set(true));
@@ -61,7 +69,7 @@ fn deep(n: usize, buf: &mut [usize]) -> Walk {
 
 #[test]
 fn walks_allocate_nothing() {
-    gort::run(|| {
+    run(|| {
         let mut buf = [0usize; 64];
         // The first walk may build the unwinder (the runtime has done it already).
         let first = deep(8, &mut buf);
@@ -75,7 +83,7 @@ fn walks_allocate_nothing() {
         let hs: Vec<_> = (0..16)
             .map(|_| {
                 let rx = rx.clone();
-                gort::spawn(move || rx.recv())
+                go!(move || rx.recv())
             })
             .collect();
         while gort::goroutines().iter().filter(|g| g.wait_reason == Some(gort::WaitReason::ChanReceive)).count() < 16 {

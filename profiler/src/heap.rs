@@ -152,13 +152,18 @@ thread_local! {
 /// and frees skip the side table. Must not be held across a goroutine park.
 pub(crate) struct NoSample(bool);
 
+// Both ends reach `TS` in a frame of their own: a caller that makes a profile, sleeps and makes
+// another (a `seconds=` delta) must not have `TS`'s address computed before the sleep reused
+// after it, on whatever thread its goroutine then runs (the contract of `gort_runtime::spawn`).
 impl NoSample {
+    #[inline(never)]
     pub(crate) fn enter() -> NoSample {
         NoSample(TS.with(|t| t.busy.replace(true)))
     }
 }
 
 impl Drop for NoSample {
+    #[inline(never)]
     fn drop(&mut self) {
         TS.with(|t| t.busy.set(self.0));
     }

@@ -383,7 +383,12 @@ pub fn serve(addr: impl ToSocketAddrs) -> io::Result<Server> {
     let listener = Arc::new(TcpListener::bind(addr)?);
     let addr = listener.local_addr()?;
     let l = listener.clone();
-    gort_runtime::spawn(move || accept_loop(&l));
+    let accept = move || accept_loop(&l);
+    // SAFETY: the accept goroutine holds an `Arc<TcpListener>` (Send) and an accepted
+    // `TcpStream` (Send) only until it hands it to a new goroutine; the one thread-bound thing it
+    // touches is stderr, locked and released inside `eprintln!` before the `sleep` that follows.
+    // It reaches no thread-local of its own.
+    unsafe { gort_runtime::spawn(accept) };
     Ok(Server { listener, addr })
 }
 
@@ -393,9 +398,19 @@ fn accept_loop(l: &TcpListener) {
         match l.accept() {
             Ok((s, _)) => {
                 backoff = Duration::ZERO;
-                gort_runtime::spawn(move || {
+                let conn = move || {
                     let _ = serve_conn(s);
-                });
+                };
+                // SAFETY: a connection goroutine blocks only in its socket's reads and writes and
+                // in `sleep` (a `seconds=` delta), holding `Send` values across them (the
+                // `TcpStream`, buffers, the parsed request and the reply). The thread-bound state
+                // of the profiler (the `SYMBOLIZER` std `MutexGuard` and the allocator's
+                // `NoSample` thread-local flag) is taken and released inside one call of
+                // `Profile::write_to`, `to_proto` or `symbolize`, which never park and are not
+                // inlined across a blocking call (`NoSample` sets and restores its flag through
+                // `LocalKey::with` in its own constructor and destructor, both on one side of
+                // any park).
+                unsafe { gort_runtime::spawn(conn) };
             }
             Err(e) if e.to_string().contains("closed network connection") => return,
             Err(e) => {

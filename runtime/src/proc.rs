@@ -1,26 +1,85 @@
 //! Goroutine lifecycle: spawning, finishing, joining, `run`, `yield_now`, `blocking`.
 //!
-//! # Is spawning safe?
+//! # Why running code on a goroutine is `unsafe`
 //!
-//! [`spawn`] is a safe function taking a `Send + 'static` closure, as `std::thread::spawn` does.
-//! One thing the type system cannot see: a goroutine can move to another OS thread whenever it
-//! blocks in the runtime (a channel operation, a lock, `sleep`, `yield_now`, a `join`). So the
-//! contract for goroutine code is:
+//! A goroutine is not tied to an OS thread. Whenever it parks or yields, its M runs other
+//! goroutines, and whichever M picks it up next resumes it, on that M's thread. Code on a
+//! goroutine therefore changes threads in the middle of a function, at every blocking call, and
+//! a value whose soundness depends on staying on the thread that made it becomes a data race
+//! there, without a line of `unsafe`:
 //!
-//! - do not hold a reference into a thread-local (`LocalKey::with`'s argument) across a gort
-//!   blocking call;
-//! - do not hold a `!Send` value whose correctness depends on the OS thread (a
-//!   `std::sync::MutexGuard`, a `RefCell` borrow of a thread-local, an `Rc` shared with a
-//!   thread-local) across a gort blocking call. Use `gort::sync::Mutex`, which parks the
-//!   goroutine instead of the thread.
+//! - `rand::thread_rng()` is an `Rc` to a generator that the thread's thread-local also holds:
+//!   kept across a park, it is used on a second thread while goroutines on the first clone and
+//!   drop the same `Rc` and advance the same generator, with no synchronisation.
+//! - `std::io::stdout().lock()` is a reentrant lock whose owner is a thread id: kept across a
+//!   park, it is unlocked from another thread, and until then any goroutine the first thread
+//!   runs passes the owner check and "re-enters" a lock it does not hold.
+//! - a `RefCell` borrow of a thread-local, kept across a park, is used while that thread's next
+//!   goroutine borrows the same cell.
 //!
-//! Breaking it is a logic error with thread-locals; it is undefined behaviour only when the
-//! value is genuinely tied to its thread (a guard unlocked from another thread, a `!Sync` cell
-//! reached from two threads at once). Ms never exit, so thread-local *memory* stays valid. We
-//! chose this over `may`'s `unsafe fn spawn` (may#8, may#109) because a Go programmer writes
-//! `go!` on every other line: an `unsafe` block there teaches nothing and hides the unsafe code
-//! that matters. The runtime's own thread-locals are read through non-inlined accessors that are
-//! called again after every switch.
+//! `Send + 'static` on the closure cannot rule this out: these values are made *inside* the
+//! goroutine and never cross the spawn; what crosses threads is the goroutine itself, halfway
+//! through. Nor can the compiler tell which calls may park. Ms never exit, so a pointer into
+//! another thread's thread-local is not dangling; the danger is sharing, not lifetime.
+//!
+//! This crate's rule is that safe code cannot cause undefined behaviour, and a contract the
+//! compiler cannot check belongs on an `unsafe fn`. So every entry point that runs user code on a
+//! goroutine is `unsafe`, with the contract below in its `# Safety` section: [`spawn`],
+//! [`Builder::spawn`], [`run`] (the main goroutine migrates like any other),
+//! [`time::after_func`](crate::time::after_func) (its function runs on a goroutine), and
+//! [`go!`](crate::go), which expands to a call of `spawn` and so must be written inside an
+//! `unsafe` block.
+//!
+//! # The contract
+//!
+//! The *blocking operations* are every gort call that can park or yield the calling goroutine,
+//! after which it may run on another thread: channel `send`/`recv` (and their timeout forms, and
+//! receiving from `after`/`tick`), `select!` without a `default` arm, `gort::sync` waits
+//! (`Mutex::lock`, `RwLock::read`/`write`, `WaitGroup::wait`, `Cond::wait`,
+//! `Semaphore::acquire`, `Once::call_once` and `OnceLock` initialisation while another goroutine
+//! runs it), `time::sleep` and `Timer` waits, [`yield_now`], [`JoinHandle::join`], `gort::net`
+//! operations that wait for the socket (`accept`, `connect`, `read`, `write`, `recv`, `send`, ...),
+//! [`park`](crate::park()), leaving [`blocking`] (the closure itself stays on its thread), spawning
+//! ([`spawn`], [`go!`](crate::go), [`Builder::spawn`]: a spawn is a safe point where the goroutine
+//! yields if the runtime asked it to), and any function that calls one of these.
+//!
+//! Code running on a goroutine (the closure, and everything it calls) must not keep, across a
+//! blocking operation, anything whose soundness depends on staying on one OS thread:
+//!
+//! 1. a `!Send` value tied to its thread: a `std::sync::MutexGuard` or `RwLock` guard; a
+//!    `ReentrantLockGuard` (`std::io::StdoutLock`, `StderrLock`); an `Rc`, `Ref` or `RefMut`
+//!    reachable from a thread-local (`rand::thread_rng()`'s `ThreadRng` is such an `Rc`);
+//! 2. a reference obtained from `LocalKey::with` (no blocking operation inside the closure given
+//!    to `with`), or any other pointer into a thread-local;
+//! 3. a thread-local's *address*: the compiler assumes a function runs on one thread, and may
+//!    compute a thread-local's address once and reuse it after a call. So one function (after
+//!    inlining) must not reach the same thread-local on both sides of a blocking operation; reach
+//!    it through a function that is not inlined (`#[inline(never)]`), which computes the address
+//!    afresh each call. This includes thread-locals that library code touches when it is inlined:
+//!    `rand::random()` before and after a `recv` in one function can, after inlining, clone the
+//!    first thread's `Rc` from the second thread.
+//!
+//! What is fine: any `Send` value (it may change threads by definition); `gort::sync::Mutex` and
+//! `RwLock` guards (they belong to the goroutine, not to a thread); a `std` lock taken and
+//! released with no blocking operation in between; thread-locals read and written between
+//! blocking operations, and released before the next one, through a non-inlined function as in 3
+//! (each access then sees the value of the thread the goroutine runs on at that moment, which may
+//! differ from the one before a park: a question of logic, not of soundness).
+//!
+//! A SAFETY comment at a spawn says why its goroutine keeps that contract: which thread-bound
+//! values it touches (if any), and that none is held across a blocking operation.
+//!
+//! The runtime keeps the contract itself: its own thread-locals are read through non-inlined
+//! accessors that are called again after every switch.
+//!
+//! # The alternative not taken
+//!
+//! A started goroutine could stay on the thread that first ran it (with a way to opt out at
+//! startup). That would mean per-thread run queues with no stealing of started goroutines, no
+//! hand-off of a thread's goroutines when it is stuck in [`blocking`] (they would wait for it),
+//! and a goroutine that computes without yielding would starve every goroutine of its thread
+//! while other threads idle: the scheduler this crate is about would be gone. The `unsafe` costs
+//! nothing at run time: the entry points run exactly the code they ran when they were safe.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
@@ -220,9 +279,31 @@ impl Builder {
     }
 
     /// Spawns the goroutine. Errors: an invalid stack size (`InvalidInput`).
+    ///
+    /// # Safety
+    ///
+    /// `f` runs on a goroutine, which may resume on another OS thread after any gort blocking
+    /// operation: a channel send or receive (timeout forms and `after`/`tick` included), `select!`
+    /// without `default`, a `gort::sync` wait (`Mutex`/`RwLock` lock, `WaitGroup::wait`,
+    /// `Cond::wait`, `Semaphore::acquire`, `Once`/`OnceLock` waiting for another initialiser),
+    /// `sleep` and `Timer::wait`, [`yield_now`], [`JoinHandle::join`], a `gort::net` operation that
+    /// waits, [`park`](crate::park()), leaving [`blocking`], a spawn, or any call that makes one. The
+    /// caller must ensure that this code, and everything it calls, holds across none of them:
+    ///
+    /// - a `!Send` value tied to its thread: a `std::sync::MutexGuard` or `RwLock` guard, a
+    ///   `ReentrantLockGuard` (`std::io::StdoutLock`), an `Rc` or `RefCell` borrow reachable from a
+    ///   thread-local (`rand::thread_rng()`);
+    /// - a reference obtained from `LocalKey::with` (no blocking operation inside its closure);
+    /// - a thread-local's address: one function, after inlining, must not reach the same
+    ///   thread-local on both sides of a blocking operation (the compiler may reuse the address it
+    ///   computed before the call); reach it through an `#[inline(never)]` function.
+    ///
+    /// Fine: `Send` values, `gort::sync::Mutex` guards, `std` locks released before the next blocking
+    /// operation, thread-locals accessed and released between blocking operations as above. The
+    /// [module docs](crate::proc#the-contract) explain each point.
     #[track_caller]
     #[inline(always)] // the spawn site's pc must land in the caller (see `newproc`)
-    pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
+    pub unsafe fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -248,10 +329,31 @@ impl Builder {
 /// Spawns a goroutine running `f` and returns a handle to join it.
 ///
 /// The goroutine starts soon on some M (it goes to the spawner's `runnext`, like Go's `go`).
-/// See the module docs for the one contract goroutine code must keep.
+///
+/// # Safety
+///
+/// `f` runs on a goroutine, which may resume on another OS thread after any gort blocking
+/// operation: a channel send or receive (timeout forms and `after`/`tick` included), `select!`
+/// without `default`, a `gort::sync` wait (`Mutex`/`RwLock` lock, `WaitGroup::wait`,
+/// `Cond::wait`, `Semaphore::acquire`, `Once`/`OnceLock` waiting for another initialiser),
+/// `sleep` and `Timer::wait`, [`yield_now`], [`JoinHandle::join`], a `gort::net` operation that
+/// waits, [`park`](crate::park()), leaving [`blocking`], a spawn, or any call that makes one. The
+/// caller must ensure that this code, and everything it calls, holds across none of them:
+///
+/// - a `!Send` value tied to its thread: a `std::sync::MutexGuard` or `RwLock` guard, a
+///   `ReentrantLockGuard` (`std::io::StdoutLock`), an `Rc` or `RefCell` borrow reachable from a
+///   thread-local (`rand::thread_rng()`);
+/// - a reference obtained from `LocalKey::with` (no blocking operation inside its closure);
+/// - a thread-local's address: one function, after inlining, must not reach the same
+///   thread-local on both sides of a blocking operation (the compiler may reuse the address it
+///   computed before the call); reach it through an `#[inline(never)]` function.
+///
+/// Fine: `Send` values, `gort::sync::Mutex` guards, `std` locks released before the next blocking
+/// operation, thread-locals accessed and released between blocking operations as above. The
+/// [module docs](crate::proc#the-contract) explain each point.
 #[track_caller]
 #[inline(always)] // the spawn site's pc must land in the caller (see `newproc`)
-pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+pub unsafe fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
@@ -353,6 +455,40 @@ fn newproc(
 /// - `go!(expr)`: `expr` must evaluate to a closure, which is spawned.
 ///
 /// Returns the [`JoinHandle`]; ignoring it detaches the goroutine.
+///
+/// # Safety
+///
+/// `go!` expands to a call of the unsafe [`spawn`], so it must be written inside an `unsafe`
+/// block, and the goroutine's code must keep [`spawn`]'s contract (see its `# Safety` section).
+/// The `unsafe` block also covers the closure written inside it; to keep unsafe operations in the
+/// body checked, bind the closure first, or give your crate one safe wrapper whose SAFETY
+/// comment states the rule its goroutines follow.
+///
+/// ```
+/// let (tx, rx) = gort_runtime::chan::chan::<u32>(0);
+/// let body = move || tx.send(42).unwrap();
+/// // SAFETY: the goroutine holds only a `Sender` (Send) and touches no thread-local.
+/// let h = unsafe { gort_runtime::go!(body) };
+/// assert_eq!(rx.recv(), Some(42));
+/// h.join().unwrap();
+/// ```
+///
+/// Without the `unsafe` block, `go!` does not compile, in any of its forms:
+///
+/// ```compile_fail,E0133
+/// let h = gort_runtime::go!(|| 1 + 1);
+/// ```
+/// ```compile_fail,E0133
+/// let h = gort_runtime::go!(move || 1 + 1);
+/// ```
+/// ```compile_fail,E0133
+/// fn add(a: u32, b: u32) -> u32 { a + b }
+/// let h = gort_runtime::go!(add(1, 2));
+/// ```
+/// ```compile_fail,E0133
+/// fn work() {}
+/// let h = gort_runtime::go!(work);
+/// ```
 #[macro_export]
 macro_rules! go {
     (move $($body:tt)*) => { $crate::spawn(move $($body)*) };
@@ -406,9 +542,31 @@ impl_apply!(A, B, C, D, E, F, G2, H);
 /// blocking call, no plain thread that has used the runtime and is still running), `run` panics
 /// with `fatal error: all goroutines are asleep - deadlock!` and a listing of the goroutines.
 /// Called on a goroutine, `run` just calls `f`.
+///
+/// # Safety
+///
+/// `f` runs on a goroutine (a new main goroutine, or the calling one), which may resume on another
+/// OS thread after any gort blocking operation: a channel send or receive (timeout forms and
+/// `after`/`tick` included), `select!` without `default`, a `gort::sync` wait (`Mutex`/`RwLock`
+/// lock, `WaitGroup::wait`, `Cond::wait`, `Semaphore::acquire`, `Once`/`OnceLock` waiting for
+/// another initialiser), `sleep` and `Timer::wait`, [`yield_now`], [`JoinHandle::join`], a
+/// `gort::net` operation that waits, [`park`](crate::park()), leaving [`blocking`], a spawn, or any
+/// call that makes one. The caller must ensure that this code, and everything it calls, holds across none of them:
+///
+/// - a `!Send` value tied to its thread: a `std::sync::MutexGuard` or `RwLock` guard, a
+///   `ReentrantLockGuard` (`std::io::StdoutLock`), an `Rc` or `RefCell` borrow reachable from a
+///   thread-local (`rand::thread_rng()`);
+/// - a reference obtained from `LocalKey::with` (no blocking operation inside its closure);
+/// - a thread-local's address: one function, after inlining, must not reach the same
+///   thread-local on both sides of a blocking operation (the compiler may reuse the address it
+///   computed before the call); reach it through an `#[inline(never)]` function.
+///
+/// Fine: `Send` values, `gort::sync::Mutex` guards, `std` locks released before the next blocking
+/// operation, thread-locals accessed and released between blocking operations as above. The
+/// [module docs](crate::proc#the-contract) explain each point.
 #[track_caller]
 #[inline(always)] // the spawn site's pc must land in the caller (see `newproc`)
-pub fn run<F, T>(f: F) -> T
+pub unsafe fn run<F, T>(f: F) -> T
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,

@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests: child processes and a watchdog.
+//! Helpers shared by the integration tests: safe spawning, child processes and a watchdog.
 #![allow(dead_code)]
 
 use std::process::{Command, Output};
@@ -83,3 +83,74 @@ impl Drop for Watchdog {
         self.0.store(true, Ordering::Relaxed);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Spawning, for tests
+// ---------------------------------------------------------------------------------------------
+//
+// gort's entry points that run code on a goroutine (`gort::run`, `gort::spawn`, `go!`,
+// `Builder::spawn`, `time::after_func`) are `unsafe`: a goroutine may resume on another OS thread
+// after any blocking call, and the compiler cannot check that nothing thread-bound is held across
+// one (the contract: `gort_runtime::proc`). The tests use them through the wrappers below, whose
+// SAFETY comments all rest on one rule, checked for every test crate that includes this module:
+//
+// THE RULE. The goroutines in these tests hold no thread-bound value across a blocking call, and
+// keep no thread-local's address across one. They share state through gort's channels and
+// `gort::sync` types, atomics, `Arc`s and other `Send` values. The `std::sync::Mutex` guards they
+// take (the park/ready semaphores and slots of rt_park and rt_stack, rt_spawn's logs, prof_heap's
+// globals, prof_goroutine's RX) are dropped within the statement or block that takes them, before
+// any blocking call; a park's commit closure runs on the M and releases its guard before it
+// returns. The guards held across `run` (the TURN and SERIAL locks that serialise tests) are held
+// by the test's own plain thread, which never changes threads. The one thread-local a test
+// touches on a goroutine (unwind_alloc's ARMED) is set and cleared inside `counted`, a non-inlined
+// function whose closure does not block. Output goes through `println!`/`eprintln!`, which lock
+// and release stdout/stderr inside std. No test uses `Rc`, `RefCell` or `thread_rng()`.
+
+/// `gort::run`, safe for these tests: runs `f` as a main goroutine and returns its result.
+#[track_caller]
+#[inline(always)] // gort::run records the spawn site's pc: keep it in the caller
+pub fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    // SAFETY: `f` and the goroutines it starts follow THE RULE above.
+    unsafe { gort::run(f) }
+}
+
+/// `Builder::spawn`, safe for these tests.
+#[track_caller]
+#[inline(always)] // Builder::spawn records the spawn site's pc: keep it in the caller
+pub fn spawn_with<T: Send + 'static>(
+    b: gort::Builder,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<gort::JoinHandle<T>> {
+    // SAFETY: `f` follows THE RULE above.
+    unsafe { b.spawn(f) }
+}
+
+/// `gort::time::after_func`, safe for these tests.
+pub fn after_func(d: std::time::Duration, f: impl Fn() + Send + Sync + 'static) -> gort::time::RawTimer {
+    // SAFETY: `f` follows THE RULE above.
+    unsafe { gort::time::after_func(d, f) }
+}
+
+/// `gort::go!` (and `gort::spawn`: `go!(f)` spawns the closure or function `f`), safe for these
+/// tests. A macro, not a function, so that the spawn happens in the caller's own code (the
+/// goroutine's `created by` names the caller). The closure is built outside the `unsafe` block:
+/// unsafe operations in its body still need their own.
+///
+/// `collapse_debuginfo`: the spawn's code carries the `go!` call site's line, as gort's own `go!`
+/// (from another crate) does; goroutine dumps print it in `created by`.
+#[collapse_debuginfo(yes)]
+macro_rules! go {
+    ($($f:ident)::+ ( $($arg:expr),* $(,)? )) => {{
+        let args = ($($arg,)*);
+        let body = move || gort::runtime::proc::Apply::apply($($f)::+, args);
+        // SAFETY: the goroutine follows THE RULE (tests/common/mod.rs).
+        unsafe { gort::spawn(body) }
+    }};
+    ($f:expr) => {{
+        let body = $f;
+        // SAFETY: the goroutine follows THE RULE (tests/common/mod.rs).
+        unsafe { gort::spawn(body) }
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use go;

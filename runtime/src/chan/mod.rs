@@ -2,7 +2,8 @@
 //!
 //! ```ignore
 //! let (tx, rx) = gort::chan::chan::<u32>(0); // unbuffered: a rendezvous
-//! gort::spawn(move || tx.send(42).unwrap());
+//! // SAFETY: the goroutine holds only its `Sender` (Send), and no thread-local.
+//! unsafe { gort::go!(move || tx.send(42).unwrap()) };
 //! assert_eq!(rx.recv(), Some(42));
 //! ```
 //!
@@ -43,7 +44,8 @@
 //! ```compile_fail,E0277
 //! // Values must be `Send` to cross goroutines: an `Rc` channel cannot be shared.
 //! let (tx, _rx) = gort_runtime::chan::chan::<std::rc::Rc<i32>>(1);
-//! gort_runtime::spawn(move || drop(tx));
+//! // SAFETY: the goroutine only drops its sender (it would not compile anyway).
+//! unsafe { gort_runtime::spawn(move || drop(tx)) };
 //! ```
 //!
 //! # Invariants (Go's, from `chan.go`)

@@ -22,7 +22,8 @@ use super::sema::Sema;
 /// for _ in 0..10 {
 ///     wg.add(1);
 ///     let wg = wg.clone();
-///     gort::spawn(move || { /* work */ wg.done() });
+///     // SAFETY: the goroutine holds an `Arc<WaitGroup>` (Send) and no thread-bound value.
+///     unsafe { gort::go!(move || { /* work */ wg.done() }) };
 /// }
 /// wg.wait();
 /// ```
