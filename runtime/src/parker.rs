@@ -143,19 +143,25 @@ impl Inner {
 /// use std::sync::atomic::{AtomicBool, Ordering};
 /// use std::sync::Arc;
 ///
-/// gort_runtime::run(|| {
+/// let main = || {
 ///     let p = Parker::new();
 ///     let u = p.unparker();
 ///     let done = Arc::new(AtomicBool::new(false));
 ///     let d = done.clone();
-///     gort_runtime::spawn(move || {
+///     let waker = move || {
 ///         d.store(true, Ordering::Release);
 ///         u.unpark();
-///     });
+///     };
+///     // SAFETY: `waker` holds only `Send` values (an `Arc` and an `Unparker`) and makes no
+///     // blocking call.
+///     unsafe { gort_runtime::spawn(waker) };
 ///     while !done.load(Ordering::Acquire) {
 ///         p.park();
 ///     }
-/// });
+/// };
+/// // SAFETY: `main` holds only `Send` values across its parks (a `Parker`, an `Arc`), and touches
+/// // no thread-local.
+/// unsafe { gort_runtime::run(main) };
 /// ```
 pub struct Parker {
     inner: Arc<Inner>,
