@@ -45,8 +45,9 @@ use crate::time::coarse_now;
 
 pub use crate::parker::{Parker, Unparker};
 
-/// Guard returned by [`enter`]; leaves runtime mode on drop (outermost call only).
-pub(crate) struct EnterGuard(Option<GRef>);
+/// Guard returned by [`enter`]; leaves runtime mode on drop (outermost call only). `syscall`:
+/// entered from inside `blocking`, so the P goes back to `P_SYSCALL`, not `P_USER`.
+pub(crate) struct EnterGuard(Option<GRef>, bool);
 
 impl Drop for EnterGuard {
     fn drop(&mut self) {
@@ -54,7 +55,7 @@ impl Drop for EnterGuard {
             let d = g.0.rt_depth.get() - 1;
             g.0.rt_depth.set(d);
             if d == 0 {
-                leave();
+                leave_to(if self.1 { P_SYSCALL } else { P_USER });
             }
         }
     }
@@ -66,12 +67,12 @@ impl Drop for EnterGuard {
 pub(crate) fn enter() -> EnterGuard {
     let m = match current_m() {
         Some(m) => m,
-        None => return EnterGuard(None),
+        None => return EnterGuard(None, false),
     };
     let g = match m.curg() {
         Some(g) => g,
         // Scheduler context (commit closures, timer callbacks): the M already owns its P.
-        None => return EnterGuard(None),
+        None => return EnterGuard(None, false),
     };
     enter_on(m, g)
 }
@@ -84,26 +85,25 @@ pub(crate) fn enter_on(m: &'static crate::m::M, g: GRef) -> EnterGuard {
     let d = g.0.rt_depth.get();
     g.0.rt_depth.set(d + 1);
     if d > 0 {
-        return EnterGuard(Some(g));
+        return EnterGuard(Some(g), false);
     }
-    if g.0.status.load(Ordering::Relaxed) == g::SYSCALL {
-        enter_in_syscall(m);
-        return EnterGuard(Some(g));
-    }
-    match m.p.get() {
-        None => reacquire_p(m),
-        Some(p) => {
-            // Acquire: pairs with the Release of whoever last gave the P up (leave, sysmon),
-            // making the owner-only fields ours.
-            if p.status.compare_exchange(P_USER, P_RUNNING, Ordering::Acquire, Ordering::Relaxed).is_err() {
-                // sysmon took the P while we ran user code (a fresh M resumes us RUNNING, but
-                // then depth was already > 0 and we returned above).
-                m.p.set(None);
-                reacquire_p(m);
-            }
+    if let Some(p) = m.p.get() {
+        // Acquire: pairs with the Release of whoever last gave the P up (leave, sysmon),
+        // making the owner-only fields ours.
+        if p.status.compare_exchange(P_USER, P_RUNNING, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            return EnterGuard(Some(g), false);
         }
     }
-    EnterGuard(Some(g))
+    // The slow path: the P is not ours in user mode (a fresh M resumes us RUNNING, but then
+    // depth was already > 0 and we returned above).
+    if g.0.status.load(Ordering::Relaxed) == g::SYSCALL {
+        enter_in_syscall(m);
+        return EnterGuard(Some(g), true);
+    }
+    // sysmon took the P while we ran user code.
+    m.p.set(None);
+    reacquire_p(m);
+    EnterGuard(Some(g), false)
 }
 
 /// Runtime code called from inside `blocking` (the goroutine is in SYSCALL, its P in
@@ -121,15 +121,20 @@ fn enter_in_syscall(m: &'static crate::m::M) {
     }
 }
 
-/// Leaves runtime mode: the current P (whichever it is now) goes back to `P_USER`, or to
-/// `P_SYSCALL` if the goroutine is inside `blocking`.
+/// Leaves runtime mode: the current P (whichever it is now) goes back to `P_USER`.
 #[inline]
 pub(crate) fn leave() {
+    leave_to(P_USER);
+}
+
+/// Leaves runtime mode with the current P (if any) in `status`: `P_USER`, or `P_SYSCALL` for
+/// runtime code that ran inside `blocking`.
+#[inline]
+fn leave_to(status: u32) {
     if let Some(m) = current_m() {
         if let Some(p) = m.p.get() {
-            let in_syscall = m.curg().is_some_and(|g| g.0.status.load(Ordering::Relaxed) == g::SYSCALL);
             // Release: pairs with sysmon's Acquire CAS when it retakes the P.
-            p.status.store(if in_syscall { P_SYSCALL } else { P_USER }, Ordering::Release);
+            p.status.store(status, Ordering::Release);
         }
     }
 }
