@@ -9,7 +9,7 @@
 //! same protocol as `park_thread`: the G is marked waiting, the commit runs on the parking thread,
 //! and the thread sleeps until `ready` moves it from waiting to runnable (a `ready` of a G that
 //! is not waiting panics, which is how a duplicate wakeup shows up). The models live next to the
-//! code they check and are named `loom_*` paths (`cargo test --lib loom_` with that cfg).
+//! code they check, in `loom_models` modules; `tests/loom.rs` at the root runs them.
 
 #[cfg(not(gort_loom))]
 mod imp {
