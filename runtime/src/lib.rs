@@ -3,9 +3,12 @@
 //! The pieces, one concept per file: [`g`] (the goroutine descriptor and `allgs`), `p.rs` (the
 //! processor: run queue, runnext, timers), `m.rs` (OS threads), `sched.rs` (the scheduler loop,
 //! the spinning-M protocol, deadlock detection), [`park`] (park/ready, the primitive under every
-//! blocking operation; `parker.rs` builds the safe `Parker` on them), [`proc`] (spawn, join,
-//! run, yield, blocking), [`time`] (per-P timers, sleep), `sysmon.rs` (the monitor thread),
-//! `stack.rs` (pooled stacks), `signal.rs` (stack overflow reports), [`env`] (configuration).
+//! blocking operation; `parker.rs` builds the safe `Parker` on them, `waitslot.rs` the one-shot
+//! event under `join` and `run`), [`proc`] (spawn, join, run, yield, blocking), [`time`] (per-P
+//! timers, sleep), `sysmon.rs` (the monitor thread), `stack.rs` (pooled stacks), `signal.rs`
+//! (stack overflow reports), [`env`] (configuration). `loom.rs` is the seam through which loom
+//! model-checks `WaitSlot`, `Parker` and `Sema`; under `--cfg gort_loom` the crate is cut down
+//! to those.
 #![deny(unsafe_op_in_unsafe_fn)]
 // The model-checking build keeps only the modelled protocols and their seam (`loom.rs`).
 #![cfg_attr(gort_loom, allow(dead_code, unused_imports))]

@@ -29,16 +29,8 @@
 
 use crate::loom::{dekker_fence, in_goroutine, park, ready, AtomicBool, AtomicUsize, GRef, Ordering, WaitReason, G};
 
-/// A one-shot event with room for one parked waiter: the lost-wakeup-free pairing that `join`
-/// and `run` share (a goroutine finishing).
-///
-/// One word holds both the condition and the waiter: `EMPTY` (not done, nobody waits), `DONE`,
-/// or a pointer to the parked G. The waiter's park commit CASes `EMPTY -> me` and, once that
-/// succeeded, touches nothing at all: from that instant the completer may ready it, it may run
-/// on another M and free the slot (the join handle dropped) and reuse its stack. A commit that
-/// reads anything after publishing would race with exactly that (the bug this design replaced).
-/// The completer swaps in `DONE` and readies whatever G it took out; exactly one side sees the
-/// other because both act on the same word.
+/// A one-shot event with room for one parked waiter (module docs). The waiter's commit and the
+/// completer act on the same word, so exactly one of them sees the other.
 pub(crate) struct WaitSlot(AtomicUsize);
 
 const SLOT_EMPTY: usize = 0;
@@ -51,7 +43,7 @@ impl WaitSlot {
         }
     }
 
-    /// Whether [`complete`](Self::complete) has run (since the last [`reset`](Self::reset)).
+    /// Whether [`complete`](Self::complete) has run.
     pub(crate) fn is_done(&self) -> bool {
         // Acquire: pairs with complete's AcqRel swap (what the completer wrote before is ours).
         self.0.load(Ordering::Acquire) == SLOT_DONE
@@ -73,7 +65,7 @@ impl WaitSlot {
         };
         // SAFETY: the commit publishes `g` in one place, the slot's word, with the CAS that is its
         // last access to anything; whoever takes a G out of the word readies it, and takers use
-        // a swap or CAS (`complete`, `cancel_wait`), so exactly one of them gets it. A failed CAS
+        // a swap or CAS (`complete`, `take_waiter`), so exactly one of them gets it. A failed CAS
         // (the slot is DONE) publishes nothing and the commit returns false. It neither parks
         // nor panics.
         unsafe { park(reason, commit) };
@@ -206,7 +198,7 @@ mod loom_models {
                 move || slot.complete()
             });
             slot.wait_once_unless(WaitReason::Model, &cancel);
-            assert!(slot.is_done() || cancel.load(Ordering::SeqCst), "woken for nothing");
+            assert!(slot.is_done() || cancel.load(Ordering::Relaxed), "woken for nothing");
             canceller.join().unwrap();
             completer.join().unwrap();
             assert_eq!(slot.0.load(Ordering::Relaxed), SLOT_DONE, "a G left in the word");
@@ -233,7 +225,7 @@ mod loom_models {
                 }
             });
             slot.wait_once_unless(WaitReason::Model, &cancel);
-            assert!(cancel.load(Ordering::SeqCst));
+            assert!(cancel.load(Ordering::Relaxed));
             canceller.join().unwrap();
             assert!(slot.0.load(Ordering::Relaxed) <= SLOT_DONE, "a G left in the word");
         });

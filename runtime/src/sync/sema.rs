@@ -21,12 +21,12 @@
 //! `count` and `nwait` end at zero and the list empty. They do not see the wait list's
 //! `Cell`s and `UnsafeCell` (plain memory to loom) or the profiling paths.
 
-use crate::loom::{
-    dekker_fence, in_goroutine, nanotime, park, prof_hooks, ready, yield_now, AtomicU32, Lock, Ordering, WaitReason,
-};
 use std::cell::UnsafeCell;
 
 use super::waitlist::{WaitList, WaitNode};
+use crate::loom::{
+    dekker_fence, in_goroutine, nanotime, park, prof_hooks, ready, yield_now, AtomicU32, Lock, Ordering, WaitReason,
+};
 
 pub(crate) struct Sema {
     count: AtomicU32,
