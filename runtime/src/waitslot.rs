@@ -25,7 +25,8 @@
 //!    because loom models `SeqCst` accesses as `AcqRel` only.
 //!
 //! The loom models at the bottom (`--cfg gort_loom`) check 2 and 4 and that the waiter always
-//! wakes; 1 and 3 are about lifetimes, which loom does not see.
+//! wakes; 1 and 3 are about lifetimes, which loom does not see. For 4 they check the pair as the
+//! fences make it: weakening one of the `SeqCst` accesses to `AcqRel` would still pass.
 
 use crate::loom::{dekker_fence, in_goroutine, park, ready, AtomicBool, AtomicUsize, GRef, Ordering, WaitReason, G};
 

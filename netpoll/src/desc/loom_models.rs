@@ -11,7 +11,10 @@
 //! What they cannot see: the epoll side (`fdseq` and stale events, invariant 6) and the kernel's
 //! own ordering of readiness against the syscall (modelled as a `Relaxed` flag, which is weaker
 //! than the kernel and so asks more of the slot). `SeqCst` accesses are modelled as `AcqRel`
-//! plus the `dekker_fence` at each half of the Dekker pair (see `crate::loom`).
+//! plus the `dekker_fence` at each half of the Dekker pair (see `crate::loom`), so the models
+//! check the pair as the fences make it, and cannot tell whether the accesses themselves stay
+//! `SeqCst`: weakening one of the four to `AcqRel` would still pass. Nor do they see
+//! lifetimes: a `Commit` used after the waiter ran on is a borrow-checker matter.
 
 use std::sync::Arc;
 

@@ -19,7 +19,8 @@
 //! The loom models at the bottom (`--cfg gort_loom`, see `crate::loom`) check the first
 //! invariant with one and two acquirers, with and without handoff: every acquirer gets a unit,
 //! `count` and `nwait` end at zero and the list empty. They do not see the wait list's
-//! `Cell`s and `UnsafeCell` (plain memory to loom) or the profiling paths.
+//! `Cell`s and `UnsafeCell` (plain memory to loom), the profiling paths, or whether the Dekker
+//! accesses stay `SeqCst` (the fences stand in for that; weakening one to `AcqRel` would pass).
 
 use std::cell::UnsafeCell;
 
