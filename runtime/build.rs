@@ -11,6 +11,8 @@
 fn main() {
     println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     println!("cargo::rustc-check-cfg=cfg(gort_frame_pointers)");
+    // Set by hand (`RUSTFLAGS="--cfg gort_loom"`) for the loom models; see `src/loom.rs`.
+    println!("cargo::rustc-check-cfg=cfg(gort_loom)");
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
     if forces_frame_pointers(flags.split('\x1f')) {
         println!("cargo::rustc-cfg=gort_frame_pointers");

@@ -44,7 +44,10 @@
 //!    then reads the slot; the waiter stores `WAIT` into the slot and then reads `info`. All
 //!    four accesses are `SeqCst`, so at least one side sees the other: either the waiter sees the
 //!    error and does not park, or U sees `WAIT`/token and clears it (the commit then fails, or
-//!    the parked waiter is handed back).
+//!    the parked waiter is handed back). Under `--cfg gort_loom` each half also has a `SeqCst`
+//!    fence between its store and its load (`dekker_fence`), because loom models `SeqCst`
+//!    accesses as `AcqRel` only; the models in `desc/loom_models.rs` check this invariant and
+//!    invariants 2 and 3 over every interleaving within their bound.
 //! 5. **Error bits change only under `lock`**, together with the deadline sequence numbers, so
 //!    a deadline timer that fires late (after the deadline was changed, the descriptor closed,
 //!    or the descriptor reused) is recognised by its sequence number and ignored.
@@ -57,11 +60,12 @@
 //!    token (invariant 2).
 
 use std::io;
+#[cfg(not(gort_loom))]
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
+#[cfg(not(gort_loom))]
 use crate::epoll::Poller;
+use crate::loom::{dekker_fence, AtomicU32, AtomicUsize, Mutex, MutexGuard, Ordering};
 use crate::{Mode, PollError, Token};
 
 pub(crate) const EMPTY: usize = 0;
@@ -146,7 +150,7 @@ impl PollDesc {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Seqs> {
+    fn lock(&self) -> MutexGuard<'_, Seqs> {
         self.lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -169,6 +173,7 @@ impl PollDesc {
 
     /// Go's `netpollcheckerr`: the error a waiter of `mode` must report now, if any.
     pub(crate) fn check(&self, mode: Mode) -> Result<(), PollError> {
+        dekker_fence();
         // SeqCst: the waiter's half of the Dekker pair of invariant 4 (after the SeqCst CAS to
         // WAIT in `block`); pairs with the SeqCst `info` RMWs in `close`/`set_deadline`/`expire`.
         let info = self.info.load(Ordering::SeqCst);
@@ -204,6 +209,7 @@ impl PollDesc {
     /// pending or parked waiter of `mode` and returns the token to ready, if any.
     fn unblock(&self, mode: Mode) -> Option<Token> {
         let slot = self.slot(mode);
+        dekker_fence();
         loop {
             // SeqCst: U's half of the Dekker pair of invariant 4, after the SeqCst `info` RMW;
             // pairs with the SeqCst CAS to WAIT in `block`.
@@ -429,6 +435,7 @@ impl IntoIterator for Wakeups {
 /// epoll set, and a closed fd number may already belong to someone else. The borrow of the
 /// poller keeps the descriptor's memory valid; Rust's borrow rules guarantee that nobody is
 /// inside [`wait`](Registration::wait) when it is dropped.
+#[cfg(not(gort_loom))]
 #[derive(Debug)]
 pub struct Registration<'p> {
     poller: &'p Poller,
@@ -448,6 +455,7 @@ impl std::fmt::Debug for PollDesc {
     }
 }
 
+#[cfg(not(gort_loom))]
 impl<'p> Registration<'p> {
     pub(crate) fn new(poller: &'p Poller, desc: &'p PollDesc, index: u32, fd: RawFd) -> Self {
         Registration { poller, desc, index, fd }
@@ -513,6 +521,7 @@ impl<'p> Registration<'p> {
     }
 }
 
+#[cfg(not(gort_loom))]
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         let w = self.desc.close();
@@ -523,3 +532,7 @@ impl Drop for Registration<'_> {
         self.poller.deregister(self.fd, self.desc, self.index);
     }
 }
+
+// The loom models of the slot protocol (run under `--cfg gort_loom`; see `loom.rs`).
+#[cfg(all(test, gort_loom))]
+mod loom_models;

@@ -34,7 +34,7 @@
 //! back to `P_USER` on the way out.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::g::{self, GKind, GRef, WaitReason, G};
 use crate::m::current_m;
@@ -44,6 +44,7 @@ use crate::sched::{sched, sched_if_started, wakep};
 use crate::time::coarse_now;
 
 pub use crate::parker::{Parker, Unparker};
+pub(crate) use crate::waitslot::WaitSlot;
 
 /// Guard returned by [`enter`]; leaves runtime mode on drop (outermost call only). `syscall`:
 /// entered from inside `blocking`, so the P goes back to `P_SYSCALL`, not `P_USER`.
@@ -318,122 +319,6 @@ pub unsafe fn ready(g: GRef) {
         None => s.global.push(g),
     }
     wakep();
-}
-
-/// A one-shot event with room for one parked waiter: the lost-wakeup-free pairing that `join`
-/// and `run` share (a goroutine finishing).
-///
-/// One word holds both the condition and the waiter: `EMPTY` (not done, nobody waits), `DONE`,
-/// or a pointer to the parked G. The waiter's park commit CASes `EMPTY -> me` and, once that
-/// succeeded, touches nothing at all: from that instant the completer may ready it, it may run
-/// on another M and free the slot (the join handle dropped) and reuse its stack. A commit that
-/// reads anything after publishing would race with exactly that (the bug this design replaced).
-/// The completer swaps in `DONE` and readies whatever G it took out; exactly one side sees the
-/// other because both act on the same word.
-pub(crate) struct WaitSlot(AtomicUsize);
-
-const SLOT_EMPTY: usize = 0;
-const SLOT_DONE: usize = 1;
-
-impl WaitSlot {
-    pub(crate) const fn new() -> WaitSlot {
-        WaitSlot(AtomicUsize::new(SLOT_EMPTY))
-    }
-
-    /// Whether [`complete`](Self::complete) has run (since the last [`reset`](Self::reset)).
-    pub(crate) fn is_done(&self) -> bool {
-        // Acquire: pairs with complete's AcqRel swap (what the completer wrote before is ours).
-        self.0.load(Ordering::Acquire) == SLOT_DONE
-    }
-
-    /// Parks at most once: returns when done or after a wakeup (check again).
-    pub(crate) fn wait_once(&self, reason: WaitReason) {
-        if self.is_done() {
-            return;
-        }
-        let word: *const AtomicUsize = &self.0;
-        let commit = move |g: GRef| {
-            // SAFETY: the slot outlives this commit: its owner is blocked in `wait_once` until
-            // the CAS below publishes it, and we touch nothing after that CAS.
-            let word = unsafe { &*word };
-            // AcqRel: Release publishes the G to the completer's swap; Acquire (on failure,
-            // DONE) pairs with that swap's Release.
-            word.compare_exchange(SLOT_EMPTY, g.as_ptr() as usize, Ordering::AcqRel, Ordering::Acquire).is_ok()
-        };
-        // SAFETY: the commit publishes `g` in one place, the slot's word, with the CAS that is its
-        // last access to anything; whoever takes a G out of the word readies it, and takers use
-        // a swap or CAS (`complete`, `cancel_wait`), so exactly one of them gets it. A failed CAS
-        // (the slot is DONE) publishes nothing and the commit returns false. It neither parks
-        // nor panics.
-        unsafe { park(reason, commit) };
-    }
-
-    /// [`wait_once`](Self::wait_once) for a plain thread that someone else may need to wake
-    /// without completing the event: after publishing itself it checks `cancel`, and if that is
-    /// set takes itself back out (or, if [`take_waiter`](Self::take_waiter) already did, stays
-    /// parked for the `ready` that follows it). Only for plain threads: the commit runs on the
-    /// waiting thread itself, whose frame (and so `self` and `cancel`) outlives it, which is what
-    /// lets it touch the slot after publishing.
-    pub(crate) fn wait_once_unless(&self, reason: WaitReason, cancel: &AtomicBool) {
-        debug_assert!(!in_goroutine(), "wait_once_unless is for plain threads");
-        if self.is_done() || cancel.load(Ordering::SeqCst) {
-            return;
-        }
-        let (word, cancel): (*const AtomicUsize, *const AtomicBool) = (&self.0, cancel);
-        let commit = move |g: GRef| {
-            // SAFETY: on a plain thread `park` runs this commit on the waiting thread itself,
-            // before it blocks, so the slot and the flag (borrowed by our caller) are alive.
-            let (word, cancel) = unsafe { (&*word, &*cancel) };
-            // SeqCst: pairs with the canceller's SeqCst store of `cancel` and its SeqCst
-            // take_waiter: one of us sees the other's write (a Dekker pair).
-            if word.compare_exchange(SLOT_EMPTY, g.as_ptr() as usize, Ordering::SeqCst, Ordering::Acquire).is_err() {
-                return false;
-            }
-            if cancel.load(Ordering::SeqCst) {
-                // Cancelled meanwhile: take ourselves back out, unless the canceller (or the
-                // completer) already took us and will ready us.
-                return word
-                    .compare_exchange(g.as_ptr() as usize, SLOT_EMPTY, Ordering::SeqCst, Ordering::Relaxed)
-                    .is_err();
-            }
-            true
-        };
-        // SAFETY: the commit publishes `g` in one place, the slot's word; whoever takes it out
-        // (`complete`'s swap, `take_waiter`'s CAS, or the commit's own CAS back, after which it
-        // returns false) is the one waker. Touching the word after publishing is safe here only
-        // because the waiter is a plain thread running this commit itself (see above). It
-        // neither parks nor panics.
-        unsafe { park(reason, commit) };
-    }
-
-    /// Takes `g` out of the slot if it is the parked waiter there. True means the caller now
-    /// owns the wakeup and must `ready(g)`; false means `g` is not parked here (never was, was
-    /// already taken, or the event completed and its completer readies it).
-    pub(crate) fn take_waiter(&self, g: GRef) -> bool {
-        // SeqCst: see wait_once_unless. Acquire on success also pairs with the waiter's publish.
-        self.0.compare_exchange(g.as_ptr() as usize, SLOT_EMPTY, Ordering::SeqCst, Ordering::Relaxed).is_ok()
-    }
-
-    /// Parks until done.
-    pub(crate) fn wait(&self, reason: WaitReason) {
-        while !self.is_done() {
-            self.wait_once(reason);
-        }
-    }
-
-    /// Marks the event done and readies the waiter, if one is parked. Everything written before
-    /// is visible to whoever sees it done.
-    pub(crate) fn complete(&self) {
-        // AcqRel: Release publishes what the completer wrote (a join result); Acquire pairs with
-        // the waiter's publishing CAS.
-        let w = self.0.swap(SLOT_DONE, Ordering::AcqRel);
-        if w > SLOT_DONE {
-            // SAFETY: only `wait_once`'s commit stores a G pointer in the word, publishing its
-            // own parked G; our swap took it out, and every other taker swaps or CASes the same
-            // word, so this is the one `ready` for that park.
-            unsafe { ready(GRef::from_ptr(w as *const G)) };
-        }
-    }
 }
 
 /// Runs `f` with the current M's P if the caller owns one in runtime mode.

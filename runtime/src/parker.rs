@@ -34,17 +34,19 @@
 //! `Clone`, so one goroutine or thread at a time. Reaching one `Parker` from two goroutines
 //! through a thread-local (which the spawn contract rules out) cannot break invariant 1 either:
 //! a second parker's commit fails on the first's G pointer, and the second one panics.
+//!
+//! The loom models at the bottom (`--cfg gort_loom`, see `loom.rs`) check that a park always
+//! returns (an unpark before or after it, several unparks, a timeout racing an unpark), that a
+//! G is readied once (invariant 2), and that an unpark is never lost to a timeout (invariant 4);
+//! invariants 1 and 3 are about lifetimes and reuse, which loom does not see.
 
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::g::{GRef, WaitReason, G};
-use crate::park::{park, ready};
-use crate::time::{deadline, RawTimer};
+use crate::loom::{deadline, park, ready, AtomicUsize, GRef, Ordering, RawTimer, WaitReason, G};
 
 const EMPTY: usize = 0;
 const NOTIFIED: usize = 1;
@@ -271,5 +273,79 @@ impl Unparker {
 impl fmt::Debug for Unparker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Unparker").finish_non_exhaustive()
+    }
+}
+
+/// loom models (`--cfg gort_loom`): the real `Parker`/`Unparker` on loom threads, whose
+/// `park`/`ready` follow `park_thread` and whose timer is a loom thread that fires at any moment
+/// unless stopped (`crate::loom`). A lost token is a park that never returns (loom reports the
+/// deadlock); a second `ready` panics; `park`'s own assertion catches a word that is not
+/// `NOTIFIED` after a wakeup.
+#[cfg(all(test, gort_loom))]
+mod loom_models {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Parker, EMPTY};
+    use crate::loom::{model, AtomicUsize, Ordering};
+
+    /// An unpark before, during or after the park: the park returns and sees the unparker's
+    /// writes.
+    #[test]
+    fn unpark_wakes_park() {
+        model(3, || {
+            let p = Parker::new();
+            let u = p.unparker();
+            let data = Arc::new(AtomicUsize::new(0));
+            let t = loom::thread::spawn({
+                let data = data.clone();
+                move || {
+                    data.store(1, Ordering::Relaxed);
+                    u.unpark();
+                }
+            });
+            p.park();
+            assert_eq!(data.load(Ordering::Relaxed), 1, "the unparker's writes are visible");
+            t.join().unwrap();
+            assert_eq!(p.inner.state.load(Ordering::Relaxed), EMPTY);
+        });
+    }
+
+    /// Two unparks racing with one park: the park returns, and at most one token is left over
+    /// (tokens do not add up).
+    #[test]
+    fn unparks_coalesce() {
+        model(3, || {
+            let p = Parker::new();
+            let ts: Vec<_> = (0..2)
+                .map(|_| {
+                    let u = p.unparker();
+                    loom::thread::spawn(move || u.unpark())
+                })
+                .collect();
+            p.park();
+            for t in ts {
+                t.join().unwrap();
+            }
+            p.park_timeout(Duration::ZERO);
+            assert!(!p.park_timeout(Duration::ZERO), "two tokens from two unparks");
+        });
+    }
+
+    /// `park_timeout` against an unpark and its own timer: it returns either way, and an unpark
+    /// it did not take (it timed out) is left for the next park, never lost.
+    #[test]
+    fn timeout_races_unpark() {
+        model(3, || {
+            let p = Parker::new();
+            let u = p.unparker();
+            let t = loom::thread::spawn(move || u.unpark());
+            let got = p.park_timeout(Duration::from_secs(1));
+            t.join().unwrap();
+            if !got {
+                assert!(p.park_timeout(Duration::ZERO), "the unpark was lost to the timeout");
+            }
+            assert_eq!(p.inner.state.load(Ordering::Relaxed), EMPTY);
+        });
     }
 }

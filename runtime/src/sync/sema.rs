@@ -12,17 +12,22 @@
 //!   dequeued; a waiter increments it *before* re-checking `count`, a releaser increments
 //!   `count` *before* reading `nwait`. Both use SeqCst (Dekker-style: each side stores then
 //!   loads the other's word), so either the waiter sees the unit or the releaser sees the waiter.
+//!   Under `--cfg gort_loom` each side also has a `SeqCst` fence between its store and its load
+//!   (`dekker_fence`), because loom models `SeqCst` accesses as `AcqRel` only.
 //! * The wait list follows `waitlist.rs` (a queued node is a parked goroutine).
+//!
+//! The loom models at the bottom (`--cfg gort_loom`, see `crate::loom`) check the first
+//! invariant with one and two acquirers, with and without handoff: every acquirer gets a unit,
+//! `count` and `nwait` end at zero and the list empty. They do not see the wait list's
+//! `Cell`s and `UnsafeCell` (plain memory to loom), the profiling paths, or whether the Dekker
+//! accesses stay `SeqCst` (the fences stand in for that; weakening one to `AcqRel` would pass).
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU32, Ordering};
-
-use crate::chan::queue::Lock;
-use crate::g::WaitReason;
-use crate::park::{park, ready};
-use crate::prof_hooks;
 
 use super::waitlist::{WaitList, WaitNode};
+use crate::loom::{
+    dekker_fence, in_goroutine, nanotime, park, prof_hooks, ready, yield_now, AtomicU32, Lock, Ordering, WaitReason,
+};
 
 pub(crate) struct Sema {
     count: AtomicU32,
@@ -38,12 +43,14 @@ unsafe impl Sync for Sema {}
 unsafe impl Send for Sema {}
 
 impl Sema {
-    pub(crate) const fn new() -> Sema {
-        Sema {
-            count: AtomicU32::new(0),
-            nwait: AtomicU32::new(0),
-            lock: Lock::new(),
-            list: UnsafeCell::new(WaitList::new()),
+    crate::loom::const_fn! {
+        pub(crate) fn new() -> Sema {
+            Sema {
+                count: AtomicU32::new(0),
+                nwait: AtomicU32::new(0),
+                lock: Lock::new(),
+                list: UnsafeCell::new(WaitList::new()),
+            }
         }
     }
 
@@ -72,12 +79,13 @@ impl Sema {
         let t0 = prof_hooks::block_start();
         let node = WaitNode::new();
         if mutex && prof_hooks::mutex_profiling() {
-            node.since.set(crate::time::nanotime().max(1));
+            node.since.set(nanotime().max(1));
         }
         loop {
             self.lock.lock();
             // SeqCst: see the module invariants (pairs with release's load of nwait).
             self.nwait.fetch_add(1, Ordering::SeqCst);
+            dekker_fence();
             if self.try_acquire() {
                 // SeqCst: as above.
                 self.nwait.fetch_sub(1, Ordering::SeqCst);
@@ -118,6 +126,7 @@ impl Sema {
     pub(crate) fn release(&self, handoff: bool) {
         // SeqCst: see the module invariants (pairs with acquire's nwait increment).
         self.count.fetch_add(1, Ordering::SeqCst);
+        dekker_fence();
         // SeqCst: as above.
         if self.nwait.load(Ordering::SeqCst) == 0 {
             return;
@@ -142,7 +151,7 @@ impl Sema {
         let mut waited = None;
         let since = s.since.get();
         if since != 0 {
-            let now = crate::time::nanotime();
+            let now = nanotime();
             waited = Some(now.saturating_sub(since));
             // Charge the others' wait from now on only (Go resets their acquiretime).
             // SAFETY: lock held.
@@ -166,9 +175,89 @@ impl Sema {
         if let Some(d) = waited {
             prof_hooks::mutex_event(d);
         }
-        if granted && crate::park::in_goroutine() {
+        if granted && in_goroutine() {
             // Let the waiter we handed the unit to run now (Go's goyield).
-            crate::proc::yield_now();
+            yield_now();
         }
+    }
+}
+
+/// loom models (`--cfg gort_loom`): the real `Sema` on loom threads, whose `park`/`ready`
+/// follow `park_thread` and whose lock is a spin lock (`crate::loom`). A lost wakeup is an
+/// acquirer parked forever, which loom reports as a deadlock; a second `ready` panics.
+#[cfg(all(test, gort_loom))]
+mod loom_models {
+    use std::sync::Arc;
+
+    use super::Sema;
+    use crate::loom::{model, Ordering, WaitReason};
+
+    fn acquire(s: &Sema) {
+        s.acquire(false, WaitReason::Model, false);
+    }
+
+    /// Every unit released is taken, nobody is left counted as waiting or queued.
+    fn check_drained(s: &Sema) {
+        assert_eq!(s.count.load(Ordering::Relaxed), 0, "units left over or lost");
+        assert_eq!(s.nwait.load(Ordering::Relaxed), 0);
+        // SAFETY: every thread that touched the list has been joined.
+        assert!(unsafe { (*s.list.get()).pop_front() }.is_none(), "a waiter left queued");
+    }
+
+    /// One acquire against one release (the Dekker pair of `count` and `nwait`): the acquirer
+    /// always gets the unit.
+    #[test]
+    fn release_wakes_acquirer() {
+        model(3, || {
+            let s = Arc::new(Sema::new());
+            let r = loom::thread::spawn({
+                let s = s.clone();
+                move || s.release(false)
+            });
+            acquire(&s);
+            r.join().unwrap();
+            check_drained(&s);
+        });
+    }
+
+    /// As above with `handoff` (a starving `Mutex`): the releaser takes the unit for the waiter
+    /// (`granted`) when it can, and the unit is never counted twice.
+    #[test]
+    fn handoff_release_wakes_acquirer() {
+        model(3, || {
+            let s = Arc::new(Sema::new());
+            let r = loom::thread::spawn({
+                let s = s.clone();
+                move || s.release(true)
+            });
+            acquire(&s);
+            r.join().unwrap();
+            check_drained(&s);
+        });
+    }
+
+    /// Two acquirers, two releases (one after the other, from one thread): both acquirers get a
+    /// unit, whichever order things happen in, including a release that finds the first
+    /// acquirer queued and the second one not yet counted.
+    #[test]
+    fn two_acquirers_two_releases() {
+        model(3, || {
+            let s = Arc::new(Sema::new());
+            let a = loom::thread::spawn({
+                let s = s.clone();
+                move || acquire(&s)
+            });
+            let r = loom::thread::spawn({
+                let s = s.clone();
+                move || {
+                    s.release(false);
+                    s.release(false);
+                }
+            });
+            acquire(&s);
+            a.join().unwrap();
+            r.join().unwrap();
+            check_drained(&s);
+        });
     }
 }

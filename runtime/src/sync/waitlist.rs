@@ -15,8 +15,8 @@
 
 use std::cell::Cell;
 
-use crate::g::GRef;
 use crate::ilist::{Linked, Links, List};
+use crate::loom::GRef;
 
 /// One waiting goroutine.
 pub(crate) struct WaitNode {
@@ -43,7 +43,7 @@ impl WaitNode {
     /// A node for the current goroutine.
     pub(crate) fn new() -> WaitNode {
         WaitNode {
-            g: crate::park::current(),
+            g: crate::loom::current(),
             granted: Cell::new(false),
             parked: Cell::new(false),
             weight: Cell::new(0),
