@@ -316,7 +316,14 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
         let j = randn(p.len());
         let last = p.len() - 1;
         p.swap(j, last);
-        lock.push(i);
+    }
+    // The lock order starts from the poll order, so cases on one channel (equal addresses) keep
+    // a random order among themselves: pass 2 queues in lock order, and a peer that arrives
+    // while we are parked takes the first of our nodes on its channel. Built from the case
+    // order instead, the first such arm would win every blocked select (as Go's heap sort does
+    // not do either).
+    for &i in poll.slice_mut().iter() {
+        lock.push(i as usize);
     }
     let lockorder = lock.slice_mut();
     lockorder.sort_unstable_by_key(|&i| cases[i as usize].addr());
