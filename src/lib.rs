@@ -2,8 +2,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use gort_runtime::{
-    blocking, current_id, gomaxprocs, goroutines, num_goroutine, run, spawn, start, yield_now, Builder, Config,
-    ConfigError, GoroutineInfo, JoinHandle,
+    blocking, current_id, gomaxprocs, goroutines, lock_os_thread, locked_to_thread, num_goroutine, run, spawn, start,
+    unlock_os_thread, yield_now, Builder, Config, ConfigError, GoroutineInfo, JoinHandle,
 };
 pub use gort_runtime::{go, park, ready, select, GRef, WaitReason};
 

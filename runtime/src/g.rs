@@ -220,6 +220,12 @@ pub struct G {
     /// Nesting depth of runtime calls (`park::enter`) on this goroutine. Touched only by the
     /// goroutine itself while it runs.
     pub(crate) rt_depth: Cell<u32>,
+    /// The M this goroutine is wired to (`lock_os_thread`), null if none. Written by the
+    /// goroutine itself while it runs; read by the M that next dequeues it (the status word's
+    /// Release/Acquire orders it) to hand that M's P over.
+    pub(crate) lockedm: AtomicPtr<crate::m::M>,
+    /// Nesting of `lock_os_thread` calls. Touched only by the goroutine itself while it runs.
+    pub(crate) lock_count: Cell<u32>,
     /// Thread stand-ins of plain (non-M) threads: the thread counts in `Sched::ext_active` while
     /// it is not parked. Written once when the stand-in is created, before it is published.
     pub(crate) outside: AtomicBool,
@@ -257,6 +263,8 @@ impl G {
             yielder: Cell::new(ptr::null()),
             labels: AtomicPtr::new(ptr::null_mut()),
             rt_depth: Cell::new(0),
+            lockedm: AtomicPtr::new(ptr::null_mut()),
+            lock_count: Cell::new(0),
             outside: AtomicBool::new(false),
         }
     }

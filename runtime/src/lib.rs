@@ -67,6 +67,7 @@ pub use g::{for_each_g, GRef, ParkRegs, Parked, WaitReason};
 pub use park::{current, in_goroutine, park, ready};
 #[cfg(not(gort_loom))]
 pub use proc::{
-    blocking, current_id, current_stack_bounds, gomaxprocs, goroutines, num_goroutine, run, spawn, start, threads,
-    yield_now, Builder, GoroutineInfo, JoinHandle, ThreadInfo,
+    blocking, current_id, current_stack_bounds, gomaxprocs, goroutines, lock_os_thread, locked_to_thread,
+    num_goroutine, run, spawn, start, threads, unlock_os_thread, yield_now, Builder, GoroutineInfo, JoinHandle,
+    ThreadInfo,
 };

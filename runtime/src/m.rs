@@ -94,6 +94,9 @@ pub(crate) struct M {
     /// `mp.createstack`), for the threadcreate profile. Written once before the M is published
     /// in `allm`.
     pub(crate) create_stack: Vec<usize>,
+    /// The goroutine wired to this M (`lock_os_thread`), null if none: the M runs nothing else,
+    /// and sleeps without a P while it waits.
+    pub(crate) lockedg: AtomicPtr<G>,
 }
 
 // SAFETY: `p` (a Cell) is only accessed from the M's own thread (documented on the field); every
@@ -114,6 +117,7 @@ impl M {
             polling: AtomicBool::new(false),
             created_by: AtomicUsize::new(0),
             create_stack: Vec::new(),
+            lockedg: AtomicPtr::new(ptr::null_mut()),
         }
     }
 

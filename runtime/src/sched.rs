@@ -410,6 +410,14 @@ pub(crate) fn timer_added(when: u64) {
 /// An M's life: find a G, run it, repeat; sleep when there is nothing to do.
 fn mstart(s: &'static Sched, m: &'static M) -> ! {
     loop {
+        let lg = m.lockedg.load(Ordering::Relaxed);
+        if !lg.is_null() {
+            // SAFETY: lockedg holds a pointer made from a GRef by lock_os_thread.
+            let g = unsafe { GRef::from_ptr(lg) };
+            stoplockedm(s, m);
+            execute(s, m, g);
+            continue;
+        }
         let p = match m.p.get() {
             Some(p) => p,
             None => {
@@ -420,6 +428,12 @@ fn mstart(s: &'static Sched, m: &'static M) -> ! {
         if let Some(g) = find_runnable(s, m, p) {
             if m.spinning.load(Ordering::Relaxed) {
                 resetspinning(s, m);
+            }
+            let lm = g.0.lockedm.load(Ordering::Relaxed);
+            if !lm.is_null() && !std::ptr::eq(lm, m) {
+                // SAFETY: Ms are never freed; lockedm holds a pointer made from a &'static M.
+                startlockedm(m, unsafe { &*lm });
+                continue;
             }
             execute(s, m, g);
         }
@@ -435,6 +449,48 @@ fn resetspinning(s: &'static Sched, m: &'static M) {
     if prev == 1 {
         wakep();
     }
+}
+
+/// An M wired to a goroutine that is not running (Go's `stoplockedm`): gives its P away, so the
+/// other goroutines run elsewhere, and sleeps until the M that dequeues the goroutine hands it a
+/// P to run it with ([`startlockedm`]). It is in no idle list meanwhile, so nothing else wakes it.
+fn stoplockedm(s: &'static Sched, m: &'static M) {
+    if let Some(p) = m.p.take() {
+        p.curg.store(std::ptr::null_mut(), Ordering::Relaxed);
+        if m.spinning.swap(false, Ordering::Relaxed) {
+            resetspinning_count(s);
+        }
+        // Release: as sysmon's hand-off, the owner-only fields go with the P.
+        p.status.store(P_IDLE, Ordering::Release);
+        handoffp(s, p);
+    }
+    loop {
+        // Acquire: pairs with the Release store in startlockedm.
+        let np = m.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
+        if !np.is_null() {
+            // SAFETY: nextp holds a pointer made from a &'static P.
+            m.p.set(Some(unsafe { &*np }));
+            return;
+        }
+        m.note.sleep();
+    }
+}
+
+/// This M dequeued a goroutine wired to another M (Go's `startlockedm`): hands it this M's P
+/// and wakes it; the wired M runs the goroutine, and this one, now without a P, goes idle.
+fn startlockedm(m: &'static M, locked: &'static M) {
+    let p = m.p.take().expect("startlockedm without a P");
+    p.curg.store(std::ptr::null_mut(), Ordering::Relaxed);
+    p.status.store(P_RUNNING, Ordering::Relaxed);
+    // Release: pairs with the Acquire swap in stoplockedm (the P and the G's state go with it).
+    locked.nextp.store(p as *const P as *mut P, Ordering::Release);
+    wake_m(locked);
+}
+
+/// `nmspinning--` for an M that stops spinning without finding work to hand on.
+fn resetspinning_count(s: &'static Sched) {
+    // SeqCst: spinning protocol.
+    s.nmspinning.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Sleeps until this M is handed a P (or, as the timer M, until the earliest timer is due and a
@@ -918,6 +974,12 @@ fn goexit0(s: &'static Sched, m: &'static M, g: GRef) {
         put_stack(s, m.p.get(), stack);
     }
     exec.custom_stack = 0;
+    // A goroutine that exits wired to its M releases it (Go would end the thread instead; gort's
+    // Ms never exit, and the M's thread state is the user's to restore before exiting).
+    if !g.0.lockedm.swap(std::ptr::null_mut(), Ordering::Relaxed).is_null() {
+        m.lockedg.store(std::ptr::null_mut(), Ordering::Relaxed);
+        g.0.lock_count.set(0);
+    }
     if s.guards.spawn_cap.is_some() {
         s.stack_claims.fetch_sub(1, Ordering::Relaxed);
     }
