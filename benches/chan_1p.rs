@@ -1,4 +1,4 @@
-//! Channel benchmarks on 1 P (issue 3): unbuffered ping-pong, where every round trip is two
+//! Channel benchmarks on 1 P: unbuffered ping-pong, where every round trip is two
 //! direct handoffs through `runnext` on one M. Compared with Go, Tokio and may by
 //! `bench/compare.sh`.
 //!

@@ -1,5 +1,5 @@
 //! Overhead of the sampling allocator (`gort::profiler::Allocator`) against plain `System`,
-//! on allocation-heavy work (issue 5: target <= 3%).
+//! on allocation-heavy work (target <= 3%).
 //!
 //! - `churn/*`: a ring of 1024 live blocks of mixed sizes (16 B to 2 KiB); each element frees
 //!   one block and allocates its replacement, through `System` directly or through a sampling

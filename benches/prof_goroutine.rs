@@ -1,4 +1,4 @@
-//! The goroutine profile of 100k parked goroutines (issue 5: well under 1 s). Each goroutine
+//! The goroutine profile of 100k parked goroutines (target: well under 1 s). Each goroutine
 //! is parked in a channel receive, two frames below its entry; the profile walks every one of
 //! them (holding each still only for its own walk), groups the stacks and writes the gzipped
 //! proto.

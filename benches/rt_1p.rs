@@ -1,4 +1,4 @@
-//! Scheduler benchmarks on 1 P (issue 2): the switch (two goroutines yielding to each other)
+//! Scheduler benchmarks on 1 P: the switch (two goroutines yielding to each other)
 //! and yield 200 x 10k. Workloads in `workloads/mod.rs`; compared with Go, Tokio and may by
 //! `bench/compare.sh`.
 //!

@@ -1,4 +1,4 @@
-//! One-shot runner for gort's channel and sync benchmarks (issue 3): runs ONE workload once and
+//! One-shot runner for gort's channel and sync benchmarks: runs ONE workload once and
 //! prints `<workload> <unit>=<value>` lines (bench/compare.sh's format, shared with the Go,
 //! Tokio and may twins). Worker count from `GOMAXPROCS`.
 //!

@@ -8,9 +8,9 @@
 //! ```
 //!
 //! - `park_100k`: RSS growth / 100k with 100k goroutines blocked at once on a receive from one
-//!   unbuffered channel (then closed). Target (issue 2): <= 5 KiB per goroutine.
+//!   unbuffered channel (then closed). Target: <= 5 KiB per goroutine.
 //! - `skynet_1m`: peak RSS (VmHWM from /proc/self/status) of a process that has run skynet 1M
-//!   (1,111,111 goroutines, join-handle version) once. Target (issue 2): <= 1 GiB.
+//!   (1,111,111 goroutines, join-handle version) once. Target: <= 1 GiB.
 //!   `bench_runtime skynet_1m` prints the same figure next to the time.
 
 #[path = "../benches/workloads/mod.rs"]

@@ -1,4 +1,4 @@
-//! One-shot runner for gort's scheduler benchmarks (issue 2): runs ONE workload once and prints
+//! One-shot runner for gort's scheduler benchmarks: runs ONE workload once and prints
 //! `<workload> <unit>=<value>` lines, the format bench/compare.sh reads from gort, Go
 //! (bench/go) and the peers (bench/peers). Worker count from `GOMAXPROCS`.
 //!

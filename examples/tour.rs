@@ -42,7 +42,7 @@ fn skynet(num: u64, size: u64) -> u64 {
     rx.iter().sum()
 }
 
-/// The leak from the notes: each request starts a goroutine that waits on a channel nobody
+/// The goroutine-leak demo: each request starts a goroutine that waits on a channel nobody
 /// will ever send on.
 fn leaky_handler() {
     let (_a_tx, a_rx): (_, Receiver<u32>) = chan(0);

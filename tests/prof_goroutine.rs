@@ -1,5 +1,5 @@
 //! The goroutine profile (`gort::profiler::lookup("goroutine")`): debug=0 read by `go tool
-//! pprof`, the notes' leak demo diffed with `-base`, Go's debug=1 and debug=2 texts, and the
+//! pprof`, the leak demo (`examples/leak.rs`) diffed with `-base`, Go's debug=1 and debug=2 texts, and the
 //! prost messages checked against a profile written by Go.
 
 mod common;

@@ -1,5 +1,5 @@
 //! The heap and allocs profiles, with the sampling allocator installed as this test binary's
-//! global allocator: the notes' heap demo read back through `go tool pprof -top
+//! global allocator: the heap demo (`examples/heap.rs`) read back through `go tool pprof -top
 //! -sample_index=inuse_space`, the four sample types, `allocs`' default, Go's debug=1 text.
 //!
 //! One test function: the demo's allocations are process-wide state the checks share.

@@ -1,4 +1,4 @@
-//! Every wait reason issue 3 promises, spelled exactly as Go spells it, observed through
+//! Every wait reason gort documents, spelled exactly as Go spells it, observed through
 //! `gort::goroutines()` while the goroutines are blocked: channels, select, sleep and every
 //! `gort::sync` primitive.
 

@@ -53,7 +53,7 @@ macro_rules! go {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scheduler (issue 2)
+// Scheduler
 // ---------------------------------------------------------------------------------------------
 
 /// Two goroutines each yielding `n` times; run with GOMAXPROCS=1 so every yield is a switch to
@@ -186,7 +186,7 @@ pub fn parked_kib_per_g(n: usize) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Channels and sync (issue 3)
+// Channels and sync
 // ---------------------------------------------------------------------------------------------
 
 /// Unbuffered ping-pong: the caller sends `i` on `ping`, an echo goroutine sends it back on

@@ -2,14 +2,14 @@
 //! [`gort_runtime::net::TcpListener`] whose `/debug/pprof/` routes answer as Go's do, so
 //! `go tool pprof http://ADDR/debug/pprof/heap` works against a gort program.
 //!
-//! Routes (see `REFERENCE.md` section 3):
+//! Routes (Go's `net/http/pprof` contract):
 //!
 //! - `/debug/pprof/`: the HTML index (counts, `?debug=1` links, descriptions).
 //! - `/debug/pprof/{goroutine,heap,allocs,threadcreate}`: `debug=0` (default) the gzipped proto
 //!   as an attachment, `debug=N>0` text; `seconds=N` a delta profile (`NAME-delta`); `gc=` is
 //!   accepted and ignored (gort has no GC).
 //! - `/debug/pprof/cmdline`, `/debug/pprof/symbol` (GET query or POST body).
-//! - `/debug/pprof/{profile,trace,mutex,block}`: 501, not implemented yet (pprof part 2).
+//! - `/debug/pprof/{profile,trace,mutex,block}`: 501, not implemented yet.
 //!
 //! [`handle`] is the routing logic on a parsed [`Request`], testable without sockets. The server
 //! answers one request per connection (`Connection: close`), bounds the request head
@@ -38,7 +38,7 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest `seconds=N` accepted for delta profiles (one day).
 pub const MAX_SECONDS: u64 = 86_400;
 
-const NOT_IMPLEMENTED: &str = "not implemented yet in gort (pprof part 2)";
+const NOT_IMPLEMENTED: &str = "not implemented yet in gort";
 
 /// A parsed HTTP request: what [`handle`] needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

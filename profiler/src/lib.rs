@@ -41,7 +41,7 @@
 //!
 //! # Not here yet
 //!
-//! - `mutex`, `block` and the CPU profile (part 2; `gort_runtime::prof_hooks` records the first
+//! - `mutex`, `block` and the CPU profile (not yet exported; `gort_runtime::prof_hooks` records the first
 //!   two already). Goroutine labels ([`with_labels`], Go's `pprof.Do`) are in the goroutine
 //!   profile; the CPU profile will carry them too.
 //! - Goroutines running on another M at snapshot time are counted with an empty stack (Go stops
@@ -103,7 +103,7 @@ pub struct Profile {
 const ALL: [Kind; 4] = [Kind::Allocs, Kind::Goroutine, Kind::Heap, Kind::ThreadCreate];
 
 /// The profile called `name` (`goroutine`, `heap`, `allocs`, `threadcreate`), as Go's
-/// `pprof.Lookup`. `mutex`, `block` and the CPU profile arrive with part 2.
+/// `pprof.Lookup`. `mutex`, `block` and the CPU profile are not exported yet.
 pub fn lookup(name: &str) -> Option<Profile> {
     ALL.into_iter().map(|kind| Profile { kind }).find(|p| p.name() == name)
 }

@@ -77,10 +77,9 @@ unsafe impl Sync for P {}
 unsafe impl Send for P {}
 
 /// Length of a P's local run queue past which its older half moves to the global queue (Go's
-/// `runq` has a fixed 256 slots). Measured (5 interleaved runs, medians): with no bound, 1 P
-/// skynet 1M keeps up to 576k goroutines runnable at once (559 MiB peak RSS, 1381 ms); with 1024,
-/// 122 MiB and 721 ms; with 256, 104 MiB and 694 ms but a 2 P WaitGroup fan-out of 100k paid
-/// 247 ns per goroutine against 222 at 1024 (211 unbounded).
+/// `runq` has a fixed 256 slots). Unbounded, a fan-out like skynet runs breadth-first and keeps
+/// most of its tree alive at once; 256 cost the wide fan-outs (a WaitGroup of 100k) more than
+/// 1024 does (the benchmark README, run 5, has the A/B).
 pub(crate) const LOCAL_RUNQ_MAX: usize = 1024;
 
 impl P {
@@ -157,8 +156,7 @@ impl P {
             // Go's runqputslow: the local queue is bounded; its older half moves to the global
             // queue. Recent work stays local (a spawner's children run before its ancestors'
             // queued siblings), which keeps fan-out trees like skynet depth-first enough that far
-            // fewer goroutines are alive at once (1 P skynet: at most 65k runnable in Go, 576k here
-            // without the bound, ~120k with it).
+            // fewer goroutines are alive at once.
             let half = (0..LOCAL_RUNQ_MAX / 2).map_while(|_| q.pop());
             crate::sched::sched().global.push_batch(half);
         }

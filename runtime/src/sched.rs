@@ -583,15 +583,14 @@ fn stopm(s: &'static Sched, m: &'static M) {
     }
 }
 
-/// Finds a runnable G for `m` on `p`, or gives `p` back and returns None.
 /// How many 3 µs sleeps a spinning M that found nothing takes, still spinning and holding its
-/// P, before it gives the P back while other Ps are busy (see `find_runnable`). Measured with a
-/// 2 P ping-pong (GOMAXPROCS=2, 7 interleaved rounds): with none, each handoff's `wakep` kept
-/// futex-waking an M that gave up again at once (5510 futex calls per 200k round trips, 1.32
-/// CPUs busy, 251 ns per round trip); with 5, 212 futex calls, 1.12 CPUs, 184 ns. Go sleeps
-/// `usleep(3)` in the same place (`runqgrab`) but only when a runnext is there to steal.
+/// P, before it gives the P back while other Ps are busy (see `find_runnable`). Without them, in
+/// a ping-pong between Ps each hand-off's `wakep` futex-wakes an M that gives up again at once
+/// (the measurements are in the benchmark README, run 6). Go sleeps `usleep(3)` in the same
+/// place (`runqgrab`) but only when a runnext is there to steal.
 const SPIN_LINGER: u32 = 5;
 
+/// Finds a runnable G for `m` on `p`, or gives `p` back and returns None.
 fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P) -> Option<GRef> {
     let mut linger = 0u32;
     loop {

@@ -2,7 +2,8 @@
 //!
 //! # Why slabs
 //!
-//! A goroutine runs on a fixed-size stack (no growth, see REFERENCE.md section 5). The obvious
+//! A goroutine runs on a fixed-size stack (no growth: Rust code holds pointers into its stack,
+//! so a stack cannot be moved to grow it as Go's are). The obvious
 //! scheme, one `mmap` plus one `PROT_NONE` guard page per stack, costs two VMAs per stack, and
 //! Linux caps a process at `vm.max_map_count` VMAs (65530 by default): such stacks stop at about
 //! 32,700 goroutines. gort promises one million live goroutines on default system settings, so
