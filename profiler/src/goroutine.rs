@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::builder::{frames, goroutine_frames, Builder, LFrame, Trim};
 use crate::labels::LabelSet;
 use crate::symbol::Symbolizer;
-use crate::walk::{walk_current, Walk, MAX_DEPTH};
+use crate::walk::{walk_current, MAX_DEPTH};
 
 /// One goroutine in a full dump.
 #[derive(Clone, Debug)]
@@ -59,10 +59,6 @@ pub struct Grouped {
     pub entries: HashMap<Box<[usize]>, &'static str>,
 }
 
-fn walk_parked(p: &gort_runtime::Parked<'_>, buf: &mut [usize]) -> Walk {
-    p.walk(buf)
-}
-
 type GroupKey = (Box<[usize]>, Option<Arc<LabelSet>>);
 
 /// Walks every goroutine and groups identical stacks (with identical labels).
@@ -92,7 +88,7 @@ pub fn grouped() -> Grouped {
     gort_runtime::for_each_g(|g| {
         let got = g.with_parked(|p| {
             // SAFETY: the runtime holds the goroutine still, so its labels pointer stays alive.
-            (walk_parked(p, &mut buf), unsafe { crate::labels::from_ptr(p.labels()) }, p.entry_name())
+            (p.walk(&mut buf), unsafe { crate::labels::from_ptr(p.labels()) }, p.entry_name())
         });
         if let Some((w, labels, e)) = got {
             walked += 1;
@@ -127,7 +123,7 @@ pub fn all() -> Vec<GStack> {
     let mut stacks: HashMap<u64, (Vec<usize>, bool)> = HashMap::with_capacity(infos.len());
     let mut buf = [0usize; MAX_DEPTH];
     gort_runtime::for_each_g(|g| {
-        if let Some((id, w)) = g.with_parked(|p| (p.id(), walk_parked(p, &mut buf))) {
+        if let Some((id, w)) = g.with_parked(|p| (p.id(), p.walk(&mut buf))) {
             stacks.insert(id, (buf[..w.len].to_vec(), w.truncated));
         }
     });

@@ -455,17 +455,21 @@ fn resetspinning(s: &'static Sched, m: &'static M) {
 /// other goroutines run elsewhere, and sleeps until the M that dequeues the goroutine hands it a
 /// P to run it with ([`startlockedm`]). It is in no idle list meanwhile, so nothing else wakes it.
 fn stoplockedm(s: &'static Sched, m: &'static M) {
+    // Not spinning: the M just ran its goroutine (mstart resets spinning before `execute`).
     if let Some(p) = m.p.take() {
         p.curg.store(std::ptr::null_mut(), Ordering::Relaxed);
-        if m.spinning.swap(false, Ordering::Relaxed) {
-            resetspinning_count(s);
-        }
         // Release: as sysmon's hand-off, the owner-only fields go with the P.
         p.status.store(P_IDLE, Ordering::Release);
         handoffp(s, p);
     }
+    sleep_until_handed_p(m);
+}
+
+/// Sleeps on the M's note until someone hands it a P through `nextp` (`startm`,
+/// `startlockedm`), and takes it.
+fn sleep_until_handed_p(m: &'static M) {
     loop {
-        // Acquire: pairs with the Release store in startlockedm.
+        // Acquire: pairs with the Release store of `nextp` in startm or startlockedm.
         let np = m.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
         if !np.is_null() {
             // SAFETY: nextp holds a pointer made from a &'static P.
@@ -485,12 +489,6 @@ fn startlockedm(m: &'static M, locked: &'static M) {
     // Release: pairs with the Acquire swap in stoplockedm (the P and the G's state go with it).
     locked.nextp.store(p as *const P as *mut P, Ordering::Release);
     wake_m(locked);
-}
-
-/// `nmspinning--` for an M that stops spinning without finding work to hand on.
-fn resetspinning_count(s: &'static Sched) {
-    // SeqCst: spinning protocol.
-    s.nmspinning.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Sleeps until this M is handed a P (or, as the timer M, until the earliest timer is due and a
@@ -570,15 +568,8 @@ fn stopm(s: &'static Sched, m: &'static M) {
         } else {
             // startm already took us off the list and is about to hand us a P.
             drop(idle);
-            loop {
-                let np = m.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
-                if !np.is_null() {
-                    // SAFETY: as above.
-                    m.p.set(Some(unsafe { &*np }));
-                    return;
-                }
-                m.note.sleep();
-            }
+            sleep_until_handed_p(m);
+            return;
         }
     }
 }
