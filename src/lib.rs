@@ -2,10 +2,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use gort_runtime::{
-    blocking, current_id, gomaxprocs, goroutines, lock_os_thread, locked_to_thread, num_goroutine, run, spawn, start,
-    unlock_os_thread, yield_now, Builder, Config, ConfigError, GoroutineInfo, JoinHandle,
+    blocking, go, run, select, spawn, start, start_with, Builder, Config, ConfigError, JoinHandle, PanicPayload,
+    StartError,
 };
-pub use gort_runtime::{go, park, ready, select, GRef, WaitReason};
 
 /// Channels: Go's `chan T` (`chan::<T>(cap)`, `select!`).
 pub use gort_runtime::chan;
@@ -21,8 +20,32 @@ pub mod time {
     pub use gort_runtime::time::{after_func, sleep, RawTimer, Timer};
 }
 
-/// The runtime crate, for lower-level use (the unsafe `park`/`ready`, goroutine enumeration).
-pub use gort_runtime as runtime;
-
 /// pprof profiles from inside: goroutine, heap/allocs (with [`profiler::Allocator`]), threadcreate.
 pub use gort_profiler as profiler;
+
+/// Go's `runtime` package: introspection (goroutines, threads, counts), scheduling control
+/// (`yield_now`, `lock_os_thread`), goroutine labels, and the low-level `park`/`ready` with the
+/// safe [`Parker`](runtime::Parker) built on them.
+pub mod runtime {
+    /// Configuration from the environment (`GOMAXPROCS`, `GORT_*`).
+    pub use gort_runtime::env;
+    /// Mutex and block profile records (the profiler exports them).
+    pub use gort_runtime::mprof;
+    pub use gort_runtime::sync::{Parker, Unparker};
+    /// The runtime's clock (`nanotime`: monotonic nanoseconds, only differences mean anything).
+    pub use gort_runtime::time::nanotime;
+    pub use gort_runtime::{
+        current, current_entry_name, current_id, current_labels, current_stack_bounds, for_each_g, gomaxprocs,
+        goroutines, in_goroutine, lock_os_thread, locked_to_thread, num_goroutine, park, ready, set_current_labels,
+        threads, unlock_os_thread, yield_now, GRef, GoroutineInfo, Labels, ParkRegs, Parked, ThreadInfo, WaitReason,
+    };
+    /// Stack walks of the running code and of parked goroutines.
+    pub use gort_runtime::{traceback, unwind};
+
+    /// Support for gort's own tests and benchmarks: scheduler counters with no stability promise.
+    #[doc(hidden)]
+    pub mod internal {
+        pub use gort_runtime::time::timer_entries;
+        pub use gort_runtime::{idle_procs, syscall_retakes};
+    }
+}

@@ -15,7 +15,7 @@
 //!   (`gort_profiler`, `alloc`, `core`, `std`, `hashbrown`, `__rust_alloc`...), so a
 //!   `vec![0; n]` is charged to the function that wrote it, as Go charges `make`. The runtime's
 //!   own allocations keep their `gort_runtime` leaf (a goroutine descriptor shows under
-//!   `gort_runtime::proc::...`, a channel buffer under `gort_runtime::chan::...`), as Go's heap
+//!   `gort_runtime::spawn::...`, a channel buffer under `gort_runtime::chan::...`), as Go's heap
 //!   profiles show `runtime.malg` and `runtime.makechan`: memory the runtime holds is not charged
 //!   to user code as if the user had allocated it.
 //! - **Both**: the trailing run at the root that only starts things (`gort_runtime` goroutine
@@ -127,7 +127,7 @@ fn symbolized(sym: &mut Symbolizer, pcs: &[usize]) -> Vec<LFrame> {
 
 /// The runtime's frame that calls a goroutine's body.
 fn is_task_run(name: &str) -> bool {
-    name.starts_with("<gort_runtime::proc::Task<") && name.ends_with("Runnable>::run")
+    name.starts_with("<gort_runtime::spawn::Task<") && name.ends_with("Runnable>::run")
 }
 
 /// Adds the body `entry` as an inlined frame of the entry frame, unless a frame of it is there.

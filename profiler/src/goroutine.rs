@@ -86,10 +86,7 @@ pub fn grouped() -> Grouped {
         Some(l) => *labelled.entry((stack.into(), Some(l))).or_insert(0) += n,
     };
     gort_runtime::for_each_g(|g| {
-        let got = g.with_parked(|p| {
-            // SAFETY: the runtime holds the goroutine still, so its labels pointer stays alive.
-            (p.walk(&mut buf), unsafe { crate::labels::from_ptr(p.labels()) }, p.entry_name())
-        });
+        let got = g.with_parked(|p| (p.walk(&mut buf), crate::labels::from_slot(p.labels()), p.entry_name()));
         if let Some((w, labels, e)) = got {
             walked += 1;
             entry(&buf[..w.len], e);
@@ -99,9 +96,8 @@ pub fn grouped() -> Grouped {
     let mut total = gort_runtime::num_goroutine() as i64;
     if gort_runtime::current_id().is_some() {
         let w = walk_current(&mut buf);
-        // SAFETY: our own labels pointer cannot change while we run.
-        let labels = unsafe { crate::labels::from_ptr(gort_runtime::proc::current_labels()) };
-        entry(&buf[..w.len], gort_runtime::proc::current_entry_name());
+        let labels = crate::labels::from_slot(gort_runtime::current_labels());
+        entry(&buf[..w.len], gort_runtime::current_entry_name());
         add(&buf[..w.len], labels, 1);
         walked += 1;
     }

@@ -21,7 +21,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gort_runtime::net::{TcpListener, TcpStream};
+use gort_runtime::net::{PollError, TcpListener, TcpStream};
 
 use crate::{lookup, proto, symbolize};
 
@@ -412,7 +412,7 @@ fn accept_loop(l: &TcpListener) {
                 // any park).
                 unsafe { gort_runtime::spawn(conn) };
             }
-            Err(e) if e.to_string().contains("closed network connection") => return,
+            Err(e) if PollError::of(&e) == Some(PollError::Closed) => return,
             Err(e) => {
                 // Go's http.Server: back off 5 ms doubling to 1 s (EMFILE and the like).
                 backoff = if backoff.is_zero() {

@@ -41,7 +41,7 @@
 //!
 //! # Not here yet
 //!
-//! - `mutex`, `block` and the CPU profile (not yet exported; `gort_runtime::prof_hooks` records the first
+//! - `mutex`, `block` and the CPU profile (not yet exported; `gort_runtime::mprof` records the first
 //!   two already). Goroutine labels ([`with_labels`], Go's `pprof.Do`) are in the goroutine
 //!   profile; the CPU profile will carry them too.
 //! - Goroutines running on another M at snapshot time are counted with an empty stack (Go stops

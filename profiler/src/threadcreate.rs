@@ -27,7 +27,7 @@ pub fn proto(sym: &mut Symbolizer) -> crate::proto::Profile {
     let mut b = crate::builder::Builder::new(sym, &[("threadcreate", "count")], ("threadcreate", "count"), 1);
     for (stack, n) in grouped() {
         let locs = if stack.is_empty() {
-            vec![b.pseudo_location("gort_runtime::sched::newm")]
+            vec![b.pseudo_location("gort_runtime::sched::idle::newm")]
         } else {
             b.locations(&stack, Trim::None)
         };

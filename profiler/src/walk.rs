@@ -4,15 +4,14 @@
 
 pub use gort_runtime::unwind::Walk;
 
-/// Deepest stack a profile keeps (Go keeps 32 for heap records and 100 in tracebacks).
-pub const MAX_DEPTH: usize = 64;
+pub use gort_runtime::traceback::MAX_DEPTH;
 
 /// Walks the caller's own stack (its goroutine's, or its thread's). The first address returns
 /// into the function that called this one (inlined: a frame of its own could be a tail call,
 /// which leaves no return address into it).
 #[inline(always)]
 pub fn walk_current(buf: &mut [usize]) -> Walk {
-    gort_runtime::unwind::capture(0, buf)
+    gort_runtime::traceback::capture(0, buf)
 }
 
 #[cfg(test)]

@@ -19,19 +19,14 @@
 //! thread stacks and libraries), and a spawn that would need more fails (`Builder::spawn`
 //! returns the error, naming the sysctl; `spawn` panics with it) unless `GORT_UNGUARDED_STACKS=1`
 //! lets further goroutines run on stacks with an unguarded, after-the-fact-checked gap (see
-//! `stack.rs` for what that risks).
+//! `stack/mod.rs` for what that risks).
 //!
 //! A value that does not parse is an error naming the variable, the value and what was expected;
 //! the runtime refuses to start rather than guess.
 
 use std::fmt;
 
-/// Default goroutine stack size (virtual; only touched pages cost memory).
-pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
-/// Smallest stack accepted from `GORT_STACK_SIZE` or `Builder::stack_size`.
-pub const MIN_STACK_SIZE: usize = 16 * 1024;
-/// Largest stack accepted (1 GiB, Go's maximum).
-pub const MAX_STACK_SIZE: usize = 1 << 30;
+pub use crate::stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE};
 /// Upper bound on GOMAXPROCS (Go's is 256 on most builds' allp growth; we cap at 1024).
 pub const MAX_PROCS: usize = 1024;
 
@@ -79,6 +74,27 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// Checks the ranges `from_env` enforces, for a configuration built in code: 1 to
+    /// [`MAX_PROCS`] Ps, a stack size from [`MIN_STACK_SIZE`] to [`MAX_STACK_SIZE`]. The error
+    /// names the environment variable that would have set the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_PROCS).contains(&self.max_procs) {
+            return Err(ConfigError {
+                var: "GOMAXPROCS",
+                value: self.max_procs.to_string(),
+                expected: "an integer from 1 to 1024",
+            });
+        }
+        if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&self.stack_size) {
+            return Err(ConfigError {
+                var: "GORT_STACK_SIZE",
+                value: self.stack_size.to_string(),
+                expected: "a size from 16k to 1g, in bytes or with a k/m/g suffix",
+            });
+        }
+        Ok(())
+    }
+
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|k| std::env::var(k).ok())

@@ -6,7 +6,7 @@
 //!
 //! - `len` equals the deque's length; it is written only while `q` is locked, and read without
 //!   the lock as a hint (`is_empty`, `len`).
-//! - The spinning-M protocol (sched.rs) needs "push, then `fence(SeqCst)`, then read `npidle`"
+//! - The spinning-M protocol (`sched/idle.rs`) needs "push, then `fence(SeqCst)`, then read `npidle`"
 //!   against "`npidle++`, `fence(SeqCst)`, then read the queues": a push stores `len` before
 //!   returning (inside the lock, SeqCst), so a submitter's fence orders it before its read of
 //!   `npidle`, and a spinner's SeqCst load of `len` after its own fence sees it.
@@ -19,14 +19,22 @@ use parking_lot::Mutex;
 
 use crate::g::GRef;
 
+/// The global run queue: one per process (the runtime starts once).
+static GLOBAL: GlobalQueue = GlobalQueue::new();
+
 /// The global run queue.
+#[inline]
+pub(crate) fn global() -> &'static GlobalQueue {
+    &GLOBAL
+}
+
 pub(crate) struct GlobalQueue {
     q: Mutex<VecDeque<GRef>>,
     len: AtomicUsize,
 }
 
 impl GlobalQueue {
-    pub(crate) fn new() -> GlobalQueue {
+    const fn new() -> GlobalQueue {
         GlobalQueue { q: Mutex::new(VecDeque::new()), len: AtomicUsize::new(0) }
     }
 

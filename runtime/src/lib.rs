@@ -1,49 +1,215 @@
-//! gort-runtime: goroutines on stackful coroutines, scheduled M:N by a G-M-P scheduler.
+//! gort-runtime: Go's runtime in Rust. Goroutines on stackful coroutines, scheduled M:N by a
+//! G-M-P scheduler, parked and readied with `park`/`ready`, woken by an epoll netpoller; channels,
+//! `select!`, goroutine-aware `sync` and `net` on top. Most programs use it through the `gort`
+//! crate, which adds the profiler.
 //!
-//! The pieces, one concept per file: [`g`] (the goroutine descriptor and `allgs`), `p.rs` (the
-//! processor: run queue, runnext, timers), `m.rs` (OS threads), `sched.rs` (the scheduler loop,
-//! the spinning-M protocol, deadlock detection), [`park`] (park/ready, the primitive under every
-//! blocking operation; `parker.rs` builds the safe `Parker` on them, `waitslot.rs` the one-shot
-//! event under `join` and `run`), [`proc`] (spawn, join, run, yield, blocking), [`time`] (per-P
-//! timers, sleep), `sysmon.rs` (the monitor thread), `stack.rs` (pooled stacks), `signal.rs`
-//! (stack overflow reports), [`env`] (configuration). `loom.rs` is the seam through which loom
-//! model-checks `WaitSlot`, `Parker` and `Sema`; under `--cfg gort_loom` the crate is cut down
-//! to those.
+//! ```
+//! use gort_runtime::chan::chan;
+//!
+//! let (tx, rx) = chan::<u64>(0);
+//! // SAFETY: the goroutines hold only channel handles (Send) and touch no thread-local.
+//! let sum = unsafe {
+//!     gort_runtime::run(move || {
+//!         for i in 1..=10u64 {
+//!             let tx = tx.clone();
+//!             gort_runtime::go!(move || tx.send(i * i).unwrap());
+//!         }
+//!         drop(tx);
+//!         rx.iter().sum::<u64>()
+//!     })
+//! };
+//! assert_eq!(sum, 385);
+//! ```
+//!
+//! # Layers
+//!
+//! Each module knows only the modules of the layers below its own (`tests/layers.rs` checks
+//! every `use` line and inline `crate::` path against this list). From the bottom:
+//!
+//! ```text
+//! 1. primitives    ilist lock fastrand clock stack/{mod,vm,guard,pool} env
+//!                  unwind/{modules,cfi,mod}
+//! 2. goroutine     g/{wait_reason,mod} timer_heap
+//! 3. machine       globrunq p m threadg traceback stack/overflow netpoll mprof
+//! 4. scheduler     sched/state sched/idle sched/deadlock park sched/timers
+//!                  sched/find sched/execute sched/mod sysmon start
+//! 5. services      time loom waitslot parker spawn time/after_func blocking
+//!                  lock_os_thread labels snapshot
+//! 6. libraries     chan/* sync/* net/*
+//! ```
+//!
+//! Within a layer the order of the list is the order of dependency too: `park` may use
+//! `sched/idle` (to wake an M) but the scheduler's loop (`sched/find`, `sched/execute`,
+//! `sched/mod`) sits above `park`, because a goroutine parks by switching back to it, not by
+//! calling it. Two inversions keep the arrows pointing down: the M loop is handed to the idle
+//! protocol as a function pointer (`Sched::mstart`), so starting an M does not depend on what it
+//! runs; and the timer heap fires callbacks through a trait (`timer_heap::TimerFunc`) that
+//! `time` implements.
+//!
+//! # Where things are
+//!
+//! - [`g`]: the goroutine descriptor, its states and who owns which field.
+//! - `m.rs`, `p.rs`: OS threads and processors; `globrunq.rs`: the global run queue;
+//!   `threadg.rs`: plain threads' stand-in Gs.
+//! - `sched/`: the scheduler (its `mod.rs` explains the design and lists its files).
+//! - `park.rs`: [`park`]/[`ready`], the primitive under every blocking operation; `parker.rs` the
+//!   safe [`sync::Parker`] on them; `waitslot.rs` the one-shot event under `join` and `run`.
+//! - `spawn.rs` ([`spawn`], [`run`], [`Builder`], [`go!`]), `blocking.rs` ([`blocking`]),
+//!   `lock_os_thread.rs`, [`time`], `snapshot.rs` ([`goroutines`], [`threads`]), `labels.rs`.
+//! - `stack/`: pooled stacks, guards, and the overflow handler; `unwind/` and `traceback.rs`:
+//!   stack walks; [`mprof`]: mutex and block profile records; [`env`](mod@env): configuration.
+//! - [`chan`], [`sync`], [`net`]: what programs use.
+//! - `loom.rs`: the seam through which loom model-checks `WaitSlot`, `Parker` and `Sema`; under
+//!   `--cfg gort_loom` the crate is cut down to those.
+//!
+//! ## Why running code on a goroutine is `unsafe`
+//!
+//! A goroutine is not tied to an OS thread. Whenever it parks or yields, its M runs other
+//! goroutines, and whichever M picks it up next resumes it, on that M's thread. Code on a
+//! goroutine therefore changes threads in the middle of a function, at every blocking call, and
+//! a value whose soundness depends on staying on the thread that made it becomes a data race
+//! there, without a line of `unsafe`:
+//!
+//! - `rand::thread_rng()` is an `Rc` to a generator that the thread's thread-local also holds:
+//!   kept across a park, it is used on a second thread while goroutines on the first clone and
+//!   drop the same `Rc` and advance the same generator, with no synchronisation.
+//! - `std::io::stdout().lock()` is a reentrant lock whose owner is a thread id: kept across a
+//!   park, it is unlocked from another thread, and until then any goroutine the first thread
+//!   runs passes the owner check and "re-enters" a lock it does not hold.
+//! - a `RefCell` borrow of a thread-local, kept across a park, is used while that thread's next
+//!   goroutine borrows the same cell.
+//!
+//! `Send + 'static` on the closure cannot rule this out: these values are made *inside* the
+//! goroutine and never cross the spawn; what crosses threads is the goroutine itself, halfway
+//! through. Nor can the compiler tell which calls may park. Ms never exit, so a pointer into
+//! another thread's thread-local is not dangling; the danger is sharing, not lifetime.
+//!
+//! This crate's rule is that safe code cannot cause undefined behaviour, and a contract the
+//! compiler cannot check belongs on an `unsafe fn`. So every entry point that runs user code on a
+//! goroutine is `unsafe`, with the contract below in its `# Safety` section: [`spawn`],
+//! [`Builder::spawn`], [`run`] (the main goroutine migrates like any other),
+//! [`time::after_func`] (its function runs on a goroutine), and
+//! [`go!`], which expands to a call of `spawn` and so must be written inside an
+//! `unsafe` block.
+//!
+//! ## The contract
+//!
+//! The *blocking operations* are every gort call that can park or yield the calling goroutine,
+//! after which it may run on another thread: channel `send`/`recv` (and their timeout forms, and
+//! receiving from `after`/`tick`), `select!` without a `default` arm, `gort::sync` waits
+//! (`Mutex::lock`, `RwLock::read`/`write`, `WaitGroup::wait`, `Cond::wait`,
+//! `Semaphore::acquire`, `Once::call_once` and `OnceLock` initialisation while another goroutine
+//! runs it), `time::sleep` and `Timer` waits, [`yield_now`], [`JoinHandle::join`], `gort::net`
+//! operations that wait for the socket (`accept`, `connect`, `read`, `write`, `recv`, `send`, ...),
+//! [`park`](park()), leaving [`blocking`] (the closure itself stays on its thread), spawning
+//! ([`spawn`], [`go!`], [`Builder::spawn`]: a spawn is a safe point where the goroutine
+//! yields if the runtime asked it to), and any function that calls one of these.
+//!
+//! Code running on a goroutine (the closure, and everything it calls) must not keep, across a
+//! blocking operation, anything whose soundness depends on staying on one OS thread:
+//!
+//! 1. a `!Send` value tied to its thread: a `std::sync::MutexGuard` or `RwLock` guard; a
+//!    `ReentrantLockGuard` (`std::io::StdoutLock`, `StderrLock`); an `Rc`, `Ref` or `RefMut`
+//!    reachable from a thread-local (`rand::thread_rng()`'s `ThreadRng` is such an `Rc`);
+//! 2. a reference obtained from `LocalKey::with` (no blocking operation inside the closure given
+//!    to `with`), or any other pointer into a thread-local;
+//! 3. a thread-local's *address*: the compiler assumes a function runs on one thread, and may
+//!    compute a thread-local's address once and reuse it after a call. So one function (after
+//!    inlining) must not reach the same thread-local on both sides of a blocking operation; reach
+//!    it through a function that is not inlined (`#[inline(never)]`), which computes the address
+//!    afresh each call. This includes thread-locals that library code touches when it is inlined:
+//!    `rand::random()` before and after a `recv` in one function can, after inlining, clone the
+//!    first thread's `Rc` from the second thread.
+//!
+//! What is fine: any `Send` value (it may change threads by definition); `gort::sync::Mutex` and
+//! `RwLock` guards (they belong to the goroutine, not to a thread); a `std` lock taken and
+//! released with no blocking operation in between; thread-locals read and written between
+//! blocking operations, and released before the next one, through a non-inlined function as in 3
+//! (each access then sees the value of the thread the goroutine runs on at that moment, which may
+//! differ from the one before a park: a question of logic, not of soundness).
+//!
+//! A SAFETY comment at a spawn says why its goroutine keeps that contract: which thread-bound
+//! values it touches (if any), and that none is held across a blocking operation.
+//!
+//! The runtime keeps the contract itself: its own thread-locals are read through non-inlined
+//! accessors that are called again after every switch.
+//!
+//! ## The alternative not taken
+//!
+//! A started goroutine could stay on the thread that first ran it (with a way to opt out at
+//! startup). That would mean per-thread run queues with no stealing of started goroutines, no
+//! hand-off of a thread's goroutines when it is stuck in [`blocking`] (they would wait for it),
+//! and a goroutine that computes without yielding would starve every goroutine of its thread
+//! while other threads idle: the scheduler this crate is about would be gone. The `unsafe` costs
+//! nothing at run time: the entry points run exactly the code they ran when they were safe.
 #![deny(unsafe_op_in_unsafe_fn)]
 // The model-checking build keeps only the modelled protocols and their seam (`loom.rs`).
 #![cfg_attr(gort_loom, allow(dead_code, unused_imports))]
 
+// 1. primitives
 #[cfg(not(gort_loom))]
-pub mod chan;
+mod clock;
 #[cfg(not(gort_loom))]
 pub mod env;
 #[cfg(not(gort_loom))]
+mod fastrand;
+mod ilist;
+#[cfg(not(gort_loom))]
+mod lock;
+#[cfg(not(gort_loom))]
+mod stack;
+#[cfg(not(gort_loom))]
+pub mod unwind;
+// 2. goroutine
+#[cfg(not(gort_loom))]
 pub mod g;
 #[cfg(not(gort_loom))]
+mod timer_heap;
+// 3. machine
+#[cfg(not(gort_loom))]
 mod globrunq;
-mod ilist;
+#[cfg(not(gort_loom))]
+mod m;
+#[cfg(not(gort_loom))]
+pub mod mprof;
+#[cfg(not(gort_loom))]
+mod netpoll;
+#[cfg(not(gort_loom))]
+mod p;
+#[cfg(not(gort_loom))]
+mod threadg;
+#[cfg(not(gort_loom))]
+pub mod traceback;
+// 4. scheduler
+#[cfg(not(gort_loom))]
+mod park;
+#[cfg(not(gort_loom))]
+mod sched;
+#[cfg(not(gort_loom))]
+mod start;
+#[cfg(not(gort_loom))]
+mod sysmon;
+// 5. services
+#[cfg(not(gort_loom))]
+mod blocking;
+#[cfg(not(gort_loom))]
+mod labels;
+#[cfg(not(gort_loom))]
+mod lock_os_thread;
 mod loom;
-#[cfg(not(gort_loom))]
-pub(crate) mod m;
-#[cfg(not(gort_loom))]
-pub mod net;
-#[cfg(not(gort_loom))]
-pub(crate) mod netpoll;
-#[cfg(not(gort_loom))]
-pub(crate) mod p;
-#[cfg(not(gort_loom))]
-pub mod park;
 mod parker;
 #[cfg(not(gort_loom))]
-pub mod proc;
+mod snapshot;
 #[cfg(not(gort_loom))]
-pub mod prof_hooks;
+mod spawn;
 #[cfg(not(gort_loom))]
-pub(crate) mod sched;
+pub mod time;
+mod waitslot;
+// 6. libraries
 #[cfg(not(gort_loom))]
-pub(crate) mod signal;
+pub mod chan;
 #[cfg(not(gort_loom))]
-pub(crate) mod stack;
+pub mod net;
 #[cfg(not(gort_loom))]
 pub mod sync;
 #[cfg(gort_loom)]
@@ -51,23 +217,20 @@ mod sync {
     pub(crate) mod sema;
     mod waitlist;
 }
-#[cfg(not(gort_loom))]
-pub(crate) mod sysmon;
-#[cfg(not(gort_loom))]
-pub mod time;
-#[cfg(not(gort_loom))]
-pub mod unwind;
-mod waitslot;
 
 #[cfg(not(gort_loom))]
-pub use env::{Config, ConfigError};
-#[cfg(not(gort_loom))]
-pub use g::{for_each_g, GRef, ParkRegs, Parked, WaitReason};
-#[cfg(not(gort_loom))]
-pub use park::{current, in_goroutine, park, ready};
-#[cfg(not(gort_loom))]
-pub use proc::{
-    blocking, current_id, current_stack_bounds, gomaxprocs, goroutines, lock_os_thread, locked_to_thread,
-    num_goroutine, run, spawn, start, threads, unlock_os_thread, yield_now, Builder, GoroutineInfo, JoinHandle,
-    ThreadInfo,
+pub use crate::{
+    blocking::blocking,
+    env::{Config, ConfigError},
+    g::{for_each_g, GRef, Labels, ParkRegs, Parked, WaitReason},
+    labels::{current_labels, set_current_labels},
+    lock_os_thread::{lock_os_thread, locked_to_thread, unlock_os_thread},
+    park::{current, in_goroutine, park, ready, yield_now},
+    snapshot::{
+        current_entry_name, current_id, goroutines, idle_procs, num_goroutine, syscall_retakes, threads, GoroutineInfo,
+        PanicPayload, ThreadInfo,
+    },
+    spawn::{run, spawn, Apply, Builder, JoinHandle},
+    start::{gomaxprocs, start, start_with, StartError},
+    traceback::current_stack_bounds,
 };

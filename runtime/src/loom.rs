@@ -15,11 +15,11 @@
 mod imp {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
-    pub(crate) use crate::chan::queue::Lock;
     pub(crate) use crate::g::{GRef, WaitReason, G};
+    pub(crate) use crate::lock::Lock;
+    pub(crate) use crate::mprof;
+    pub(crate) use crate::park::yield_now;
     pub(crate) use crate::park::{current, in_goroutine, park, ready};
-    pub(crate) use crate::proc::yield_now;
-    pub(crate) use crate::prof_hooks;
     pub(crate) use crate::time::{deadline, nanotime, RawTimer};
 }
 
@@ -130,7 +130,7 @@ mod imp {
         g.0.thread.unpark();
     }
 
-    /// Stands in for `chan::queue::Lock` (which a park commit may unlock for the thread that
+    /// Stands in for `lock::Lock` (which a park commit may unlock for the thread that
     /// locked it): a flag under a loom mutex, waited for on a condvar, so loom sees a blocked
     /// thread rather than a spinning one.
     pub(crate) struct Lock {
@@ -203,7 +203,7 @@ mod imp {
     }
 
     /// The profiling hooks `Sema` calls: profiling is off in the models.
-    pub(crate) mod prof_hooks {
+    pub(crate) mod mprof {
         pub(crate) fn block_start() -> Option<u64> {
             None
         }

@@ -9,7 +9,7 @@
 //! A goroutine can switch out on one M and come back on another. The runtime's own "current M"
 //! is a thread-local read only through [`current_m`], which is `#[inline(never)]`: the compiler
 //! cannot keep a thread-local address from before a switch in a register across it
-//! (generator-rs#79). Code on a goroutine stack must call it again after every park.
+//! (a known failure of stackful coroutines in Rust). Code on a goroutine stack must call it again after every park.
 
 use std::cell::Cell;
 use std::ptr;
@@ -152,4 +152,20 @@ pub(crate) fn current_m() -> Option<&'static M> {
 
 pub(crate) fn set_current_m(m: &'static M) {
     CURRENT_M.with(|c| c.set(m));
+}
+
+/// The M `g` is wired to by `lock_os_thread`, if any.
+#[inline]
+pub(crate) fn lockedm_of(g: GRef) -> Option<&'static M> {
+    let p = g.0.lockedm.load(Ordering::Relaxed) as *const M;
+    // SAFETY: `lockedm` holds null or a pointer made from a `&'static M` by `set_lockedm`, and
+    // Ms are never freed.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// Wires `g` to `m` (or unwires it with `None`); returns whether it was wired before. Written
+/// by the goroutine itself while it runs, or by the M that saw it finish.
+pub(crate) fn set_lockedm(g: GRef, m: Option<&'static M>) -> bool {
+    let p = m.map_or(ptr::null_mut(), |m| m as *const M as *mut ());
+    !g.0.lockedm.swap(p, Ordering::Relaxed).is_null()
 }

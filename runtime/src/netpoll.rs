@@ -2,26 +2,29 @@
 //! [`Poller`] created on first use, the conversions between its opaque tokens and Gs, and the
 //! batch readying of what a poll returns.
 //!
-//! Who polls (see `sched.rs`):
+//! Who polls (see `sched/`):
 //! - `find_runnable` polls without blocking before it steals, when someone waits on the network
 //!   and no M is blocked in `epoll_wait` already;
 //! - one idle M at a time blocks in `epoll_wait` until the next timer (it is then also the timer
 //!   M); `wake_m` interrupts it with the poller's eventfd;
 //! - sysmon polls if nobody has for 10 ms.
 //!
-//! `Sched::lastpoll` is the `nanotime` of the last poll, or 0 while an M is blocked in one (Go's
+//! [`LASTPOLL`] is the `nanotime` of the last poll, or 0 while an M is blocked in one (Go's
 //! `sched.lastpoll`): an M claims the blocking poll by swapping it to 0.
 
 use std::io;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use gort_netpoll::{Poller, Token};
 
+use crate::clock::nanotime;
 use crate::g::{self, GRef, G};
-use crate::sched::Sched;
-use crate::time::nanotime;
+use crate::threadg::ready_thread;
+
+/// `nanotime` of the last network poll; 0 while an M is blocked in one.
+pub(crate) static LASTPOLL: AtomicU64 = AtomicU64::new(1);
 
 static POLLER: OnceLock<Poller> = OnceLock::new();
 static INIT: Mutex<()> = Mutex::new(());
@@ -78,7 +81,7 @@ pub(crate) unsafe fn take_runnable(toks: &[Token], out: &mut Vec<GRef>) {
         if g.0.kind == g::GKind::Thread {
             // SAFETY: the poller handed the token back once, out of the slot this G's park
             // committed it to (contract): the one `ready` for that park.
-            unsafe { crate::park::ready(g) };
+            unsafe { ready_thread(g) };
             continue;
         }
         // The same transition as `ready` (see there for the orderings); we queue the G ourselves.
@@ -88,17 +91,17 @@ pub(crate) unsafe fn take_runnable(toks: &[Token], out: &mut Vec<GRef>) {
 }
 
 /// A non-blocking poll (sysmon, or an M about to steal). Returns the runnable Gs.
-pub(crate) fn poll_now(s: &Sched, out: &mut Vec<GRef>) {
+pub(crate) fn poll_now(out: &mut Vec<GRef>) {
     let pl = match poller() {
         Some(pl) if pl.waiters() > 0 => pl,
         _ => return,
     };
     let mut toks = Vec::new();
     if pl.poll(Some(Duration::ZERO), &mut toks).is_ok() {
-        let last = s.lastpoll.load(Ordering::Relaxed);
+        let last = LASTPOLL.load(Ordering::Relaxed);
         if last != 0 {
             // Relaxed: a hint for sysmon; losing the race to a blocking poller is harmless.
-            let _ = s.lastpoll.compare_exchange(last, nanotime(), Ordering::Relaxed, Ordering::Relaxed);
+            let _ = LASTPOLL.compare_exchange(last, nanotime(), Ordering::Relaxed, Ordering::Relaxed);
         }
         // SAFETY: `toks` were just handed back by the runtime's poller.
         unsafe { take_runnable(&toks, out) };

@@ -29,7 +29,7 @@ use parking_lot::Mutex;
 
 use crate::g::{GRef, G};
 use crate::stack::Stack;
-use crate::time::TimerHeap;
+use crate::timer_heap::TimerHeap;
 
 pub(crate) const P_IDLE: u32 = 0;
 pub(crate) const P_RUNNING: u32 = 1;
@@ -158,7 +158,7 @@ impl P {
             // queued siblings), which keeps fan-out trees like skynet depth-first enough that far
             // fewer goroutines are alive at once.
             let half = (0..LOCAL_RUNQ_MAX / 2).map_while(|_| q.pop());
-            crate::sched::sched().global.push_batch(half);
+            crate::globrunq::global().push_batch(half);
         }
     }
 

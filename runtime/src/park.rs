@@ -29,22 +29,21 @@
 //! # Runtime mode
 //!
 //! While a goroutine runs user code its P is `P_USER`, and sysmon may take the P away (see
-//! `sched.rs`). Runtime code that touches the P first calls [`enter`], which CASes the P to
+//! `sched/mod.rs`). Runtime code that touches the P first calls [`enter`], which CASes the P to
 //! `P_RUNNING` (or notices it was taken and tries to get another); the returned guard puts it
 //! back to `P_USER` on the way out.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
-use crate::g::{self, GKind, GRef, WaitReason, G};
-use crate::m::current_m;
+use crate::clock::coarse_now;
+use crate::g::{self, GKind, GRef, WaitReason, Yield, G};
+use crate::globrunq::global;
+use crate::m::{current_m, M};
 use crate::p::{P, P_RUNNING, P_SYSCALL, P_USER};
-use crate::proc::Yield;
-use crate::sched::{sched, sched_if_started, wakep};
-use crate::time::coarse_now;
-
-pub use crate::parker::{Parker, Unparker};
-pub(crate) use crate::waitslot::WaitSlot;
+use crate::sched::deadlock::check_dead;
+use crate::sched::idle::wakep;
+use crate::sched::state::sched_if_started;
+use crate::threadg::{ready_thread, thread_g, EXT_ACTIVE};
 
 /// Guard returned by [`enter`]; leaves runtime mode on drop (outermost call only). `syscall`:
 /// entered from inside `blocking`, so the P goes back to `P_SYSCALL`, not `P_USER`.
@@ -82,7 +81,7 @@ pub(crate) fn enter() -> EnterGuard {
 /// thread-local read less on a hot path). `enter` never switches goroutines, so `m` stays this
 /// thread's M until the caller next parks or yields.
 #[inline]
-pub(crate) fn enter_on(m: &'static crate::m::M, g: GRef) -> EnterGuard {
+pub(crate) fn enter_on(m: &'static M, g: GRef) -> EnterGuard {
     let d = g.0.rt_depth.get();
     g.0.rt_depth.set(d + 1);
     if d > 0 {
@@ -113,7 +112,7 @@ pub(crate) fn enter_on(m: &'static crate::m::M, g: GRef) -> EnterGuard {
 /// then goes to the global queue and `wakep` finds it an M). Never take another P here: the
 /// goroutine is still in its system call, and `exitsyscall` would drop that P again, stranding
 /// whatever was queued on it without an M.
-fn enter_in_syscall(m: &'static crate::m::M) {
+fn enter_in_syscall(m: &'static M) {
     if let Some(p) = m.p.get() {
         // Acquire: pairs with entersyscall's Release (the P is ours again, as in exitsyscall).
         if p.status.compare_exchange(P_SYSCALL, P_RUNNING, Ordering::Acquire, Ordering::Relaxed).is_err() {
@@ -141,7 +140,7 @@ fn leave_to(status: u32) {
 }
 
 /// A goroutine that lost its P tries to pick up an idle one.
-fn reacquire_p(m: &'static crate::m::M) {
+fn reacquire_p(m: &'static M) {
     if let Some(s) = sched_if_started() {
         if let Some(p) = s.try_pidleget() {
             m.p.set(Some(p));
@@ -217,7 +216,7 @@ pub fn in_goroutine() -> bool {
 }
 
 /// Parks the current G with `reason` until [`ready`] is called for it: the primitive under every
-/// blocking operation of the runtime. To build a primitive of your own, [`Parker`] does this
+/// blocking operation of the runtime. To build a primitive of your own, [`Parker`](crate::sync::Parker) does this
 /// safely.
 ///
 /// `commit(g)` runs once the G has stopped running: on a goroutine, on its M after the switch,
@@ -291,32 +290,19 @@ pub unsafe fn park<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
 /// linked and its stack frames gone once it runs on. Readying a G that is not parked at all
 /// panics.
 pub unsafe fn ready(g: GRef) {
-    if g.0.outside.load(Ordering::Relaxed) {
-        // A plain thread counts as active again from *before* it becomes runnable: otherwise
-        // there would be a window where it is neither parked nor counted, and check_dead (which
-        // cannot see thread stand-ins in allgs) could declare a deadlock it is about to end.
-        // The woken thread does not count itself again (see park_thread).
-        sched().ext_active.fetch_add(1, Ordering::SeqCst);
-    }
-    // AcqRel (in casgstatus): Acquire pairs with the Release store of WAITING in execute (or
-    // park_thread); Release publishes what the waker wrote (e.g. a value handed over) to the G,
-    // which reads it after its own Acquire CAS to RUNNING.
-    g::casgstatus(g, g::WAITING, g::RUNNABLE, "ready");
     if g.0.kind == GKind::Thread {
-        // SAFETY: a thread stand-in's `thread` is written once when it is created, before it can
-        // be published to any waker, and never changed.
-        let t = unsafe { (*g.0.thread.get()).as_ref() };
-        if let Some(t) = t {
-            t.unpark();
-        }
-        return;
+        // SAFETY: the caller's contract is ready_thread's.
+        return unsafe { ready_thread(g) };
     }
-    let s = sched();
+    // AcqRel (in casgstatus): Acquire pairs with the Release store of WAITING in execute;
+    // Release publishes what the waker wrote (e.g. a value handed over) to the G, which reads it
+    // after its own Acquire CAS to RUNNING.
+    g::casgstatus(g, g::WAITING, g::RUNNABLE, "ready");
     let _e = enter();
     match current_m().and_then(|m| m.p.get()) {
         // SAFETY: after enter() the current M owns its P in runtime mode.
         Some(p) => unsafe { p.runqput(g, true) },
-        None => s.global.push(g),
+        None => global().push(g),
     }
     wakep();
 }
@@ -326,78 +312,46 @@ pub(crate) fn with_current_p<R>(f: impl FnOnce(Option<&'static P>) -> R) -> R {
     f(current_m().and_then(|m| m.p.get()))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Plain OS threads.
-// ---------------------------------------------------------------------------------------------
-
-/// Owned by a plain thread's TLS; its drop at thread exit unregisters the thread.
-struct ThreadG {
-    _g: GRef,
-}
-
-impl Drop for ThreadG {
-    fn drop(&mut self) {
-        // The thread exits: it can no longer wake anyone.
-        if let Some(s) = sched_if_started() {
-            s.ext_active.fetch_sub(1, Ordering::SeqCst);
-            s.ext_threads.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-}
-
-thread_local! {
-    static THREAD_G: Cell<Option<GRef>> = const { Cell::new(None) };
-    static THREAD_G_OWNER: std::cell::RefCell<Option<ThreadG>> = const { std::cell::RefCell::new(None) };
-}
-
-static THREAD_GOID: AtomicU32 = AtomicU32::new(0);
-
-/// This plain thread's stand-in G, created on first use. Creating it registers the thread as
-/// one that may wake goroutines (deadlock detection).
-pub(crate) fn thread_g() -> GRef {
-    if let Some(g) = THREAD_G.with(|c| c.get()) {
-        return g;
-    }
-    let g: &'static G = Box::leak(Box::new(G::new(GKind::Thread)));
-    // SAFETY: the G was just created and is not shared yet.
-    unsafe { *g.thread.get() = Some(std::thread::current()) };
-    g.status.store(g::RUNNING, Ordering::Relaxed);
-    THREAD_GOID.fetch_add(1, Ordering::Relaxed);
-    let gr = GRef(g);
-    THREAD_G.with(|c| c.set(Some(gr)));
-    if current_m().is_none() {
-        // Ms are part of the runtime, not outside threads that might wake someone.
-        g.outside.store(true, Ordering::Relaxed);
-        sched().ext_threads.fetch_add(1, Ordering::SeqCst);
-        sched().ext_active.fetch_add(1, Ordering::SeqCst);
-        THREAD_G_OWNER.with(|o| *o.borrow_mut() = Some(ThreadG { _g: gr }));
-    }
-    gr
-}
-
 /// [`park`] on a plain OS thread (or an M outside any goroutine): blocks the thread.
 ///
 /// # Safety
 /// As for [`park`].
 unsafe fn park_thread<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
     let g = thread_g();
-    let s = sched();
     // An M parking in scheduler context (a misuse we tolerate) is not an outside thread.
     let ext = isize::from(g.0.outside.load(Ordering::Relaxed));
     g.0.wait_reason.store(reason as u8, Ordering::Relaxed);
     // SeqCst: ordered with ready's CAS; Release would do, SeqCst keeps check_dead's view simple.
     g.0.status.store(g::WAITING, Ordering::SeqCst);
-    s.ext_active.fetch_sub(ext, Ordering::SeqCst);
+    EXT_ACTIVE.fetch_sub(ext, Ordering::SeqCst);
     if !commit(g) {
         g.0.status.store(g::RUNNING, Ordering::Relaxed);
-        s.ext_active.fetch_add(ext, Ordering::SeqCst);
+        EXT_ACTIVE.fetch_add(ext, Ordering::SeqCst);
         return;
     }
-    crate::sched::check_dead(s);
+    if let Some(s) = sched_if_started() {
+        check_dead(s);
+    }
     // Acquire: pairs with ready's AcqRel CAS.
     while g.0.status.load(Ordering::Acquire) == g::WAITING {
         std::thread::park();
     }
     // Counted active again by `ready`, before it made us runnable.
     g.0.status.store(g::RUNNING, Ordering::Relaxed);
+}
+
+/// Yields the processor: the goroutine goes to the back of its P's queue and others run (Go's
+/// `runtime.Gosched`). On a plain thread, `std::thread::yield_now`.
+pub fn yield_now() {
+    let Some((m, g)) = current_m().and_then(|m| Some((m, m.curg()?))) else {
+        return std::thread::yield_now();
+    };
+    let _e = enter_on(m, g);
+    // `enter_on` does not switch goroutines: `m` is still this thread's M.
+    if m.p.get().is_none() {
+        suspend(g, Yield::NeedP);
+    } else {
+        g.0.preempt.store(false, Ordering::Relaxed);
+        suspend(g, Yield::Gosched);
+    }
 }

@@ -133,15 +133,15 @@ impl Inner {
 ///
 /// ```compile_fail
 /// fn shared<T: Sync>() {}
-/// shared::<gort_runtime::park::Parker>(); // not Sync: one owner parks on it
+/// shared::<gort_runtime::sync::Parker>(); // not Sync: one owner parks on it
 /// ```
 /// ```compile_fail
-/// let p = gort_runtime::park::Parker::new();
+/// let p = gort_runtime::sync::Parker::new();
 /// let q = p.clone(); // not Clone: hand out Unparkers instead
 /// ```
 ///
 /// ```
-/// use gort_runtime::park::Parker;
+/// use gort_runtime::sync::Parker;
 /// use std::sync::atomic::{AtomicBool, Ordering};
 /// use std::sync::Arc;
 ///

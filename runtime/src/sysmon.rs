@@ -15,9 +15,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::clock::nanotime;
+use crate::globrunq::global;
+use crate::netpoll;
 use crate::p::{P_IDLE, P_SYSCALL, P_USER};
-use crate::sched::{handoffp, wakep, Sched};
-use crate::time::nanotime;
+use crate::sched::deadlock::{check_dead, DEAD_SUSPECT};
+use crate::sched::idle::{handoffp, wakep};
+use crate::sched::state::Sched;
+use crate::stack::overflow::ensure_altstack;
 
 /// A goroutine running this long without a scheduling point loses its P when work waits.
 pub(crate) const FORCE_PREEMPT_NS: u64 = 10_000_000;
@@ -36,7 +41,7 @@ pub(crate) fn start(s: &'static Sched) {
 }
 
 fn run(s: &'static Sched) -> ! {
-    crate::signal::ensure_altstack();
+    ensure_altstack();
     let mut st: Vec<PState> =
         s.allp.iter().map(|_| PState { schedtick: 0, schedwhen: 0, syscalltick: 0, syscallwhen: 0 }).collect();
     let mut delay_us: u64 = 20;
@@ -69,22 +74,22 @@ fn run(s: &'static Sched) -> ! {
             wakep();
         }
         // Nobody has polled the network for 10 ms (every M busy): poll for them.
-        let last = s.lastpoll.load(Ordering::Relaxed);
+        let last = netpoll::LASTPOLL.load(Ordering::Relaxed);
         if last != 0 && now.saturating_sub(last) > 10_000_000 {
             let mut gs = Vec::new();
-            crate::netpoll::poll_now(s, &mut gs);
+            netpoll::poll_now(&mut gs);
             if !gs.is_empty() {
                 for g in gs {
-                    s.global.push(g);
+                    global().push(g);
                 }
                 wakep();
             }
         }
         // Everything asleep except threads the runtime does not know: re-check for a deadlock
         // (one of them may have exited), at most every 100 ms.
-        if all_idle && s.dead_suspect.load(Ordering::Relaxed) && now - last_dead_check > 100_000_000 {
+        if all_idle && DEAD_SUSPECT.load(Ordering::Relaxed) && now - last_dead_check > 100_000_000 {
             last_dead_check = now;
-            crate::sched::check_dead(s);
+            check_dead(s);
         }
         if now - last_scavenge > 1_000_000_000 {
             last_scavenge = now;
@@ -117,7 +122,7 @@ fn retake(s: &'static Sched, st: &mut [PState], now: u64) -> bool {
                 }
                 // In the same blocking call for at least one tick. Keep the P only if nothing
                 // waits for it and another M is already free to pick up new work.
-                let work = p.has_work() || !s.global.is_empty() || p.timer0.load(Ordering::Relaxed) != u64::MAX;
+                let work = p.has_work() || !global().is_empty() || p.timer0.load(Ordering::Relaxed) != u64::MAX;
                 let free_m = s.nmspinning.load(Ordering::Relaxed) + s.npidle.load(Ordering::Relaxed) > 0;
                 if !work && free_m && now - ps.syscallwhen < FORCE_PREEMPT_NS {
                     continue;
@@ -140,7 +145,7 @@ fn retake(s: &'static Sched, st: &mut [PState], now: u64) -> bool {
                 if now - ps.schedwhen < FORCE_PREEMPT_NS {
                     continue;
                 }
-                let work = p.has_work() || !s.global.is_empty() || p.timers_due(now);
+                let work = p.has_work() || !global().is_empty() || p.timers_due(now);
                 if !work {
                     continue;
                 }
@@ -176,7 +181,7 @@ pub(crate) fn schedtrace_line(s: &Sched, ms: u64) -> String {
         s.mcount.load(Ordering::Relaxed) + 1,
         s.nmspinning.load(Ordering::Relaxed),
         s.nmidle.load(Ordering::Relaxed),
-        s.global.len(),
+        global().len(),
         queues.join(" ")
     )
 }

@@ -9,7 +9,7 @@
 //! 2. **Pass 1.** With every channel locked, the first ready case in poll order completes (a
 //!    waiting peer, buffer data or room, or a closed channel); if none and there is a `default`
 //!    arm, it is taken.
-//! 3. **Pass 2.** One [`Waiter`] and one node per case (inside the case objects) are queued on
+//! 3. **Pass 2.** One `Waiter` and one node per case (inside the case objects) are queued on
 //!    every channel, and the goroutine parks with reason `select`; the commit unlocks all.
 //! 4. **Pass 3.** Woken by the operation that claimed the waiter (the claim CAS names the case:
 //!    `queue.rs` invariant 3), the goroutine relocks every channel and unlinks its other nodes.
@@ -26,11 +26,10 @@
 //!   commit releases that one last: the goroutine cannot leave `select` (and free the arrays)
 //!   before the commit has stopped touching them.
 
-use std::cell::Cell;
-
+use crate::fastrand::fastrand;
 use crate::g::{GRef, WaitReason};
+use crate::mprof;
 use crate::park::{park, ready};
-use crate::prof_hooks;
 
 use super::queue::{Node, Waiter};
 use super::{Receiver, Recv, SendError, Sender};
@@ -211,31 +210,6 @@ unsafe impl<T> Case for SendCase<'_, T> {
     }
 }
 
-thread_local! {
-    /// Per-thread xorshift state (read and written within one call: never held across a park).
-    static RNG: Cell<u64> = const { Cell::new(0) };
-}
-
-/// A cheap per-thread random number (xorshift64*), for poll order and profile sampling.
-#[inline(never)]
-pub(crate) fn fastrand() -> u64 {
-    RNG.with(|r| {
-        let mut x = r.get();
-        if x == 0 {
-            // Seed from this thread's TLS address and a global counter.
-            static SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0x9E37_79B9_7F4A_7C15);
-            x = SEED.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed)
-                ^ (r as *const Cell<u64> as u64).rotate_left(32)
-                | 1;
-        }
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        r.set(x);
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    })
-}
-
 /// Uniform random in `0..n` (Lemire's multiply-shift; n small).
 #[inline]
 fn randn(n: usize) -> usize {
@@ -366,7 +340,7 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
         // SAFETY: locked; `cases` is borrowed for this whole call, so nodes stay put.
         unsafe { cases[i as usize].enqueue(&w, i as usize) };
     }
-    let t0 = prof_hooks::block_start();
+    let t0 = mprof::block_start();
     {
         let cases = &*cases;
         let commit = |_| {
@@ -383,7 +357,7 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
         // leave `select` before the commit is done. Unlocking neither parks nor panics.
         unsafe { park(WaitReason::Select, commit) };
     }
-    prof_hooks::block_end(t0);
+    mprof::block_end(t0);
 
     // Pass 3: unlink the losers.
     let won = w.verdict().wrapping_sub(1);
@@ -405,197 +379,4 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
 /// `select! {}`: parks forever with reason `select (no cases)`.
 pub fn block_forever() -> ! {
     super::block_forever(WaitReason::SelectNoCases)
-}
-
-/// Waits on several channel operations and runs the arm of the one that completes (Go's
-/// `select`).
-///
-/// Arms, separated by commas (optional after a block):
-///
-/// * `v = rx.recv() => body` — receive; `v: Option<T>` is `None` when the channel is closed
-///   (`v, ok := <-ch`). `rx.recv() => body` discards the value. Any irrefutable pattern may
-///   stand for `v`.
-/// * `tx.send(x) => body` — send; `r = tx.send(x) => body` binds `Result<(), SendError<T>>`:
-///   on a closed channel the arm is ready and the value comes back (Go panics).
-/// * `default => body` — taken when no other arm is ready (non-blocking select).
-///
-/// `rx` and `tx` may be any expressions (`chans[i].1`, `gort::time::after(d)`, `cc.recv().unwrap()`);
-/// temporaries they create live until the select is over. Channel and value expressions are
-/// evaluated once, in source order, before anything else (Go evaluates all of them too, even for
-/// the arms that are not chosen). When several arms are ready one is chosen uniformly at random.
-/// The same channel may appear in several arms. `select! {}` parks the goroutine forever
-/// (`select (no cases)`); a select whose channels are all [`nil`](crate::chan::nil) parks forever
-/// with `select`. Bodies are plain blocks of the enclosing function: `break`, `continue`,
-/// `return` and `?` work.
-///
-/// At most 64 arms. The macro is a token muncher that needs about three levels of macro recursion
-/// per arm; beyond 40 arms or so, raise the crate's `#![recursion_limit]`.
-///
-/// ```ignore
-/// loop {
-///     gort::select! {
-///         v = data.recv() => match v { Some(v) => sum += v, None => break },
-///         _ = gort::time::after(Duration::from_millis(10)).recv() => println!("tick"),
-///     }
-/// }
-/// ```
-#[macro_export]
-macro_rules! select {
-    () => { $crate::chan::select::block_forever() };
-    // ---- @head cases defaults ids [acc] tokens: an arm's head up to `=` or `.recv() =>` /
-    // `.send(v) =>`. Looks up to three tokens ahead and munches three at a time, so an arm costs
-    // few recursion levels. Rules are ordered by the position they test, earliest first. ----
-    (@head $cs:tt $def:tt $ids:tt []) => {
-        $crate::select!(@emit $cs $def)
-    };
-    (@head $cs:tt [] $ids:tt [] default => $($rest:tt)*) => {
-        $crate::select!(@body $cs [] $ids (default) $($rest)*)
-    };
-    (@head $cs:tt [$($d:tt)+] $ids:tt [] default => $($rest:tt)*) => {
-        ::core::compile_error!("select!: more than one `default` arm")
-    };
-    (@head $cs:tt $def:tt $ids:tt [$($acc:tt)*] = $($rest:tt)*) => {
-        $crate::select!(@op $cs $def $ids ($($acc)*) [] $($rest)*)
-    };
-    (@head $cs:tt $def:tt $ids:tt [$($acc:tt)+] . recv () => $($rest:tt)*) => {
-        $crate::select!(@body $cs $def $ids (recv (_) ($($acc)+)) $($rest)*)
-    };
-    (@head $cs:tt $def:tt $ids:tt [$($acc:tt)+] . send ($($v:tt)*) => $($rest:tt)*) => {
-        $crate::select!(@body $cs $def $ids (send (_) ($($acc)+) ($($v)*)) $($rest)*)
-    };
-    (@head $cs:tt $def:tt $ids:tt [$($acc:tt)*] $a:tt = $($rest:tt)*) => {
-        $crate::select!(@op $cs $def $ids ($($acc)* $a) [] $($rest)*)
-    };
-    (@head $cs:tt $def:tt $ids:tt [$($acc:tt)*] $a:tt . recv () => $($rest:tt)*) => {
-        $crate::select!(@body $cs $def $ids (recv (_) ($($acc)* $a)) $($rest)*)
-    };
-    (@head $cs:tt $def:tt $ids:tt [$($acc:tt)*] $a:tt . send ($($v:tt)*) => $($rest:tt)*) => {
-        $crate::select!(@body $cs $def $ids (send (_) ($($acc)* $a) ($($v)*)) $($rest)*)
-    };
-    (@head $cs:tt $def:tt $ids:tt [$($acc:tt)*] $a:tt $b:tt = $($rest:tt)*) => {
-        $crate::select!(@op $cs $def $ids ($($acc)* $a $b) [] $($rest)*)
-    };
-    (@head $cs:tt $def:tt $ids:tt [$($acc:tt)*] $a:tt $b:tt . recv () => $($rest:tt)*) => {
-        $crate::select!(@body $cs $def $ids (recv (_) ($($acc)* $a $b)) $($rest)*)
-    };
-    (@head $cs:tt $def:tt $ids:tt [$($acc:tt)*] $a:tt $b:tt . send ($($v:tt)*) => $($rest:tt)*) => {
-        $crate::select!(@body $cs $def $ids (send (_) ($($acc)* $a $b) ($($v)*)) $($rest)*)
-    };
-    (@head $cs:tt $def:tt $ids:tt [$($acc:tt)*] => $($rest:tt)*) => {
-        $crate::select!(@bad_arm)
-    };
-    (@head $cs:tt $def:tt $ids:tt [$($acc:tt)*] $a:tt => $($rest:tt)*) => {
-        $crate::select!(@bad_arm)
-    };
-    (@head $cs:tt $def:tt $ids:tt [$($acc:tt)*] $a:tt $b:tt => $($rest:tt)*) => {
-        $crate::select!(@bad_arm)
-    };
-    (@head $cs:tt $def:tt $ids:tt [$($acc:tt)*] $a:tt $b:tt $c:tt $($rest:tt)+) => {
-        $crate::select!(@head $cs $def $ids [$($acc)* $a $b $c] $($rest)+)
-    };
-    (@head $($t:tt)*) => {
-        $crate::select!(@bad_arm)
-    };
-
-    // ---- @op cases defaults ids (pat) [acc] tokens: the channel expression after `pat =` ----
-    (@op $cs:tt $def:tt $ids:tt $pat:tt [$($acc:tt)+] . recv () => $($rest:tt)*) => {
-        $crate::select!(@body $cs $def $ids (recv $pat ($($acc)+)) $($rest)*)
-    };
-    (@op $cs:tt $def:tt $ids:tt $pat:tt [$($acc:tt)+] . send ($($v:tt)*) => $($rest:tt)*) => {
-        $crate::select!(@body $cs $def $ids (send $pat ($($acc)+) ($($v)*)) $($rest)*)
-    };
-    (@op $cs:tt $def:tt $ids:tt $pat:tt [$($acc:tt)*] $a:tt . recv () => $($rest:tt)*) => {
-        $crate::select!(@body $cs $def $ids (recv $pat ($($acc)* $a)) $($rest)*)
-    };
-    (@op $cs:tt $def:tt $ids:tt $pat:tt [$($acc:tt)*] $a:tt . send ($($v:tt)*) => $($rest:tt)*) => {
-        $crate::select!(@body $cs $def $ids (send $pat ($($acc)* $a) ($($v)*)) $($rest)*)
-    };
-    (@op $cs:tt $def:tt $ids:tt $pat:tt [$($acc:tt)*] $a:tt $b:tt . recv () => $($rest:tt)*) => {
-        $crate::select!(@body $cs $def $ids (recv $pat ($($acc)* $a $b)) $($rest)*)
-    };
-    (@op $cs:tt $def:tt $ids:tt $pat:tt [$($acc:tt)*] $a:tt $b:tt . send ($($v:tt)*) => $($rest:tt)*) => {
-        $crate::select!(@body $cs $def $ids (send $pat ($($acc)* $a $b) ($($v)*)) $($rest)*)
-    };
-    (@op $cs:tt $def:tt $ids:tt $pat:tt [$($acc:tt)*] => $($rest:tt)*) => {
-        $crate::select!(@bad_arm)
-    };
-    (@op $cs:tt $def:tt $ids:tt $pat:tt [$($acc:tt)*] $a:tt => $($rest:tt)*) => {
-        $crate::select!(@bad_arm)
-    };
-    (@op $cs:tt $def:tt $ids:tt $pat:tt [$($acc:tt)*] $a:tt $b:tt => $($rest:tt)*) => {
-        $crate::select!(@bad_arm)
-    };
-    (@op $cs:tt $def:tt $ids:tt $pat:tt [$($acc:tt)*] $a:tt $b:tt $c:tt $($rest:tt)+) => {
-        $crate::select!(@op $cs $def $ids $pat [$($acc)* $a $b $c] $($rest)+)
-    };
-    (@op $($t:tt)*) => {
-        $crate::select!(@bad_arm)
-    };
-    (@bad_arm) => {
-        ::core::compile_error!("select!: an arm must be `pat = rx.recv() => ..`, `rx.recv() => ..`, `[pat =] tx.send(v) => ..` or `default => ..`")
-    };
-
-    // ---- @body cases defaults ids case tokens: the arm's body; gives the arm an identifier ----
-    (@body $cs:tt [] $ids:tt (default) $b:block , $($rest:tt)*) => {
-        $crate::select!(@head $cs [$b] $ids [] $($rest)*)
-    };
-    (@body $cs:tt [] $ids:tt (default) $b:block $($rest:tt)*) => {
-        $crate::select!(@head $cs [$b] $ids [] $($rest)*)
-    };
-    (@body $cs:tt [] $ids:tt (default) $b:expr , $($rest:tt)*) => {
-        $crate::select!(@head $cs [{ $b }] $ids [] $($rest)*)
-    };
-    (@body $cs:tt [] $ids:tt (default) $b:expr) => {
-        $crate::select!(@head $cs [{ $b }] $ids [])
-    };
-    (@body $cs:tt $def:tt [] $($rest:tt)*) => {
-        ::core::compile_error!("select!: more than 64 arms")
-    };
-    (@body [$($cs:tt)*] $def:tt [$id:ident $($ids:ident)*] $case:tt $b:block , $($rest:tt)*) => {
-        $crate::select!(@head [$($cs)* ($id $case $b)] $def [$($ids)*] [] $($rest)*)
-    };
-    (@body [$($cs:tt)*] $def:tt [$id:ident $($ids:ident)*] $case:tt $b:block $($rest:tt)*) => {
-        $crate::select!(@head [$($cs)* ($id $case $b)] $def [$($ids)*] [] $($rest)*)
-    };
-    (@body [$($cs:tt)*] $def:tt [$id:ident $($ids:ident)*] $case:tt $b:expr , $($rest:tt)*) => {
-        $crate::select!(@head [$($cs)* ($id $case { $b })] $def [$($ids)*] [] $($rest)*)
-    };
-    (@body [$($cs:tt)*] $def:tt [$id:ident $($ids:ident)*] $case:tt $b:expr) => {
-        $crate::select!(@head [$($cs)* ($id $case { $b })] $def [$($ids)*] [])
-    };
-
-    // ---- @emit: one case object per arm on this stack frame, the select, then the arm that
-    // completed (an `if` chain, so `break`/`continue` in bodies reach the caller's loops) ----
-    (@emit [$(($c:ident ($kind:ident ($($pat:tt)*) ($($ch:tt)+) $(($($v:tt)*))?) $b:tt))*] [$($def:tt)*]) => {{
-        $(
-            // A `let` of a reference keeps a temporary channel (`after(d).recv()`) alive to the
-            // end of the block.
-            let __chan = &($($ch)+);
-            let mut $c = $crate::select!(@new $kind __chan $(($($v)*))?);
-        )*
-        let __index = $crate::chan::select::select(
-            &mut [$(&mut $c as &mut dyn $crate::chan::select::Case),*],
-            $crate::select!(@has_default $($def)*),
-        );
-        let mut __k = 0usize;
-        $(
-            if { __k += 1; __index == __k - 1 } {
-                #[allow(unused_variables)]
-                let $($pat)* = $c.take();
-                $b
-            } else
-        )*
-        { $crate::select!(@default $($def)*) }
-    }};
-    (@new recv $ch:ident) => { $crate::chan::select::RecvCase::new($ch) };
-    (@new send $ch:ident ($($v:tt)*)) => { $crate::chan::select::SendCase::new($ch, $($v)*) };
-    (@has_default) => { false };
-    (@has_default $($t:tt)+) => { true };
-    (@default) => { ::core::unreachable!("select!: no arm completed") };
-    (@default $b:tt) => { $b };
-
-    // ---- entry (last, so that the internal `@` rules above match first) ----
-    ($($t:tt)+) => {
-        $crate::select!(@head [] [] [__c0 __c1 __c2 __c3 __c4 __c5 __c6 __c7 __c8 __c9 __c10 __c11 __c12 __c13 __c14 __c15 __c16 __c17 __c18 __c19 __c20 __c21 __c22 __c23 __c24 __c25 __c26 __c27 __c28 __c29 __c30 __c31 __c32 __c33 __c34 __c35 __c36 __c37 __c38 __c39 __c40 __c41 __c42 __c43 __c44 __c45 __c46 __c47 __c48 __c49 __c50 __c51 __c52 __c53 __c54 __c55 __c56 __c57 __c58 __c59 __c60 __c61 __c62 __c63] [] $($t)+)
-    };
 }

@@ -12,7 +12,7 @@
 //! registration, Go's `internal/poll.FD`) with std's methods on top; every one converts from and
 //! to its std type (`from_std`/`into_std`, `TryFrom`), and has std's per-operation timeouts
 //! (`WouldBlock` when they expire) and Go's absolute deadlines (`TimedOut`, "i/o timeout", also
-//! interrupting an operation already blocked). Listeners and datagram sockets have `close()`,
+//! interrupting an operation already blocked; [`PollError::of`] tells them apart). Listeners and datagram sockets have `close()`,
 //! Go's `Close` for waking goroutines blocked on them; the descriptor itself closes on drop.
 
 mod fd;
@@ -23,11 +23,14 @@ mod unix;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
+/// The poller's own errors inside an `io::Error`: [`PollError::of`] tells a closed socket
+/// (`Closed`, Go's `net.ErrClosed`) or an expired deadline (`TimedOut`) from the OS's errors.
+pub use gort_netpoll::PollError;
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{Incoming as UnixIncoming, UnixDatagram, UnixListener, UnixStream};
 
 /// Resolves `addr` without stalling other goroutines.
 fn resolve<A: ToSocketAddrs>(addr: A) -> io::Result<Vec<SocketAddr>> {
-    crate::proc::blocking(|| addr.to_socket_addrs().map(|it| it.collect()))
+    crate::blocking::blocking(|| addr.to_socket_addrs().map(|it| it.collect()))
 }

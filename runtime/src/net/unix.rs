@@ -104,12 +104,12 @@ impl UnixStream {
     /// Connects to the socket at `path` (see the module docs on why through `blocking`).
     pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
         let path = path.as_ref();
-        UnixStream::from_std(crate::proc::blocking(|| unet::UnixStream::connect(path))?)
+        UnixStream::from_std(crate::blocking::blocking(|| unet::UnixStream::connect(path))?)
     }
 
     /// Connects to `addr` (e.g. an abstract address).
     pub fn connect_addr(addr: &SocketAddr) -> io::Result<UnixStream> {
-        UnixStream::from_std(crate::proc::blocking(|| unet::UnixStream::connect_addr(addr))?)
+        UnixStream::from_std(crate::blocking::blocking(|| unet::UnixStream::connect_addr(addr))?)
     }
 
     /// An unnamed pair of connected sockets (`socketpair`).

@@ -12,10 +12,10 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 
-use crate::chan::queue::Lock;
 use crate::g::WaitReason;
+use crate::lock::Lock;
+use crate::mprof;
 use crate::park::{park, ready};
-use crate::prof_hooks;
 
 use super::mutex::MutexGuard;
 use super::waitlist::{WaitList, WaitNode};
@@ -26,12 +26,6 @@ pub struct Cond {
     lock: Lock,
     /// Guarded by `lock`.
     list: UnsafeCell<WaitList>,
-}
-
-impl Default for Lock {
-    fn default() -> Self {
-        Lock::new()
-    }
 }
 
 // SAFETY: `list` is only touched with `lock` held.
@@ -58,7 +52,7 @@ impl Cond {
         // SAFETY: taken above.
         unsafe { self.lock.unlock() };
         drop(guard);
-        let t0 = prof_hooks::block_start();
+        let t0 = mprof::block_start();
         self.lock.lock();
         if node.granted.get() {
             // SAFETY: taken above.
@@ -76,7 +70,7 @@ impl Cond {
             // neither parks nor panics.
             unsafe { park(WaitReason::SyncCondWait, commit) };
         }
-        prof_hooks::block_end(t0);
+        mprof::block_end(t0);
         m.lock()
     }
 

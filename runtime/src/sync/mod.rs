@@ -4,7 +4,7 @@
 //! (`sync.Mutex.Lock`, `sync.RWMutex.RLock`, `sync.RWMutex.Lock`, `sync.Cond.Wait`,
 //! `sync.WaitGroup.Wait`, `semacquire`, `sync.Parker.park`); a plain OS thread blocks instead, so everything works
 //! from `std::thread`s too. Contended locks feed the mutex profile, waits the block profile
-//! (see [`prof_hooks`](crate::prof_hooks)).
+//! (see [`mprof`](crate::mprof)).
 //!
 //! | type | Go |
 //! |---|---|
@@ -35,4 +35,4 @@ pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use semaphore::Semaphore;
 pub use waitgroup::WaitGroup;
 
-pub use crate::park::{Parker, Unparker};
+pub use crate::parker::{Parker, Unparker};

@@ -26,7 +26,7 @@ use std::cell::UnsafeCell;
 
 use super::waitlist::{WaitList, WaitNode};
 use crate::loom::{
-    dekker_fence, in_goroutine, nanotime, park, prof_hooks, ready, yield_now, AtomicU32, Lock, Ordering, WaitReason,
+    dekker_fence, in_goroutine, mprof, nanotime, park, ready, yield_now, AtomicU32, Lock, Ordering, WaitReason,
 };
 
 pub(crate) struct Sema {
@@ -76,9 +76,9 @@ impl Sema {
         if self.try_acquire() {
             return;
         }
-        let t0 = prof_hooks::block_start();
+        let t0 = mprof::block_start();
         let node = WaitNode::new();
-        if mutex && prof_hooks::mutex_profiling() {
+        if mutex && mprof::mutex_profiling() {
             node.since.set(nanotime().max(1));
         }
         loop {
@@ -118,7 +118,7 @@ impl Sema {
                 break;
             }
         }
-        prof_hooks::block_end(t0);
+        mprof::block_end(t0);
     }
 
     /// Go's `semrelease1`: adds a unit and wakes a waiter; `handoff` hands the unit straight to
@@ -173,7 +173,7 @@ impl Sema {
         // the one who pops the node readies it. This is that `ready`.
         unsafe { ready(g) };
         if let Some(d) = waited {
-            prof_hooks::mutex_event(d);
+            mprof::mutex_event(d);
         }
         if granted && in_goroutine() {
             // Let the waiter we handed the unit to run now (Go's goyield).

@@ -11,10 +11,10 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 
-use crate::chan::queue::Lock;
 use crate::g::WaitReason;
+use crate::lock::Lock;
+use crate::mprof;
 use crate::park::{park, ready};
-use crate::prof_hooks;
 
 use super::waitlist::{WaitList, WaitNode};
 
@@ -67,7 +67,7 @@ impl Semaphore {
         node.weight.set(n);
         // SAFETY: lock held; the node stays on this frame until a releaser unlinks it.
         unsafe { st.waiters.push_back(&node) };
-        let t0 = prof_hooks::block_start();
+        let t0 = mprof::block_start();
         let commit = |_| {
             // SAFETY: taken by this acquire before parking.
             unsafe { self.lock.unlock() };
@@ -78,7 +78,7 @@ impl Semaphore {
         // under the lock, once, and readies it once (waitlist invariant 2). Unlocking neither
         // parks nor panics.
         unsafe { park(WaitReason::Semacquire, commit) };
-        prof_hooks::block_end(t0);
+        mprof::block_end(t0);
         debug_assert!(node.granted.get());
     }
 

@@ -1,4 +1,5 @@
-//! Timers, kept per P (Go's `runtime/time.go`), and the clock.
+//! Timers for users (Go's `time` package over `runtime/time.go`): `sleep`, [`RawTimer`],
+//! [`Timer`], [`after_func`].
 //!
 //! Each P has a binary heap of timers behind a lock, plus `timer0`, the earliest `when`, readable
 //! without it. The owner runs its expired timers at every schedule; a stealing M runs a victim's;
@@ -14,185 +15,27 @@
 //! a periodic timer). `stop` and `reset` wait while the state is RUNNING (unless called from the
 //! callback itself), so once `stop` returns the callback is not running and will not run.
 //!
-//! Stale entries are also swept out in bulk (Go's `clearDeletedTimers`): when an insertion
-//! makes a heap reach `clean_at` entries, the heap keeps only its live entries and `clean_at`
-//! becomes twice what is left (at least [`CLEAN_MIN`]). So a P's heap never holds more than about
-//! twice its live timers plus [`CLEAN_MIN`], whatever the pattern of stops and resets (a read
-//! deadline per `read`, a `recv_timeout` per message), and the sweep costs O(1) amortized per
-//! insertion: between two sweeps the heap at least doubles.
+//! Stale entries are swept out in bulk too (`timer_heap.rs`).
+
+mod after_func;
 
 use std::cell::Cell;
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
-
-use crate::g::{GRef, WaitReason};
-use crate::p::P;
-use crate::park::{park, ready, with_current_p};
-use crate::sched::{sched, timer_added};
+use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
-static EPOCH: OnceLock<Instant> = OnceLock::new();
-static COARSE: AtomicU64 = AtomicU64::new(CLOCK_BASE);
-
-pub(crate) fn init_epoch() {
-    let _ = EPOCH.get_or_init(Instant::now);
-}
-
-/// Where the runtime's clock starts: one hour. Readings are never 0 (so 0 can mean "unset")
-/// and a timestamp can be moved back in time without underflow (a test backdates a wait by a
-/// minute to see how dumps render it).
-const CLOCK_BASE: u64 = 3_600_000_000_000;
-
-/// Monotonic nanoseconds on the runtime's clock: [`CLOCK_BASE`] (one hour) plus the time since
-/// the runtime started (vDSO clock, ~20 ns). Only differences between readings mean anything.
-#[inline]
-pub fn nanotime() -> u64 {
-    let now = CLOCK_BASE + EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64;
-    COARSE.store(now, Ordering::Relaxed);
-    now
-}
-
-/// The last `nanotime()` anyone read (sysmon refreshes it at least every 10 ms). Used for wait
-/// timestamps, where a minute-granularity report does not justify a clock read per park.
-#[inline]
-pub(crate) fn coarse_now() -> u64 {
-    COARSE.load(Ordering::Relaxed)
-}
-
-pub(crate) enum Target {
-    /// Wake a sleeping goroutine.
-    G(GRef),
-    /// Run a RawTimer's callback if its generation still matches.
-    Raw(Arc<RawInner>, u64),
-}
-
-pub(crate) struct Entry {
-    when: u64,
-    seq: u64,
-    target: Target,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, o: &Entry) -> bool {
-        self.when == o.when && self.seq == o.seq
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Entry) -> Option<CmpOrdering> {
-        Some(self.cmp(o))
-    }
-}
-impl Entry {
-    /// False for an entry that `stop`/`reset` made stale. Called with the heap's lock held: the
-    /// arming CAS happened before the push of this entry under the same lock, so a Relaxed load
-    /// sees at least the entry's generation; a newer one means stopped or re-armed.
-    fn live(&self) -> bool {
-        match &self.target {
-            Target::G(_) => true,
-            Target::Raw(inner, gen) => inner.state.load(Ordering::Relaxed) >> 2 == *gen,
-        }
-    }
-}
-
-impl Ord for Entry {
-    fn cmp(&self, o: &Entry) -> CmpOrdering {
-        // BinaryHeap is a max-heap: invert for earliest first, FIFO among equal `when`s.
-        (o.when, o.seq).cmp(&(self.when, self.seq))
-    }
-}
-
-/// A P's timers.
-#[derive(Default)]
-pub(crate) struct TimerHeap {
-    heap: BinaryHeap<Entry>,
-    seq: u64,
-    /// Sweep stale entries when the heap reaches this length (module docs; 0: [`CLEAN_MIN`]).
-    clean_at: usize,
-}
-
-/// The smallest heap worth sweeping.
-const CLEAN_MIN: usize = 64;
-
-impl TimerHeap {
-    /// Drops the stale entries if the heap has grown to `clean_at`; returns them so the caller
-    /// drops them (and the callbacks they own) after releasing the lock.
-    fn maybe_sweep(&mut self) -> Vec<Entry> {
-        if self.heap.len() < self.clean_at.max(CLEAN_MIN) {
-            return Vec::new();
-        }
-        let (live, stale): (Vec<Entry>, Vec<Entry>) =
-            std::mem::take(&mut self.heap).into_vec().into_iter().partition(Entry::live);
-        self.heap = BinaryHeap::from(live);
-        self.clean_at = (2 * self.heap.len()).max(CLEAN_MIN);
-        stale
-    }
-
-    /// Entries in the heap, stale ones included (tests).
-    pub(crate) fn len(&self) -> usize {
-        self.heap.len()
-    }
-}
-
-/// Heap entries across all Ps, stale ones included. Test support: shows that stopped timers do
-/// not pile up.
-// Safe: it only counts, taking each heap's lock as the runtime does.
+pub use self::after_func::after_func;
+pub use crate::clock::nanotime;
+use crate::g::{GRef, WaitReason};
+use crate::park::{park, ready};
+use crate::sched::state::started;
+use crate::sched::timers::add_timer;
 #[doc(hidden)]
-pub fn timer_entries() -> usize {
-    sched().allp.iter().map(|p| p.timers.lock().len()).sum()
-}
-
-/// Adds a timer to the caller's P (or P 0 from a plain thread) and wakes an idle M if it is now
-/// the earliest.
-fn add_timer(when: u64, target: Target) {
-    let s = sched();
-    let p: &'static P = with_current_p(|p| p).unwrap_or(&s.allp[0]);
-    let stale = {
-        let mut h = p.timers.lock();
-        h.seq += 1;
-        let seq = h.seq;
-        h.heap.push(Entry { when, seq, target });
-        let stale = h.maybe_sweep();
-        let t0 = h.heap.peek().map(|e| e.when).unwrap_or(u64::MAX);
-        p.timer0.store(t0, Ordering::Relaxed);
-        stale
-    };
-    drop(stale);
-    timer_added(when);
-}
-
-/// Runs `p`'s timers that are due at `now`. Callable by any M (the heap is locked while popping;
-/// callbacks run unlocked).
-pub(crate) fn run_timers(p: &P, now: u64) {
-    let mut due: Vec<Entry> = Vec::new();
-    {
-        let mut h = match p.timers.try_lock() {
-            Some(h) => h,
-            None => return, // someone else is running them
-        };
-        while let Some(e) = h.heap.peek() {
-            if e.when > now {
-                break;
-            }
-            due.push(h.heap.pop().expect("peeked"));
-        }
-        let t0 = h.heap.peek().map(|e| e.when).unwrap_or(u64::MAX);
-        p.timer0.store(t0, Ordering::Relaxed);
-    }
-    for e in due {
-        match e.target {
-            // SAFETY: `sleep`'s commit published `g` in this one entry, which we popped under the
-            // heap's lock; a `Target::G` entry is never stale, so no sweep drops it, and it is
-            // popped exactly once: this is the one `ready` for that park.
-            Target::G(g) => unsafe { ready(g) },
-            Target::Raw(inner, gen) => inner.fire(gen, e.when),
-        }
-    }
-}
+pub use crate::sched::timers::timer_entries;
+use crate::start::sched;
+use crate::timer_heap::{Target, TimerFunc};
 
 // ---------------------------------------------------------------------------------------------
 // sleep
@@ -214,7 +57,7 @@ pub fn sleep(d: Duration) {
     // closure). Neither it nor `timer_added` parks or panics.
     unsafe {
         park(WaitReason::Sleep, |g| {
-            add_timer(when, Target::G(g));
+            add_timer(started(), when, Target::G(g));
             true
         })
     };
@@ -240,7 +83,11 @@ thread_local! {
     static RUNNING_TIMER: Cell<*const RawInner> = const { Cell::new(std::ptr::null()) };
 }
 
-impl RawInner {
+impl TimerFunc for RawInner {
+    fn is_live(&self, gen: u64) -> bool {
+        self.state.load(Ordering::Relaxed) >> 2 == gen
+    }
+
     fn fire(self: Arc<Self>, gen: u64, when: u64) {
         let armed = gen << 2 | T_PENDING;
         // Acquire: pairs with the Release in reset/new that armed this generation.
@@ -260,7 +107,7 @@ impl RawInner {
                     // Fell behind (a long pause): skip missed ticks, as Go's ticker drops them.
                     next = now + self.period - (now - when) % self.period;
                 }
-                add_timer(next, Target::Raw(self, gen));
+                add_timer(started(), next, Target::Func(self, gen));
             }
         } else {
             // Release: pairs with stop/reset's Acquire loads (the callback's effects happen-before
@@ -273,7 +120,9 @@ impl RawInner {
             );
         }
     }
+}
 
+impl RawInner {
     fn running_here(&self) -> bool {
         RUNNING_TIMER.with(|c| std::ptr::eq(c.get(), self))
     }
@@ -296,7 +145,7 @@ impl RawTimer {
     /// Arms a timer for `when` that then fires every `period` ns (a ticker) until stopped.
     pub fn with_period(when: u64, period: u64, f: Box<dyn Fn() + Send + Sync>) -> RawTimer {
         let inner = Arc::new(RawInner { state: AtomicU64::new(1 << 2 | T_PENDING), period, f });
-        add_timer(when, Target::Raw(inner.clone(), 1));
+        add_timer(sched(), when, Target::Func(inner.clone(), 1));
         RawTimer { inner }
     }
 
@@ -353,7 +202,7 @@ impl RawTimer {
             let ng = gen + 1;
             // Release: publishes the new arming to the fire that Acquires it.
             if self.inner.state.compare_exchange(s, ng << 2 | T_PENDING, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                add_timer(when, Target::Raw(self.inner.clone(), ng));
+                add_timer(sched(), when, Target::Func(self.inner.clone(), ng));
                 return st == T_PENDING;
             }
         }
@@ -484,35 +333,6 @@ impl std::fmt::Debug for Timer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Timer").field("fired", &self.has_fired()).finish()
     }
-}
-
-/// Runs `f` in its own goroutine after `d` (Go's `time.AfterFunc`). Stop the returned timer to
-/// cancel it.
-///
-/// # Safety
-///
-/// `f` runs on a goroutine, each time the timer fires, so it must keep the contract of
-/// [`spawn`](crate::proc::spawn) (its `# Safety` section): across any gort blocking operation
-/// (channel operations, `gort::sync` waits, `sleep`, `yield_now`, `join`, waiting `gort::net`
-/// calls, leaving `blocking`, a spawn, or any call that makes one), `f` and everything it calls
-/// must hold no `!Send` value tied to its thread (a `std::sync::MutexGuard`, a `StdoutLock`, an
-/// `Rc` or `RefCell` borrow reachable from a thread-local, `rand::thread_rng()`), no reference
-/// obtained from `LocalKey::with`, and must not reach one thread-local on both sides of such an
-/// operation in one (inlined) function. `Send` values, `gort::sync::Mutex` guards, and
-/// thread-locals accessed and released between blocking operations through a non-inlined
-/// function are fine.
-pub unsafe fn after_func<F: Fn() + Send + Sync + 'static>(d: Duration, f: F) -> RawTimer {
-    let f = Arc::new(f);
-    RawTimer::new(
-        deadline(d),
-        Box::new(move || {
-            let f = f.clone();
-            // SAFETY: the goroutine runs `f` through an `Arc` (Send) and nothing else: it holds
-            // no thread-bound value of its own, so it keeps the contract exactly when `f` does,
-            // and that is what `after_func`'s caller promised for `f`.
-            unsafe { crate::proc::spawn(move || f()) };
-        }),
-    )
 }
 
 /// `nanotime()` + `d`, saturating.

@@ -2,7 +2,7 @@
 //!
 //! # Design
 //!
-//! Goroutine stacks are fixed-size (see `stack.rs`). When a goroutine overflows, it touches the
+//! Goroutine stacks are fixed-size (see `stack/mod.rs`). When a goroutine overflows, it touches the
 //! 64 KiB gap below its stack. A guarded gap faults at once; this module turns that fault into a
 //! Go-like report naming the goroutine, instead of a bare `Segmentation fault`:
 //!
@@ -23,17 +23,17 @@
 //!   handler cannot run on the overflowed stack itself. std's threads already have one (std's own
 //!   overflow handler), so this usually finds one and does nothing.
 //! * The handler asks the scheduler which goroutine this thread is running
-//!   (`crate::proc::signal_stack_info`) and decides whether the fault is that goroutine's overflow:
+//!   (`running_stack_info`) and decides whether the fault is that goroutine's overflow:
 //!   the fault address is in its gap (or the page just below its stack), or the interrupted stack
 //!   pointer is below its stack *and* its gap was touched (an unguarded overflow that ran through
-//!   the gap and faulted further down; `stack.rs` explains the gap scheme). Only then does it
+//!   the gap and faulted further down; `stack/mod.rs` explains the gap scheme). Only then does it
 //!   report and abort.
 //! * Anything else is not ours and is never swallowed: the handler calls the previous handler if
 //!   it was a function (std's handler reports overflows of thread stacks' guard pages and
 //!   otherwise resets to SIG_DFL), else resets the signal to SIG_DFL and returns, so the faulting
 //!   instruction runs again and kills the process with the original signal.
 //! * [`fatal_overflow`] prints the same report for an overflow detected after the fact (the gap
-//!   checks in `stack.rs`) and aborts.
+//!   checks in `stack/pool.rs`) and aborts.
 //!
 //! # Async-signal safety
 //!
@@ -50,6 +50,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
 use crate::g::GRef;
+use crate::m::current_m;
 use crate::stack::{gap_size, page_size};
 
 /// What the signal handler needs to know about the faulting thread's goroutine.
@@ -186,7 +187,25 @@ fn stack_info() -> Option<SignalStackInfo> {
             return Some(unsafe { *p });
         }
     }
-    crate::proc::signal_stack_info()
+    running_stack_info()
+}
+
+/// For the SIGSEGV handler: the running goroutine's stack description. Async-signal-safe: reads
+/// a thread-local and the running G's own fields.
+fn running_stack_info() -> Option<SignalStackInfo> {
+    let m = current_m()?;
+    let g = m.curg()?;
+    // SAFETY: the G runs on this very thread (we are in its signal handler), so its exec is
+    // owned by this thread and not being written concurrently.
+    let exec = unsafe { &*g.0.exec.get() };
+    Some(SignalStackInfo {
+        goid: g.id(),
+        g: Some(g),
+        stack_lo: g.0.stack_lo.load(Ordering::Relaxed),
+        stack_hi: g.0.stack_hi.load(Ordering::Relaxed),
+        guard_lo: exec.guard_lo,
+        guard_hi: exec.guard_hi,
+    })
 }
 
 /// The interrupted stack pointer from the signal context (0 if unknown on this target).
@@ -534,7 +553,7 @@ pub(crate) mod tests {
             overflow_in_child(1000, kind);
         }
         for mode in ["mprotect", "auto"] {
-            let out = run_child("signal::tests::guarded_overflow_is_reported", mode);
+            let out = run_child("stack::overflow::tests::guarded_overflow_is_reported", mode);
             assert_overflow_report(&out);
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains("runtime: sp=0x"), "{err}");
@@ -546,7 +565,7 @@ pub(crate) mod tests {
         if child_mode().is_some() {
             overflow_in_child(0, GuardKind::Auto);
         }
-        let out = run_child("signal::tests::unguarded_runaway_overflow_is_reported", "1");
+        let out = run_child("stack::overflow::tests::unguarded_runaway_overflow_is_reported", "1");
         assert_overflow_report(&out);
     }
 
@@ -574,7 +593,7 @@ pub(crate) mod tests {
             unsafe { ptr::write_volatile(p as *mut u8, 1) };
             std::process::exit(3);
         }
-        let out = run_child("signal::tests::foreign_fault_is_not_swallowed", "1");
+        let out = run_child("stack::overflow::tests::foreign_fault_is_not_swallowed", "1");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "status {:?}, stderr:\n{err}", out.status);
         assert!(!err.contains("stack overflow"), "{err}");
@@ -585,7 +604,7 @@ pub(crate) mod tests {
         if child_mode().is_some() {
             fatal_overflow(7, Some("worker"), 256 * 1024);
         }
-        let out = run_child("signal::tests::fatal_overflow_message", "1");
+        let out = run_child("stack::overflow::tests::fatal_overflow_message", "1");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.signal(), Some(libc::SIGABRT), "stderr:\n{err}");
         assert!(

@@ -25,13 +25,21 @@
 //! start running under the walker's feet, and the walker costs the parked G nothing at park time
 //! beyond the three registers [`ParkRegs`] records.
 
+use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use corosensei::{Coroutine, Yielder};
 use parking_lot::Mutex;
+
+mod wait_reason;
+
+pub use self::wait_reason::WaitReason;
+use crate::stack::Stack;
+use crate::unwind::{Regs, Walk, WalkCtx};
 
 /// How many code addresses a G keeps from its spawn (see `G::created_pcs`): one, inside the
 /// spawning function (the public spawn entry points are inlined into it).
@@ -47,118 +55,6 @@ pub(crate) const DEAD: u32 = 5;
 /// Set on top of RUNNABLE or WAITING while a snapshot holds the G still.
 pub(crate) const SCAN: u32 = 0x100;
 
-/// Why a goroutine is waiting. The strings are Go's own (`runtime/runtime2.go` waitReasonStrings),
-/// so goroutine dumps read the same as a Go program's.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-#[repr(u8)]
-#[non_exhaustive]
-pub enum WaitReason {
-    /// Not waiting (Go prints an empty reason as the base state).
-    Zero = 0,
-    /// `chan receive`
-    ChanReceive,
-    /// `chan send`
-    ChanSend,
-    /// `chan receive (nil chan)`
-    ChanReceiveNilChan,
-    /// `chan send (nil chan)`
-    ChanSendNilChan,
-    /// `select`
-    Select,
-    /// `select (no cases)`
-    SelectNoCases,
-    /// `sleep`
-    Sleep,
-    /// `IO wait`
-    IoWait,
-    /// `semacquire`
-    Semacquire,
-    /// `sync.Mutex.Lock`
-    SyncMutexLock,
-    /// `sync.RWMutex.RLock`
-    SyncRWMutexRLock,
-    /// `sync.RWMutex.Lock`
-    SyncRWMutexLock,
-    /// `sync.Cond.Wait`
-    SyncCondWait,
-    /// `sync.WaitGroup.Wait`
-    SyncWaitGroupWait,
-    /// `join`: waiting in `JoinHandle::join` (gort's own; Go has no join).
-    Join,
-    /// `forever`: parked with no way to be woken (gort's `park_forever`).
-    Forever,
-    /// `sync.Once.Do`: waiting for another goroutine's `Once` call to finish.
-    SyncOnce,
-    /// `sync.Parker.park`: waiting in `Parker::park` or `park_timeout` for an `Unparker`
-    /// (gort's own, named as Go names its `sync` waits).
-    SyncParker,
-}
-
-impl WaitReason {
-    const ALL: [WaitReason; 19] = [
-        WaitReason::Zero,
-        WaitReason::ChanReceive,
-        WaitReason::ChanSend,
-        WaitReason::ChanReceiveNilChan,
-        WaitReason::ChanSendNilChan,
-        WaitReason::Select,
-        WaitReason::SelectNoCases,
-        WaitReason::Sleep,
-        WaitReason::IoWait,
-        WaitReason::Semacquire,
-        WaitReason::SyncMutexLock,
-        WaitReason::SyncRWMutexRLock,
-        WaitReason::SyncRWMutexLock,
-        WaitReason::SyncCondWait,
-        WaitReason::SyncWaitGroupWait,
-        WaitReason::Join,
-        WaitReason::Forever,
-        WaitReason::SyncOnce,
-        WaitReason::SyncParker,
-    ];
-
-    /// Go's spelling of the reason, as printed in `goroutine 7 [chan receive]:`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WaitReason::Zero => "",
-            WaitReason::ChanReceive => "chan receive",
-            WaitReason::ChanSend => "chan send",
-            WaitReason::ChanReceiveNilChan => "chan receive (nil chan)",
-            WaitReason::ChanSendNilChan => "chan send (nil chan)",
-            WaitReason::Select => "select",
-            WaitReason::SelectNoCases => "select (no cases)",
-            WaitReason::Sleep => "sleep",
-            WaitReason::IoWait => "IO wait",
-            WaitReason::Semacquire => "semacquire",
-            WaitReason::SyncMutexLock => "sync.Mutex.Lock",
-            WaitReason::SyncRWMutexRLock => "sync.RWMutex.RLock",
-            WaitReason::SyncRWMutexLock => "sync.RWMutex.Lock",
-            WaitReason::SyncCondWait => "sync.Cond.Wait",
-            WaitReason::SyncWaitGroupWait => "sync.WaitGroup.Wait",
-            WaitReason::Join => "join",
-            WaitReason::Forever => "forever",
-            WaitReason::SyncOnce => "sync.Once.Do",
-            WaitReason::SyncParker => "sync.Parker.park",
-        }
-    }
-
-    pub(crate) fn from_u8(v: u8) -> WaitReason {
-        WaitReason::ALL.get(v as usize).copied().unwrap_or(WaitReason::Zero)
-    }
-
-    /// Whether something outside the goroutines (a timer, the network) will wake a G waiting for
-    /// this reason. Deadlock detection treats such waits as live.
-    pub(crate) fn externally_woken(self) -> bool {
-        matches!(self, WaitReason::Sleep | WaitReason::IoWait)
-    }
-}
-
-impl std::fmt::Display for WaitReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// What kind of execution context a G stands for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum GKind {
@@ -168,9 +64,43 @@ pub(crate) enum GKind {
     Thread,
 }
 
+/// Labels a goroutine carries, opaque to the runtime: cloned into the goroutines it spawns,
+/// dropped when it exits. The profiler keeps its label sets here.
+pub type Labels = Arc<dyn Any + Send + Sync>;
+
+/// What a goroutine tells its M when it switches out.
+pub(crate) enum Yield {
+    /// Park; run this commit closure (Go's unlockf) first.
+    Park(*mut (dyn FnMut(GRef) -> bool + 'static)),
+    /// `yield_now`: requeue at the tail of the local queue.
+    Gosched,
+    /// The goroutine has no P (sysmon took it) and none is idle: queue it globally.
+    NeedP,
+}
+
+pub(crate) type GYielder = Yielder<(), Yield>;
+pub(crate) type GCoroutine = Coroutine<(), Yield, (), Stack>;
+
+/// What a G runs: its task, started once.
+pub(crate) trait Runnable: Send + Sync {
+    fn run(self: Arc<Self>);
+}
+
+/// The execution state of a G: its coroutine once started, its entry closure before.
+#[derive(Default)]
+pub(crate) struct GExec {
+    pub(crate) co: Option<GCoroutine>,
+    pub(crate) entry: Option<Arc<dyn Runnable>>,
+    /// Non-zero: a dedicated stack of this size (Builder::stack_size), not from the pool.
+    pub(crate) custom_stack: usize,
+    pub(crate) guarded: bool,
+    pub(crate) guard_lo: usize,
+    pub(crate) guard_hi: usize,
+}
+
 /// The registers recorded where a G parked (inside the runtime's switch-out path, in a frame
 /// that stays live while it is parked), from which a profiler unwinds its frozen stack.
-pub type ParkRegs = crate::unwind::Regs;
+pub type ParkRegs = Regs;
 
 /// A goroutine descriptor. See the module docs for who owns which field.
 pub struct G {
@@ -212,21 +142,25 @@ pub struct G {
     /// Thread stand-ins: the thread to unpark.
     pub(crate) thread: UnsafeCell<Option<std::thread::Thread>>,
     /// The coroutine and the not-yet-started entry closure: owned per the state table.
-    pub(crate) exec: UnsafeCell<crate::proc::GExec>,
+    pub(crate) exec: UnsafeCell<GExec>,
     /// Pointer to the corosensei Yielder of the running coroutine (valid while it runs).
-    pub(crate) yielder: Cell<*const crate::proc::GYielder>,
-    /// Opaque profiler labels pointer (set by the profiler; inherited by spawned goroutines).
-    pub(crate) labels: AtomicPtr<()>,
+    pub(crate) yielder: Cell<*const GYielder>,
+    /// Labels attached by whoever runs on this goroutine (the profiler's label sets), opaque to
+    /// the runtime, which clones them into spawned goroutines and drops them at exit. Touched
+    /// by the goroutine itself while it runs, by its spawner before it is runnable, by the M
+    /// that saw it finish, and read by a snapshot holding it with SCAN (never running then).
+    pub(crate) labels: UnsafeCell<Option<Labels>>,
     /// Nesting depth of runtime calls (`park::enter`) on this goroutine. Touched only by the
     /// goroutine itself while it runs.
     pub(crate) rt_depth: Cell<u32>,
     /// The M this goroutine is wired to (`lock_os_thread`), null if none. Written by the
     /// goroutine itself while it runs; read by the M that next dequeues it (the status word's
     /// Release/Acquire orders it) to hand that M's P over.
-    pub(crate) lockedm: AtomicPtr<crate::m::M>,
+    /// The M is stored type-erased: `m.rs` owns the type and converts (`m::lockedm_of`).
+    pub(crate) lockedm: AtomicPtr<()>,
     /// Nesting of `lock_os_thread` calls. Touched only by the goroutine itself while it runs.
     pub(crate) lock_count: Cell<u32>,
-    /// Thread stand-ins of plain (non-M) threads: the thread counts in `Sched::ext_active` while
+    /// Thread stand-ins of plain (non-M) threads: the thread counts in `threadg::EXT_ACTIVE` while
     /// it is not parked. Written once when the stand-in is created, before it is published.
     pub(crate) outside: AtomicBool,
 }
@@ -259,9 +193,9 @@ impl G {
             stack_hi: AtomicUsize::new(0),
             preempt: AtomicBool::new(false),
             thread: UnsafeCell::new(None),
-            exec: UnsafeCell::new(crate::proc::GExec::default()),
+            exec: UnsafeCell::new(GExec::default()),
             yielder: Cell::new(ptr::null()),
-            labels: AtomicPtr::new(ptr::null_mut()),
+            labels: UnsafeCell::new(None),
             rt_depth: Cell::new(0),
             lockedm: AtomicPtr::new(ptr::null_mut()),
             lock_count: Cell::new(0),
@@ -311,14 +245,14 @@ impl Parked<'_> {
     }
     /// Walks its frozen stack from the park site into `buf`, leaf first (the first address is in
     /// the runtime's switch-out path), with this build's unwinder.
-    pub fn walk(&self, buf: &mut [usize]) -> crate::unwind::Walk {
+    pub fn walk(&self, buf: &mut [usize]) -> Walk {
         if self.stack.1 == 0 {
-            return crate::unwind::Walk { len: 0, truncated: false };
+            return Walk { len: 0, truncated: false };
         }
         // SAFETY: the scan bit holds the G still for as long as `self` lives, so its stack
         // [lo, hi) stays mapped (a G keeps its stack while not dead) and unchanged, and `regs`
         // were recorded on that stack in a frame that is live until the G resumes.
-        unsafe { crate::unwind::walk(self.regs, self.stack, 0, buf, crate::unwind::WalkCtx::MayAllocate) }
+        unsafe { crate::unwind::walk(self.regs, self.stack, 0, buf, WalkCtx::MayAllocate) }
     }
     /// Its stack, `[lo, hi)`: every frame of the chain lies inside.
     pub fn stack_bounds(&self) -> (usize, usize) {
@@ -328,9 +262,11 @@ impl Parked<'_> {
     pub fn wait_reason(&self) -> Option<WaitReason> {
         self.waiting.then(|| WaitReason::from_u8(self.g.wait_reason.load(Ordering::Relaxed)))
     }
-    /// The profiler's opaque labels pointer.
-    pub fn labels(&self) -> *mut () {
-        self.g.labels.load(Ordering::Relaxed)
+    /// Its labels (see [`set_current_labels`](crate::set_current_labels)).
+    pub fn labels(&self) -> Option<Labels> {
+        // SAFETY: the scan bit holds the G still: it is not running, and only the running
+        // goroutine (or its owner while it is not runnable) writes its labels.
+        unsafe { (*self.g.labels.get()).clone() }
     }
     /// The type name of the goroutine's body (`my_crate::handler::{{closure}}`).
     pub fn entry_name(&self) -> Option<&'static str> {
@@ -347,6 +283,18 @@ pub(crate) fn entry_name(g: &G) -> Option<&'static str> {
     // SAFETY: only `newproc` stores here, and only a `fn() -> &'static str` cast to a word.
     let f: fn() -> &'static str = unsafe { std::mem::transmute::<usize, fn() -> &'static str>(f) };
     Some(f())
+}
+
+/// Writes one goroutine's header as Go's tracebacks print it: `goroutine 7 [chan receive]:`,
+/// with `, N minutes` after the state once it has waited a minute or more.
+pub fn write_header(out: &mut String, id: u64, state: &str, waited_ns: u64) {
+    use std::fmt::Write as _;
+    let mins = waited_ns / 60_000_000_000;
+    let _ = write!(out, "goroutine {id} [{state}");
+    if mins >= 1 {
+        let _ = write!(out, ", {mins} minutes");
+    }
+    out.push_str("]:\n");
 }
 
 /// A reference to a G. Gs are never freed, so a `GRef` is always valid memory; whether it still

@@ -15,7 +15,7 @@
 //!
 //! Disabled cost: one relaxed load, only on the slow (blocking) path.
 //!
-//! Stacks are raw return addresses from a walk ([`crate::unwind`]) of the current goroutine's (or
+//! Stacks are raw return addresses from a walk (`traceback.rs`) of the current goroutine's (or
 //! thread's) stack, leaf first, at most [`MAX_DEPTH`] frames; the profiler symbolizes them later.
 //! A stack starts inside the runtime's blocking path (the frames of `Chan::recv`, `Sema::release`
 //! and so on, as many as the optimizer left): no fixed number of frames is skipped, because
@@ -36,8 +36,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-/// Deepest stack recorded.
-pub const MAX_DEPTH: usize = 64;
+use crate::clock::nanotime;
+use crate::fastrand::fastrand;
+use crate::traceback::capture_stack;
+pub use crate::traceback::MAX_DEPTH;
+
 /// Distinct stacks kept per profile.
 pub const MAX_RECORDS: usize = 4096;
 
@@ -123,7 +126,7 @@ fn record(t: &Table, stack: &[usize], count: i64, delay: i64) {
 #[inline]
 pub(crate) fn block_start() -> Option<u64> {
     if BLOCK_RATE.load(Ordering::Relaxed) > 0 {
-        Some(crate::time::nanotime())
+        Some(nanotime())
     } else {
         None
     }
@@ -133,7 +136,7 @@ pub(crate) fn block_start() -> Option<u64> {
 #[inline]
 pub(crate) fn block_end(t0: Option<u64>) {
     if let Some(t0) = t0 {
-        block_event(crate::time::nanotime().saturating_sub(t0));
+        block_event(nanotime().saturating_sub(t0));
     }
 }
 
@@ -144,11 +147,11 @@ pub(crate) fn block_end(t0: Option<u64>) {
 pub(crate) fn block_event(delay: u64) {
     let rate = BLOCK_RATE.load(Ordering::Relaxed);
     let delay = i64::try_from(delay).unwrap_or(i64::MAX);
-    if rate <= 0 || (rate > delay && (crate::chan::select::fastrand() % rate as u64) as i64 > delay) {
+    if rate <= 0 || (rate > delay && (fastrand() % rate as u64) as i64 > delay) {
         return;
     }
     // A short event (delay < rate) was kept with probability delay/rate: count it rate/delay
-    // times and charge it `rate` ns, so totals are unbiased (Go's saveblockevent, CL 299991;
+    // times and charge it `rate` ns, so totals are unbiased (Go's saveblockevent;
     // Go keeps a fractional count, we round).
     let (count, charged) = if delay < rate { ((rate + delay / 2) / delay.max(1), rate) } else { (1, delay) };
     let mut buf = [0usize; MAX_DEPTH];
@@ -167,7 +170,7 @@ pub(crate) fn mutex_profiling() -> bool {
 #[inline(never)]
 pub(crate) fn mutex_event(delay: u64) {
     let rate = MUTEX_RATE.load(Ordering::Relaxed);
-    if rate <= 0 || (rate > 1 && !crate::chan::select::fastrand().is_multiple_of(rate as u64)) {
+    if rate <= 0 || (rate > 1 && !fastrand().is_multiple_of(rate as u64)) {
         return;
     }
     let delay = i64::try_from(delay).unwrap_or(i64::MAX);
@@ -175,5 +178,3 @@ pub(crate) fn mutex_event(delay: u64) {
     let n = capture_stack(1, &mut buf);
     record(&MUTEX_TABLE, &buf[..n], rate, delay.saturating_mul(rate));
 }
-
-use crate::unwind::capture_stack;

@@ -1,0 +1,425 @@
+//! The shared channel (Go's `hchan`): the buffer, the wait queues, and the send, receive and
+//! close paths with their direct hand-offs (see the invariants in the module docs of `chan`).
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicUsize;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::error::{RecvTimeoutError, SendTimeoutError};
+use super::queue::{Core, Node, Waiter, TIMED_OUT};
+use crate::g::{GRef, WaitReason};
+use crate::mprof;
+use crate::park::{park, ready};
+
+/// The shared channel (Go's `hchan`).
+pub(crate) struct Chan<T> {
+    /// Lock, wait queues, closed flag.
+    pub(crate) core: Core,
+    /// Buffered values, FIFO. Guarded by `core.lock`.
+    pub(crate) buf: std::cell::UnsafeCell<VecDeque<T>>,
+    /// Capacity; 0 = unbuffered.
+    pub(crate) cap: usize,
+    /// Live `Sender`s; the last one to go closes the channel.
+    pub(crate) senders: AtomicUsize,
+    /// A Go nil channel: nothing ever happens.
+    pub(crate) nil: bool,
+    /// The runtime timer feeding an [`after`]/[`tick`] channel, stopped when the channel goes.
+    pub(crate) timer: OnceLock<crate::time::RawTimer>,
+}
+
+// SAFETY: `buf` is only accessed with `core.lock` held; values of T move between threads, hence
+// `T: Send`.
+unsafe impl<T: Send> Sync for Chan<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for Chan<T> {}
+
+/// Outcome of a locked receive attempt.
+pub(crate) enum Recv<T> {
+    /// A value, and the sender to ready (if one was waiting).
+    Value(T, Option<GRef>),
+    /// Closed and drained.
+    Closed,
+    /// Nothing yet.
+    Empty,
+}
+
+impl<T> Chan<T> {
+    pub(crate) fn new(cap: usize, nil: bool) -> Chan<T> {
+        Chan {
+            core: Core::new(),
+            buf: std::cell::UnsafeCell::new(VecDeque::with_capacity(cap.min(64))),
+            cap,
+            senders: AtomicUsize::new(1),
+            nil,
+            timer: OnceLock::new(),
+        }
+    }
+
+    /// Address that orders locks in `select!` (Go sorts by `hchan` address); 0 for nil.
+    pub(crate) fn addr(&self) -> usize {
+        if self.nil {
+            0
+        } else {
+            self as *const Chan<T> as usize
+        }
+    }
+
+    /// # Safety
+    /// The channel lock is held.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn buf(&self) -> &mut VecDeque<T> {
+        // SAFETY: guarded by the lock the caller holds.
+        unsafe { &mut *self.buf.get() }
+    }
+
+    /// Tries to send now; on success returns the receiver to ready. `Err(v)`: would block.
+    ///
+    /// # Safety
+    /// The channel lock is held and the channel is open.
+    pub(crate) unsafe fn send_locked(&self, v: T) -> Result<Option<GRef>, T> {
+        // SAFETY: lock held (caller).
+        let st = unsafe { self.core.state() };
+        // SAFETY: lock held.
+        if let Some(h) = unsafe { st.recvq.claim_front() } {
+            // SAFETY: nodes in a Chan<T>'s queues are Node<T>s.
+            let n = unsafe { Node::<T>::from_hdr(h) };
+            // SAFETY: we claimed the waiter and it is parked: the slot is ours.
+            unsafe { n.put(v) };
+            n.hdr.success.set(true);
+            // SAFETY: waiter valid until we ready it (queue invariant 5).
+            return Ok(Some(unsafe { (*n.hdr.waiter.get()).g }));
+        }
+        // SAFETY: lock held.
+        let buf = unsafe { self.buf() };
+        if buf.len() < self.cap {
+            buf.push_back(v);
+            return Ok(None);
+        }
+        Err(v)
+    }
+
+    /// Tries to receive now.
+    ///
+    /// # Safety
+    /// The channel lock is held.
+    pub(crate) unsafe fn recv_locked(&self) -> Recv<T> {
+        // SAFETY: lock held (caller).
+        let st = unsafe { self.core.state() };
+        // SAFETY: lock held.
+        if let Some(h) = unsafe { st.sendq.claim_front() } {
+            // SAFETY: nodes in a Chan<T>'s queues are Node<T>s.
+            let n = unsafe { Node::<T>::from_hdr(h) };
+            // SAFETY: claimed and parked: the slot is ours.
+            let sv = unsafe { n.take() }.expect("gort: queued sender without a value");
+            n.hdr.success.set(true);
+            // SAFETY: waiter valid until we ready it.
+            let g = unsafe { (*n.hdr.waiter.get()).g };
+            if self.cap == 0 {
+                return Recv::Value(sv, Some(g));
+            }
+            // Full buffer: take the head, the sender's value goes to the tail.
+            // SAFETY: lock held.
+            let buf = unsafe { self.buf() };
+            let v = buf.pop_front().expect("gort: sender waiting on a non-full buffer");
+            buf.push_back(sv);
+            return Recv::Value(v, Some(g));
+        }
+        // SAFETY: lock held.
+        if let Some(v) = unsafe { self.buf() }.pop_front() {
+            return Recv::Value(v, None);
+        }
+        if st.closed {
+            Recv::Closed
+        } else {
+            Recv::Empty
+        }
+    }
+
+    /// Whether closed (racy snapshot).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.core.lock.lock();
+        // SAFETY: lock held.
+        let c = unsafe { self.core.state() }.closed;
+        // SAFETY: taken above.
+        unsafe { self.core.lock.unlock() };
+        c
+    }
+
+    /// Closes the channel; false if it was closed already (or nil).
+    pub(crate) fn close(&self) -> bool {
+        if self.nil {
+            return false;
+        }
+        let mut wake = Vec::new();
+        self.core.lock.lock();
+        // SAFETY: lock held.
+        let st = unsafe { self.core.state() };
+        if st.closed {
+            // SAFETY: taken above.
+            unsafe { self.core.lock.unlock() };
+            return false;
+        }
+        st.closed = true;
+        // SAFETY: lock held.
+        unsafe {
+            st.recvq.claim_all_failed(&mut wake);
+            st.sendq.claim_all_failed(&mut wake);
+        }
+        // SAFETY: taken above.
+        unsafe { self.core.lock.unlock() };
+        for g in wake {
+            // SAFETY: each waiter was claimed (and its node unlinked) by `claim_all_failed`
+            // above: queue invariant 3 makes us its one claimer, and invariant 4 says its
+            // goroutine committed its park: this is the one `ready` for that park.
+            unsafe { ready(g) };
+        }
+        true
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.core.lock.lock();
+        // SAFETY: lock held.
+        let n = unsafe { self.buf() }.len();
+        // SAFETY: taken above.
+        unsafe { self.core.lock.unlock() };
+        n
+    }
+
+    /// Blocking send with an optional deadline (nanotime units).
+    pub(crate) fn send(&self, v: T, deadline: Option<u64>) -> Result<(), SendTimeoutError<T>> {
+        if self.nil {
+            match deadline {
+                Some(d) => {
+                    nil_wait(d);
+                    return Err(SendTimeoutError::Timeout(v));
+                }
+                None => block_forever(WaitReason::ChanSendNilChan),
+            }
+        }
+        self.core.lock.lock();
+        // SAFETY: lock held.
+        if unsafe { self.core.state() }.closed {
+            // SAFETY: taken above.
+            unsafe { self.core.lock.unlock() };
+            return Err(SendTimeoutError::Closed(v));
+        }
+        // SAFETY: lock held, open.
+        let v = match unsafe { self.send_locked(v) } {
+            Ok(g) => {
+                // SAFETY: taken above.
+                unsafe { self.core.lock.unlock() };
+                if let Some(g) = g {
+                    // SAFETY: `send_locked` claimed this receiver from the recvq: queue
+                    // invariant 3 makes us its one claimer, and invariant 4 says it committed its
+                    // park: this is the one `ready` for that park.
+                    unsafe { ready(g) };
+                }
+                return Ok(());
+            }
+            Err(v) => v,
+        };
+        let node = Node::new(Some(v));
+        let ok = match deadline {
+            None => {
+                let w = Waiter::new();
+                node.bind(&w, 0);
+                // SAFETY: lock held; the node stays on this frame until we return, and we only
+                // return after being woken (it is then unlinked).
+                unsafe { self.core.state().sendq.push_back(&node.hdr) };
+                self.block(WaitReason::ChanSend);
+                node.hdr.success.get()
+            }
+            Some(deadline) => {
+                // SAFETY: taken above; the timed path retakes it.
+                unsafe { self.core.lock.unlock() };
+                match self.block_timed(&node, deadline, false) {
+                    Some(ok) => ok,
+                    // SAFETY: timed out: node unlinked, unclaimed; the slot is ours.
+                    None => return Err(SendTimeoutError::Timeout(unsafe { node.take() }.unwrap())),
+                }
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            // SAFETY: woken by close: the value is still in our node, which nobody references.
+            Err(SendTimeoutError::Closed(unsafe { node.take() }.expect("gort: lost value")))
+        }
+    }
+
+    /// Blocking receive with an optional deadline.
+    pub(crate) fn recv(&self, deadline: Option<u64>) -> Result<T, RecvTimeoutError> {
+        if self.nil {
+            match deadline {
+                Some(d) => {
+                    nil_wait(d);
+                    return Err(RecvTimeoutError::Timeout);
+                }
+                None => block_forever(WaitReason::ChanReceiveNilChan),
+            }
+        }
+        self.core.lock.lock();
+        // SAFETY: lock held.
+        match unsafe { self.recv_locked() } {
+            Recv::Value(v, g) => {
+                // SAFETY: taken above.
+                unsafe { self.core.lock.unlock() };
+                if let Some(g) = g {
+                    // SAFETY: `recv_locked` claimed this sender from the sendq: queue invariant 3
+                    // makes us its one claimer, and invariant 4 says it committed its park: this
+                    // is the one `ready` for that park.
+                    unsafe { ready(g) };
+                }
+                return Ok(v);
+            }
+            Recv::Closed => {
+                // SAFETY: taken above.
+                unsafe { self.core.lock.unlock() };
+                return Err(RecvTimeoutError::Closed);
+            }
+            Recv::Empty => {}
+        }
+        let node = Node::new(None);
+        let ok = match deadline {
+            None => {
+                let w = Waiter::new();
+                node.bind(&w, 0);
+                // SAFETY: lock held; node valid until we are woken (as in `send`).
+                unsafe { self.core.state().recvq.push_back(&node.hdr) };
+                self.block(WaitReason::ChanReceive);
+                node.hdr.success.get()
+            }
+            Some(deadline) => {
+                // SAFETY: taken above.
+                unsafe { self.core.lock.unlock() };
+                match self.block_timed(&node, deadline, true) {
+                    Some(ok) => ok,
+                    None => return Err(RecvTimeoutError::Timeout),
+                }
+            }
+        };
+        if ok {
+            // SAFETY: woken by a sender that filled our slot; nobody references the node now.
+            Ok(unsafe { node.take() }.expect("gort: woken receiver without a value"))
+        } else {
+            Err(RecvTimeoutError::Closed)
+        }
+    }
+
+    /// Parks with the channel lock held (queued node already published); commit releases it.
+    pub(crate) fn block(&self, reason: WaitReason) {
+        let t0 = mprof::block_start();
+        let commit = |_| {
+            // SAFETY: the lock was taken by this operation before parking (Go's unlockf).
+            unsafe { self.core.lock.unlock() };
+            true
+        };
+        // SAFETY: our node (naming this G through its waiter) was queued under the channel lock,
+        // so no one can reach the G before the commit's unlock, its last access to anything; a
+        // claimer then takes the waiter with one CAS (queue invariant 3) and readies it once.
+        // Unlocking neither parks nor panics.
+        unsafe { park(reason, commit) };
+        mprof::block_end(t0);
+    }
+
+    /// The timed slow path: arms a timer, then retries, then queues and parks. Returns
+    /// `Some(success)` when a channel operation (or close) claimed us, `None` on timeout (node
+    /// unlinked, slot untouched). Called without the lock.
+    pub(crate) fn block_timed(&self, node: &Node<T>, deadline: u64, recv: bool) -> Option<bool> {
+        let w = Waiter::new();
+        node.bind(&w, 0);
+        let core = &self.core as *const Core as usize;
+        let hdr = &node.hdr as *const super::queue::Hdr as usize;
+        // The timer is armed before taking the channel lock, so a timer implementation that
+        // runs callbacks under its own lock cannot deadlock against us (queue invariant 4 covers
+        // a callback firing before the node is queued).
+        let timer = crate::time::RawTimer::new(
+            deadline,
+            Box::new(move || {
+                // SAFETY: the channel (kept alive by our caller's handle) and the node (on our
+                // frame) stay valid until `timer.stop()` below returns; the node is only ever
+                // queued on this channel's recvq/sendq per `recv`.
+                unsafe { super::queue::fire_timeout(core as *const Core, hdr as *const super::queue::Hdr, recv) }
+            }),
+        );
+        self.core.lock.lock();
+        let mut outcome = None;
+        if recv {
+            // SAFETY: lock held.
+            match unsafe { self.recv_locked() } {
+                Recv::Value(v, g) => {
+                    // SAFETY: node not queued: its slot is ours.
+                    unsafe { node.put(v) };
+                    outcome = Some((true, g));
+                }
+                Recv::Closed => outcome = Some((false, None)),
+                Recv::Empty => {}
+            }
+        // SAFETY: lock held.
+        } else if unsafe { self.core.state() }.closed {
+            outcome = Some((false, None));
+        } else {
+            // SAFETY: node not queued: the slot is ours.
+            let v = unsafe { node.take() }.expect("gort: send without a value");
+            // SAFETY: lock held, open.
+            match unsafe { self.send_locked(v) } {
+                Ok(g) => outcome = Some((true, g)),
+                // SAFETY: as above.
+                Err(v) => unsafe { node.put(v) },
+            }
+        }
+        let res = if let Some((ok, g)) = outcome {
+            // SAFETY: taken above.
+            unsafe { self.core.lock.unlock() };
+            if let Some(g) = g {
+                // SAFETY: `recv_locked`/`send_locked` claimed this peer from its queue: queue
+                // invariant 3 makes us its one claimer, and invariant 4 says it committed its
+                // park: this is the one `ready` for that park.
+                unsafe { ready(g) };
+            }
+            Some(ok)
+        } else if w.verdict() == TIMED_OUT {
+            // SAFETY: taken above.
+            unsafe { self.core.lock.unlock() };
+            None
+        } else {
+            // SAFETY: lock held.
+            let st = unsafe { self.core.state() };
+            let q = if recv { &mut st.recvq } else { &mut st.sendq };
+            // SAFETY: lock held; node valid until the timer is stopped and we were woken.
+            unsafe { q.push_back(&node.hdr) };
+            self.block(if recv { WaitReason::ChanReceive } else { WaitReason::ChanSend });
+            if w.verdict() == TIMED_OUT {
+                None
+            } else {
+                Some(node.hdr.success.get())
+            }
+        };
+        // After stop() the callback is not running and never will: our frame may go.
+        timer.stop();
+        res
+    }
+}
+
+/// A nil channel with a timeout: sleeps until the deadline.
+pub(crate) fn nil_wait(deadline: u64) {
+    let now = crate::time::nanotime();
+    if deadline > now {
+        crate::time::sleep(Duration::from_nanos(deadline - now));
+    }
+}
+
+/// Parks forever (Go's `block()`): nothing will ever ready the goroutine.
+pub(crate) fn block_forever(reason: WaitReason) -> ! {
+    loop {
+        // SAFETY: the commit publishes the G nowhere and returns true: it stays parked forever,
+        // which `park` allows; nothing can ever ready it.
+        unsafe { park(reason, |_| true) };
+    }
+}
+
+/// Deadline in nanotime units for a timeout `d` (saturating).
+pub(crate) fn deadline_after(d: Duration) -> u64 {
+    crate::time::nanotime().saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,272 @@
+//! Running a goroutine on an M (Go's `execute`, `goexit0`): the coroutine's first frame, what
+//! the M does when the goroutine switches out, and recycling its stack and G when it finishes.
+
+use std::sync::atomic::Ordering;
+
+use corosensei::{Coroutine, CoroutineResult};
+
+use crate::g::{self, GRef, GYielder, Yield, G};
+use crate::globrunq::global;
+use crate::m::{set_lockedm, M};
+use crate::p::{GFREE_MAX, P, STACK_CACHE_MAX};
+use crate::park::{enter, leave};
+use crate::sched::idle::wakep;
+use crate::sched::state::Sched;
+use crate::stack::Stack;
+
+/// Runs on the goroutine's own stack: the first frame of every goroutine.
+pub(crate) fn goroutine_main(y: &GYielder, g: GRef) {
+    g.0.yielder.set(y as *const GYielder);
+    // SAFETY: the G is RUNNING on this M; its exec is ours (state table in g.rs).
+    let entry = unsafe { (*g.0.exec.get()).entry.take() };
+    // The M resumed us in runtime mode (P RUNNING, depth 0): hand the P to user mode.
+    leave();
+    if let Some(t) = entry {
+        t.run();
+    }
+    // Back into runtime mode for the exit path (or notice a lost P: the M copes without one).
+    std::mem::forget(enter());
+    g.0.rt_depth.set(0);
+    g.0.yielder.set(std::ptr::null());
+}
+
+/// Marks `g` RUNNING (the Acquire pairs with the Release stores that made it RUNNABLE in
+/// ready or spawn, so the fields written by the readier are visible here).
+fn casgstatus_running(g: GRef) {
+    g::casgstatus(g, g::RUNNABLE, g::RUNNING, "execute");
+}
+
+/// Runs `g` on `m` until it parks, yields or finishes.
+pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
+    loop {
+        casgstatus_running(g);
+        let p = m.p.get().expect("execute without a P");
+        p.schedtick.store(p.schedtick.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        m.curg.store(g.as_ptr() as *mut G, Ordering::Relaxed);
+        p.curg.store(g.as_ptr() as *mut G, Ordering::Relaxed);
+        g.0.preempt.store(false, Ordering::Relaxed);
+        // SAFETY: the G is RUNNING and owned by this M (state table in g.rs).
+        let exec = unsafe { &mut *g.0.exec.get() };
+        if exec.co.is_none() {
+            let stack = match get_stack(s, p, exec.custom_stack) {
+                Ok(st) => st,
+                Err(e) => {
+                    eprintln!("fatal error: gort: cannot allocate a goroutine stack: {e}");
+                    std::process::abort();
+                }
+            };
+            g.0.stack_lo.store(stack.lo(), Ordering::Relaxed);
+            g.0.stack_hi.store(stack.hi(), Ordering::Relaxed);
+            let (glo, ghi) = stack.guard_range();
+            exec.guard_lo = glo;
+            exec.guard_hi = ghi;
+            exec.guarded = stack.is_guarded();
+            exec.co = Some(Coroutine::with_stack(stack, move |y: &GYielder, ()| goroutine_main(y, g)));
+        }
+        let r = exec.co.as_mut().expect("coroutine").resume(());
+        // Back on the M's own stack. The G may have lost its P (hog retake) or taken another.
+        m.curg.store(std::ptr::null_mut(), Ordering::Relaxed);
+        let pnow = m.p.get();
+        if let Some(pp) = pnow {
+            pp.curg.store(std::ptr::null_mut(), Ordering::Relaxed);
+        }
+        match r {
+            CoroutineResult::Return(()) => {
+                goexit0(s, m, g);
+                return;
+            }
+            CoroutineResult::Yield(y) => {
+                if !exec.guarded {
+                    let sp = g.0.park_sp.load(Ordering::Relaxed);
+                    if sp != 0 && sp < g.0.stack_lo.load(Ordering::Relaxed) {
+                        report_overflow(g, s.stacks.stack_size());
+                    }
+                }
+                match y {
+                    Yield::Park(commit) => {
+                        // Release: pairs with ready's CAS (Acquire) so the parked state written by
+                        // the G (wait reason, regs) is visible to the waker and to scanners.
+                        g.0.status.store(g::WAITING, Ordering::Release);
+                        // SAFETY: commit points at a closure on the parked G's frozen stack; it
+                        // stays valid until the G is resumed, which cannot happen before commit
+                        // publishes the G (park's contract), and we never touch it after the call.
+                        let keep = unsafe { (*commit)(g) };
+                        if keep {
+                            return;
+                        }
+                        // Commit refused: the G runs on (no waker has seen it). A snapshot may
+                        // have seen it WAITING, though, and hold it with the scan bit: wait that
+                        // out (a plain store would clear the bit under the walker's feet, and the
+                        // walker's release would later store WAITING over a queued G).
+                        g::casgstatus(g, g::WAITING, g::RUNNABLE, "refused commit");
+                        if m.p.get().is_none() {
+                            global().push(g);
+                            wakep();
+                            return;
+                        }
+                        continue;
+                    }
+                    Yield::Gosched => {
+                        g.0.status.store(g::RUNNABLE, Ordering::Release);
+                        match m.p.get() {
+                            // SAFETY: this M owns its P.
+                            Some(pp) => unsafe { pp.runqput(g, false) },
+                            None => global().push(g),
+                        }
+                        wakep();
+                        return;
+                    }
+                    Yield::NeedP => {
+                        g.0.status.store(g::RUNNABLE, Ordering::Release);
+                        global().push(g);
+                        wakep();
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cold]
+fn report_overflow(g: GRef, size: usize) -> ! {
+    let name = g.0.name.try_lock().and_then(|n| n.clone());
+    crate::stack::overflow::fatal_overflow(g.id(), name.as_deref(), size)
+}
+
+/// Counts a goroutine about to be spawned against the guard plan's cap: past it, the goroutine's
+/// stack could not be guarded, and (unless unguarded stacks are allowed) the spawn fails with an
+/// error that says why and what to change.
+pub(crate) fn claim_stack(s: &'static Sched) -> std::io::Result<()> {
+    let Some(cap) = s.guards.spawn_cap else { return Ok(()) };
+    // Relaxed: a counter; nothing is published through it.
+    if s.stack_claims.fetch_add(1, Ordering::Relaxed) < cap {
+        return Ok(());
+    }
+    s.stack_claims.fetch_sub(1, Ordering::Relaxed);
+    let how = format!(
+        "without lightweight guard pages (MADV_GUARD_INSTALL, Linux 6.13) each guard costs two of the \
+         vm.max_map_count = {} memory mappings, and {} guarded stacks are all that fit",
+        s.guards.max_map_count, s.guards.budget
+    );
+    Err(std::io::Error::new(
+        std::io::ErrorKind::OutOfMemory,
+        format!(
+            "gort: {cap} goroutines are alive and another one could not get a guarded stack: {how}; \
+             raise the limit (sysctl -w vm.max_map_count=N) or set GORT_UNGUARDED_STACKS=1 to run further \
+             goroutines on unguarded stacks, whose overflows are detected only after the fact"
+        ),
+    ))
+}
+
+fn get_stack(s: &'static Sched, p: &'static P, custom: usize) -> std::io::Result<Stack> {
+    if custom != 0 {
+        return crate::stack::alloc_dedicated(custom);
+    }
+    // SAFETY: this M owns p.
+    let cache = unsafe { p.stacks() };
+    if let Some(st) = cache.pop() {
+        return Ok(st);
+    }
+    s.stacks.get_batch(STACK_CACHE_MAX / 2, cache)?;
+    match cache.pop() {
+        Some(st) => Ok(st),
+        None => s.stacks.get(),
+    }
+}
+
+fn put_stack(s: &'static Sched, p: Option<&'static P>, st: Stack) {
+    match p {
+        Some(p) => {
+            // SAFETY: this M owns p.
+            let cache = unsafe { p.stacks() };
+            cache.push(st);
+            if cache.len() > STACK_CACHE_MAX {
+                let mut spill: Vec<Stack> = cache.drain(..STACK_CACHE_MAX / 2).collect();
+                s.stacks.put_batch(&mut spill);
+            }
+        }
+        None => {
+            let _ = s.stacks.put(st);
+        }
+    }
+}
+
+/// A goroutine finished: recycle its stack and G.
+fn goexit0(s: &'static Sched, m: &'static M, g: GRef) {
+    // SAFETY: the G finished on this M; nobody else references its exec.
+    let exec = unsafe { &mut *g.0.exec.get() };
+    let co = exec.co.take().expect("coroutine");
+    let stack = co.into_stack();
+    if exec.custom_stack != 0 {
+        drop(stack);
+    } else {
+        if !exec.guarded && s.stacks.check_released(&stack).is_err() {
+            report_overflow(g, s.stacks.stack_size());
+        }
+        put_stack(s, m.p.get(), stack);
+    }
+    exec.custom_stack = 0;
+    // A goroutine that exits wired to its M releases it (Go would end the thread instead; gort's
+    // Ms never exit, and the M's thread state is the user's to restore before exiting).
+    if set_lockedm(g, None) {
+        m.lockedg.store(std::ptr::null_mut(), Ordering::Relaxed);
+        g.0.lock_count.set(0);
+    }
+    if s.guards.spawn_cap.is_some() {
+        s.stack_claims.fetch_sub(1, Ordering::Relaxed);
+    }
+    g.0.status.store(g::DEAD, Ordering::Relaxed);
+    if g.0.has_name.swap(false, Ordering::Relaxed) {
+        *g.0.name.lock() = None;
+    }
+    // SAFETY: the G finished on this M, which owns it until it goes on the free list.
+    let labels = unsafe { (*g.0.labels.get()).take() };
+    drop(labels);
+    g.0.stack_lo.store(0, Ordering::Relaxed);
+    g.0.stack_hi.store(0, Ordering::Relaxed);
+    g.0.park_pc.store(0, Ordering::Relaxed);
+    g.0.park_sp.store(0, Ordering::Relaxed);
+    g.0.park_fp.store(0, Ordering::Relaxed);
+    // Release: a scanner that sees IDLE must not see the old goroutine's fields half-cleared.
+    g.0.status.store(g::IDLE, Ordering::Release);
+    s.ngoroutines.fetch_sub(1, Ordering::Relaxed);
+    gfput(s, m.p.get(), g);
+}
+
+fn gfput(s: &'static Sched, p: Option<&'static P>, g: GRef) {
+    match p {
+        Some(p) => {
+            // SAFETY: this M owns p.
+            let l = unsafe { p.gfree() };
+            l.push(g);
+            if l.len() > GFREE_MAX {
+                let half: Vec<GRef> = l.drain(..GFREE_MAX / 2).collect();
+                s.gfree.lock().extend(half);
+            }
+        }
+        None => s.gfree.lock().push(g),
+    }
+}
+
+/// Takes a free G (or allocates one).
+pub(crate) fn gfget(s: &'static Sched, p: Option<&'static P>) -> GRef {
+    if let Some(p) = p {
+        // SAFETY: the caller's M owns p.
+        let l = unsafe { p.gfree() };
+        if let Some(g) = l.pop() {
+            return g;
+        }
+        let mut gl = s.gfree.lock();
+        let take = gl.len().min(GFREE_MAX / 2);
+        let at = gl.len() - take;
+        l.extend(gl.drain(at..));
+        drop(gl);
+        if let Some(g) = l.pop() {
+            return g;
+        }
+    } else if let Some(g) = s.gfree.lock().pop() {
+        return g;
+    }
+    g::alloc_g()
+}

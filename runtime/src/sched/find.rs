@@ -1,0 +1,212 @@
+//! Finding work for an M (Go's `findRunnable`): timers, the global queue's fair share, the
+//! local queue, the network, stealing from other Ps, and giving the P back.
+
+use std::sync::atomic::{fence, Ordering};
+
+use crossbeam_deque::Steal;
+
+use crate::clock::nanotime;
+use crate::fastrand::fastrand;
+use crate::g::GRef;
+use crate::globrunq::global;
+use crate::m::M;
+use crate::netpoll;
+use crate::p::{P, P_SYSCALL, P_USER};
+use crate::sched::deadlock::check_dead;
+use crate::sched::idle::wakep;
+use crate::sched::state::Sched;
+use crate::sched::timers::run_timers;
+
+/// How many 3 µs sleeps a spinning M that found nothing takes, still spinning and holding its
+/// P, before it gives the P back while other Ps are busy (see `find_runnable`). Without them, in
+/// a ping-pong between Ps each hand-off's `wakep` futex-wakes an M that gives up again at once
+/// (the measurements are in the benchmark README, run 6). Go sleeps `usleep(3)` in the same
+/// place (`runqgrab`) but only when a runnext is there to steal.
+const SPIN_LINGER: u32 = 5;
+
+/// Finds a runnable G for `m` on `p`, or gives `p` back and returns None.
+pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P) -> Option<GRef> {
+    let mut linger = 0u32;
+    loop {
+        if p.timer0.load(Ordering::Relaxed) != u64::MAX {
+            run_timers(p, nanotime());
+        }
+        // Fairness: every 61st schedule, look at the global queue first.
+        if p.schedtick.load(Ordering::Relaxed).is_multiple_of(61) {
+            if let Some(g) = global_get(s, p) {
+                return Some(g);
+            }
+        }
+        // SAFETY: this M owns p.
+        if let Some(g) = unsafe { p.runqget() } {
+            return Some(g);
+        }
+        if let Some(g) = global_get(s, p) {
+            return Some(g);
+        }
+        // The network, if someone waits on it and no M is blocked polling already.
+        if netpoll::LASTPOLL.load(Ordering::Relaxed) != 0 && netpoll::poller().is_some_and(|pl| pl.waiters() > 0) {
+            let mut gs = Vec::new();
+            netpoll::poll_now(&mut gs);
+            if let Some((&first, rest)) = gs.split_first() {
+                for &g in rest {
+                    // SAFETY: this M owns p.
+                    unsafe { p.runqput(g, false) };
+                }
+                if !rest.is_empty() {
+                    wakep();
+                }
+                return Some(first);
+            }
+        }
+        // Steal.
+        let busy = s.allp.len() - s.npidle.load(Ordering::Relaxed);
+        if m.spinning.load(Ordering::Relaxed) || 2 * s.nmspinning.load(Ordering::Relaxed) < busy {
+            if !m.spinning.load(Ordering::Relaxed) {
+                m.spinning.store(true, Ordering::Relaxed);
+                s.nmspinning.fetch_add(1, Ordering::SeqCst);
+            }
+            if let Some(g) = steal_work(s, p) {
+                return Some(g);
+            }
+        } else {
+            // Not spinning: still run other Ps' due timers before sleeping.
+            let now = nanotime();
+            for v in s.allp {
+                if !std::ptr::eq(v, p) && v.timers_due(now) {
+                    run_timers(v, now);
+                }
+            }
+            // SAFETY: this M owns p.
+            if let Some(g) = unsafe { p.runqget() } {
+                return Some(g);
+            }
+        }
+
+        // Nothing. A spinning M whose peers are busy lingers a little before giving its P back
+        // (sleeping, still spinning, [`SPIN_LINGER`] times): a handoff in flight elsewhere
+        // (runnext) is usually picked up by its own P, and while we linger the readiers' wakep
+        // finds no idle P and pays no futex wake. Work that arrives meanwhile is found on the
+        // next round (the loop re-checks every queue), within a sleep's timer slack.
+        if m.spinning.load(Ordering::Relaxed)
+            && linger < SPIN_LINGER
+            && s.npidle.load(Ordering::Relaxed) + 1 < s.allp.len()
+        {
+            linger += 1;
+            std::thread::sleep(std::time::Duration::from_micros(3));
+            continue;
+        }
+        // Nothing: give the P back.
+        let mut idle = s.idle.lock();
+        if !global().is_empty() {
+            drop(idle);
+            continue;
+        }
+        s.pidleput(&mut idle, p);
+        m.p.set(None);
+        drop(idle);
+        let was_spinning = m.spinning.load(Ordering::Relaxed);
+        if was_spinning {
+            m.spinning.store(false, Ordering::Relaxed);
+            s.nmspinning.fetch_sub(1, Ordering::SeqCst);
+        }
+        // SeqCst: the spinner's fence of the spinning protocol (module docs).
+        fence(Ordering::SeqCst);
+        if s.any_work() || s.next_timer() <= nanotime() {
+            let mut idle = s.idle.lock();
+            if let Some(p2) = s.pidleget(&mut idle) {
+                drop(idle);
+                m.p.set(Some(p2));
+                p = p2;
+                if was_spinning {
+                    m.spinning.store(true, Ordering::Relaxed);
+                    s.nmspinning.fetch_add(1, Ordering::SeqCst);
+                }
+                continue;
+            }
+        }
+        check_dead(s);
+        return None;
+    }
+}
+
+/// Most Gs one `global_get` moves to a local queue.
+const GLOBAL_BATCH: usize = 32;
+
+/// Moves a batch from the global queue to `p`'s local queue and returns one G.
+fn global_get(s: &'static Sched, p: &'static P) -> Option<GRef> {
+    // SAFETY: the caller's M owns p.
+    let local = unsafe { p.runq() };
+    // A fair share, at most GLOBAL_BATCH: Go takes up to half its runq (128), but a big batch
+    // pulls a wave of old Gs (ancestors' siblings in a fan-out tree) in front of the new ones;
+    // skynet 1M at 1 P took 1188 ms with batches of 512 and 721 ms with 32 (5 runs each).
+    global().get_batch(local, s.allp.len(), GLOBAL_BATCH)
+}
+
+/// Steals work from other Ps (and runs their due timers). Up to four rounds.
+fn steal_work(s: &'static Sched, p: &'static P) -> Option<GRef> {
+    let n = s.allp.len();
+    if n == 1 {
+        return None;
+    }
+    for round in 0..4 {
+        let last = round == 3;
+        let start = fastrand() as usize % n;
+        let now = nanotime();
+        for i in 0..n {
+            let v = &s.allp[(start + i) % n];
+            if std::ptr::eq(v, p) {
+                continue;
+            }
+            if v.timers_due(now) {
+                run_timers(v, now);
+                // SAFETY: this M owns p; timers ready Gs onto it.
+                if let Some(g) = unsafe { p.runqget() } {
+                    return Some(g);
+                }
+            }
+            loop {
+                // SAFETY: this M owns p.
+                match v.stealer.steal_batch_and_pop(unsafe { p.runq() }) {
+                    Steal::Success(g) => return Some(g),
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+            if last {
+                if let Some(g) = steal_runnext(v) {
+                    return Some(g);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Steals `v`'s runnext, but only if `v` has been running one G for a little while: a G that
+/// was just readied into runnext is about to run there (a handoff), and stealing it would bounce
+/// a ping-pong pair between threads.
+fn steal_runnext(v: &'static P) -> Option<GRef> {
+    let g = v.runnext.load(Ordering::Acquire);
+    if g.is_null() {
+        return None;
+    }
+    let st = v.status.load(Ordering::Relaxed);
+    if st != P_USER && st != P_SYSCALL {
+        return None;
+    }
+    let tick = v.schedtick.load(Ordering::Relaxed);
+    // Sleep rather than spin, as Go's runqsteal does (usleep(3)): a spinning sibling hyperthread
+    // would slow the very ping-pong it waits on, and while we sleep we stay counted as spinning,
+    // so the readier's wakep does not pay a futex wake for every handoff.
+    std::thread::sleep(std::time::Duration::from_micros(3));
+    if v.schedtick.load(Ordering::Relaxed) != tick {
+        return None;
+    }
+    // AcqRel: pairs with runqput's swap (we take ownership of the G it published).
+    if v.runnext.compare_exchange(g, std::ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        // SAFETY: runnext holds pointers made from GRefs.
+        return Some(unsafe { GRef::from_ptr(g) });
+    }
+    None
+}

@@ -1,0 +1,314 @@
+//! Idle Ps and Ms, and the spinning protocol that wakes Ms: `wakep`, `startm`, `stopm`,
+//! `handoffp`, and the hand-offs of Ms wired to a goroutine (`lock_os_thread`).
+//!
+//! # Parking and waking idle Ms: the spinning protocol
+//!
+//! Waking an M costs a futex round trip (~10 µs here), so wakeups must be rare but no runnable G
+//! may ever be stranded while a P sits idle. Go's answer, kept here, and why the obvious
+//! alternatives fail:
+//!
+//! 1. *Wake an M for every readied G*: thundering herd; every ping-pong message costs a futex.
+//! 2. *Let idle Ms poll*: burns the cores we should leave to the program.
+//! 3. *Wake an M only when every M is idle*: a G readied onto a busy P waits behind its runner
+//!    while another P idles.
+//!
+//! The protocol: an M that has a P but no work becomes *spinning* (counted in `nmspinning`) and
+//! looks for work to steal. Whoever makes a G runnable calls `wakep`, which starts a new
+//! spinning M only if there is an idle P **and no M is spinning already** (one spinner at a
+//! time finds new work; when it finds some it stops spinning, and if it was the last spinner it
+//! calls `wakep` so the search continues). The delicate part is the spinner giving up:
+//!
+//! - submitter: push G (Release); `fence(SeqCst)`; read `npidle`/`nmspinning`.
+//! - spinner:   `pidleput` (npidle++); `nmspinning--`; `fence(SeqCst)`; re-check every queue.
+//!
+//! With both fences, either the submitter sees the spinner gone (and an idle P) and starts an M,
+//! or the spinner's re-check sees the G and takes a P back. No G is stranded.
+
+use std::sync::atomic::{fence, Ordering};
+
+use crate::clock::nanotime;
+use crate::globrunq::global;
+use crate::m::{current_m, set_current_m, M};
+use crate::netpoll;
+use crate::p::{P, P_IDLE, P_RUNNING};
+use crate::sched::state::{sched_if_started, Sched};
+
+/// Tries to start a spinning M to run Gs, if there is an idle P and nobody is spinning.
+/// Called after making a G runnable.
+pub(crate) fn wakep() {
+    let s = match sched_if_started() {
+        Some(s) => s,
+        None => return,
+    };
+    // SeqCst: the submitter's fence of the spinning protocol (module docs).
+    fence(Ordering::SeqCst);
+    if s.npidle.load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    if s.nmspinning.load(Ordering::SeqCst) != 0
+        || s.nmspinning.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst).is_err()
+    {
+        return;
+    }
+    startm(s, None, true);
+}
+
+/// Runs `p` (or an idle P if `None`) on an idle or new M. With `spinning`, the caller already
+/// counted the M in `nmspinning`; if no P can be had the count is given back.
+pub(crate) fn startm(s: &'static Sched, p: Option<&'static P>, spinning: bool) {
+    let mut idle = s.idle.lock();
+    let p = match p {
+        Some(p) => {
+            p.status.store(P_RUNNING, Ordering::Relaxed);
+            p
+        }
+        None => match s.pidleget(&mut idle) {
+            Some(p) => p,
+            None => {
+                drop(idle);
+                if spinning {
+                    s.nmspinning.fetch_sub(1, Ordering::SeqCst);
+                }
+                return;
+            }
+        },
+    };
+    let m = idle.midle.pop();
+    if let Some(m) = m {
+        s.nmidle.fetch_sub(1, Ordering::Relaxed);
+        if idle.timer_m.is_some_and(|t| std::ptr::eq(t, m)) {
+            idle.timer_m = None;
+            s.timer_sleep_until.store(u64::MAX, Ordering::SeqCst);
+        }
+    }
+    drop(idle);
+    match m {
+        Some(m) => {
+            m.spinning.store(spinning, Ordering::Relaxed);
+            // Release: pairs with the Acquire swap in stopm; Note::wake also orders it.
+            m.nextp.store(p as *const P as *mut P, Ordering::Release);
+            wake_m(m);
+        }
+        None => newm(s, p, spinning),
+    }
+}
+
+/// Creates a new M (OS thread) that starts with `p`.
+fn newm(s: &'static Sched, p: &'static P, spinning: bool) {
+    let id = s.mcount.fetch_add(1, Ordering::Relaxed) + 1;
+    let creator = current_m().and_then(|m| m.curg()).map(|g| g.id()).unwrap_or(0);
+    let pp = p as *const P as usize;
+    // The creating stack, as Go's threadcreate profile records it (rare: Ms never exit).
+    let mut buf = [0usize; 64];
+    let n = crate::traceback::capture_stack(0, &mut buf);
+    let create_stack = buf[..n].to_vec();
+    let r = std::thread::Builder::new().name(format!("gort-m{id}")).spawn(move || {
+        let mut m = M::new(id, std::thread::current());
+        m.create_stack = create_stack;
+        let m: &'static M = Box::leak(Box::new(m));
+        m.created_by.store(creator as usize, Ordering::Relaxed);
+        s.allm.lock().push(m);
+        set_current_m(m);
+        crate::stack::overflow::ensure_altstack();
+        // SAFETY: pp was made from a &'static P above.
+        let p: &'static P = unsafe { &*(pp as *const P) };
+        m.p.set(Some(p));
+        m.spinning.store(spinning, Ordering::Relaxed);
+        (s.mstart)(s, m);
+    });
+    if let Err(e) = r {
+        // Go throws here too ("newosproc"): without threads the runtime cannot go on.
+        eprintln!("fatal error: gort: cannot create an OS thread for an M: {e}");
+        std::process::abort();
+    }
+}
+
+/// Hands off `p`, taken from an M that is stuck (in `blocking` or a CPU hog), to a new owner:
+/// an M if it has work, else the idle list.
+pub(crate) fn handoffp(s: &'static Sched, p: &'static P) {
+    if p.has_work() || !global().is_empty() || p.timer0.load(Ordering::Relaxed) != u64::MAX {
+        startm(s, Some(p), false);
+        return;
+    }
+    if s.nmspinning.load(Ordering::SeqCst) + s.npidle.load(Ordering::SeqCst) == 0
+        && s.nmspinning.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+    {
+        startm(s, Some(p), true);
+        return;
+    }
+    let mut idle = s.idle.lock();
+    s.pidleput(&mut idle, p);
+    drop(idle);
+    // Re-check: work may have arrived while we decided (same reasoning as the spinning protocol).
+    fence(Ordering::SeqCst);
+    if s.any_work() {
+        wakep();
+    }
+}
+
+/// Wakes an idle M, whether it sleeps on its note or in the network poller.
+pub(crate) fn wake_m(m: &'static M) {
+    m.note.wake();
+    // SeqCst (with the SeqCst store in Note::wake): Dekker pair with stopm's `polling` store
+    // followed by `try_consume`: either the M sees the wakeup before it blocks in epoll_wait, or
+    // we see it polling and interrupt the poll.
+    if m.polling.load(Ordering::SeqCst) {
+        if let Some(pl) = netpoll::poller() {
+            let _ = pl.wake();
+        }
+    }
+}
+
+/// Wakes the timer M (or starts one) because a timer at `when` was added.
+pub(crate) fn timer_added(when: u64) {
+    let s = match sched_if_started() {
+        Some(s) => s,
+        None => return,
+    };
+    fence(Ordering::SeqCst);
+    if when >= s.timer_sleep_until.load(Ordering::SeqCst) {
+        return;
+    }
+    let idle = s.idle.lock();
+    if let Some(m) = idle.timer_m {
+        drop(idle);
+        wake_m(m);
+    } else {
+        drop(idle);
+        wakep();
+    }
+}
+
+/// The M found work after spinning: stop spinning, and if it was the last spinner, wake another
+/// so the search for more work goes on.
+pub(crate) fn resetspinning(s: &'static Sched, m: &'static M) {
+    m.spinning.store(false, Ordering::Relaxed);
+    // SeqCst: spinning protocol.
+    let prev = s.nmspinning.fetch_sub(1, Ordering::SeqCst);
+    if prev == 1 {
+        wakep();
+    }
+}
+
+/// An M wired to a goroutine that is not running (Go's `stoplockedm`): gives its P away, so the
+/// other goroutines run elsewhere, and sleeps until the M that dequeues the goroutine hands it a
+/// P to run it with ([`startlockedm`]). It is in no idle list meanwhile, so nothing else wakes it.
+pub(crate) fn stoplockedm(s: &'static Sched, m: &'static M) {
+    // Not spinning: the M just ran its goroutine (mstart resets spinning before `execute`).
+    if let Some(p) = m.p.take() {
+        p.curg.store(std::ptr::null_mut(), Ordering::Relaxed);
+        // Release: as sysmon's hand-off, the owner-only fields go with the P.
+        p.status.store(P_IDLE, Ordering::Release);
+        handoffp(s, p);
+    }
+    sleep_until_handed_p(m);
+}
+
+/// Sleeps on the M's note until someone hands it a P through `nextp` (`startm`,
+/// `startlockedm`), and takes it.
+fn sleep_until_handed_p(m: &'static M) {
+    loop {
+        // Acquire: pairs with the Release store of `nextp` in startm or startlockedm.
+        let np = m.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
+        if !np.is_null() {
+            // SAFETY: nextp holds a pointer made from a &'static P.
+            m.p.set(Some(unsafe { &*np }));
+            return;
+        }
+        m.note.sleep();
+    }
+}
+
+/// This M dequeued a goroutine wired to another M (Go's `startlockedm`): hands it this M's P
+/// and wakes it; the wired M runs the goroutine, and this one, now without a P, goes idle.
+pub(crate) fn startlockedm(m: &'static M, locked: &'static M) {
+    let p = m.p.take().expect("startlockedm without a P");
+    p.curg.store(std::ptr::null_mut(), Ordering::Relaxed);
+    p.status.store(P_RUNNING, Ordering::Relaxed);
+    // Release: pairs with the Acquire swap in stoplockedm (the P and the G's state go with it).
+    locked.nextp.store(p as *const P as *mut P, Ordering::Release);
+    wake_m(locked);
+}
+
+/// Sleeps until this M is handed a P (or, as the timer M, until the earliest timer is due and a
+/// P is free to run it).
+pub(crate) fn stopm(s: &'static Sched, m: &'static M) {
+    let mut untimed = false;
+    loop {
+        let next = if untimed { u64::MAX } else { s.next_timer() };
+        let mut idle = s.idle.lock();
+        idle.midle.push(m);
+        s.nmidle.fetch_add(1, Ordering::Relaxed);
+        let timed = next != u64::MAX && (idle.timer_m.is_none() || next < s.timer_sleep_until.load(Ordering::Relaxed));
+        if timed {
+            idle.timer_m = Some(m);
+            s.timer_sleep_until.store(next, Ordering::SeqCst);
+        }
+        drop(idle);
+        // Someone waits on the network and no M is blocked in the poller: block there instead of
+        // on the note (claiming the poll by swapping `lastpoll` to 0), until the timer if timed.
+        let poll = netpoll::poller().filter(|pl| pl.waiters() > 0 && netpoll::LASTPOLL.swap(0, Ordering::SeqCst) != 0);
+        if let Some(pl) = poll {
+            // SeqCst: Dekker pair with wake_m (see there).
+            m.polling.store(true, Ordering::SeqCst);
+            let mut toks = Vec::new();
+            if !m.note.try_consume() {
+                let timeout = timed.then(|| std::time::Duration::from_nanos(next.saturating_sub(nanotime())));
+                let _ = pl.poll(timeout, &mut toks);
+            }
+            m.polling.store(false, Ordering::Relaxed);
+            netpoll::LASTPOLL.store(nanotime(), Ordering::SeqCst);
+            let mut gs = Vec::new();
+            // SAFETY: `toks` were just handed back by the runtime's poller.
+            unsafe { netpoll::take_runnable(&toks, &mut gs) };
+            if !gs.is_empty() {
+                // The woken-up path below finds them (any_work) and takes a P for them.
+                for g in &gs {
+                    global().push(*g);
+                }
+                if gs.len() > 1 {
+                    wakep();
+                }
+            }
+        } else if timed {
+            let now = nanotime();
+            let d = std::time::Duration::from_nanos(next.saturating_sub(now));
+            m.note.sleep_timeout(d);
+        } else {
+            m.note.sleep();
+        }
+        // Acquire: pairs with the Release store in startm.
+        let np = m.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
+        if !np.is_null() {
+            // SAFETY: nextp holds a pointer made from a &'static P in startm.
+            m.p.set(Some(unsafe { &*np }));
+            return;
+        }
+        // Woken by a timeout or a poke (a new earlier timer): leave the idle list ourselves.
+        let mut idle = s.idle.lock();
+        if let Some(pos) = idle.midle.iter().position(|x| std::ptr::eq(*x, m)) {
+            idle.midle.swap_remove(pos);
+            s.nmidle.fetch_sub(1, Ordering::Relaxed);
+            if idle.timer_m.is_some_and(|t| std::ptr::eq(t, m)) {
+                idle.timer_m = None;
+                s.timer_sleep_until.store(u64::MAX, Ordering::SeqCst);
+            }
+            let due = s.next_timer() <= nanotime();
+            if due || s.any_work() {
+                if let Some(p) = s.pidleget(&mut idle) {
+                    m.p.set(Some(p));
+                    return;
+                }
+                // Every P is busy: their Ms (or sysmon) run the timers. Sleep until handed a P.
+                untimed = true;
+            } else {
+                untimed = false;
+            }
+        } else {
+            // startm already took us off the list and is about to hand us a P.
+            drop(idle);
+            sleep_until_handed_p(m);
+            return;
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The scheduler: G-M-P, after Go's `runtime/proc.go`, one file per idea.
+//!
+//! # Design
+//!
+//! A **G** is a goroutine: a corosensei coroutine on a pooled stack. An **M** is an OS thread
+//! running the scheduler loop (`mstart`, here). A **P** is the right to run goroutines: exactly
+//! `GOMAXPROCS` exist, each with a local run queue, a `runnext` slot and timers. An M must hold a
+//! P to run a G; an M without one sleeps on its note in the idle list.
+//!
+//! Where to find work (`find.rs`), in order: this P's expired timers; one G from the
+//! global queue every 61st tick (so the global queue cannot starve behind two goroutines
+//! ping-ponging through runnext); `runnext`; the local queue; a batch from the global queue;
+//! stealing half of a random victim's queue (and its expired timers), up to four rounds, with
+//! `runnext` stolen only from a victim that has been busy with one G for a few microseconds;
+//! then, while other Ps are busy, linger a few 3 µs sleeps still spinning (`find::SPIN_LINGER`),
+//! and finally give the P back and sleep.
+//!
+//! A P's local queue is bounded (`p::LOCAL_RUNQ_MAX`): past it, the older half moves to
+//! the global queue in one batch (Go's `runqputslow`), so recent work runs first and fan-out
+//! trees stay narrow. The global queue (`globrunq.rs`) is a locked FIFO, as Go's, taken in
+//! fair batches of at most `find::GLOBAL_BATCH`.
+//!
+//! # Files
+//!
+//! - `state.rs`: the shared state (Ps, idle lists, counters, stack pool, free Gs);
+//! - `idle.rs`: idle Ps and Ms and the spinning protocol (`wakep`, `startm`, `stopm`);
+//! - `deadlock.rs`: deadlock detection;
+//! - `timers.rs`: the per-P timers as the scheduler runs them;
+//! - `find.rs`: where an M finds work, stealing included;
+//! - `execute.rs`: running a goroutine and recycling it when it finishes;
+//! - this file: the M loop that ties them together.
+//!
+//! # Fairness without preemption
+//!
+//! Rust code cannot be preempted safely, so a goroutine that runs without entering the runtime
+//! keeps its M. sysmon (see `sysmon.rs`) takes its *P* away after 10 ms when other work waits
+//! and hands it to another M: the OS then time-slices the hog's thread against the others. The
+//! hog reacquires a P (or queues itself) at its next runtime entry. The same retake serves
+//! `blocking` calls after 20 µs.
+
+pub(crate) mod deadlock;
+pub(crate) mod execute;
+pub(crate) mod find;
+pub(crate) mod idle;
+pub(crate) mod state;
+pub(crate) mod timers;
+
+use std::sync::atomic::Ordering;
+
+use crate::g::GRef;
+use crate::m::{lockedm_of, M};
+use crate::sched::execute::execute;
+use crate::sched::find::find_runnable;
+use crate::sched::idle::{resetspinning, startlockedm, stoplockedm, stopm};
+use crate::sched::state::Sched;
+
+/// An M's life: find a G, run it, repeat; sleep when there is nothing to do.
+pub(crate) fn mstart(s: &'static Sched, m: &'static M) -> ! {
+    loop {
+        let lg = m.lockedg.load(Ordering::Relaxed);
+        if !lg.is_null() {
+            // SAFETY: lockedg holds a pointer made from a GRef by lock_os_thread.
+            let g = unsafe { GRef::from_ptr(lg) };
+            stoplockedm(s, m);
+            execute(s, m, g);
+            continue;
+        }
+        let p = match m.p.get() {
+            Some(p) => p,
+            None => {
+                stopm(s, m);
+                continue;
+            }
+        };
+        if let Some(g) = find_runnable(s, m, p) {
+            if m.spinning.load(Ordering::Relaxed) {
+                resetspinning(s, m);
+            }
+            if let Some(lm) = lockedm_of(g) {
+                if !std::ptr::eq(lm, m) {
+                    startlockedm(m, lm);
+                    continue;
+                }
+            }
+            execute(s, m, g);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The scheduler's shared state: the Ps, the idle P and M lists behind the sched lock, the
+//! counters the spinning protocol reads without it, the stack pool and the free G list.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
+
+use crate::env::Config;
+use crate::g::GRef;
+use crate::globrunq::global;
+use crate::m::M;
+use crate::p::{P, P_IDLE, P_RUNNING};
+use crate::stack::{GuardPlan, StackPool};
+
+/// State protected by the sched lock.
+pub(crate) struct Idle {
+    /// Idle Ps.
+    pub(crate) pidle: Vec<&'static P>,
+    /// Idle Ms, sleeping on their notes.
+    pub(crate) midle: Vec<&'static M>,
+    /// The one idle M sleeping with a timeout (until the earliest timer), if any.
+    pub(crate) timer_m: Option<&'static M>,
+}
+
+pub(crate) struct Sched {
+    pub(crate) cfg: Config,
+    /// The M loop (`sched/mod.rs`), handed down so that the idle protocol can start Ms without
+    /// depending on the loop they run.
+    pub(crate) mstart: fn(&'static Sched, &'static M) -> !,
+    pub(crate) allp: &'static [P],
+    pub(crate) idle: Mutex<Idle>,
+    /// Number of idle Ps (mirrors `idle.pidle.len()`, readable without the lock).
+    pub(crate) npidle: AtomicUsize,
+    /// Number of spinning Ms.
+    pub(crate) nmspinning: AtomicUsize,
+    /// Number of idle Ms.
+    pub(crate) nmidle: AtomicUsize,
+    /// Every M, for schedtrace and the threadcreate profile.
+    pub(crate) allm: Mutex<Vec<&'static M>>,
+    pub(crate) mcount: AtomicUsize,
+    pub(crate) stacks: StackPool,
+    /// How many goroutines may hold a stack, so that each is guarded.
+    pub(crate) guards: GuardPlan,
+    /// Goroutines spawned and not yet finished, counted against `guards.spawn_cap`.
+    pub(crate) stack_claims: AtomicUsize,
+    /// Global free G list.
+    pub(crate) gfree: Mutex<Vec<GRef>>,
+    /// Live goroutines (spawned and not yet finished).
+    pub(crate) ngoroutines: AtomicUsize,
+    pub(crate) next_goid: AtomicU64,
+    pub(crate) main_goid_taken: AtomicBool,
+    /// Deadline of the timer M's sleep (u64::MAX when none sleeps with a timeout).
+    pub(crate) timer_sleep_until: AtomicU64,
+    /// Goroutines currently inside `blocking`.
+    pub(crate) nsyscall: AtomicUsize,
+}
+
+static SCHED: OnceLock<&'static Sched> = OnceLock::new();
+
+impl Sched {
+    pub(crate) fn idle_counts(&self) -> (usize, usize) {
+        let idle = self.idle.lock();
+        (self.npidle.load(Ordering::SeqCst), idle.pidle.len())
+    }
+}
+
+/// The scheduler if it has started.
+#[inline]
+pub(crate) fn sched_if_started() -> Option<&'static Sched> {
+    SCHED.get().copied()
+}
+
+/// The scheduler, for code that only runs once it has started (on an M, on a goroutine, or
+/// with a G that a started runtime made).
+#[inline]
+pub(crate) fn started() -> &'static Sched {
+    SCHED.get().copied().expect("gort: the runtime has not started")
+}
+
+/// Publishes the scheduler (once, by `start`, before it starts any thread that reads it).
+pub(crate) fn publish(s: &'static Sched) {
+    let _ = SCHED.set(s);
+}
+
+impl Sched {
+    /// Puts `p` on the idle list. Caller holds the sched lock (`idle`).
+    pub(crate) fn pidleput(&self, idle: &mut Idle, p: &'static P) {
+        p.status.store(P_IDLE, Ordering::Release);
+        idle.pidle.push(p);
+        // SeqCst: part of the spinning protocol (module docs): pairs with the fence in wakep.
+        self.npidle.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Takes an idle P, marking it RUNNING for its new owner. Caller holds the sched lock.
+    pub(crate) fn pidleget(&self, idle: &mut Idle) -> Option<&'static P> {
+        let p = idle.pidle.pop()?;
+        self.npidle.fetch_sub(1, Ordering::SeqCst);
+        p.status.store(P_RUNNING, Ordering::Relaxed);
+        Some(p)
+    }
+
+    /// Takes an idle P if there is one (for a goroutine that lost its P).
+    pub(crate) fn try_pidleget(&self) -> Option<&'static P> {
+        if self.npidle.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut idle = self.idle.lock();
+        self.pidleget(&mut idle)
+    }
+
+    /// Whether any queue holds a runnable G (racy; used for re-checks).
+    pub(crate) fn any_work(&self) -> bool {
+        !global().is_empty() || self.allp.iter().any(|p| p.has_work())
+    }
+
+    /// Earliest timer across all Ps.
+    pub(crate) fn next_timer(&self) -> u64 {
+        self.allp.iter().map(|p| p.timer0.load(Ordering::Relaxed)).min().unwrap_or(u64::MAX)
+    }
+}

@@ -1,0 +1,469 @@
+//! Spawning and joining goroutines (Go's `newproc`, plus what Go has no need of: a
+//! `JoinHandle`), the `go!` macro, and `run`, which runs a main goroutine for a plain thread.
+//!
+//! Every entry point here that runs user code on a goroutine is `unsafe`: see the crate docs,
+//! "Why running code on a goroutine is `unsafe`".
+
+use std::cell::UnsafeCell;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::g::{self, GRef, Runnable, WaitReason};
+use crate::globrunq::global;
+use crate::m::current_m;
+use crate::park::{enter, in_goroutine, safepoint};
+use crate::sched::deadlock::{RunWaiter, TakeWaiter, RUN_WAITERS};
+use crate::sched::execute::{claim_stack, gfget};
+use crate::sched::idle::wakep;
+use crate::stack::{MAX_STACK_SIZE, MIN_STACK_SIZE};
+use crate::start::sched;
+use crate::threadg::thread_g;
+use crate::waitslot::WaitSlot;
+
+// JoinHandle
+
+struct Packet<T> {
+    result: UnsafeCell<Option<std::thread::Result<T>>>,
+    /// Done once `result` is written; holds the G waiting in join, if any.
+    done: WaitSlot,
+}
+
+// SAFETY: `result` is written once by the finishing goroutine before `done` completes (Release)
+// and read only by the joiner after it observes done (Acquire).
+unsafe impl<T: Send> Sync for Packet<T> {}
+
+impl<T> Packet<T> {
+    fn complete(&self, r: std::thread::Result<T>) {
+        // SAFETY: only the finishing goroutine writes, once, before completing.
+        unsafe { *self.result.get() = Some(r) };
+        self.done.complete();
+    }
+
+    fn take(&self) -> std::thread::Result<T> {
+        debug_assert!(self.done.is_done());
+        // SAFETY: called after `done` was observed (Acquire); the writer is finished.
+        unsafe { (*self.result.get()).take().expect("join result taken once") }
+    }
+}
+
+/// A goroutine's body and its result slot in one allocation (one `malloc` per spawn): the G
+/// holds it as `Arc<dyn Runnable>`, the `JoinHandle` as `Arc<dyn HasPacket<T>>`.
+struct Task<T, F> {
+    packet: Packet<T>,
+    /// Taken once, by the goroutine, when it starts.
+    f: UnsafeCell<Option<F>>,
+}
+
+// SAFETY: `f` is touched only by the goroutine that runs the task (once, in `run`); `packet`
+// is Sync on its own (see Packet).
+unsafe impl<T: Send, F: Send> Sync for Task<T, F> {}
+
+impl<T: Send, F: FnOnce() -> T + Send> Runnable for Task<T, F> {
+    fn run(self: Arc<Self>) {
+        // SAFETY: only the goroutine running this task takes `f`, once (see the Sync impl).
+        let f = unsafe { (*self.f.get()).take() }.expect("gort: task started twice");
+        let r = catch_unwind(AssertUnwindSafe(f));
+        self.packet.complete(r);
+    }
+}
+
+/// The join side of a task, without its closure type.
+trait HasPacket<T>: TakeWaiter {
+    fn packet(&self) -> &Packet<T>;
+}
+
+/// A task's completion slot, for a deadlock report to take a blocked `run` out of its wait.
+impl<T: Send, F: FnOnce() -> T + Send> TakeWaiter for Task<T, F> {
+    fn take_waiter(&self, g: GRef) -> bool {
+        self.packet.done.take_waiter(g)
+    }
+}
+
+impl<T: Send, F: FnOnce() -> T + Send> HasPacket<T> for Task<T, F> {
+    fn packet(&self) -> &Packet<T> {
+        &self.packet
+    }
+}
+
+/// An owned permission to join a goroutine (wait for it to finish and take its result).
+/// Dropping it detaches the goroutine, as with `std::thread::JoinHandle`.
+pub struct JoinHandle<T> {
+    task: Arc<dyn HasPacket<T>>,
+    id: u64,
+}
+
+impl<T> JoinHandle<T> {
+    /// Waits for the goroutine to finish. `Err` holds the panic payload if it panicked.
+    /// On a goroutine this parks the goroutine; on a plain thread it blocks the thread.
+    pub fn join(self) -> std::thread::Result<T> {
+        let p = self.task.packet();
+        p.done.wait(WaitReason::Join);
+        p.take()
+    }
+
+    /// The goroutine's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the goroutine has finished.
+    pub fn is_finished(&self) -> bool {
+        self.task.packet().done.is_done()
+    }
+}
+
+impl<T> std::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinHandle").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// Goroutine factory, like `std::thread::Builder`: set a name or a stack size, then spawn.
+#[derive(Debug, Default, Clone)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with the defaults (no name, the runtime's stack size).
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the goroutine (shown in goroutine dumps and panic messages).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Gives the goroutine a dedicated stack of `size` bytes (rounded up to pages; 16 KiB to
+    /// 1 GiB) instead of a pooled one of the default size. A dedicated stack costs an mmap at
+    /// spawn and an munmap at exit.
+    pub fn stack_size(mut self, size: usize) -> Builder {
+        self.stack_size = Some(size);
+        self
+    }
+
+    /// Spawns the goroutine. Errors: an invalid stack size (`InvalidInput`).
+    ///
+    /// # Safety
+    ///
+    /// `f` runs on a goroutine, which may resume on another OS thread after any gort blocking
+    /// operation: a channel send or receive (timeout forms and `after`/`tick` included), `select!`
+    /// without `default`, a `gort::sync` wait (`Mutex`/`RwLock` lock, `WaitGroup::wait`,
+    /// `Cond::wait`, `Semaphore::acquire`, `Once`/`OnceLock` waiting for another initialiser),
+    /// `sleep` and `Timer::wait`, [`yield_now`](crate::yield_now), [`JoinHandle::join`], a `gort::net` operation that
+    /// waits, [`park`](crate::park()), leaving [`blocking`](crate::blocking()), a spawn, or any call that makes one. The
+    /// caller must ensure that this code, and everything it calls, holds across none of them:
+    ///
+    /// - a `!Send` value tied to its thread: a `std::sync::MutexGuard` or `RwLock` guard, a
+    ///   `ReentrantLockGuard` (`std::io::StdoutLock`), an `Rc` or `RefCell` borrow reachable from a
+    ///   thread-local (`rand::thread_rng()`);
+    /// - a reference obtained from `LocalKey::with` (no blocking operation inside its closure);
+    /// - a thread-local's address: one function, after inlining, must not reach the same
+    ///   thread-local on both sides of a blocking operation (the compiler may reuse the address it
+    ///   computed before the call); reach it through an `#[inline(never)]` function.
+    ///
+    /// Fine: `Send` values, `gort::sync::Mutex` guards, `std` locks released before the next blocking
+    /// operation, thread-locals accessed and released between blocking operations as above. The
+    /// [module docs](crate#the-contract) explain each point.
+    #[track_caller]
+    #[inline(always)] // the spawn site's pc must land in the caller (see `newproc`)
+    pub unsafe fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let loc = Location::caller();
+        let pc = crate::unwind::caller_pc();
+        let custom = match self.stack_size {
+            None => 0,
+            Some(sz) => {
+                if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&sz) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("gort: stack size {sz} out of range (16 KiB to 1 GiB)"),
+                    ));
+                }
+                sz
+            }
+        };
+        spawn_inner(f, loc, pc, self.name, custom, false)
+    }
+}
+
+/// Spawns a goroutine running `f` and returns a handle to join it.
+///
+/// The goroutine starts soon on some M (it goes to the spawner's `runnext`, like Go's `go`).
+///
+/// # Safety
+///
+/// `f` runs on a goroutine, which may resume on another OS thread after any gort blocking
+/// operation: a channel send or receive (timeout forms and `after`/`tick` included), `select!`
+/// without `default`, a `gort::sync` wait (`Mutex`/`RwLock` lock, `WaitGroup::wait`,
+/// `Cond::wait`, `Semaphore::acquire`, `Once`/`OnceLock` waiting for another initialiser),
+/// `sleep` and `Timer::wait`, [`yield_now`](crate::yield_now), [`JoinHandle::join`], a `gort::net` operation that
+/// waits, [`park`](crate::park()), leaving [`blocking`](crate::blocking()), a spawn, or any call that makes one. The
+/// caller must ensure that this code, and everything it calls, holds across none of them:
+///
+/// - a `!Send` value tied to its thread: a `std::sync::MutexGuard` or `RwLock` guard, a
+///   `ReentrantLockGuard` (`std::io::StdoutLock`), an `Rc` or `RefCell` borrow reachable from a
+///   thread-local (`rand::thread_rng()`);
+/// - a reference obtained from `LocalKey::with` (no blocking operation inside its closure);
+/// - a thread-local's address: one function, after inlining, must not reach the same
+///   thread-local on both sides of a blocking operation (the compiler may reuse the address it
+///   computed before the call); reach it through an `#[inline(never)]` function.
+///
+/// Fine: `Send` values, `gort::sync::Mutex` guards, `std` locks released before the next blocking
+/// operation, thread-locals accessed and released between blocking operations as above. The
+/// [module docs](crate#the-contract) explain each point.
+#[track_caller]
+#[inline(always)] // the spawn site's pc must land in the caller (see `newproc`)
+pub unsafe fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match spawn_inner(f, Location::caller(), crate::unwind::caller_pc(), None, 0, false) {
+        Ok(h) => h,
+        Err(e) => panic!("failed to spawn goroutine: {e}"),
+    }
+}
+
+fn spawn_inner<F, T>(
+    f: F,
+    loc: &'static Location<'static>,
+    pc: usize,
+    name: Option<String>,
+    custom: usize,
+    main: bool,
+) -> io::Result<JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    claim_stack(sched())?;
+    let task = Arc::new(Task {
+        packet: Packet { result: UnsafeCell::new(None), done: WaitSlot::new() },
+        f: UnsafeCell::new(Some(f)),
+    });
+    let id = newproc(task.clone(), loc, pc, std::any::type_name::<F> as fn() -> &'static str, name, custom, main);
+    Ok(JoinHandle { task, id })
+}
+
+/// Creates a G for `entry` and makes it runnable (Go's newproc).
+///
+/// `pc` is Go's `gopc`: an address inside the function that spawned, taken by the public entry
+/// points, which are `#[inline(always)]` so that the address is in their caller's code. One
+/// instruction instead of a stack walk, which in a build without frame pointers would be a CFI
+/// unwind on every spawn.
+#[inline(never)]
+fn newproc(
+    entry: Arc<dyn Runnable>,
+    loc: &'static Location<'static>,
+    pc: usize,
+    entry_name: fn() -> &'static str,
+    name: Option<String>,
+    custom: usize,
+    main: bool,
+) -> u64 {
+    let s = sched();
+    safepoint();
+    let _e = enter();
+    let m = current_m();
+    let parent = m.and_then(|m| m.curg());
+    if m.is_none() {
+        // A plain thread that spawns may later wake what it spawned: register it.
+        let _ = thread_g();
+    }
+    let p = m.and_then(|m| m.p.get());
+    let g = gfget(s, p);
+    let goid = if main && !s.main_goid_taken.swap(true, Ordering::Relaxed) {
+        1
+    } else {
+        s.next_goid.fetch_add(1, Ordering::Relaxed)
+    };
+    g.0.goid.store(goid, Ordering::Relaxed);
+    g.0.parent_goid.store(parent.map(|g| g.id()).unwrap_or(0), Ordering::Relaxed);
+    g.0.created_at.store(loc as *const Location<'static> as *mut Location<'static>, Ordering::Relaxed);
+    g.0.created_pcs[0].store(pc, Ordering::Relaxed);
+    g.0.entry_name.store(entry_name as usize, Ordering::Relaxed);
+    if let Some(n) = name {
+        *g.0.name.lock() = Some(Arc::from(n));
+        g.0.has_name.store(true, Ordering::Relaxed);
+    }
+    if let Some(pg) = parent {
+        // SAFETY: the parent is the running goroutine (it is spawning), so its labels are its
+        // own to read; the child is IDLE, just taken from a free list, and ours to write.
+        unsafe { *g.0.labels.get() = (*pg.0.labels.get()).clone() };
+    }
+    // SAFETY: the G is IDLE and was just taken from a free list: we own it (state table).
+    unsafe {
+        let exec = &mut *g.0.exec.get();
+        exec.entry = Some(entry);
+        exec.custom_stack = custom;
+    }
+    s.ngoroutines.fetch_add(1, Ordering::Relaxed);
+    // Release: publishes the fields above to the M that will Acquire-CAS it to RUNNING.
+    g.0.status.store(g::RUNNABLE, Ordering::Release);
+    match p {
+        // SAFETY: after enter() the current M owns its P.
+        Some(p) => unsafe { p.runqput(g, true) },
+        None => global().push(g),
+    }
+    wakep();
+    goid
+}
+
+/// `go!(move || ...)`, `go!(f)` or `go!(f(a, b))`: spawns a goroutine, like Go's `go` statement.
+///
+/// - `go!(move || body)` / `go!(|| body)`: runs the closure.
+/// - `go!(path(args...))`: evaluates the arguments now and calls `path(args...)` in the new
+///   goroutine, as Go's `go f(x)` does.
+/// - `go!(expr)`: `expr` must evaluate to a closure, which is spawned.
+///
+/// Returns the [`JoinHandle`]; ignoring it detaches the goroutine.
+///
+/// # Safety
+///
+/// `go!` expands to a call of the unsafe [`spawn`], so it must be written inside an `unsafe`
+/// block, and the goroutine's code must keep [`spawn`]'s contract (see its `# Safety` section).
+/// The `unsafe` block also covers the closure written inside it; to keep unsafe operations in the
+/// body checked, bind the closure first, or give your crate one safe wrapper whose SAFETY
+/// comment states the rule its goroutines follow.
+///
+/// ```
+/// let (tx, rx) = gort_runtime::chan::chan::<u32>(0);
+/// let body = move || tx.send(42).unwrap();
+/// // SAFETY: the goroutine holds only a `Sender` (Send) and touches no thread-local.
+/// let h = unsafe { gort_runtime::go!(body) };
+/// assert_eq!(rx.recv(), Some(42));
+/// h.join().unwrap();
+/// ```
+///
+/// Without the `unsafe` block, `go!` does not compile, in any of its forms:
+///
+/// ```compile_fail,E0133
+/// let h = gort_runtime::go!(|| 1 + 1);
+/// ```
+/// ```compile_fail,E0133
+/// let h = gort_runtime::go!(move || 1 + 1);
+/// ```
+/// ```compile_fail,E0133
+/// fn add(a: u32, b: u32) -> u32 { a + b }
+/// let h = gort_runtime::go!(add(1, 2));
+/// ```
+/// ```compile_fail,E0133
+/// fn work() {}
+/// let h = gort_runtime::go!(work);
+/// ```
+#[macro_export]
+macro_rules! go {
+    (move $($body:tt)*) => { $crate::spawn(move $($body)*) };
+    (|| $($body:tt)*) => { $crate::spawn(|| $($body)*) };
+    (| $($body:tt)*) => { $crate::spawn(| $($body)*) };
+    ($($f:ident)::+ ( $($arg:expr),* $(,)? )) => {{
+        let __gort_args = ($($arg,)*);
+        $crate::spawn(move || $crate::Apply::apply($($f)::+, __gort_args))
+    }};
+    ($e:expr) => { $crate::spawn($e) };
+}
+
+/// Calls a function with a tuple of arguments (support for `go!(f(a, b))`).
+#[doc(hidden)]
+pub trait Apply<Args> {
+    type Output;
+    fn apply(self, args: Args) -> Self::Output;
+}
+
+macro_rules! impl_apply {
+    ($($a:ident),*) => {
+        impl<Func, Ret, $($a),*> Apply<($($a,)*)> for Func where Func: FnOnce($($a),*) -> Ret {
+            type Output = Ret;
+            #[allow(non_snake_case)]
+            fn apply(self, args: ($($a,)*)) -> Ret {
+                let ($($a,)*) = args;
+                self($($a),*)
+            }
+        }
+    };
+}
+impl_apply!();
+impl_apply!(A);
+impl_apply!(A, B);
+impl_apply!(A, B, C);
+impl_apply!(A, B, C, D);
+impl_apply!(A, B, C, D, E);
+impl_apply!(A, B, C, D, E, F);
+impl_apply!(A, B, C, D, E, F, G2);
+impl_apply!(A, B, C, D, E, F, G2, H);
+
+/// Runs `f` as a main goroutine and returns its result, starting the runtime if needed.
+///
+/// Callable from `main`, from `#[test]` functions (several at once, in one process) and from
+/// plain threads. A panic in `f` propagates out of `run`. If `f`'s goroutine waits and nothing
+/// can ever wake anything (no runnable goroutine, no timer, no network waiter, no goroutine in a
+/// blocking call, no plain thread that has used the runtime and is still running), `run` panics
+/// with `fatal error: all goroutines are asleep - deadlock!` and a listing of the goroutines.
+/// Called on a goroutine, `run` just calls `f`.
+///
+/// # Safety
+///
+/// `f` runs on a goroutine (a new main goroutine, or the calling one), which may resume on another
+/// OS thread after any gort blocking operation: a channel send or receive (timeout forms and
+/// `after`/`tick` included), `select!` without `default`, a `gort::sync` wait (`Mutex`/`RwLock`
+/// lock, `WaitGroup::wait`, `Cond::wait`, `Semaphore::acquire`, `Once`/`OnceLock` waiting for
+/// another initialiser), `sleep` and `Timer::wait`, [`yield_now`](crate::yield_now), [`JoinHandle::join`], a
+/// `gort::net` operation that waits, [`park`](crate::park()), leaving [`blocking`](crate::blocking()), a spawn, or any
+/// call that makes one. The caller must ensure that this code, and everything it calls, holds across none of them:
+///
+/// - a `!Send` value tied to its thread: a `std::sync::MutexGuard` or `RwLock` guard, a
+///   `ReentrantLockGuard` (`std::io::StdoutLock`), an `Rc` or `RefCell` borrow reachable from a
+///   thread-local (`rand::thread_rng()`);
+/// - a reference obtained from `LocalKey::with` (no blocking operation inside its closure);
+/// - a thread-local's address: one function, after inlining, must not reach the same
+///   thread-local on both sides of a blocking operation (the compiler may reuse the address it
+///   computed before the call); reach it through an `#[inline(never)]` function.
+///
+/// Fine: `Send` values, `gort::sync::Mutex` guards, `std` locks released before the next blocking
+/// operation, thread-locals accessed and released between blocking operations as above. The
+/// [module docs](crate#the-contract) explain each point.
+#[track_caller]
+#[inline(always)] // the spawn site's pc must land in the caller (see `newproc`)
+pub unsafe fn run<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    if in_goroutine() {
+        return f();
+    }
+    let tg = thread_g();
+    let h = match spawn_inner(f, Location::caller(), crate::unwind::caller_pc(), None, 0, true) {
+        Ok(h) => h,
+        Err(e) => panic!("failed to spawn the main goroutine: {e}"),
+    };
+    let waiter = Arc::new(RunWaiter {
+        main_goid: h.id,
+        thread_g: tg,
+        done: h.task.clone(),
+        reported: std::sync::atomic::AtomicBool::new(false),
+        deadlock: parking_lot::Mutex::new(None),
+    });
+    RUN_WAITERS.lock().push(waiter.clone());
+    let pk = h.task.packet();
+    while !pk.done.is_done() {
+        pk.done.wait_once_unless(WaitReason::Join, &waiter.reported);
+        if let Some(report) = waiter.deadlock.lock().take() {
+            panic!("{report}");
+        }
+    }
+    RUN_WAITERS.lock().retain(|w| !Arc::ptr_eq(w, &waiter));
+    match h.join() {
+        Ok(v) => v,
+        Err(payload) => std::panic::resume_unwind(payload),
+    }
+}
