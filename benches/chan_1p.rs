@@ -1,6 +1,6 @@
 //! Channel benchmarks on 1 P: unbuffered ping-pong, where every round trip is two
 //! direct handoffs through `runnext` on one M. Compared with Go, Tokio and may by
-//! `bench/compare.sh`.
+//! `benches/compare.sh`.
 //!
 //! ```text
 //! cargo bench --bench chan_1p

@@ -1,7 +1,7 @@
 //! Channel and sync benchmarks on 2 Ps: unbuffered ping-pong, buffered MPMC (4 x 4,
 //! capacity 1024), contended mutex (4 goroutines x 1M), WaitGroup fan-out of 100k. Workloads in
 //! `workloads/mod.rs`; the same programs in Go, Tokio and may are compared by
-//! `bench/compare.sh`.
+//! `benches/compare.sh`.
 //!
 //! ```text
 //! cargo bench --bench chan_2p

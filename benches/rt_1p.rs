@@ -1,6 +1,6 @@
 //! Scheduler benchmarks on 1 P: the switch (two goroutines yielding to each other)
 //! and yield 200 x 10k. Workloads in `workloads/mod.rs`; compared with Go, Tokio and may by
-//! `bench/compare.sh`.
+//! `benches/compare.sh`.
 //!
 //! ```text
 //! cargo bench --bench rt_1p

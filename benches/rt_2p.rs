@@ -1,7 +1,7 @@
 //! Scheduler benchmarks on 2 Ps: spawn+join 1M, chained spawn 1000, yield 200 x 10k,
 //! skynet 1M (join handles and Go's channel version). Workloads in `workloads/mod.rs`; the
-//! same programs in Go, Tokio and may are compared by `bench/compare.sh`, and memory (skynet's
-//! peak RSS, KiB per parked goroutine) by `examples/bench_mem.rs` (criterion measures time).
+//! same programs in Go, Tokio and may are compared by `benches/compare.sh`, and memory (skynet's
+//! peak RSS, KiB per parked goroutine) by `benches/runners/mem.rs` (criterion measures time).
 //!
 //! ```text
 //! cargo bench --bench rt_2p

@@ -1,4 +1,4 @@
-//! The notes' heap demo (`http_pprof_heap`) with gort's `net/http/pprof`.
+//! Go's heap-profile demo (`http_pprof_heap`) with gort's `net/http/pprof`.
 //!
 //! ```text
 //! cargo run --release --example heap -- --addr 127.0.0.1:6060
@@ -13,16 +13,61 @@
 //! `--exit-after-secs N`.
 
 use std::collections::HashMap;
+use std::net::ToSocketAddrs;
 use std::time::Duration;
+
+use lexopt::prelude::*;
 
 #[global_allocator]
 static A: gort::profiler::Allocator = gort::profiler::Allocator::system();
 
 const MIB: usize = 1 << 20;
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+const USAGE: &str = "\
+usage: heap [--addr ADDR] [--exit-after-secs N]
+
+Keeps ~100 MB live in three functions and serves /debug/pprof/ for go tool pprof.
+
+  --addr ADDR            address to serve /debug/pprof/ on (default 127.0.0.1:6060)
+  --exit-after-secs N    exit after N seconds (default: run until Ctrl-C)
+  -h, --help             print this help
+";
+
+struct Args {
+    addr: String,
+    exit_after_secs: Option<u64>,
+}
+
+/// The command line. `--help` prints the usage and exits.
+fn parse_args() -> Result<Args, lexopt::Error> {
+    let mut args = Args { addr: "127.0.0.1:6060".to_string(), exit_after_secs: None };
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("addr") => args.addr = socket_addr(&mut parser, "--addr")?,
+            Long("exit-after-secs") => args.exit_after_secs = Some(number(&mut parser, "--exit-after-secs")?),
+            Short('h') | Long("help") => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(args)
+}
+
+/// An address option's value, resolved now so that a typo is a usage error, not a failed bind.
+fn socket_addr(parser: &mut lexopt::Parser, opt: &str) -> Result<String, lexopt::Error> {
+    let v = parser.value()?.string()?;
+    match v.to_socket_addrs() {
+        Ok(_) => Ok(v),
+        Err(e) => Err(format!("{opt} {v}: {e}").into()),
+    }
+}
+
+fn number(parser: &mut lexopt::Parser, opt: &str) -> Result<u64, lexopt::Error> {
+    let v = parser.value()?.string()?;
+    v.parse().map_err(|e| format!("{opt} {v}: {e}").into())
 }
 
 /// Go: `<-make(chan int)`; the sender is kept, so this never returns.
@@ -57,8 +102,10 @@ fn new_slice_in_heap2() {
 }
 
 fn main() {
-    let addr = arg("--addr").unwrap_or_else(|| "127.0.0.1:6060".into());
-    let exit_after = arg("--exit-after-secs").map(|v| v.parse::<u64>().expect("--exit-after-secs: a number"));
+    let Args { addr, exit_after_secs: exit_after } = parse_args().unwrap_or_else(|e| {
+        eprintln!("heap: {e}");
+        std::process::exit(2);
+    });
     let demo = move || {
         let srv = gort::profiler::serve(&addr).unwrap_or_else(|e| panic!("serve {addr}: {e}"));
         // SAFETY: the two goroutines hold a `HashMap` and `Vec`s (Send) while they block on a

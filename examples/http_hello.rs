@@ -13,9 +13,11 @@
 //! includes this file to test the server logic.
 
 use std::io::{self, Read, Write};
+use std::net::ToSocketAddrs;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gort::net::{TcpListener, TcpStream};
+use lexopt::prelude::*;
 
 const BODY: &[u8] = b"Hello, World!";
 /// Largest request head accepted (Go's default is 1 MiB; a hello server needs less).
@@ -192,13 +194,46 @@ pub fn http_date(secs: u64) -> String {
     )
 }
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| default.to_string())
+const USAGE: &str = "\
+usage: http_hello [--addr ADDR]
+
+HTTP/1.1 hello world on gort, one goroutine per connection. GOMAXPROCS sets the worker count.
+
+  --addr ADDR   address to listen on (default 127.0.0.1:8080)
+  -h, --help    print this help
+";
+
+/// The listen address. `--help` prints the usage and exits.
+fn parse_args() -> Result<String, lexopt::Error> {
+    let mut addr = "127.0.0.1:8080".to_string();
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("addr") => addr = socket_addr(&mut parser, "--addr")?,
+            Short('h') | Long("help") => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(addr)
+}
+
+/// An address option's value, resolved now so that a typo is a usage error, not a failed bind.
+fn socket_addr(parser: &mut lexopt::Parser, opt: &str) -> Result<String, lexopt::Error> {
+    let v = parser.value()?.string()?;
+    match v.to_socket_addrs() {
+        Ok(_) => Ok(v),
+        Err(e) => Err(format!("{opt} {v}: {e}").into()),
+    }
 }
 
 fn main() {
-    let addr = arg("--addr", "127.0.0.1:8080");
+    let addr = parse_args().unwrap_or_else(|e| {
+        eprintln!("http_hello: {e}");
+        std::process::exit(2);
+    });
     let server = move || {
         let l = TcpListener::bind(&addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         eprintln!("http_hello listening on http://{} (GOMAXPROCS={})", l.local_addr().unwrap(), gort::gomaxprocs());

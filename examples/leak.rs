@@ -1,4 +1,4 @@
-//! The notes' goroutine-leak demo (`http_pprof_goroutine`) with gort's `net/http/pprof`.
+//! Go's goroutine-leak demo (`http_pprof_goroutine`) with gort's `net/http/pprof`.
 //!
 //! ```text
 //! cargo run --release --example leak -- --addr 127.0.0.1:6060 --interval-ms 2000
@@ -11,15 +11,60 @@
 //! in `Receiver::recv` under `leak::http_pprof_goroutine::{{closure}}` (Go: `runtime.gopark`
 //! under `main.http_pprof_goroutine.func1`). Runs until Ctrl-C, or `--exit-after-secs N`.
 
+use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+use lexopt::prelude::*;
+
+const USAGE: &str = "\
+usage: leak [--addr ADDR] [--interval-ms MS] [--exit-after-secs N]
+
+Leaks one goroutine every MS milliseconds (each blocked forever on a channel receive) and
+serves /debug/pprof/ so that two goroutine profiles, diffed, show the leak.
+
+  --addr ADDR            address to serve /debug/pprof/ on (default 127.0.0.1:6060)
+  --interval-ms MS       time between two leaks (default 2000)
+  --exit-after-secs N    exit after N seconds (default: run until Ctrl-C)
+  -h, --help             print this help
+";
+
+struct Args {
+    addr: String,
+    interval_ms: u64,
+    exit_after_secs: Option<u64>,
 }
 
-fn num(name: &str, default: u64) -> u64 {
-    arg(name).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name}: not a number: {v}")))
+/// The command line. `--help` prints the usage and exits.
+fn parse_args() -> Result<Args, lexopt::Error> {
+    let mut args = Args { addr: "127.0.0.1:6060".to_string(), interval_ms: 2000, exit_after_secs: None };
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("addr") => args.addr = socket_addr(&mut parser, "--addr")?,
+            Long("interval-ms") => args.interval_ms = number(&mut parser, "--interval-ms")?,
+            Long("exit-after-secs") => args.exit_after_secs = Some(number(&mut parser, "--exit-after-secs")?),
+            Short('h') | Long("help") => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(args)
+}
+
+/// An address option's value, resolved now so that a typo is a usage error, not a failed bind.
+fn socket_addr(parser: &mut lexopt::Parser, opt: &str) -> Result<String, lexopt::Error> {
+    let v = parser.value()?.string()?;
+    match v.to_socket_addrs() {
+        Ok(_) => Ok(v),
+        Err(e) => Err(format!("{opt} {v}: {e}").into()),
+    }
+}
+
+fn number(parser: &mut lexopt::Parser, opt: &str) -> Result<u64, lexopt::Error> {
+    let v = parser.value()?.string()?;
+    v.parse().map_err(|e| format!("{opt} {v}: {e}").into())
 }
 
 /// Go's demo: `a := make(chan int)`; every interval `go func() { <-a }()`, forever (or until
@@ -45,9 +90,13 @@ fn http_pprof_goroutine(interval: Duration, deadline: Option<Instant>) {
 }
 
 fn main() {
-    let addr = arg("--addr").unwrap_or_else(|| "127.0.0.1:6060".into());
-    let interval = Duration::from_millis(num("--interval-ms", 2000).max(1));
-    let exit_after = arg("--exit-after-secs").map(|_| Duration::from_secs(num("--exit-after-secs", 0)));
+    let args = parse_args().unwrap_or_else(|e| {
+        eprintln!("leak: {e}");
+        std::process::exit(2);
+    });
+    let addr = args.addr;
+    let interval = Duration::from_millis(args.interval_ms.max(1));
+    let exit_after = args.exit_after_secs.map(Duration::from_secs);
     let demo = move || {
         let srv = gort::profiler::serve(&addr).unwrap_or_else(|e| panic!("serve {addr}: {e}"));
         let a = srv.local_addr();

@@ -5,8 +5,8 @@
 //! ```
 //!
 //! It runs the scheduler's classic workloads (skynet, ping-pong over a channel, a fan-out with a
-//! WaitGroup, a CPU hog next to a ticker), then reproduces the goroutine-leak demo from the
-//! profiling notes (a goroutine blocked on `<-a` every 20 ms) and the heap demo, and writes
+//! WaitGroup, a CPU hog next to a ticker), then reproduces Go's goroutine-leak demo (a
+//! goroutine blocked on `<-a` every 20 ms) and heap demo (`leak.rs`, `heap.rs`), and writes
 //! pprof files to `profiles/` (two goroutine profiles 10 leaks apart, a heap profile) plus a
 //! grouped goroutine dump, then prints the `go tool pprof` commands to explore them.
 
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use gort::chan::{chan, Receiver};
 use gort::profiler::proto::Profile;
+use lexopt::prelude::*;
 
 /// The sampling allocator, so the heap profile has something to show.
 #[global_allocator]
@@ -51,7 +52,36 @@ fn leaky_handler() {
     unsafe { gort::go!(move || a_rx.recv()) };
 }
 
+const USAGE: &str = "\
+usage: tour
+
+Runs the scheduler's classic workloads and the goroutine-leak and heap demos, writes pprof
+files and a goroutine dump to profiles/ (in the current directory), prints the go tool pprof
+commands to explore them, and exits. GOMAXPROCS sets the worker count.
+
+  -h, --help    print this help
+";
+
+/// The tour takes no arguments; `--help` prints the usage and exits.
+fn parse_args() -> Result<(), lexopt::Error> {
+    let mut parser = lexopt::Parser::from_env();
+    if let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
+
 fn main() {
+    if let Err(e) = parse_args() {
+        eprintln!("tour: {e}");
+        std::process::exit(2);
+    }
     let tour = || {
         let mut report = String::new();
         println!("gort tour: GOMAXPROCS={}", gort::gomaxprocs());

@@ -1,8 +1,8 @@
 //! The benchmark workloads, shared by the criterion benches (`benches/rt_*.rs`,
-//! `benches/chan_*.rs`) and the one-shot runners (`examples/bench_runtime.rs`,
-//! `examples/bench_chan.rs`, `examples/bench_mem.rs`), so both measure exactly the same code.
-//! Their twins in Go (`bench/go/main.go`), Tokio and may (`bench/peers/src/bin/`) follow the
-//! same algorithm step by step; `bench/README.md` lists every workload and where a peer has to
+//! `benches/chan_*.rs`) and the one-shot runners (`benches/runners/runtime.rs`,
+//! `benches/runners/chan.rs`, `benches/runners/mem.rs`), so both measure exactly the same code.
+//! Their twins in Go (`benches/go/main.go`), Tokio and may (`benches/peers/src/bin/`) follow the
+//! same algorithm step by step; `benches/README.md` lists every workload and where a peer has to
 //! differ (Tokio and may have no rendezvous channel, Go has no join handle).
 //!
 //! Every function here must be called from inside [`run`] (`gort::run`). The worker count is
@@ -297,7 +297,7 @@ pub fn proc_status_kib(field: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }
 
-/// Prints one result line in the format bench/compare.sh parses: `<workload> <unit>=<value>`.
+/// Prints one result line in the format benches/compare.sh parses: `<workload> <unit>=<value>`.
 pub fn emit(name: &str, unit: &str, value: f64) {
     println!("{name} {unit}={value:.1}");
 }
@@ -307,13 +307,25 @@ pub fn ns_per(d: Duration, ops: u64) -> f64 {
     d.as_nanos() as f64 / ops as f64
 }
 
-/// Checks the command line of a one-shot runner: exactly one argument, one of `workloads`.
-/// Prints the usage and exits with status 2 otherwise.
+/// The workload a one-shot runner is asked for: exactly one argument, one of `workloads`;
+/// otherwise prints the usage and exits with status 2.
+///
+/// `cargo bench` runs every bench binary with its filter arguments followed by `--bench`. Then
+/// the runner runs a workload named exactly among them, or exits 0 having run nothing, so that a
+/// plain `cargo bench` (or one filtered for the criterion benches) still succeeds.
 pub fn workload_arg(bin: &str, workloads: &[&str]) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() != 2 || !workloads.contains(&args[1].as_str()) {
-        eprintln!("usage: {bin} WORKLOAD\nworkloads: {}", workloads.join(" "));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = format!("usage: {bin} WORKLOAD\nworkloads: {}", workloads.join(" "));
+    if args.iter().any(|a| a == "--bench") {
+        if let Some(w) = args.iter().find(|a| workloads.contains(&a.as_str())) {
+            return w.clone();
+        }
+        eprintln!("{bin}: one-shot runner, nothing run (`cargo bench --bench {bin} -- WORKLOAD`)\n{usage}");
+        std::process::exit(0);
+    }
+    if args.len() != 1 || !workloads.contains(&args[0].as_str()) {
+        eprintln!("{usage}");
         std::process::exit(2);
     }
-    args[1].clone()
+    args[0].clone()
 }

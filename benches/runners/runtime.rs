@@ -1,19 +1,19 @@
 //! One-shot runner for gort's scheduler benchmarks: runs ONE workload once and prints
-//! `<workload> <unit>=<value>` lines, the format bench/compare.sh reads from gort, Go
-//! (bench/go) and the peers (bench/peers). Worker count from `GOMAXPROCS`.
+//! `<workload> <unit>=<value>` lines, the format benches/compare.sh reads from gort, Go
+//! (benches/go) and the peers (benches/peers). Worker count from `GOMAXPROCS`.
 //!
 //! ```text
-//! GOMAXPROCS=1 cargo run --release --example bench_runtime -- switch
-//! GOMAXPROCS=2 cargo run --release --example bench_runtime -- spawn_join_1m
+//! GOMAXPROCS=1 cargo bench --bench bench_runtime -- switch
+//! GOMAXPROCS=2 cargo bench --bench bench_runtime -- spawn_join_1m
 //! ```
 //!
-//! Workloads (see `benches/workloads/mod.rs` and bench/README.md): `switch` (meant for
+//! Workloads (see `benches/workloads/mod.rs` and benches/README.md): `switch` (meant for
 //! GOMAXPROCS=1), `spawn_join_1m`, `chained_spawn_1000`, `yield_200x10k`, `skynet_1m` (join
 //! handles) and `skynet_1m_chan` (Go's original, with channels); both skynets also print the
-//! process's peak RSS. The channel and sync workloads are in `examples/bench_chan.rs`, the
-//! memory per parked goroutine in `examples/bench_mem.rs`.
+//! process's peak RSS. The channel and sync workloads are in `benches/runners/chan.rs`, the
+//! memory per parked goroutine in `benches/runners/mem.rs`.
 
-#[path = "../benches/workloads/mod.rs"]
+#[path = "../workloads/mod.rs"]
 mod workloads;
 
 use workloads::{emit, ns_per, proc_status_kib};

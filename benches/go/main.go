@@ -3,10 +3,10 @@
 //
 //	GOMAXPROCS=2 ./gortbench spawn_join_1m
 //
-// The worker count comes from GOMAXPROCS (set by bench/compare.sh). Only the standard library
+// The worker count comes from GOMAXPROCS (set by benches/compare.sh). Only the standard library
 // is used. Every workload here has a twin in benches/workloads/mod.rs (gort; run by
-// examples/bench_runtime.rs, bench_chan.rs and bench_mem.rs) and in bench/peers (Tokio, may)
-// doing the same steps; bench/README.md lists the few places where a runtime lacks the exact
+// benches/runners/{runtime,chan,mem}.rs) and in benches/peers (Tokio, may)
+// doing the same steps; benches/README.md lists the few places where a runtime lacks the exact
 // primitive (Go has no join handle: a WaitGroup or a channel of capacity 1 stands in).
 package main
 

@@ -1,6 +1,6 @@
 //! gort's benchmark workloads on Tokio's multi-thread runtime (`worker_threads` = GOMAXPROCS).
 //! Each workload runs inside a spawned task (so spawns go to a worker's local queue, as gort's
-//! and Go's do from a goroutine), once per process; bench/compare.sh runs the repetitions.
+//! and Go's do from a goroutine), once per process; benches/compare.sh runs the repetitions.
 
 use gort_bench_peers::{emit, ns_per, proc_status_kib, usage, workers, SKYNET_SUM};
 use std::future::Future;

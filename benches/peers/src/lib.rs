@@ -1,6 +1,6 @@
 //! Helpers shared by the peer benchmark binaries (`peer_tokio`, `peer_may`): output format,
-//! worker count and /proc/self/status readings. The workloads mirror bench/go/main.go and gort's
-//! examples/bench_*.rs; see bench/README.md.
+//! worker count and /proc/self/status readings. The workloads mirror benches/go/main.go and gort's
+//! benches/runners/*.rs; see benches/README.md.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ pub fn ns_per(d: Duration, ops: usize) -> f64 {
     d.as_nanos() as f64 / ops as f64
 }
 
-/// Worker threads: `GOMAXPROCS` (set by bench/compare.sh, the same knob Go and gort read),
+/// Worker threads: `GOMAXPROCS` (set by benches/compare.sh, the same knob Go and gort read),
 /// default 2.
 pub fn workers() -> usize {
     match std::env::var("GOMAXPROCS") {

@@ -1,12 +1,12 @@
 //! One-shot runner for gort's channel and sync benchmarks: runs ONE workload once and
-//! prints `<workload> <unit>=<value>` lines (bench/compare.sh's format, shared with the Go,
+//! prints `<workload> <unit>=<value>` lines (benches/compare.sh's format, shared with the Go,
 //! Tokio and may twins). Worker count from `GOMAXPROCS`.
 //!
 //! ```text
-//! GOMAXPROCS=2 cargo run --release --example bench_chan -- pingpong_unbuf
+//! GOMAXPROCS=2 cargo bench --bench bench_chan -- pingpong_unbuf
 //! ```
 //!
-//! Workloads (see `benches/workloads/mod.rs` and bench/README.md):
+//! Workloads (see `benches/workloads/mod.rs` and benches/README.md):
 //! - `pingpong_unbuf`: 200k round trips over two unbuffered channels; ns per round trip.
 //! - `mpmc_4x4_cap1024`: 4 producers x 250k messages to 4 consumers over one channel of capacity
 //!   1024; ns per message.
@@ -14,7 +14,7 @@
 //!   lock/unlock.
 //! - `waitgroup_100k`: `add(100k)`, 100k goroutines calling `done`, `wait`; ns per goroutine.
 
-#[path = "../benches/workloads/mod.rs"]
+#[path = "../workloads/mod.rs"]
 mod workloads;
 
 use workloads::{emit, ns_per};

@@ -1,5 +1,5 @@
 //! gort's benchmark workloads on may 0.3 (stackful coroutines; `set_workers` = GOMAXPROCS).
-//! Each workload runs inside a coroutine, once per process; bench/compare.sh runs the
+//! Each workload runs inside a coroutine, once per process; benches/compare.sh runs the
 //! repetitions. may's channels are unbounded (no rendezvous, no capacity), noted per workload.
 
 use gort_bench_peers::{emit, ns_per, proc_status_kib, usage, workers, SKYNET_SUM};

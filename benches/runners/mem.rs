@@ -1,10 +1,10 @@
 //! Memory measurements (criterion measures time only). Each measurement needs a fresh process,
 //! so `bench_mem WORKLOAD` runs one, and `bench_mem` with no argument re-runs itself once per
-//! workload. Prints `<workload> <unit>=<value>` lines (bench/compare.sh's format); timings go
+//! workload. Prints `<workload> <unit>=<value>` lines (benches/compare.sh's format); timings go
 //! on `#` comment lines.
 //!
 //! ```text
-//! GOMAXPROCS=2 cargo run --release --example bench_mem
+//! GOMAXPROCS=2 cargo bench --bench bench_mem -- park_100k
 //! ```
 //!
 //! - `park_100k`: RSS growth / 100k with 100k goroutines blocked at once on a receive from one
@@ -13,7 +13,7 @@
 //!   (1,111,111 goroutines, join-handle version) once. Target: <= 1 GiB.
 //!   `bench_runtime skynet_1m` prints the same figure next to the time.
 
-#[path = "../benches/workloads/mod.rs"]
+#[path = "../workloads/mod.rs"]
 mod workloads;
 
 use std::process::Command;

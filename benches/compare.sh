@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Runs gort's benchmark workloads in gort, Go, Tokio and may in one sitting and prints a
-# markdown table of medians and ratios against Go. See bench/README.md.
+# markdown table of medians and ratios against Go. See benches/README.md.
 #
-#   bench/compare.sh [-n RUNS] [-p "1 2"] [-r "gort go tokio may"] [-o OUT_DIR] [--no-build] [WORKLOAD...]
+#   benches/compare.sh [-n RUNS] [-p "1 2"] [-r "gort go tokio may"] [-o OUT_DIR] [--no-build] [WORKLOAD...]
 #
 # Every (run, workload, GOMAXPROCS) cell runs the four runtimes back to back, in an order that
 # rotates with the run number, so drift on a shared machine hits them alike. Each measurement is
 # a fresh process with a time limit (TIMEOUT seconds, default 30); a crash or a timeout is
 # recorded as a failure ("(k fail)" or "fail" in the table, the reason in OUT_DIR/failures.txt).
+# Only the runtimes named by -r are built; --no-build runs the binaries of the last build.
 #
 # Environment: CARGO_TARGET_DIR (the workspace's target dir, default ./target), PEERS_TARGET_DIR
-# (bench/peers' own target dir, default bench/peers/target), GO (the go command), TIMEOUT.
+# (benches/peers' own target dir, default benches/peers/target), GO (the go command), TIMEOUT.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +23,7 @@ OUT=""
 TIMEOUT=${TIMEOUT:-30}
 GO=${GO:-go}
 GORT_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-PEERS_TARGET=${PEERS_TARGET_DIR:-$ROOT/bench/peers/target}
+PEERS_TARGET=${PEERS_TARGET_DIR:-$ROOT/benches/peers/target}
 
 # workload -> GOMAXPROCS values it is run at (intersected with -p). `switch` is by definition
 # two goroutines on one P.
@@ -30,10 +31,10 @@ declare -A ONLY_PROCS=([switch]="1")
 ALL_WORKLOADS="switch spawn_join_1m chained_spawn_1000 yield_200x10k skynet_1m skynet_1m_chan park_100k
 pingpong_unbuf mpmc_4x4_cap1024 mutex_4x1m waitgroup_100k"
 
-usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+usage() { # exit status
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     echo "workloads: $(echo $ALL_WORKLOADS)"
-    exit 2
+    exit "$1"
 }
 
 WORKLOADS=""
@@ -44,37 +45,61 @@ while [ $# -gt 0 ]; do
     -r) RUNTIMES=$2; shift 2 ;;
     -o) OUT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h | --help) usage ;;
-    -*) usage ;;
+    -h | --help) usage 0 ;;
+    -*) usage 2 ;;
     *) WORKLOADS="$WORKLOADS $1"; shift ;;
     esac
 done
 WORKLOADS=$(echo ${WORKLOADS:-$ALL_WORKLOADS})
 for w in $WORKLOADS; do
-    case " $(echo $ALL_WORKLOADS) " in *" $w "*) ;; *) echo "unknown workload: $w" >&2; usage ;; esac
+    case " $(echo $ALL_WORKLOADS) " in *" $w "*) ;; *) echo "unknown workload: $w" >&2; usage 2 ;; esac
 done
 OUT=${OUT:-$GORT_TARGET/bench-compare/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 GO_BIN=$GORT_TARGET/bench-go/gortbench
+RUNNERS=$GORT_TARGET/bench-runners
 
+# gort's one-shot runners are [[bench]] targets (benches/runners/), which cargo leaves only as
+# deps/NAME-HASH; its JSON messages name each file ("executable"). They are copied to fixed names
+# in $RUNNERS, where --no-build finds the last build's.
+build_runners() {
+    local json r exe
+    json=$(cd "$ROOT" && CARGO_TARGET_DIR=$GORT_TARGET cargo build --release \
+        --message-format=json-render-diagnostics --bench bench_runtime --bench bench_chan --bench bench_mem)
+    mkdir -p "$RUNNERS"
+    for r in bench_runtime bench_chan bench_mem; do
+        exe=$(grep "\"target\":{[^}]*\"name\":\"$r\"" <<<"$json" | grep -o '"executable":"[^"]*"' | tail -n 1 | cut -d'"' -f4)
+        if [ -z "$exe" ]; then
+            echo "compare.sh: cargo reported no executable for $r" >&2
+            exit 1
+        fi
+        cp -f "$exe" "$RUNNERS/$r"
+    done
+}
+
+# Builds only what -r asks for: the peers project alone takes minutes.
+wanted() { case " $(echo $RUNTIMES) " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 if [ "$BUILD" = 1 ]; then
-    echo "# building (gort examples, Go twin, peers)" >&2
-    (cd "$ROOT" && CARGO_TARGET_DIR=$GORT_TARGET cargo build --release --example bench_runtime \
-        --example bench_chan --example bench_mem) >&2
-    mkdir -p "$(dirname "$GO_BIN")"
-    (cd "$ROOT/bench/go" && "$GO" build -o "$GO_BIN" .) >&2
-    (cd "$ROOT/bench/peers" && CARGO_TARGET_DIR=$PEERS_TARGET cargo build --release) >&2
+    echo "# building: $RUNTIMES" >&2
+    if wanted gort; then build_runners; fi
+    if wanted go; then
+        mkdir -p "$(dirname "$GO_BIN")"
+        (cd "$ROOT/benches/go" && "$GO" build -o "$GO_BIN" .) >&2
+    fi
+    if wanted tokio || wanted may; then
+        (cd "$ROOT/benches/peers" && CARGO_TARGET_DIR=$PEERS_TARGET cargo build --release) >&2
+    fi
 fi
 
 # The command line measuring workload $2 in runtime $1.
 cmd_for() {
-    local rt=$1 w=$2 ex=$GORT_TARGET/release/examples
+    local rt=$1 w=$2
     case "$rt" in
     gort)
         case "$w" in
-        pingpong_unbuf | mpmc_4x4_cap1024 | mutex_4x1m | waitgroup_100k) echo "$ex/bench_chan $w" ;;
-        park_100k) echo "$ex/bench_mem $w" ;;
-        *) echo "$ex/bench_runtime $w" ;;
+        pingpong_unbuf | mpmc_4x4_cap1024 | mutex_4x1m | waitgroup_100k) echo "$RUNNERS/bench_chan $w" ;;
+        park_100k) echo "$RUNNERS/bench_mem $w" ;;
+        *) echo "$RUNNERS/bench_runtime $w" ;;
         esac
         ;;
     go) echo "$GO_BIN $w" ;;

@@ -1,4 +1,4 @@
-// Go peers for gort's network benchmarks (bench/net.sh): `hello` is a net/http hello server,
+// Go peers for gort's network benchmarks (benches/net.sh): `hello` is a net/http hello server,
 // `echo` a TCP echo server, both honouring GOMAXPROCS. Standard library only.
 package main
 

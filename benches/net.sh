@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Network benchmarks, side by side in one sitting (bench/NET.md has results and caveats).
+# Network benchmarks, side by side in one sitting (benches/NET.md has results and caveats).
 #
-#   bench/net.sh            # HTTP hello (wrk -t1 -c50 -d10 --latency) and echo (100 conns x 100 B)
-#   DUR=5 ECHO_DUR=5 bench/net.sh
+#   benches/net.sh            # HTTP hello (wrk -t1 -c50 -d10 --latency) and echo (100 conns x 100 B)
+#   DUR=5 ECHO_DUR=5 benches/net.sh
 #
 # Servers: gort's examples/http_hello.rs and examples/echo.rs (GOMAXPROCS=1 and 2), Go net/http
-# (bench/go-http, GOMAXPROCS), may_minihttp and hyper on Tokio (bench/http-peers, --workers),
-# a Tokio echo server. The echo load generator is bench/http-peers' echo_load (one Tokio thread).
+# (benches/go-http, GOMAXPROCS), may_minihttp and hyper on Tokio (benches/http-peers, --workers),
+# a Tokio echo server. The echo load generator is benches/http-peers' echo_load (one Tokio thread).
 # Needs: wrk, go, cargo. Prints a markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +18,8 @@ TP=${PEERS_TARGET_DIR:-/tmp/target-http-peers}
 
 echo "building..." >&2
 cargo build --release -q --example http_hello --example echo
-(cd bench/http-peers && CARGO_TARGET_DIR=$TP cargo build --release -q)
-(cd bench/go-http && go build -o "$TP/go-http" .)
+(cd benches/http-peers && CARGO_TARGET_DIR=$TP cargo build --release -q)
+(cd benches/go-http && go build -o "$TP/go-http" .)
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
