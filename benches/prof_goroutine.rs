@@ -53,7 +53,7 @@ fn benches(c: &mut Criterion) {
             let rx = rx.clone();
             go!(move || blocked(rx));
         }
-        while gort::goroutines().iter().filter(|g| g.state == "chan receive").count() < N {
+        while gort::runtime::goroutines().iter().filter(|g| g.state == "chan receive").count() < N {
             gort::time::sleep(Duration::from_millis(10));
         }
     });

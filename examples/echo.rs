@@ -68,7 +68,7 @@ fn main() {
     });
     let server = move || {
         let l = TcpListener::bind(&addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-        eprintln!("echo listening on {} (GOMAXPROCS={})", l.local_addr().unwrap(), gort::gomaxprocs());
+        eprintln!("echo listening on {} (GOMAXPROCS={})", l.local_addr().unwrap(), gort::runtime::gomaxprocs());
         let mut backoff = Duration::ZERO;
         loop {
             match l.accept() {

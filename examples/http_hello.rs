@@ -236,7 +236,11 @@ fn main() {
     });
     let server = move || {
         let l = TcpListener::bind(&addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-        eprintln!("http_hello listening on http://{} (GOMAXPROCS={})", l.local_addr().unwrap(), gort::gomaxprocs());
+        eprintln!(
+            "http_hello listening on http://{} (GOMAXPROCS={})",
+            l.local_addr().unwrap(),
+            gort::runtime::gomaxprocs()
+        );
         let e = serve(l);
         eprintln!("http_hello: {e}");
     };

@@ -84,7 +84,7 @@ fn http_pprof_goroutine(interval: Duration, deadline: Option<Instant>) {
         };
         leaked += 1;
         if leaked.is_multiple_of(10) {
-            eprintln!("leak: {leaked} goroutines blocked on <-a (num_goroutine = {})", gort::num_goroutine());
+            eprintln!("leak: {leaked} goroutines blocked on <-a (num_goroutine = {})", gort::runtime::num_goroutine());
         }
     }
 }

@@ -84,7 +84,7 @@ fn main() {
     }
     let tour = || {
         let mut report = String::new();
-        println!("gort tour: GOMAXPROCS={}", gort::gomaxprocs());
+        println!("gort tour: GOMAXPROCS={}", gort::runtime::gomaxprocs());
 
         let t = Instant::now();
         let sum = skynet(0, 1_000_000);
@@ -131,7 +131,7 @@ fn main() {
         // A CPU hog per P that never yields, next to a 10 ms ticker: sysmon hands the hogs' Ps
         // to other threads, so the ticker keeps time.
         let stop = Arc::new(AtomicBool::new(false));
-        let hogs: Vec<_> = (0..gort::gomaxprocs())
+        let hogs: Vec<_> = (0..gort::runtime::gomaxprocs())
             .map(|_| {
                 let stop = stop.clone();
                 let hog = move || {
@@ -153,7 +153,11 @@ fn main() {
         }
         stop.store(true, Ordering::Relaxed);
         hogs.into_iter().for_each(|h| h.join().unwrap());
-        println!("  10 ms ticker beside {} CPU hogs: worst interval {:.1} ms", gort::gomaxprocs(), ms_d(worst));
+        println!(
+            "  10 ms ticker beside {} CPU hogs: worst interval {:.1} ms",
+            gort::runtime::gomaxprocs(),
+            ms_d(worst)
+        );
 
         // The leak demo: a "request" every 20 ms leaks one goroutine. Two goroutine profiles,
         // 10 leaks apart, show it the way `go tool pprof -base` does.
@@ -163,14 +167,14 @@ fn main() {
             gort::time::sleep(Duration::from_millis(20));
         }
         let g1 = write_profile("goroutine", "profiles/goroutine-1.pb.gz");
-        let before = gort::num_goroutine();
+        let before = gort::runtime::num_goroutine();
         for _ in 0..10 {
             leaky_handler();
             gort::time::sleep(Duration::from_millis(20));
         }
         gort::time::sleep(Duration::from_millis(20));
         let g2 = write_profile("goroutine", "profiles/goroutine-2.pb.gz");
-        let after = gort::num_goroutine();
+        let after = gort::runtime::num_goroutine();
 
         // The heap demo: 12 MiB + 24 MiB of slices and a 999,999-entry map, kept alive.
         let kept = (new_slice_in_heap1(), new_map_in_heap());
@@ -198,7 +202,7 @@ fn main() {
             writeln!(report, "  +{} goroutines blocked in {} called from {user}", s.value[0], names[0]).unwrap();
         }
 
-        let gs = gort::goroutines();
+        let gs = gort::runtime::goroutines();
         let mut groups: BTreeMap<(String, String), usize> = BTreeMap::new();
         for g in &gs {
             let site = g.created_at.map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();

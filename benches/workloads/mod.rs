@@ -97,7 +97,7 @@ pub fn yield_many(tasks: usize, yields: usize) -> Duration {
         .map(|_| {
             go!(move || {
                 for _ in 0..yields {
-                    gort::yield_now();
+                    gort::runtime::yield_now();
                 }
             })
         })
@@ -176,7 +176,7 @@ pub fn parked_kib_per_g(n: usize) -> f64 {
         }));
     }
     while started.load(Ordering::Relaxed) < n {
-        gort::yield_now();
+        gort::runtime::yield_now();
     }
     gort::time::sleep(Duration::from_millis(20));
     let after = proc_status_kib("VmRSS");

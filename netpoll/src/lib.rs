@@ -5,6 +5,32 @@
 //! pointer to its G); netpoll stores tokens and hands them back, exactly once, when the waiter
 //! must be readied. It never dereferences them.
 //!
+//! ```
+//! use std::io::Write;
+//! use std::os::fd::AsRawFd;
+//! use std::time::Duration;
+//! use gort_netpoll::{Mode, Poller, Token};
+//!
+//! let poller = Poller::new()?;
+//! let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
+//! a.set_nonblocking(true)?;
+//! let reg = poller.register(a.as_raw_fd())?;
+//! reg.prepare(Mode::Read)?;
+//! // Nothing to read yet: the waiter parks. A runtime would commit its G's token from the
+//! // park's commit and block until a poll hands the token back; here the same thread makes
+//! // the socket readable and polls.
+//! reg.wait(Mode::Read, |commit| {
+//!     assert!(commit.commit(Token::new(7)));
+//!     b.write_all(b"x").unwrap();
+//!     let mut ready = Vec::new();
+//!     while ready.is_empty() {
+//!         poller.poll(Some(Duration::from_secs(1)), &mut ready).unwrap();
+//!     }
+//!     assert_eq!(ready, [Token::new(7)]);
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! # Pieces
 //!
 //! - [`Poller`]: the epoll set, an eventfd to interrupt a blocked `epoll_wait`

@@ -4,10 +4,28 @@
 //! profiles (`goroutine`, `heap`, `allocs`, `threadcreate`), the same sample types, periods and
 //! text formats, and function names already in the file (no symbolization step).
 //!
+//! ```
+//! use gort_runtime::chan::chan;
+//!
+//! let (tx, rx) = chan::<()>(0);
+//! // SAFETY: the goroutine holds only its `Receiver` (Send) and touches no thread-local.
+//! let h = unsafe { gort_runtime::spawn(move || rx.recv()) };
+//! while !gort_runtime::goroutines().iter().any(|g| g.id == h.id() && g.state == "chan receive") {
+//!     std::thread::yield_now();
+//! }
+//! let mut text = Vec::new();
+//! gort_profiler::lookup("goroutine").unwrap().write_to(&mut text, 1).unwrap();
+//! let text = String::from_utf8(text).unwrap();
+//! assert!(text.starts_with("goroutine profile: total"), "{text}");
+//! tx.send(()).unwrap();
+//! h.join().unwrap();
+//! ```
+//!
 //! # How a profile is made
 //!
-//! 1. **Stacks** ([`walk`]): raw return addresses from a frame-pointer walk with strict bounds:
-//!    a parked goroutine is walked from the park site the runtime recorded while the runtime
+//! 1. **Stacks** ([`walk`]): raw return addresses from the runtime's unwinder (frame pointers
+//!    where the build forces them, DWARF CFI everywhere else), every read bounds-checked: a
+//!    parked goroutine is walked from the park site the runtime recorded while the runtime
 //!    holds it still (the scan bit), the caller walks itself, an allocation walks its own stack.
 //!    Nothing stops the world.
 //! 2. **Symbols** ([`symbol`]): the running binary's own DWARF through `addr2line`, cached per
@@ -22,8 +40,9 @@
 //!
 //! - *Stopping the world to walk goroutines* (Go's goroutine profile does, briefly): gort has no
 //!   safe points to stop at; the scan bit holds one goroutine at a time instead.
-//! - *Unwinding with DWARF CFI (`backtrace`)*: it allocates and takes locks, which the allocator
-//!   hook cannot afford, and it is slower; frame pointers are forced on for the whole build.
+//! - *Unwinding with `backtrace` (libgcc's unwinder)*: it allocates and takes locks, which the
+//!   allocator hook cannot afford; the runtime's own CFI unwinder (`framehop` over tables copied
+//!   at start, preallocated caches) does neither.
 //! - *Symbolizing at record time*: the allocator would pay for it on every sample; addresses are
 //!   symbolized only when a profile is written.
 //!
