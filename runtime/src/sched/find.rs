@@ -138,8 +138,8 @@ fn global_get(s: &'static Sched, p: &'static P) -> Option<GRef> {
     // SAFETY: the caller's M owns p.
     let local = unsafe { p.runq() };
     // A fair share, at most GLOBAL_BATCH: Go takes up to half its runq (128), but a big batch
-    // pulls a wave of old Gs (ancestors' siblings in a fan-out tree) in front of the new ones;
-    // skynet 1M at 1 P took 1188 ms with batches of 512 and 721 ms with 32 (5 runs each).
+    // pulls a wave of old Gs (ancestors' siblings in a fan-out tree) in front of the new ones
+    // (skynet's A/B of batch sizes is in the benchmark README, run 5).
     global().get_batch(local, s.allp.len(), GLOBAL_BATCH)
 }
 
