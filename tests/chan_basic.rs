@@ -4,16 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{go, run};
+use common::{go, run, PATIENCE};
 use gort::chan::{self, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
-
-/// Longest wait for something that must happen; reaching it fails the test.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-#[test]
-fn runtime_works() {
-    assert_eq!(run(|| 1), 1);
-}
 
 #[test]
 fn buffered_fifo() {
@@ -46,9 +38,7 @@ fn full_buffer_with_blocked_senders_is_fifo() {
             let tx = tx.clone();
             let h = go!(move || tx.send(v).unwrap());
             // Queue the senders in order.
-            while !gort::goroutines().iter().any(|g| g.id == h.id() && g.state == "chan send") {
-                gort::yield_now();
-            }
+            common::wait_state(h.id(), "chan send");
             hs.push(h);
         }
         let got: Vec<u32> = (0..5).map(|_| rx.recv().unwrap()).collect();

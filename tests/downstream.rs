@@ -9,11 +9,10 @@
 //! forced by `RUSTFLAGS`), and check its pprof endpoints with `go tool pprof` and a goroutine dump.
 //! The builds go to `<target dir>/downstream/{default,fp}`, so reruns are incremental.
 
-#[path = "prof_util.rs"]
-mod prof_util;
+mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +20,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use prof_util::{have_go, parse_value, pprof, top_rows, TopRow};
+use common::prof::{have_go, http_get, parse_value, pprof, top_rows, TopRow};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const BIN: &str = "gort-downstream";
@@ -63,9 +62,9 @@ fn check_variant(v: &Variant) {
     assert_eq!(unwinder, want, "[{}] gort chose the wrong unwinder for rustflags {rustflags:?}", v.name);
 
     let mut demo = Demo::start(&bin, v.name);
-    let addr: SocketAddr = demo.expect_line("addr ", Duration::from_secs(30)).parse().expect("addr IP:PORT");
+    let addr: SocketAddr = demo.expect_line("addr ", common::PATIENCE).parse().expect("addr IP:PORT");
     demo.expect_line("ready", Duration::from_secs(60));
-    demo.wait_leaked(3, Duration::from_secs(30));
+    demo.wait_leaked(3, common::PATIENCE);
 
     let mut fails = Vec::new();
     check_dump(&demo, addr, &mut fails);
@@ -158,9 +157,7 @@ fn build(v: &Variant, dir: &Path) -> PathBuf {
     if let Some(f) = v.rustflags {
         cmd.env("RUSTFLAGS", f);
     }
-    let t = Instant::now();
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", cargo.display()));
-    eprintln!("[{}] cargo build --release in {} ({}): {:.1?}", v.name, dir.display(), target.display(), t.elapsed());
     assert!(
         out.status.success(),
         "[{}] cargo build --release failed ({}):\n{}{}",
@@ -306,23 +303,6 @@ impl Drop for Demo {
     }
 }
 
-/// GET `path` over HTTP/1.1; the body of a 200 reply.
-fn http_get(addr: SocketAddr, path: &str) -> Vec<u8> {
-    let timeout = Duration::from_secs(30);
-    let mut c = TcpStream::connect_timeout(&addr, timeout).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    c.set_read_timeout(Some(timeout)).unwrap();
-    c.set_write_timeout(Some(timeout)).unwrap();
-    write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    c.read_to_end(&mut buf).unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| {
-        panic!("GET {path}: no end of headers in {:?}", String::from_utf8_lossy(&buf[..buf.len().min(500)]))
-    });
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}:\n{head}");
-    buf.split_off(head_end + 4)
-}
-
 /// One goroutine of a `debug=2` dump.
 #[derive(Debug)]
 struct GBlock {
@@ -365,7 +345,7 @@ fn parse_dump(text: &str) -> Vec<GBlock> {
 
 fn check_dump(demo: &Demo, addr: SocketAddr, fails: &mut Vec<String>) {
     let before = demo.leaked();
-    let text = String::from_utf8(http_get(addr, "/debug/pprof/goroutine?debug=2")).expect("UTF-8 dump");
+    let text = String::from_utf8(http_get(addr, "/debug/pprof/goroutine?debug=2").ok_body()).expect("UTF-8 dump");
     let after = demo.leaked();
     let blocks = parse_dump(&text);
     let mut why = Vec::new();
@@ -442,9 +422,9 @@ fn check_stripped(bin: &Path, dir: &Path, fails: &mut Vec<String>) {
     let out = Command::new("strip").arg("-o").arg(&stripped).arg(bin).output().expect("strip (binutils) runs");
     assert!(out.status.success(), "strip failed: {}", String::from_utf8_lossy(&out.stderr));
     let mut demo = Demo::start(&stripped, "stripped");
-    let addr: SocketAddr = demo.expect_line("addr ", Duration::from_secs(30)).parse().expect("addr IP:PORT");
+    let addr: SocketAddr = demo.expect_line("addr ", common::PATIENCE).parse().expect("addr IP:PORT");
     demo.expect_line("ready", Duration::from_secs(60));
-    let dump = String::from_utf8_lossy(&http_get(addr, "/debug/pprof/goroutine?debug=1")).into_owned();
+    let dump = String::from_utf8_lossy(&http_get(addr, "/debug/pprof/goroutine?debug=1").ok_body()).into_owned();
     if !dump.contains("goroutine profile: total") {
         fails.push(format!("stripped: goroutine?debug=1 is not a goroutine profile:\n{dump}"));
     }
@@ -466,11 +446,11 @@ fn shown_total(out: &str) -> Option<f64> {
 
 fn check_leak_diff(demo: &Demo, addr: SocketAddr, dir: &Path, fails: &mut Vec<String>) {
     let b1 = demo.leaked();
-    let g1 = http_get(addr, "/debug/pprof/goroutine");
+    let g1 = http_get(addr, "/debug/pprof/goroutine").ok_body();
     let a1 = demo.leaked();
     std::thread::sleep(Duration::from_millis(LEAK_MS * DIFF_INTERVALS));
     let b2 = demo.leaked();
-    let g2 = http_get(addr, "/debug/pprof/goroutine");
+    let g2 = http_get(addr, "/debug/pprof/goroutine").ok_body();
     let a2 = demo.leaked();
     let (f1, f2) = (dir.join("g1.pb.gz"), dir.join("g2.pb.gz"));
     std::fs::write(&f1, g1).unwrap();

@@ -13,11 +13,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{go, run};
+use common::{go, run, wait_state, PATIENCE};
 use gort::chan::{self, Receiver, Sender};
-
-/// Longest a test waits for something that must happen; reaching it fails the test.
-const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Receives or fails the test after [`PATIENCE`] (instead of hanging).
 fn must_recv<T>(rx: &Receiver<T>) -> Option<T> {
@@ -493,15 +490,6 @@ mod select5 {
         }
     }
 
-    /// Waits until goroutine `id` is blocked with wait reason `state`.
-    fn wait_state(id: u64, state: &str) {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while !gort::goroutines().iter().any(|g| g.id == id && g.state == state) {
-            assert!(std::time::Instant::now() < deadline, "goroutine {id} never reached {state:?}");
-            gort::time::sleep(Duration::from_millis(1));
-        }
-    }
-
     fn ready(state: State) -> bool {
         matches!(state, State::Closed | State::Buffered | State::Peer)
     }
@@ -600,7 +588,7 @@ mod select5 {
     }
 }
 
-/// <https://github.com/golang/go/blob/master/test/chan/select6.go> (issue 2075): a select
+/// <https://github.com/golang/go/blob/master/test/chan/select6.go>: a select
 /// woken on one channel must unlink its waiter from the other, or a later sender on that
 /// other channel hands its value to a goroutine that is no longer listening.
 mod select6 {

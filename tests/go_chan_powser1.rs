@@ -18,13 +18,9 @@
 mod common;
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
 
-use common::{go, run};
+use common::{go, run, PATIENCE};
 use gort::chan::{self, Receiver, Sender};
-
-/// Longest a read of a coefficient may take; reaching it fails the test instead of hanging.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A rational number; `den == 0` is the end mark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,7 +9,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 /// Models per crate: netpoll's `desc/loom_models.rs`; the runtime's in `waitslot.rs`,
 /// `parker.rs` and `sync/sema.rs`. A model that silently stops running is a model that checks
@@ -22,7 +21,6 @@ fn loom_models_pass() {
     // `CARGO_TARGET_TMPDIR` is `<target dir>/tmp` of this build, however the target dir was chosen.
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").join("loom");
     let cargo = std::env::var_os("CARGO").map_or_else(|| PathBuf::from(env!("CARGO")), PathBuf::from);
-    let t = Instant::now();
     let out = Command::new(&cargo)
         .args(["test", "-p", "gort-netpoll", "-p", "gort-runtime", "--lib", "--release", "--", "loom_models::"])
         .current_dir(repo)
@@ -38,7 +36,6 @@ fn loom_models_pass() {
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", cargo.display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("loom models: {:.1?} (target dir {})", t.elapsed(), target.display());
     assert!(out.status.success(), "loom models failed ({}):\n{stdout}\n{stderr}", out.status);
 
     // libtest prints "Running unittests src/lib.rs (.../deps/<crate>-<hash>)" on stderr, then

@@ -86,7 +86,7 @@ fn child() {
         c.read_exact(&mut b).unwrap();
         assert_eq!(&b, b"ping");
         let emfile = acceptor.join().unwrap();
-        println!("EMFILE_OK errors={emfile} wall_ms={} cpu_ms={}", wall.as_millis(), cpu.as_millis());
+        println!("EMFILE_OK errors={emfile}");
         assert!(emfile >= 2, "accept never reported EMFILE");
         // Not spinning: well under one core for the 300 ms (the backoff sleeps, the poller does
         // not report the pending connection again until a retry).
@@ -103,8 +103,7 @@ fn accept_recovers_from_emfile() {
     if common::in_child() {
         return child();
     }
-    let out = common::run_child("accept_recovers_from_emfile", &[("GOMAXPROCS", "2")]);
+    let out = common::run_child_ok("accept_recovers_from_emfile", &[("GOMAXPROCS", "2")]);
     let so = common::stdout(&out);
-    assert!(out.status.success(), "child failed: {}\n{}", so, common::stderr(&out));
     assert!(so.contains("EMFILE_OK"), "{so}\n{}", common::stderr(&out));
 }

@@ -1,4 +1,6 @@
 //! 5,000 simultaneous loopback connections, each exchanging data through its own goroutine pair.
+//! `GORT_STRESS` multiplies the rounds each connection talks (the connections are bounded by
+//! the open-files limit).
 mod common;
 
 use std::io::{Read, Write};
@@ -10,7 +12,9 @@ use common::{go, run, Watchdog};
 use gort::net::{TcpListener, TcpStream};
 
 const CONNS: usize = 5_000;
-const ROUNDS: u32 = 10;
+fn rounds() -> u32 {
+    10 * common::stress() as u32
+}
 
 /// Raises the soft open-files limit to the hard one (10,000+ descriptors are needed).
 fn raise_nofile() -> u64 {
@@ -48,7 +52,7 @@ fn listener(backlog: i32) -> TcpListener {
 fn five_thousand_connections() {
     let limit = raise_nofile();
     assert!(limit as usize > 2 * CONNS + 100, "RLIMIT_NOFILE hard limit {limit} too low");
-    let _w = Watchdog::new("five_thousand_connections", Duration::from_secs(240));
+    let _w = Watchdog::new("five_thousand_connections", Duration::from_secs(240) * common::stress() as u32);
     run(|| {
         let l = listener(4096);
         let addr = l.local_addr().unwrap();
@@ -82,7 +86,7 @@ fn five_thousand_connections() {
                     wg.done();
                     wg.wait();
                     let mut sent = 0;
-                    for r in 0..ROUNDS {
+                    for r in 0..rounds() {
                         let msg = format!("{i}:{r};");
                         c.write_all(msg.as_bytes()).unwrap();
                         let mut got = vec![0u8; msg.len()];

@@ -99,9 +99,7 @@ fn deadline_from_another_goroutine_interrupts_blocked_read() {
             let c = c.clone();
             go!(move || (&*c).read(&mut [0; 8]).map_err(|e| e.kind()))
         };
-        while !gort::goroutines().iter().any(|g| g.id == r.id() && g.state == "IO wait") {
-            gort::time::sleep(Duration::from_millis(1));
-        }
+        common::wait_state(r.id(), "IO wait");
         c.set_read_deadline(Some(Instant::now()));
         assert_eq!(r.join().unwrap(), Err(ErrorKind::TimedOut));
 
@@ -111,9 +109,7 @@ fn deadline_from_another_goroutine_interrupts_blocked_read() {
             let c = c.clone();
             go!(move || (&*c).read(&mut [0; 8]).map_err(|e| e.kind()))
         };
-        while !gort::goroutines().iter().any(|g| g.id == r.id() && g.state == "IO wait") {
-            gort::time::sleep(Duration::from_millis(1));
-        }
+        common::wait_state(r.id(), "IO wait");
         c.set_read_deadline(Some(Instant::now() + Duration::from_millis(20)));
         assert_eq!(r.join().unwrap(), Err(ErrorKind::TimedOut));
 
@@ -282,9 +278,7 @@ fn listener_close_wakes_accept() {
             let l = l.clone();
             go!(move || l.accept().map(|_| ()).map_err(|e| e.to_string()))
         };
-        while !gort::goroutines().iter().any(|g| g.id == a.id() && g.state == "IO wait") {
-            gort::time::sleep(Duration::from_millis(1));
-        }
+        common::wait_state(a.id(), "IO wait");
         l.close();
         assert_eq!(a.join().unwrap(), Err("use of closed network connection".to_string()));
         assert!(l.accept().is_err());

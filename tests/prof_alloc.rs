@@ -2,15 +2,14 @@
 //! realloc, rate 0 = off, `GORT_MEMPROFILERATE`, and no deadlock when sampled allocations race
 //! profile writers, fork, and panics.
 
-#[path = "prof_util.rs"]
-mod util;
+mod common;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use common::prof::{decode_valid, leaf_sum, write};
+use common::{in_child, run_child_ok, take_turn};
 use gort::profiler::proto::Profile;
-use util::*;
 
 #[global_allocator]
 static ALLOC: gort::profiler::Allocator = gort::profiler::Allocator::system();
@@ -18,24 +17,9 @@ static ALLOC: gort::profiler::Allocator = gort::profiler::Allocator::system();
 /// Serializes the tests of this file: the rate is process-wide.
 static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// (inuse_objects, inuse_space, alloc_objects) summed over samples with `leaf` as leaf function.
 fn leaf_values(p: &Profile, leaf: &str) -> (i64, i64, i64) {
-    let mut v = (0, 0, 0);
-    for s in &p.sample {
-        let Some(id) = s.location_id.first() else { continue };
-        let l = &p.location[*id as usize - 1];
-        let name = p.str(p.function[l.line[0].function_id as usize - 1].name);
-        if name.contains(leaf) {
-            v.0 += s.value[2];
-            v.1 += s.value[3];
-            v.2 += s.value[0];
-        }
-    }
-    v
+    (leaf_sum(p, leaf, 2), leaf_sum(p, leaf, 3), leaf_sum(p, leaf, 0))
 }
 
 #[inline(never)]
@@ -55,7 +39,7 @@ fn grow_marked_vec() -> Vec<u64> {
 
 #[test]
 fn rate_one_counts_inuse_exactly_through_free_and_realloc() {
-    let _t = turn();
+    let _t = take_turn(&TURN);
     let old = gort::profiler::mem_profile_rate();
     gort::profiler::set_mem_profile_rate(1);
     let mut boxes = alloc_marked_boxes(100);
@@ -83,7 +67,7 @@ fn alloc_unsampled() -> Vec<Box<[u8; 333]>> {
 
 #[test]
 fn rate_zero_is_off() {
-    let _t = turn();
+    let _t = take_turn(&TURN);
     let old = gort::profiler::mem_profile_rate();
     gort::profiler::set_mem_profile_rate(0);
     let v = alloc_unsampled();
@@ -93,28 +77,15 @@ fn rate_zero_is_off() {
     drop(v);
 }
 
-/// In a child process started by [`rate_child`].
-fn in_rate_child() -> bool {
-    std::env::var_os("GORT_PROF_CHILD").is_some()
-}
-
 /// Re-runs test `name` of this binary in a child process with `GORT_MEMPROFILERATE=rate`, checks
 /// that it passed and returns its stderr.
 fn rate_child(name: &str, rate: &str) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--test-threads=1"])
-        .env("GORT_PROF_CHILD", "1")
-        .env("GORT_MEMPROFILERATE", rate)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{}{err}", String::from_utf8_lossy(&out.stdout));
-    err
+    common::stderr(&run_child_ok(name, &[("GORT_MEMPROFILERATE", rate)]))
 }
 
 #[test]
 fn env_sets_the_rate() {
-    if in_rate_child() {
+    if in_child() {
         assert_eq!(gort::profiler::mem_profile_rate(), 4096);
         return;
     }
@@ -124,7 +95,7 @@ fn env_sets_the_rate() {
 /// A value that does not parse is reported on stderr, and the default rate is used.
 #[test]
 fn bad_env_rate_is_reported_and_ignored() {
-    if in_rate_child() {
+    if in_child() {
         assert_eq!(gort::profiler::mem_profile_rate(), gort::profiler::DEFAULT_MEM_PROFILE_RATE);
         return;
     }
@@ -134,7 +105,7 @@ fn bad_env_rate_is_reported_and_ignored() {
 
 #[test]
 fn no_deadlock_with_writers_fork_and_panics() {
-    let _t = turn();
+    let _t = take_turn(&TURN);
     let old = gort::profiler::mem_profile_rate();
     gort::profiler::set_mem_profile_rate(1);
     let stop = Arc::new(AtomicBool::new(false));
@@ -168,7 +139,7 @@ fn no_deadlock_with_writers_fork_and_panics() {
         }));
     }
     // Panics while sampling: the payload and the unwinding allocate and free at rate 1.
-    for _ in 0..20 {
+    for _ in 0..20 * common::stress() {
         let r = std::thread::spawn(|| {
             let _v = std::hint::black_box(vec![0u8; 100]);
             panic!("boom {}", String::from("sampled"));
@@ -178,7 +149,7 @@ fn no_deadlock_with_writers_fork_and_panics() {
     }
     // fork while other threads hold (or are about to take) the sampler's lock: the child must
     // be able to allocate.
-    for _ in 0..20 {
+    for _ in 0..20 * common::stress() {
         // SAFETY: the child only allocates, frees and calls _exit.
         let pid = unsafe { libc::fork() };
         if pid == 0 {

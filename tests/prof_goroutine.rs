@@ -4,16 +4,13 @@
 
 mod common;
 
-#[path = "prof_util.rs"]
-mod util;
-
 use std::time::Duration;
 
-use common::{go, run};
+use common::prof::*;
+use common::{go, run, wait_count};
 use gort::chan;
 use gort::profiler::goroutine::{render2, GStack};
 use gort::profiler::proto::Profile;
-use util::*;
 
 /// Serializes the tests of this file: each counts goroutines.
 static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -21,7 +18,7 @@ static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Takes this file's turn, once the receivers a previous test released have finished (they
 /// share the stacks the tests count).
 fn turn() -> std::sync::MutexGuard<'static, ()> {
-    let t = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let t = common::take_turn(&TURN);
     for _ in 0..5000 {
         if !gort::goroutines().iter().any(|g| g.state == "chan receive") {
             break;
@@ -31,20 +28,9 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
     t
 }
 
-/// Waits until `n` goroutines are parked in a channel receive.
-fn wait_receivers(n: usize) {
-    for _ in 0..2000 {
-        let k = gort::goroutines().iter().filter(|g| g.state == "chan receive").count();
-        if k >= n {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    panic!("goroutines did not park");
-}
-
-/// The notes' `http_pprof_goroutine`: spawns goroutines that block forever on `<-a`. Here the
-/// spawning is driven by the test (`spawn` more goroutines per call) instead of a timer.
+/// The leak demo's `http_pprof_goroutine` (`examples/leak.rs`): spawns goroutines that block
+/// forever on `<-a`. Here the spawning is driven by the test (`spawn` more goroutines per call)
+/// instead of a timer.
 fn http_pprof_goroutine(a: &chan::Receiver<i32>, spawn: usize) {
     for _ in 0..spawn {
         let a = a.clone();
@@ -66,24 +52,13 @@ fn leak_demo_diff_with_base() {
         // (black_box: an unrolled loop would give each iteration its own call site.)
         for (spawn, total) in std::hint::black_box(vec![(5, 5), (20, 25)]) {
             http_pprof_goroutine(&rx, spawn);
-            wait_receivers(total);
+            wait_count("chan receive", total);
             ps.push(write("goroutine", 0));
         }
         (ps.remove(0), ps.remove(0))
     });
     let (p1, p2) = (decode_valid(&g1), decode_valid(&g2));
-    let count = |p: &Profile, needle: &str| -> i64 {
-        p.sample
-            .iter()
-            .filter(|s| {
-                s.location_id.iter().any(|id| {
-                    let l = &p.location[*id as usize - 1];
-                    l.line.iter().any(|ln| p.str(p.function[ln.function_id as usize - 1].name).contains(needle))
-                })
-            })
-            .map(|s| s.value[0])
-            .sum()
-    };
+    let count = |p: &Profile, needle: &str| stack_sum(p, needle, 0);
     assert_eq!(count(&p2, "http_pprof_goroutine") - count(&p1, "http_pprof_goroutine"), 20);
     // The delta an HTTP `?seconds=N` request serves: only the 20 new goroutines remain.
     let d = gort::profiler::proto::delta(&p1, &p2).unwrap();
@@ -115,7 +90,7 @@ fn debug1_text_has_go_shape() {
     let (tx, rx) = chan::chan::<i32>(0);
     let text = run(move || {
         http_pprof_goroutine(&rx, 3);
-        wait_receivers(3);
+        wait_count("chan receive", 3);
         String::from_utf8(write("goroutine", 1)).unwrap()
     });
     drop(tx);
@@ -166,7 +141,7 @@ fn debug2_text_has_go_shape() {
     let (tx, rx) = chan::chan::<i32>(0);
     let text = run(move || {
         http_pprof_goroutine(&rx, 2);
-        wait_receivers(2);
+        wait_count("chan receive", 2);
         String::from_utf8(write("goroutine", 2)).unwrap()
     });
     drop(tx);
@@ -211,7 +186,7 @@ fn created_by_names_the_spawner_of_a_fn_item() {
     *RX.lock().unwrap() = Some(rx);
     let (text, id) = run(move || {
         let h = spawn_the_worker();
-        wait_receivers(1);
+        wait_count("chan receive", 1);
         let text = String::from_utf8(write("goroutine", 2)).unwrap();
         drop(tx);
         let id = h.id();
@@ -237,7 +212,7 @@ fn long_wait_shows_minutes_end_to_end() {
         let (tx, rx) = chan::chan::<()>(0);
         let h = go!(move || rx.recv());
         let id = h.id();
-        wait_receivers(1);
+        wait_count("chan receive", 1);
         let mut found = None;
         gort::runtime::for_each_g(|g| {
             if g.id() == h.id() {
@@ -323,15 +298,7 @@ fn go_written_fixture_decodes() {
     assert_eq!(p.period, 1);
     assert!(p.time_nanos > 0);
     let three = p.sample.iter().find(|s| s.value == [3]).expect("the 3 blocked goroutines");
-    let names: Vec<&str> = three
-        .location_id
-        .iter()
-        .map(|id| {
-            let l = p.location.iter().find(|l| l.id == *id).unwrap();
-            let f = p.function.iter().find(|f| f.id == l.line[0].function_id).unwrap();
-            p.str(f.name)
-        })
-        .collect();
+    let names: Vec<&str> = three.location_id.iter().map(|&id| location_names(&p, id)[0]).collect();
     assert_eq!(names, ["runtime.gopark", "runtime.chanrecv", "runtime.chanrecv1", "main.blocked"]);
     let m = &p.mapping[0];
     assert!(m.has_functions && m.memory_start > 0 && m.memory_limit > m.memory_start);
@@ -355,7 +322,7 @@ fn labels_split_groups_and_are_inherited() {
         });
         assert!(labels().0.is_empty(), "labels restored");
         http_pprof_goroutine(&rx, 1);
-        wait_receivers(6);
+        wait_count("chan receive", 6);
         (String::from_utf8(write("goroutine", 1)).unwrap(), write("goroutine", 0))
     });
     drop(tx);

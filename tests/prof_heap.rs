@@ -6,15 +6,11 @@
 
 mod common;
 
-#[path = "prof_util.rs"]
-mod util;
-
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use common::prof::*;
 use common::{go, run};
-use gort::profiler::proto::Profile;
-use util::*;
 
 #[global_allocator]
 static ALLOC: gort::profiler::Allocator = gort::profiler::Allocator::system();
@@ -41,20 +37,6 @@ fn new_slice_in_heap1() {
 
 fn new_slice_in_heap2() {
     *G_SLICE2.lock().unwrap() = vec![0u8; 24 * MIB];
-}
-
-/// Sum of `value[idx]` over samples whose leaf function's name contains `leaf`.
-fn leaf_sum(p: &Profile, leaf: &str, idx: usize) -> i64 {
-    p.sample
-        .iter()
-        .filter(|s| {
-            s.location_id.first().is_some_and(|id| {
-                let l = &p.location[*id as usize - 1];
-                l.line.first().is_some_and(|ln| p.str(p.function[ln.function_id as usize - 1].name).contains(leaf))
-            })
-        })
-        .map(|s| s.value[idx])
-        .sum()
 }
 
 /// Spawns `n` goroutines that stay parked until `gate` closes (each needs its own descriptor).

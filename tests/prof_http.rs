@@ -3,18 +3,14 @@
 
 mod common;
 
-#[path = "prof_util.rs"]
-mod util;
-
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::go;
+use common::prof::*;
 use gort::profiler::Server;
-use util::*;
 
 /// One server for the whole file.
 fn server() -> SocketAddr {
@@ -23,57 +19,15 @@ fn server() -> SocketAddr {
 }
 
 /// Serializes the tests (the hog test takes every P).
-fn turn() -> MutexGuard<'static, ()> {
-    static T: Mutex<()> = Mutex::new(());
-    T.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Sends `raw` and reads the reply until the server closes (it always sends `Connection: close`).
-fn send(addr: SocketAddr, raw: &[u8], timeout: Duration) -> Reply {
-    let mut c = std::net::TcpStream::connect_timeout(&addr, timeout).expect("connect");
-    c.set_read_timeout(Some(timeout)).unwrap();
-    c.set_write_timeout(Some(timeout)).unwrap();
-    c.write_all(raw).expect("write request");
-    let mut buf = Vec::new();
-    c.read_to_end(&mut buf).expect("read reply");
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head = match resp.parse(&buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        r => panic!("bad reply {r:?}: {:?}", String::from_utf8_lossy(&buf)),
-    };
-    let headers: Vec<(String, String)> =
-        resp.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect();
-    let status = resp.code.unwrap();
-    let body = buf[head..].to_vec();
-    let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).unwrap().1.parse().unwrap();
-    assert_eq!(body.len(), len, "Content-Length");
-    Reply { status, headers, body }
-}
+static TURN: Mutex<()> = Mutex::new(());
 
 fn get(path: &str) -> Reply {
-    let raw = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    send(server(), raw.as_bytes(), Duration::from_secs(30))
+    http_get(server(), path)
 }
 
 #[test]
 fn index_and_text_profiles() {
-    let _t = turn();
+    let _t = common::take_turn(&TURN);
     let r = get("/debug/pprof/");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
@@ -98,7 +52,7 @@ fn index_and_text_profiles() {
 
 #[test]
 fn proto_profiles() {
-    let _t = turn();
+    let _t = common::take_turn(&TURN);
     for name in ["goroutine", "heap", "allocs", "threadcreate"] {
         let r = get(&format!("/debug/pprof/{name}"));
         assert_eq!(r.status, 200, "{name}: {}", r.text());
@@ -119,7 +73,7 @@ fn proto_profiles() {
 
 #[test]
 fn cmdline_and_symbol() {
-    let _t = turn();
+    let _t = common::take_turn(&TURN);
     let r = get("/debug/pprof/cmdline");
     assert_eq!(r.status, 200);
     let args: Vec<String> = std::env::args().collect();
@@ -132,7 +86,7 @@ fn cmdline_and_symbol() {
     let body = format!("{pc:#x}+0x0+junk");
     let raw =
         format!("POST /debug/pprof/symbol HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-    let r = send(server(), raw.as_bytes(), Duration::from_secs(30));
+    let r = http_send(server(), raw.as_bytes(), common::PATIENCE);
     assert_eq!(r.status, 200);
     let text = r.text();
     let mut lines = text.lines();
@@ -151,7 +105,7 @@ fn marker() -> usize {
 
 #[test]
 fn errors_and_malformed_requests() {
-    let _t = turn();
+    let _t = common::take_turn(&TURN);
     let r = get("/debug/pprof/nosuch");
     assert_eq!((r.status, r.text().as_str()), (404, "Unknown profile\n"));
     assert_eq!(r.header("X-Go-Pprof"), Some("1"));
@@ -168,16 +122,16 @@ fn errors_and_malformed_requests() {
     }
 
     // Garbage, too many headers, an oversized head: 400/431, and the server keeps serving.
-    let r = send(server(), b"\x01\x02 nonsense\r\n\r\n", Duration::from_secs(30));
+    let r = http_send(server(), b"\x01\x02 nonsense\r\n\r\n", common::PATIENCE);
     assert_eq!(r.status, 400);
     let mut many = String::from("GET /debug/pprof/ HTTP/1.1\r\n");
     for i in 0..100 {
         many.push_str(&format!("X-{i}: y\r\n"));
     }
     many.push_str("\r\n");
-    assert_eq!(send(server(), many.as_bytes(), Duration::from_secs(30)).status, 431);
+    assert_eq!(http_send(server(), many.as_bytes(), common::PATIENCE).status, 431);
     let huge = format!("GET /debug/pprof/ HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(100 << 10));
-    assert_eq!(send(server(), huge.as_bytes(), Duration::from_secs(30)).status, 431);
+    assert_eq!(http_send(server(), huge.as_bytes(), common::PATIENCE).status, 431);
     // A client that connects and sends nothing does not hold anything up.
     let idle = std::net::TcpStream::connect(server()).unwrap();
     assert_eq!(get("/debug/pprof/cmdline").status, 200);
@@ -188,7 +142,7 @@ fn errors_and_malformed_requests() {
 /// accept goroutine a P).
 #[test]
 fn answers_while_every_p_is_busy() {
-    let _t = turn();
+    let _t = common::take_turn(&TURN);
     let addr = server();
     let stop = Arc::new(AtomicBool::new(false));
     let started = Arc::new(AtomicUsize::new(0));
@@ -213,24 +167,22 @@ fn answers_while_every_p_is_busy() {
     }
     let res = std::thread::spawn(move || {
         let raw = b"GET /debug/pprof/goroutine?debug=1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
-        let t = Instant::now();
-        let r = send(addr, raw, Duration::from_secs(5));
-        (r.status, r.text(), t.elapsed())
+        let r = http_send(addr, raw, Duration::from_secs(5));
+        (r.status, r.text())
     })
     .join();
     stop.store(true, Ordering::Relaxed);
     for h in hogs {
         let _ = h.join();
     }
-    let (status, text, took) = res.expect("server did not answer within 5 s while every P was busy");
-    eprintln!("answered in {took:?} with {n} hogs");
+    let (status, text) = res.expect("server did not answer within 5 s while every P was busy");
     assert_eq!(status, 200);
     assert!(text.starts_with("goroutine profile: total "), "{text}");
 }
 
 #[test]
 fn go_tool_pprof_against_live_server() {
-    let _t = turn();
+    let _t = common::take_turn(&TURN);
     if !have_go() {
         return;
     }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use common::{go, run};
@@ -38,13 +38,8 @@ fn main() {
 }
 
 fn child(name: &str, env: &[(&str, &str)]) -> (Output, String, String) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    let mut cmd = common::child_command();
     cmd.env(SCENARIO_ENV, name);
-    for (k, _) in std::env::vars() {
-        if k == "GOMAXPROCS" || k.starts_with("GORT_") && k != SCENARIO_ENV {
-            cmd.env_remove(k);
-        }
-    }
     cmd.envs(env.iter().copied());
     // A watchdog: a scenario that hangs is a failure, not a stuck CI run.
     let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
@@ -185,7 +180,7 @@ fn reported_waiter_is_not_woken_again() {
 
 fn detection_can_be_turned_off() {
     // With GORT_DEADLOCK=0 the same program just hangs: the watchdog kill proves it waited.
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    let mut cmd = common::child_command();
     cmd.env(SCENARIO_ENV, "deadlock").env("GORT_DEADLOCK", "0");
     let mut c = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(1500));

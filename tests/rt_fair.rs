@@ -50,10 +50,10 @@ fn spin(stop: &AtomicBool) -> u64 {
 /// On a machine loaded by other processes the OS alone can delay a waking thread past 20 ms.
 /// So the same ticker also runs beside the same number of spinning *plain threads* (which hold
 /// no P, so only the OS can delay the ticker): the goroutine hogs may cost at most 10 ms more
-/// than that control. On a quiet machine the control is ~10 ms and the bound is the 20 ms.
+/// than that control. On a quiet machine the control is ~10 ms and the bound is 20 ms.
 #[test]
 fn ticker_keeps_time_while_hogs_spin() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _s = common::take_turn(&SERIAL);
     run(|| {
         // Up to three attempts: another process's burst can spoil one, a starvation bug spoils
         // every one (the ticker then waits for the hogs' 10 s cap).
@@ -106,7 +106,6 @@ fn ticker_beside_hogs() -> (Duration, Duration) {
     for h in hogs {
         h.join().unwrap();
     }
-    eprintln!("worst tick interval: {worst:?} beside {n} goroutine hogs, {control:?} beside {n} thread hogs");
     assert_eq!(spins.load(Ordering::Relaxed), n as u64);
     (worst, control)
 }
@@ -114,7 +113,7 @@ fn ticker_beside_hogs() -> (Duration, Duration) {
 /// With every P's goroutine inside `blocking`, other goroutines still run to completion.
 #[test]
 fn blocking_keeps_others_running() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _s = common::take_turn(&SERIAL);
     run(|| {
         let n = gort::gomaxprocs();
         let release = Arc::new(AtomicBool::new(false));
@@ -156,7 +155,7 @@ fn blocking_keeps_others_running() {
 /// `GORT_SCHEDTRACE=ms` prints Go-shaped scheduler lines to stderr.
 #[test]
 fn schedtrace_prints_lines() {
-    if std::env::var_os("GORT_FAIR_CHILD").is_some() {
+    if common::in_child() {
         run(|| {
             let hs: Vec<_> = (0..4).map(|_| go!(|| gort::time::sleep(Duration::from_millis(120)))).collect();
             for h in hs {
@@ -165,15 +164,8 @@ fn schedtrace_prints_lines() {
         });
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "schedtrace_prints_lines", "--nocapture"])
-        .env("GORT_FAIR_CHILD", "1")
-        .env("GORT_SCHEDTRACE", "20")
-        .env("GOMAXPROCS", "2")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let out = common::run_child_ok("schedtrace_prints_lines", &[("GORT_SCHEDTRACE", "20"), ("GOMAXPROCS", "2")]);
+    let err = common::stderr(&out);
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("SCHED ")).collect();
     assert!(lines.len() >= 2, "stderr:\n{err}");
     for l in &lines {
@@ -193,16 +185,18 @@ fn schedtrace_prints_lines() {
 #[test]
 fn ready_from_inside_blocking_wakes_at_once() {
     if !common::in_child() {
-        let out = common::run_child("ready_from_inside_blocking_wakes_at_once", &[("GOMAXPROCS", "2")]);
-        assert!(out.status.success(), "child failed:\n{}", common::stderr(&out));
+        common::run_child_ok("ready_from_inside_blocking_wakes_at_once", &[("GOMAXPROCS", "2")]);
         return;
     }
-    let _w = common::Watchdog::new("ready_from_inside_blocking_wakes_at_once", Duration::from_secs(60));
-    const ROUNDS: usize = 15;
+    let rounds = 15 * common::stress();
+    let _w = common::Watchdog::new(
+        "ready_from_inside_blocking_wakes_at_once",
+        Duration::from_secs(60) * common::stress() as u32,
+    );
     let retakes_before = gort::runtime::proc::syscall_retakes();
-    let mut lat = run(|| {
+    let mut lat = run(move || {
         let mut lat = Vec::new();
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds {
             let (tx, rx) = gort::chan::chan::<Instant>(0);
             let (back_tx, back_rx) = gort::chan::chan::<Duration>(0);
             go!(move || {
@@ -228,7 +222,7 @@ fn ready_from_inside_blocking_wakes_at_once() {
     // tick in the same call, should never need to. With the bug every round left the sender's P
     // in its system call for sysmon to find, and the receiver waited for that (ms, not µs).
     let retakes = gort::runtime::proc::syscall_retakes() - retakes_before;
-    assert!(retakes < ROUNDS as u64 / 3, "sysmon had to retake {retakes} Ps in {ROUNDS} rounds (latencies {lat:?})");
+    assert!(retakes < rounds as u64 / 3, "sysmon had to retake {retakes} Ps in {rounds} rounds (latencies {lat:?})");
     assert!(median < Duration::from_millis(5), "median wake latency {median:?} (all: {lat:?})");
     // Every P goes idle again, and the counter agrees with the idle list.
     let t0 = Instant::now();

@@ -75,8 +75,8 @@ fn ping_pong(ping: Arc<Sem>, pong: Arc<Sem>, rounds: u64, counter: Arc<AtomicU64
 #[test]
 fn ping_pong_ten_million_no_lost_wakeup() {
     const PAIRS: u64 = 4;
-    const ROUNDS: u64 = 10_000_000 / PAIRS / 2;
-    let _w = Watchdog::new("ping_pong_ten_million", Duration::from_secs(300));
+    let rounds = 10_000_000 / PAIRS / 2 * common::stress() as u64;
+    let _w = Watchdog::new("ping_pong_ten_million", Duration::from_secs(300) * common::stress() as u32);
     let counter = Arc::new(AtomicU64::new(0));
     let c = counter.clone();
     run(move || {
@@ -86,7 +86,7 @@ fn ping_pong_ten_million_no_lost_wakeup() {
             // `ping_pong` builds the goroutine's closure here (not `go!(f(args))`, which would
             // call it in the goroutine).
             let (side_a, side_b) =
-                (ping_pong(a.clone(), b.clone(), ROUNDS, c.clone()), ping_pong(b, a.clone(), ROUNDS, c.clone()));
+                (ping_pong(a.clone(), b.clone(), rounds, c.clone()), ping_pong(b, a.clone(), rounds, c.clone()));
             hs.push(go!(side_a));
             hs.push(go!(side_b));
             a.release(); // serve
@@ -95,7 +95,7 @@ fn ping_pong_ten_million_no_lost_wakeup() {
             h.join().unwrap();
         }
     });
-    assert_eq!(counter.load(Ordering::Relaxed), PAIRS * ROUNDS * 2);
+    assert_eq!(counter.load(Ordering::Relaxed), PAIRS * rounds * 2);
 }
 
 /// Ping-pong between a goroutine and a plain OS thread: truly across threads every time.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{go, run};
+use common::{go, run, PATIENCE};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,18 +13,6 @@ use std::time::{Duration, Instant};
 use common::Watchdog;
 use gort::chan;
 use gort::sync::{Parker, Unparker};
-
-/// Longest wait for something that must happen; reaching it fails the test.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Waits until goroutine `id` is parked on a `Parker`.
-fn wait_parked(id: u64) {
-    let deadline = Instant::now() + PATIENCE;
-    while !gort::goroutines().iter().any(|g| g.id == id && g.state == "sync.Parker.park") {
-        assert!(Instant::now() < deadline, "goroutine {id} never parked on its Parker");
-        gort::time::sleep(Duration::from_millis(1));
-    }
-}
 
 #[test]
 fn handles_are_send_and_unparker_is_sync() {
@@ -64,8 +52,7 @@ fn unpark_from_another_goroutine_wakes_a_parked_goroutine() {
         });
         let u = rx.recv().unwrap();
         // Parked as a goroutine (its thread is free), with its wait reason in the dump.
-        wait_parked(owner.id());
-        let info = gort::goroutines().into_iter().find(|g| g.id == owner.id()).unwrap();
+        let info = common::wait_state(owner.id(), "sync.Parker.park");
         assert_eq!(info.wait_reason, Some(gort::WaitReason::SyncParker));
         go!(move || {
             done.store(true, Ordering::Release);
@@ -83,7 +70,7 @@ fn unpark_from_a_plain_thread_wakes_a_parked_goroutine() {
         let u = p.unparker();
         let me = gort::current_id().unwrap();
         let t = std::thread::spawn(move || {
-            wait_parked(me);
+            common::wait_state(me, "sync.Parker.park");
             u.unpark();
         });
         p.park();
@@ -203,8 +190,7 @@ fn timeouts_never_lose_an_unpark() {
 fn late_unpark_wakes_no_stranger() {
     const N: usize = 200;
     if !common::in_child() {
-        let out = common::run_child("late_unpark_wakes_no_stranger", &[("GOMAXPROCS", "1")]);
-        assert!(out.status.success(), "child failed:\n{}", common::stderr(&out));
+        common::run_child_ok("late_unpark_wakes_no_stranger", &[("GOMAXPROCS", "1")]);
         return;
     }
     let _w = Watchdog::new("late_unpark_wakes_no_stranger", PATIENCE);
@@ -235,11 +221,7 @@ fn late_unpark_wakes_no_stranger() {
                 })
             })
             .collect();
-        let deadline = Instant::now() + PATIENCE;
-        while gort::goroutines().iter().filter(|g| g.state == "chan receive").count() < N {
-            assert!(Instant::now() < deadline, "the receivers never all parked");
-            gort::yield_now();
-        }
+        common::wait_count("chan receive", N);
         assert!(reused.load(Ordering::Relaxed), "no new goroutine reused the owner's G");
 
         for n in [1, 1000] {
@@ -265,16 +247,16 @@ fn late_unpark_wakes_no_stranger() {
 /// Two goroutines hand a turn back and forth through two Parkers, on both Ps.
 #[test]
 fn ping_pong_between_two_parkers() {
-    const ROUNDS: u64 = 200_000;
-    let _w = Watchdog::new("ping_pong_between_two_parkers", Duration::from_secs(120));
-    run(|| {
+    let rounds = 200_000 * common::stress() as u64;
+    let _w = Watchdog::new("ping_pong_between_two_parkers", Duration::from_secs(120) * common::stress() as u32);
+    run(move || {
         // The turn counter: even for A, odd for B.
         let turn = Arc::new(AtomicU64::new(0));
         let (pa, pb) = (Parker::new(), Parker::new());
         let (ua, ub) = (pa.unparker(), pb.unparker());
         let side = move |me: u64, p: Parker, other: Unparker, turn: Arc<AtomicU64>| {
             move || {
-                for _ in 0..ROUNDS {
+                for _ in 0..rounds {
                     while turn.load(Ordering::Acquire) % 2 != me {
                         p.park();
                     }
@@ -289,6 +271,6 @@ fn ping_pong_between_two_parkers() {
         let b = go!(side_b);
         a.join().unwrap();
         b.join().unwrap();
-        assert_eq!(turn.load(Ordering::Relaxed), 2 * ROUNDS);
+        assert_eq!(turn.load(Ordering::Relaxed), 2 * rounds);
     });
 }

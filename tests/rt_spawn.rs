@@ -198,8 +198,7 @@ fn yield_interleaves_on_one_p() {
         assert!(order.windows(2).all(|w| w[0] != w[1]), "{order:?}");
         return;
     }
-    let out = common::run_child("yield_interleaves_on_one_p", &[("GOMAXPROCS", "1")]);
-    assert!(out.status.success(), "child failed:\n{}", common::stderr(&out));
+    common::run_child_ok("yield_interleaves_on_one_p", &[("GOMAXPROCS", "1")]);
 }
 
 /// Skynet with join handles, repeated: every goroutine joins ten children that finish on other
@@ -215,8 +214,8 @@ fn skynet_join_storm() {
         let hs: Vec<_> = (0..10).map(|i| go!(move || skynet(num + i * sub, sub))).collect();
         hs.into_iter().map(|h| h.join().unwrap()).sum()
     }
-    let _w = Watchdog::new("skynet_join_storm", Duration::from_secs(240));
-    for _ in 0..5 {
+    let _w = Watchdog::new("skynet_join_storm", Duration::from_secs(240) * common::stress() as u32);
+    for _ in 0..5 * common::stress() {
         assert_eq!(run(|| skynet(0, 100_000)), 4_999_950_000);
     }
 }
@@ -230,8 +229,7 @@ fn skynet_join_storm() {
 fn overflowing_spawns_run_newest_first() {
     const N: usize = 20_000;
     if !common::in_child() {
-        let out = common::run_child("overflowing_spawns_run_newest_first", &[("GOMAXPROCS", "1")]);
-        assert!(out.status.success(), "child failed:\n{}", common::stderr(&out));
+        common::run_child_ok("overflowing_spawns_run_newest_first", &[("GOMAXPROCS", "1")]);
         return;
     }
     let order = Arc::new(std::sync::Mutex::new(Vec::with_capacity(N)));

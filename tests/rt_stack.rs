@@ -4,29 +4,11 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use common::{go, run};
+use common::{go, in_child, run, run_child, run_child_ok};
 use gort::{GRef, WaitReason};
-
-/// Set in a child process: which overflow scenario to run.
-const CHILD_ENV: &str = "GORT_RT_STACK_CHILD";
-
-/// Re-runs test `name` of this binary in a child process with `CHILD_ENV=1` plus `env`.
-fn run_child(name: &str, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]).env(CHILD_ENV, "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
-
-fn in_child() -> bool {
-    std::env::var_os(CHILD_ENV).is_some()
-}
 
 /// Unbounded recursion with a 1 KiB frame (the branch keeps the compiler from complaining).
 #[inline(never)]
@@ -54,7 +36,7 @@ fn overflow_child(stack_size: usize) -> ! {
 }
 
 fn assert_overflow_report(out: &Output, size_text: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr(out);
     assert_eq!(out.status.signal(), Some(libc::SIGABRT), "expected an abort, got {:?}; stderr:\n{err}", out.status);
     assert!(err.contains("fatal error: stack overflow"), "stderr:\n{err}");
     assert!(err.contains("goroutine "), "stderr:\n{err}");
@@ -69,7 +51,7 @@ fn overflow_on_guarded_stack_is_reported() {
     }
     let out = run_child("overflow_on_guarded_stack_is_reported", &[("GORT_STACK_SIZE", "256k")]);
     assert_overflow_report(&out, "256 KiB");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr(&out);
     assert!(err.contains("runtime: goroutine stack exceeds 262144-byte limit"), "stderr:\n{err}");
 }
 
@@ -129,13 +111,11 @@ fn outside_read_of_a_gap_is_no_overflow() {
         println!("outside reads: no overflow");
         return;
     }
-    let out = run_child(
+    let out = run_child_ok(
         "outside_read_of_a_gap_is_no_overflow",
         &[("GORT_GUARDED_STACKS", "0"), ("GORT_STACK_SIZE", "256k"), ("GOMAXPROCS", "1")],
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "child failed ({:?}):\n{stderr}\n{stdout}", out.status);
+    let (stdout, stderr) = (common::stdout(&out), common::stderr(&out));
     assert!(stdout.contains("outside reads: no overflow"), "{stdout}");
     assert!(!stderr.contains("stack overflow"), "{stderr}");
 }
@@ -168,10 +148,8 @@ static PARKED: Mutex<Vec<GRef>> = Mutex::new(Vec::new());
 #[test]
 fn million_goroutines_alive_at_once() {
     const N: usize = 1_000_000;
-    let t0 = Instant::now();
-    let (peak, sum, t_spawn, t_park) = run(|| {
+    let (peak, sum) = run(|| {
         PARKED.lock().unwrap().reserve(N);
-        let t = Instant::now();
         let mut handles = Vec::with_capacity(N);
         for i in 0..N {
             handles.push(go!(move || {
@@ -187,11 +165,9 @@ fn million_goroutines_alive_at_once() {
                 i as u64
             }));
         }
-        let t_spawn = t.elapsed();
         while PARKED.lock().unwrap().len() < N {
             gort::yield_now();
         }
-        let t_park = t.elapsed();
         let peak = gort::num_goroutine();
         let parked = std::mem::take(&mut *PARKED.lock().unwrap());
         for g in parked {
@@ -199,12 +175,8 @@ fn million_goroutines_alive_at_once() {
             unsafe { gort::ready(g) };
         }
         let sum: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
-        (peak, sum, t_spawn, t_park)
+        (peak, sum)
     });
-    eprintln!(
-        "1M goroutines: spawned in {t_spawn:?}, all parked after {t_park:?}, peak num_goroutine {peak}, total {:?}",
-        t0.elapsed()
-    );
     assert!(peak >= N, "num_goroutine peaked at {peak}");
     assert_eq!(sum, (N as u64 - 1) * N as u64 / 2);
 }
@@ -235,9 +207,7 @@ fn guard_budget_child(limit: usize) {
                 gort::yield_now(); // let them start (and take their stacks)
             }
         }
-        while gort::goroutines().iter().filter(|g| g.state == "chan receive").count() < hs.len() {
-            gort::time::sleep(Duration::from_millis(1));
-        }
+        common::wait_count("chan receive", hs.len());
         println!("alive {} maps_added {}", hs.len(), maps_now() - maps0);
         if let Some(e) = refused {
             println!("refused: {e}");
@@ -268,9 +238,7 @@ fn guard_budget_follows_max_map_count() {
         return;
     }
     let env = [("GORT_STACK_GUARDS", "mprotect"), ("GORT_MAX_MAP_COUNT", "8000"), ("GORT_STACK_SIZE", "64k")];
-    let out = run_child("guard_budget_follows_max_map_count", &env);
-    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{o}\n{e}");
+    let o = common::stdout(&run_child_ok("guard_budget_follows_max_map_count", &env));
     let nums: Vec<usize> = o
         .lines()
         .find_map(|l| l.split_once("alive ").map(|(_, rest)| rest))
@@ -289,8 +257,6 @@ fn guard_budget_follows_max_map_count() {
     let mut env2 = env.to_vec();
     env2.push(("GORT_UNGUARDED_STACKS", "1"));
     env2.push(("LIMIT", "5000"));
-    let out = run_child("guard_budget_follows_max_map_count", &env2);
-    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{o}\n{e}");
+    let o = common::stdout(&run_child_ok("guard_budget_follows_max_map_count", &env2));
     assert!(o.contains("alive 5000 ") && !o.contains("refused"), "{o}");
 }

@@ -147,14 +147,9 @@ fn cpu_time() -> Duration {
 /// waiting costs a small fraction of a CPU, not a spinning core.
 #[test]
 fn idle_runtime_does_not_spin() {
-    if std::env::var_os("GORT_TIME_CHILD").is_none() {
+    if !common::in_child() {
         // Alone in a child process, so other tests' work does not count.
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "idle_runtime_does_not_spin", "--nocapture"])
-            .env("GORT_TIME_CHILD", "1")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        common::run_child_ok("idle_runtime_does_not_spin", &[]);
         return;
     }
     run(|| {
@@ -165,7 +160,6 @@ fn idle_runtime_does_not_spin() {
             h.join().unwrap();
         }
         let (cpu, wall) = (cpu_time() - c0, t0.elapsed());
-        eprintln!("idle wait: {wall:?} wall, {cpu:?} CPU");
         assert!(cpu < wall / 4, "{cpu:?} of CPU during {wall:?} of sleeping");
     });
 }
@@ -210,8 +204,7 @@ fn stopped_timers_are_swept() {
 #[test]
 fn every_waiter_of_a_timer_wakes() {
     if !common::in_child() {
-        let out = common::run_child("every_waiter_of_a_timer_wakes", &[("GOMAXPROCS", "1")]);
-        assert!(out.status.success(), "child failed:\n{}", common::stderr(&out));
+        let out = common::run_child_ok("every_waiter_of_a_timer_wakes", &[("GOMAXPROCS", "1")]);
         assert!(common::stdout(&out).contains("all 5 waiters woke"), "{}", common::stdout(&out));
         return;
     }

@@ -165,7 +165,7 @@ fn soak() {
             for _ in 0..3 {
                 let (mrx, total) = (mrx.clone(), total.clone());
                 consumers.push(go!(move || loop {
-                    match mrx.recv_timeout(Duration::from_secs(30)) {
+                    match mrx.recv_timeout(common::PATIENCE) {
                         Ok(v) => {
                             total.fetch_add(v, Ordering::Relaxed);
                         }

@@ -7,21 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{go, run};
+use common::{go, run, wait_state, PATIENCE};
 use gort::chan;
 use gort::sync::{Cond, Mutex, Once, OnceLock, RwLock, Semaphore, WaitGroup};
-
-/// Longest wait for something that must happen; reaching it fails the test.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Waits until goroutine `id` shows wait reason `state`.
-fn wait_state(id: u64, state: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    while !gort::goroutines().iter().any(|g| g.id == id && g.state == state) {
-        assert!(Instant::now() < deadline, "goroutine {id} never reached {state:?}");
-        gort::time::sleep(Duration::from_millis(1));
-    }
-}
 
 #[test]
 fn mutex_basics() {

@@ -8,9 +8,9 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{go, run};
+use common::{go, run, take_turn, wait_state, PATIENCE};
 use gort::chan;
 use gort::runtime::prof_hooks::{self, BlockRecord};
 use gort::sync::{Mutex, MutexGuard, WaitGroup};
@@ -18,14 +18,8 @@ use gort::sync::{Mutex, MutexGuard, WaitGroup};
 /// Serializes the tests of this file (the profile rates are global).
 static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Longest wait for something that must happen; reaching it fails the test.
-const PATIENCE: Duration = Duration::from_secs(30);
 /// How long the blocking party is kept waiting.
 const DELAY: Duration = Duration::from_millis(50);
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Records in `after` that are new or grew since `before` (count and delay differences).
 fn delta(before: &[BlockRecord], after: &[BlockRecord]) -> Vec<BlockRecord> {
@@ -45,12 +39,25 @@ fn has_frame_in(stack: &[usize], f: usize) -> bool {
     stack.iter().any(|&pc| pc > f && pc < f + 1024)
 }
 
-fn wait_state(id: u64, state: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    while !gort::goroutines().iter().any(|g| g.id == id && g.state == state) {
-        assert!(Instant::now() < deadline, "goroutine {id} never reached {state:?}");
-        gort::time::sleep(Duration::from_millis(1));
-    }
+/// The one record of `new` with a frame in the function at `f` (`what`, for the message): one
+/// event that waited at least [`DELAY`].
+fn one_wait_in<'a>(new: &'a [BlockRecord], f: usize, what: &str) -> &'a BlockRecord {
+    let rec = new
+        .iter()
+        .find(|r| has_frame_in(&r.stack, f))
+        .unwrap_or_else(|| panic!("no record with {what} on its stack: {new:?}"));
+    assert_eq!(rec.count, 1);
+    assert!(rec.delay_ns >= DELAY.as_nanos() as i64, "delay {} ns < {DELAY:?}", rec.delay_ns);
+    rec
+}
+
+/// Starts a goroutine that locks `m` (held by the caller) in [`lock_here`] and waits until it
+/// blocks there.
+fn blocked_locker(m: &Arc<Mutex<u32>>) -> gort::JoinHandle<()> {
+    let m2 = m.clone();
+    let locker = go!(move || lock_here(&m2));
+    wait_state(locker.id(), "sync.Mutex.Lock");
+    locker
 }
 
 #[inline(never)]
@@ -74,7 +81,7 @@ fn unlock_here(g: MutexGuard<'_, u32>) {
 /// goroutine's stack, lasting at least as long as the sender made it wait.
 #[test]
 fn block_profile_records_blocking_receive() {
-    let _t = turn();
+    let _t = take_turn(&TURN);
     run(|| {
         prof_hooks::set_block_profile_rate(1);
         assert_eq!(prof_hooks::block_profile_rate(), 1);
@@ -88,12 +95,7 @@ fn block_profile_records_blocking_receive() {
         assert_eq!(h.join().unwrap(), Some(1));
         prof_hooks::set_block_profile_rate(0);
         let new = delta(&before, &prof_hooks::block_profile());
-        let rec = new
-            .iter()
-            .find(|r| has_frame_in(&r.stack, block_here as *const () as usize))
-            .unwrap_or_else(|| panic!("no record with block_here on its stack: {new:?}"));
-        assert_eq!(rec.count, 1);
-        assert!(rec.delay_ns >= DELAY.as_nanos() as i64, "delay {} ns < {DELAY:?}", rec.delay_ns);
+        let rec = one_wait_in(&new, block_here as *const () as usize, "block_here");
         assert!(rec.delay_ns < PATIENCE.as_nanos() as i64);
     });
 }
@@ -101,7 +103,7 @@ fn block_profile_records_blocking_receive() {
 /// Blocking selects, WaitGroup waits and contended mutex waits feed the block profile too.
 #[test]
 fn block_profile_records_select_waitgroup_and_mutex_waits() {
-    let _t = turn();
+    let _t = take_turn(&TURN);
     run(|| {
         prof_hooks::set_block_profile_rate(1);
         let before = prof_hooks::block_profile();
@@ -121,9 +123,7 @@ fn block_profile_records_select_waitgroup_and_mutex_waits() {
         wait_state(waiter.id(), "sync.WaitGroup.Wait");
         let m = Arc::new(Mutex::new(0));
         let g = m.lock();
-        let m2 = m.clone();
-        let locker = go!(move || lock_here(&m2));
-        wait_state(locker.id(), "sync.Mutex.Lock");
+        let locker = blocked_locker(&m);
         gort::time::sleep(DELAY);
         tx.send(1).unwrap();
         wg.done();
@@ -143,27 +143,20 @@ fn block_profile_records_select_waitgroup_and_mutex_waits() {
 /// stack of the goroutine that unlocked (Go's attribution), not the waiter's.
 #[test]
 fn mutex_profile_records_contention_on_unlocker_stack() {
-    let _t = turn();
+    let _t = take_turn(&TURN);
     run(|| {
         assert_eq!(prof_hooks::set_mutex_profile_fraction(1), 0);
         assert_eq!(prof_hooks::set_mutex_profile_fraction(-1), 1, "negative only reads");
         let before = prof_hooks::mutex_profile();
         let m = Arc::new(Mutex::new(0));
         let g = m.lock();
-        let m2 = m.clone();
-        let locker = go!(move || lock_here(&m2));
-        wait_state(locker.id(), "sync.Mutex.Lock");
+        let locker = blocked_locker(&m);
         gort::time::sleep(DELAY);
         unlock_here(g);
         locker.join().unwrap();
         prof_hooks::set_mutex_profile_fraction(0);
         let new = delta(&before, &prof_hooks::mutex_profile());
-        let rec = new
-            .iter()
-            .find(|r| has_frame_in(&r.stack, unlock_here as *const () as usize))
-            .unwrap_or_else(|| panic!("no record on the unlocker's stack: {new:?}"));
-        assert_eq!(rec.count, 1);
-        assert!(rec.delay_ns >= DELAY.as_nanos() as i64, "delay {} ns < {DELAY:?}", rec.delay_ns);
+        one_wait_in(&new, unlock_here as *const () as usize, "unlock_here");
         assert!(!new.iter().any(|r| has_frame_in(&r.stack, lock_here as *const () as usize)), "charged to the waiter");
     });
 }
@@ -171,16 +164,14 @@ fn mutex_profile_records_contention_on_unlocker_stack() {
 /// A fraction r > 1 samples about 1 in r events and scales what it records by r.
 #[test]
 fn mutex_profile_fraction_scales() {
-    let _t = turn();
+    let _t = take_turn(&TURN);
     run(|| {
         prof_hooks::set_mutex_profile_fraction(2);
         let before = prof_hooks::mutex_profile();
         let m = Arc::new(Mutex::new(0));
         for _ in 0..40 {
             let g = m.lock();
-            let m2 = m.clone();
-            let locker = go!(move || lock_here(&m2));
-            wait_state(locker.id(), "sync.Mutex.Lock");
+            let locker = blocked_locker(&m);
             unlock_here(g);
             locker.join().unwrap();
         }
@@ -196,7 +187,7 @@ fn mutex_profile_fraction_scales() {
 /// With both profiles off (the default) nothing is recorded.
 #[test]
 fn nothing_recorded_when_off() {
-    let _t = turn();
+    let _t = take_turn(&TURN);
     run(|| {
         prof_hooks::set_block_profile_rate(0);
         prof_hooks::set_mutex_profile_fraction(0);
@@ -208,9 +199,7 @@ fn nothing_recorded_when_off() {
         h.join().unwrap();
         let m = Arc::new(Mutex::new(0));
         let g = m.lock();
-        let m2 = m.clone();
-        let locker = go!(move || lock_here(&m2));
-        wait_state(locker.id(), "sync.Mutex.Lock");
+        let locker = blocked_locker(&m);
         unlock_here(g);
         locker.join().unwrap();
         assert_eq!(delta(&b0, &prof_hooks::block_profile()), []);
@@ -222,7 +211,7 @@ fn nothing_recorded_when_off() {
 /// (well under a millisecond here, against a rate of 1000 s) are almost never recorded.
 #[test]
 fn long_rate_skips_short_events() {
-    let _t = turn();
+    let _t = take_turn(&TURN);
     run(|| {
         prof_hooks::set_block_profile_rate(1_000_000_000_000);
         let before = prof_hooks::block_profile();

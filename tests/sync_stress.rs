@@ -1,6 +1,6 @@
 //! `gort::sync` under load: exact mutex counters (goroutines, threads, mixed), RwLock
 //! invariants, WaitGroup over 100k goroutines, Cond broadcast to 10k waiters, semaphore bounds.
-//! Sized for a 2-core machine (seconds per test); `GORT_STRESS` multiplies the increments.
+//! Sized for a 2-core machine (seconds per test); `GORT_STRESS` multiplies every count.
 
 mod common;
 
@@ -8,23 +8,25 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{go, run};
+use common::{go, run, stress};
 use gort::chan;
 use gort::sync::{Cond, Mutex, RwLock, Semaphore, WaitGroup};
 
 const WORKERS: usize = 4;
 
 fn increments() -> u64 {
-    1_000_000 * common::stress() as u64
+    1_000_000 * stress() as u64
 }
-const WG_GOROUTINES: usize = 100_000;
-const COND_WAITERS: usize = 10_000;
-/// Longest wait for a result; reaching it fails the test.
-const PATIENCE: Duration = Duration::from_secs(120);
-
-/// Receives `n` values within [`PATIENCE`] each.
+fn wg_goroutines() -> usize {
+    100_000 * stress()
+}
+fn cond_waiters() -> usize {
+    10_000 * stress()
+}
+/// Receives `n` values within [`common::stress_patience`] each.
 fn collect<T>(rx: &chan::Receiver<T>, n: usize) -> Vec<T> {
-    (0..n).map(|i| rx.recv_timeout(PATIENCE).unwrap_or_else(|e| panic!("result {i} of {n}: {e}"))).collect()
+    let patience = common::stress_patience();
+    (0..n).map(|i| rx.recv_timeout(patience).unwrap_or_else(|e| panic!("result {i} of {n}: {e}"))).collect()
 }
 
 /// 4 goroutines x 1M lock/increment/unlock: the count is exact.
@@ -33,7 +35,6 @@ fn mutex_counter_goroutines() {
     run(|| {
         let m = Arc::new(Mutex::new(0u64));
         let (done_tx, done) = chan::chan::<()>(WORKERS);
-        let t0 = Instant::now();
         for _ in 0..WORKERS {
             let (m, done_tx) = (m.clone(), done_tx.clone());
             go!(move || {
@@ -44,8 +45,6 @@ fn mutex_counter_goroutines() {
             });
         }
         collect(&done, WORKERS);
-        let per_op = t0.elapsed() / (WORKERS as u32 * increments() as u32);
-        eprintln!("mutex 4 goroutines x 1M: {per_op:?} per lock/unlock");
         assert_eq!(*m.lock(), WORKERS as u64 * increments());
     });
 }
@@ -83,7 +82,8 @@ fn mutex_held_across_park() {
     run(|| {
         let m = Arc::new(Mutex::new(Vec::new()));
         let wg = Arc::new(WaitGroup::new());
-        for i in 0..50 {
+        let n = 50 * stress();
+        for i in 0..n {
             wg.add(1);
             let (m, wg) = (m.clone(), wg.clone());
             go!(move || {
@@ -97,7 +97,7 @@ fn mutex_held_across_park() {
             });
         }
         wg.wait();
-        assert_eq!(m.lock().len(), 50);
+        assert_eq!(m.lock().len(), n);
     });
 }
 
@@ -105,6 +105,7 @@ fn mutex_held_across_park() {
 #[test]
 fn rwlock_invariant_under_load() {
     run(|| {
+        let rounds = 50_000 * stress() as u64;
         let l = Arc::new(RwLock::new((0u64, 0u64)));
         let readers_inside = Arc::new(AtomicI64::new(0));
         let (done_tx, done) = chan::chan::<u64>(8);
@@ -112,7 +113,7 @@ fn rwlock_invariant_under_load() {
             let (l, inside, done_tx) = (l.clone(), readers_inside.clone(), done_tx.clone());
             let work = move || {
                 let mut reads = 0;
-                for i in 0..50_000u64 {
+                for i in 0..rounds {
                     if (i + w) % 10 == 0 {
                         let mut g = l.write();
                         assert_eq!(inside.load(Ordering::SeqCst), 0, "writer with readers inside");
@@ -136,7 +137,7 @@ fn rwlock_invariant_under_load() {
         }
         let reads: u64 = collect(&done, 8).into_iter().sum();
         let g = l.read();
-        assert_eq!(g.0, 8 * 50_000 - reads);
+        assert_eq!(g.0, 8 * rounds - reads);
         assert_eq!(g.0, g.1);
     });
 }
@@ -147,9 +148,8 @@ fn waitgroup_100k_goroutines() {
     run(|| {
         let wg = Arc::new(WaitGroup::new());
         let n = Arc::new(AtomicUsize::new(0));
-        wg.add(WG_GOROUTINES as i64);
-        let t0 = Instant::now();
-        for _ in 0..WG_GOROUTINES {
+        wg.add(wg_goroutines() as i64);
+        for _ in 0..wg_goroutines() {
             let (wg, n) = (wg.clone(), n.clone());
             go!(move || {
                 n.fetch_add(1, Ordering::Relaxed);
@@ -157,8 +157,7 @@ fn waitgroup_100k_goroutines() {
             });
         }
         wg.wait();
-        eprintln!("waitgroup fan-out of 100k: {:?}", t0.elapsed());
-        assert_eq!(n.load(Ordering::Relaxed), WG_GOROUTINES);
+        assert_eq!(n.load(Ordering::Relaxed), wg_goroutines());
     });
 }
 
@@ -167,8 +166,8 @@ fn waitgroup_100k_goroutines() {
 fn cond_broadcast_10k() {
     run(|| {
         let state = Arc::new((Mutex::new((false, 0usize)), Cond::new()));
-        let (done_tx, done) = chan::chan::<()>(COND_WAITERS);
-        for _ in 0..COND_WAITERS {
+        let (done_tx, done) = chan::chan::<()>(cond_waiters());
+        for _ in 0..cond_waiters() {
             let (state, done_tx) = (state.clone(), done_tx.clone());
             go!(move || {
                 let (m, c) = &*state;
@@ -182,14 +181,14 @@ fn cond_broadcast_10k() {
             });
         }
         // Wait until all are waiting (they registered under the lock before waiting).
-        let deadline = Instant::now() + PATIENCE;
-        while state.0.lock().1 < COND_WAITERS {
+        let deadline = Instant::now() + common::stress_patience();
+        while state.0.lock().1 < cond_waiters() {
             assert!(Instant::now() < deadline, "waiters did not arrive");
             gort::time::sleep(Duration::from_millis(1));
         }
         state.0.lock().0 = true;
         state.1.broadcast();
-        collect(&done, COND_WAITERS);
+        collect(&done, cond_waiters());
     });
 }
 
@@ -198,13 +197,13 @@ fn cond_broadcast_10k() {
 #[test]
 fn cond_signal_mailbox() {
     run(|| {
-        const N: u64 = 50_000;
+        let n = 50_000 * stress() as u64;
         let state = Arc::new((Mutex::new(None::<u64>), Cond::new()));
         let s2 = state.clone();
         let consumer = std::thread::spawn(move || {
             let (m, c) = &*s2;
             let mut sum = 0;
-            for _ in 0..N {
+            for _ in 0..n {
                 let mut g = m.lock();
                 while g.is_none() {
                     g = c.wait(g);
@@ -215,7 +214,7 @@ fn cond_signal_mailbox() {
             sum
         });
         let (m, c) = &*state;
-        for i in 0..N {
+        for i in 0..n {
             let mut g = m.lock();
             while g.is_some() {
                 g = c.wait(g);
@@ -223,7 +222,7 @@ fn cond_signal_mailbox() {
             *g = Some(i);
             c.signal();
         }
-        assert_eq!(gort::blocking(|| consumer.join().unwrap()), N * (N - 1) / 2);
+        assert_eq!(gort::blocking(|| consumer.join().unwrap()), n * (n - 1) / 2);
     });
 }
 
@@ -238,7 +237,7 @@ fn semaphore_bounds_concurrency() {
             let (sem, inside, done_tx) = (sem.clone(), inside.clone(), done_tx.clone());
             let work = move || {
                 let weight = 1 + w % 3;
-                for _ in 0..5_000 {
+                for _ in 0..5_000 * stress() {
                     sem.acquire(weight);
                     let now = inside.fetch_add(weight, Ordering::SeqCst) + weight;
                     assert!(now <= 5, "{now} units inside");

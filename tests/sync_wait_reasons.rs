@@ -5,28 +5,12 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{go, run};
+use common::{go, run, wait_state, PATIENCE};
 use gort::chan;
 use gort::sync::{Cond, Mutex, RwLock, Semaphore, WaitGroup};
 use gort::{GoroutineInfo, WaitReason};
-
-/// Longest wait for something that must happen; reaching it fails the test.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Waits until goroutine `id` is blocked with `reason`; returns its snapshot.
-fn wait_reason(id: u64, reason: &str) -> GoroutineInfo {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(g) = gort::goroutines().into_iter().find(|g| g.id == id && g.state == reason) {
-            return g;
-        }
-        let now: Vec<_> = gort::goroutines().into_iter().filter(|g| g.id == id).collect();
-        assert!(Instant::now() < deadline, "goroutine {id} never blocked with {reason:?}; now {now:?}");
-        gort::time::sleep(Duration::from_millis(1));
-    }
-}
 
 /// Checks the snapshot agrees with itself: the enum spells the same string.
 fn check(g: &GoroutineInfo, reason: &str) {
@@ -41,20 +25,20 @@ fn channel_and_select_reasons() {
         let (tx, rx) = chan::chan::<u8>(0);
         let r = rx.clone();
         let recv = go!(move || r.recv());
-        check(&wait_reason(recv.id(), "chan receive"), "chan receive");
+        check(&wait_state(recv.id(), "chan receive"), "chan receive");
         tx.send(1).unwrap();
         assert_eq!(recv.join().unwrap(), Some(1));
 
         let t = tx.clone();
         let send = go!(move || t.send(2));
-        check(&wait_reason(send.id(), "chan send"), "chan send");
+        check(&wait_state(send.id(), "chan send"), "chan send");
         assert_eq!(rx.recv(), Some(2));
         send.join().unwrap().unwrap();
 
         // Timed operations show the same reasons.
         let r = rx.clone();
         let timed = go!(move || r.recv_timeout(PATIENCE));
-        check(&wait_reason(timed.id(), "chan receive"), "chan receive");
+        check(&wait_state(timed.id(), "chan receive"), "chan receive");
         tx.send(3).unwrap();
         assert_eq!(timed.join().unwrap(), Ok(3));
 
@@ -65,22 +49,22 @@ fn channel_and_select_reasons() {
                 t.send(9) => None,
             }
         });
-        check(&wait_reason(sel.id(), "select"), "select");
+        check(&wait_state(sel.id(), "select"), "select");
         assert_eq!(rx.recv(), Some(9));
         assert_eq!(sel.join().unwrap(), None);
 
         // Blocked forever: left parked, as Go leaves them.
         let nil_recv = go!(|| chan::nil::<u8>().1.recv());
-        check(&wait_reason(nil_recv.id(), "chan receive (nil chan)"), "chan receive (nil chan)");
+        check(&wait_state(nil_recv.id(), "chan receive (nil chan)"), "chan receive (nil chan)");
         let nil_send = go!(|| chan::nil::<u8>().0.send(1));
-        check(&wait_reason(nil_send.id(), "chan send (nil chan)"), "chan send (nil chan)");
+        check(&wait_state(nil_send.id(), "chan send (nil chan)"), "chan send (nil chan)");
         let empty = go!(|| gort::select! {});
-        let g = wait_reason(empty.id(), "select (no cases)");
+        let g = wait_state(empty.id(), "select (no cases)");
         check(&g, "select (no cases)");
         assert_eq!(g.wait_reason, Some(WaitReason::SelectNoCases));
 
         let sleeper = go!(|| gort::time::sleep(Duration::from_millis(300)));
-        check(&wait_reason(sleeper.id(), "sleep"), "sleep");
+        check(&wait_state(sleeper.id(), "sleep"), "sleep");
         sleeper.join().unwrap();
     });
 }
@@ -93,7 +77,7 @@ fn sync_reasons() {
         let g = m.lock();
         let m2 = m.clone();
         let h = go!(move || drop(m2.lock()));
-        let info = wait_reason(h.id(), "sync.Mutex.Lock");
+        let info = wait_state(h.id(), "sync.Mutex.Lock");
         check(&info, "sync.Mutex.Lock");
         drop(g);
         h.join().unwrap();
@@ -104,10 +88,10 @@ fn sync_reasons() {
         let r = l.read();
         let l2 = l.clone();
         let w = go!(move || drop(l2.write()));
-        check(&wait_reason(w.id(), "sync.RWMutex.Lock"), "sync.RWMutex.Lock");
+        check(&wait_state(w.id(), "sync.RWMutex.Lock"), "sync.RWMutex.Lock");
         let l3 = l.clone();
         let rd = go!(move || drop(l3.read()));
-        check(&wait_reason(rd.id(), "sync.RWMutex.RLock"), "sync.RWMutex.RLock");
+        check(&wait_state(rd.id(), "sync.RWMutex.RLock"), "sync.RWMutex.RLock");
         drop(r);
         w.join().unwrap();
         rd.join().unwrap();
@@ -116,7 +100,7 @@ fn sync_reasons() {
         let wg1 = l.write();
         let l4 = l.clone();
         let w2 = go!(move || drop(l4.write()));
-        check(&wait_reason(w2.id(), "sync.RWMutex.Lock"), "sync.RWMutex.Lock");
+        check(&wait_state(w2.id(), "sync.RWMutex.Lock"), "sync.RWMutex.Lock");
         drop(wg1);
         w2.join().unwrap();
 
@@ -130,7 +114,7 @@ fn sync_reasons() {
                 g = c.wait(g);
             }
         });
-        check(&wait_reason(c.id(), "sync.Cond.Wait"), "sync.Cond.Wait");
+        check(&wait_state(c.id(), "sync.Cond.Wait"), "sync.Cond.Wait");
         *state.0.lock() = true;
         state.1.broadcast();
         c.join().unwrap();
@@ -140,7 +124,7 @@ fn sync_reasons() {
         wg.add(1);
         let wg2 = wg.clone();
         let h = go!(move || wg2.wait());
-        check(&wait_reason(h.id(), "sync.WaitGroup.Wait"), "sync.WaitGroup.Wait");
+        check(&wait_state(h.id(), "sync.WaitGroup.Wait"), "sync.WaitGroup.Wait");
         wg.done();
         h.join().unwrap();
 
@@ -152,7 +136,7 @@ fn sync_reasons() {
             s2.acquire(1);
             s2.release(1);
         });
-        check(&wait_reason(h.id(), "semacquire"), "semacquire");
+        check(&wait_state(h.id(), "semacquire"), "semacquire");
         sem.release(1);
         h.join().unwrap();
     });
@@ -164,9 +148,9 @@ fn waiting_time_grows() {
     run(|| {
         let (tx, rx) = chan::chan::<u8>(0);
         let h = go!(move || rx.recv());
-        wait_reason(h.id(), "chan receive");
+        wait_state(h.id(), "chan receive");
         gort::time::sleep(Duration::from_millis(50));
-        let g = wait_reason(h.id(), "chan receive");
+        let g = wait_state(h.id(), "chan receive");
         assert!(g.waiting_ns >= 20_000_000, "waiting_ns = {}", g.waiting_ns);
         tx.send(1).unwrap();
         let id = h.id();

@@ -1,10 +1,16 @@
-//! Helpers shared by the integration tests: safe spawning, child processes and a watchdog.
+//! Helpers shared by the integration tests: safe spawning, child processes, waiting for a
+//! goroutine's state, a watchdog, and (in [`prof`]) reading profiles.
 #![allow(dead_code)]
+
+pub mod prof;
 
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Longest wait for something that must happen; reaching it fails the test.
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// The stress knob: `GORT_STRESS=N` multiplies the work of the stress and soak tests (default 1,
 /// what CI runs; a bad value is an error, not a silent 1).
@@ -18,6 +24,48 @@ pub fn stress() -> usize {
     }
 }
 
+/// [`PATIENCE`] for one result of a stress test, which waits for a whole worker's share of the
+/// load: four times as long, and scaled with the load.
+pub fn stress_patience() -> Duration {
+    PATIENCE * 4 * stress() as u32
+}
+
+/// Waits until goroutine `id` shows wait reason `state` in `gort::goroutines()`; returns its
+/// snapshot. Fails the test after [`PATIENCE`].
+pub fn wait_state(id: u64, state: &str) -> gort::GoroutineInfo {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(g) = gort::goroutines().into_iter().find(|g| g.id == id && g.state == state) {
+            return g;
+        }
+        if Instant::now() >= deadline {
+            let now: Vec<_> = gort::goroutines().into_iter().filter(|g| g.id == id).collect();
+            panic!("goroutine {id} never reached {state:?}; now {now:?}");
+        }
+        gort::time::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits until at least `n` goroutines show wait reason `state`. Fails the test after
+/// [`PATIENCE`].
+pub fn wait_count(state: &str, n: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let k = gort::goroutines().iter().filter(|g| g.state == state).count();
+        if k >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{k} goroutines in {state:?}, never {n}");
+        gort::time::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Takes `turn`, the lock that serialises the tests of one file that share process-wide state
+/// (profile rates, every P). A test that failed holding it poisons it; the next one still runs.
+pub fn take_turn(turn: &'static std::sync::Mutex<()>) -> std::sync::MutexGuard<'static, ()> {
+    turn.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Set in a child process: the test re-run by [`run_child`] takes its child branch.
 pub const CHILD_ENV: &str = "GORT_TEST_CHILD";
 
@@ -26,21 +74,32 @@ pub fn in_child() -> bool {
     std::env::var_os(CHILD_ENV).is_some()
 }
 
-/// Re-runs test `name` of the current test binary in a child process with `CHILD_ENV=1` plus
-/// `env`, and returns its output. `GOMAXPROCS`/`GORT_*` from the parent are removed first so
-/// each child sees exactly the configuration the test asks for.
-pub fn run_child(name: &str, env: &[(&str, &str)]) -> Output {
+/// A command that runs the current test binary again, without the parent's `GOMAXPROCS` and
+/// `GORT_*` (but `GORT_STRESS`): each child sees exactly the configuration its test asks for.
+pub fn child_command() -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]).env(CHILD_ENV, "1");
     for (k, _) in std::env::vars() {
         if k == "GOMAXPROCS" || k.starts_with("GORT_") && k != "GORT_STRESS" {
             cmd.env_remove(k);
         }
     }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    cmd
+}
+
+/// Re-runs test `name` of the current test binary in a child process ([`child_command`]) with
+/// `CHILD_ENV=1` plus `env`, and returns its output.
+pub fn run_child(name: &str, env: &[(&str, &str)]) -> Output {
+    let mut cmd = child_command();
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]).env(CHILD_ENV, "1");
+    cmd.envs(env.iter().copied());
     cmd.output().unwrap()
+}
+
+/// [`run_child`], asserting that the child passed (its output is the failure message).
+pub fn run_child_ok(name: &str, env: &[(&str, &str)]) -> Output {
+    let out = run_child(name, env);
+    assert!(out.status.success(), "child {name} failed ({}):\n{}\n{}", out.status, stdout(&out), stderr(&out));
+    out
 }
 
 /// Text of a child's stderr, for assertions and failure messages.
@@ -139,6 +198,7 @@ pub fn after_func(d: std::time::Duration, f: impl Fn() + Send + Sync + 'static) 
 /// `collapse_debuginfo`: the spawn's code carries the `go!` call site's line, as gort's own `go!`
 /// (from another crate) does; goroutine dumps print it in `created by`.
 #[collapse_debuginfo(yes)]
+#[allow(unused_macros)] // not every test crate spawns
 macro_rules! go {
     ($($f:ident)::+ ( $($arg:expr),* $(,)? )) => {{
         let args = ($($arg,)*);
