@@ -46,6 +46,6 @@ pub mod runtime {
     #[doc(hidden)]
     pub mod internal {
         pub use gort_runtime::time::timer_entries;
-        pub use gort_runtime::{idle_procs, syscall_retakes};
+        pub use gort_runtime::{idle_procs, syscall_retakes, Apply};
     }
 }

@@ -201,7 +201,7 @@ fn close_wakes_timed_waiters() {
         let closer = tx2.clone();
         let hr = go!(move || rx.recv_timeout(PATIENCE));
         let hs = go!(move || tx2.send_timeout(9, PATIENCE));
-        while gort::goroutines()
+        while gort::runtime::goroutines()
             .iter()
             .filter(|g| g.id == hr.id() || g.id == hs.id())
             .any(|g| !g.state.starts_with("chan"))

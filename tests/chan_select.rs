@@ -118,7 +118,7 @@ fn send_and_receive_on_one_channel() {
         for round in 0..200 {
             let (tx, rx) = chan::chan::<u32>(0);
             let (tx2, rx2) = (tx.clone(), rx.clone());
-            let me = gort::current_id().unwrap();
+            let me = gort::runtime::current_id().unwrap();
             let peer = go!(move || {
                 wait_state(me, "select");
                 if round % 2 == 0 {

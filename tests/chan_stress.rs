@@ -199,10 +199,10 @@ fn close_race(cap: usize, round: usize) {
     }
     // Let everyone start, then close at a slightly different moment each round.
     while started.load(Ordering::Relaxed) < SENDERS + RECEIVERS {
-        gort::yield_now();
+        gort::runtime::yield_now();
     }
     for _ in 0..round % 7 {
-        gort::yield_now();
+        gort::runtime::yield_now();
     }
     assert!(tx.close());
     assert!(!tx.close(), "second close must report false");
@@ -264,7 +264,7 @@ fn last_sender_drop_wakes_everyone() {
             }
             let tx2 = tx.clone();
             drop(tx);
-            gort::yield_now();
+            gort::runtime::yield_now();
             drop(tx2);
             assert!(collect(&done, 8).into_iter().all(|closed| closed));
             drop(other_tx);

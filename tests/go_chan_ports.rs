@@ -559,7 +559,7 @@ mod select5 {
             for wake in 0..3 {
                 let (t, r) = chan::chan::<i32>(0);
                 let (t2, r2) = (t.clone(), r.clone());
-                let me = gort::current_id().unwrap();
+                let me = gort::runtime::current_id().unwrap();
                 go!(move || {
                     wait_state(me, "select");
                     match wake {
@@ -643,19 +643,19 @@ mod select7 {
     fn send1(recv: fn(Receiver<i32>)) {
         let (c, r) = chan::chan(0);
         go!(recv(r));
-        gort::yield_now();
+        gort::runtime::yield_now();
         c.send_timeout(1, PATIENCE).unwrap();
     }
     fn send2(recv: fn(Receiver<i32>)) {
         let (c, r) = chan::chan(0);
         go!(recv(r));
-        gort::yield_now();
+        gort::runtime::yield_now();
         gort::select! { c.send(1) => {} }
     }
     fn send3(recv: fn(Receiver<i32>)) {
         let (c, r) = chan::chan(0);
         go!(recv(r));
-        gort::yield_now();
+        gort::runtime::yield_now();
         let (c2, _r2) = chan::chan(0);
         gort::select! {
             c.send(1) => {},
@@ -818,7 +818,7 @@ mod nonblock {
 
     fn pause() {
         gort::time::sleep(Duration::from_micros(100));
-        gort::yield_now();
+        gort::runtime::yield_now();
     }
 
     fn receiver<T: PartialEq + std::fmt::Debug>(c: Receiver<T>, want: T, strobe: Sender<bool>) {

@@ -306,10 +306,10 @@ fn goroutine_dump_shows_io_wait() {
             // shows as a semaphore wait; ours as its own reason), so check the first.
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
-                let gs = gort::goroutines();
+                let gs = gort::runtime::goroutines();
                 let io: Vec<_> = gs.iter().filter(|g| want.contains(&g.id) && g.state == "IO wait").collect();
                 if !io.is_empty() {
-                    assert!(io[0].wait_reason == Some(gort::WaitReason::IoWait));
+                    assert!(io[0].wait_reason == Some(gort::runtime::WaitReason::IoWait));
                     break;
                 }
                 assert!(Instant::now() < deadline, "no reader in IO wait: {gs:?}");
@@ -321,7 +321,7 @@ fn goroutine_dump_shows_io_wait() {
             }
             want
         };
-        assert!(!gort::goroutines().iter().any(|g| ids.contains(&g.id)));
+        assert!(!gort::runtime::goroutines().iter().any(|g| ids.contains(&g.id)));
     });
 }
 
@@ -355,7 +355,7 @@ fn blocked_readers_do_not_stall_computation() {
                     for i in 0..2_000_000u64 {
                         x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
                         if i % 100_000 == 0 {
-                            gort::yield_now();
+                            gort::runtime::yield_now();
                         }
                     }
                     done.fetch_add(1, Ordering::SeqCst);
@@ -510,8 +510,9 @@ fn past_deadline_cancels_every_queued_reader_and_writer() {
     run(|| {
         let (c, s) = pair();
         let c = Arc::new(c);
-        let in_io_wait =
-            |ids: &[u64]| gort::goroutines().iter().filter(|g| ids.contains(&g.id) && g.state == "IO wait").count();
+        let in_io_wait = |ids: &[u64]| {
+            gort::runtime::goroutines().iter().filter(|g| ids.contains(&g.id) && g.state == "IO wait").count()
+        };
         let readers: Vec<_> = (0..N)
             .map(|_| {
                 let c = c.clone();

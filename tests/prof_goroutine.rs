@@ -20,7 +20,7 @@ static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn turn() -> std::sync::MutexGuard<'static, ()> {
     let t = common::take_turn(&TURN);
     for _ in 0..5000 {
-        if !gort::goroutines().iter().any(|g| g.state == "chan receive") {
+        if !gort::runtime::goroutines().iter().any(|g| g.state == "chan receive") {
             break;
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -220,7 +220,7 @@ fn long_wait_shows_minutes_end_to_end() {
             }
         });
         found.expect("the receiver's G").backdate_wait(61_000_000_000);
-        let info = gort::goroutines().into_iter().find(|g| g.id == h.id()).unwrap();
+        let info = gort::runtime::goroutines().into_iter().find(|g| g.id == h.id()).unwrap();
         assert!(info.waiting_ns >= 61_000_000_000, "{}", info.waiting_ns);
         let text = String::from_utf8(write("goroutine", 2)).unwrap();
         tx.send(()).unwrap();
@@ -243,7 +243,7 @@ fn long_wait_shows_minutes() {
         truncated: false,
         parent_id: 1,
         created_at: None,
-        created_pcs: [0; gort::runtime::g::CREATED_PCS],
+        created_pcs: Default::default(),
         current: false,
         entry_name: None,
     };
@@ -273,8 +273,8 @@ fn raw_parses_goroutine_and_threadcreate() {
     assert!(text.starts_with("threadcreate profile: total "), "{text}");
     // Real creation stacks (Go's mp.createstack): they run through the runtime's newm.
     assert!(!gort::runtime::threads().is_empty());
-    assert!(text.contains("gort_runtime::sched::newm"), "{text}");
-    assert!(text.contains("gort_runtime::sched::startm"), "{text}");
+    assert!(text.contains("gort_runtime::sched::idle::newm"), "{text}");
+    assert!(text.contains("gort_runtime::sched::idle::startm"), "{text}");
     if !have_go() {
         return;
     }

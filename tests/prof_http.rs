@@ -146,7 +146,7 @@ fn answers_while_every_p_is_busy() {
     let addr = server();
     let stop = Arc::new(AtomicBool::new(false));
     let started = Arc::new(AtomicUsize::new(0));
-    let n = gort::gomaxprocs();
+    let n = gort::runtime::gomaxprocs();
     let mut hogs = Vec::new();
     for _ in 0..n {
         let (stop, started) = (stop.clone(), started.clone());

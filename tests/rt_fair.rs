@@ -71,7 +71,7 @@ fn ticker_keeps_time_while_hogs_spin() {
 
 /// One measurement: (worst tick beside goroutine hogs, worst tick beside thread hogs).
 fn ticker_beside_hogs() -> (Duration, Duration) {
-    let n = gort::gomaxprocs();
+    let n = gort::runtime::gomaxprocs();
     // Control: OS-level competition only.
     let stop = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = (0..n)
@@ -115,7 +115,7 @@ fn ticker_beside_hogs() -> (Duration, Duration) {
 fn blocking_keeps_others_running() {
     let _s = common::take_turn(&SERIAL);
     run(|| {
-        let n = gort::gomaxprocs();
+        let n = gort::runtime::gomaxprocs();
         let release = Arc::new(AtomicBool::new(false));
         let in_call = Arc::new(AtomicU64::new(0));
         let blockers: Vec<_> = (0..n)
@@ -136,7 +136,7 @@ fn blocking_keeps_others_running() {
         let t = Instant::now();
         while in_call.load(Ordering::SeqCst) < n as u64 {
             assert!(t.elapsed() < Duration::from_secs(10), "blockers never started");
-            gort::yield_now();
+            gort::runtime::yield_now();
         }
         // All blockers hold their threads; real work still gets done, on other Ms.
         let work: Vec<_> = (0..100u64).map(|i| go!(move || (0..1000u64).map(|j| i ^ j).sum::<u64>())).collect();
@@ -193,7 +193,7 @@ fn ready_from_inside_blocking_wakes_at_once() {
         "ready_from_inside_blocking_wakes_at_once",
         Duration::from_secs(60) * common::stress() as u32,
     );
-    let retakes_before = gort::runtime::proc::syscall_retakes();
+    let retakes_before = gort::runtime::internal::syscall_retakes();
     let mut lat = run(move || {
         let mut lat = Vec::new();
         for _ in 0..rounds {
@@ -221,13 +221,13 @@ fn ready_from_inside_blocking_wakes_at_once() {
     // Each `blocking` call lasts microseconds: sysmon, which hands off a P only after a whole
     // tick in the same call, should never need to. With the bug every round left the sender's P
     // in its system call for sysmon to find, and the receiver waited for that (ms, not µs).
-    let retakes = gort::runtime::proc::syscall_retakes() - retakes_before;
+    let retakes = gort::runtime::internal::syscall_retakes() - retakes_before;
     assert!(retakes < rounds as u64 / 3, "sysmon had to retake {retakes} Ps in {rounds} rounds (latencies {lat:?})");
     assert!(median < Duration::from_millis(5), "median wake latency {median:?} (all: {lat:?})");
     // Every P goes idle again, and the counter agrees with the idle list.
     let t0 = Instant::now();
     loop {
-        let (n, list) = gort::runtime::proc::idle_procs();
+        let (n, list) = gort::runtime::internal::idle_procs();
         if n == 2 && list == 2 {
             break;
         }

@@ -37,7 +37,7 @@ fn wired_goroutine_keeps_its_thread() {
                     if wired.load(Ordering::SeqCst) {
                         tids.lock().unwrap().insert(t);
                     }
-                    gort::yield_now();
+                    gort::runtime::yield_now();
                 }
             }));
         }
@@ -51,8 +51,8 @@ fn wired_goroutine_keeps_its_thread() {
         let wired = {
             let (wired_tid, wired_now) = (wired_tid.clone(), wired_now.clone());
             go!(move || {
-                gort::lock_os_thread();
-                assert!(gort::locked_to_thread());
+                gort::runtime::lock_os_thread();
+                assert!(gort::runtime::locked_to_thread());
                 let me = tid();
                 wired_tid.store(me, Ordering::Relaxed);
                 wired_now.store(true, Ordering::SeqCst);
@@ -64,15 +64,15 @@ fn wired_goroutine_keeps_its_thread() {
                             assert_eq!(pong_rx.recv(), Some(i + 1));
                         }
                         1 => gort::time::sleep(Duration::from_micros(50)),
-                        2 => gort::yield_now(),
+                        2 => gort::runtime::yield_now(),
                         3 => gort::blocking(|| std::thread::sleep(Duration::from_micros(30))),
                         _ => *m.lock() += 1,
                     }
                     assert_eq!(tid(), me, "the wired goroutine moved to another thread at step {i}");
                 }
                 wired_now.store(false, Ordering::SeqCst);
-                gort::unlock_os_thread();
-                assert!(!gort::locked_to_thread());
+                gort::runtime::unlock_os_thread();
+                assert!(!gort::runtime::locked_to_thread());
                 drop(ping_tx);
                 me
             })
@@ -96,7 +96,7 @@ fn one_p_keeps_running() {
     run(|| {
         let (tx, rx) = gort::chan::chan::<u32>(0);
         let wired = go!(move || {
-            gort::lock_os_thread();
+            gort::runtime::lock_os_thread();
             let me = tid();
             let mut sum = 0;
             for _ in 0..200 {

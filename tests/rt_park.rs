@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{go, run, Watchdog};
-use gort::{GRef, WaitReason};
+use gort::runtime::{GRef, WaitReason};
 
 /// A counting semaphore built directly on park/ready, the way the runtime's own primitives are.
 #[derive(Default)]
@@ -41,7 +41,7 @@ impl Sem {
             // takes a waiter from (with `take`, under the same lock), so exactly one `release`
             // readies it; after the store it only drops the guard. Without publishing it returns
             // false. It does not park, and its assert holds: each Sem here has one waiter.
-            unsafe { gort::park(WaitReason::Semacquire, commit) };
+            unsafe { gort::runtime::park(WaitReason::Semacquire, commit) };
         }
     }
 
@@ -54,7 +54,7 @@ impl Sem {
         if let Some(g) = w {
             // SAFETY: we took `g` out of `st.1` under the lock, where `acquire`'s commit
             // published it: the one `ready` for that park.
-            unsafe { gort::ready(g) };
+            unsafe { gort::runtime::ready(g) };
         }
     }
 }
@@ -124,15 +124,15 @@ fn refused_commit_resumes_immediately() {
             let c = calls.clone();
             // SAFETY: the commit publishes the G nowhere and returns false.
             unsafe {
-                gort::park(WaitReason::Semacquire, move |_| {
+                gort::runtime::park(WaitReason::Semacquire, move |_| {
                     c.fetch_add(1, Ordering::Relaxed);
                     false
                 })
             };
         }
         assert_eq!(calls.load(Ordering::Relaxed), 1000);
-        let me = gort::current_id().unwrap();
-        let info = gort::goroutines().into_iter().find(|g| g.id == me).unwrap();
+        let me = gort::runtime::current_id().unwrap();
+        let info = gort::runtime::goroutines().into_iter().find(|g| g.id == me).unwrap();
         assert_eq!(info.state, "running");
     });
 }
@@ -148,7 +148,7 @@ fn parked_goroutine_is_visible_and_readied() {
             // SAFETY: the commit publishes `g` in `slot`, from which the test takes it once to
             // ready it; the store is its last act. It does not park or panic.
             unsafe {
-                gort::park(WaitReason::Sleep, |g| {
+                gort::runtime::park(WaitReason::Sleep, |g| {
                     *s.lock().unwrap() = Some(g);
                     true
                 })
@@ -159,16 +159,16 @@ fn parked_goroutine_is_visible_and_readied() {
             if let Some(g) = slot.lock().unwrap().take() {
                 break g;
             }
-            gort::yield_now();
+            gort::runtime::yield_now();
         };
         assert_eq!(g.id(), h.id());
         gort::time::sleep(Duration::from_millis(20));
-        let info = gort::goroutines().into_iter().find(|i| i.id == h.id()).unwrap();
+        let info = gort::runtime::goroutines().into_iter().find(|i| i.id == h.id()).unwrap();
         assert_eq!(info.state, "sleep");
         assert_eq!(info.wait_reason, Some(WaitReason::Sleep));
         assert!(info.waiting_ns >= 15_000_000, "waited {} ns", info.waiting_ns);
         // SAFETY: we took `g` out of `slot`, where the goroutine's park published it.
-        unsafe { gort::ready(g) };
+        unsafe { gort::runtime::ready(g) };
         assert_eq!(h.join().unwrap(), "woken");
     });
 }
@@ -183,7 +183,7 @@ fn plain_thread_parks_and_readies() {
         // SAFETY: the commit publishes `g` in `slot`, from which the goroutine below takes it
         // once to ready it; the store is its last act. It does not park or panic.
         unsafe {
-            gort::park(WaitReason::Semacquire, |g| {
+            gort::runtime::park(WaitReason::Semacquire, |g| {
                 *s.lock().unwrap() = Some(g);
                 true
             })
@@ -199,7 +199,7 @@ fn plain_thread_parks_and_readies() {
         };
         assert!(!g.is_goroutine());
         // SAFETY: we took `g` out of `slot`, where the thread's park published it.
-        unsafe { gort::ready(g) };
+        unsafe { gort::runtime::ready(g) };
     });
     t.join().unwrap();
     assert!(woke.load(Ordering::SeqCst));
@@ -217,7 +217,7 @@ fn snapshot_holds_a_parked_goroutine_still() {
             // SAFETY: the commit publishes `g` in `slot`, from which the test takes it once to
             // ready it; the store is its last act. It does not park or panic.
             unsafe {
-                gort::park(WaitReason::Semacquire, |g| {
+                gort::runtime::park(WaitReason::Semacquire, |g| {
                     *s.lock().unwrap() = Some(g);
                     true
                 })
@@ -228,7 +228,7 @@ fn snapshot_holds_a_parked_goroutine_still() {
             if let Some(g) = slot.lock().unwrap().take() {
                 break g;
             }
-            gort::yield_now();
+            gort::runtime::yield_now();
         };
         let mut readier = None;
         let frames = g
@@ -236,7 +236,7 @@ fn snapshot_holds_a_parked_goroutine_still() {
                 // Started only now that the goroutine is held, so the ready must wait for us.
                 // SAFETY: we took `g` out of `slot`, where the goroutine's park published it, and
                 // ready it only here.
-                readier = Some(std::thread::spawn(move || unsafe { gort::ready(g) }));
+                readier = Some(std::thread::spawn(move || unsafe { gort::runtime::ready(g) }));
                 assert_eq!(p.id(), h.id());
                 assert_eq!(p.wait_reason(), Some(WaitReason::Semacquire));
                 let (lo, hi) = p.stack_bounds();
@@ -297,7 +297,7 @@ fn refused_commit_waits_for_a_snapshot() {
                     // SAFETY: the commit hands `g` to no waker (the snapshot thread only holds it
                     // still, never readies it) and returns false; it neither parks nor panics.
                     unsafe {
-                        gort::park(WaitReason::Semacquire, |g| {
+                        gort::runtime::park(WaitReason::Semacquire, |g| {
                             *parked.lock().unwrap() = Some(g);
                             while !held.load(Ordering::SeqCst) {
                                 std::hint::spin_loop();
@@ -309,7 +309,7 @@ fn refused_commit_waits_for_a_snapshot() {
                         ran.store(true, Ordering::SeqCst);
                     }
                     // Go through the run queue once, as a goroutine does after a refused park.
-                    gort::yield_now();
+                    gort::runtime::yield_now();
                 })
             };
             h.join().unwrap();

@@ -53,7 +53,7 @@ fn unpark_from_another_goroutine_wakes_a_parked_goroutine() {
         let u = rx.recv().unwrap();
         // Parked as a goroutine (its thread is free), with its wait reason in the dump.
         let info = common::wait_state(owner.id(), "sync.Parker.park");
-        assert_eq!(info.wait_reason, Some(gort::WaitReason::SyncParker));
+        assert_eq!(info.wait_reason, Some(gort::runtime::WaitReason::SyncParker));
         go!(move || {
             done.store(true, Ordering::Release);
             u.unpark();
@@ -68,7 +68,7 @@ fn unpark_from_a_plain_thread_wakes_a_parked_goroutine() {
     run(|| {
         let p = Parker::new();
         let u = p.unparker();
-        let me = gort::current_id().unwrap();
+        let me = gort::runtime::current_id().unwrap();
         let t = std::thread::spawn(move || {
             common::wait_state(me, "sync.Parker.park");
             u.unpark();
@@ -229,7 +229,7 @@ fn late_unpark_wakes_no_stranger() {
                 u.unpark();
             }
             for _ in 0..10 {
-                gort::yield_now();
+                gort::runtime::yield_now();
             }
             gort::time::sleep(Duration::from_millis(20));
             assert_eq!(woke.load(Ordering::SeqCst), 0, "a late unpark woke a stranger");

@@ -79,8 +79,8 @@ fn builder_name_and_stack_size() {
     run(|| {
         let h = common::spawn_with(gort::Builder::new().name("big-stack").stack_size(2 << 20), || {
             let (lo, hi) = gort::runtime::current_stack_bounds();
-            let me = gort::current_id().unwrap();
-            let info = gort::goroutines().into_iter().find(|g| g.id == me).unwrap();
+            let me = gort::runtime::current_id().unwrap();
+            let info = gort::runtime::goroutines().into_iter().find(|g| g.id == me).unwrap();
             // A frame far bigger than the default stack fits in the requested one.
             let big = [7u8; 1 << 20];
             let s: u64 = std::hint::black_box(&big).iter().map(|&b| b as u64).sum();
@@ -98,11 +98,11 @@ fn builder_name_and_stack_size() {
 /// the `spawn` call site.
 #[test]
 fn ids_parents_and_call_sites() {
-    assert_eq!(gort::current_id(), None);
+    assert_eq!(gort::runtime::current_id(), None);
     run(|| {
-        let me = gort::current_id().unwrap();
-        let a = go!(|| gort::current_id().unwrap());
-        let b = go!(|| gort::current_id().unwrap());
+        let me = gort::runtime::current_id().unwrap();
+        let a = go!(|| gort::runtime::current_id().unwrap());
+        let b = go!(|| gort::runtime::current_id().unwrap());
         let (ida, idb) = (a.id(), b.id());
         assert!(me < ida && ida < idb, "{me} {ida} {idb}");
         assert_eq!(a.join().unwrap(), ida);
@@ -113,10 +113,11 @@ fn ids_parents_and_call_sites() {
         let h = go!(move || rx.recv());
         // Wait until it blocks, then look at it from outside.
         let info = loop {
-            if let Some(i) = gort::goroutines().into_iter().find(|g| g.id == h.id() && g.wait_reason.is_some()) {
+            if let Some(i) = gort::runtime::goroutines().into_iter().find(|g| g.id == h.id() && g.wait_reason.is_some())
+            {
                 break i;
             }
-            gort::yield_now();
+            gort::runtime::yield_now();
         };
         assert_eq!(info.parent_id, me);
         assert_eq!(info.state, "chan receive");
@@ -149,7 +150,7 @@ fn detach_and_count() {
     run(|| {
         let done = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = gort::chan::chan::<()>(0);
-        let before = gort::num_goroutine();
+        let before = gort::runtime::num_goroutine();
         for _ in 0..100 {
             let d = done.clone();
             let rx = rx.clone();
@@ -158,14 +159,14 @@ fn detach_and_count() {
                 d.fetch_add(1, Ordering::SeqCst);
             }));
         }
-        assert!(gort::num_goroutine() >= before + 100);
+        assert!(gort::runtime::num_goroutine() >= before + 100);
         let h = go!(|| ());
         drop(tx); // close: every detached goroutine wakes and finishes
         while done.load(Ordering::SeqCst) < 100 {
-            gort::yield_now();
+            gort::runtime::yield_now();
         }
         while !h.is_finished() {
-            gort::yield_now();
+            gort::runtime::yield_now();
         }
     });
 }
@@ -175,7 +176,7 @@ fn detach_and_count() {
 fn yield_interleaves_on_one_p() {
     if common::in_child() {
         let order = run(|| {
-            assert_eq!(gort::gomaxprocs(), 1);
+            assert_eq!(gort::runtime::gomaxprocs(), 1);
             let log = Arc::new(std::sync::Mutex::new(Vec::new()));
             let hs: Vec<_> = (0..2)
                 .map(|id| {
@@ -183,7 +184,7 @@ fn yield_interleaves_on_one_p() {
                     go!(move || {
                         for _ in 0..3 {
                             log.lock().unwrap().push(id);
-                            gort::yield_now();
+                            gort::runtime::yield_now();
                         }
                     })
                 })

@@ -8,7 +8,7 @@ use std::process::Output;
 use std::sync::Mutex;
 
 use common::{go, in_child, run, run_child, run_child_ok};
-use gort::{GRef, WaitReason};
+use gort::runtime::{GRef, WaitReason};
 
 /// Unbounded recursion with a 1 KiB frame (the branch keeps the compiler from complaining).
 #[inline(never)]
@@ -157,7 +157,7 @@ fn million_goroutines_alive_at_once() {
                 // readying each G it takes; the push is its last act. It does not park, and
                 // the vector has room reserved.
                 unsafe {
-                    gort::park(WaitReason::Semacquire, |g| {
+                    gort::runtime::park(WaitReason::Semacquire, |g| {
                         PARKED.lock().unwrap().push(g);
                         true
                     })
@@ -166,13 +166,13 @@ fn million_goroutines_alive_at_once() {
             }));
         }
         while PARKED.lock().unwrap().len() < N {
-            gort::yield_now();
+            gort::runtime::yield_now();
         }
-        let peak = gort::num_goroutine();
+        let peak = gort::runtime::num_goroutine();
         let parked = std::mem::take(&mut *PARKED.lock().unwrap());
         for g in parked {
             // SAFETY: taken out of `PARKED`, where each goroutine's park published its own G.
-            unsafe { gort::ready(g) };
+            unsafe { gort::runtime::ready(g) };
         }
         let sum: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
         (peak, sum)
@@ -204,7 +204,7 @@ fn guard_budget_child(limit: usize) {
                 }
             }
             if hs.len() % 64 == 0 {
-                gort::yield_now(); // let them start (and take their stacks)
+                gort::runtime::yield_now(); // let them start (and take their stacks)
             }
         }
         common::wait_count("chan receive", hs.len());

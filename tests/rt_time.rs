@@ -87,7 +87,7 @@ fn after_func_runs_in_a_goroutine() {
         let ran_in = Arc::new(AtomicU64::new(0));
         let r = ran_in.clone();
         let _t = after_func(Duration::from_millis(10), move || {
-            r.store(gort::current_id().unwrap(), Ordering::SeqCst);
+            r.store(gort::runtime::current_id().unwrap(), Ordering::SeqCst);
         });
         let cancelled = Arc::new(AtomicU64::new(0));
         let c = cancelled.clone();
@@ -101,7 +101,7 @@ fn after_func_runs_in_a_goroutine() {
             sleep(Duration::from_millis(1));
         }
         let id = ran_in.load(Ordering::SeqCst);
-        assert_ne!(id, gort::current_id().unwrap());
+        assert_ne!(id, gort::runtime::current_id().unwrap());
         sleep(Duration::from_millis(30));
         assert_eq!(cancelled.load(Ordering::SeqCst), 0);
     });
@@ -115,7 +115,7 @@ fn periodic_timer_ticks_until_stopped() {
         let n2 = n.clone();
         let period = 10_000_000;
         let t = RawTimer::with_period(
-            gort::runtime::time::nanotime() + period,
+            gort::runtime::nanotime() + period,
             period,
             Box::new(move || {
                 n2.fetch_add(1, Ordering::SeqCst);
@@ -182,7 +182,7 @@ fn stopped_timers_are_swept() {
         for _ in 0..N {
             let c = Counted(dropped.clone());
             let t = RawTimer::new(
-                gort::runtime::time::nanotime() + hour,
+                gort::runtime::nanotime() + hour,
                 Box::new(move || {
                     let _ = &c;
                 }),
@@ -193,7 +193,7 @@ fn stopped_timers_are_swept() {
         // and runs again once the heap has doubled, so nearly all of them are gone.
         let gone = dropped.load(Ordering::SeqCst) as usize;
         assert!(gone >= N / 2, "only {gone} of {N} stopped timers released");
-        let left = gort::runtime::time::timer_entries();
+        let left = gort::runtime::internal::timer_entries();
         assert!(left < N / 2, "{left} timer heap entries left");
     });
 }

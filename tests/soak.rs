@@ -126,7 +126,7 @@ fn soak() {
                     }
                 }));
             }
-            gort::yield_now();
+            gort::runtime::yield_now();
             ctx.close();
             // A receiver that is not racing drains what the others left.
             while let Some(_v) = crx.recv() {

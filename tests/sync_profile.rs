@@ -1,4 +1,4 @@
-//! Mutex and block profile hooks (`gort::runtime::prof_hooks`): what is recorded, with which
+//! Mutex and block profile hooks (`gort::runtime::mprof`): what is recorded, with which
 //! delay, on whose stack; nothing when both are off.
 //!
 //! The rates are process-wide, so the tests here take turns (one lock) and compare snapshots
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{go, run, take_turn, wait_state, PATIENCE};
 use gort::chan;
-use gort::runtime::prof_hooks::{self, BlockRecord};
+use gort::runtime::mprof::{self, BlockRecord};
 use gort::sync::{Mutex, MutexGuard, WaitGroup};
 
 /// Serializes the tests of this file (the profile rates are global).
@@ -83,9 +83,9 @@ fn unlock_here(g: MutexGuard<'_, u32>) {
 fn block_profile_records_blocking_receive() {
     let _t = take_turn(&TURN);
     run(|| {
-        prof_hooks::set_block_profile_rate(1);
-        assert_eq!(prof_hooks::block_profile_rate(), 1);
-        let before = prof_hooks::block_profile();
+        mprof::set_block_profile_rate(1);
+        assert_eq!(mprof::block_profile_rate(), 1);
+        let before = mprof::block_profile();
         let (tx, rx) = chan::chan::<u32>(0);
         let h = go!(move || block_here(&rx));
         // Start the clock only once the receiver is blocked: its wait is then >= DELAY.
@@ -93,8 +93,8 @@ fn block_profile_records_blocking_receive() {
         gort::time::sleep(DELAY);
         tx.send(1).unwrap();
         assert_eq!(h.join().unwrap(), Some(1));
-        prof_hooks::set_block_profile_rate(0);
-        let new = delta(&before, &prof_hooks::block_profile());
+        mprof::set_block_profile_rate(0);
+        let new = delta(&before, &mprof::block_profile());
         let rec = one_wait_in(&new, block_here as *const () as usize, "block_here");
         assert!(rec.delay_ns < PATIENCE.as_nanos() as i64);
     });
@@ -105,8 +105,8 @@ fn block_profile_records_blocking_receive() {
 fn block_profile_records_select_waitgroup_and_mutex_waits() {
     let _t = take_turn(&TURN);
     run(|| {
-        prof_hooks::set_block_profile_rate(1);
-        let before = prof_hooks::block_profile();
+        mprof::set_block_profile_rate(1);
+        let before = mprof::block_profile();
         let (tx, rx) = chan::chan::<u32>(0);
         let (_idle_tx, idle) = chan::chan::<u32>(0);
         let sel = go!(move || {
@@ -131,8 +131,8 @@ fn block_profile_records_select_waitgroup_and_mutex_waits() {
         sel.join().unwrap();
         waiter.join().unwrap();
         locker.join().unwrap();
-        prof_hooks::set_block_profile_rate(0);
-        let new = delta(&before, &prof_hooks::block_profile());
+        mprof::set_block_profile_rate(0);
+        let new = delta(&before, &mprof::block_profile());
         let long: Vec<_> = new.iter().filter(|r| r.delay_ns >= DELAY.as_nanos() as i64).collect();
         assert!(long.len() >= 3, "expected select, WaitGroup and Mutex events: {new:?}");
         assert!(long.iter().any(|r| has_frame_in(&r.stack, lock_here as *const () as usize)), "no mutex wait: {new:?}");
@@ -145,17 +145,17 @@ fn block_profile_records_select_waitgroup_and_mutex_waits() {
 fn mutex_profile_records_contention_on_unlocker_stack() {
     let _t = take_turn(&TURN);
     run(|| {
-        assert_eq!(prof_hooks::set_mutex_profile_fraction(1), 0);
-        assert_eq!(prof_hooks::set_mutex_profile_fraction(-1), 1, "negative only reads");
-        let before = prof_hooks::mutex_profile();
+        assert_eq!(mprof::set_mutex_profile_fraction(1), 0);
+        assert_eq!(mprof::set_mutex_profile_fraction(-1), 1, "negative only reads");
+        let before = mprof::mutex_profile();
         let m = Arc::new(Mutex::new(0));
         let g = m.lock();
         let locker = blocked_locker(&m);
         gort::time::sleep(DELAY);
         unlock_here(g);
         locker.join().unwrap();
-        prof_hooks::set_mutex_profile_fraction(0);
-        let new = delta(&before, &prof_hooks::mutex_profile());
+        mprof::set_mutex_profile_fraction(0);
+        let new = delta(&before, &mprof::mutex_profile());
         one_wait_in(&new, unlock_here as *const () as usize, "unlock_here");
         assert!(!new.iter().any(|r| has_frame_in(&r.stack, lock_here as *const () as usize)), "charged to the waiter");
     });
@@ -166,8 +166,8 @@ fn mutex_profile_records_contention_on_unlocker_stack() {
 fn mutex_profile_fraction_scales() {
     let _t = take_turn(&TURN);
     run(|| {
-        prof_hooks::set_mutex_profile_fraction(2);
-        let before = prof_hooks::mutex_profile();
+        mprof::set_mutex_profile_fraction(2);
+        let before = mprof::mutex_profile();
         let m = Arc::new(Mutex::new(0));
         for _ in 0..40 {
             let g = m.lock();
@@ -175,8 +175,8 @@ fn mutex_profile_fraction_scales() {
             unlock_here(g);
             locker.join().unwrap();
         }
-        prof_hooks::set_mutex_profile_fraction(0);
-        let new = delta(&before, &prof_hooks::mutex_profile());
+        mprof::set_mutex_profile_fraction(0);
+        let new = delta(&before, &mprof::mutex_profile());
         let count: i64 = new.iter().map(|r| r.count).sum();
         // 40 events sampled at 1/2, each scaled by 2: expected 40; P(count outside 8..=72) is
         // below 1e-6 (binomial(40, 1/2) outside 4..=36).
@@ -189,9 +189,9 @@ fn mutex_profile_fraction_scales() {
 fn nothing_recorded_when_off() {
     let _t = take_turn(&TURN);
     run(|| {
-        prof_hooks::set_block_profile_rate(0);
-        prof_hooks::set_mutex_profile_fraction(0);
-        let (b0, m0) = (prof_hooks::block_profile(), prof_hooks::mutex_profile());
+        mprof::set_block_profile_rate(0);
+        mprof::set_mutex_profile_fraction(0);
+        let (b0, m0) = (mprof::block_profile(), mprof::mutex_profile());
         let (tx, rx) = chan::chan::<u32>(0);
         let h = go!(move || block_here(&rx));
         wait_state(h.id(), "chan receive");
@@ -202,8 +202,8 @@ fn nothing_recorded_when_off() {
         let locker = blocked_locker(&m);
         unlock_here(g);
         locker.join().unwrap();
-        assert_eq!(delta(&b0, &prof_hooks::block_profile()), []);
-        assert_eq!(delta(&m0, &prof_hooks::mutex_profile()), []);
+        assert_eq!(delta(&b0, &mprof::block_profile()), []);
+        assert_eq!(delta(&m0, &mprof::mutex_profile()), []);
     });
 }
 
@@ -213,8 +213,8 @@ fn nothing_recorded_when_off() {
 fn long_rate_skips_short_events() {
     let _t = take_turn(&TURN);
     run(|| {
-        prof_hooks::set_block_profile_rate(1_000_000_000_000);
-        let before = prof_hooks::block_profile();
+        mprof::set_block_profile_rate(1_000_000_000_000);
+        let before = mprof::block_profile();
         let (tx, rx) = chan::chan::<u32>(0);
         let h = go!(move || while block_here(&rx).is_some() {});
         for i in 0..1000 {
@@ -222,8 +222,8 @@ fn long_rate_skips_short_events() {
         }
         drop(tx);
         h.join().unwrap();
-        prof_hooks::set_block_profile_rate(0);
-        let new = delta(&before, &prof_hooks::block_profile());
+        mprof::set_block_profile_rate(0);
+        let new = delta(&before, &mprof::block_profile());
         // Each event is kept with probability < 1e-6 (blocks under 1 ms): expect none; any kept
         // one is counted rate/delay times and charged the full rate.
         for r in &new {

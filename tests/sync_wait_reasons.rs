@@ -1,5 +1,5 @@
 //! Every wait reason gort documents, spelled exactly as Go spells it, observed through
-//! `gort::goroutines()` while the goroutines are blocked: channels, select, sleep and every
+//! `gort::runtime::goroutines()` while the goroutines are blocked: channels, select, sleep and every
 //! `gort::sync` primitive.
 
 mod common;
@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::{go, run, wait_state, PATIENCE};
 use gort::chan;
+use gort::runtime::{GoroutineInfo, WaitReason};
 use gort::sync::{Cond, Mutex, RwLock, Semaphore, WaitGroup};
-use gort::{GoroutineInfo, WaitReason};
 
 /// Checks the snapshot agrees with itself: the enum spells the same string.
 fn check(g: &GoroutineInfo, reason: &str) {
@@ -156,6 +156,6 @@ fn waiting_time_grows() {
         let id = h.id();
         h.join().unwrap();
         // No longer waiting: no reason.
-        assert!(gort::goroutines().iter().all(|g| g.id != id || g.wait_reason.is_none()));
+        assert!(gort::runtime::goroutines().iter().all(|g| g.id != id || g.wait_reason.is_none()));
     });
 }

@@ -9,7 +9,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{go, run};
-use gort::runtime::unwind::{self, Walk};
+use gort::runtime::traceback;
+use gort::runtime::unwind::Walk;
 
 struct Counting;
 
@@ -61,7 +62,7 @@ fn counted<R>(f: impl FnOnce() -> R) -> (R, usize) {
 #[inline(never)]
 fn deep(n: usize, buf: &mut [usize]) -> Walk {
     if n == 0 {
-        return unwind::capture(0, buf);
+        return traceback::capture(0, buf);
     }
     let w = deep(n - 1, buf);
     std::hint::black_box(w)
@@ -86,8 +87,13 @@ fn walks_allocate_nothing() {
                 go!(move || rx.recv())
             })
             .collect();
-        while gort::goroutines().iter().filter(|g| g.wait_reason == Some(gort::WaitReason::ChanReceive)).count() < 16 {
-            gort::yield_now();
+        while gort::runtime::goroutines()
+            .iter()
+            .filter(|g| g.wait_reason == Some(gort::runtime::WaitReason::ChanReceive))
+            .count()
+            < 16
+        {
+            gort::runtime::yield_now();
         }
         let mut gs = Vec::new();
         gort::runtime::for_each_g(|g| gs.push(g));

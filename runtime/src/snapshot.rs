@@ -16,8 +16,6 @@ pub fn current_entry_name() -> Option<&'static str> {
     current_m().and_then(|m| m.curg()).and_then(|g| g::entry_name(g.0))
 }
 
-/// The current goroutine's labels pointer (null if none or on a plain thread). Reading it is
-
 /// One OS thread the runtime created to run goroutines (an M), for the threadcreate profile.
 #[derive(Clone, Debug)]
 pub struct ThreadInfo {

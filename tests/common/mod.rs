@@ -30,16 +30,16 @@ pub fn stress_patience() -> Duration {
     PATIENCE * 4 * stress() as u32
 }
 
-/// Waits until goroutine `id` shows wait reason `state` in `gort::goroutines()`; returns its
+/// Waits until goroutine `id` shows wait reason `state` in `gort::runtime::goroutines()`; returns its
 /// snapshot. Fails the test after [`PATIENCE`].
-pub fn wait_state(id: u64, state: &str) -> gort::GoroutineInfo {
+pub fn wait_state(id: u64, state: &str) -> gort::runtime::GoroutineInfo {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        if let Some(g) = gort::goroutines().into_iter().find(|g| g.id == id && g.state == state) {
+        if let Some(g) = gort::runtime::goroutines().into_iter().find(|g| g.id == id && g.state == state) {
             return g;
         }
         if Instant::now() >= deadline {
-            let now: Vec<_> = gort::goroutines().into_iter().filter(|g| g.id == id).collect();
+            let now: Vec<_> = gort::runtime::goroutines().into_iter().filter(|g| g.id == id).collect();
             panic!("goroutine {id} never reached {state:?}; now {now:?}");
         }
         gort::time::sleep(Duration::from_millis(1));
@@ -51,7 +51,7 @@ pub fn wait_state(id: u64, state: &str) -> gort::GoroutineInfo {
 pub fn wait_count(state: &str, n: usize) {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let k = gort::goroutines().iter().filter(|g| g.state == state).count();
+        let k = gort::runtime::goroutines().iter().filter(|g| g.state == state).count();
         if k >= n {
             return;
         }
@@ -150,7 +150,7 @@ impl Drop for Watchdog {
 // gort's entry points that run code on a goroutine (`gort::run`, `gort::spawn`, `go!`,
 // `Builder::spawn`, `time::after_func`) are `unsafe`: a goroutine may resume on another OS thread
 // after any blocking call, and the compiler cannot check that nothing thread-bound is held across
-// one (the contract: `gort_runtime::proc`). The tests use them through the wrappers below, whose
+// one (the contract: the crate docs of `gort_runtime`). The tests use them through the wrappers below, whose
 // SAFETY comments all rest on one rule, checked for every test crate that includes this module:
 //
 // THE RULE. The goroutines in these tests hold no thread-bound value across a blocking call, and
@@ -202,7 +202,7 @@ pub fn after_func(d: std::time::Duration, f: impl Fn() + Send + Sync + 'static) 
 macro_rules! go {
     ($($f:ident)::+ ( $($arg:expr),* $(,)? )) => {{
         let args = ($($arg,)*);
-        let body = move || gort::runtime::proc::Apply::apply($($f)::+, args);
+        let body = move || gort::runtime::internal::Apply::apply($($f)::+, args);
         // SAFETY: the goroutine follows THE RULE (tests/common/mod.rs).
         unsafe { gort::spawn(body) }
     }};
