@@ -68,7 +68,7 @@ impl<T> Chan<T> {
     /// # Safety
     /// The channel lock is held.
     #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn buf(&self) -> &mut VecDeque<T> {
+    unsafe fn buf(&self) -> &mut VecDeque<T> {
         // SAFETY: guarded by the lock the caller holds.
         unsafe { &mut *self.buf.get() }
     }
@@ -77,6 +77,7 @@ impl<T> Chan<T> {
     ///
     /// # Safety
     /// The channel lock is held and the channel is open.
+    #[inline]
     pub(crate) unsafe fn send_locked(&self, v: T) -> Result<Option<GRef>, T> {
         // SAFETY: lock held (caller).
         let st = unsafe { self.core.state() };
@@ -103,6 +104,7 @@ impl<T> Chan<T> {
     ///
     /// # Safety
     /// The channel lock is held.
+    #[inline]
     pub(crate) unsafe fn recv_locked(&self) -> Recv<T> {
         // SAFETY: lock held (caller).
         let st = unsafe { self.core.state() };
@@ -137,6 +139,7 @@ impl<T> Chan<T> {
     }
 
     /// Whether closed (racy snapshot).
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.core.lock.lock();
         // SAFETY: lock held.
@@ -147,6 +150,7 @@ impl<T> Chan<T> {
     }
 
     /// Closes the channel; false if it was closed already (or nil).
+    #[inline]
     pub(crate) fn close(&self) -> bool {
         if self.nil {
             return false;
@@ -177,6 +181,7 @@ impl<T> Chan<T> {
         true
     }
 
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.core.lock.lock();
         // SAFETY: lock held.
@@ -187,6 +192,7 @@ impl<T> Chan<T> {
     }
 
     /// Blocking send with an optional deadline (nanotime units).
+    #[inline]
     pub(crate) fn send(&self, v: T, deadline: Option<u64>) -> Result<(), SendTimeoutError<T>> {
         if self.nil {
             match deadline {
@@ -249,6 +255,7 @@ impl<T> Chan<T> {
     }
 
     /// Blocking receive with an optional deadline.
+    #[inline]
     pub(crate) fn recv(&self, deadline: Option<u64>) -> Result<T, RecvTimeoutError> {
         if self.nil {
             match deadline {
@@ -308,7 +315,7 @@ impl<T> Chan<T> {
     }
 
     /// Parks with the channel lock held (queued node already published); commit releases it.
-    pub(crate) fn block(&self, reason: WaitReason) {
+    fn block(&self, reason: WaitReason) {
         let t0 = mprof::block_start();
         let commit = |_| {
             // SAFETY: the lock was taken by this operation before parking (Go's unlockf).
@@ -326,7 +333,7 @@ impl<T> Chan<T> {
     /// The timed slow path: arms a timer, then retries, then queues and parks. Returns
     /// `Some(success)` when a channel operation (or close) claimed us, `None` on timeout (node
     /// unlinked, slot untouched). Called without the lock.
-    pub(crate) fn block_timed(&self, node: &Node<T>, deadline: u64, recv: bool) -> Option<bool> {
+    fn block_timed(&self, node: &Node<T>, deadline: u64, recv: bool) -> Option<bool> {
         let w = Waiter::new();
         node.bind(&w, 0);
         let core = &self.core as *const Core as usize;
@@ -403,7 +410,7 @@ impl<T> Chan<T> {
 }
 
 /// A nil channel with a timeout: sleeps until the deadline.
-pub(crate) fn nil_wait(deadline: u64) {
+fn nil_wait(deadline: u64) {
     let now = crate::time::nanotime();
     if deadline > now {
         crate::time::sleep(Duration::from_nanos(deadline - now));

@@ -25,6 +25,9 @@ use crate::sched::timers::run_timers;
 const SPIN_LINGER: u32 = 5;
 
 /// Finds a runnable G for `m` on `p`, or gives `p` back and returns None.
+// `inline`: its one caller, the M loop, is in another module (another codegen unit), and a
+// call per schedule is measurable on a park-per-operation workload.
+#[inline]
 pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P) -> Option<GRef> {
     let mut linger = 0u32;
     loop {
