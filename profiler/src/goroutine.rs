@@ -204,12 +204,8 @@ pub fn render2(sym: &mut Symbolizer, gs: &[GStack]) -> String {
         if i > 0 {
             out.push('\n');
         }
-        let mins = g.waiting_ns / 60_000_000_000;
-        let _ = write!(out, "goroutine {} [{}", g.id, g.state);
-        if mins >= 1 && !g.current {
-            let _ = write!(out, ", {mins} minutes");
-        }
-        out.push_str("]:\n");
+        // The caller's own goroutine is running, not waiting: no minutes.
+        gort_runtime::g::write_header(&mut out, g.id, &g.state, if g.current { 0 } else { g.waiting_ns });
         let fr = match &g.pcs {
             Some(pcs) => goroutine_frames(sym, pcs, g.entry_name),
             None => {
