@@ -181,6 +181,8 @@ pub struct Builder<'a> {
     locs: HashMap<(usize, usize, usize), u64>,
     /// Per symbolizer mapping: (pprof id, every location in it had a name).
     maps: Vec<(u64, bool)>,
+    /// Per mapping: whether any of its locations got a name.
+    named_any: Vec<bool>,
 }
 
 impl<'a> Builder<'a> {
@@ -193,6 +195,7 @@ impl<'a> Builder<'a> {
             funcs: HashMap::new(),
             locs: HashMap::new(),
             maps: Vec::new(),
+            named_any: Vec::new(),
         };
         b.strings.insert(String::new(), 0);
         for (t, u) in types {
@@ -220,6 +223,7 @@ impl<'a> Builder<'a> {
                 ..Default::default()
             });
             b.maps.push((id, true));
+            b.named_any.push(false);
         }
         b
     }
@@ -298,6 +302,7 @@ impl<'a> Builder<'a> {
             Some(m) => {
                 let named = !info.frames[0].name.starts_with("0x");
                 self.maps[m].1 &= named;
+                self.named_any[m] |= named;
                 self.maps[m].0
             }
             None => 0,
@@ -339,15 +344,17 @@ impl<'a> Builder<'a> {
         lid
     }
 
-    /// The finished profile, mapping flags set: the main binary's say functions are present,
-    /// and files, lines and inlined frames when it has line tables (we resolved them from its
-    /// DWARF); another mapping says functions when every location in it got a symbol from
-    /// `dladdr`.
+    /// The finished profile, mapping flags set: the main binary's say functions are present
+    /// when any location in it got a name from its DWARF or symbol table (a CPU sample's leaf in
+    /// a `.plt` stub has none, and no symbolizer would do better; a stripped binary has none at
+    /// all, and then `go tool pprof` may symbolize it from an unstripped copy), and files, lines
+    /// and inlined frames when it has line tables; another mapping says functions when every
+    /// location in it got a symbol from `dladdr`.
     pub fn finish(mut self) -> Profile {
         let lines = self.sym.has_lines();
         for (i, m) in self.p.mapping.iter_mut().enumerate() {
             let main = self.sym.mappings[i].main;
-            let named = self.maps[i].1;
+            let named = self.maps[i].1 || main && self.named_any[i];
             m.has_functions = named;
             m.has_filenames = main && named && lines;
             m.has_line_numbers = main && named && lines;

@@ -9,7 +9,8 @@
 //!   as an attachment, `debug=N>0` text; `seconds=N` a delta profile (`NAME-delta`); `gc=` is
 //!   accepted and ignored (gort has no GC).
 //! - `/debug/pprof/cmdline`, `/debug/pprof/symbol` (GET query or POST body).
-//! - `/debug/pprof/{profile,trace,mutex,block}`: 501, not implemented yet.
+//! - `/debug/pprof/profile?seconds=N`: the CPU profile of the next N seconds (default 30).
+//! - `/debug/pprof/{trace,mutex,block}`: 501, not implemented yet.
 //!
 //! [`handle`] is the routing logic on a parsed [`Request`], testable without sockets. The server
 //! answers one request per connection (`Connection: close`), bounds the request head
@@ -180,7 +181,8 @@ pub fn handle(req: &Request) -> Response {
             return Response::new(200, "text/plain; charset=utf-8", args.join("\0"));
         }
         "/debug/pprof/symbol" => return symbol(req),
-        "/debug/pprof/profile" | "/debug/pprof/trace" => return Response::error(501, NOT_IMPLEMENTED),
+        "/debug/pprof/profile" => return cpu_profile(req),
+        "/debug/pprof/trace" => return Response::error(501, NOT_IMPLEMENTED),
         _ => {}
     }
     let Some(name) = path.strip_prefix("/debug/pprof/") else {
@@ -190,6 +192,22 @@ pub fn handle(req: &Request) -> Response {
         return index();
     }
     named(req, name)
+}
+
+/// `/debug/pprof/profile?seconds=N`: Go's `pprof.Profile`. A missing or bad `seconds` means 30,
+/// as in Go; the connection's goroutine sleeps through the window while the others go on.
+fn cpu_profile(req: &Request) -> Response {
+    let secs = match req.form_value("seconds").parse::<i64>() {
+        Ok(s) if s > 0 => s as u64,
+        _ => 30,
+    };
+    if secs > MAX_SECONDS {
+        return Response::error(400, "profile duration exceeds server's WriteTimeout");
+    }
+    match crate::cpu::profile_for(Duration::from_secs(secs), gort_runtime::time::sleep) {
+        Ok(body) => Response::attachment("profile", body),
+        Err(e) => Response::error(500, &format!("Could not enable CPU profiling: {e}")),
+    }
 }
 
 /// `/debug/pprof/NAME`: Go's `handler.ServeHTTP`.
@@ -536,7 +554,7 @@ mod tests {
         assert_eq!(r.body, b"invalid value for \"seconds\" - must be a positive integer\n");
         let r = handle(&Request::get("/debug/pprof/goroutine?seconds=1&debug=1"));
         assert_eq!(r.body, b"seconds and debug params are incompatible\n");
-        assert_eq!(handle(&Request::get("/debug/pprof/profile")).status, 501);
+        assert_eq!(handle(&Request::get("/debug/pprof/trace")).status, 501);
         assert_eq!(handle(&Request::get("/debug/pprof/mutex")).status, 501);
         assert_eq!(handle(&Request::get("/other")).status, 404);
         assert_eq!(handle(&Request::get("/debug/pprof")).status, 301);

@@ -31,6 +31,7 @@
 //!                  unwind/{modules,cfi,mod}
 //! 2. goroutine     g/{wait_reason,mod} timer_heap
 //! 3. machine       globrunq p m threadg traceback stack/overflow netpoll mprof
+//!                  cpuprof
 //! 4. scheduler     sched/state sched/idle sched/deadlock park sched/timers
 //!                  sched/find sched/execute sched/mod sysmon start
 //! 5. services      time loom waitslot parker spawn time/after_func blocking
@@ -57,7 +58,8 @@
 //! - `spawn.rs` ([`spawn`], [`run`], [`Builder`], [`go!`]), `blocking.rs` ([`blocking`]),
 //!   `lock_os_thread.rs`, [`time`], `snapshot.rs` ([`goroutines`], [`threads`]), `labels.rs`.
 //! - `stack/`: pooled stacks, guards, and the overflow handler; `unwind/` and `traceback.rs`:
-//!   stack walks; [`mprof`]: mutex and block profile records; [`env`](mod@env): configuration.
+//!   stack walks; [`mprof`]: mutex and block profile records; [`cpuprof`]: CPU profile samples
+//!   (SIGPROF); [`env`](mod@env): configuration.
 //! - [`chan`], [`sync`], [`net`]: what programs use.
 //! - `loom.rs`: the seam through which loom model-checks `WaitSlot`, `Parker` and `Sema`; under
 //!   `--cfg gort_loom` the crate is cut down to those.
@@ -166,6 +168,8 @@ pub mod g;
 #[cfg(not(gort_loom))]
 mod timer_heap;
 // 3. machine
+#[cfg(not(gort_loom))]
+pub mod cpuprof;
 #[cfg(not(gort_loom))]
 mod globrunq;
 #[cfg(not(gort_loom))]

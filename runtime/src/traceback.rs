@@ -41,10 +41,21 @@ pub fn current_stack_bounds() -> (usize, usize) {
     thread_stack_bounds()
 }
 
-fn thread_stack_bounds() -> (usize, usize) {
-    thread_local! {
-        static BOUNDS: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
-    }
+thread_local! {
+    /// This thread's stack bounds once computed ((0, 0) before).
+    static BOUNDS: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// This thread's stack bounds if [`thread_stack_bounds`] has computed them on this thread, else
+/// `(0, 0)`. Async-signal-safe: one read of a const-initialised thread-local.
+#[inline]
+pub(crate) fn cached_thread_stack_bounds() -> (usize, usize) {
+    BOUNDS.with(|b| b.get())
+}
+
+/// This thread's stack bounds (`pthread_getattr_np` the first time, then cached). Not for a
+/// signal handler: the first call may allocate.
+pub(crate) fn thread_stack_bounds() -> (usize, usize) {
     let b = BOUNDS.with(|b| b.get());
     if b.1 != 0 {
         return b;

@@ -110,6 +110,8 @@ fn newm(s: &'static Sched, p: &'static P, spinning: bool) {
         s.allm.lock().push(m);
         set_current_m(m);
         crate::stack::overflow::ensure_altstack();
+        // Cached now: the SIGPROF handler may only read it.
+        crate::traceback::thread_stack_bounds();
         // SAFETY: pp was made from a &'static P above.
         let p: &'static P = unsafe { &*(pp as *const P) };
         m.p.set(Some(p));

@@ -124,7 +124,8 @@ pub(crate) fn install_overflow_handler() {
 }
 
 /// Gives the calling thread a signal stack (64 KiB plus a guard page, leaked: Ms never exit) if
-/// it has none. Call at the start of every M thread. Failure (out of memory) is silent: an
+/// it has none or a smaller one (std gives its threads a few KiB, enough for its overflow message
+/// but not for the CPU profiler's unwind in a SIGPROF handler). Call at the start of every M thread. Failure (out of memory) is silent: an
 /// overflow then kills the process with a plain SIGSEGV instead of the report.
 pub(crate) fn ensure_altstack() {
     // SAFETY: zeroed is a valid stack_t for the kernel to fill in.
@@ -133,8 +134,8 @@ pub(crate) fn ensure_altstack() {
     if unsafe { libc::sigaltstack(ptr::null(), &mut old) } != 0 {
         return;
     }
-    if old.ss_flags & libc::SS_DISABLE == 0 {
-        return; // already has one (std's or ours)
+    if old.ss_flags & libc::SS_DISABLE == 0 && old.ss_size >= ALTSTACK_SIZE {
+        return; // already has one big enough (ours)
     }
     let page = page_size();
     let size = ALTSTACK_SIZE.max(libc::SIGSTKSZ).next_multiple_of(page);

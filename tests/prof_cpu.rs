@@ -1,0 +1,198 @@
+//! The CPU profile: where the samples land, how they split between goroutines, how they add up
+//! against the CPU time the process used, and what `go tool pprof` makes of them. One profile at
+//! a time per process: the tests take turns.
+
+mod common;
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::prof::{decode_valid, have_go, pprof, stack_sum, tmpdir};
+
+static TURN: Mutex<()> = Mutex::new(());
+
+/// Spins for `iters` rounds of arithmetic the optimizer cannot remove.
+#[inline(never)]
+fn cpu_spin_a(iters: u64) -> u64 {
+    let mut x = 1u64;
+    for i in 0..iters {
+        x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+    }
+    x
+}
+
+/// The same work under another name (a second goroutine's).
+#[inline(never)]
+fn cpu_spin_b(iters: u64) -> u64 {
+    let mut x = 3u64;
+    for i in 0..iters {
+        x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+    }
+    x
+}
+
+/// Spins until `stop`.
+#[inline(never)]
+fn busy_until(stop: &AtomicBool) -> u64 {
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n = n.wrapping_add(cpu_spin_a(10_000));
+    }
+    n
+}
+
+/// Process CPU time (user + system) so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Profiles `f` at `hz` and returns the decoded profile.
+fn profile(hz: u32, f: impl FnOnce()) -> gort::profiler::proto::Profile {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    struct W(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for W {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    gort::profiler::set_cpu_profile_rate(hz);
+    gort::profiler::start_cpu_profile(W(buf.clone())).unwrap();
+    f();
+    gort::profiler::stop_cpu_profile().unwrap();
+    let gz = buf.lock().unwrap().clone();
+    decode_valid(&gz)
+}
+
+fn total(p: &gort::profiler::proto::Profile, idx: usize) -> i64 {
+    p.sample.iter().map(|s| s.value[idx]).sum()
+}
+
+#[test]
+fn samples_land_in_the_busy_function_with_go_sample_types() {
+    let _t = common::take_turn(&TURN);
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let h = common::spawn_with(gort::Builder::new(), move || busy_until(&s2)).unwrap();
+    let p = profile(500, || std::thread::sleep(Duration::from_millis(800)));
+    stop.store(true, Ordering::Relaxed);
+    h.join().unwrap();
+    let types: Vec<(&str, &str)> = p.sample_type.iter().map(|t| (p.str(t.r#type), p.str(t.unit))).collect();
+    assert_eq!(types, [("samples", "count"), ("cpu", "nanoseconds")]);
+    let pt = p.period_type.as_ref().unwrap();
+    assert_eq!((p.str(pt.r#type), p.str(pt.unit)), ("cpu", "nanoseconds"));
+    assert_eq!(p.period, 2_000_000);
+    assert!(p.time_nanos > 0 && p.duration_nanos >= 700_000_000, "{} {}", p.time_nanos, p.duration_nanos);
+    let n = total(&p, 0);
+    let busy = stack_sum(&p, "cpu_spin_a", 0);
+    assert!(n >= 100, "only {n} samples in 800 ms at 500 Hz");
+    assert!(busy * 100 >= n * 90, "{busy} of {n} samples in cpu_spin_a");
+    for s in &p.sample {
+        assert_eq!(s.value[1], s.value[0] * p.period, "cpu/nanoseconds = samples x period");
+    }
+}
+
+#[test]
+fn two_to_one_work_shows_two_to_one() {
+    let _t = common::take_turn(&TURN);
+    // One goroutine per P: with 2 Ps both run at once, with 1 they take turns; either way the
+    // CPU each uses is in proportion to its work.
+    let n = 150_000_000u64;
+    let p = profile(500, || {
+        let a = common::spawn_with(gort::Builder::new(), move || cpu_spin_a(2 * n)).unwrap();
+        let b = common::spawn_with(gort::Builder::new(), move || cpu_spin_b(n)).unwrap();
+        a.join().unwrap();
+        b.join().unwrap();
+    });
+    let a = stack_sum(&p, "cpu_spin_a", 0) as f64;
+    let b = stack_sum(&p, "cpu_spin_b", 0) as f64;
+    assert!(b > 20.0, "too few samples: a={a} b={b}");
+    let ratio = a / b;
+    assert!((1.8..=2.2).contains(&ratio), "a={a} b={b}: ratio {ratio:.2}, want 2 within 10%");
+}
+
+#[test]
+fn sampled_cpu_matches_measured_cpu() {
+    let _t = common::take_turn(&TURN);
+    let procs = gort::runtime::gomaxprocs();
+    let stop = Arc::new(AtomicBool::new(false));
+    let hs: Vec<_> = (0..procs)
+        .map(|_| {
+            let s = stop.clone();
+            common::spawn_with(gort::Builder::new(), move || busy_until(&s)).unwrap()
+        })
+        .collect();
+    // Let the goroutines settle on their Ms before measuring.
+    std::thread::sleep(Duration::from_millis(50));
+    let c0 = cpu_time();
+    let t0 = Instant::now();
+    let p = profile(250, || std::thread::sleep(Duration::from_millis(1000)));
+    let used = cpu_time() - c0;
+    let wall = t0.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().unwrap();
+    }
+    let sampled = Duration::from_nanos(total(&p, 1) as u64);
+    let ratio = sampled.as_secs_f64() / used.as_secs_f64();
+    assert!(
+        (0.9..=1.1).contains(&ratio),
+        "sampled {sampled:?} of CPU against {used:?} used ({wall:?} wall, {procs} Ps): ratio {ratio:.3}"
+    );
+}
+
+#[test]
+fn a_second_start_is_refused_as_in_go() {
+    let _t = common::take_turn(&TURN);
+    gort::profiler::start_cpu_profile(std::io::sink()).unwrap();
+    let e = gort::profiler::start_cpu_profile(std::io::sink()).unwrap_err();
+    assert_eq!(e.to_string(), "cpu profiling already in use");
+    gort::profiler::stop_cpu_profile().unwrap();
+    // Stopping twice does nothing, and a new profile can start.
+    gort::profiler::stop_cpu_profile().unwrap();
+    gort::profiler::start_cpu_profile(std::io::sink()).unwrap();
+    gort::profiler::stop_cpu_profile().unwrap();
+}
+
+#[test]
+fn http_profile_serves_go_tool_pprof() {
+    let _t = common::take_turn(&TURN);
+    let server = gort::profiler::serve("127.0.0.1:0").unwrap();
+    let addr = server.local_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let h = common::spawn_with(gort::Builder::new(), move || busy_until(&s2)).unwrap();
+    // The server keeps answering while a profile runs.
+    let url = format!("http://{addr}/debug/pprof/profile?seconds=1");
+    let t = std::thread::spawn(move || common::prof::http_get(addr, "/debug/pprof/profile?seconds=1"));
+    std::thread::sleep(Duration::from_millis(200));
+    let idx = common::prof::http_get(addr, "/debug/pprof/");
+    assert_eq!(idx.status, 200);
+    let busy = common::prof::http_get(addr, "/debug/pprof/profile?seconds=1");
+    assert_eq!(busy.status, 500, "{}", String::from_utf8_lossy(&busy.body));
+    assert_eq!(String::from_utf8_lossy(&busy.body), "Could not enable CPU profiling: cpu profiling already in use\n");
+    let r = t.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    h.join().unwrap();
+    assert_eq!(r.status, 200);
+    let p = decode_valid(&r.body);
+    assert!(stack_sum(&p, "busy_until", 0) > 0, "no samples in busy_until");
+    if !have_go() {
+        return;
+    }
+    let dir = tmpdir("cpu");
+    let file = dir.join("cpu.pb.gz");
+    std::fs::write(&file, &r.body).unwrap();
+    let top = pprof(&["-top", "-cum", file.to_str().unwrap()]);
+    assert!(top.contains("cpu_spin_a"), "{url}\n{top}");
+}
