@@ -27,6 +27,8 @@ pub use gort_profiler as profiler;
 /// (`yield_now`, `lock_os_thread`), goroutine labels, and the low-level `park`/`ready` with the
 /// safe [`Parker`](runtime::Parker) built on them.
 pub mod runtime {
+    /// CPU profile sampling from SIGPROF (the profiler's `start_cpu_profile` drives it).
+    pub use gort_runtime::cpuprof;
     /// Configuration from the environment (`GOMAXPROCS`, `GORT_*`).
     pub use gort_runtime::env;
     /// Mutex and block profile records (the profiler exports them).
