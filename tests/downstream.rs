@@ -71,6 +71,7 @@ fn check_variant(v: &Variant) {
     if have_go() {
         check_heap(addr, &mut fails);
         check_leak_diff(&demo, addr, &krate.0, &mut fails);
+        check_cpu(&bin, &krate.0, &mut fails);
     }
     if let Some(status) = demo.exited() {
         fails.push(format!("the demo exited during the checks: {}", demo.why(status)));
@@ -412,6 +413,31 @@ fn check_heap(addr: SocketAddr, fails: &mut Vec<String>) {
     }
     if !why.is_empty() {
         fails.push(format!("heap (inuse_space): {}\n{out}", why.join("; ")));
+    }
+}
+
+/// Go's CPU demo in the user's build: `go tool pprof -top` puts at least 95% of the samples in
+/// `busy_loop`.
+fn check_cpu(bin: &Path, dir: &Path, fails: &mut Vec<String>) {
+    let path = dir.join("cpu.pb.gz");
+    let out = Command::new(bin)
+        .args(["--cpu-profile", path.to_str().unwrap(), "--seconds", "2"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        fails.push(format!("cpu demo failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return;
+    }
+    let text = pprof(&["-top", "-nodefraction=0", path.to_str().unwrap()]);
+    let rows = top_rows(&text);
+    let total: f64 = rows.iter().map(|r| r.flat).sum();
+    match find(&rows, "busy_loop") {
+        Some(r) if total > 0.0 && r.cum >= 0.95 * total => {}
+        Some(r) => {
+            fails.push(format!("cpu: busy_loop has {:.0}% of the samples, want >= 95%\n{text}", 100.0 * r.cum / total))
+        }
+        None => fails.push(format!("cpu: no row for busy_loop\n{text}")),
     }
 }
 

@@ -162,14 +162,24 @@ pub struct TopRow {
     pub name: String,
 }
 
-/// Parses a value such as `24MB`, `512kB`, `20`, `1.50GB` into base units (pprof's units are
-/// binary: 1MB = 2^20).
+/// Parses a value such as `24MB`, `512kB`, `20`, `1.50GB`, `830ms`, `2.90s` into base units
+/// (bytes, binary: 1MB = 2^20; nanoseconds).
 pub fn parse_value(s: &str) -> f64 {
     let s = s.trim();
-    let units = [("GB", 1u64 << 30), ("MB", 1 << 20), ("kB", 1 << 10), ("B", 1)];
+    let units = [
+        ("GB", (1u64 << 30) as f64),
+        ("MB", (1 << 20) as f64),
+        ("kB", (1 << 10) as f64),
+        ("B", 1.0),
+        ("ns", 1.0),
+        ("us", 1e3),
+        ("µs", 1e3),
+        ("ms", 1e6),
+        ("s", 1e9),
+    ];
     for (u, m) in units {
         if let Some(n) = s.strip_suffix(u) {
-            return n.parse::<f64>().unwrap() * m as f64;
+            return n.parse::<f64>().unwrap() * m;
         }
     }
     s.parse().unwrap_or_else(|_| panic!("not a value: {s:?}"))

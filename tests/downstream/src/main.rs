@@ -4,13 +4,15 @@
 //! ```text
 //! gort-downstream --flags
 //! gort-downstream [--addr 127.0.0.1:0] [--interval-ms 2000] [--exit-after-secs 60]
+//! gort-downstream --cpu-profile PATH [--seconds 2]
 //! ```
 //!
 //! `--flags` prints the rustflags this crate was built with and the unwinder gort chose. Otherwise
 //! it serves pprof and prints, one per line: `addr IP:PORT`, `ready` once the heap demo's memory is
 //! allocated and its goroutines are about to block, then `leak N` after the N-th leaked goroutine.
 //! It exits after `--exit-after-secs`, or as soon as stdin reaches end of file, so a test that
-//! fails (and drops its end of the pipe) never leaves it running.
+//! fails (and drops its end of the pipe) never leaves it running. `--cpu-profile PATH` is Go's
+//! CPU demo instead: `busy_loop` on a goroutine, profiled for `--seconds` into PATH.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -96,7 +98,28 @@ fn http_pprof_goroutine(interval: Duration) -> ! {
     }
 }
 
+/// Go's CPU demo: a loop the optimizer cannot delete, forever.
+#[inline(never)]
+fn busy_loop() {
+    let mut i = 0u64;
+    loop {
+        i = std::hint::black_box(i.wrapping_add(1));
+    }
+}
+
+fn cpu_demo(path: &str, secs: u64) {
+    // SAFETY: the goroutine computes on a local and touches no thread-local.
+    unsafe { gort::go!(busy_loop) };
+    let f = std::fs::File::create(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    gort::profiler::start_cpu_profile(f).unwrap();
+    std::thread::sleep(Duration::from_secs(secs));
+    gort::profiler::stop_cpu_profile().unwrap();
+}
+
 fn main() {
+    if let Some(path) = arg("--cpu-profile") {
+        return cpu_demo(&path, num("--seconds", 2));
+    }
     if std::env::args().any(|a| a == "--flags") {
         println!("rustflags: {}", env!("DOWNSTREAM_RUSTFLAGS"));
         println!("unwinder: {}", gort::runtime::unwind::mode().as_str());
