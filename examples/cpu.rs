@@ -18,11 +18,12 @@ use std::time::Duration;
 use lexopt::prelude::*;
 
 const USAGE: &str = "\
-usage: cpu [--out PATH] [--seconds N] | [--addr ADDR] [--exit-after-secs N]
+usage: cpu [--rate HZ] [--out PATH] [--seconds N] | [--addr ADDR] [--exit-after-secs N]
 
 Runs busy_loop on a goroutine and profiles it: into PATH (default cpu.prof) for N seconds
 (default 5), or, with --addr, serves /debug/pprof/ for go tool pprof.
 
+  --rate HZ              samples per second of CPU time (default 100, Go's)
   --out PATH             write the CPU profile here (default cpu.prof)
   --seconds N            profile for N seconds (default 5)
   --addr ADDR            serve /debug/pprof/ on ADDR instead of writing a file
@@ -33,17 +34,19 @@ Runs busy_loop on a goroutine and profiles it: into PATH (default cpu.prof) for 
 struct Args {
     out: String,
     seconds: u64,
+    rate: u32,
     addr: Option<String>,
     exit_after_secs: Option<u64>,
 }
 
 /// The command line. `--help` prints the usage and exits.
 fn parse_args() -> Result<Args, lexopt::Error> {
-    let mut args = Args { out: "cpu.prof".into(), seconds: 5, addr: None, exit_after_secs: None };
+    let mut args = Args { out: "cpu.prof".into(), seconds: 5, rate: 100, addr: None, exit_after_secs: None };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
             Long("out") => args.out = parser.value()?.string()?,
+            Long("rate") => args.rate = number(&mut parser, "--rate")?.clamp(1, 10_000) as u32,
             Long("seconds") => args.seconds = number(&mut parser, "--seconds")?.max(1),
             Long("addr") => {
                 let v = parser.value()?.string()?;
@@ -83,6 +86,7 @@ fn main() {
         eprintln!("cpu: {e}");
         std::process::exit(2);
     });
+    gort::profiler::set_cpu_profile_rate(args.rate);
     // SAFETY: the goroutine computes on a local and touches no thread-local.
     unsafe { gort::go!(busy_loop) };
     match args.addr {
@@ -100,7 +104,13 @@ fn main() {
                 eprintln!("cpu: writing {}: {e}", args.out);
                 std::process::exit(1);
             }
-            println!("wrote {} ({} s of busy_loop); now:", args.out, args.seconds);
+            let (n, ns) = gort::runtime::cpuprof::handler_cost();
+            println!(
+                "wrote {} ({} s of busy_loop; {n} samples, {} ns each in the handler); now:",
+                args.out,
+                args.seconds,
+                ns / n.max(1)
+            );
             println!("  go tool pprof -top {}", args.out);
         }
         Some(addr) => {

@@ -3,16 +3,17 @@
 //!
 //! # Timers
 //!
-//! Each M gets its own `timer_create(CLOCK_THREAD_CPUTIME_ID)` delivering SIGPROF to that very
-//! thread (`SIGEV_THREAD_ID`), armed lazily the next time the M starts a goroutine after a
-//! profile starts (`on_execute`: one relaxed load per `execute` when nothing changed), with the
-//! first expiry randomised in `(0, period]` so that Ms do not tick in step. Threads without their
-//! own timer (plain threads, an M that has been running one goroutine since before the start)
-//! are covered by the process's `setitimer(ITIMER_PROF)`. The handler keeps one source per
-//! thread, as Go's `validSIGPROF` does: `SI_TIMER` on a thread whose own timer is armed for this
-//! profile, `SI_KERNEL` (the process timer) on every other, except an M running no goroutine
-//! (the kernel may hand the process timer's signal to a sleeping thread: an idle M would be
-//! charged for its sleep). A per-thread timer's signal that
+//! Each M gets its own timer on its thread's CPU clock (`pthread_getcpuclockid`, so the thread
+//! that starts the profile arms every existing M at once, a goroutine that never yields
+//! included) delivering SIGPROF to that very thread (`SIGEV_THREAD_ID`), with the first expiry
+//! randomised in `(0, period]` so that Ms do not tick in step. An M created later arms its own
+//! the first time it starts a goroutine (`on_execute`: one relaxed load per `execute` when
+//! nothing changed). Other threads are covered by the process's `setitimer(ITIMER_PROF)`. The
+//! handler keeps one source per thread, as Go's `validSIGPROF` does: `SI_TIMER` on a thread
+//! whose own timer is armed for this profile, `SI_KERNEL` (the process timer) on every other.
+//! The kernel may hand the process timer's signal to any thread, a sleeping one included, so a
+//! thread takes it only if it used at least half a period of CPU since the last one it took.
+//! A per-thread timer's signal that
 //! coalesced expirations reports them in `si_overrun`: a sample weighs `1 + si_overrun` periods.
 //!
 //! # The handler
@@ -46,7 +47,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::m::current_m;
+use crate::m::{current_m, M};
 use crate::traceback::{cached_thread_stack_bounds, MAX_DEPTH};
 use crate::unwind::{walk, Regs, WalkCtx};
 
@@ -56,6 +57,9 @@ static RATE: AtomicU32 = AtomicU32::new(0);
 static GEN: AtomicU64 = AtomicU64::new(0);
 /// Sample periods dropped because the buffer was full.
 static LOST: AtomicU64 = AtomicU64::new(0);
+/// Samples the handler took and the nanoseconds it spent on them (its cost, for the benchmarks).
+static HANDLED: AtomicU64 = AtomicU64::new(0);
+static HANDLER_NS: AtomicU64 = AtomicU64::new(0);
 /// Whether our SIGPROF handler is installed (never uninstalled).
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 /// Serialises start, stop and the handler installation.
@@ -95,10 +99,8 @@ static HEAD: AtomicUsize = AtomicUsize::new(0);
 static TAIL: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    /// This thread's own CPU timer, if it has one.
-    static TIMER: Cell<Option<libc::timer_t>> = const { Cell::new(None) };
-    /// The `GEN` this thread's timer was last set up for (its timer counts only if it matches).
-    static ARMED_GEN: Cell<u64> = const { Cell::new(u64::MAX) };
+    /// This thread's CPU time at the last process-timer sample it took.
+    static LAST_CPU: Cell<u64> = const { Cell::new(0) };
     /// Set while this thread runs the SIGPROF handler (tests check the handler allocates nothing).
     static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
 }
@@ -144,7 +146,10 @@ pub fn start(hz: u32) -> Result<(), CpuProfileError> {
     LOST.store(0, Ordering::Relaxed);
     // Release: an M that sees the new GEN (Acquire in on_execute) sees the rate.
     RATE.store(hz, Ordering::Release);
-    GEN.fetch_add(1, Ordering::Release);
+    let gen = GEN.fetch_add(1, Ordering::Release) + 1;
+    for m in crate::m::all() {
+        arm(m, gen, hz);
+    }
     set_process_timer(hz)
 }
 
@@ -157,9 +162,10 @@ pub fn stop() {
     let _ = set_process_timer(0);
     RATE.store(0, Ordering::Release);
     GEN.fetch_add(1, Ordering::Release);
-    // The calling thread's own timer, if any, goes now; the Ms' go at their next `execute`, and
-    // any signal still coming finds RATE == 0.
-    disarm_this_thread();
+    // Any signal still coming finds RATE == 0.
+    for m in crate::m::all() {
+        disarm(m);
+    }
 }
 
 /// The sampling rate of the running profile (0: none).
@@ -171,6 +177,21 @@ pub fn rate() -> u32 {
 /// between stacks are in the buffer, with an empty stack).
 pub fn lost() -> u64 {
     LOST.load(Ordering::Relaxed)
+}
+
+/// Samples taken since the process started and the total nanoseconds the handler spent taking
+/// them (thread CPU time inside the handler): what profiling costs per sample.
+#[doc(hidden)]
+pub fn handler_cost() -> (u64, u64) {
+    (HANDLED.load(Ordering::Relaxed), HANDLER_NS.load(Ordering::Relaxed))
+}
+
+/// This thread's CPU time in ns (`clock_gettime` is async-signal-safe).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Whether the calling thread is inside the SIGPROF handler (for tests of its allocations).
@@ -204,41 +225,49 @@ pub fn drain(mut f: impl FnMut(&[usize], u32)) {
     }
 }
 
-/// Arms or disarms the calling M's own timer if a profile started or stopped since it last
-/// looked. Called by `execute` before it runs a goroutine.
+/// Arms the calling M's own timer if a profile started since it last looked (an M created after
+/// the start). Called by `execute` before it runs a goroutine.
 #[inline]
-pub(crate) fn on_execute() {
+pub(crate) fn on_execute(m: &'static M) {
     // Relaxed: a change is picked up at the next execute at worst; the slow path reloads.
-    let gen = GEN.load(Ordering::Relaxed);
-    if ARMED_GEN.with(|c| c.get()) != gen {
-        rearm(gen);
+    if m.cpu_gen.load(Ordering::Relaxed) != GEN.load(Ordering::Relaxed) {
+        rearm(m);
     }
 }
 
 #[cold]
-fn rearm(gen: u64) {
-    disarm_this_thread();
+fn rearm(m: &'static M) {
+    let _c = CONTROL.lock().unwrap_or_else(|e| e.into_inner());
     // Acquire: pairs with start's Release stores (the rate that goes with this generation).
-    let g = GEN.load(Ordering::Acquire);
+    let gen = GEN.load(Ordering::Acquire);
     let hz = RATE.load(Ordering::Acquire);
-    let _ = gen;
-    ARMED_GEN.with(|c| c.set(g));
     if hz == 0 {
+        m.cpu_gen.store(gen, Ordering::Relaxed);
         return;
     }
+    arm(m, gen, hz);
+}
+
+/// Arms `m`'s timer on its thread's CPU clock for generation `gen` at `hz`. Caller holds
+/// `CONTROL`. On failure `m` keeps no timer and the process timer covers it.
+fn arm(m: &'static M, gen: u64, hz: u32) {
+    disarm(m);
     let period = 1_000_000_000u64 / hz as u64;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `m.pthread` is a live thread (Ms never exit); `clock` is a valid out-pointer.
+    if unsafe { libc::pthread_getcpuclockid(m.pthread, &mut clock) } != 0 {
+        m.cpu_gen.store(gen, Ordering::Relaxed);
+        return;
+    }
     // SAFETY: zeroed is a valid sigevent (the padding is private); we set the fields we use.
     let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
     sev.sigev_notify = libc::SIGEV_THREAD_ID;
     sev.sigev_signo = libc::SIGPROF;
-    // SAFETY: gettid has no preconditions.
-    sev.sigev_notify_thread_id = unsafe { libc::gettid() };
+    sev.sigev_notify_thread_id = m.tid;
     let mut id: libc::timer_t = std::ptr::null_mut();
-    // SAFETY: `sev` and `id` are valid for the call; the timer signals this thread only.
-    if unsafe { libc::timer_create(libc::CLOCK_THREAD_CPUTIME_ID, &mut sev, &mut id) } != 0 {
-        // No timer of its own: the process timer covers this thread (the handler accepts
-        // SI_KERNEL here, since ARMED_GEN will not match a timer).
-        ARMED_GEN.with(|c| c.set(u64::MAX - 1));
+    // SAFETY: `sev` and `id` are valid for the call; the timer signals `m`'s thread only.
+    if unsafe { libc::timer_create(clock, &mut sev, &mut id) } != 0 {
+        m.cpu_gen.store(gen, Ordering::Relaxed);
         return;
     }
     // First expiry at a random point of the first period, so that Ms do not tick in step.
@@ -248,17 +277,22 @@ fn rearm(gen: u64) {
     if unsafe { libc::timer_settime(id, 0, &spec, std::ptr::null_mut()) } != 0 {
         // SAFETY: `id` is ours and not armed.
         unsafe { libc::timer_delete(id) };
-        ARMED_GEN.with(|c| c.set(u64::MAX - 1));
+        m.cpu_gen.store(gen, Ordering::Relaxed);
         return;
     }
-    TIMER.with(|c| c.set(Some(id)));
+    *m.cpu_timer.lock() = Some(id as usize);
+    // Release: the handler that sees the armed generation (its Acquire) sees the flag below.
+    m.cpu_armed.store(true, Ordering::Relaxed);
+    m.cpu_gen.store(gen, Ordering::Release);
 }
 
-fn disarm_this_thread() {
-    if let Some(id) = TIMER.with(|c| c.take()) {
-        // SAFETY: `id` is this thread's timer, created by `rearm` and not deleted since (it was
-        // taken out of the thread-local, which only this thread touches).
-        unsafe { libc::timer_delete(id) };
+/// Deletes `m`'s timer, if any.
+fn disarm(m: &'static M) {
+    m.cpu_armed.store(false, Ordering::Relaxed);
+    if let Some(id) = m.cpu_timer.lock().take() {
+        // SAFETY: `id` came from timer_create in `arm` and was taken out of the M's slot under its
+        // lock, so it is deleted once.
+        unsafe { libc::timer_delete(id as libc::timer_t) };
     }
 }
 
@@ -350,14 +384,21 @@ unsafe fn sample(info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     }
     // SAFETY: `info` is valid (contract).
     let code = unsafe { (*info).si_code };
-    let own_timer = ARMED_GEN.with(|c| c.get()) == GEN.load(Ordering::Relaxed) && TIMER.with(|c| c.get()).is_some();
     let m = current_m();
-    // One source per thread (module docs): a thread with its own timer ignores the process one.
-    // The kernel may deliver the process timer's signal to any thread that does not block it,
-    // sleeping ones included, so an M takes it only while it runs a goroutine that started
-    // before the profile (an idle M arms its own timer before it runs anything).
-    if !own_timer && code == libc::SI_KERNEL && m.is_some_and(|m| m.curg().is_none()) {
-        return;
+    // Acquire: pairs with `arm`'s Release store of the generation.
+    let own_timer = m.is_some_and(|m| {
+        m.cpu_gen.load(Ordering::Acquire) == GEN.load(Ordering::Relaxed) && m.cpu_armed.load(Ordering::Relaxed)
+    });
+    let t0 = thread_cpu_ns();
+    // One source per thread (module docs). The kernel may deliver the process timer's signal to
+    // any thread that does not block it, sleeping ones included: take it only on a thread that
+    // used at least half a period of CPU since the last one it took.
+    if !own_timer && code == libc::SI_KERNEL {
+        let half = 500_000_000 / RATE.load(Ordering::Relaxed).max(1) as u64;
+        if t0.saturating_sub(LAST_CPU.with(|c| c.get())) < half {
+            return;
+        }
+        LAST_CPU.with(|c| c.set(t0));
     }
     let weight = match (own_timer, code) {
         (true, libc::SI_TIMER) => {
@@ -414,4 +455,6 @@ unsafe fn sample(info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     }
     // Release: pairs with the reader's Acquire load (our writes to `data` come first).
     slot.state.store(FULL, Ordering::Release);
+    HANDLED.fetch_add(1, Ordering::Relaxed);
+    HANDLER_NS.fetch_add(thread_cpu_ns().saturating_sub(t0), Ordering::Relaxed);
 }

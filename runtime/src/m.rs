@@ -13,7 +13,7 @@
 
 use std::cell::Cell;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::thread::Thread;
 use std::time::Duration;
 
@@ -97,6 +97,17 @@ pub(crate) struct M {
     /// The goroutine wired to this M (`lock_os_thread`), null if none: the M runs nothing else,
     /// and sleeps without a P while it waits.
     pub(crate) lockedg: AtomicPtr<G>,
+    /// The thread's kernel id and pthread (a CPU profile arms a timer on its CPU clock).
+    pub(crate) tid: libc::pid_t,
+    pub(crate) pthread: libc::pthread_t,
+    /// The CPU profile generation this M's own timer is armed for (`cpuprof`; read by the
+    /// SIGPROF handler).
+    pub(crate) cpu_gen: AtomicU64,
+    /// Whether `cpu_timer` holds an armed timer (read by the SIGPROF handler).
+    pub(crate) cpu_armed: AtomicBool,
+    /// This M's CPU-profile timer, if armed (`timer_t` as a word); changed under the lock by
+    /// whoever arms or disarms it.
+    pub(crate) cpu_timer: parking_lot::Mutex<Option<usize>>,
 }
 
 // SAFETY: `p` (a Cell) is only accessed from the M's own thread (documented on the field); every
@@ -118,6 +129,14 @@ impl M {
             created_by: AtomicUsize::new(0),
             create_stack: Vec::new(),
             lockedg: AtomicPtr::new(ptr::null_mut()),
+            // SAFETY: gettid and pthread_self have no preconditions; M::new runs on the M's own
+            // thread.
+            tid: unsafe { libc::gettid() },
+            // SAFETY: as above.
+            pthread: unsafe { libc::pthread_self() },
+            cpu_gen: AtomicU64::new(0),
+            cpu_armed: AtomicBool::new(false),
+            cpu_timer: parking_lot::Mutex::new(None),
         }
     }
 
@@ -152,6 +171,19 @@ pub(crate) fn current_m() -> Option<&'static M> {
 
 pub(crate) fn set_current_m(m: &'static M) {
     CURRENT_M.with(|c| c.set(m));
+}
+
+/// Every M ever created (Ms never exit), in creation order.
+static ALLM: parking_lot::Mutex<Vec<&'static M>> = parking_lot::Mutex::new(Vec::new());
+
+/// Records a new M (by its own thread, before it runs anything).
+pub(crate) fn register(m: &'static M) {
+    ALLM.lock().push(m);
+}
+
+/// Every M so far.
+pub(crate) fn all() -> Vec<&'static M> {
+    ALLM.lock().clone()
 }
 
 /// The M `g` is wired to by `lock_os_thread`, if any.

@@ -29,19 +29,14 @@ pub struct ThreadInfo {
 
 /// Every M created so far (Ms never exit).
 pub fn threads() -> Vec<ThreadInfo> {
-    match sched_if_started() {
-        None => Vec::new(),
-        Some(s) => s
-            .allm
-            .lock()
-            .iter()
-            .map(|m| ThreadInfo {
-                id: m.id,
-                created_by: m.created_by.load(Ordering::Relaxed) as u64,
-                create_stack: m.create_stack.clone(),
-            })
-            .collect(),
-    }
+    crate::m::all()
+        .iter()
+        .map(|m| ThreadInfo {
+            id: m.id,
+            created_by: m.created_by.load(Ordering::Relaxed) as u64,
+            create_stack: m.create_stack.clone(),
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug)]

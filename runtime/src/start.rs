@@ -110,7 +110,6 @@ fn start_locked(cfg: Config) -> &'static Sched {
         npidle: AtomicUsize::new(n),
         nmspinning: AtomicUsize::new(0),
         nmidle: AtomicUsize::new(0),
-        allm: Mutex::new(Vec::new()),
         mcount: AtomicUsize::new(0),
         gfree: Mutex::new(Vec::new()),
         ngoroutines: AtomicUsize::new(0),

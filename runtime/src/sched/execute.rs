@@ -45,7 +45,7 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
         m.curg.store(g.as_ptr() as *mut G, Ordering::Relaxed);
         p.curg.store(g.as_ptr() as *mut G, Ordering::Relaxed);
         g.0.preempt.store(false, Ordering::Relaxed);
-        crate::cpuprof::on_execute();
+        crate::cpuprof::on_execute(m);
         // SAFETY: the G is RUNNING and owned by this M (state table in g.rs).
         let exec = unsafe { &mut *g.0.exec.get() };
         if exec.co.is_none() {

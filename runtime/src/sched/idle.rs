@@ -107,7 +107,7 @@ fn newm(s: &'static Sched, p: &'static P, spinning: bool) {
         m.create_stack = create_stack;
         let m: &'static M = Box::leak(Box::new(m));
         m.created_by.store(creator as usize, Ordering::Relaxed);
-        s.allm.lock().push(m);
+        crate::m::register(m);
         set_current_m(m);
         crate::stack::overflow::ensure_altstack();
         // Cached now: the SIGPROF handler may only read it.

@@ -36,8 +36,6 @@ pub(crate) struct Sched {
     pub(crate) nmspinning: AtomicUsize,
     /// Number of idle Ms.
     pub(crate) nmidle: AtomicUsize,
-    /// Every M, for schedtrace and the threadcreate profile.
-    pub(crate) allm: Mutex<Vec<&'static M>>,
     pub(crate) mcount: AtomicUsize,
     pub(crate) stacks: StackPool,
     /// How many goroutines may hold a stack, so that each is guarded.
