@@ -72,6 +72,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod builder;
+pub mod flame;
 pub mod goroutine;
 pub mod heap;
 pub mod http;
@@ -84,6 +85,7 @@ pub mod walk;
 use std::io::{self, Write};
 use std::sync::Mutex;
 
+pub use flame::write_flamegraph;
 pub use heap::{mem_profile_rate, set_mem_profile_rate, Allocator, DEFAULT_MEM_PROFILE_RATE};
 pub use http::{serve, Server};
 pub use labels::{labels, with_labels, LabelSet};
