@@ -10,6 +10,7 @@
 //!   accepted and ignored (gort has no GC).
 //! - `/debug/pprof/cmdline`, `/debug/pprof/symbol` (GET query or POST body).
 //! - `/debug/pprof/profile?seconds=N`: the CPU profile of the next N seconds (default 30).
+//! - `/debug/pprof/flamegraph?profile=NAME`: an SVG flame graph of any profile ([`crate::flame`]).
 //! - `/debug/pprof/{trace,mutex,block}`: 501, not implemented yet.
 //!
 //! [`handle`] is the routing logic on a parsed [`Request`], testable without sockets. The server
@@ -118,7 +119,7 @@ pub struct Response {
 }
 
 impl Response {
-    fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+    pub(crate) fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
         Response {
             status,
             headers: vec![
@@ -130,7 +131,7 @@ impl Response {
     }
 
     /// Go's `serveError`: text/plain, `X-Go-Pprof: 1` (pprof prints the message), a newline.
-    fn error(status: u16, msg: &str) -> Response {
+    pub(crate) fn error(status: u16, msg: &str) -> Response {
         let mut r = Response::new(status, "text/plain; charset=utf-8", format!("{msg}\n"));
         r.headers.push(("X-Go-Pprof".into(), "1".into()));
         r
@@ -182,6 +183,7 @@ pub fn handle(req: &Request) -> Response {
         }
         "/debug/pprof/symbol" => return symbol(req),
         "/debug/pprof/profile" => return cpu_profile(req),
+        "/debug/pprof/flamegraph" => return crate::flame::serve(req),
         "/debug/pprof/trace" => return Response::error(501, NOT_IMPLEMENTED),
         _ => {}
     }
@@ -327,8 +329,15 @@ fn index() -> Response {
          <table>\n<thead><td>Count</td><td>Profile</td></thead>\n",
     );
     for e in &entries {
+        let flame = if lookup(e.name).is_some() {
+            format!("<td><a href='flamegraph?profile={}'>flame graph</a></td>", html_escape(e.name))
+        } else if e.name == "profile" {
+            "<td><a href='flamegraph?profile=profile&amp;seconds=10'>flame graph (10 s)</a></td>".to_string()
+        } else {
+            String::new()
+        };
         s.push_str(&format!(
-            "\t<tr>\n\t<td>{}</td><td><a href='{}?debug=1'>{}</a></td>\n\t</tr>\n",
+            "\t<tr>\n\t<td>{}</td><td><a href='{}?debug=1'>{}</a></td>{flame}\n\t</tr>\n",
             e.count,
             html_escape(e.name),
             html_escape(e.name)

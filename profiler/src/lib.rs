@@ -73,6 +73,7 @@
 
 pub mod builder;
 pub mod cpu;
+pub mod flame;
 pub mod goroutine;
 pub mod heap;
 pub mod http;
@@ -86,6 +87,7 @@ use std::io::{self, Write};
 use std::sync::Mutex;
 
 pub use cpu::{cpu_profile_running, set_cpu_profile_rate, start_cpu_profile, stop_cpu_profile};
+pub use flame::write_flamegraph;
 pub use heap::{mem_profile_rate, set_mem_profile_rate, Allocator, DEFAULT_MEM_PROFILE_RATE};
 pub use http::{serve, Server};
 pub use labels::{labels, with_labels, LabelSet};
