@@ -42,6 +42,11 @@ pub const MAX_SECONDS: u64 = 86_400;
 
 const NOT_IMPLEMENTED: &str = "not implemented yet in gort";
 
+/// Stack of a connection goroutine: building a profile (symbolizing, encoding) needs more than
+/// the default 256 KiB in an unoptimized build. A dedicated stack is mapped lazily, so the
+/// headroom costs address space, and one `mmap` per connection.
+const CONN_STACK: usize = 4 << 20;
+
 /// A parsed HTTP request: what [`handle`] needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Request {
@@ -437,7 +442,10 @@ fn accept_loop(l: &TcpListener) {
                 // inlined across a blocking call (`NoSample` sets and restores its flag through
                 // `LocalKey::with` in its own constructor and destructor, both on one side of
                 // any park).
-                unsafe { gort_runtime::spawn(conn) };
+                let spawned = unsafe { gort_runtime::Builder::new().stack_size(CONN_STACK).spawn(conn) };
+                if let Err(e) = spawned {
+                    eprintln!("gort pprof: cannot start a connection goroutine: {e}");
+                }
             }
             Err(e) if PollError::of(&e) == Some(PollError::Closed) => return,
             Err(e) => {
