@@ -115,7 +115,7 @@ fn errors_and_malformed_requests() {
     assert_eq!((r.status, r.text().as_str()), (400, "seconds and debug params are incompatible\n"));
     let r = get("/debug/pprof/heap?debug=x");
     assert_eq!(r.status, 400);
-    for p in ["profile", "trace", "mutex", "block"] {
+    for p in ["profile", "trace"] {
         let r = get(&format!("/debug/pprof/{p}?seconds=1"));
         assert_eq!(r.status, 501, "{p}");
         assert!(r.text().contains("not implemented yet in gort"), "{}", r.text());
