@@ -20,7 +20,8 @@ pub mod time {
     pub use gort_runtime::time::{after_func, sleep, RawTimer, Timer};
 }
 
-/// pprof profiles from inside: goroutine, heap/allocs (with [`profiler::Allocator`]), threadcreate.
+/// pprof profiles from inside: goroutine, heap/allocs (with [`profiler::Allocator`]), threadcreate,
+/// mutex, block.
 pub use gort_profiler as profiler;
 
 /// Go's `runtime` package: introspection (goroutines, threads, counts), scheduling control

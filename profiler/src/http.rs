@@ -5,13 +5,13 @@
 //! Routes (Go's `net/http/pprof` contract):
 //!
 //! - `/debug/pprof/`: the HTML index (counts, `?debug=1` links, descriptions).
-//! - `/debug/pprof/{goroutine,heap,allocs,threadcreate}`: `debug=0` (default) the gzipped proto
+//! - `/debug/pprof/{goroutine,heap,allocs,threadcreate,mutex,block}`: `debug=0` (default) the gzipped proto
 //!   as an attachment, `debug=N>0` text; `seconds=N` a delta profile (`NAME-delta`); `gc=` is
 //!   accepted and ignored (gort has no GC).
 //! - `/debug/pprof/cmdline`, `/debug/pprof/symbol` (GET query or POST body).
 //! - `/debug/pprof/profile?seconds=N`: the CPU profile of the next N seconds (default 30).
 //! - `/debug/pprof/flamegraph?profile=NAME`: an SVG flame graph of any profile ([`crate::flame`]).
-//! - `/debug/pprof/{trace,mutex,block}`: 501, not implemented yet.
+//! - `/debug/pprof/trace`: 501, not implemented yet.
 //!
 //! [`handle`] is the routing logic on a parsed [`Request`], testable without sockets. The server
 //! answers one request per connection (`Connection: close`), bounds the request head
@@ -219,9 +219,6 @@ fn cpu_profile(req: &Request) -> Response {
 
 /// `/debug/pprof/NAME`: Go's `handler.ServeHTTP`.
 fn named(req: &Request, name: &str) -> Response {
-    if name == "mutex" || name == "block" {
-        return Response::error(501, NOT_IMPLEMENTED);
-    }
     let Some(p) = lookup(name) else {
         return Response::error(404, "Unknown profile");
     };
@@ -316,16 +313,6 @@ fn index() -> Response {
         desc: "A trace of execution of the current program. You can specify the duration in the seconds GET \
                parameter. After you get the trace file, use the go tool trace command to investigate the trace. \
                (Not implemented yet in gort.)",
-    });
-    entries.push(Entry {
-        name: "block",
-        count: 0,
-        desc: "Stack traces that led to blocking on synchronization primitives (Not implemented yet in gort.)",
-    });
-    entries.push(Entry {
-        name: "mutex",
-        count: 0,
-        desc: "Stack traces of holders of contended mutexes (Not implemented yet in gort.)",
     });
     entries.sort_by_key(|e| e.name);
     let mut s = String::from(
@@ -572,7 +559,7 @@ mod tests {
         let r = handle(&Request::get("/debug/pprof/goroutine?seconds=1&debug=1"));
         assert_eq!(r.body, b"seconds and debug params are incompatible\n");
         assert_eq!(handle(&Request::get("/debug/pprof/trace")).status, 501);
-        assert_eq!(handle(&Request::get("/debug/pprof/mutex")).status, 501);
+        assert_eq!(handle(&Request::get("/debug/pprof/mutex?debug=x")).status, 400);
         assert_eq!(handle(&Request::get("/other")).status, 404);
         assert_eq!(handle(&Request::get("/debug/pprof")).status, 301);
     }

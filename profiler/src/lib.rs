@@ -1,8 +1,11 @@
 //! gort-profiler: Go's `runtime/pprof`, from inside gort.
 //!
 //! `go tool pprof` reads what this crate writes as if a Go program had written it: the same
-//! profiles (`goroutine`, `heap`, `allocs`, `threadcreate`), the same sample types, periods and
-//! text formats, and function names already in the file (no symbolization step).
+//! profiles (`goroutine`, `heap`, `allocs`, `threadcreate`, `mutex`, `block`), the same sample
+//! types, periods and text formats, and function names already in the file (no symbolization
+//! step). The CPU profile too ([`start_cpu_profile`]/[`stop_cpu_profile`],
+//! `/debug/pprof/profile?seconds=N`, see [`cpu`]), and a flame graph of any profile
+//! (`/debug/pprof/flamegraph`, see [`flame`]).
 //!
 //! ```
 //! use gort_runtime::chan::chan;
@@ -49,7 +52,8 @@
 //! # API
 //!
 //! Shaped like Go's `runtime/pprof`: [`lookup`]`("heap")`, [`Profile::write_to`]`(w, debug)`,
-//! [`Profile::count`], [`profiles`], [`write_heap_profile`], [`set_mem_profile_rate`]. The heap
+//! [`Profile::count`], [`profiles`], [`write_heap_profile`], [`set_mem_profile_rate`],
+//! [`set_mutex_profile_fraction`] and [`set_block_profile_rate`] (both off until set). The heap
 //! profiles need [`Allocator`] installed as the `#[global_allocator]`. For an HTTP server:
 //! [`Profile::description`] (the index page), [`Profile::to_proto`] and [`proto::delta`]
 //! (`?seconds=N`), [`symbolize`] (`/debug/pprof/symbol`); [`serve`] is that server, Go's
@@ -60,9 +64,9 @@
 //!
 //! # Not here yet
 //!
-//! - `mutex`, `block` and the CPU profile (not yet exported; `gort_runtime::mprof` records the first
-//!   two already). Goroutine labels ([`with_labels`], Go's `pprof.Do`) are in the goroutine
-//!   profile; the CPU profile will carry them too.
+//! - Labels on CPU samples: goroutine labels ([`with_labels`], Go's `pprof.Do`) are in the
+//!   goroutine profile, not yet in the CPU profile ([`cpu`]).
+//! - The execution trace (`/debug/pprof/trace` answers 501).
 //! - Goroutines running on another M at snapshot time are counted with an empty stack (Go stops
 //!   the world to walk them).
 //! - `threadcreate` stacks end where the runtime decided to start an M (Go shows the same path).
@@ -72,6 +76,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod builder;
+pub mod contention;
 pub mod cpu;
 pub mod flame;
 pub mod goroutine;
@@ -88,11 +93,13 @@ use std::sync::Mutex;
 
 pub use cpu::{cpu_profile_running, set_cpu_profile_rate, start_cpu_profile, stop_cpu_profile};
 pub use flame::write_flamegraph;
+pub use gort_runtime::mprof::{set_block_profile_rate, set_mutex_profile_fraction};
 pub use heap::{mem_profile_rate, set_mem_profile_rate, Allocator, DEFAULT_MEM_PROFILE_RATE};
 pub use http::{serve, Server};
 pub use labels::{labels, with_labels, LabelSet};
 
 use builder::{Builder, Trim};
+use contention::Which;
 use heap::NoSample;
 use symbol::Symbolizer;
 
@@ -112,8 +119,10 @@ pub(crate) fn now_nanos() -> i64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
     Allocs,
+    Block,
     Goroutine,
     Heap,
+    Mutex,
     ThreadCreate,
 }
 
@@ -123,10 +132,10 @@ pub struct Profile {
     kind: Kind,
 }
 
-const ALL: [Kind; 4] = [Kind::Allocs, Kind::Goroutine, Kind::Heap, Kind::ThreadCreate];
+const ALL: [Kind; 6] = [Kind::Allocs, Kind::Block, Kind::Goroutine, Kind::Heap, Kind::Mutex, Kind::ThreadCreate];
 
-/// The profile called `name` (`goroutine`, `heap`, `allocs`, `threadcreate`), as Go's
-/// `pprof.Lookup`. `mutex`, `block` and the CPU profile are not exported yet.
+/// The profile called `name` (`goroutine`, `heap`, `allocs`, `threadcreate`, `mutex`, `block`),
+/// as Go's `pprof.Lookup`. The CPU profile is not exported yet.
 pub fn lookup(name: &str) -> Option<Profile> {
     ALL.into_iter().map(|kind| Profile { kind }).find(|p| p.name() == name)
 }
@@ -146,8 +155,10 @@ impl Profile {
     pub fn name(&self) -> &'static str {
         match self.kind {
             Kind::Allocs => "allocs",
+            Kind::Block => "block",
             Kind::Goroutine => "goroutine",
             Kind::Heap => "heap",
+            Kind::Mutex => "mutex",
             Kind::ThreadCreate => "threadcreate",
         }
     }
@@ -156,6 +167,7 @@ impl Profile {
     pub fn description(&self) -> &'static str {
         match self.kind {
             Kind::Allocs => "A sampling of all past memory allocations",
+            Kind::Block => "Stack traces that led to blocking on synchronization primitives",
             Kind::Goroutine => {
                 "Stack traces of all current goroutines. Use debug=2 as a query parameter to export in the same \
                  format as an unrecovered panic."
@@ -164,17 +176,21 @@ impl Profile {
                 "A sampling of memory allocations of live objects. You can specify the gc GET parameter to run GC \
                  before taking the heap sample."
             }
+            Kind::Mutex => "Stack traces of holders of contended mutexes",
             Kind::ThreadCreate => "Stack traces that led to the creation of new OS threads",
         }
     }
 
-    /// How many entries the profile has now: goroutines, heap records, threads created.
+    /// How many entries the profile has now: goroutines, heap records, threads created, mutex or
+    /// block records (distinct stacks).
     pub fn count(&self) -> usize {
         let _g = NoSample::enter();
         match self.kind {
             Kind::Goroutine => gort_runtime::num_goroutine(),
             Kind::Heap | Kind::Allocs => heap::records().len(),
             Kind::ThreadCreate => threadcreate::count(),
+            Kind::Mutex => gort_runtime::mprof::mutex_profile().len(),
+            Kind::Block => gort_runtime::mprof::block_profile().len(),
         }
     }
 
@@ -187,12 +203,14 @@ impl Profile {
             Kind::Heap => heap_proto(sym, false),
             Kind::Allocs => heap_proto(sym, true),
             Kind::ThreadCreate => threadcreate::proto(sym),
+            Kind::Mutex => contention::proto(sym, Which::Mutex),
+            Kind::Block => contention::proto(sym, Which::Block),
         })
     }
 
     /// Writes the profile: `debug == 0` the gzipped proto; `1` Go's legacy text (`goroutine
-    /// profile: total N`, `heap profile: ...`); `2` for `goroutine` the full dump in Go's
-    /// traceback format (other profiles treat 2 as 1).
+    /// profile: total N`, `heap profile: ...`, `--- mutex:`, `--- contention:`); `2` for
+    /// `goroutine` the full dump in Go's traceback format (other profiles treat 2 as 1).
     pub fn write_to<W: Write + ?Sized>(&self, w: &mut W, debug: u8) -> io::Result<()> {
         let out: Vec<u8> = {
             let _g = NoSample::enter();
@@ -202,10 +220,14 @@ impl Profile {
                     (Kind::Heap, 0) => return heap_proto(sym, false).encode_gz(),
                     (Kind::Allocs, 0) => return heap_proto(sym, true).encode_gz(),
                     (Kind::ThreadCreate, 0) => return threadcreate::proto(sym).encode_gz(),
+                    (Kind::Mutex, 0) => return contention::proto(sym, Which::Mutex).encode_gz(),
+                    (Kind::Block, 0) => return contention::proto(sym, Which::Block).encode_gz(),
                     (Kind::Goroutine, 1) => goroutine::text1(sym),
                     (Kind::Goroutine, _) => goroutine::text2(sym),
                     (Kind::Heap | Kind::Allocs, _) => heap_text(sym),
                     (Kind::ThreadCreate, _) => threadcreate::text1(sym),
+                    (Kind::Mutex, _) => contention::text1(sym, Which::Mutex),
+                    (Kind::Block, _) => contention::text1(sym, Which::Block),
                 };
                 with_no_lines_note(sym, text).into_bytes()
             })

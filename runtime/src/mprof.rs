@@ -4,9 +4,11 @@
 //!
 //! * **Mutex profile** ([`set_mutex_profile_fraction`]`(r)`, 0 = off, the default): when an
 //!   unlock of a contended [`Mutex`](crate::sync::Mutex) or [`RwLock`](crate::sync::RwLock)
-//!   wakes a waiter, the time that waiter spent blocked is charged to the **unlocker's** stack
-//!   (Go's attribution: the profile shows who held the lock too long). About 1 in `r` such events
-//!   is recorded, with count and delay scaled by `r` at record time (readers must not rescale).
+//!   wakes a waiter, the time **every** waiter has spent blocked since the previous such unlock
+//!   is charged to the **unlocker's** stack (Go 1.22's attribution: the profile shows who held
+//!   the lock too long, and a holder that kept `n` goroutines out for `t` is charged `n * t`).
+//!   About 1 in `r` such events is recorded, with count and delay scaled by `r` at record time
+//!   (readers must not rescale).
 //! * **Block profile** ([`set_block_profile_rate`]`(ns)`, <= 0 = off, the default): blocking
 //!   channel operations, `select!`, `WaitGroup`/`Cond` waits and mutex waits record their
 //!   duration with the **blocked** goroutine's stack. As in Go 1.19, an event of `d` ns is
@@ -165,8 +167,8 @@ pub(crate) fn mutex_profiling() -> bool {
     MUTEX_RATE.load(Ordering::Relaxed) > 0
 }
 
-/// Records that the current goroutine's unlock ended a wait of `delay` ns (Go's `mutexevent`),
-/// with the unlocker's stack.
+/// Records that the current goroutine's unlock is charged `delay` ns of other goroutines' waiting
+/// (Go's `mutexevent`), with the unlocker's stack.
 #[inline(never)]
 pub(crate) fn mutex_event(delay: u64) {
     let rate = MUTEX_RATE.load(Ordering::Relaxed);

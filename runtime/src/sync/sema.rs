@@ -148,20 +148,31 @@ impl Sema {
         };
         // SeqCst: as above.
         self.nwait.fetch_sub(1, Ordering::SeqCst);
+        // Mutex profile: this unlock is charged with the time every waiter (the one woken and
+        // those still queued) has waited since the previous charge, and their clocks restart
+        // now. Each waiter's wait is then split among the unlocks that happened during it, so a
+        // holder's total is its hold time times the waiters it kept out (Go 1.22's semrelease1
+        // estimates the same sum from the head and tail waiters; the list is walked here anyway).
+        // Charging each woken waiter's whole wait to the last unlocker instead would credit one
+        // holder with every earlier holder's share.
         let mut waited = None;
         let since = s.since.get();
         if since != 0 {
             let now = nanotime();
-            waited = Some(now.saturating_sub(since));
-            // Charge the others' wait from now on only (Go resets their acquiretime).
+            let mut sum = now.saturating_sub(since);
+            // The woken waiter may lose the race for the unit and queue again: from now on.
+            s.since.set(now);
             // SAFETY: lock held.
             unsafe {
                 list.for_each(|x| {
-                    if x.since.get() != 0 {
+                    let t = x.since.get();
+                    if t != 0 {
+                        sum = sum.saturating_add(now.saturating_sub(t));
                         x.since.set(now)
                     }
                 })
             };
+            waited = Some(sum);
         }
         // SAFETY: taken above.
         unsafe { self.lock.unlock() };

@@ -28,7 +28,8 @@ pub(crate) struct WaitNode {
     pub(crate) parked: Cell<bool>,
     /// Weight requested (`Semaphore`).
     pub(crate) weight: Cell<i64>,
-    /// `nanotime()` when the wait began, for the mutex profile (0 = not profiled).
+    /// `nanotime()` when the wait began or was last charged to an unlocker, for the mutex
+    /// profile (0 = not profiled).
     pub(crate) since: Cell<u64>,
     links: Links<WaitNode>,
 }
