@@ -7,8 +7,9 @@
 //! It runs the scheduler's classic workloads (skynet, ping-pong over a channel, a fan-out with a
 //! WaitGroup, a CPU hog next to a ticker), then reproduces Go's goroutine-leak demo (a
 //! goroutine blocked on `<-a` every 20 ms) and heap demo (`leak.rs`, `heap.rs`), and writes
-//! pprof files to `profiles/` (two goroutine profiles 10 leaks apart, a heap profile) plus a
-//! grouped goroutine dump, then prints the `go tool pprof` commands to explore them.
+//! pprof files to `profiles/` (two goroutine profiles 10 leaks apart, a heap profile, a CPU
+//! profile of the hogs, a mutex profile of the fan-out, and a flame graph of the CPU profile)
+//! plus a grouped goroutine dump, then prints the `go tool pprof` commands to explore them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -128,18 +129,35 @@ fn main() {
         assert_eq!(*total.lock(), 4_999_950_000);
         println!("  WaitGroup fan-out:    {:>8.1} ms (100k goroutines, one Mutex)", ms(t));
 
+        // Four goroutines taking turns on one Mutex, each holding it 200 µs of CPU: the mutex
+        // profile (every contention recorded, Go's fraction 1) charges the waits to the holder.
+        gort::profiler::set_mutex_profile_fraction(1);
+        let t = Instant::now();
+        let lock = Arc::new(gort::sync::Mutex::new(0u64));
+        let holders: Vec<_> = (0..4)
+            .map(|_| {
+                let lock = lock.clone();
+                let body = move || hold_lock(&lock, 50);
+                // SAFETY: the goroutine holds an `Arc` and a `gort::sync::Mutex` guard (the
+                // goroutine's, not the thread's) across its blocking lock calls.
+                unsafe { gort::spawn(body) }
+            })
+            .collect();
+        holders.into_iter().for_each(|h| h.join().unwrap());
+        gort::profiler::set_mutex_profile_fraction(0);
+        println!("  contended Mutex:      {:>8.1} ms (4 goroutines x 50 turns of 200 us)", ms(t));
+        std::fs::create_dir_all("profiles").expect("create profiles/");
+        let mutex = write_profile("mutex", "profiles/mutex.pb.gz");
+
         // A CPU hog per P that never yields, next to a 10 ms ticker: sysmon hands the hogs' Ps
-        // to other threads, so the ticker keeps time.
+        // to other threads, so the ticker keeps time. The CPU profile sees the hogs.
+        let cpu_file = std::fs::File::create("profiles/cpu.pb.gz").expect("create profiles/cpu.pb.gz");
+        gort::profiler::start_cpu_profile(cpu_file).expect("start the CPU profile");
         let stop = Arc::new(AtomicBool::new(false));
         let hogs: Vec<_> = (0..gort::runtime::gomaxprocs())
             .map(|_| {
                 let stop = stop.clone();
-                let hog = move || {
-                    let mut x = 1u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-                    }
-                };
+                let hog = move || busy_loop(&stop);
                 // SAFETY: the hog never blocks and holds only an `Arc<AtomicBool>`.
                 unsafe { gort::spawn(hog) }
             })
@@ -153,6 +171,12 @@ fn main() {
         }
         stop.store(true, Ordering::Relaxed);
         hogs.into_iter().for_each(|h| h.join().unwrap());
+        gort::profiler::stop_cpu_profile().expect("write profiles/cpu.pb.gz");
+        let cpu = Profile::decode_any(&std::fs::read("profiles/cpu.pb.gz").expect("read profiles/cpu.pb.gz"))
+            .expect("decode the CPU profile");
+        let svg = std::fs::File::create("profiles/flame.svg").expect("create profiles/flame.svg");
+        gort::profiler::write_flamegraph(&cpu, "cpu", None, std::io::BufWriter::new(svg))
+            .expect("write the flame graph");
         println!(
             "  10 ms ticker beside {} CPU hogs: worst interval {:.1} ms",
             gort::runtime::gomaxprocs(),
@@ -161,7 +185,6 @@ fn main() {
 
         // The leak demo: a "request" every 20 ms leaks one goroutine. Two goroutine profiles,
         // 10 leaks apart, show it the way `go tool pprof -base` does.
-        std::fs::create_dir_all("profiles").expect("create profiles/");
         for _ in 0..5 {
             leaky_handler();
             gort::time::sleep(Duration::from_millis(20));
@@ -182,6 +205,14 @@ fn main() {
         std::hint::black_box(&kept);
 
         // What `go tool pprof -top` would say, in brief.
+        writeln!(report, "CPU profile of the hogs, top 5 by CPU time (innermost function of the tour):").unwrap();
+        for (f, n) in top5_user(&cpu, 1) {
+            writeln!(report, "  {:>8.1} ms  {f}", n as f64 / 1e6).unwrap();
+        }
+        writeln!(report, "mutex profile, top 5 by delay (the function that held the lock):").unwrap();
+        for (f, n) in top5_user(&mutex, 1) {
+            writeln!(report, "  {:>8.3} ms  {f}", n as f64 / 1e6).unwrap();
+        }
         writeln!(report, "goroutine profile 2, top 5 by count (leaf function):").unwrap();
         for (f, n) in top5(&g2, 0) {
             writeln!(report, "  {n:>8}  {f}").unwrap();
@@ -226,9 +257,12 @@ fn main() {
     println!("\n{out}");
     println!("The [chan receive] group is the leak: goroutines started by leaky_handler, each blocked");
     println!("on a channel nobody sends to. Wrote profiles/goroutine-1.pb.gz, goroutine-2.pb.gz,");
-    println!("heap.pb.gz (pprof format) and goroutines.txt. Explore them with Go's pprof:");
+    println!("heap.pb.gz, cpu.pb.gz, mutex.pb.gz (pprof format), flame.svg (open it in a browser:");
+    println!("click to zoom, Ctrl-F to search) and goroutines.txt. Explore them with Go's pprof:");
     println!("  go tool pprof -top -base profiles/goroutine-1.pb.gz profiles/goroutine-2.pb.gz");
     println!("  go tool pprof -top -sample_index=inuse_space profiles/heap.pb.gz");
+    println!("  go tool pprof -top profiles/cpu.pb.gz");
+    println!("  go tool pprof -top profiles/mutex.pb.gz");
     println!("Run the tests with:  cargo test --workspace");
 }
 
@@ -256,6 +290,24 @@ fn stack_names(p: &Profile, s: &gort::profiler::proto::Sample) -> Vec<String> {
     v
 }
 
+/// Like [`top5`], by the innermost function of this program: not the standard library's, which
+/// an optimised leaf often is (`wrapping_add` inlined into the loop that calls it), nor gort's
+/// (a mutex profile's leaf is the unlock; the function above it held the lock).
+fn top5_user(p: &Profile, idx: usize) -> Vec<(String, i64)> {
+    let std =
+        ["core::", "std::", "alloc::", "<core::", "<std::", "<alloc::", "<u64", "gort_runtime::", "<gort_runtime::"];
+    let mut by: BTreeMap<String, i64> = BTreeMap::new();
+    for s in &p.sample {
+        let names = stack_names(p, s);
+        let f = names.iter().find(|n| !std.iter().any(|p| n.starts_with(p))).unwrap_or(&names[0]);
+        *by.entry(f.clone()).or_default() += s.value[idx];
+    }
+    let mut v: Vec<_> = by.into_iter().collect();
+    v.sort_by_key(|e| std::cmp::Reverse(e.1));
+    v.truncate(5);
+    v
+}
+
 /// `go tool pprof -top`'s first five rows: value `idx` summed by leaf function.
 fn top5(p: &Profile, idx: usize) -> Vec<(String, i64)> {
     let mut by: BTreeMap<String, i64> = BTreeMap::new();
@@ -266,6 +318,27 @@ fn top5(p: &Profile, idx: usize) -> Vec<(String, i64)> {
     v.sort_by_key(|e| std::cmp::Reverse(e.1));
     v.truncate(5);
     v
+}
+
+/// A CPU hog: arithmetic the optimizer cannot remove, until told to stop.
+#[inline(never)]
+fn busy_loop(stop: &AtomicBool) {
+    let mut x = 1u64;
+    while !stop.load(Ordering::Relaxed) {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+    }
+}
+
+/// Takes `lock` `turns` times, holding it for 200 µs of work each time.
+#[inline(never)]
+fn hold_lock(lock: &gort::sync::Mutex<u64>, turns: u32) {
+    for _ in 0..turns {
+        let mut g = lock.lock();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_micros(200) {
+            *g = std::hint::black_box(g.wrapping_add(1));
+        }
+    }
 }
 
 #[inline(never)]
