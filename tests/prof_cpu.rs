@@ -196,3 +196,57 @@ fn http_profile_serves_go_tool_pprof() {
     let top = pprof(&["-top", "-cum", file.to_str().unwrap()]);
     assert!(top.contains("cpu_spin_a"), "{url}\n{top}");
 }
+
+/// The labels of a sample's goroutine, as `key=value` strings.
+fn sample_labels(p: &gort::profiler::proto::Profile, s: &gort::profiler::proto::Sample) -> Vec<String> {
+    s.label.iter().map(|l| format!("{}={}", p.str(l.key), p.str(l.str))).collect()
+}
+
+#[test]
+fn samples_carry_the_goroutines_labels() {
+    let _t = common::take_turn(&TURN);
+    let n = 80_000_000u64;
+    let p = profile(500, || {
+        let a = common::spawn_with(gort::Builder::new(), move || {
+            gort::profiler::with_labels(&[("worker", "a")], || {
+                // A goroutine spawned inside inherits the labels.
+                let child = common::spawn_with(gort::Builder::new(), move || cpu_spin_b(n / 2)).unwrap();
+                cpu_spin_a(n);
+                child.join().unwrap();
+            })
+        })
+        .unwrap();
+        a.join().unwrap();
+        let plain = common::spawn_with(gort::Builder::new(), move || cpu_spin_b(n / 2)).unwrap();
+        plain.join().unwrap();
+    });
+    let mut a_labelled = 0;
+    let mut b_labelled = 0;
+    let mut b_plain = 0;
+    for s in &p.sample {
+        let names: Vec<&str> = s.location_id.iter().flat_map(|&id| common::prof::location_names(&p, id)).collect();
+        let labels = sample_labels(&p, s);
+        if names.iter().any(|n| n.contains("cpu_spin_a")) {
+            assert_eq!(labels, ["worker=a"], "{names:?}");
+            a_labelled += s.value[0];
+        } else if names.iter().any(|n| n.contains("cpu_spin_b")) {
+            if labels.is_empty() {
+                b_plain += s.value[0];
+            } else {
+                assert_eq!(labels, ["worker=a"], "{names:?}");
+                b_labelled += s.value[0];
+            }
+        }
+    }
+    assert!(
+        a_labelled > 10 && b_labelled > 5 && b_plain > 5,
+        "a={a_labelled} b(labelled)={b_labelled} b(plain)={b_plain}"
+    );
+    if !have_go() {
+        return;
+    }
+    let f = tmpdir("cpu-labels").join("cpu.pb.gz");
+    std::fs::write(&f, p.encode_gz()).unwrap();
+    let top = pprof(&["-top", "-tagfocus", "worker=a", f.to_str().unwrap()]);
+    assert!(top.contains("cpu_spin_a"), "{top}");
+}

@@ -5,7 +5,9 @@
 //! Sample types are Go's: `samples/count` and `cpu/nanoseconds`, period `cpu/nanoseconds` of
 //! `1e9 / rate`. A sample that landed between two stacks (a goroutine switch in progress) or
 //! that the full buffer could not take is charged to the pseudo-frame `gort::lost_samples`, as
-//! Go charges `runtime._LostExternalCode`.
+//! Go charges `runtime._LostExternalCode`. A sample carries the running goroutine's labels
+//! ([`with_labels`](crate::with_labels), Go's `pprof.Do`), so `go tool pprof -tagfocus` filters
+//! by them.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use gort_runtime::cpuprof;
 
 use crate::builder::{Builder, Trim};
+use crate::labels::LabelSet;
 use crate::NoSample;
 
 /// Samples per second of CPU time (Go's default, 100 Hz).
@@ -39,8 +42,8 @@ struct Running {
 
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
 
-/// Stack -> sample periods.
-type Table = HashMap<Vec<usize>, u64>;
+/// (Stack, the goroutine's labels) -> sample periods.
+type Table = HashMap<(Vec<usize>, Option<Arc<LabelSet>>), u64>;
 
 /// Sets the sampling rate of the next CPU profile (Go's `runtime.SetCPUProfileRate`); `0`
 /// restores the default. A profile running now keeps its rate.
@@ -127,7 +130,9 @@ fn collect(stop: &AtomicBool) -> Table {
     let mut t = Table::new();
     loop {
         let last = stop.load(Ordering::Relaxed);
-        cpuprof::drain(|stack, w| *t.entry(stack.to_vec()).or_default() += w as u64);
+        cpuprof::drain(|stack, w, labels| {
+            *t.entry((stack.to_vec(), crate::labels::from_slot(labels))).or_default() += w as u64
+        });
         if last {
             return t;
         }
@@ -139,7 +144,7 @@ fn proto(sym: &mut crate::symbol::Symbolizer, table: &Table, lost: u64, hz: u32)
     let period = 1_000_000_000 / hz.max(1) as i64;
     let mut b = Builder::new(sym, &[("samples", "count"), ("cpu", "nanoseconds")], ("cpu", "nanoseconds"), period);
     let mut lost = lost;
-    for (stack, &n) in table {
+    for ((stack, labels), &n) in table {
         if stack.is_empty() {
             lost += n;
             continue;
@@ -149,7 +154,8 @@ fn proto(sym: &mut crate::symbol::Symbolizer, table: &Table, lost: u64, hz: u32)
         let mut pcs = stack.clone();
         pcs[0] += 1;
         let locs = b.locations(&pcs, Trim::None);
-        b.sample(locs, vec![n as i64, n as i64 * period], Vec::new());
+        let labels = labels.iter().flat_map(|l| l.0.iter()).map(|(k, v)| b.str_label(k, v)).collect();
+        b.sample(locs, vec![n as i64, n as i64 * period], labels);
     }
     if lost > 0 {
         let l = b.pseudo_location(LOST_FRAME);

@@ -47,6 +47,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use crate::g::{labels_from_ref, Labels};
 use crate::m::{current_m, M};
 use crate::traceback::{cached_thread_stack_bounds, MAX_DEPTH};
 use crate::unwind::{walk, Regs, WalkCtx};
@@ -82,16 +83,22 @@ struct Slot {
 struct SlotData {
     /// Periods this sample stands for (`1 + si_overrun`).
     weight: u32,
+    /// A reference to the running goroutine's labels (`G::labels_ref`), or null.
+    labels: *const Labels,
     len: u32,
     pcs: [usize; MAX_DEPTH],
 }
 
 // SAFETY: `data` is written only by the writer holding the slot in WRITING and read only by the
-// reader after it saw FULL (invariant 1 in the module docs); the state word orders the two.
+// reader after it saw FULL (invariant 1 in the module docs); the state word orders the two. The
+// labels pointer in it is a reference owned by the slot, `Labels` being `Send + Sync`.
 unsafe impl Sync for Slot {}
 
 static BUF: [Slot; SLOTS] = [const {
-    Slot { state: AtomicU32::new(FREE), data: UnsafeCell::new(SlotData { weight: 0, len: 0, pcs: [0; MAX_DEPTH] }) }
+    Slot {
+        state: AtomicU32::new(FREE),
+        data: UnsafeCell::new(SlotData { weight: 0, labels: std::ptr::null(), len: 0, pcs: [0; MAX_DEPTH] }),
+    }
 }; SLOTS];
 /// Next slot a writer claims (modulo SLOTS).
 static HEAD: AtomicUsize = AtomicUsize::new(0);
@@ -200,11 +207,11 @@ pub fn in_handler() -> bool {
     IN_HANDLER.with(|c| c.get())
 }
 
-/// Hands every sample in the buffer to `f(stack, weight)`, leaf first (the first address is the
-/// interrupted pc, the rest return addresses), and frees the slots. An empty stack is a sample
-/// taken between stacks. Call it often enough that the buffer does not fill (a few times a
-/// second at 1 kHz).
-pub fn drain(mut f: impl FnMut(&[usize], u32)) {
+/// Hands every sample in the buffer to `f(stack, weight, labels)`, leaf first (the first address
+/// is the interrupted pc, the rest return addresses), with the running goroutine's labels, and
+/// frees the slots. An empty stack is a sample taken between stacks. Call it often enough that
+/// the buffer does not fill (a few times a second at 1 kHz).
+pub fn drain(mut f: impl FnMut(&[usize], u32, Option<Labels>)) {
     let _r = READER.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         let t = TAIL.load(Ordering::Relaxed);
@@ -221,7 +228,9 @@ pub fn drain(mut f: impl FnMut(&[usize], u32)) {
         // writes.
         slot.state.store(FREE, Ordering::Release);
         TAIL.store(t + 1, Ordering::Relaxed);
-        f(&d.pcs[..d.len as usize], d.weight);
+        // SAFETY: the handler took this reference for the slot, and the slot is ours now.
+        let labels = unsafe { labels_from_ref(d.labels) };
+        f(&d.pcs[..d.len as usize], d.weight, labels);
     }
 }
 
@@ -423,6 +432,7 @@ unsafe fn sample(info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: we hold the slot in WRITING (invariant 1): nobody else touches its data.
     let d = unsafe { &mut *slot.data.get() };
     d.weight = weight;
+    d.labels = std::ptr::null();
     d.len = 0;
     match m {
         Some(m) => {
@@ -431,7 +441,14 @@ unsafe fn sample(info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
             let tb = cached_thread_stack_bounds();
             let inside = |b: (usize, usize)| b.1 != 0 && regs.sp >= b.0 && regs.sp < b.1;
             let bounds = match gb {
-                Some(b) if inside(b) => Some(b),
+                Some(b) if inside(b) => {
+                    if let Some(g) = g {
+                        // SAFETY: `g` runs on this thread, interrupted by this handler
+                        // (labels_ref's signal-handler case); the reference goes with the slot.
+                        d.labels = unsafe { g.0.labels_ref() };
+                    }
+                    Some(b)
+                }
                 _ if inside(tb) => Some(tb),
                 _ => None,
             };

@@ -2,14 +2,15 @@
 //! spawns and dropped when it exits. The profiler keeps its label sets here (`pprof.Do`); the
 //! runtime never looks inside.
 
-use crate::g::Labels;
+use crate::g::{labels_from_ref, labels_into_ref, Labels};
 use crate::m::current_m;
 
 /// The current goroutine's labels (`None` if it has none, or on a plain thread).
 pub fn current_labels() -> Option<Labels> {
     let g = current_m().and_then(|m| m.curg())?;
-    // SAFETY: `g` is the goroutine running this code: only it writes its labels while it runs.
-    unsafe { (*g.0.labels.get()).clone() }
+    // SAFETY: `g` is the goroutine running this code (labels_ref's first case); the reference
+    // taken is ours to release.
+    unsafe { labels_from_ref(g.0.labels_ref()) }
 }
 
 /// Replaces the current goroutine's labels and returns the old ones. Goroutines spawned from
@@ -17,9 +18,11 @@ pub fn current_labels() -> Option<Labels> {
 /// comes back.
 pub fn set_current_labels(labels: Option<Labels>) -> Option<Labels> {
     match current_m().and_then(|m| m.curg()) {
-        // SAFETY: `g` is the goroutine running this code: only it touches its labels while it
-        // runs (a snapshot reads them only while the goroutine is held still, not running).
-        Some(g) => unsafe { std::mem::replace(&mut *g.0.labels.get(), labels) },
+        Some(g) => {
+            // SAFETY: `g` is the goroutine running this code, which may change its own slot;
+            // the old reference comes back to us and is released by `labels_from_ref`.
+            unsafe { labels_from_ref(g.0.swap_labels(labels_into_ref(labels))) }
+        }
         None => labels,
     }
 }

@@ -296,9 +296,10 @@ fn newproc(
         g.0.has_name.store(true, Ordering::Relaxed);
     }
     if let Some(pg) = parent {
-        // SAFETY: the parent is the running goroutine (it is spawning), so its labels are its
-        // own to read; the child is IDLE, just taken from a free list, and ours to write.
-        unsafe { *g.0.labels.get() = (*pg.0.labels.get()).clone() };
+        // SAFETY: the parent is the running goroutine (it is spawning), so it may read its own
+        // slot; the child is IDLE, just taken from a free list, so its slot is ours to set (and
+        // empty: the G's last goroutine cleared it at exit).
+        unsafe { g.0.swap_labels(pg.0.labels_ref()) };
     }
     // SAFETY: the G is IDLE and was just taken from a free list: we own it (state table).
     unsafe {

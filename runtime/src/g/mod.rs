@@ -146,10 +146,14 @@ pub struct G {
     /// Pointer to the corosensei Yielder of the running coroutine (valid while it runs).
     pub(crate) yielder: Cell<*const GYielder>,
     /// Labels attached by whoever runs on this goroutine (the profiler's label sets), opaque to
-    /// the runtime, which clones them into spawned goroutines and drops them at exit. Touched
-    /// by the goroutine itself while it runs, by its spawner before it is runnable, by the M
-    /// that saw it finish, and read by a snapshot holding it with SCAN (never running then).
-    pub(crate) labels: UnsafeCell<Option<Labels>>,
+    /// the runtime, which shares them with spawned goroutines and drops them at exit: a thin
+    /// pointer from `Arc::into_raw` of an `Arc<Labels>` (one reference owned by the slot), null
+    /// if none. Thin and atomic so that a SIGPROF handler interrupting the goroutine can take a
+    /// reference with one atomic increment ([`G::labels_ref`]). Changed only by the goroutine
+    /// itself while it runs, by its spawner before it is runnable, and by the M that saw it
+    /// finish; read by those, by a snapshot holding it with SCAN, and by a signal handler on
+    /// the thread running it.
+    pub(crate) labels: AtomicPtr<Labels>,
     /// Nesting depth of runtime calls (`park::enter`) on this goroutine. Touched only by the
     /// goroutine itself while it runs.
     pub(crate) rt_depth: Cell<u32>,
@@ -195,13 +199,67 @@ impl G {
             thread: UnsafeCell::new(None),
             exec: UnsafeCell::new(GExec::default()),
             yielder: Cell::new(ptr::null()),
-            labels: UnsafeCell::new(None),
+            labels: AtomicPtr::new(ptr::null_mut()),
             rt_depth: Cell::new(0),
             lockedm: AtomicPtr::new(ptr::null_mut()),
             lock_count: Cell::new(0),
             outside: AtomicBool::new(false),
         }
     }
+}
+
+impl G {
+    /// A new reference to the labels in the slot (null if none): one atomic increment, no
+    /// allocation, no lock, so a signal handler may call it.
+    ///
+    /// # Safety
+    ///
+    /// The slot must not change during the call: the caller is the goroutine itself, or runs on
+    /// its thread while it is interrupted (a signal handler), or holds it while it cannot run
+    /// (its spawner before it is runnable, the M that saw it finish, a snapshot with SCAN). Only
+    /// those change the slot, and each releases the slot's old reference only after the swap.
+    pub(crate) unsafe fn labels_ref(&self) -> *const Labels {
+        let p = self.labels.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: `p` came from `Arc::into_raw` and the slot still owns a reference (it
+            // cannot change during the call, per the contract), so the count is at least one.
+            unsafe { Arc::increment_strong_count(p) };
+        }
+        p
+    }
+
+    /// Puts `new` (a reference from [`labels_into_ref`] or [`G::labels_ref`], or null) in the
+    /// slot and returns the reference the slot held (null if none), now the caller's.
+    ///
+    /// # Safety
+    ///
+    /// As for [`G::labels_ref`], and the caller must be one of those allowed to change the slot
+    /// (not a signal handler).
+    pub(crate) unsafe fn swap_labels(&self, new: *const Labels) -> *const Labels {
+        // Release: a reader that Acquires the pointer sees the `Labels` it points to.
+        self.labels.swap(new as *mut Labels, Ordering::AcqRel)
+    }
+}
+
+/// A reference to `l` in the form a labels slot holds (null for `None`).
+pub(crate) fn labels_into_ref(l: Option<Labels>) -> *const Labels {
+    l.map_or(ptr::null(), |l| Arc::into_raw(Arc::new(l)))
+}
+
+/// Takes one reference made by [`labels_into_ref`] or [`G::labels_ref`] back and returns (a
+/// clone of) the labels.
+///
+/// # Safety
+///
+/// `p` is null or such a reference, and the caller owns it (it is released here).
+pub(crate) unsafe fn labels_from_ref(p: *const Labels) -> Option<Labels> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` came from `Arc::into_raw` of an `Arc<Labels>` and the caller owns this
+    // reference (contract); it is released when the `Arc` drops.
+    let outer = unsafe { Arc::from_raw(p) };
+    Some((*outer).clone())
 }
 
 /// Go's `casgstatus`: moves `g` from `from` to `to`, waiting out a snapshot that holds it with
@@ -264,9 +322,9 @@ impl Parked<'_> {
     }
     /// Its labels (see [`set_current_labels`](crate::set_current_labels)).
     pub fn labels(&self) -> Option<Labels> {
-        // SAFETY: the scan bit holds the G still: it is not running, and only the running
-        // goroutine (or its owner while it is not runnable) writes its labels.
-        unsafe { (*self.g.labels.get()).clone() }
+        // SAFETY: the scan bit holds the G still: it is not running, and nothing else changes a
+        // goroutine's labels while it is not (see `G::labels_ref`).
+        unsafe { labels_from_ref(self.g.labels_ref()) }
     }
     /// The type name of the goroutine's body (`my_crate::handler::{{closure}}`).
     pub fn entry_name(&self) -> Option<&'static str> {

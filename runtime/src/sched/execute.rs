@@ -221,9 +221,9 @@ fn goexit0(s: &'static Sched, m: &'static M, g: GRef) {
     if g.0.has_name.swap(false, Ordering::Relaxed) {
         *g.0.name.lock() = None;
     }
-    // SAFETY: the G finished on this M, which owns it until it goes on the free list.
-    let labels = unsafe { (*g.0.labels.get()).take() };
-    drop(labels);
+    // SAFETY: the G finished on this M, which owns it until it goes on the free list; the old
+    // reference is ours and released by `labels_from_ref`.
+    drop(unsafe { crate::g::labels_from_ref(g.0.swap_labels(std::ptr::null())) });
     g.0.stack_lo.store(0, Ordering::Relaxed);
     g.0.stack_hi.store(0, Ordering::Relaxed);
     g.0.park_pc.store(0, Ordering::Relaxed);
