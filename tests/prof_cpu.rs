@@ -250,3 +250,33 @@ fn samples_carry_the_goroutines_labels() {
     let top = pprof(&["-top", "-tagfocus", "worker=a", f.to_str().unwrap()]);
     assert!(top.contains("cpu_spin_a"), "{top}");
 }
+
+extern "C" fn foreign_sigprof(_: libc::c_int) {}
+
+/// Another profiler's SIGPROF handler is refused with a clear error, never replaced (in a child
+/// process: the handler stays installed).
+#[test]
+fn a_foreign_sigprof_handler_is_refused_not_replaced() {
+    if !common::in_child() {
+        common::run_child_ok("a_foreign_sigprof_handler_is_refused_not_replaced", &[]);
+        return;
+    }
+    // SAFETY: zeroed is a valid sigaction; the handler does nothing and is async-signal-safe.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = foreign_sigprof as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGPROF, &sa, std::ptr::null_mut()), 0);
+    }
+    let e = gort::profiler::start_cpu_profile(std::io::sink()).unwrap_err();
+    assert!(e.to_string().contains("another SIGPROF handler is installed"), "{e}");
+    // Still the foreign one.
+    // SAFETY: reading the current action into a zeroed struct.
+    let cur = unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGPROF, std::ptr::null(), &mut old);
+        old.sa_sigaction
+    };
+    assert_eq!(cur, foreign_sigprof as extern "C" fn(libc::c_int) as usize);
+    assert!(!gort::profiler::cpu_profile_running());
+}
