@@ -345,3 +345,35 @@ fn labels_split_groups_and_are_inherited() {
         assert!(out.contains("Showing nodes accounting for 3, "), "{out}");
     }
 }
+
+/// Spins until `stop`, never parking.
+#[inline(never)]
+fn running_marker_spin(stop: &std::sync::atomic::AtomicBool) -> u64 {
+    let mut x = 1u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+    x
+}
+
+/// A goroutine that is running on another thread when the profile is taken (it never parks) is
+/// walked by its own thread: its stack is in the dump and in the grouped profile, not "stack
+/// unavailable".
+#[test]
+fn running_goroutines_show_their_stacks() {
+    let _t = common::take_turn(&TURN);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let h = common::spawn_with(gort::Builder::new(), move || running_marker_spin(&s2)).unwrap();
+    let id = h.id();
+    common::wait_state(id, "running");
+    let dump = String::from_utf8(write("goroutine", 2)).unwrap();
+    let block =
+        dump.split("\n\n").find(|b| b.starts_with(&format!("goroutine {id} "))).unwrap_or_else(|| panic!("{dump}"));
+    let text1 = String::from_utf8(write("goroutine", 1)).unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    h.join().unwrap();
+    assert!(block.contains("running_marker_spin"), "{block}");
+    assert!(!block.contains("stack unavailable"), "{block}");
+    assert!(text1.contains("running_marker_spin"), "{text1}");
+}

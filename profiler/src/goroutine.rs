@@ -4,9 +4,11 @@
 //! goroutine is held still with the runtime's scan bit ([`gort_runtime::GRef::with_parked`])
 //! just for the walk of its own stack, from the park site the runtime recorded; its waker spins
 //! for that long at most, and no other goroutine notices. The goroutine taking the profile walks
-//! itself. A goroutine running on another M (or in a `blocking` call) cannot be walked without
-//! stopping it: it is counted with an empty stack, and the full dump says so in Go's words
-//! (`goroutine running on other thread; stack unavailable`).
+//! itself. A goroutine running on another M is walked by that M's own thread, from a signal
+//! handler (`gort_runtime::running_stacks`: SIGURG, a bounded wait, no stop-the-world). One in a
+//! `blocking` call is not interrupted (its system call would see EINTR), nor one whose M does
+//! not answer in time: it is counted with an empty stack, and the full dump says so in Go's
+//! words (`goroutine running on other thread; stack unavailable`).
 //!
 //! Raw stacks are grouped before symbolization (debug=0 and 1), so 100k goroutines parked in
 //! the same place cost 100k short walks and one symbolization.
@@ -93,6 +95,10 @@ pub fn grouped() -> Grouped {
             add(&buf[..w.len], labels, 1);
         }
     });
+    for r in running() {
+        walked += 1;
+        add(&r.pcs, crate::labels::from_slot(r.labels), 1);
+    }
     let mut total = gort_runtime::num_goroutine() as i64;
     if gort_runtime::current_id().is_some() {
         let w = walk_current(&mut buf);
@@ -112,6 +118,19 @@ pub fn grouped() -> Grouped {
     Grouped { groups, total, entries }
 }
 
+/// The goroutines running on other threads, each walked by its own thread (no stop-the-world;
+/// an M that does not answer in time leaves its goroutine without a stack). The leaf is the
+/// interrupted pc, not a return address: it gets `+ 1`, as symbolization looks up `pc - 1`.
+fn running() -> Vec<gort_runtime::RunningStack> {
+    let me = gort_runtime::current_id();
+    let mut v = gort_runtime::running_stacks();
+    v.retain(|r| Some(r.id) != me && !r.pcs.is_empty());
+    for r in &mut v {
+        r.pcs[0] += 1;
+    }
+    v
+}
+
 /// Every live goroutine with its stack, the caller first, then by id (the full dump).
 pub fn all() -> Vec<GStack> {
     let infos = gort_runtime::goroutines();
@@ -123,6 +142,9 @@ pub fn all() -> Vec<GStack> {
             stacks.insert(id, (buf[..w.len].to_vec(), w.truncated));
         }
     });
+    for r in running() {
+        stacks.insert(r.id, (r.pcs, r.truncated));
+    }
     if let Some(id) = me {
         let w = walk_current(&mut buf);
         stacks.insert(id, (buf[..w.len].to_vec(), w.truncated));

@@ -67,8 +67,9 @@
 //! - Labels on CPU samples: goroutine labels ([`with_labels`], Go's `pprof.Do`) are in the
 //!   goroutine profile, not yet in the CPU profile ([`cpu`]).
 //! - The execution trace (`/debug/pprof/trace` answers 501).
-//! - Goroutines running on another M at snapshot time are counted with an empty stack (Go stops
-//!   the world to walk them).
+//! - Goroutines inside `blocking` at snapshot time are counted with an empty stack (Go stops the
+//!   world to walk them; gort asks running goroutines' threads for their stacks, but does not
+//!   interrupt a system call).
 //! - `threadcreate` stacks end where the runtime decided to start an M (Go shows the same path).
 //! - Release builds with `debug = "line-tables-only"` name inlined functions without their path;
 //!   the symbolizer reconstructs crate and module from the source file, but a closure loses its

@@ -349,30 +349,6 @@ fn install_handler() -> Result<(), CpuProfileError> {
     Ok(())
 }
 
-/// The interrupted pc, sp and frame pointer.
-///
-/// # Safety
-/// `ctx` is the `ucontext_t` the kernel passed to an SA_SIGINFO handler.
-unsafe fn regs_of(ctx: *mut libc::c_void) -> Regs {
-    let uc = ctx as *const libc::ucontext_t;
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: per the contract `uc` is a valid ucontext for the duration of the handler.
-        let g = unsafe { &(*uc).uc_mcontext.gregs };
-        Regs {
-            pc: g[libc::REG_RIP as usize] as usize,
-            sp: g[libc::REG_RSP as usize] as usize,
-            fp: g[libc::REG_RBP as usize] as usize,
-        }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        // SAFETY: per the contract `uc` is a valid ucontext for the duration of the handler.
-        let m = unsafe { &(*uc).uc_mcontext };
-        Regs { pc: m.pc as usize, sp: m.sp as usize, fp: m.regs[29] as usize }
-    }
-}
-
 extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: __errno_location returns this thread's errno slot, valid for the thread's life.
     let errno = unsafe { *libc::__errno_location() };
@@ -421,7 +397,7 @@ unsafe fn sample(info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
         _ => return,
     };
     // SAFETY: `ctx` is the handler's ucontext (contract).
-    let regs = unsafe { regs_of(ctx) };
+    let regs = unsafe { Regs::from_ucontext(ctx) };
     let idx = HEAD.fetch_add(1, Ordering::Relaxed);
     let slot = &BUF[idx % SLOTS];
     // Acquire: pairs with the reader's Release store of FREE (its copy is done).

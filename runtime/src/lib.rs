@@ -31,7 +31,7 @@
 //!                  unwind/{modules,cfi,mod}
 //! 2. goroutine     g/{wait_reason,mod} timer_heap
 //! 3. machine       globrunq p m threadg traceback stack/overflow netpoll mprof
-//!                  cpuprof
+//!                  cpuprof running
 //! 4. scheduler     sched/state sched/idle sched/deadlock park sched/timers
 //!                  sched/find sched/execute sched/mod sysmon start
 //! 5. services      time loom waitslot parker spawn time/after_func blocking
@@ -181,6 +181,8 @@ mod netpoll;
 #[cfg(not(gort_loom))]
 mod p;
 #[cfg(not(gort_loom))]
+mod running;
+#[cfg(not(gort_loom))]
 mod threadg;
 #[cfg(not(gort_loom))]
 pub mod traceback;
@@ -230,6 +232,7 @@ pub use crate::{
     labels::{current_labels, set_current_labels},
     lock_os_thread::{lock_os_thread, locked_to_thread, unlock_os_thread},
     park::{current, in_goroutine, park, ready, yield_now},
+    running::{running_stacks, RunningStack},
     snapshot::{
         current_entry_name, current_id, goroutines, idle_procs, num_goroutine, syscall_retakes, threads, GoroutineInfo,
         PanicPayload, ThreadInfo,

@@ -11,9 +11,9 @@
 //! cannot keep a thread-local address from before a switch in a register across it
 //! (a known failure of stackful coroutines in Rust). Code on a goroutine stack must call it again after every park.
 
-use std::cell::Cell;
+use std::cell::{Cell, UnsafeCell};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::thread::Thread;
 use std::time::Duration;
 
@@ -108,10 +108,14 @@ pub(crate) struct M {
     /// This M's CPU-profile timer, if armed (`timer_t` as a word); changed under the lock by
     /// whoever arms or disarms it.
     pub(crate) cpu_timer: parking_lot::Mutex<Option<usize>>,
+    /// A request for this M's running goroutine's stack, and the answer (`running.rs`).
+    pub(crate) stack_req: AtomicU32,
+    pub(crate) stack_data: UnsafeCell<StackData>,
 }
 
-// SAFETY: `p` (a Cell) is only accessed from the M's own thread (documented on the field); every
-// other field is atomic or immutable.
+// SAFETY: `p` (a Cell) is only accessed from the M's own thread (documented on the field);
+// `stack_data` only by whoever holds it through `stack_req` (the protocol in `running.rs`); every
+// other field is atomic, locked or immutable.
 unsafe impl Sync for M {}
 // SAFETY: as above.
 unsafe impl Send for M {}
@@ -137,6 +141,8 @@ impl M {
             cpu_gen: AtomicU64::new(0),
             cpu_armed: AtomicBool::new(false),
             cpu_timer: parking_lot::Mutex::new(None),
+            stack_req: AtomicU32::new(STACK_IDLE),
+            stack_data: UnsafeCell::new(StackData::new()),
         }
     }
 
@@ -171,6 +177,25 @@ pub(crate) fn current_m() -> Option<&'static M> {
 
 pub(crate) fn set_current_m(m: &'static M) {
     CURRENT_M.with(|c| c.set(m));
+}
+
+/// `M::stack_req` with no request pending.
+pub(crate) const STACK_IDLE: u32 = 0;
+
+/// What a stack request's signal handler leaves in an M's slot (`running.rs`).
+pub(crate) struct StackData {
+    pub(crate) goid: u64,
+    pub(crate) len: usize,
+    pub(crate) truncated: bool,
+    /// A reference to the goroutine's labels (`G::labels_ref`), or null.
+    pub(crate) labels: *const crate::g::Labels,
+    pub(crate) pcs: [usize; crate::unwind::MAX_DEPTH],
+}
+
+impl StackData {
+    pub(crate) const fn new() -> StackData {
+        StackData { goid: 0, len: 0, truncated: false, labels: std::ptr::null(), pcs: [0; crate::unwind::MAX_DEPTH] }
+    }
 }
 
 /// Every M ever created (Ms never exit), in creation order.

@@ -7,9 +7,7 @@ use std::sync::atomic::Ordering;
 use crate::m::current_m;
 use crate::unwind::{walk, Regs, Walk, WalkCtx};
 
-/// Deepest stack a profile or a runtime record keeps (Go keeps 32 for heap records and 100 in
-/// tracebacks).
-pub const MAX_DEPTH: usize = 64;
+pub use crate::unwind::MAX_DEPTH;
 
 /// Walks the caller's stack into `buf` (leaf first): the first address returns into the
 /// function that called `capture`, and `skip` more are dropped. Bounded by the running

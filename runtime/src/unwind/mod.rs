@@ -36,6 +36,10 @@
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
 
 /// What a stack walk produced.
+/// Deepest stack a profile or a runtime record keeps (Go keeps 32 for heap records and 100 in
+/// tracebacks).
+pub const MAX_DEPTH: usize = 64;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Walk {
     /// Addresses written to the buffer, leaf first.
@@ -86,6 +90,30 @@ pub struct Regs {
 }
 
 impl Regs {
+    /// The interrupted pc, sp and frame pointer.
+    ///
+    /// # Safety
+    /// `ctx` is the `ucontext_t` the kernel passed to an SA_SIGINFO handler.
+    pub(crate) unsafe fn from_ucontext(ctx: *mut libc::c_void) -> Regs {
+        let uc = ctx as *const libc::ucontext_t;
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: per the contract `uc` is a valid ucontext for the duration of the handler.
+            let g = unsafe { &(*uc).uc_mcontext.gregs };
+            Regs {
+                pc: g[libc::REG_RIP as usize] as usize,
+                sp: g[libc::REG_RSP as usize] as usize,
+                fp: g[libc::REG_RBP as usize] as usize,
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            // SAFETY: per the contract `uc` is a valid ucontext for the duration of the handler.
+            let m = unsafe { &(*uc).uc_mcontext };
+            Regs { pc: m.pc as usize, sp: m.sp as usize, fp: m.regs[29] as usize }
+        }
+    }
+
     /// The registers at this point of the function it is inlined into.
     #[inline(always)]
     pub fn here() -> Regs {
