@@ -5,7 +5,6 @@ use super::pool::*;
 use super::vm::*;
 use super::*;
 use std::ptr;
-use std::time::Instant;
 
 fn maps_lines() -> usize {
     std::fs::read_to_string("/proc/self/maps").unwrap().lines().count()
@@ -295,12 +294,10 @@ fn hundred_thousand_unguarded_stacks_few_vmas() {
     const N: usize = 100_000;
     let p = StackPool::new(256 * 1024, 0);
     let maps_before = maps_lines();
-    let t = Instant::now();
     let mut v = Vec::with_capacity(N);
     for _ in 0..N {
         v.push(p.get().unwrap());
     }
-    let t_get = t.elapsed();
     let maps_after = maps_lines();
     let st = p.stats();
     assert_eq!(st.total_stacks, N);
@@ -310,26 +307,14 @@ fn hundred_thousand_unguarded_stacks_few_vmas() {
     for s in v.iter().step_by(97) {
         touch(s, s.hi() - 8, s.hi());
     }
-    let t = Instant::now();
     for s in v.drain(..) {
         p.put(s).unwrap(); // includes the mincore gap check
     }
-    let t_put = t.elapsed();
     assert_eq!(p.stats().free_stacks, N);
-    let t = Instant::now();
     for _ in 0..N {
         v.push(p.get().unwrap());
     }
     p.put_batch(&mut v);
-    let t_reuse = t.elapsed();
-    eprintln!(
-        "100k stacks: {} VMAs added, {} slabs; carve {:?}/stack, put+check {:?}/stack, reuse get+put_batch {:?}/stack",
-        maps_after - maps_before,
-        st.slabs,
-        t_get / N as u32,
-        t_put / N as u32,
-        t_reuse / N as u32,
-    );
     let s = p.get().unwrap();
     let lo = s.lo();
     p.put(s).unwrap();
