@@ -246,6 +246,7 @@ fn long_wait_shows_minutes() {
         created_pcs: Default::default(),
         current: false,
         entry_name: None,
+        labels: None,
     };
     let text = render2(
         &mut sym,
@@ -311,7 +312,7 @@ fn go_written_fixture_decodes() {
 fn labels_split_groups_and_are_inherited() {
     let _t = turn();
     let (tx, rx) = chan::chan::<i32>(0);
-    let (text, gz) = run(move || {
+    let (text, gz, dump) = run(move || {
         use gort::profiler::{labels, with_labels};
         assert!(labels().0.is_empty());
         with_labels(&[("worker", "a")], || {
@@ -323,10 +324,20 @@ fn labels_split_groups_and_are_inherited() {
         assert!(labels().0.is_empty(), "labels restored");
         http_pprof_goroutine(&rx, 1);
         wait_count("chan receive", 6);
-        (String::from_utf8(write("goroutine", 1)).unwrap(), write("goroutine", 0))
+        (
+            String::from_utf8(write("goroutine", 1)).unwrap(),
+            write("goroutine", 0),
+            String::from_utf8(write("goroutine", 2)).unwrap(),
+        )
     });
     drop(tx);
-    eprintln!("{text}");
+    let (text, gz, dump) = (text, gz, dump);
+    // The full dump names each goroutine's labels in its header, as Go 1.27 does.
+    let headers = |l: &str| {
+        dump.lines().filter(|h| h.starts_with("goroutine ") && h.ends_with(&format!(", labels:{l}]:"))).count()
+    };
+    assert_eq!(headers("{\"worker\":\"a\"}"), 2, "{dump}");
+    assert_eq!(headers("{\"shard\":\"1\", \"worker\":\"b\"}"), 3, "{dump}");
     assert!(text.contains("\n3 @ ") && text.contains("# labels: {\"shard\":\"1\", \"worker\":\"b\"}\n"), "{text}");
     assert!(text.contains("\n2 @ ") && text.contains("# labels: {\"worker\":\"a\"}\n"), "{text}");
     let p = decode_valid(&gz);

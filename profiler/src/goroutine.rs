@@ -47,6 +47,8 @@ pub struct GStack {
     pub current: bool,
     /// The type name of its body ([`gort_runtime::GoroutineInfo::entry_name`]).
     pub entry_name: Option<&'static str>,
+    /// Its labels ([`with_labels`](crate::with_labels)), printed in its header as Go 1.27 does.
+    pub labels: Option<Arc<LabelSet>>,
 }
 
 /// Grouped stacks: (raw stack, labels) -> number of goroutines, and the total.
@@ -135,27 +137,29 @@ fn running() -> Vec<gort_runtime::RunningStack> {
 pub fn all() -> Vec<GStack> {
     let infos = gort_runtime::goroutines();
     let me = gort_runtime::current_id();
-    let mut stacks: HashMap<u64, (Vec<usize>, bool)> = HashMap::with_capacity(infos.len());
+    type Walked = (Vec<usize>, bool, Option<Arc<LabelSet>>);
+    let mut stacks: HashMap<u64, Walked> = HashMap::with_capacity(infos.len());
     let mut buf = [0usize; MAX_DEPTH];
     gort_runtime::for_each_g(|g| {
-        if let Some((id, w)) = g.with_parked(|p| (p.id(), p.walk(&mut buf))) {
-            stacks.insert(id, (buf[..w.len].to_vec(), w.truncated));
+        if let Some((id, w, l)) = g.with_parked(|p| (p.id(), p.walk(&mut buf), p.labels())) {
+            stacks.insert(id, (buf[..w.len].to_vec(), w.truncated, crate::labels::from_slot(l)));
         }
     });
     for r in running() {
-        stacks.insert(r.id, (r.pcs, r.truncated));
+        stacks.insert(r.id, (r.pcs, r.truncated, crate::labels::from_slot(r.labels)));
     }
     if let Some(id) = me {
         let w = walk_current(&mut buf);
-        stacks.insert(id, (buf[..w.len].to_vec(), w.truncated));
+        let l = crate::labels::from_slot(gort_runtime::current_labels());
+        stacks.insert(id, (buf[..w.len].to_vec(), w.truncated, l));
     }
     let mut v: Vec<GStack> = infos
         .into_iter()
         .map(|i| {
             let current = Some(i.id) == me;
-            let (pcs, truncated) = match stacks.remove(&i.id) {
-                Some((s, t)) => (Some(s), t),
-                None => (None, false),
+            let (pcs, truncated, labels) = match stacks.remove(&i.id) {
+                Some((s, t, l)) => (Some(s), t, l),
+                None => (None, false, None),
             };
             GStack {
                 id: i.id,
@@ -168,6 +172,7 @@ pub fn all() -> Vec<GStack> {
                 created_pcs: i.created_pcs,
                 current,
                 entry_name: i.entry_name,
+                labels,
             }
         })
         .collect();
@@ -227,7 +232,14 @@ pub fn render2(sym: &mut Symbolizer, gs: &[GStack]) -> String {
             out.push('\n');
         }
         // The caller's own goroutine is running, not waiting: no minutes.
-        gort_runtime::g::write_header(&mut out, g.id, &g.state, if g.current { 0 } else { g.waiting_ns });
+        let labels = g.labels.as_ref().filter(|l| !l.0.is_empty()).map(|l| l.to_go_string());
+        gort_runtime::g::write_header(
+            &mut out,
+            g.id,
+            &g.state,
+            if g.current { 0 } else { g.waiting_ns },
+            labels.as_deref(),
+        );
         let fr = match &g.pcs {
             Some(pcs) => goroutine_frames(sym, pcs, g.entry_name),
             None => {

@@ -344,13 +344,17 @@ pub(crate) fn entry_name(g: &G) -> Option<&'static str> {
 }
 
 /// Writes one goroutine's header as Go's tracebacks print it: `goroutine 7 [chan receive]:`,
-/// with `, N minutes` after the state once it has waited a minute or more.
-pub fn write_header(out: &mut String, id: u64, state: &str, waited_ns: u64) {
+/// with `, N minutes` after the state once it has waited a minute or more, and its labels as Go
+/// 1.27 prints them (`, labels:{"k":"v"}`) if given.
+pub fn write_header(out: &mut String, id: u64, state: &str, waited_ns: u64, labels: Option<&str>) {
     use std::fmt::Write as _;
     let mins = waited_ns / 60_000_000_000;
     let _ = write!(out, "goroutine {id} [{state}");
     if mins >= 1 {
         let _ = write!(out, ", {mins} minutes");
+    }
+    if let Some(l) = labels {
+        let _ = write!(out, ", labels:{l}");
     }
     out.push_str("]:\n");
 }

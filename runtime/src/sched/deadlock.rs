@@ -44,7 +44,7 @@ fn describe_waiting(out: &mut String, g: GRef, now: u64) {
     use std::fmt::Write as _;
     let r = WaitReason::from_u8(g.0.wait_reason.load(Ordering::Relaxed));
     let waited = now.saturating_sub(g.0.wait_since.load(Ordering::Relaxed));
-    g::write_header(out, g.id(), if r == WaitReason::Zero { "waiting" } else { r.as_str() }, waited);
+    g::write_header(out, g.id(), if r == WaitReason::Zero { "waiting" } else { r.as_str() }, waited, None);
     let _ = writeln!(out, "\twaiting for {:.3}s", waited as f64 / 1e9);
     let loc = g.0.created_at.load(Ordering::Relaxed);
     if !loc.is_null() {
