@@ -32,9 +32,23 @@ use gort::sync::{Mutex, WaitGroup};
 /// `gort::run`, safe for the benchmarks: runs `f` as a main goroutine and returns its result.
 #[track_caller]
 #[inline(always)] // gort::run records the spawn site's pc: keep it in the caller
+///
+/// With `BENCH_CPU_PROFILE_HZ=N` in the environment the run is CPU-profiled at N Hz (into
+/// `io::sink`): the profiler's overhead, measured on the workload itself. A bad value is an error.
 pub fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let hz = std::env::var("BENCH_CPU_PROFILE_HZ").ok().map(|v| {
+        v.parse::<u32>().unwrap_or_else(|_| panic!("BENCH_CPU_PROFILE_HZ={v:?}: expected samples per second"))
+    });
+    if let Some(hz) = hz {
+        gort::profiler::set_cpu_profile_rate(hz);
+        gort::profiler::start_cpu_profile(std::io::sink()).expect("start the CPU profile");
+    }
     // SAFETY: `f` follows THE RULE (module docs).
-    unsafe { gort::run(f) }
+    let r = unsafe { gort::run(f) };
+    if hz.is_some() {
+        gort::profiler::stop_cpu_profile().expect("stop the CPU profile");
+    }
+    r
 }
 
 /// `gort::spawn` for the workloads: `go!(closure)`. A macro, so that the spawn is the caller's
