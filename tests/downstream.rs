@@ -72,6 +72,13 @@ fn check_variant(v: &Variant) {
         check_heap(addr, &mut fails);
         check_leak_diff(&demo, addr, &krate.0, &mut fails);
         check_cpu(&bin, &krate.0, &mut fails);
+        // `go tool pprof` reads every other profile the server offers.
+        for p in ["allocs", "threadcreate", "mutex", "block", "profile?seconds=1"] {
+            let out = pprof(&["-top", &format!("http://{addr}/debug/pprof/{p}")]);
+            if !out.contains("Type: ") {
+                fails.push(format!("go tool pprof on {p}: no profile read\n{out}"));
+            }
+        }
     }
     if let Some(status) = demo.exited() {
         fails.push(format!("the demo exited during the checks: {}", demo.why(status)));
@@ -428,6 +435,11 @@ fn check_cpu(bin: &Path, dir: &Path, fails: &mut Vec<String>) {
     if !out.status.success() {
         fails.push(format!("cpu demo failed: {}", String::from_utf8_lossy(&out.stderr)));
         return;
+    }
+    let dump = std::fs::read_to_string(format!("{}.goroutines.txt", path.display())).unwrap_or_default();
+    let busy = dump.split("\n\n").find(|b| b.contains("busy_loop"));
+    if busy.is_none_or(|b| b.contains("stack unavailable")) {
+        fails.push(format!("goroutine dump: the running busy_loop goroutine has no stack\n{dump}"));
     }
     let text = pprof(&["-top", "-nodefraction=0", path.to_str().unwrap()]);
     let rows = top_rows(&text);

@@ -114,6 +114,10 @@ fn cpu_demo(path: &str, secs: u64) {
     gort::profiler::start_cpu_profile(f).unwrap();
     std::thread::sleep(Duration::from_secs(secs));
     gort::profiler::stop_cpu_profile().unwrap();
+    // The goroutine dump while busy_loop runs: its stack, walked by its own thread.
+    let mut dump = Vec::new();
+    gort::profiler::lookup("goroutine").unwrap().write_to(&mut dump, 2).unwrap();
+    std::fs::write(format!("{path}.goroutines.txt"), dump).unwrap();
 }
 
 fn main() {
