@@ -195,21 +195,24 @@ pub fn http_date(secs: u64) -> String {
 }
 
 const USAGE: &str = "\
-usage: http_hello [--addr ADDR]
+usage: http_hello [--addr ADDR] [--pprof ADDR]
 
 HTTP/1.1 hello world on gort, one goroutine per connection. GOMAXPROCS sets the worker count.
 
-  --addr ADDR   address to listen on (default 127.0.0.1:8080)
-  -h, --help    print this help
+  --addr ADDR    address to listen on (default 127.0.0.1:8080)
+  --pprof ADDR   also serve /debug/pprof/ there (profile the server under load)
+  -h, --help     print this help
 ";
 
-/// The listen address. `--help` prints the usage and exits.
-fn parse_args() -> Result<String, lexopt::Error> {
+/// The listen address and the pprof address, if any. `--help` prints the usage and exits.
+fn parse_args() -> Result<(String, Option<String>), lexopt::Error> {
     let mut addr = "127.0.0.1:8080".to_string();
+    let mut pprof = None;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
             Long("addr") => addr = socket_addr(&mut parser, "--addr")?,
+            Long("pprof") => pprof = Some(socket_addr(&mut parser, "--pprof")?),
             Short('h') | Long("help") => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -217,7 +220,7 @@ fn parse_args() -> Result<String, lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok(addr)
+    Ok((addr, pprof))
 }
 
 /// An address option's value, resolved now so that a typo is a usage error, not a failed bind.
@@ -230,11 +233,16 @@ fn socket_addr(parser: &mut lexopt::Parser, opt: &str) -> Result<String, lexopt:
 }
 
 fn main() {
-    let addr = parse_args().unwrap_or_else(|e| {
+    let (addr, pprof) = parse_args().unwrap_or_else(|e| {
         eprintln!("http_hello: {e}");
         std::process::exit(2);
     });
     let server = move || {
+        let _pprof = pprof.map(|a| {
+            let s = gort::profiler::serve(&a).unwrap_or_else(|e| panic!("serve pprof on {a}: {e}"));
+            eprintln!("pprof on http://{}/debug/pprof/", s.local_addr());
+            s
+        });
         let l = TcpListener::bind(&addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         eprintln!(
             "http_hello listening on http://{} (GOMAXPROCS={})",
