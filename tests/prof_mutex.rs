@@ -9,10 +9,10 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::prof::*;
-use common::{go, run, take_turn, PATIENCE};
+use common::{go, run, take_turn};
 use gort::chan;
 use gort::profiler::proto::{self, Profile};
 use gort::runtime::nanotime;
@@ -26,18 +26,10 @@ const WAITERS: usize = 4;
 const HOLD_A: Duration = Duration::from_millis(10);
 const HOLD_B: Duration = Duration::from_millis(1);
 
-/// Waits (polling every 50 us, so that the wait adds little to short critical sections) until
-/// `n` goroutines are parked with wait reason `state`.
+/// Waits until `n` goroutines are parked with wait reason `state`, polling every 50 us so that
+/// the wait adds little to short critical sections.
 fn wait_parked(state: &str, n: usize) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let k = gort::runtime::goroutines().iter().filter(|g| g.state == state).count();
-        if k >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{k} goroutines in {state:?}, never {n}");
-        gort::time::sleep(Duration::from_micros(50));
-    }
+    common::wait_count_every(state, n, Duration::from_micros(50));
 }
 
 /// A goroutine that waits for the lock; returns when it started waiting (`nanotime`).

@@ -49,6 +49,12 @@ pub fn wait_state(id: u64, state: &str) -> gort::runtime::GoroutineInfo {
 /// Waits until at least `n` goroutines show wait reason `state`. Fails the test after
 /// [`PATIENCE`].
 pub fn wait_count(state: &str, n: usize) {
+    wait_count_every(state, n, Duration::from_millis(1));
+}
+
+/// [`wait_count`], polling every `poll` (short, where the wait must add little to what it
+/// measures).
+pub fn wait_count_every(state: &str, n: usize, poll: Duration) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let k = gort::runtime::goroutines().iter().filter(|g| g.state == state).count();
@@ -56,7 +62,7 @@ pub fn wait_count(state: &str, n: usize) {
             return;
         }
         assert!(Instant::now() < deadline, "{k} goroutines in {state:?}, never {n}");
-        gort::time::sleep(Duration::from_millis(1));
+        gort::time::sleep(poll);
     }
 }
 
