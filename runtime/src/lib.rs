@@ -29,7 +29,7 @@
 //! ```text
 //! 1. primitives    ilist lock fastrand clock stack/{mod,vm,guard,pool} env
 //!                  unwind/{modules,cfi,mod}
-//! 2. goroutine     g/{wait_reason,mod} timer_heap
+//! 2. goroutine     g/{wait_reason,mod,labels} timer_heap
 //! 3. machine       globrunq p m threadg traceback stack/overflow netpoll mprof
 //!                  cpuprof running
 //! 4. scheduler     sched/state sched/idle sched/deadlock park sched/timers
