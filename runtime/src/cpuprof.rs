@@ -150,6 +150,9 @@ pub fn start(hz: u32) -> Result<(), CpuProfileError> {
         return Err(CpuProfileError::InUse);
     }
     install_handler()?;
+    // A handler that was already past its RATE check when the last profile stopped may have
+    // filled a slot after that profile's final drain: drop such leftovers.
+    drain(|_, _, _| {});
     LOST.store(0, Ordering::Relaxed);
     // Release: an M that sees the new GEN (Acquire in on_execute) sees the rate.
     RATE.store(hz, Ordering::Release);
