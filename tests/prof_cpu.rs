@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::prof::{decode_valid, have_go, pprof, stack_sum, tmpdir};
+use common::prof::{cpu_profile, decode_valid, have_go, pprof, stack_sum, tmpdir};
 
 static TURN: Mutex<()> = Mutex::new(());
 
@@ -53,27 +53,6 @@ fn cpu_time() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// Profiles `f` at `hz` and returns the decoded profile.
-fn profile(hz: u32, f: impl FnOnce()) -> gort::profiler::proto::Profile {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    struct W(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for W {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    gort::profiler::set_cpu_profile_rate(hz);
-    gort::profiler::start_cpu_profile(W(buf.clone())).unwrap();
-    f();
-    gort::profiler::stop_cpu_profile().unwrap();
-    let gz = buf.lock().unwrap().clone();
-    decode_valid(&gz)
-}
-
 fn total(p: &gort::profiler::proto::Profile, idx: usize) -> i64 {
     p.sample.iter().map(|s| s.value[idx]).sum()
 }
@@ -84,7 +63,7 @@ fn samples_land_in_the_busy_function_with_go_sample_types() {
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
     let h = common::spawn_with(gort::Builder::new(), move || busy_until(&s2)).unwrap();
-    let p = profile(500, || std::thread::sleep(Duration::from_millis(800)));
+    let p = cpu_profile(500, || std::thread::sleep(Duration::from_millis(800)));
     stop.store(true, Ordering::Relaxed);
     h.join().unwrap();
     let types: Vec<(&str, &str)> = p.sample_type.iter().map(|t| (p.str(t.r#type), p.str(t.unit))).collect();
@@ -108,7 +87,7 @@ fn two_to_one_work_shows_two_to_one() {
     // One goroutine per P: with 2 Ps both run at once, with 1 they take turns; either way the
     // CPU each uses is in proportion to its work.
     let n = 150_000_000u64;
-    let p = profile(500, || {
+    let p = cpu_profile(500, || {
         let a = common::spawn_with(gort::Builder::new(), move || cpu_spin_a(2 * n)).unwrap();
         let b = common::spawn_with(gort::Builder::new(), move || cpu_spin_b(n)).unwrap();
         a.join().unwrap();
@@ -139,7 +118,7 @@ fn check_sampled_cpu_matches_measured_cpu() {
     std::thread::sleep(Duration::from_millis(50));
     let c0 = cpu_time();
     let t0 = Instant::now();
-    let p = profile(250, || std::thread::sleep(Duration::from_millis(1000)));
+    let p = cpu_profile(250, || std::thread::sleep(Duration::from_millis(1000)));
     let used = cpu_time() - c0;
     let wall = t0.elapsed();
     stop.store(true, Ordering::Relaxed);
@@ -226,7 +205,7 @@ fn sample_labels(p: &gort::profiler::proto::Profile, s: &gort::profiler::proto::
 fn samples_carry_the_goroutines_labels() {
     let _t = common::take_turn(&TURN);
     let n = 80_000_000u64;
-    let p = profile(500, || {
+    let p = cpu_profile(500, || {
         let a = common::spawn_with(gort::Builder::new(), move || {
             gort::profiler::with_labels(&[("worker", "a")], || {
                 // A goroutine spawned inside inherits the labels.

@@ -10,7 +10,7 @@ use common::go;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct Counting;
@@ -53,104 +53,91 @@ fn churn(stop: &AtomicBool) -> usize {
 fn profiling_at_1khz_under_load_is_safe_and_allocation_free() {
     let run_for = Duration::from_millis(1000) * common::stress() as u32;
     let _w = common::Watchdog::new("cpu profile soak", common::PATIENCE + run_for * 4);
-    let out = Arc::new(Mutex::new(Vec::new()));
-    struct W(Arc<Mutex<Vec<u8>>>);
-    impl Write for W {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    gort::profiler::set_cpu_profile_rate(1000);
-    gort::profiler::start_cpu_profile(W(out.clone())).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let ops = common::run({
-        let stop = stop.clone();
-        move || {
-            let mut hs = Vec::new();
-            // Allocation churn.
-            for _ in 0..2 {
+    let mut ops = 0;
+    let p = common::prof::cpu_profile(1000, || {
+        ops = common::run({
+            let stop = stop.clone();
+            move || {
+                let mut hs = Vec::new();
+                // Allocation churn.
+                for _ in 0..2 {
+                    let s = stop.clone();
+                    hs.push(go!(move || churn(&s)));
+                }
+                // Park/ready: a ping-pong.
+                let (tx, rx) = gort::chan::chan::<u64>(0);
+                let (tx2, rx2) = gort::chan::chan::<u64>(0);
                 let s = stop.clone();
-                hs.push(go!(move || churn(&s)));
-            }
-            // Park/ready: a ping-pong.
-            let (tx, rx) = gort::chan::chan::<u64>(0);
-            let (tx2, rx2) = gort::chan::chan::<u64>(0);
-            let s = stop.clone();
-            hs.push(go!(move || {
-                let mut n = 0;
-                while !s.load(Ordering::Relaxed) {
-                    tx.send(1).unwrap();
-                    n += rx2.recv().unwrap() as usize;
-                }
-                drop(tx);
-                n
-            }));
-            hs.push(go!(move || {
-                let mut n = 0;
-                while let Some(v) = rx.recv() {
-                    if tx2.send(v).is_err() {
-                        break;
+                hs.push(go!(move || {
+                    let mut n = 0;
+                    while !s.load(Ordering::Relaxed) {
+                        tx.send(1).unwrap();
+                        n += rx2.recv().unwrap() as usize;
                     }
-                    n += 1;
-                }
-                n
-            }));
-            // Spawn and exit.
-            let s = stop.clone();
-            hs.push(go!(move || {
-                let mut n = 0;
-                while !s.load(Ordering::Relaxed) {
-                    let hs: Vec<_> = (0..16).map(|i| go!(move || i * 2)).collect();
-                    for h in hs {
-                        n += h.join().unwrap();
-                    }
-                }
-                n
-            }));
-            // Loopback I/O.
-            let l = gort::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = l.local_addr().unwrap();
-            hs.push(go!(move || {
-                let mut n = 0;
-                if let Ok((mut c, _)) = l.accept() {
-                    let mut b = [0u8; 64];
-                    while let Ok(k) = c.read(&mut b) {
-                        if k == 0 || c.write_all(&b[..k]).is_err() {
+                    drop(tx);
+                    n
+                }));
+                hs.push(go!(move || {
+                    let mut n = 0;
+                    while let Some(v) = rx.recv() {
+                        if tx2.send(v).is_err() {
                             break;
                         }
                         n += 1;
                     }
+                    n
+                }));
+                // Spawn and exit.
+                let s = stop.clone();
+                hs.push(go!(move || {
+                    let mut n = 0;
+                    while !s.load(Ordering::Relaxed) {
+                        let hs: Vec<_> = (0..16).map(|i| go!(move || i * 2)).collect();
+                        for h in hs {
+                            n += h.join().unwrap();
+                        }
+                    }
+                    n
+                }));
+                // Loopback I/O.
+                let l = gort::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = l.local_addr().unwrap();
+                hs.push(go!(move || {
+                    let mut n = 0;
+                    if let Ok((mut c, _)) = l.accept() {
+                        let mut b = [0u8; 64];
+                        while let Ok(k) = c.read(&mut b) {
+                            if k == 0 || c.write_all(&b[..k]).is_err() {
+                                break;
+                            }
+                            n += 1;
+                        }
+                    }
+                    n
+                }));
+                let s = stop.clone();
+                hs.push(go!(move || {
+                    let mut c = gort::net::TcpStream::connect(addr).unwrap();
+                    let mut n = 0;
+                    let mut b = [0u8; 5];
+                    while !s.load(Ordering::Relaxed) {
+                        c.write_all(b"hello").unwrap();
+                        c.read_exact(&mut b).unwrap();
+                        n += 1;
+                    }
+                    n
+                }));
+                let t = Instant::now();
+                while t.elapsed() < run_for {
+                    gort::time::sleep(Duration::from_millis(10));
                 }
-                n
-            }));
-            let s = stop.clone();
-            hs.push(go!(move || {
-                let mut c = gort::net::TcpStream::connect(addr).unwrap();
-                let mut n = 0;
-                let mut b = [0u8; 5];
-                while !s.load(Ordering::Relaxed) {
-                    c.write_all(b"hello").unwrap();
-                    c.read_exact(&mut b).unwrap();
-                    n += 1;
-                }
-                n
-            }));
-            let t = Instant::now();
-            while t.elapsed() < run_for {
-                gort::time::sleep(Duration::from_millis(10));
+                stop.store(true, Ordering::Relaxed);
+                hs.into_iter().map(|h| h.join().unwrap()).sum::<usize>()
             }
-            stop.store(true, Ordering::Relaxed);
-            hs.into_iter().map(|h| h.join().unwrap()).sum::<usize>()
-        }
+        })
     });
-    gort::profiler::stop_cpu_profile().unwrap();
     assert!(ops > 0);
-    let gz = out.lock().unwrap().clone();
-    let p = common::prof::decode_valid(&gz);
     let samples: i64 = p.sample.iter().map(|s| s.value[0]).sum();
     assert!(samples >= 200, "only {samples} samples in {run_for:?} at 1 kHz under load");
     for s in &p.sample {

@@ -328,39 +328,21 @@ fn install_handler() -> Result<(), CpuProfileError> {
     if INSTALLED.load(Ordering::Relaxed) {
         return Ok(());
     }
-    // SAFETY: zeroed is a valid sigaction to receive the current one.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: a null new action only reads the current one into `old`.
-    if unsafe { libc::sigaction(libc::SIGPROF, std::ptr::null(), &mut old) } != 0 {
-        return Err(CpuProfileError::Os(format!("sigaction: {}", std::io::Error::last_os_error())));
-    }
-    let ours = handler as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) as usize;
-    if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN && old.sa_sigaction != ours {
-        return Err(CpuProfileError::ForeignHandler);
-    }
-    // SAFETY: zeroed is a valid sigaction (empty mask, no flags) before we fill it in.
-    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
-    new.sa_sigaction = ours;
-    new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
-    // SAFETY: sa_mask is a valid sigset_t to initialise.
-    unsafe { libc::sigemptyset(&mut new.sa_mask) };
-    // SAFETY: `new` is fully initialised and `handler` has the SA_SIGINFO signature.
-    if unsafe { libc::sigaction(libc::SIGPROF, &new, std::ptr::null_mut()) } != 0 {
-        return Err(CpuProfileError::Os(format!("sigaction: {}", std::io::Error::last_os_error())));
+    match crate::sig::install_unless_foreign(libc::SIGPROF, handler) {
+        Ok(true) => {}
+        Ok(false) => return Err(CpuProfileError::ForeignHandler),
+        Err(e) => return Err(CpuProfileError::Os(format!("sigaction: {e}"))),
     }
     INSTALLED.store(true, Ordering::Relaxed);
     Ok(())
 }
 
 extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // SAFETY: __errno_location returns this thread's errno slot, valid for the thread's life.
-    let errno = unsafe { *libc::__errno_location() };
+    let _errno = crate::sig::ErrnoGuard::save();
     IN_HANDLER.with(|c| c.set(true));
     // SAFETY: the kernel passes a valid siginfo and ucontext to an SA_SIGINFO handler.
     unsafe { sample(info, ctx) };
     IN_HANDLER.with(|c| c.set(false));
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
 }
 
 /// # Safety

@@ -27,7 +27,7 @@
 //! every `use` line and inline `crate::` path against this list). From the bottom:
 //!
 //! ```text
-//! 1. primitives    ilist lock fastrand clock stack/{mod,vm,guard,pool} env
+//! 1. primitives    ilist lock fastrand clock sig stack/{mod,vm,guard,pool} env
 //!                  unwind/{modules,cfi,mod}
 //! 2. goroutine     g/{wait_reason,mod,labels} timer_heap
 //! 3. machine       globrunq p m threadg traceback stack/overflow netpoll mprof
@@ -158,6 +158,8 @@ mod fastrand;
 mod ilist;
 #[cfg(not(gort_loom))]
 mod lock;
+#[cfg(not(gort_loom))]
+mod sig;
 #[cfg(not(gort_loom))]
 mod stack;
 #[cfg(not(gort_loom))]

@@ -54,14 +54,15 @@ const PATIENCE: Duration = Duration::from_millis(50);
 pub fn running_stacks() -> Vec<RunningStack> {
     let mut installed = ASK.lock().unwrap_or_else(|e| e.into_inner());
     if *installed.get_or_insert_with(install_handler) {
-        ask(&mut Vec::new())
+        ask()
     } else {
         Vec::new()
     }
 }
 
-fn ask(pending: &mut Vec<&'static M>) -> Vec<RunningStack> {
+fn ask() -> Vec<RunningStack> {
     let me = current_m();
+    let mut pending: Vec<&'static M> = Vec::new();
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
     for m in crate::m::all() {
@@ -135,28 +136,11 @@ fn take(m: &'static M) -> Option<RunningStack> {
 }
 
 fn install_handler() -> bool {
-    // SAFETY: zeroed is a valid sigaction to receive the current one.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: a null new action only reads the current one into `old`.
-    if unsafe { libc::sigaction(libc::SIGURG, std::ptr::null(), &mut old) } != 0 {
-        return false;
-    }
-    if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
-        return false;
-    }
-    // SAFETY: zeroed is a valid sigaction (empty mask, no flags) before we fill it in.
-    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
-    new.sa_sigaction = handler as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) as usize;
-    new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
-    // SAFETY: sa_mask is a valid sigset_t to initialise.
-    unsafe { libc::sigemptyset(&mut new.sa_mask) };
-    // SAFETY: `new` is fully initialised and `handler` has the SA_SIGINFO signature.
-    unsafe { libc::sigaction(libc::SIGURG, &new, std::ptr::null_mut()) == 0 }
+    crate::sig::install_unless_foreign(libc::SIGURG, handler).unwrap_or(false)
 }
 
 extern "C" fn handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // SAFETY: __errno_location returns this thread's errno slot, valid for the thread's life.
-    let errno = unsafe { *libc::__errno_location() };
+    let _errno = crate::sig::ErrnoGuard::save();
     if let Some(m) = current_m() {
         // Acquire: pairs with the asker's Release (the request).
         if m.stack_req.compare_exchange(REQUESTED, WRITING, Ordering::Acquire, Ordering::Relaxed).is_ok() {
@@ -186,6 +170,4 @@ extern "C" fn handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut 
             m.stack_req.store(DONE, Ordering::Release);
         }
     }
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
 }

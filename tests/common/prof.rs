@@ -210,3 +210,24 @@ pub fn top_rows(out: &str) -> Vec<TopRow> {
 pub fn row<'a>(rows: &'a [TopRow], needle: &str) -> &'a TopRow {
     rows.iter().find(|r| r.name.contains(needle)).unwrap_or_else(|| panic!("no row with {needle:?} in {rows:#?}"))
 }
+
+/// CPU-profiles `f` at `hz` and returns the profile, decoded and checked.
+pub fn cpu_profile(hz: u32, f: impl FnOnce()) -> Profile {
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    struct W(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for W {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    gort::profiler::set_cpu_profile_rate(hz);
+    gort::profiler::start_cpu_profile(W(buf.clone())).unwrap();
+    f();
+    gort::profiler::stop_cpu_profile().unwrap();
+    let gz = buf.lock().unwrap().clone();
+    decode_valid(&gz)
+}

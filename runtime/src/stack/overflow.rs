@@ -52,6 +52,7 @@ use std::sync::Once;
 use crate::g::GRef;
 use crate::m::current_m;
 use crate::stack::{gap_size, page_size};
+use crate::unwind::Regs;
 
 /// What the signal handler needs to know about the faulting thread's goroutine.
 ///
@@ -209,30 +210,6 @@ fn running_stack_info() -> Option<SignalStackInfo> {
     })
 }
 
-/// The interrupted stack pointer from the signal context (0 if unknown on this target).
-///
-/// # Safety
-/// `ctx` must be the `ucontext_t` pointer the kernel passed to an SA_SIGINFO handler.
-unsafe fn context_sp(ctx: *mut libc::c_void) -> usize {
-    if ctx.is_null() {
-        return 0;
-    }
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    {
-        // SAFETY: the caller passes the kernel's ucontext_t.
-        unsafe { (*(ctx as *const libc::ucontext_t)).uc_mcontext.gregs[libc::REG_RSP as usize] as usize }
-    }
-    #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
-    {
-        // SAFETY: the caller passes the kernel's ucontext_t.
-        unsafe { (*(ctx as *const libc::ucontext_t)).uc_mcontext.sp as usize }
-    }
-    #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
-    {
-        0
-    }
-}
-
 /// Whether any byte of the page at `addr` (page-aligned) is resident (one `mincore`).
 fn page_resident(addr: usize) -> bool {
     let mut v = [0u8; 1];
@@ -273,12 +250,11 @@ fn is_overflow(si: &SignalStackInfo, addr: usize, sp: usize, gap_touched: impl F
 
 /// The SIGSEGV/SIGBUS handler. Async-signal-safe.
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // SAFETY: __errno_location returns this thread's errno slot.
-    let errno = unsafe { *libc::__errno_location() };
+    let _errno = crate::sig::ErrnoGuard::save();
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
     let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
     // SAFETY: ctx is the kernel's ucontext_t.
-    let sp = unsafe { context_sp(ctx) };
+    let sp = unsafe { Regs::from_ucontext(ctx) }.sp;
     // si_code > 0: a fault raised by the kernel (not kill/sigqueue from another process).
     if code > 0 {
         if let Some(si) = stack_info() {
@@ -289,8 +265,6 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     }
     // SAFETY: called from the handler with the kernel's arguments.
     unsafe { chain(sig, info, ctx) };
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
 }
 
 /// Passes a fault that is not ours to the previous handler, or to the default action.

@@ -90,11 +90,15 @@ pub struct Regs {
 }
 
 impl Regs {
-    /// The interrupted pc, sp and frame pointer.
+    /// The interrupted pc, sp and frame pointer (all zero if `ctx` is null or the architecture
+    /// is not one gort reads registers on).
     ///
     /// # Safety
-    /// `ctx` is the `ucontext_t` the kernel passed to an SA_SIGINFO handler.
+    /// `ctx` is null or the `ucontext_t` the kernel passed to an SA_SIGINFO handler.
     pub(crate) unsafe fn from_ucontext(ctx: *mut libc::c_void) -> Regs {
+        if ctx.is_null() {
+            return Regs::default();
+        }
         let uc = ctx as *const libc::ucontext_t;
         #[cfg(target_arch = "x86_64")]
         {
@@ -111,6 +115,11 @@ impl Regs {
             // SAFETY: per the contract `uc` is a valid ucontext for the duration of the handler.
             let m = unsafe { &(*uc).uc_mcontext };
             Regs { pc: m.pc as usize, sp: m.sp as usize, fp: m.regs[29] as usize }
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        {
+            let _ = uc;
+            Regs::default()
         }
     }
 
