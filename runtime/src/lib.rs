@@ -31,7 +31,7 @@
 //!                  unwind/{modules,cfi,mod}
 //! 2. goroutine     g/{wait_reason,mod,labels} timer_heap
 //! 3. machine       globrunq p m threadg traceback stack/overflow netpoll mprof
-//!                  cpuprof running
+//!                  cpuprof running parksite
 //! 4. scheduler     sched/state sched/idle sched/deadlock park sched/timers
 //!                  sched/find sched/execute sched/mod sysmon start
 //! 5. services      time loom waitslot parker spawn time/after_func blocking
@@ -184,6 +184,8 @@ mod netpoll;
 mod p;
 #[cfg(not(gort_loom))]
 mod running;
+/// Parked goroutines' stacks for the wall-clock profile and the leak census.
+pub mod parksite;
 #[cfg(not(gort_loom))]
 mod threadg;
 #[cfg(not(gort_loom))]
