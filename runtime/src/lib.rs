@@ -184,6 +184,7 @@ mod netpoll;
 mod p;
 #[cfg(not(gort_loom))]
 mod running;
+#[cfg(not(gort_loom))]
 /// Parked goroutines' stacks for the wall-clock profile and the leak census.
 pub mod parksite;
 #[cfg(not(gort_loom))]
