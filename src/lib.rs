@@ -34,14 +34,21 @@ pub mod runtime {
     pub use gort_runtime::env;
     /// Mutex and block profile records (the profiler exports them).
     pub use gort_runtime::mprof;
+    /// Parked goroutines' stacks, walked once per park site.
+    pub use gort_runtime::parksite;
+    /// Scheduling-latency and park-duration histograms (`set_sched_timing`).
+    pub use gort_runtime::schedstats::{self, set_sched_timing, Histogram};
     pub use gort_runtime::sync::{Parker, Unparker};
     /// The runtime's clock (`nanotime`: monotonic nanoseconds, only differences mean anything).
     pub use gort_runtime::time::nanotime;
+    /// Wall-clock accounting under the profiler's wall-clock profile.
+    pub use gort_runtime::wall;
     pub use gort_runtime::{
         current, current_entry_name, current_id, current_labels, current_stack_bounds, for_each_g, gomaxprocs,
         goroutines, in_goroutine, lock_os_thread, locked_to_thread, num_goroutine, park, ready, set_current_labels,
         threads, unlock_os_thread, yield_now, GRef, GoroutineInfo, Labels, ParkRegs, Parked, ThreadInfo, WaitReason,
     };
+    pub use gort_runtime::{metrics, Metrics};
     /// Stack walks of the running code and of parked goroutines.
     pub use gort_runtime::{traceback, unwind};
 

@@ -8,6 +8,11 @@
 //! Go charges `runtime._LostExternalCode`. A sample carries the running goroutine's labels
 //! ([`with_labels`](crate::with_labels), Go's `pprof.Do`), so `go tool pprof -tagfocus` filters
 //! by them.
+//!
+//! The sampler is shared with the wall-clock profile ([`crate::wall`]), which spreads running
+//! time over the same samples: a CPU profile requested while a wall profile runs joins its
+//! sampler (at its rate) and the reverse; only two CPU profiles at once are refused, with Go's
+//! `cpu profiling already in use`.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -33,8 +38,7 @@ pub const LOST_FRAME: &str = "gort::lost_samples";
 
 struct Running {
     out: Box<dyn Write + Send>,
-    collector: JoinHandle<Table>,
-    stop: Arc<AtomicBool>,
+    sink: Sink,
     hz: u32,
     started: Instant,
     started_wall: i64,
@@ -43,7 +47,76 @@ struct Running {
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
 
 /// (Stack, the goroutine's labels) -> sample periods.
-type Table = HashMap<(Vec<usize>, Option<Arc<LabelSet>>), u64>;
+pub(crate) type Table = HashMap<(Vec<usize>, Option<Arc<LabelSet>>), u64>;
+
+/// A consumer of the sampler's samples: the CPU profile, the wall-clock profile. Each gets every
+/// sample taken while it is subscribed.
+pub(crate) type Sink = Arc<Mutex<Table>>;
+
+/// The sampler the CPU and wall-clock profiles share: the runtime's SIGPROF sampling and a
+/// collector thread that drains it into every subscribed sink. It runs while anyone subscribes,
+/// at the rate the first subscriber asked for.
+struct Sampler {
+    collector: JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+    hz: u32,
+    sinks: Vec<Sink>,
+}
+
+static SAMPLER: Mutex<Option<Sampler>> = Mutex::new(None);
+/// The sinks the collector feeds (a copy of `Sampler::sinks`, so draining never waits for the
+/// sampler's lock, which `unsubscribe` holds while it joins the collector).
+static SINKS: Mutex<Vec<Sink>> = Mutex::new(Vec::new());
+
+/// Subscribes `sink` to the sampler, starting it at `hz` if it is not running. Returns the rate
+/// it samples at.
+pub(crate) fn subscribe(sink: &Sink, hz: u32) -> io::Result<u32> {
+    let mut s = SAMPLER.lock().unwrap_or_else(|e| e.into_inner());
+    if s.is_none() {
+        cpuprof::start(hz).map_err(io::Error::other)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let collector = std::thread::Builder::new()
+            .name("gort-cpuprof".into())
+            .spawn(move || collect(&stop2))
+            .inspect_err(|_| cpuprof::stop())?;
+        *s = Some(Sampler { collector, stop, hz, sinks: Vec::new() });
+    }
+    let smp = s.as_mut().expect("sampler");
+    // The samples before this instant belong to the other sinks only.
+    drain_into_sinks();
+    smp.sinks.push(sink.clone());
+    SINKS.lock().unwrap_or_else(|e| e.into_inner()).push(sink.clone());
+    Ok(smp.hz)
+}
+
+/// Unsubscribes `sink` after a last drain; the last one out stops the sampler.
+pub(crate) fn unsubscribe(sink: &Sink) {
+    let mut s = SAMPLER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(smp) = s.as_mut() else { return };
+    smp.sinks.retain(|k| !Arc::ptr_eq(k, sink));
+    if smp.sinks.is_empty() {
+        let smp = s.take().expect("sampler");
+        cpuprof::stop();
+        smp.stop.store(true, Ordering::Relaxed);
+        let _ = smp.collector.join();
+    } else {
+        drain_into_sinks();
+    }
+    SINKS.lock().unwrap_or_else(|e| e.into_inner()).retain(|k| !Arc::ptr_eq(k, sink));
+}
+
+/// Moves every sample in the runtime's buffer into every subscribed sink.
+fn drain_into_sinks() {
+    let sinks = SINKS.lock().unwrap_or_else(|e| e.into_inner());
+    cpuprof::drain(|stack, w, labels| {
+        let labels = crate::labels::from_slot(labels);
+        for k in sinks.iter() {
+            *k.lock().unwrap_or_else(|e| e.into_inner()).entry((stack.to_vec(), labels.clone())).or_default() +=
+                w as u64;
+        }
+    });
+}
 
 /// Sets the sampling rate of the next CPU profile (Go's `runtime.SetCPUProfileRate`); `0`
 /// restores the default. A profile running now keeps its rate.
@@ -59,31 +132,17 @@ pub fn start_cpu_profile<W: Write + Send + 'static>(w: W) -> io::Result<()> {
     if r.is_some() {
         return Err(io::Error::other(cpuprof::CpuProfileError::InUse));
     }
-    let hz = NEXT_RATE.load(Ordering::Relaxed);
-    cpuprof::start(hz).map_err(io::Error::other)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let collector = std::thread::Builder::new()
-        .name("gort-cpuprof".into())
-        .spawn(move || collect(&stop2))
-        .inspect_err(|_| cpuprof::stop())?;
-    *r = Some(Running {
-        out: Box::new(w),
-        collector,
-        stop,
-        hz,
-        started: Instant::now(),
-        started_wall: crate::now_nanos(),
-    });
+    let sink = Sink::default();
+    let hz = subscribe(&sink, NEXT_RATE.load(Ordering::Relaxed))?;
+    *r = Some(Running { out: Box::new(w), sink, hz, started: Instant::now(), started_wall: crate::now_nanos() });
     Ok(())
 }
 
 /// Stops the CPU profile and writes it. Does nothing if none runs (as Go's).
 pub fn stop_cpu_profile() -> io::Result<()> {
     let Some(mut run) = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take() else { return Ok(()) };
-    cpuprof::stop();
-    run.stop.store(true, Ordering::Relaxed);
-    let table = run.collector.join().unwrap_or_default();
+    unsubscribe(&run.sink);
+    let table = std::mem::take(&mut *run.sink.lock().unwrap_or_else(|e| e.into_inner()));
     let lost = cpuprof::lost();
     let p = {
         let _g = NoSample::enter();
@@ -124,23 +183,20 @@ impl Write for SharedBuf {
     }
 }
 
-/// The collector: drains the runtime's buffer until told to stop, then once more.
-fn collect(stop: &AtomicBool) -> Table {
+/// The collector: drains the runtime's buffer into the sinks until told to stop, then once more.
+fn collect(stop: &AtomicBool) {
     let _g = NoSample::enter();
-    let mut t = Table::new();
     loop {
         let last = stop.load(Ordering::Relaxed);
-        cpuprof::drain(|stack, w, labels| {
-            *t.entry((stack.to_vec(), crate::labels::from_slot(labels))).or_default() += w as u64
-        });
+        drain_into_sinks();
         if last {
-            return t;
+            return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-fn proto(sym: &mut crate::symbol::Symbolizer, table: &Table, lost: u64, hz: u32) -> crate::proto::Profile {
+pub(crate) fn proto(sym: &mut crate::symbol::Symbolizer, table: &Table, lost: u64, hz: u32) -> crate::proto::Profile {
     let period = 1_000_000_000 / hz.max(1) as i64;
     let mut b = Builder::new(sym, &[("samples", "count"), ("cpu", "nanoseconds")], ("cpu", "nanoseconds"), period);
     let mut lost = lost;

@@ -10,6 +10,8 @@
 //!   accepted and ignored (gort has no GC).
 //! - `/debug/pprof/cmdline`, `/debug/pprof/symbol` (GET query or POST body).
 //! - `/debug/pprof/profile?seconds=N`: the CPU profile of the next N seconds (default 30).
+//! - `/debug/pprof/wall?seconds=N`: the wall-clock profile of the next N seconds ([`crate::wall`]).
+//! - `/debug/metrics`: the scheduler's metrics in the OpenMetrics text format ([`crate::metrics`]).
 //! - `/debug/pprof/flamegraph?profile=NAME`: an SVG flame graph of any profile ([`crate::flame`]).
 //! - `/debug/pprof/trace`: 501, not implemented yet.
 //!
@@ -188,6 +190,8 @@ pub fn handle(req: &Request) -> Response {
         }
         "/debug/pprof/symbol" => return symbol(req),
         "/debug/pprof/profile" => return cpu_profile(req),
+        "/debug/pprof/wall" => return wall_profile(req),
+        "/debug/metrics" => return Response::new(200, crate::metrics::CONTENT_TYPE, crate::metrics::encode()),
         "/debug/pprof/flamegraph" => return crate::flame::serve(req),
         "/debug/pprof/trace" => return Response::error(501, NOT_IMPLEMENTED),
         _ => {}
@@ -214,6 +218,27 @@ fn cpu_profile(req: &Request) -> Response {
     match crate::cpu::profile_for(Duration::from_secs(secs), gort_runtime::time::sleep) {
         Ok(body) => Response::attachment("profile", body),
         Err(e) => Response::error(500, &format!("Could not enable CPU profiling: {e}")),
+    }
+}
+
+/// `/debug/pprof/wall?seconds=N`: the wall-clock profile of the next N seconds (default 30; a
+/// `seconds` that is not a positive integer is a 400).
+fn wall_profile(req: &Request) -> Response {
+    let v = req.form_value("seconds");
+    let secs = if v.is_empty() {
+        30
+    } else {
+        match v.parse::<u64>() {
+            Ok(s) if s > 0 => s,
+            _ => return Response::error(400, "invalid value for \"seconds\" - must be a positive integer"),
+        }
+    };
+    if secs > MAX_SECONDS {
+        return Response::error(400, "profile duration exceeds server's WriteTimeout");
+    }
+    match crate::wall::profile_for(Duration::from_secs(secs), gort_runtime::time::sleep) {
+        Ok(body) => Response::attachment("wall", body),
+        Err(e) => Response::error(500, &format!("Could not enable wall-clock profiling: {e}")),
     }
 }
 
@@ -305,7 +330,14 @@ fn index() -> Response {
         name: "profile",
         count: 0,
         desc: "CPU profile. You can specify the duration in the seconds GET parameter. After you get the profile \
-               file, use the go tool pprof command to investigate the profile. (Not implemented yet in gort.)",
+               file, use the go tool pprof command to investigate the profile.",
+    });
+    entries.push(Entry {
+        name: "wall",
+        count: 0,
+        desc: "Wall-clock profile (gort): where every goroutine's time went over the seconds GET parameter \
+               (default 30), running, runnable or waiting, by stack, with a state label on every sample \
+               (go tool pprof -tagfocus 'state=IO wait').",
     });
     entries.push(Entry {
         name: "trace",
@@ -323,8 +355,8 @@ fn index() -> Response {
     for e in &entries {
         let flame = if lookup(e.name).is_some() {
             format!("<td><a href='flamegraph?profile={}'>flame graph</a></td>", html_escape(e.name))
-        } else if e.name == "profile" {
-            "<td><a href='flamegraph?profile=profile&amp;seconds=10'>flame graph (10 s)</a></td>".to_string()
+        } else if e.name == "profile" || e.name == "wall" {
+            format!("<td><a href='flamegraph?profile={}&amp;seconds=10'>flame graph (10 s)</a></td>", e.name)
         } else {
             String::new()
         };
@@ -336,7 +368,8 @@ fn index() -> Response {
         ));
     }
     s.push_str(
-        "</table>\n<a href=\"goroutine?debug=2\">full goroutine stack dump</a>\n<br>\n<p>\n\
+        "</table>\n<a href=\"goroutine?debug=2\">full goroutine stack dump</a>\n<br>\n\
+         <a href=\"/debug/metrics\">scheduler metrics</a> (OpenMetrics text, for Prometheus)\n<br>\n<p>\n\
          Profile Descriptions:\n<ul>\n",
     );
     for e in &entries {

@@ -84,10 +84,12 @@ pub mod goroutine;
 pub mod heap;
 pub mod http;
 pub mod labels;
+pub mod metrics;
 pub mod proto;
 pub mod symbol;
 pub mod threadcreate;
 pub mod walk;
+pub mod wall;
 
 use std::io::{self, Write};
 use std::sync::Mutex;

@@ -8,7 +8,9 @@ use crate::g::{self, GRef, Yield, G};
 use crate::m::current_m;
 use crate::p::{P_SYSCALL, P_USER};
 use crate::park::{enter, leave, suspend};
+use crate::parksite::ParkStack;
 use crate::sched::state::{started, Sched};
+use crate::wall;
 
 /// Runs `f`, which may block its OS thread (a file read, DNS, a `std` lock, a C call), without
 /// stalling other goroutines: the goroutine is marked as in a system call and, if `f` lasts
@@ -26,12 +28,14 @@ pub fn blocking<F: FnOnce() -> R, R>(f: F) -> R {
     {
         let _e = enter();
     }
-    struct Exit(&'static Sched, GRef);
+    struct Exit(&'static Sched, GRef, Option<ParkStack>);
     impl Drop for Exit {
         fn drop(&mut self) {
+            wall::syscall_exit(shard(), self.1 .0, self.2.take());
             exitsyscall(self.0, self.1);
         }
     }
+    let site = wall::syscall_enter(shard(), g.0);
     // entersyscall: the P goes from USER to SYSCALL; sysmon may take it from there.
     if let Some(p) = m.p.get() {
         p.syscalltick.store(p.syscalltick.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -42,8 +46,13 @@ pub fn blocking<F: FnOnce() -> R, R>(f: F) -> R {
     }
     g.0.status.store(g::SYSCALL, Ordering::Relaxed);
     s.nsyscall.fetch_add(1, Ordering::SeqCst);
-    let _x = Exit(s, g);
+    let _x = Exit(s, g, site);
     f()
+}
+
+/// The wall profile's table for this thread: its P's, if it has one.
+fn shard() -> usize {
+    current_m().and_then(|m| m.p.get()).map_or(0, |p| p.id)
 }
 
 fn exitsyscall(s: &'static Sched, g: GRef) {

@@ -32,3 +32,73 @@ pub fn nanotime() -> u64 {
 pub(crate) fn coarse_now() -> u64 {
     COARSE.load(Ordering::Relaxed)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Ticks: the cheapest monotonic timestamp, for scheduler timing (latency histograms, the
+// wall-clock profile), taken several times per goroutine switch while timing is on.
+// ---------------------------------------------------------------------------------------------
+
+/// `ns = ticks * TICK_MULT >> 32`; 0 until [`calibrate_ticks`] ran.
+static TICK_MULT: AtomicU64 = AtomicU64::new(0);
+/// Whether [`ticks`] reads the TSC (an invariant one) rather than [`nanotime`].
+static TICKS_TSC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this CPU's time-stamp counter runs at a constant rate in every power state and is
+/// synchronized across cores (CPUID 0x8000_0007 EDX bit 8, "invariant TSC"), so that readings
+/// on different threads compare.
+#[cfg(target_arch = "x86_64")]
+#[allow(unused_unsafe)] // `__cpuid` is an unsafe fn before Rust 1.89
+fn invariant_tsc() -> bool {
+    // SAFETY: CPUID exists on every x86_64 CPU; leaf 0x8000_0000 reports the highest extended
+    // leaf, and 0x8000_0007 is read only if it is implemented.
+    unsafe {
+        let max = std::arch::x86_64::__cpuid(0x8000_0000).eax;
+        max >= 0x8000_0007 && std::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0
+    }
+}
+
+/// A monotonic timestamp in ticks: the invariant TSC where there is one (~10 ns, no vDSO call),
+/// else [`nanotime`]. Only differences mean anything; [`ticks_to_ns`] converts them. Call
+/// [`calibrate_ticks`] once before relying on the TSC.
+#[inline(always)]
+pub(crate) fn ticks() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if TICKS_TSC.load(Ordering::Relaxed) {
+        // SAFETY: RDTSC is available on every x86_64 CPU and has no preconditions.
+        return unsafe { std::arch::x86_64::_rdtsc() };
+    }
+    nanotime()
+}
+
+/// Converts a difference of [`ticks`] to nanoseconds.
+#[inline(always)]
+pub(crate) fn ticks_to_ns(d: u64) -> u64 {
+    ((d as u128 * TICK_MULT.load(Ordering::Relaxed) as u128) >> 32) as u64
+}
+
+/// Decides what [`ticks`] reads and measures its rate against [`nanotime`] over ~2 ms (once;
+/// later calls return at once). Blocks the caller for the measurement.
+pub(crate) fn calibrate_ticks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(target_arch = "x86_64")]
+        if invariant_tsc() {
+            let n0 = nanotime();
+            // SAFETY: RDTSC has no preconditions on x86_64.
+            let t0 = unsafe { std::arch::x86_64::_rdtsc() };
+            let mut n1 = n0;
+            while n1 - n0 < 2_000_000 {
+                std::hint::spin_loop();
+                n1 = nanotime();
+            }
+            // SAFETY: as above.
+            let t1 = unsafe { std::arch::x86_64::_rdtsc() };
+            if t1 > t0 {
+                TICK_MULT.store((((n1 - n0) as u128) << 32).div_ceil((t1 - t0) as u128) as u64, Ordering::Relaxed);
+                TICKS_TSC.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
+        TICK_MULT.store(1 << 32, Ordering::Relaxed);
+    });
+}

@@ -11,6 +11,7 @@
 //! | `GORT_MAX_MAP_COUNT`  | the `vm.max_map_count` to plan with (tests, sandboxes without `/proc/sys`) | read from `/proc/sys/vm/max_map_count` |
 //! | `GORT_SCHEDTRACE`     | print a scheduler trace line every N milliseconds    | off                     |
 //! | `GORT_DEADLOCK`       | `0` turns the deadlock detector off                  | on                      |
+//! | `GORT_SCHEDTIMING`    | `1`: record the scheduling-latency and park-duration histograms (`metrics`) | off |
 //!
 //! Every goroutine stack gets a guard region by default. With lightweight guard regions
 //! (`MADV_GUARD_INSTALL`, Linux 6.13+) a guard costs no memory mapping, so there is no limit.
@@ -52,6 +53,9 @@ pub struct Config {
     pub schedtrace_ms: Option<u64>,
     /// Whether `run` reports `all goroutines are asleep - deadlock!`.
     pub deadlock_detection: bool,
+    /// Record the scheduling-latency and park-duration histograms from the start
+    /// (`schedstats::set_sched_timing`).
+    pub sched_timing: bool,
 }
 
 /// A configuration variable that does not parse.
@@ -157,6 +161,7 @@ impl Config {
             None => None,
         };
         let deadlock_detection = parse_switch(get("GORT_DEADLOCK"), "GORT_DEADLOCK", true)?;
+        let sched_timing = parse_switch(get("GORT_SCHEDTIMING"), "GORT_SCHEDTIMING", false)?;
         Ok(Config {
             max_procs: procs,
             stack_size,
@@ -166,6 +171,7 @@ impl Config {
             max_map_count,
             schedtrace_ms,
             deadlock_detection,
+            sched_timing,
         })
     }
 }

@@ -29,13 +29,13 @@
 //! ```text
 //! 1. primitives    ilist lock fastrand clock sig stack/{mod,vm,guard,pool} env
 //!                  unwind/{modules,cfi,mod}
-//! 2. goroutine     g/{wait_reason,mod,labels} timer_heap
+//! 2. goroutine     g/{wait_reason,mod,labels} timer_heap schedstats
 //! 3. machine       globrunq p m threadg traceback stack/overflow netpoll mprof
-//!                  cpuprof running parksite
+//!                  cpuprof running parksite wall
 //! 4. scheduler     sched/state sched/idle sched/deadlock park sched/timers
 //!                  sched/find sched/execute sched/mod sysmon start
 //! 5. services      time loom waitslot parker spawn time/after_func blocking
-//!                  lock_os_thread labels snapshot
+//!                  lock_os_thread labels snapshot metrics
 //! 6. libraries     chan/* sync/* net/*
 //! ```
 //!
@@ -168,6 +168,8 @@ pub mod unwind;
 #[cfg(not(gort_loom))]
 pub mod g;
 #[cfg(not(gort_loom))]
+pub mod schedstats;
+#[cfg(not(gort_loom))]
 mod timer_heap;
 // 3. machine
 #[cfg(not(gort_loom))]
@@ -183,14 +185,16 @@ mod netpoll;
 #[cfg(not(gort_loom))]
 mod p;
 #[cfg(not(gort_loom))]
-mod running;
-#[cfg(not(gort_loom))]
 /// Parked goroutines' stacks for the wall-clock profile and the leak census.
 pub mod parksite;
+#[cfg(not(gort_loom))]
+mod running;
 #[cfg(not(gort_loom))]
 mod threadg;
 #[cfg(not(gort_loom))]
 pub mod traceback;
+#[cfg(not(gort_loom))]
+pub mod wall;
 // 4. scheduler
 #[cfg(not(gort_loom))]
 mod park;
@@ -208,6 +212,8 @@ mod labels;
 #[cfg(not(gort_loom))]
 mod lock_os_thread;
 mod loom;
+#[cfg(not(gort_loom))]
+mod metrics;
 mod parker;
 #[cfg(not(gort_loom))]
 mod snapshot;
@@ -236,6 +242,7 @@ pub use crate::{
     g::{for_each_g, GRef, Labels, ParkRegs, Parked, WaitReason},
     labels::{current_labels, set_current_labels},
     lock_os_thread::{lock_os_thread, locked_to_thread, unlock_os_thread},
+    metrics::{metrics, Metrics},
     park::{current, in_goroutine, park, ready, yield_now},
     running::{running_stacks, RunningStack},
     snapshot::{

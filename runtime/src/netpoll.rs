@@ -85,6 +85,7 @@ pub(crate) unsafe fn take_runnable(toks: &[Token], out: &mut Vec<GRef>) {
             continue;
         }
         // The same transition as `ready` (see there for the orderings); we queue the G ourselves.
+        crate::schedstats::stamp_ready(g.0);
         g::casgstatus(g, g::WAITING, g::RUNNABLE, "netpoll");
         out.push(g);
     }

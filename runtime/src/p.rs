@@ -28,6 +28,7 @@ use crossbeam_deque::{Stealer, Worker};
 use parking_lot::Mutex;
 
 use crate::g::{GRef, G};
+use crate::schedstats::SchedStats;
 use crate::stack::Stack;
 use crate::timer_heap::TimerHeap;
 
@@ -43,7 +44,6 @@ pub(crate) const STACK_CACHE_MAX: usize = 32;
 
 pub(crate) struct P {
     /// Index in `allp` (0-based).
-    #[allow(dead_code)] // read in debuggers and core dumps
     pub(crate) id: usize,
     /// Ownership state, see the module docs.
     pub(crate) status: AtomicU32,
@@ -67,6 +67,8 @@ pub(crate) struct P {
     pub(crate) gfree: UnsafeCell<Vec<GRef>>,
     /// Free stack cache (owner only).
     pub(crate) stacks: UnsafeCell<Vec<Stack>>,
+    /// Scheduling-latency and park-duration histograms (written by the owner only).
+    pub(crate) stats: SchedStats,
 }
 
 // SAFETY: the UnsafeCell fields are owner-only (module docs): exactly one M owns a P at a time,
@@ -99,6 +101,7 @@ impl P {
             timer0: AtomicU64::new(u64::MAX),
             gfree: UnsafeCell::new(Vec::new()),
             stacks: UnsafeCell::new(Vec::new()),
+            stats: SchedStats::new(),
         }
     }
 

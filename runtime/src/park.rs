@@ -297,6 +297,7 @@ pub unsafe fn ready(g: GRef) {
     // AcqRel (in casgstatus): Acquire pairs with the Release store of WAITING in execute;
     // Release publishes what the waker wrote (e.g. a value handed over) to the G, which reads it
     // after its own Acquire CAS to RUNNING.
+    crate::schedstats::stamp_ready(g.0);
     g::casgstatus(g, g::WAITING, g::RUNNABLE, "ready");
     let _e = enter();
     match current_m().and_then(|m| m.p.get()) {

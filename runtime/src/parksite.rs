@@ -1,20 +1,227 @@
 //! The stack a parked goroutine waits on, as the wall-clock profile and the leak census see it.
 //!
-//! A parked goroutine's stack is frozen at its park site ([`Parked`]), so its frames can be
-//! walked without stopping it. [`park_stack`] returns that walk as a shared, immutable list of
-//! code addresses (leaf first, as [`Parked::walk`] writes them).
+//! A parked goroutine's stack is frozen at its park site, so its frames can be walked without
+//! stopping it. A walk by DWARF CFI costs microseconds, though, and a hot park site (a channel
+//! receive in a loop) is parked at millions of times: [`park_stack`] walks each distinct site
+//! once and answers later parks from a cache.
+//!
+//! # Why a cached answer is exact
+//!
+//! A walk is a function of its start registers and of the stack words it reads (its
+//! `ReadLog`). A cached site keeps the registers and every word its walk read, each as one of:
+//!
+//! - *relative*, when it points into the stack (saved frame pointers): its offset from the
+//!   stack's top;
+//! - *far*, when it points more than [`GAP`] away from the stack, is not small and is not one of
+//!   the addresses the walk returned: such a word was not used as a return address (the walk
+//!   returns every one it follows), so it was used as a base for further reads, which fell
+//!   outside the stack and ended the walk, or not at all. Any other far word in its place does
+//!   the same (the walker's offsets are far smaller than `GAP`). This is what makes goroutines
+//!   share sites at all: the top of every goroutine stack links to the stack of the thread that
+//!   last resumed it, a word that changes with every resume;
+//! - *absolute* otherwise (return addresses, zero, other data), compared exactly.
+//!
+//! A parked goroutine matches a site when its registers and the words at the same offsets from
+//! its own stack's top match under those rules, on a stack of the same size: its walk would
+//! then take the same steps and return the same addresses. Checking costs one read per logged
+//! word (tens of words), not a walk. Each goroutine
+//! remembers the last site it matched (`G::wall_site`), so a goroutine parking at the same
+//! place again is checked against that site first, without the cache's lock.
+//!
+//! The cache keeps at most [`MAX_SITES`] sites for the life of the process (sites are never
+//! freed, so a goroutine's remembered site stays valid); past it, stacks are walked every time.
 
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::g::Parked;
-use crate::unwind::MAX_DEPTH;
+use parking_lot::Mutex;
+
+use crate::g::{Parked, G};
+use crate::unwind::{walk_logged, ReadLog, Regs, MAX_DEPTH};
 
 /// A parked goroutine's stack: code addresses, leaf first, unsymbolized.
 pub type ParkStack = Arc<[usize]>;
 
-/// The frozen stack of the goroutine `p` holds still.
-pub fn park_stack(p: &Parked<'_>) -> ParkStack {
+/// Most distinct park sites cached.
+pub const MAX_SITES: usize = 4096;
+
+/// How far from its stack a word must point to count as *far* (module docs).
+pub const GAP: usize = 16 << 20;
+
+/// A word as the cache compares it (module docs).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Word {
+    Rel(usize),
+    Abs(usize),
+    Far,
+}
+
+/// Whether `v` points into `[lo, hi)` (then `Some(offset from hi)`).
+#[inline]
+fn rel(v: usize, (lo, hi): (usize, usize)) -> Option<usize> {
+    (v >= lo && v < hi).then(|| hi - v)
+}
+
+/// Whether `v` may be compared as far from the stack `[lo, hi)`.
+#[inline]
+fn far(v: usize, (lo, hi): (usize, usize)) -> bool {
+    v >= GAP && (v < lo.saturating_sub(GAP) || v >= hi.saturating_add(GAP))
+}
+
+/// How a word read by a walk that returned `returned` is kept.
+fn classify(v: usize, bounds: (usize, usize), returned: &[usize]) -> Word {
+    if let Some(o) = rel(v, bounds) {
+        Word::Rel(o)
+    } else if far(v, bounds) && !returned.contains(&v) {
+        Word::Far
+    } else {
+        Word::Abs(v)
+    }
+}
+
+/// Whether `v`, found where a site's walk read `w`, matches it.
+#[inline]
+fn matches_word(v: usize, w: Word, bounds: (usize, usize)) -> bool {
+    match w {
+        Word::Rel(o) => rel(v, bounds) == Some(o),
+        Word::Abs(a) => v == a,
+        Word::Far => far(v, bounds),
+    }
+}
+
+/// A cached park site: the registers and stack words its walk depended on, and the walk.
+pub(crate) struct Site {
+    pc: usize,
+    size: usize,
+    sp: usize,
+    fp: Word,
+    /// (offset below the stack's top, the word found there).
+    reads: Box<[(usize, Word)]>,
+    stack: ParkStack,
+}
+
+impl Site {
+    /// Whether a walk from `regs` over the stack `bounds` would read what this site's walk read.
+    ///
+    /// # Safety
+    ///
+    /// `bounds` is mapped, readable memory holding the frozen stack `regs` were taken on.
+    unsafe fn matches(&self, regs: Regs, bounds: (usize, usize)) -> bool {
+        let (lo, hi) = bounds;
+        if regs.pc != self.pc
+            || hi - lo != self.size
+            || hi.wrapping_sub(regs.sp) != self.sp
+            || !matches_word(regs.fp, self.fp, bounds)
+        {
+            return false;
+        }
+        self.reads.iter().all(|&(off, w)| {
+            // A logged read lay inside a stack of this size, word-aligned and a whole word
+            // below its top, so `hi - off` lies in [lo, hi - W]; it is aligned if `hi` is
+            // aligned as that stack's top was (checked, not assumed).
+            let a = hi - off;
+            if !a.is_multiple_of(std::mem::size_of::<usize>()) {
+                return false;
+            }
+            // SAFETY: `a` is aligned and inside `bounds`, which the caller guarantees readable
+            // and frozen.
+            let v = unsafe { std::ptr::read_volatile(a as *const usize) };
+            matches_word(v, w, bounds)
+        })
+    }
+}
+
+type Key = (usize, usize);
+
+static SITES: Mutex<Option<HashMap<Key, Vec<&'static Site>>>> = Mutex::new(None);
+static NSITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The stack of a goroutine switched out with `regs` on the stack `bounds`, from the cache if
+/// possible; `hint` is the goroutine's remembered site.
+///
+/// # Safety
+///
+/// `bounds` is mapped, readable memory holding the goroutine's stack, frozen for the call, and
+/// `regs` were recorded on it where it switched out.
+unsafe fn lookup(regs: Regs, bounds: (usize, usize), g: &G) -> ParkStack {
+    let (lo, hi) = bounds;
+    if hi == 0 || regs.sp < lo || regs.sp >= hi {
+        return Arc::from(&[][..]);
+    }
+    let hint = g.wall_site.load(Ordering::Relaxed) as *const Site;
+    if !hint.is_null() {
+        // SAFETY: `wall_site` only ever holds sites leaked by `insert`, never freed.
+        let site = unsafe { &*hint };
+        // SAFETY: the caller's contract.
+        if unsafe { site.matches(regs, bounds) } {
+            return site.stack.clone();
+        }
+    }
+    let key = (regs.pc, hi - regs.sp);
+    {
+        let sites = SITES.lock();
+        if let Some(v) = sites.as_ref().and_then(|m| m.get(&key)) {
+            for &site in v {
+                // SAFETY: the caller's contract.
+                if unsafe { site.matches(regs, bounds) } {
+                    g.wall_site.store(site as *const Site as usize, Ordering::Relaxed);
+                    return site.stack.clone();
+                }
+            }
+        }
+    }
     let mut buf = [0usize; MAX_DEPTH];
-    let w = p.walk(&mut buf);
-    Arc::from(&buf[..w.len])
+    let mut log = Box::new(ReadLog::new());
+    // SAFETY: the caller's contract is the walk's.
+    let w = unsafe { walk_logged(regs, bounds, &mut buf, &mut log) };
+    let stack: ParkStack = Arc::from(&buf[..w.len]);
+    if log.overflow || NSITES.load(Ordering::Relaxed) >= MAX_SITES {
+        return stack;
+    }
+    let site = Site {
+        pc: regs.pc,
+        size: hi - lo,
+        sp: hi - regs.sp,
+        fp: classify(regs.fp, bounds, &stack),
+        reads: log.reads().iter().map(|&(a, v)| (hi - a, classify(v, bounds, &stack))).collect(),
+        stack: stack.clone(),
+    };
+    let mut sites = SITES.lock();
+    if NSITES.fetch_add(1, Ordering::Relaxed) >= MAX_SITES {
+        return stack;
+    }
+    let site: &'static Site = Box::leak(Box::new(site));
+    sites.get_or_insert_with(HashMap::new).entry(key).or_default().push(site);
+    g.wall_site.store(site as *const Site as usize, Ordering::Relaxed);
+    stack
+}
+
+/// The frozen stack of the goroutine `p` holds still: code addresses, leaf first (the first in
+/// the runtime's switch-out path), as [`Parked::walk`] writes them.
+pub fn park_stack(p: &Parked<'_>) -> ParkStack {
+    // SAFETY: the scan bit holds the G still while `p` lives: its stack is mapped and frozen,
+    // and the park registers were recorded on it (see `Parked::walk`).
+    unsafe { lookup(p.regs(), p.stack_bounds(), p.g()) }
+}
+
+/// The frozen stack of `g`, switched out and held by the caller, or `None` if it never ran.
+///
+/// # Safety
+///
+/// The caller holds `g` still: it is switched out (parked, runnable or about to be resumed by
+/// the caller's M) and cannot run or exit until this returns.
+pub(crate) unsafe fn park_stack_of(g: &G) -> Option<ParkStack> {
+    let regs = Regs {
+        pc: g.park_pc.load(Ordering::Relaxed),
+        sp: g.park_sp.load(Ordering::Relaxed),
+        fp: g.park_fp.load(Ordering::Relaxed),
+    };
+    if regs.sp == 0 {
+        return None;
+    }
+    let bounds = (g.stack_lo.load(Ordering::Relaxed), g.stack_hi.load(Ordering::Relaxed));
+    // SAFETY: the caller holds `g` still, so its stack (kept while it is not dead) is mapped
+    // and frozen, and the registers were recorded on it when it switched out.
+    Some(unsafe { lookup(regs, bounds, g) })
 }

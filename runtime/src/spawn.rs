@@ -308,6 +308,8 @@ fn newproc(
         exec.custom_stack = custom;
     }
     s.ngoroutines.fetch_add(1, Ordering::Relaxed);
+    g.0.t_park.store(0, Ordering::Relaxed);
+    crate::schedstats::stamp_ready(g.0);
     // Release: publishes the fields above to the M that will Acquire-CAS it to RUNNING.
     g.0.status.store(g::RUNNABLE, Ordering::Release);
     match p {

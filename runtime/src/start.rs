@@ -119,6 +119,9 @@ fn start_locked(cfg: Config) -> &'static Sched {
         nsyscall: AtomicUsize::new(0),
     }));
     crate::clock::init_epoch();
+    if s.cfg.sched_timing {
+        crate::schedstats::set_sched_timing(true);
+    }
     overflow::install_overflow_handler();
     install_panic_hook();
     // Publish before starting threads that read it.

@@ -140,6 +140,20 @@ pub struct G {
     pub(crate) stack_hi: AtomicUsize,
     /// Set by sysmon when this G has run too long; the G yields at its next runtime entry.
     pub(crate) preempt: AtomicBool,
+    /// Scheduler timestamps (`clock::ticks`, 0: not taken; see `schedstats`): when the G last
+    /// switched out to park, when it was last made runnable, when it last started running.
+    /// Written by whoever makes the transition (the M switching it out, the waker, the M
+    /// running it), each before the status store that publishes the transition.
+    pub(crate) t_park: AtomicU64,
+    pub(crate) t_ready: AtomicU64,
+    pub(crate) t_run: AtomicU64,
+    /// The wall-clock profile's accounting mark: the tick up to which this G's time has been
+    /// charged (swapped by every transition while the profile runs and by its final scan, so
+    /// each interval is charged exactly once).
+    pub(crate) wall_mark: AtomicU64,
+    /// The wall-clock profile's stack for this G while it is switched out: a
+    /// `parksite::SiteRef` as a word, 0 if none. Written by the M switching it out.
+    pub(crate) wall_site: AtomicUsize,
     /// Per-G sleep timer target: when this G sleeps, the timer entry names it.
     /// Thread stand-ins: the thread to unpark.
     pub(crate) thread: UnsafeCell<Option<std::thread::Thread>>,
@@ -198,6 +212,11 @@ impl G {
             stack_lo: AtomicUsize::new(0),
             stack_hi: AtomicUsize::new(0),
             preempt: AtomicBool::new(false),
+            t_park: AtomicU64::new(0),
+            t_ready: AtomicU64::new(0),
+            t_run: AtomicU64::new(0),
+            wall_mark: AtomicU64::new(0),
+            wall_site: AtomicUsize::new(0),
             thread: UnsafeCell::new(None),
             exec: UnsafeCell::new(GExec::default()),
             yielder: Cell::new(ptr::null()),
@@ -259,6 +278,10 @@ impl Parked<'_> {
         // [lo, hi) stays mapped (a G keeps its stack while not dead) and unchanged, and `regs`
         // were recorded on that stack in a frame that is live until the G resumes.
         unsafe { crate::unwind::walk(self.regs, self.stack, 0, buf, WalkCtx::MayAllocate) }
+    }
+    /// The G held.
+    pub(crate) fn g(&self) -> &G {
+        self.g
     }
     /// Its stack, `[lo, hi)`: every frame of the chain lies inside.
     pub fn stack_bounds(&self) -> (usize, usize) {

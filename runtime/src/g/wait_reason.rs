@@ -49,7 +49,8 @@ pub enum WaitReason {
 }
 
 impl WaitReason {
-    const ALL: [WaitReason; 19] = [
+    /// Every wait reason, in `as u8` order.
+    pub(crate) const ALL: [WaitReason; 19] = [
         WaitReason::Zero,
         WaitReason::ChanReceive,
         WaitReason::ChanSend,

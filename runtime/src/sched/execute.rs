@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use corosensei::{Coroutine, CoroutineResult};
 
+use crate::clock::ticks;
 use crate::g::{self, GRef, GYielder, Yield, G};
 use crate::globrunq::global;
 use crate::m::{set_lockedm, M};
@@ -12,7 +13,9 @@ use crate::p::{GFREE_MAX, P, STACK_CACHE_MAX};
 use crate::park::{enter, leave};
 use crate::sched::idle::wakep;
 use crate::sched::state::Sched;
+use crate::schedstats::{TIMING, TIMING_METRICS, TIMING_WALL};
 use crate::stack::Stack;
+use crate::wall;
 
 /// Runs on the goroutine's own stack: the first frame of every goroutine.
 pub(crate) fn goroutine_main(y: &GYielder, g: GRef) {
@@ -45,6 +48,19 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
         m.curg.store(g.as_ptr() as *mut G, Ordering::Relaxed);
         p.curg.store(g.as_ptr() as *mut G, Ordering::Relaxed);
         g.0.preempt.store(false, Ordering::Relaxed);
+        let tm = TIMING.load(Ordering::Relaxed);
+        if tm != 0 {
+            let t = ticks();
+            g.0.t_run.store(t, Ordering::Relaxed);
+            if tm & TIMING_METRICS != 0 {
+                let (t_park, t_ready) = (g.0.t_park.load(Ordering::Relaxed), g.0.t_ready.load(Ordering::Relaxed));
+                p.stats.record_start(t_park, t_ready, t, g.0.wait_reason.load(Ordering::Relaxed));
+            }
+            if tm & TIMING_WALL != 0 {
+                // SAFETY: this M holds `g` (RUNNING, not yet resumed): its stack is frozen.
+                unsafe { wall::run(p.id, g.0, t) };
+            }
+        }
         crate::cpuprof::on_execute(m);
         // SAFETY: the G is RUNNING and owned by this M (state table in g.rs).
         let exec = unsafe { &mut *g.0.exec.get() };
@@ -71,6 +87,12 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
         if let Some(pp) = pnow {
             pp.curg.store(std::ptr::null_mut(), Ordering::Relaxed);
         }
+        let tm = TIMING.load(Ordering::Relaxed);
+        let t_out = if tm != 0 { ticks() } else { 0 };
+        if tm & TIMING_WALL != 0 {
+            // SAFETY: `g` just switched out to this M, which holds it.
+            unsafe { wall::switch_out(pnow.map_or(0, |p| p.id), g.0, t_out) };
+        }
         match r {
             CoroutineResult::Return(()) => {
                 goexit0(s, m, g);
@@ -85,6 +107,7 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                 }
                 match y {
                     Yield::Park(commit) => {
+                        g.0.t_park.store(t_out, Ordering::Relaxed);
                         // Release: pairs with ready's CAS (Acquire) so the parked state written by
                         // the G (wait reason, regs) is visible to the waker and to scanners.
                         g.0.status.store(g::WAITING, Ordering::Release);
@@ -100,6 +123,8 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                         // out (a plain store would clear the bit under the walker's feet, and the
                         // walker's release would later store WAITING over a queued G).
                         g::casgstatus(g, g::WAITING, g::RUNNABLE, "refused commit");
+                        g.0.t_park.store(0, Ordering::Relaxed);
+                        g.0.t_ready.store(0, Ordering::Relaxed);
                         if m.p.get().is_none() {
                             global().push(g);
                             wakep();
@@ -108,6 +133,8 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                         continue;
                     }
                     Yield::Gosched => {
+                        g.0.t_park.store(0, Ordering::Relaxed);
+                        g.0.t_ready.store(t_out, Ordering::Relaxed);
                         g.0.status.store(g::RUNNABLE, Ordering::Release);
                         match m.p.get() {
                             // SAFETY: this M owns its P.
@@ -118,6 +145,8 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                         return;
                     }
                     Yield::NeedP => {
+                        g.0.t_park.store(0, Ordering::Relaxed);
+                        g.0.t_ready.store(t_out, Ordering::Relaxed);
                         g.0.status.store(g::RUNNABLE, Ordering::Release);
                         global().push(g);
                         wakep();

@@ -260,7 +260,6 @@ impl StackPool {
     }
 
     /// Current counters.
-    #[cfg_attr(not(test), allow(dead_code))] // used by the tests
     pub(crate) fn stats(&self) -> StackStats {
         let g = self.inner.lock();
         StackStats {

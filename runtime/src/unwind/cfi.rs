@@ -80,7 +80,14 @@ fn get(ctx: WalkCtx) -> Option<&'static Cfi> {
 /// # Safety
 ///
 /// As for [`super::walk`].
-pub(super) unsafe fn walk(regs: Regs, bounds: (usize, usize), skip: usize, buf: &mut [usize], ctx: WalkCtx) -> Walk {
+pub(super) unsafe fn walk(
+    regs: Regs,
+    bounds: (usize, usize),
+    skip: usize,
+    buf: &mut [usize],
+    ctx: WalkCtx,
+    mut log: Option<&mut ReadLog>,
+) -> Walk {
     let Some(cfi) = get(ctx) else { return Walk { len: 0, truncated: false } };
     for slot in cfi.slots.iter() {
         // Acquire: pairs with the Release store below by the slot's previous user, so its
@@ -89,7 +96,7 @@ pub(super) unsafe fn walk(regs: Regs, bounds: (usize, usize), skip: usize, buf: 
             // SAFETY: the swap made this thread the slot's only user until the store below.
             let cache = unsafe { &mut *slot.cache.get() };
             // SAFETY: the caller's contract, passed on.
-            let w = unsafe { walk_with(&cfi.unwinder, cache, regs, bounds, skip, buf) };
+            let w = unsafe { walk_with(&cfi.unwinder, cache, regs, bounds, skip, buf, log.as_deref_mut()) };
             slot.busy.store(false, Ordering::Release);
             return w;
         }
@@ -99,7 +106,7 @@ pub(super) unsafe fn walk(regs: Regs, bounds: (usize, usize), skip: usize, buf: 
     }
     let mut cache = Box::new(Cache::new_in());
     // SAFETY: the caller's contract, passed on.
-    unsafe { walk_with(&cfi.unwinder, &mut cache, regs, bounds, skip, buf) }
+    unsafe { walk_with(&cfi.unwinder, &mut cache, regs, bounds, skip, buf, log) }
 }
 
 /// # Safety
@@ -112,6 +119,7 @@ unsafe fn walk_with(
     bounds: (usize, usize),
     mut skip: usize,
     buf: &mut [usize],
+    mut log: Option<&mut ReadLog>,
 ) -> Walk {
     const W: usize = std::mem::size_of::<usize>();
     let (lo, hi) = bounds;
@@ -122,7 +130,11 @@ unsafe fn walk_with(
         }
         // SAFETY: [a, a + W) is aligned and inside [lo, hi), which the caller guarantees is
         // mapped, readable and unchanging during the walk.
-        Ok(unsafe { std::ptr::read_volatile(a as *const usize) } as u64)
+        let v = unsafe { std::ptr::read_volatile(a as *const usize) };
+        if let Some(log) = log.as_deref_mut() {
+            log.push(a, v);
+        }
+        Ok(v as u64)
     };
     #[cfg(target_arch = "x86_64")]
     let start = UnwindRegsNative::new(regs.pc as u64, regs.sp as u64, regs.fp as u64);

@@ -186,9 +186,59 @@ pub enum WalkCtx {
 pub unsafe fn walk(regs: Regs, bounds: (usize, usize), skip: usize, buf: &mut [usize], ctx: WalkCtx) -> Walk {
     match mode() {
         // SAFETY: the caller's contract, passed on.
-        UnwindMode::FramePointers => unsafe { walk_fp_skip(regs.pc, regs.fp, bounds, skip, buf) },
+        UnwindMode::FramePointers => unsafe { walk_fp_skip(regs.pc, regs.fp, bounds, skip, buf, None) },
         // SAFETY: the caller's contract, passed on.
-        UnwindMode::DwarfCfi => unsafe { cfi::walk(regs, bounds, skip, buf, ctx) },
+        UnwindMode::DwarfCfi => unsafe { cfi::walk(regs, bounds, skip, buf, ctx, None) },
+    }
+}
+
+/// Most memory reads a [`ReadLog`] keeps.
+pub(crate) const READ_LOG: usize = 4 * MAX_DEPTH;
+
+/// The stack words a walk read, in order: `(address, value)`. A walk is a function of its
+/// registers and of the words it reads, so a cache of walks (`parksite`) can tell that a stack
+/// would walk the same by comparing those words, without walking it.
+pub(crate) struct ReadLog {
+    pub(crate) reads: [(usize, usize); READ_LOG],
+    pub(crate) len: usize,
+    /// More than [`READ_LOG`] reads: the log is incomplete.
+    pub(crate) overflow: bool,
+}
+
+impl ReadLog {
+    pub(crate) const fn new() -> ReadLog {
+        ReadLog { reads: [(0, 0); READ_LOG], len: 0, overflow: false }
+    }
+
+    #[inline]
+    fn push(&mut self, addr: usize, value: usize) {
+        if self.len == READ_LOG {
+            self.overflow = true;
+            return;
+        }
+        self.reads[self.len] = (addr, value);
+        self.len += 1;
+    }
+
+    /// The reads logged.
+    pub(crate) fn reads(&self) -> &[(usize, usize)] {
+        &self.reads[..self.len]
+    }
+}
+
+/// [`walk`] (no skip, may allocate), logging every stack word it reads into `log`.
+///
+/// # Safety
+///
+/// As for [`walk`].
+pub(crate) unsafe fn walk_logged(regs: Regs, bounds: (usize, usize), buf: &mut [usize], log: &mut ReadLog) -> Walk {
+    log.len = 0;
+    log.overflow = false;
+    match mode() {
+        // SAFETY: the caller's contract, passed on.
+        UnwindMode::FramePointers => unsafe { walk_fp_skip(regs.pc, regs.fp, bounds, 0, buf, Some(log)) },
+        // SAFETY: the caller's contract, passed on.
+        UnwindMode::DwarfCfi => unsafe { cfi::walk(regs, bounds, 0, buf, WalkCtx::MayAllocate, Some(log)) },
     }
 }
 
@@ -223,13 +273,20 @@ pub fn init() {
 /// `[lo, hi)` must be mapped, readable memory that does not change during the walk.
 pub unsafe fn walk_fp(pc: usize, fp: usize, bounds: (usize, usize), buf: &mut [usize]) -> Walk {
     // SAFETY: the caller's contract, passed on.
-    unsafe { walk_fp_skip(pc, fp, bounds, 0, buf) }
+    unsafe { walk_fp_skip(pc, fp, bounds, 0, buf, None) }
 }
 
 /// # Safety
 ///
 /// As for [`walk_fp`].
-unsafe fn walk_fp_skip(pc: usize, mut fp: usize, bounds: (usize, usize), mut skip: usize, buf: &mut [usize]) -> Walk {
+unsafe fn walk_fp_skip(
+    pc: usize,
+    mut fp: usize,
+    bounds: (usize, usize),
+    mut skip: usize,
+    buf: &mut [usize],
+    mut log: Option<&mut ReadLog>,
+) -> Walk {
     const W: usize = std::mem::size_of::<usize>();
     let (lo, hi) = bounds;
     let mut n = 0;
@@ -256,6 +313,10 @@ unsafe fn walk_fp_skip(pc: usize, mut fp: usize, bounds: (usize, usize), mut ski
         // mapped and stable.
         let (next, ret) =
             unsafe { (std::ptr::read_volatile(fp as *const usize), std::ptr::read_volatile((fp + W) as *const usize)) };
+        if let Some(log) = log.as_deref_mut() {
+            log.push(fp, next);
+            log.push(fp + W, ret);
+        }
         if ret == 0 {
             break;
         }
@@ -286,7 +347,14 @@ mod cfi {
     /// # Safety
     ///
     /// Nothing: no walk happens on this architecture.
-    pub(super) unsafe fn walk(_: Regs, _: (usize, usize), _: usize, _: &mut [usize], _: WalkCtx) -> Walk {
+    pub(super) unsafe fn walk(
+        _: Regs,
+        _: (usize, usize),
+        _: usize,
+        _: &mut [usize],
+        _: WalkCtx,
+        _: Option<&mut ReadLog>,
+    ) -> Walk {
         Walk { len: 0, truncated: false }
     }
 }
