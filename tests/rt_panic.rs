@@ -94,6 +94,7 @@ fn bad_env_values_are_clear_errors() {
         ("GORT_GUARDED_STACKS", "many", ""),
         ("GORT_SCHEDTRACE", "often", ""),
         ("GORT_DEADLOCK", "maybe", "0, 1, off or on"),
+        ("GORT_SCHEDTIMING", "yes", "0, 1, off or on"),
     ];
     for (var, val, expected) in cases {
         let out = run_child("bad_env_values_are_clear_errors", &[(var, val)]);
