@@ -62,14 +62,23 @@ fn snapshot_counts_goroutines_by_state_and_times_every_transition() {
     let m = gort::runtime::metrics();
     assert!(waiting(&m, WaitReason::ChanReceive) >= 25, "{:?}", m.goroutines_waiting);
     assert!(waiting(&m, WaitReason::Sleep) >= 3, "{:?}", m.goroutines_waiting);
-    assert!(m.goroutines_created >= before.goroutines_created + 30, "{} -> {}", before.goroutines_created, m.goroutines_created);
+    assert!(
+        m.goroutines_created >= before.goroutines_created + 30,
+        "{} -> {}",
+        before.goroutines_created,
+        m.goroutines_created
+    );
     assert!(m.timers_pending >= 3, "{} timers", m.timers_pending);
     assert!(m.stacks_in_use >= 28 && m.stack_bytes_in_use >= 28 * 16 * 1024, "{m:?}");
     let lat = m.sched_latency.count() - before.sched_latency.count();
     assert!(lat >= 4000, "{lat} latency observations for 2000 round trips");
     assert!(m.sched_latency.sum_ns > before.sched_latency.sum_ns);
     let parks = |m: &gort::runtime::Metrics| {
-        m.park_durations.iter().filter(|p| matches!(p.0, WaitReason::ChanReceive | WaitReason::ChanSend)).map(|p| p.1.count()).sum::<u64>()
+        m.park_durations
+            .iter()
+            .filter(|p| matches!(p.0, WaitReason::ChanReceive | WaitReason::ChanSend))
+            .map(|p| p.1.count())
+            .sum::<u64>()
     };
     assert!(parks(&m) - parks(&before) >= 2000, "{} channel parks", parks(&m) - parks(&before));
 

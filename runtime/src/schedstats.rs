@@ -36,8 +36,10 @@ pub(crate) fn timing() -> bool {
 /// Stamps `g` as made runnable now (0 while timing is off, so that a stale stamp is never
 /// paired with a fresh one). Called by whoever makes it runnable, before publishing that.
 #[inline(always)]
-pub(crate) fn stamp_ready(g: &G) {
-    g.t_ready.store(if timing() { ticks() } else { 0 }, Ordering::Relaxed);
+pub(crate) fn stamp_ready(g: &G) -> u64 {
+    let t = if timing() { ticks() } else { 0 };
+    g.t_ready.store(t, Ordering::Relaxed);
+    t
 }
 
 /// Turns a timing user on or off (calibrating the clock first, once).

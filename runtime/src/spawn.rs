@@ -309,7 +309,9 @@ fn newproc(
     }
     s.ngoroutines.fetch_add(1, Ordering::Relaxed);
     g.0.t_park.store(0, Ordering::Relaxed);
-    crate::schedstats::stamp_ready(g.0);
+    // The wall profile charges a new goroutine from its spawn, not from its G's last exit.
+    let t = crate::schedstats::stamp_ready(g.0);
+    g.0.wall_mark.store(t, Ordering::Relaxed);
     // Release: publishes the fields above to the M that will Acquire-CAS it to RUNNING.
     g.0.status.store(g::RUNNABLE, Ordering::Release);
     match p {

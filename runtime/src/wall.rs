@@ -16,7 +16,8 @@
 //! - starting to run charges *waiting* (with the wait reason) up to the ready time and
 //!   *runnable* after it, to the park-site stack, walked just before the goroutine resumes,
 //!   while its stack is still frozen ([`park_stack_of`](crate::parksite), cached per site);
-//! - leaving `blocking` charges the call's time as *syscall*, to the stack where it entered.
+//! - leaving `blocking` charges the call's time as *syscall*, to the stack where it entered;
+//! - changing labels charges the running time so far to the labels it ran under.
 //!
 //! A mark older than the window means no transition happened since the window opened, so the
 //! goroutine spent the window's start in the state it is leaving. Closing the window stamps its
@@ -271,6 +272,20 @@ pub(crate) fn syscall_exit(shard: usize, g: &G, stack: Option<ParkStack>) {
     let from = g.wall_mark.swap(t, Ordering::Relaxed);
     // SAFETY: `g` is the caller, running: only it changes its labels slot.
     unsafe { charge(shard, stack.as_ref(), g.labels.load(Ordering::Relaxed), ST_SYSCALL, from, t) };
+}
+
+/// The running goroutine `g` is about to change its labels: charges its running time so far
+/// to the labels it ran under.
+#[inline]
+pub(crate) fn relabel(g: &G) {
+    if !on() {
+        return;
+    }
+    let t = ticks();
+    let from = g.wall_mark.swap(t, Ordering::Relaxed);
+    let shard = crate::m::current_m().and_then(|m| m.p.get()).map_or(0, |p| p.id);
+    // SAFETY: `g` is the caller, running: only it changes its labels slot.
+    unsafe { charge(shard, None, g.labels.load(Ordering::Relaxed), ST_RUNNING, from, t) };
 }
 
 /// Opens a window: from now on the scheduler accounts every goroutine's time.
