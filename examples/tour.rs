@@ -8,7 +8,8 @@
 //! WaitGroup, a CPU hog next to a ticker), then reproduces Go's goroutine-leak demo (a
 //! goroutine blocked on `<-a` every 20 ms) and heap demo (`leak.rs`, `heap.rs`), and writes
 //! pprof files to `profiles/` (two goroutine profiles 10 leaks apart, a heap profile, a CPU
-//! profile of the hogs, a mutex profile of the fan-out, and a flame graph of the CPU profile)
+//! profile of the hogs, a mutex profile of the fan-out, a wall-clock profile of handlers that
+//! wait on a slow backend, and a flame graph of the CPU profile), prints scheduler metrics
 //! plus a grouped goroutine dump, then prints the `go tool pprof` commands to explore them.
 
 use std::collections::BTreeMap;
@@ -199,6 +200,34 @@ fn main() {
         let g2 = write_profile("goroutine", "profiles/goroutine-2.pb.gz");
         let after = gort::runtime::num_goroutine();
 
+        // The wall-clock profile: four "handlers" that each wait 5 ms for a slow backend, then
+        // compute for about 0.5 ms. The CPU profile sees only the computing; the wall-clock
+        // profile sees where the time goes. Scheduling latency is timed meanwhile.
+        gort::runtime::set_sched_timing(true);
+        let stop = Arc::new(AtomicBool::new(false));
+        let handlers: Vec<_> = (0..4)
+            .map(|_| {
+                let stop = stop.clone();
+                let h = move || {
+                    gort::profiler::with_labels(&[("handler", "page")], || {
+                        while !stop.load(Ordering::Relaxed) {
+                            slow_backend();
+                            spin_for(Duration::from_micros(500));
+                        }
+                    })
+                };
+                // SAFETY: a handler holds an `Arc<AtomicBool>` and touches no thread-local.
+                unsafe { gort::spawn(h) }
+            })
+            .collect();
+        let wall = gort::profiler::wall::profile_for(Duration::from_millis(500), gort::time::sleep)
+            .expect("wall-clock profile");
+        stop.store(true, Ordering::Relaxed);
+        handlers.into_iter().for_each(|h| h.join().unwrap());
+        std::fs::write("profiles/wall.pb.gz", &wall).expect("write profiles/wall.pb.gz");
+        let wall = Profile::decode_any(&wall).expect("decode the wall-clock profile");
+        let metrics = gort::runtime::metrics();
+
         // The heap demo: 12 MiB + 24 MiB of slices and a 999,999-entry map, kept alive.
         let kept = (new_slice_in_heap1(), new_map_in_heap());
         let heap = write_profile("heap", "profiles/heap.pb.gz");
@@ -222,6 +251,42 @@ fn main() {
         for (f, n) in top5(&heap, inuse) {
             writeln!(report, "  {:>8.1} MB  {f}", n as f64 / (1 << 20) as f64).unwrap();
         }
+        writeln!(
+            report,
+            "wall-clock profile (0.5 s) of 4 handlers and the backends they started, by state (go tool pprof -tags):"
+        )
+        .unwrap();
+        for (state, ns) in by_state(&wall) {
+            writeln!(report, "  {:>8.1} ms  {state}", ns as f64 / 1e6).unwrap();
+        }
+        writeln!(report, "scheduler metrics (gort::runtime::metrics(), served at /debug/metrics):").unwrap();
+        let lat = &metrics.sched_latency;
+        writeln!(
+            report,
+            "  scheduling latency: {} transitions, mean {:.1} us, p99 < {:.1} us",
+            lat.count(),
+            lat.sum_ns as f64 / lat.count().max(1) as f64 / 1e3,
+            quantile_bound_ns(lat, 0.99) as f64 / 1e3
+        )
+        .unwrap();
+        for (reason, h) in &metrics.park_durations {
+            writeln!(
+                report,
+                "  parks in [{reason}]: {}, mean {:.2} ms",
+                h.count(),
+                h.sum_ns as f64 / h.count().max(1) as f64 / 1e6
+            )
+            .unwrap();
+        }
+        writeln!(
+            report,
+            "  goroutines created {}, threads {}, stacks in use {} ({} KiB reserved)",
+            metrics.goroutines_created,
+            metrics.threads,
+            metrics.stacks_in_use,
+            metrics.stack_bytes_in_use >> 10
+        )
+        .unwrap();
         writeln!(report, "the leak, profile 2 minus profile 1 (go tool pprof -base):").unwrap();
         let diff = gort::profiler::proto::delta(&g1, &g2).expect("two goroutine profiles");
         for s in diff.sample.iter().filter(|s| s.value[0] > 0) {
@@ -257,12 +322,13 @@ fn main() {
     println!("\n{out}");
     println!("The [chan receive] group is the leak: goroutines started by leaky_handler, each blocked");
     println!("on a channel nobody sends to. Wrote profiles/goroutine-1.pb.gz, goroutine-2.pb.gz,");
-    println!("heap.pb.gz, cpu.pb.gz, mutex.pb.gz (pprof format), flame.svg (open it in a browser:");
+    println!("heap.pb.gz, cpu.pb.gz, mutex.pb.gz, wall.pb.gz (pprof format), flame.svg (open it in a browser:");
     println!("click to zoom, Ctrl-F to search) and goroutines.txt. Explore them with Go's pprof:");
     println!("  go tool pprof -top -base profiles/goroutine-1.pb.gz profiles/goroutine-2.pb.gz");
     println!("  go tool pprof -top -sample_index=inuse_space profiles/heap.pb.gz");
     println!("  go tool pprof -top profiles/cpu.pb.gz");
     println!("  go tool pprof -top profiles/mutex.pb.gz");
+    println!("  go tool pprof -top -tagfocus 'state=chan receive' profiles/wall.pb.gz");
     println!("Run the tests with:  cargo test --workspace");
 }
 
@@ -358,6 +424,55 @@ fn new_map_in_heap() -> std::collections::HashMap<String, String> {
     // Not a tail call: `collect` as this function's last act compiles to a jump, which leaves
     // no frame of ours on the stack, and the map would be charged to our caller.
     std::hint::black_box(m)
+}
+
+/// A handler's slow dependency: a backend goroutine answers after 5 ms.
+#[inline(never)]
+fn slow_backend() -> u32 {
+    let (tx, rx) = chan::<u32>(1);
+    let backend = move || {
+        gort::time::sleep(Duration::from_millis(5));
+        let _ = tx.send(42);
+    };
+    // SAFETY: the backend holds a `Sender` (Send) and touches no thread-local.
+    unsafe { gort::go!(backend) };
+    rx.recv().unwrap_or(0)
+}
+
+/// Computes for `d` without entering the runtime.
+#[inline(never)]
+fn spin_for(d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        std::hint::black_box(t);
+    }
+}
+
+/// A wall-clock profile's handler time by `state` label, largest first.
+fn by_state(p: &Profile) -> Vec<(String, i64)> {
+    let mut m: BTreeMap<String, i64> = BTreeMap::new();
+    for s in &p.sample {
+        let lab: BTreeMap<&str, &str> = s.label.iter().map(|l| (p.str(l.key), p.str(l.str))).collect();
+        if lab.get("handler") == Some(&"page") {
+            *m.entry(lab.get("state").copied().unwrap_or("?").to_string()).or_default() += s.value[0];
+        }
+    }
+    let mut v: Vec<_> = m.into_iter().collect();
+    v.sort_by_key(|e| std::cmp::Reverse(e.1));
+    v
+}
+
+/// The upper bound of the histogram bucket holding quantile `q`.
+fn quantile_bound_ns(h: &gort::runtime::Histogram, q: f64) -> u64 {
+    let want = (h.count() as f64 * q).ceil() as u64;
+    let mut seen = 0;
+    for (k, n) in h.buckets.iter().enumerate() {
+        seen += n;
+        if seen >= want {
+            return gort::runtime::schedstats::bucket_bound_ns(k).unwrap_or(u64::MAX);
+        }
+    }
+    u64::MAX
 }
 
 fn ms(t: Instant) -> f64 {
