@@ -68,6 +68,7 @@ fn check_variant(v: &Variant) {
 
     let mut fails = Vec::new();
     check_dump(&demo, addr, &mut fails);
+    check_wall_and_metrics(&demo, addr, &mut fails);
     if have_go() {
         check_heap(addr, &mut fails);
         check_leak_diff(&demo, addr, &krate.0, &mut fails);
@@ -384,6 +385,48 @@ fn check_dump(demo: &Demo, addr: SocketAddr, fails: &mut Vec<String>) {
     eprintln!("[{}] goroutine?debug=2: {} goroutines, {leaked} leaked ones found", demo.name, blocks.len());
     if !why.is_empty() {
         fails.push(format!("goroutine?debug=2: {}\n{}", why.join("; "), excerpt(&text)));
+    }
+}
+
+/// The wall-clock profile (walked and cached park sites, in this build's unwinder) charges the
+/// heap demo's goroutines, parked all along, the whole window in `chan receive` at their own
+/// stacks; `/debug/metrics` counts the parked goroutines.
+fn check_wall_and_metrics(demo: &Demo, addr: SocketAddr, fails: &mut Vec<String>) {
+    let p = gort::profiler::proto::Profile::decode_any(&http_get(addr, "/debug/pprof/wall?seconds=1").ok_body())
+        .expect("a wall-clock profile");
+    let window = p.duration_nanos as f64;
+    let mut heap_demo = 0i64;
+    for s in &p.sample {
+        let state = s.label.iter().find(|l| p.str(l.key) == "state").map(|l| p.str(l.str));
+        let names: Vec<&str> = s
+            .location_id
+            .iter()
+            .flat_map(|&id| p.location.iter().find(|l| l.id == id).into_iter().flat_map(|l| &l.line))
+            .map(|ln| p.str(p.function.iter().find(|f| f.id == ln.function_id).map_or(0, |f| f.name)))
+            .collect();
+        if state == Some("chan receive")
+            && names.iter().any(|n| n.contains("new_slice_in_heap") || n.contains("new_map_in_heap"))
+        {
+            heap_demo += s.value[0];
+        }
+    }
+    eprintln!(
+        "[{}] wall: {:.2} s in the heap demo's receives over {:.2} s",
+        demo.name,
+        heap_demo as f64 / 1e9,
+        window / 1e9
+    );
+    // Two goroutines (the map's, the slices') parked through the whole window.
+    if (heap_demo as f64) < 2.0 * 0.95 * window {
+        fails.push(format!("wall: {heap_demo} ns in the heap demo's chan receives, want 2 x {window} ns"));
+    }
+    let m = String::from_utf8(http_get(addr, "/debug/metrics").ok_body()).expect("UTF-8 metrics");
+    let parked = m
+        .lines()
+        .find_map(|l| l.strip_prefix("gort_goroutines{state=\"chan receive\"} "))
+        .and_then(|v| v.parse::<u64>().ok());
+    if parked.is_none_or(|n| n < 2 + demo.leaked().saturating_sub(1)) {
+        fails.push(format!("/debug/metrics: {parked:?} goroutines in chan receive\n{}", excerpt(&m)));
     }
 }
 
