@@ -35,6 +35,9 @@ use gort::sync::{Mutex, WaitGroup};
 ///
 /// With `BENCH_CPU_PROFILE_HZ=N` in the environment the run is CPU-profiled at N Hz (into
 /// `io::sink`): the profiler's overhead, measured on the workload itself. A bad value is an error.
+/// With `BENCH_WALL=1` the run is inside a wall-clock accounting window (the scheduler's side
+/// of the wall-clock profile, without its CPU sampler, whose cost `BENCH_CPU_PROFILE_HZ`
+/// measures); `GORT_SCHEDTIMING=1` turns the scheduler's histograms on.
 pub fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     let hz = std::env::var("BENCH_CPU_PROFILE_HZ").ok().map(|v| {
         v.parse::<u32>().unwrap_or_else(|_| panic!("BENCH_CPU_PROFILE_HZ={v:?}: expected samples per second"))
@@ -43,8 +46,16 @@ pub fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
         gort::profiler::set_cpu_profile_rate(hz);
         gort::profiler::start_cpu_profile(std::io::sink()).expect("start the CPU profile");
     }
+    let wall = std::env::var("BENCH_WALL").is_ok_and(|v| v == "1");
+    if wall {
+        gort::runtime::wall::start().expect("open a wall-clock window");
+    }
     // SAFETY: `f` follows THE RULE (module docs).
     let r = unsafe { gort::run(f) };
+    if wall {
+        let p = gort::runtime::wall::stop(&[]);
+        assert!(!p.records.is_empty(), "the wall-clock window recorded nothing");
+    }
     if hz.is_some() {
         gort::profiler::stop_cpu_profile().expect("stop the CPU profile");
     }

@@ -54,7 +54,8 @@ pub fn profile_for(d: Duration, sleep: impl FnOnce(Duration)) -> io::Result<Vec<
     let _g = NoSample::enter();
     let mut p = crate::with_symbolizer(|sym| proto(sym, &prof, &samples));
     p.time_nanos = started_wall;
-    p.duration_nanos = started.elapsed().as_nanos() as i64;
+    // The window itself, not the time it took to build the profile.
+    p.duration_nanos = if prof.window_ns > 0 { prof.window_ns as i64 } else { started.elapsed().as_nanos() as i64 };
     Ok(p.encode_gz())
 }
 

@@ -137,25 +137,47 @@ type Key = (usize, usize);
 static SITES: Mutex<Option<HashMap<Key, Vec<&'static Site>>>> = Mutex::new(None);
 static NSITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// A park-site stack as [`park_stack_of`] finds it: a cached site (shared, never freed: its
+/// address identifies the stack) or a walk of its own.
+pub(crate) enum SiteRef {
+    Cached(&'static Site),
+    Walked(ParkStack),
+}
+
+impl SiteRef {
+    /// The stack.
+    pub(crate) fn stack(&self) -> &ParkStack {
+        match self {
+            SiteRef::Cached(s) => &s.stack,
+            SiteRef::Walked(s) => s,
+        }
+    }
+
+    /// An identity for the stack: equal for equal cached sites.
+    pub(crate) fn id(&self) -> usize {
+        self.stack().as_ptr() as usize
+    }
+}
+
 /// The stack of a goroutine switched out with `regs` on the stack `bounds`, from the cache if
-/// possible; `hint` is the goroutine's remembered site.
+/// possible (the goroutine's remembered site first).
 ///
 /// # Safety
 ///
 /// `bounds` is mapped, readable memory holding the goroutine's stack, frozen for the call, and
 /// `regs` were recorded on it where it switched out.
-unsafe fn lookup(regs: Regs, bounds: (usize, usize), g: &G) -> ParkStack {
+unsafe fn lookup(regs: Regs, bounds: (usize, usize), g: &G) -> SiteRef {
     let (lo, hi) = bounds;
     if hi == 0 || regs.sp < lo || regs.sp >= hi {
-        return Arc::from(&[][..]);
+        return SiteRef::Walked(Arc::from(&[][..]));
     }
     let hint = g.wall_site.load(Ordering::Relaxed) as *const Site;
     if !hint.is_null() {
         // SAFETY: `wall_site` only ever holds sites leaked by `insert`, never freed.
-        let site = unsafe { &*hint };
+        let site: &'static Site = unsafe { &*hint };
         // SAFETY: the caller's contract.
         if unsafe { site.matches(regs, bounds) } {
-            return site.stack.clone();
+            return SiteRef::Cached(site);
         }
     }
     let key = (regs.pc, hi - regs.sp);
@@ -166,7 +188,7 @@ unsafe fn lookup(regs: Regs, bounds: (usize, usize), g: &G) -> ParkStack {
                 // SAFETY: the caller's contract.
                 if unsafe { site.matches(regs, bounds) } {
                     g.wall_site.store(site as *const Site as usize, Ordering::Relaxed);
-                    return site.stack.clone();
+                    return SiteRef::Cached(site);
                 }
             }
         }
@@ -177,7 +199,7 @@ unsafe fn lookup(regs: Regs, bounds: (usize, usize), g: &G) -> ParkStack {
     let w = unsafe { walk_logged(regs, bounds, &mut buf, &mut log) };
     let stack: ParkStack = Arc::from(&buf[..w.len]);
     if log.overflow || NSITES.load(Ordering::Relaxed) >= MAX_SITES {
-        return stack;
+        return SiteRef::Walked(stack);
     }
     let site = Site {
         pc: regs.pc,
@@ -189,12 +211,12 @@ unsafe fn lookup(regs: Regs, bounds: (usize, usize), g: &G) -> ParkStack {
     };
     let mut sites = SITES.lock();
     if NSITES.fetch_add(1, Ordering::Relaxed) >= MAX_SITES {
-        return stack;
+        return SiteRef::Walked(stack);
     }
     let site: &'static Site = Box::leak(Box::new(site));
     sites.get_or_insert_with(HashMap::new).entry(key).or_default().push(site);
     g.wall_site.store(site as *const Site as usize, Ordering::Relaxed);
-    stack
+    SiteRef::Cached(site)
 }
 
 /// The frozen stack of the goroutine `p` holds still: code addresses, leaf first (the first in
@@ -202,7 +224,7 @@ unsafe fn lookup(regs: Regs, bounds: (usize, usize), g: &G) -> ParkStack {
 pub fn park_stack(p: &Parked<'_>) -> ParkStack {
     // SAFETY: the scan bit holds the G still while `p` lives: its stack is mapped and frozen,
     // and the park registers were recorded on it (see `Parked::walk`).
-    unsafe { lookup(p.regs(), p.stack_bounds(), p.g()) }
+    unsafe { lookup(p.regs(), p.stack_bounds(), p.g()) }.stack().clone()
 }
 
 /// The frozen stack of `g`, switched out and held by the caller, or `None` if it never ran.
@@ -211,7 +233,7 @@ pub fn park_stack(p: &Parked<'_>) -> ParkStack {
 ///
 /// The caller holds `g` still: it is switched out (parked, runnable or about to be resumed by
 /// the caller's M) and cannot run or exit until this returns.
-pub(crate) unsafe fn park_stack_of(g: &G) -> Option<ParkStack> {
+pub(crate) unsafe fn park_stack_of(g: &G) -> Option<SiteRef> {
     let regs = Regs {
         pc: g.park_pc.load(Ordering::Relaxed),
         sp: g.park_sp.load(Ordering::Relaxed),

@@ -3,7 +3,7 @@
 //!
 //! Timing is a switch ([`set_sched_timing`], `GORT_SCHEDTIMING`), because it costs clock reads
 //! on the hottest path of the runtime: a timestamp when a goroutine switches out, when it is
-//! readied and when it starts running again (three [`ticks`](crate::clock::ticks) per park, ~10
+//! readied and when it starts running again (three `clock::ticks` per park, ~10
 //! ns each on an invariant TSC). Off, the scheduler pays one relaxed load and one store per
 //! transition. The wall-clock profile turns timing on for its window.
 //!

@@ -35,7 +35,7 @@ use parking_lot::Mutex;
 
 use crate::clock::{ticks, ticks_to_ns};
 use crate::g::{for_each_g, labels_from_ref, labels_into_ref, GRef, Labels, WaitReason, G};
-use crate::parksite::{park_stack, park_stack_of, ParkStack};
+use crate::parksite::{park_stack, park_stack_of, ParkStack, SiteRef};
 use crate::schedstats::{set_timing, TIMING, TIMING_WALL};
 use crate::traceback::capture;
 use crate::unwind::MAX_DEPTH;
@@ -138,7 +138,7 @@ struct Entry {
 // only by whoever drains the table.
 unsafe impl Send for Entry {}
 
-type Table = HashMap<Key, Entry>;
+type Table = HashMap<Key, Entry, rustc_hash::FxBuildHasher>;
 
 static TABLES: [Mutex<Option<Table>>; SHARDS] = [const { Mutex::new(None) }; SHARDS];
 /// Window start and end (ticks); the end is `u64::MAX` while open.
@@ -152,40 +152,56 @@ pub(crate) fn on() -> bool {
     TIMING.load(Ordering::Relaxed) & TIMING_WALL != 0
 }
 
-/// Charges `[from, to)`, clipped to the window. `labels` is the goroutine's labels slot pointer
-/// (not a reference of ours).
+/// The part of `[from, to)` inside the window, in ticks.
+#[inline]
+fn clip(from: u64, to: u64) -> u64 {
+    to.min(W1.load(Ordering::Relaxed)).saturating_sub(from.max(W0.load(Ordering::Relaxed)))
+}
+
+/// Charges each `(stack, state, ticks)` of `parts` (ticks already clipped; 0: nothing), under
+/// one lock. `labels` is the goroutine's labels slot pointer (not a reference of ours).
 ///
 /// # Safety
 ///
 /// The labels slot `labels` was read from cannot change during the call (the caller is the
 /// goroutine, or holds it switched out): an entry takes its own reference from it.
-unsafe fn charge(shard: usize, stack: Option<&ParkStack>, labels: *const Labels, state: u8, from: u64, to: u64) {
-    let a = from.max(W0.load(Ordering::Relaxed));
-    let b = to.min(W1.load(Ordering::Relaxed));
-    if b <= a {
+unsafe fn charge_parts(shard: usize, labels: *const Labels, parts: &[(Option<&SiteRef>, u8, u64)]) {
+    if parts.iter().all(|p| p.2 == 0) {
         return;
     }
-    let sid = stack.map_or(0, |s| s.as_ptr() as usize);
     let mut t = TABLES[shard % SHARDS].lock();
-    let t = t.get_or_insert_with(HashMap::new);
-    let full = t.len() >= MAX_RECORDS;
-    let key = if full && !t.contains_key(&(sid, labels as usize, state)) {
-        (0, 0, state)
-    } else {
-        (sid, labels as usize, state)
-    };
-    let e = t.entry(key).or_insert_with(|| Entry {
-        ticks: 0,
-        stack: if key.0 == 0 { None } else { stack.cloned() },
-        labels: if key.1 == 0 {
-            std::ptr::null()
-        } else {
-            // SAFETY: the slot holds `labels` and cannot change during the call (contract),
-            // so it still owns a reference and a new one can be taken.
-            unsafe { retain_labels(labels) }
-        },
-    });
-    e.ticks += b - a;
+    let t = t.get_or_insert_with(HashMap::default);
+    for &(stack, st, n) in parts {
+        if n == 0 {
+            continue;
+        }
+        let mut key = (stack.map_or(0, |s| s.id()), labels as usize, st);
+        if t.len() >= MAX_RECORDS && !t.contains_key(&key) {
+            key = (0, 0, st);
+        }
+        let e = t.entry(key).or_insert_with(|| Entry {
+            ticks: 0,
+            stack: if key.0 == 0 { None } else { stack.map(|s| s.stack().clone()) },
+            labels: if key.1 == 0 {
+                std::ptr::null()
+            } else {
+                // SAFETY: the slot holds `labels` and cannot change during the call (contract),
+                // so it still owns a reference and a new one can be taken.
+                unsafe { retain_labels(labels) }
+            },
+        });
+        e.ticks += n;
+    }
+}
+
+/// Charges `[from, to)`, clipped to the window, to `state`.
+///
+/// # Safety
+///
+/// As for [`charge_parts`].
+unsafe fn charge(shard: usize, stack: Option<&SiteRef>, labels: *const Labels, state: u8, from: u64, to: u64) {
+    // SAFETY: the caller's contract.
+    unsafe { charge_parts(shard, labels, &[(stack, state, clip(from, to))]) }
 }
 
 /// Takes one more reference to a slot's labels.
@@ -204,20 +220,27 @@ fn wait_state(reason: u8) -> u8 {
     ST_WAIT.saturating_add(reason)
 }
 
-/// `g` switches out at `t_out` (parks, yields or exits): its running time since its mark.
+/// `g` switches out at `t_out` (parks, yields, or exits if `exiting`): its running time since
+/// its mark, charged now if it exits, else with its next start.
 ///
 /// # Safety
 ///
 /// Called by the M that ran `g`, right after it switched out (so `g` cannot run meanwhile).
 #[inline]
-pub(crate) unsafe fn switch_out(shard: usize, g: &G, t_out: u64) {
+pub(crate) unsafe fn switch_out(shard: usize, g: &G, t_out: u64, exiting: bool) {
     let from = g.wall_mark.swap(t_out, Ordering::Relaxed);
-    // SAFETY: `g` is switched out and held by our M (contract): its labels slot is still.
-    unsafe { charge(shard, None, g.labels.load(Ordering::Relaxed), ST_RUNNING, from, t_out) };
+    let d = clip(from, t_out);
+    if exiting {
+        let pending = g.wall_run.swap(0, Ordering::Relaxed);
+        // SAFETY: `g` is switched out and held by our M (contract): its labels slot is still.
+        unsafe { charge_parts(shard, g.labels.load(Ordering::Relaxed), &[(None, ST_RUNNING, d + pending)]) };
+    } else if d != 0 {
+        g.wall_run.fetch_add(d, Ordering::Relaxed);
+    }
 }
 
 /// `g` starts running at `t_run`: its waiting and runnable time since its mark, charged to the
-/// stack it is about to resume on.
+/// stack it is about to resume on, and its running time before it switched out.
 ///
 /// # Safety
 ///
@@ -225,25 +248,35 @@ pub(crate) unsafe fn switch_out(shard: usize, g: &G, t_out: u64) {
 #[inline]
 pub(crate) unsafe fn run(shard: usize, g: &G, t_run: u64) {
     let from = g.wall_mark.swap(t_run, Ordering::Relaxed);
-    if from.max(W0.load(Ordering::Relaxed)) >= t_run.min(W1.load(Ordering::Relaxed)) {
+    let ran = g.wall_run.swap(0, Ordering::Relaxed);
+    let labels = g.labels.load(Ordering::Relaxed);
+    if clip(from, t_run) == 0 {
+        // SAFETY: `g` is held still by our M, so its labels slot is too.
+        unsafe { charge_parts(shard, labels, &[(None, ST_RUNNING, ran)]) };
         return;
     }
     // SAFETY: the caller's M holds `g` switched out until it resumes it (contract).
     let stack = unsafe { park_stack_of(g) };
-    let labels = g.labels.load(Ordering::Relaxed);
     let reason = g.wait_reason.load(Ordering::Relaxed);
     let t_ready = g.t_ready.load(Ordering::Relaxed);
-    // SAFETY (both charges): `g` is held still by our M, so its labels slot is too.
-    if reason != 0 && t_ready > from && t_ready <= t_run {
-        unsafe { charge(shard, stack.as_ref(), labels, wait_state(reason), from, t_ready) };
-        unsafe { charge(shard, stack.as_ref(), labels, ST_RUNNABLE, t_ready, t_run) };
+    let (waited, runnable) = if reason != 0 && t_ready > from && t_ready <= t_run {
+        (clip(from, t_ready), clip(t_ready, t_run))
     } else if reason != 0 && t_ready == 0 {
         // Readied before the clock was on: how the interval splits is unknown; it was parked
         // at the window's start, so call it waiting.
-        unsafe { charge(shard, stack.as_ref(), labels, wait_state(reason), from, t_run) };
+        (clip(from, t_run), 0)
     } else {
-        unsafe { charge(shard, stack.as_ref(), labels, ST_RUNNABLE, from, t_run) };
-    }
+        (0, clip(from, t_run))
+    };
+    let s = stack.as_ref();
+    // SAFETY: `g` is held still by our M, so its labels slot is too.
+    unsafe {
+        charge_parts(
+            shard,
+            labels,
+            &[(None, ST_RUNNING, ran), (s, wait_state(reason), waited), (s, ST_RUNNABLE, runnable)],
+        )
+    };
 }
 
 /// The running goroutine `g` enters `blocking`: charges its running time and returns where it
@@ -271,6 +304,7 @@ pub(crate) fn syscall_exit(shard: usize, g: &G, stack: Option<ParkStack>) {
     let t = ticks();
     let from = g.wall_mark.swap(t, Ordering::Relaxed);
     // SAFETY: `g` is the caller, running: only it changes its labels slot.
+    let stack = stack.map(SiteRef::Walked);
     unsafe { charge(shard, stack.as_ref(), g.labels.load(Ordering::Relaxed), ST_SYSCALL, from, t) };
 }
 
@@ -344,32 +378,39 @@ fn close(g: GRef, w1: u64, running: &[crate::running::RunningStack]) {
     let st = g.status();
     if st == crate::g::RUNNING || st == crate::g::SYSCALL {
         let from = g.0.wall_mark.fetch_max(w1, Ordering::Relaxed);
+        let ran = g.0.wall_run.swap(0, Ordering::Relaxed);
         // The labels of a goroutine running elsewhere cannot be read safely from here (it may
         // change them); its SIGURG answer carries them.
         let labels = running.iter().find(|r| r.id == g.id()).and_then(|r| r.labels.clone());
         let slot = labels_into_ref(labels);
         let state = if st == crate::g::SYSCALL { ST_SYSCALL } else { ST_RUNNING };
         // SAFETY: `slot` is our own reference, alive for the call.
-        unsafe { charge(0, None, slot, state, from, w1) };
+        unsafe { charge_parts(0, slot, &[(None, ST_RUNNING, ran), (None, state, clip(from, w1))]) };
         // SAFETY: ours, made above.
         drop(unsafe { labels_from_ref(slot) });
         return;
     }
     g.with_parked(|p| {
         let from = g.0.wall_mark.fetch_max(w1, Ordering::Relaxed);
+        let ran = g.0.wall_run.swap(0, Ordering::Relaxed);
+        let labels = g.0.labels.load(Ordering::Relaxed);
+        // SAFETY: the scan bit holds `g` still, so its labels slot is too.
+        unsafe { charge_parts(0, labels, &[(None, ST_RUNNING, ran)]) };
         if from.max(W0.load(Ordering::Relaxed)) >= w1 {
             return;
         }
-        let stack = park_stack(p);
-        let labels = g.0.labels.load(Ordering::Relaxed);
+        let stack = SiteRef::Walked(park_stack(p));
         let t_ready = g.0.t_ready.load(Ordering::Relaxed);
         // SAFETY (all charges): the scan bit holds `g` still, so its labels slot is too.
         match p.wait_reason() {
             Some(r) => unsafe { charge(0, Some(&stack), labels, wait_state(r as u8), from, w1) },
             None if t_ready > from && t_ready < w1 && g.0.wait_reason.load(Ordering::Relaxed) != 0 => {
                 let r = g.0.wait_reason.load(Ordering::Relaxed);
-                unsafe { charge(0, Some(&stack), labels, wait_state(r), from, t_ready) };
-                unsafe { charge(0, Some(&stack), labels, ST_RUNNABLE, t_ready, w1) };
+                let parts = [
+                    (Some(&stack), wait_state(r), clip(from, t_ready)),
+                    (Some(&stack), ST_RUNNABLE, clip(t_ready, w1)),
+                ];
+                unsafe { charge_parts(0, labels, &parts) };
             }
             None => unsafe { charge(0, Some(&stack), labels, ST_RUNNABLE, from, w1) },
         }

@@ -151,6 +151,10 @@ pub struct G {
     /// charged (swapped by every transition while the profile runs and by its final scan, so
     /// each interval is charged exactly once).
     pub(crate) wall_mark: AtomicU64,
+    /// Running time (ticks, clipped to the window) not yet charged: switching out adds to it
+    /// and the next start (or the window's close) charges it, under the same lock as the wait
+    /// it is charged with. Swapped to 0 by whoever charges it.
+    pub(crate) wall_run: AtomicU64,
     /// The wall-clock profile's stack for this G while it is switched out: a
     /// `parksite::SiteRef` as a word, 0 if none. Written by the M switching it out.
     pub(crate) wall_site: AtomicUsize,
@@ -216,6 +220,7 @@ impl G {
             t_ready: AtomicU64::new(0),
             t_run: AtomicU64::new(0),
             wall_mark: AtomicU64::new(0),
+            wall_run: AtomicU64::new(0),
             wall_site: AtomicUsize::new(0),
             thread: UnsafeCell::new(None),
             exec: UnsafeCell::new(GExec::default()),

@@ -91,7 +91,7 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
         let t_out = if tm != 0 { ticks() } else { 0 };
         if tm & TIMING_WALL != 0 {
             // SAFETY: `g` just switched out to this M, which holds it.
-            unsafe { wall::switch_out(pnow.map_or(0, |p| p.id), g.0, t_out) };
+            unsafe { wall::switch_out(pnow.map_or(0, |p| p.id), g.0, t_out, matches!(r, CoroutineResult::Return(()))) };
         }
         match r {
             CoroutineResult::Return(()) => {
