@@ -70,6 +70,7 @@ static EVENTS: AtomicU64 = AtomicU64::new(0);
 static RETAKES: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static TRACE_DROPPED: AtomicU64 = AtomicU64::new(0);
+static TRACE_PRINTED: AtomicU64 = AtomicU64::new(0);
 
 /// A table key: the stack, and the address of the label set (0: none). Label sets are opaque
 /// here; the `Arc` kept in the record keeps the address from being reused, and readers merge
@@ -154,6 +155,12 @@ pub fn dropped_records() -> u64 {
 /// Trace lines dropped because the printing thread was behind.
 pub fn trace_dropped() -> u64 {
     TRACE_DROPPED.load(Ordering::Relaxed)
+}
+
+/// Trace lines printed so far (tests wait for them).
+#[doc(hidden)]
+pub fn trace_printed() -> u64 {
+    TRACE_PRINTED.load(Ordering::Relaxed)
 }
 
 /// Every record so far (cumulative, like the mutex and block profiles).
@@ -389,6 +396,7 @@ fn send_line(l: Line) {
 fn print_lines(rx: Receiver<Line>) {
     while let Ok(l) = rx.recv() {
         eprintln!("{}", format_line(&l));
+        TRACE_PRINTED.fetch_add(1, Ordering::Relaxed);
     }
 }
 
