@@ -116,7 +116,11 @@ fn wait_for_leaf(f: &str) -> Profile {
         if leaf_values(&p, f).0 >= 1 {
             return p;
         }
-        assert!(Instant::now() < deadline, "no hog event with leaf {f}; profile:\n{}", String::from_utf8_lossy(&write("hog", 1)));
+        assert!(
+            Instant::now() < deadline,
+            "no hog event with leaf {f}; profile:\n{}",
+            String::from_utf8_lossy(&write("hog", 1))
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -231,7 +235,8 @@ fn hogtrace_prints_a_line_naming_the_spinner() {
         let out = run_child("hogtrace_prints_a_line_naming_the_spinner", &[("GORT_HOGTRACE", "1")]);
         let err = stderr(&out);
         assert!(out.status.success(), "{err}");
-        let line = err.lines().find(|l| l.contains("hog_spin_traced")).unwrap_or_else(|| panic!("no trace line:\n{err}"));
+        let line =
+            err.lines().find(|l| l.contains("hog_spin_traced")).unwrap_or_else(|| panic!("no trace line:\n{err}"));
         assert!(line.starts_with("gort: hog: goroutine "), "{line}");
         assert!(line.contains(" ran ") && line.contains("(threshold 10ms)"), "{line}");
         return;
@@ -249,10 +254,16 @@ fn hogtrace_prints_a_line_naming_the_spinner() {
 #[test]
 fn a_bad_hogthreshold_stops_the_runtime_with_a_clear_error() {
     if !in_child() {
-        let out = run_child("a_bad_hogthreshold_stops_the_runtime_with_a_clear_error", &[("GORT_HOGTHRESHOLD", "soon")]);
+        let out =
+            run_child("a_bad_hogthreshold_stops_the_runtime_with_a_clear_error", &[("GORT_HOGTHRESHOLD", "soon")]);
         let err = stderr(&out);
         assert!(!out.status.success(), "{err}");
-        assert!(err.contains("gort: cannot start the runtime: invalid GORT_HOGTHRESHOLD=\"soon\": expected a positive duration"), "{err}");
+        assert!(
+            err.contains(
+                "gort: cannot start the runtime: invalid GORT_HOGTHRESHOLD=\"soon\": expected a positive duration"
+            ),
+            "{err}"
+        );
         return;
     }
     run(|| ());

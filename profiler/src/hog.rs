@@ -50,10 +50,13 @@ pub struct Record {
     pub run_ns: i64,
 }
 
+/// (stack, labels) -> (count, delay, run).
+type Merged = HashMap<(Vec<usize>, Option<Arc<LabelSet>>), (i64, i64, i64)>;
+
 /// The records, largest delay first (ties by stack), merged where the runtime kept equal label
 /// sets apart.
 pub fn records() -> Vec<Record> {
-    let mut m: HashMap<(Vec<usize>, Option<Arc<LabelSet>>), (i64, i64, i64)> = HashMap::new();
+    let mut m: Merged = HashMap::new();
     for r in hog::records() {
         let mut stack = r.stack;
         // The leaf is the interrupted pc, not a return address: symbolization looks up `pc - 1`.
@@ -69,7 +72,9 @@ pub fn records() -> Vec<Record> {
         .into_iter()
         .map(|((stack, labels), (count, delay_ns, run_ns))| Record { stack, labels, count, delay_ns, run_ns })
         .collect();
-    v.sort_by(|a, b| b.delay_ns.cmp(&a.delay_ns).then_with(|| a.stack.cmp(&b.stack)).then_with(|| a.labels.cmp(&b.labels)));
+    v.sort_by(|a, b| {
+        b.delay_ns.cmp(&a.delay_ns).then_with(|| a.stack.cmp(&b.stack)).then_with(|| a.labels.cmp(&b.labels))
+    });
     v
 }
 
@@ -82,7 +87,8 @@ pub fn proto(sym: &mut Symbolizer) -> crate::proto::Profile {
         1,
     );
     for r in records() {
-        let locs = if r.stack.is_empty() { vec![b.pseudo_location(NO_STACK)] } else { b.locations(&r.stack, Trim::Goroutine) };
+        let locs =
+            if r.stack.is_empty() { vec![b.pseudo_location(NO_STACK)] } else { b.locations(&r.stack, Trim::Goroutine) };
         let labels = r.labels.iter().flat_map(|l| l.0.iter()).map(|(k, v)| b.str_label(k, v)).collect();
         b.sample(locs, vec![r.count, r.delay_ns, r.run_ns], labels);
     }

@@ -201,7 +201,8 @@ fn add(key: &Key, labels: &Option<Labels>, insert: bool, runs: i64, run_ns: u64,
     if !insert || m.len() >= MAX_RECORDS {
         return false;
     }
-    let r = Rec { labels: labels.clone(), count: runs, delay_ns: saturating_i64(delay_ns), run_ns: saturating_i64(run_ns) };
+    let r =
+        Rec { labels: labels.clone(), count: runs, delay_ns: saturating_i64(delay_ns), run_ns: saturating_i64(run_ns) };
     m.insert(key.clone(), r);
     true
 }
@@ -264,7 +265,8 @@ impl Watch {
             let g = unsafe { GRef::from_ptr(g) };
             // A lock sysmon must not wait for: a name being set is left out.
             let name = g.0.name.try_lock().and_then(|n| n.clone());
-            let m = crate::m::all().into_iter().find(|m| m.curg().is_some_and(|c| std::ptr::eq(c.as_ptr(), g.as_ptr())));
+            let m =
+                crate::m::all().into_iter().find(|m| m.curg().is_some_and(|c| std::ptr::eq(c.as_ptr(), g.as_ptr())));
             (g.id(), name, m)
         };
         let stack = match m {

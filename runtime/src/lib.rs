@@ -175,9 +175,9 @@ pub mod cpuprof;
 #[cfg(not(gort_loom))]
 mod globrunq;
 #[cfg(not(gort_loom))]
-mod m;
-#[cfg(not(gort_loom))]
 pub mod hog;
+#[cfg(not(gort_loom))]
+mod m;
 #[cfg(not(gort_loom))]
 pub mod mprof;
 #[cfg(not(gort_loom))]
@@ -185,10 +185,10 @@ mod netpoll;
 #[cfg(not(gort_loom))]
 mod p;
 #[cfg(not(gort_loom))]
-mod running;
-#[cfg(not(gort_loom))]
 /// Parked goroutines' stacks for the wall-clock profile and the leak census.
 pub mod parksite;
+#[cfg(not(gort_loom))]
+mod running;
 #[cfg(not(gort_loom))]
 mod threadg;
 #[cfg(not(gort_loom))]
