@@ -185,7 +185,6 @@ mod netpoll;
 #[cfg(not(gort_loom))]
 mod p;
 #[cfg(not(gort_loom))]
-/// Parked goroutines' stacks for the wall-clock profile and the leak census.
 pub mod parksite;
 #[cfg(not(gort_loom))]
 mod running;
