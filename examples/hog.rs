@@ -14,7 +14,9 @@ fn checksum(buf: &[u8], rounds: u32) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     for _ in 0..rounds {
         for &b in buf {
-            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+            h ^= b as u64;
+            h ^= h << 13;
+            h ^= h >> 7;
         }
     }
     h
