@@ -40,17 +40,18 @@ struct PState {
 }
 
 pub(crate) fn start(s: &'static Sched) {
-    std::thread::Builder::new().name("gort-sysmon".into()).spawn(move || run(s)).expect("gort: cannot start sysmon");
-}
-
-fn run(s: &'static Sched) -> ! {
-    ensure_altstack();
+    // Before the thread starts, so that the settings hold once the runtime is running.
     if let Some(d) = s.cfg.hog_threshold {
         hog::set_threshold(d);
     }
     if let Some(on) = s.cfg.hog_trace {
         hog::set_trace(on);
     }
+    std::thread::Builder::new().name("gort-sysmon".into()).spawn(move || run(s)).expect("gort: cannot start sysmon");
+}
+
+fn run(s: &'static Sched) -> ! {
+    ensure_altstack();
     let mut st: Vec<PState> = s
         .allp
         .iter()
