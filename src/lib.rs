@@ -32,6 +32,9 @@ pub mod runtime {
     pub use gort_runtime::cpuprof;
     /// Configuration from the environment (`GOMAXPROCS`, `GORT_*`).
     pub use gort_runtime::env;
+    /// The hog detector: goroutines that run past a threshold without entering the scheduler
+    /// (`GORT_HOGTHRESHOLD`, `GORT_HOGTRACE`; the profiler's `hog` profile shows them).
+    pub use gort_runtime::hog;
     /// Mutex and block profile records (the profiler exports them).
     pub use gort_runtime::mprof;
     /// Parked goroutines' stacks, walked once per park site.

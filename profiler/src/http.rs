@@ -5,7 +5,7 @@
 //! Routes (Go's `net/http/pprof` contract):
 //!
 //! - `/debug/pprof/`: the HTML index (counts, `?debug=1` links, descriptions).
-//! - `/debug/pprof/{goroutine,heap,allocs,threadcreate,mutex,block}`: `debug=0` (default) the gzipped proto
+//! - `/debug/pprof/{goroutine,heap,allocs,threadcreate,mutex,block,hog}`: `debug=0` (default) the gzipped proto
 //!   as an attachment, `debug=N>0` text; `seconds=N` a delta profile (`NAME-delta`); `gc=` is
 //!   accepted and ignored (gort has no GC).
 //! - `/debug/pprof/cmdline`, `/debug/pprof/symbol` (GET query or POST body).
@@ -593,6 +593,8 @@ mod tests {
         assert_eq!(r.body, b"seconds and debug params are incompatible\n");
         assert_eq!(handle(&Request::get("/debug/pprof/trace")).status, 501);
         assert_eq!(handle(&Request::get("/debug/pprof/mutex?debug=x")).status, 400);
+        assert_eq!(handle(&Request::get("/debug/pprof/hog?debug=x")).status, 400);
+        assert_eq!(handle(&Request::get("/debug/pprof/hog?seconds=0")).status, 400);
         assert_eq!(handle(&Request::get("/other")).status, 404);
         assert_eq!(handle(&Request::get("/debug/pprof")).status, 301);
     }

@@ -3,7 +3,8 @@
 //! `go tool pprof` reads what this crate writes as if a Go program had written it: the same
 //! profiles (`goroutine`, `heap`, `allocs`, `threadcreate`, `mutex`, `block`), the same sample
 //! types, periods and text formats, and function names already in the file (no symbolization
-//! step). The CPU profile too ([`start_cpu_profile`]/[`stop_cpu_profile`],
+//! step). One more, `hog` ([`hog`]), shows goroutines that ran past a threshold without
+//! entering the scheduler. The CPU profile too ([`start_cpu_profile`]/[`stop_cpu_profile`],
 //! `/debug/pprof/profile?seconds=N`, see [`cpu`]), and a flame graph of any profile
 //! (`/debug/pprof/flamegraph`, see [`flame`]).
 //!
@@ -82,6 +83,7 @@ pub mod cpu;
 pub mod flame;
 pub mod goroutine;
 pub mod heap;
+pub mod hog;
 pub mod http;
 pub mod labels;
 pub mod metrics;
@@ -125,6 +127,7 @@ enum Kind {
     Block,
     Goroutine,
     Heap,
+    Hog,
     Mutex,
     ThreadCreate,
 }
@@ -135,10 +138,11 @@ pub struct Profile {
     kind: Kind,
 }
 
-const ALL: [Kind; 6] = [Kind::Allocs, Kind::Block, Kind::Goroutine, Kind::Heap, Kind::Mutex, Kind::ThreadCreate];
+const ALL: [Kind; 7] =
+    [Kind::Allocs, Kind::Block, Kind::Goroutine, Kind::Heap, Kind::Hog, Kind::Mutex, Kind::ThreadCreate];
 
-/// The profile called `name` (`goroutine`, `heap`, `allocs`, `threadcreate`, `mutex`, `block`),
-/// as Go's `pprof.Lookup`. The CPU profile is not exported yet.
+/// The profile called `name` (`goroutine`, `heap`, `allocs`, `threadcreate`, `mutex`, `block`,
+/// and gort's `hog`, see [`hog`]), as Go's `pprof.Lookup`. The CPU profile is not exported yet.
 pub fn lookup(name: &str) -> Option<Profile> {
     ALL.into_iter().map(|kind| Profile { kind }).find(|p| p.name() == name)
 }
@@ -161,6 +165,7 @@ impl Profile {
             Kind::Block => "block",
             Kind::Goroutine => "goroutine",
             Kind::Heap => "heap",
+            Kind::Hog => "hog",
             Kind::Mutex => "mutex",
             Kind::ThreadCreate => "threadcreate",
         }
@@ -179,19 +184,24 @@ impl Profile {
                 "A sampling of memory allocations of live objects. You can specify the gc GET parameter to run GC \
                  before taking the heap sample."
             }
+            Kind::Hog => {
+                "Stack traces of goroutines that ran longer than the hog threshold (GORT_HOGTHRESHOLD, 10ms by \
+                 default) without entering the scheduler"
+            }
             Kind::Mutex => "Stack traces of holders of contended mutexes",
             Kind::ThreadCreate => "Stack traces that led to the creation of new OS threads",
         }
     }
 
-    /// How many entries the profile has now: goroutines, heap records, threads created, mutex or
-    /// block records (distinct stacks).
+    /// How many entries the profile has now: goroutines, heap records, threads created, mutex,
+    /// block or hog records (distinct stacks).
     pub fn count(&self) -> usize {
         let _g = NoSample::enter();
         match self.kind {
             Kind::Goroutine => gort_runtime::num_goroutine(),
             Kind::Heap | Kind::Allocs => heap::records().len(),
             Kind::ThreadCreate => threadcreate::count(),
+            Kind::Hog => hog::records().len(),
             Kind::Mutex => gort_runtime::mprof::mutex_profile().len(),
             Kind::Block => gort_runtime::mprof::block_profile().len(),
         }
@@ -206,13 +216,14 @@ impl Profile {
             Kind::Heap => heap_proto(sym, false),
             Kind::Allocs => heap_proto(sym, true),
             Kind::ThreadCreate => threadcreate::proto(sym),
+            Kind::Hog => hog::proto(sym),
             Kind::Mutex => contention::proto(sym, Which::Mutex),
             Kind::Block => contention::proto(sym, Which::Block),
         })
     }
 
     /// Writes the profile: `debug == 0` the gzipped proto; `1` Go's legacy text (`goroutine
-    /// profile: total N`, `heap profile: ...`, `--- mutex:`, `--- contention:`); `2` for
+    /// profile: total N`, `heap profile: ...`, `--- mutex:`, `--- contention:`, `--- hog:`); `2` for
     /// `goroutine` the full dump in Go's traceback format (other profiles treat 2 as 1).
     pub fn write_to<W: Write + ?Sized>(&self, w: &mut W, debug: u8) -> io::Result<()> {
         let out: Vec<u8> = {
@@ -223,12 +234,14 @@ impl Profile {
                     (Kind::Heap, 0) => return heap_proto(sym, false).encode_gz(),
                     (Kind::Allocs, 0) => return heap_proto(sym, true).encode_gz(),
                     (Kind::ThreadCreate, 0) => return threadcreate::proto(sym).encode_gz(),
+                    (Kind::Hog, 0) => return hog::proto(sym).encode_gz(),
                     (Kind::Mutex, 0) => return contention::proto(sym, Which::Mutex).encode_gz(),
                     (Kind::Block, 0) => return contention::proto(sym, Which::Block).encode_gz(),
                     (Kind::Goroutine, 1) => goroutine::text1(sym),
                     (Kind::Goroutine, _) => goroutine::text2(sym),
                     (Kind::Heap | Kind::Allocs, _) => heap_text(sym),
                     (Kind::ThreadCreate, _) => threadcreate::text1(sym),
+                    (Kind::Hog, _) => hog::text1(sym),
                     (Kind::Mutex, _) => contention::text1(sym, Which::Mutex),
                     (Kind::Block, _) => contention::text1(sym, Which::Block),
                 };

@@ -12,6 +12,8 @@
 //! | `gort_netpoll_waiters` | gauge | goroutines parked on the network poller |
 //! | `gort_timers_pending` | gauge | timers in the Ps' heaps |
 //! | `gort_blocking_handoffs_total` | counter | Ps handed off from a goroutine left in `blocking` |
+//! | `gort_hog_handoffs_total` | counter | Ps taken from a goroutine that hogged one while work waited |
+//! | `gort_hog_events_total` | counter | runs at or above the hog threshold (`/debug/pprof/hog`) |
 //! | `gort_stacks{state}` | gauge | goroutine stacks `in_use` and `cached` |
 //! | `gort_stack_bytes{state}` | gauge | their reserved bytes |
 //! | `gort_cpu_profile_samples_lost_total` | counter | CPU samples the buffer could not take |
@@ -108,6 +110,13 @@ impl Collector for Runtime {
             "Processors handed off from a goroutine that stayed in blocking.",
             m.blocking_handoffs,
         )?;
+        counter(
+            &mut e,
+            "gort_hog_handoffs",
+            "Processors taken from a goroutine that ran too long without yielding while work waited.",
+            m.hog_handoffs,
+        )?;
+        counter(&mut e, "gort_hog_events", "Runs at or above the hog threshold.", m.hog_events)?;
         gauges(
             &mut e,
             "gort_stacks",

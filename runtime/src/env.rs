@@ -12,6 +12,8 @@
 //! | `GORT_SCHEDTRACE`     | print a scheduler trace line every N milliseconds    | off                     |
 //! | `GORT_DEADLOCK`       | `0` turns the deadlock detector off                  | on                      |
 //! | `GORT_SCHEDTIMING`    | `1`: record the scheduling-latency and park-duration histograms (`metrics`) | off |
+//! | `GORT_HOGTHRESHOLD`   | a run this long without entering the scheduler is a hog event (`10ms`, `500us`, `1s`) | 10ms |
+//! | `GORT_HOGTRACE`       | `1` prints each hog event on stderr                  | off                     |
 //!
 //! Every goroutine stack gets a guard region by default. With lightweight guard regions
 //! (`MADV_GUARD_INSTALL`, Linux 6.13+) a guard costs no memory mapping, so there is no limit.
@@ -26,6 +28,7 @@
 //! the runtime refuses to start rather than guess.
 
 use std::fmt;
+use std::time::Duration;
 
 pub use crate::stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE};
 /// Upper bound on GOMAXPROCS (Go's is 256 on most builds' allp growth; we cap at 1024).
@@ -56,6 +59,10 @@ pub struct Config {
     /// Record the scheduling-latency and park-duration histograms from the start
     /// (`schedstats::set_sched_timing`).
     pub sched_timing: bool,
+    /// The hog detector's threshold (`crate::hog`), if set; `None` keeps the current one.
+    pub hog_threshold: Option<Duration>,
+    /// Whether to print hog events, if set; `None` keeps the current setting.
+    pub hog_trace: Option<bool>,
 }
 
 /// A configuration variable that does not parse.
@@ -162,6 +169,14 @@ impl Config {
         };
         let deadlock_detection = parse_switch(get("GORT_DEADLOCK"), "GORT_DEADLOCK", true)?;
         let sched_timing = parse_switch(get("GORT_SCHEDTIMING"), "GORT_SCHEDTIMING", false)?;
+        let hog_threshold = match get("GORT_HOGTHRESHOLD") {
+            Some(v) => Some(parse_duration("GORT_HOGTHRESHOLD", &v)?),
+            None => None,
+        };
+        let hog_trace = match get("GORT_HOGTRACE") {
+            Some(v) => Some(parse_switch(Some(v), "GORT_HOGTRACE", false)?),
+            None => None,
+        };
         Ok(Config {
             max_procs: procs,
             stack_size,
@@ -172,6 +187,8 @@ impl Config {
             schedtrace_ms,
             deadlock_detection,
             sched_timing,
+            hog_threshold,
+            hog_trace,
         })
     }
 }
@@ -184,6 +201,35 @@ fn parse_switch(v: Option<String>, var: &'static str, default: bool) -> Result<b
         Some("0") | Some("off") => Ok(false),
         Some(other) => Err(ConfigError { var, value: other.to_string(), expected: "0, 1, off or on" }),
     }
+}
+
+/// Parses a positive duration of at most an hour: a number (decimals allowed) and a unit,
+/// `ns`, `us` (or `µs`), `ms` or `s`: `10ms`, `500us`, `1.5s`.
+pub(crate) fn parse_duration(var: &'static str, v: &str) -> Result<Duration, ConfigError> {
+    let err = || ConfigError {
+        var,
+        value: v.to_string(),
+        expected: "a positive duration of at most 1h with a unit: ns, us, ms or s (10ms, 500us, 1s)",
+    };
+    let s = v.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
+    let (num, unit) = s.split_at(split);
+    let scale = match unit.trim() {
+        "ns" => 1e0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        _ => return Err(err()),
+    };
+    if num.is_empty() || num.starts_with('.') || num.ends_with('.') {
+        return Err(err());
+    }
+    let n: f64 = num.parse().map_err(|_| err())?;
+    let ns = (n * scale).round();
+    if !(1.0..=3.6e12).contains(&ns) {
+        return Err(err());
+    }
+    Ok(Duration::from_nanos(ns as u64))
 }
 
 fn parse_procs(var: &'static str, v: &str) -> Result<usize, ConfigError> {
@@ -251,6 +297,26 @@ mod tests {
         assert!(cfg(&[("GORT_SCHEDTRACE", "-1")]).is_err());
         assert!(cfg(&[("GORT_DEADLOCK", "maybe")]).is_err());
         assert!(cfg(&[("GORT_GUARDED_STACKS", "x")]).is_err());
+        for bad in ["10", "ms", "10 parsecs", "-1ms", "0ms", "1.ms", "2h", "1e3ms"] {
+            let e = cfg(&[("GORT_HOGTHRESHOLD", bad)]).unwrap_err();
+            assert_eq!(e.var, "GORT_HOGTHRESHOLD", "{bad}");
+        }
+        assert!(cfg(&[("GORT_HOGTRACE", "yes")]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        let d = |v| parse_duration("X", v).unwrap();
+        assert_eq!(d("10ms"), Duration::from_millis(10));
+        assert_eq!(d("500us"), Duration::from_micros(500));
+        assert_eq!(d("500µs"), Duration::from_micros(500));
+        assert_eq!(d(" 1s "), Duration::from_secs(1));
+        assert_eq!(d("1.5ms"), Duration::from_micros(1500));
+        assert_eq!(d("250ns"), Duration::from_nanos(250));
+        let c = cfg(&[("GORT_HOGTHRESHOLD", "20ms"), ("GORT_HOGTRACE", "1")]).unwrap();
+        assert_eq!((c.hog_threshold, c.hog_trace), (Some(Duration::from_millis(20)), Some(true)));
+        let c = cfg(&[]).unwrap();
+        assert_eq!((c.hog_threshold, c.hog_trace), (None, None));
     }
 
     #[test]

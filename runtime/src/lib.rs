@@ -31,7 +31,7 @@
 //!                  unwind/{modules,cfi,mod}
 //! 2. goroutine     g/{wait_reason,mod,labels} timer_heap schedstats
 //! 3. machine       globrunq p m threadg traceback stack/overflow netpoll mprof
-//!                  cpuprof running parksite wall
+//!                  cpuprof running parksite hog wall
 //! 4. scheduler     sched/state sched/idle sched/deadlock park sched/timers
 //!                  sched/find sched/execute sched/mod sysmon start
 //! 5. services      time loom waitslot parker spawn time/after_func blocking
@@ -176,6 +176,8 @@ mod timer_heap;
 pub mod cpuprof;
 #[cfg(not(gort_loom))]
 mod globrunq;
+#[cfg(not(gort_loom))]
+pub mod hog;
 #[cfg(not(gort_loom))]
 mod m;
 #[cfg(not(gort_loom))]

@@ -36,6 +36,11 @@ pub struct Metrics {
     pub timers_pending: u64,
     /// Ps handed off from a goroutine that stayed in `blocking` (since start).
     pub blocking_handoffs: u64,
+    /// Ps taken from a goroutine that ran 10 ms without entering the scheduler while work
+    /// waited (since start).
+    pub hog_handoffs: u64,
+    /// Runs at or above the hog threshold (since start; see [`hog`](crate::hog)).
+    pub hog_events: u64,
     /// Goroutine stacks in use (goroutines that have started and not finished).
     pub stacks_in_use: u64,
     /// Their bytes (reserved sizes; resident memory is what they touched).
@@ -94,6 +99,8 @@ pub fn metrics() -> Metrics {
     m.netpoll_waiters = crate::netpoll::poller().map_or(0, |p| p.waiters() as u64);
     m.timers_pending = s.allp.iter().map(|p| p.timers.lock().len() as u64).sum();
     m.blocking_handoffs = crate::sysmon::SYSCALL_RETAKES.load(Ordering::Relaxed);
+    m.hog_handoffs = crate::hog::retakes();
+    m.hog_events = crate::hog::events();
     let st = s.stacks.stats();
     m.stacks_cached = (st.total_stacks as u64).saturating_sub(pooled_in_use);
     m.stack_bytes_cached = m.stacks_cached * pool_size as u64;

@@ -10,7 +10,12 @@
 //! the slot), `DONE -> IDLE` (the asker, after an Acquire load of DONE and its copy). An asker
 //! that gives up CASes `REQUESTED -> IDLE`; if that fails the handler is writing, and the asker
 //! waits for DONE (the handler takes microseconds). Only the handler holding WRITING writes
-//! `M::stack_data`; only the asker reads it, after DONE. One asker at a time (`ASK`).
+//! `M::stack_data`; only the asker reads it, after DONE. The asker whose `IDLE -> REQUESTED`
+//! CAS succeeded owns the M's slot until it stores IDLE again; another asker finds the slot
+//! busy and leaves that M out. Two askers exist: [`running_stacks`] (one call at a time,
+//! `ASK`), which waits a bounded time for its answers, and sysmon's hog detector (`hog.rs`),
+//! which asks one M with [`request`] and never waits: it collects the answer with [`answer`]
+//! at a later tick, or gives up with [`withdraw`].
 //!
 //! A goroutine inside `blocking` is not asked: the signal would interrupt its system call, and
 //! code that does not retry `EINTR` would see it. SIGURG's disposition is taken only if nobody
@@ -18,7 +23,7 @@
 //! that reaches a thread with no request pending does nothing.
 
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::g::{self, labels_from_ref, Labels};
@@ -42,8 +47,10 @@ pub struct RunningStack {
     pub labels: Option<Labels>,
 }
 
-/// One asker at a time; also guards the handler's installation.
-static ASK: Mutex<Option<bool>> = Mutex::new(None);
+/// One [`running_stacks`] at a time.
+static ASK: Mutex<()> = Mutex::new(());
+/// Whether SIGURG's handler is ours (installed on first use, never removed).
+static INSTALLED: OnceLock<bool> = OnceLock::new();
 
 /// How long to wait for the Ms to answer.
 const PATIENCE: Duration = Duration::from_millis(50);
@@ -52,12 +59,61 @@ const PATIENCE: Duration = Duration::from_millis(50);
 /// by its own thread from a SIGURG handler. Bounded: an M that does not answer within 50 ms is
 /// left out.
 pub fn running_stacks() -> Vec<RunningStack> {
-    let mut installed = ASK.lock().unwrap_or_else(|e| e.into_inner());
-    if *installed.get_or_insert_with(install_handler) {
+    let _one = ASK.lock().unwrap_or_else(|e| e.into_inner());
+    if installed() {
         ask()
     } else {
         Vec::new()
     }
+}
+
+fn installed() -> bool {
+    *INSTALLED.get_or_init(install_handler)
+}
+
+/// Asks `m`'s thread for the stack of the goroutine it runs, without waiting: the caller owns
+/// `m`'s slot until [`answer`] returns `Some` or [`withdraw`] returns. False if `m` was not
+/// asked: SIGURG is someone else's, another asker's request is pending on `m`, or the signal
+/// could not be sent.
+pub(crate) fn request(m: &'static M) -> bool {
+    // SAFETY: getpid has no preconditions.
+    installed() && send(m, unsafe { libc::getpid() })
+}
+
+/// The answer to the caller's [`request`] on `m`, once `m` gave it (`Some(None)`: `m` was not
+/// running a goroutine on that goroutine's stack); then `m`'s slot is free again.
+pub(crate) fn answer(m: &'static M) -> Option<Option<RunningStack>> {
+    // Acquire: pairs with the handler's Release store of DONE.
+    (m.stack_req.load(Ordering::Acquire) == DONE).then(|| take(m))
+}
+
+/// Gives up the caller's [`request`] on `m`. If the handler has already taken it, waits for its
+/// answer (it takes microseconds) and returns it; `m`'s slot is free when this returns.
+pub(crate) fn withdraw(m: &'static M) -> Option<RunningStack> {
+    if m.stack_req.compare_exchange(REQUESTED, IDLE, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        return None;
+    }
+    // The handler is writing (or done).
+    // Acquire: pairs with the handler's Release store of DONE.
+    while m.stack_req.load(Ordering::Acquire) != DONE {
+        std::hint::spin_loop();
+    }
+    take(m)
+}
+
+/// Sends `m` a request, if its slot is free: the caller then owns the slot.
+fn send(m: &'static M, pid: libc::pid_t) -> bool {
+    // Release: pairs with the handler's Acquire CAS (our request comes before its signal).
+    if m.stack_req.compare_exchange(IDLE, REQUESTED, Ordering::Release, Ordering::Relaxed).is_err() {
+        return false;
+    }
+    // SAFETY: tgkill sends SIGURG to `m`'s thread, which lives as long as the process (Ms never
+    // exit); our handler is installed (callers checked `installed`).
+    if unsafe { libc::syscall(libc::SYS_tgkill, pid, m.tid, libc::SIGURG) } != 0 {
+        m.stack_req.store(IDLE, Ordering::Relaxed);
+        return false;
+    }
+    true
 }
 
 fn ask() -> Vec<RunningStack> {
@@ -73,17 +129,9 @@ fn ask() -> Vec<RunningStack> {
         if g.status() == g::SYSCALL {
             continue;
         }
-        // Release: pairs with the handler's Acquire CAS (our request comes before its signal).
-        if m.stack_req.compare_exchange(IDLE, REQUESTED, Ordering::Release, Ordering::Relaxed).is_err() {
-            continue;
+        if send(m, pid) {
+            pending.push(m);
         }
-        // SAFETY: tgkill sends SIGURG to `m`'s thread, which lives as long as the process (Ms
-        // never exit); our handler is installed.
-        if unsafe { libc::syscall(libc::SYS_tgkill, pid, m.tid, libc::SIGURG) } != 0 {
-            m.stack_req.store(IDLE, Ordering::Relaxed);
-            continue;
-        }
-        pending.push(m);
     }
     let mut out = Vec::new();
     let deadline = Instant::now() + PATIENCE;
@@ -101,14 +149,7 @@ fn ask() -> Vec<RunningStack> {
         }
         if Instant::now() >= deadline {
             for m in pending.drain(..) {
-                if m.stack_req.compare_exchange(REQUESTED, IDLE, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-                    continue;
-                }
-                // The handler is writing: it finishes in microseconds.
-                while m.stack_req.load(Ordering::Acquire) != DONE {
-                    std::hint::spin_loop();
-                }
-                out.extend(take(m));
+                out.extend(withdraw(m));
             }
             break;
         }

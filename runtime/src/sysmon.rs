@@ -6,7 +6,8 @@
 //!   (>= 20 µs) is handed to another M if there is work for it; a P in `P_USER` whose goroutine
 //!   has run for 10 ms without entering the scheduler, while work waits (queued Gs or due
 //!   timers), is taken and handed off likewise (the hog keeps running on its thread, without a
-//!   P, until its next runtime entry);
+//!   P, until its next runtime entry); and hands every busy P's run to the hog detector
+//!   (`hog.rs`), which reports runs past its threshold whether or not work waits;
 //! - starts an M if a timer is overdue and no M is awake to run it;
 //! - refreshes the coarse clock used for wait timestamps;
 //! - returns cold stacks' memory (about once a second);
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use crate::clock::nanotime;
 use crate::globrunq::global;
+use crate::hog;
 use crate::netpoll;
 use crate::p::{P_IDLE, P_SYSCALL, P_USER};
 use crate::sched::deadlock::{check_dead, DEAD_SUSPECT};
@@ -34,16 +36,27 @@ struct PState {
     schedwhen: u64,
     syscalltick: u64,
     syscallwhen: u64,
+    hog: hog::Watch,
 }
 
 pub(crate) fn start(s: &'static Sched) {
+    // Before the thread starts, so that the settings hold once the runtime is running.
+    if let Some(d) = s.cfg.hog_threshold {
+        hog::set_threshold(d);
+    }
+    if let Some(on) = s.cfg.hog_trace {
+        hog::set_trace(on);
+    }
     std::thread::Builder::new().name("gort-sysmon".into()).spawn(move || run(s)).expect("gort: cannot start sysmon");
 }
 
 fn run(s: &'static Sched) -> ! {
     ensure_altstack();
-    let mut st: Vec<PState> =
-        s.allp.iter().map(|_| PState { schedtick: 0, schedwhen: 0, syscalltick: 0, syscallwhen: 0 }).collect();
+    let mut st: Vec<PState> = s
+        .allp
+        .iter()
+        .map(|_| PState { schedtick: 0, schedwhen: 0, syscalltick: 0, syscallwhen: 0, hog: hog::Watch::default() })
+        .collect();
     let mut delay_us: u64 = 20;
     let mut idle_ticks = 0u32;
     let start = nanotime();
@@ -112,7 +125,11 @@ fn retake(s: &'static Sched, st: &mut [PState], now: u64) -> bool {
     let mut took = false;
     for (i, p) in s.allp.iter().enumerate() {
         let ps = &mut st[i];
-        match p.status.load(Ordering::Relaxed) {
+        let status = p.status.load(Ordering::Relaxed);
+        if status != P_USER {
+            ps.hog.ended(now);
+        }
+        match status {
             P_SYSCALL => {
                 let t = p.syscalltick.load(Ordering::Relaxed);
                 if t != ps.syscalltick {
@@ -138,10 +155,12 @@ fn retake(s: &'static Sched, st: &mut [PState], now: u64) -> bool {
             P_USER => {
                 let t = p.schedtick.load(Ordering::Relaxed);
                 if t != ps.schedtick {
+                    ps.hog.ended(now);
                     ps.schedtick = t;
                     ps.schedwhen = now;
                     continue;
                 }
+                ps.hog.running(p, t, now - ps.schedwhen, now);
                 if now - ps.schedwhen < FORCE_PREEMPT_NS {
                     continue;
                 }
@@ -157,6 +176,8 @@ fn retake(s: &'static Sched, st: &mut [PState], now: u64) -> bool {
                         unsafe { (*g).preempt.store(true, Ordering::Relaxed) };
                     }
                     took = true;
+                    hog::count_retake();
+                    ps.hog.ended(now);
                     ps.schedwhen = now;
                     handoffp(s, p);
                 }
