@@ -126,7 +126,10 @@ fn heap_samples_carry_the_allocating_goroutines_labels() {
     let sampled = gort::runtime::mprof::heap_inuse_sampled() as i64;
     let now = gort::profiler::lookup("heap").unwrap().to_proto();
     let total: i64 = now.sample.iter().map(|s| s.value[3]).sum();
-    assert!(sampled >= 6 * MIB as i64 && near(sampled, total as usize), "heap_inuse_sampled {sampled}, profile {total}");
+    assert!(
+        sampled >= 6 * MIB as i64 && near(sampled, total as usize),
+        "heap_inuse_sampled {sampled}, profile {total}"
+    );
     // The allocs profile carries them too.
     let al = decode_valid(&write("allocs", 0));
     assert!(al.sample.iter().any(|s| tags(&al, s) == ["tenant=a"]));
@@ -173,8 +176,7 @@ fn per_request_labels_stay_within_the_cap() {
         assert!(s1.folded >= 1000, "{s1:?}");
         // Every byte is still counted, labelled or not.
         let p = gort::profiler::lookup("heap").unwrap().to_proto();
-        let by_size: i64 =
-            p.sample.iter().filter(|s| s.label[0].num == SIZE as i64).map(|s| s.value[3]).sum::<i64>();
+        let by_size: i64 = p.sample.iter().filter(|s| s.label[0].num == SIZE as i64).map(|s| s.value[3]).sum::<i64>();
         assert_eq!(by_size, (n * SIZE) as i64);
         assert!(p.comment.iter().any(|&c| p.str(c).contains("label cap")), "no label-cap comment");
         // Those requests end; as many new ones reuse their records instead of adding more.
