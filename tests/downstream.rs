@@ -445,9 +445,24 @@ fn find<'a>(rows: &'a [TopRow], needle: &str) -> Option<&'a TopRow> {
 }
 
 fn check_heap(addr: SocketAddr, fails: &mut Vec<String>) {
-    let out = pprof(&["-top", "-sample_index=inuse_space", &format!("http://{addr}/debug/pprof/heap")]);
-    let rows = top_rows(&out);
+    let url = format!("http://{addr}/debug/pprof/heap");
     let mut why = Vec::new();
+    // The slices' goroutine was spawned under the label `demo=slices`, the map's was not.
+    let out = pprof(&["-top", "-sample_index=inuse_space", "-tagfocus", "demo=slices", &url]);
+    let rows = top_rows(&out);
+    match find(&rows, "new_slice_in_heap1") {
+        Some(r) if (r.cum - 36.0 * MIB).abs() <= MIB => {}
+        r => why.push(format!("-tagfocus demo=slices: new_slice_in_heap1 {r:?}, want cum 36 MiB")),
+    }
+    if find(&rows, "new_map_in_heap").is_some() {
+        why.push("-tagfocus demo=slices shows new_map_in_heap".into());
+    }
+    if !why.is_empty() {
+        fails.push(format!("heap labels: {}\n{out}", why.join("; ")));
+        why.clear();
+    }
+    let out = pprof(&["-top", "-sample_index=inuse_space", &url]);
+    let rows = top_rows(&out);
     let mut near = |what: &str, got: Option<f64>, mib: f64| match got {
         Some(v) if (v - mib * MIB).abs() <= MIB => {}
         Some(v) => why.push(format!("{what} = {:.2} MiB, want {mib} ± 1", v / MIB)),

@@ -19,6 +19,39 @@
 //! the filter before `alloc` returns it, so a later free (ordered after the allocation by
 //! whatever handed the pointer over) sees the count.
 //!
+//! # Labels
+//!
+//! A record is keyed by (stack, size, labels): a sample carries the labels of the goroutine that
+//! allocated ([`with_labels`](crate::with_labels), Go's `pprof.Do`), so `go tool pprof
+//! -tagfocus tenant=a` on the heap profile says who holds the memory (Go's heap samples carry no
+//! labels). Only a sampled allocation reads them: the allocator hook already runs on the
+//! allocating goroutine, so the sampler takes a reference from its labels slot (a few atomic
+//! increments, no lock, no allocation) while the unsampled fast path is unchanged. A plain
+//! thread, a goroutine without labels, or an empty set records no labels. A label set's `Arc`
+//! is dropped only outside the table lock: its last reference may free a sampled block, and a
+//! free under the lock would be skipped (see below).
+//!
+//! Per-request labels (a request id) must not grow the records without bound. Live samples are
+//! bounded by live memory, but records are cumulative (the `allocs` profile, the freed counts).
+//! So at most [`MAX_LABELLED_RECORDS`] records carry labels at once; unlabelled records stay
+//! bounded by allocation sites as before. A new (stack, size, labels) beyond the cap:
+//!
+//! 1. reuses an *idle* labelled record, one with no sampled object in use (its request is
+//!    over): that record's counts are added to the unlabelled record of its stack and size, so
+//!    totals never change, only the attribution of past allocations (counted as `retired`);
+//! 2. if none is idle (every labelled record still holds live memory), the sample goes to the
+//!    unlabelled record of its stack and size (counted as `folded`).
+//!
+//! [`label_stats`] reports both, and the profiles say so in a comment (`go tool pprof
+//! -comments`). The `heap` profile's question, who holds memory now, stays answered as long as
+//! fewer than the cap's worth of distinct label sets hold sampled memory at once. A delta profile
+//! (`?seconds=N`) matches samples by stack and labels; a record retired within the window shows
+//! as a negative labelled `alloc_*` value balanced by the unlabelled one.
+//!
+//! The sampled live bytes, unsampled as the heap profile unsamples them, are kept in the runtime
+//! for the metrics (`gort_runtime::mprof::heap_inuse_sampled`): each sample adds its scaled size
+//! (at the rate it was sampled with) and its free subtracts the same amount.
+//!
 //! Readers get Go's four values per record with Go's unsampling (`scale = 1 / (1 -
 //! exp(-avg/rate))`, `avg = bytes/objects`); a 24 MiB object is always sampled and reports
 //! exactly 24 MiB. Unlike Go, frees count at once (there is no GC cycle to wait for).
@@ -45,8 +78,13 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
 
+use crate::labels::LabelSet;
 use crate::walk::{walk_current, MAX_DEPTH};
+
+/// At most this many records carry labels at once (module docs, "Labels").
+pub const MAX_LABELLED_RECORDS: usize = 4096;
 
 /// Go's default `MemProfileRate`: one sample per 512 KiB allocated, on average.
 pub const DEFAULT_MEM_PROFILE_RATE: usize = 512 * 1024;
@@ -206,7 +244,7 @@ fn sample_slow(t: &ThreadState, p: *mut u8, size: usize, mut rate: usize) {
         }
     }
     t.next.set(draw(t, rate));
-    record_alloc(p as usize, size);
+    record_alloc(p as usize, size, rate);
 }
 
 /// An exponential draw with mean `rate` (0 for rate 1: every allocation is sampled).
@@ -297,6 +335,8 @@ pub struct Record {
     pub allocs: i64,
     /// Sampled frees.
     pub frees: i64,
+    /// The allocating goroutine's labels (`None`: none, or folded by the label cap).
+    pub labels: Option<Arc<LabelSet>>,
 }
 
 impl Record {
@@ -306,12 +346,126 @@ impl Record {
     }
 }
 
+/// (hash of stack, size, hash of labels or 0) -> indices of the records with that key (almost
+/// always one).
+type Key = (u64, usize, u64);
+
 struct Table {
-    /// (hash of stack, size) -> indices of the records with that hash (almost always one).
-    index: HashMap<(u64, usize), Vec<usize>, Fx>,
+    index: HashMap<Key, Vec<usize>, Fx>,
     records: Vec<Record>,
-    /// Sampled live blocks: address -> record.
-    live: HashMap<usize, usize, Fx>,
+    /// Sampled live blocks: address -> (record, unsampled bytes it added to the in-use total).
+    live: HashMap<usize, (usize, i64), Fx>,
+    /// Records with labels now.
+    labelled: usize,
+    /// Labelled records that became idle (nothing in use), oldest first, for reuse at the cap.
+    /// An entry may be stale (the record got live objects again, or was reused): checked on use.
+    idle: std::collections::VecDeque<usize>,
+    /// Sampled allocations recorded without their labels (the cap was reached, nothing idle).
+    folded: u64,
+    /// Idle labelled records merged into their unlabelled record to make room.
+    retired: u64,
+    /// Per record: whether it is in `idle` (keeps `idle` no longer than `records`).
+    queued: Vec<bool>,
+}
+
+impl Table {
+    /// The record for `stack` (hash `h`), `size`, `labels`, if there is one.
+    fn lookup(&self, key: &Key, stack: &[usize], labels: Option<&Arc<LabelSet>>) -> Option<usize> {
+        let records = &self.records;
+        let same = |r: &Record| r.labels.as_deref() == labels.map(|l| &**l) && &r.stack[..] == stack;
+        self.index.get(key)?.iter().copied().find(|&i| same(&records[i]))
+    }
+
+    /// The record a sample of `stack` (hash `h`), `size` made under `labels` counts in: created if
+    /// missing, within the label cap (module docs). Also returns a retired record's labels, which
+    /// the caller drops once the lock is released.
+    fn record_for(
+        &mut self,
+        stack: &[usize],
+        h: u64,
+        size: usize,
+        labels: Option<&Arc<LabelSet>>,
+    ) -> (usize, Option<Arc<LabelSet>>) {
+        let key = (h, size, labels.map_or(0, |l| label_hash(l)));
+        if let Some(i) = self.lookup(&key, stack, labels) {
+            return (i, None);
+        }
+        let Some(l) = labels else {
+            let i = self.records.len();
+            self.records.push(Record { stack: stack.into(), size, allocs: 0, frees: 0, labels: None });
+            self.queued.push(false);
+            self.index.entry(key).or_default().push(i);
+            return (i, None);
+        };
+        let (slot, retired) = if self.labelled < MAX_LABELLED_RECORDS {
+            self.records.push(Record::default());
+            self.queued.push(false);
+            (self.records.len() - 1, None)
+        } else if let Some((slot, old)) = self.retire_idle() {
+            (slot, Some(old))
+        } else {
+            self.folded += 1;
+            return (self.record_for(stack, h, size, None).0, None);
+        };
+        self.records[slot] = Record { stack: stack.into(), size, allocs: 0, frees: 0, labels: Some(l.clone()) };
+        self.index.entry(key).or_default().push(slot);
+        self.labelled += 1;
+        (slot, retired)
+    }
+
+    /// Takes the oldest idle labelled record out of the index, adding its counts to the
+    /// unlabelled record of its stack and size (so totals stay), and returns its slot and
+    /// labels. `None` if every labelled record holds live samples.
+    fn retire_idle(&mut self) -> Option<(usize, Arc<LabelSet>)> {
+        while let Some(i) = self.idle.pop_front() {
+            self.queued[i] = false;
+            let r = &self.records[i];
+            if r.labels.is_none() || r.inuse() != 0 {
+                continue; // stale: in use again since it went idle
+            }
+            let r = std::mem::take(&mut self.records[i]);
+            let labels = r.labels.expect("checked above");
+            let h = stack_hash(&r.stack);
+            let key = (h, r.size, label_hash(&labels));
+            if let Some(chain) = self.index.get_mut(&key) {
+                chain.retain(|&j| j != i);
+                if chain.is_empty() {
+                    self.index.remove(&key);
+                }
+            }
+            self.labelled -= 1;
+            self.retired += 1;
+            let (u, _) = self.record_for(&r.stack, h, r.size, None);
+            self.records[u].allocs += r.allocs;
+            self.records[u].frees += r.frees;
+            return Some((i, labels));
+        }
+        None
+    }
+
+    fn stats(&self) -> LabelStats {
+        LabelStats { labelled_records: self.labelled, folded: self.folded, retired: self.retired }
+    }
+
+    /// Notes that labelled record `i` has nothing in use now: a candidate for reuse at the cap.
+    fn went_idle(&mut self, i: usize) {
+        if self.records[i].labels.is_some() && !self.queued[i] {
+            self.queued[i] = true;
+            self.idle.push_back(i);
+        }
+    }
+}
+
+fn label_hash(l: &LabelSet) -> u64 {
+    use std::hash::Hasher;
+    let mut h = FxHasher::default();
+    for (k, v) in &l.0 {
+        h.write(k.as_bytes());
+        h.write_u64(u64::MAX);
+        h.write(v.as_bytes());
+        h.write_u64(u64::MAX);
+    }
+    h.finish() | 1 // 0 is the unlabelled key
 }
 
 /// A multiply-rotate hasher (rustc's FxHash): the keys are addresses and stack hashes from
@@ -412,6 +566,11 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
         index: HashMap::default(),
         records: Vec::new(),
         live: HashMap::with_capacity_and_hasher(1024, Fx::default()),
+        labelled: 0,
+        idle: Default::default(),
+        folded: 0,
+        retired: 0,
+        queued: Vec::new(),
     });
     f(t)
 }
@@ -463,28 +622,34 @@ fn slot(addr: usize) -> usize {
     ((addr as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FILTER_BITS)) as usize
 }
 
-fn record_alloc(addr: usize, size: usize) {
+fn record_alloc(addr: usize, size: usize, rate: usize) {
     let mut buf = [0usize; MAX_DEPTH];
     let w = walk_current(&mut buf);
-    let stack = &buf[..w.len];
+    let labels = crate::labels::from_slot(gort_runtime::current_labels()).filter(|l| !l.0.is_empty());
+    record(addr, size, rate, &buf[..w.len], labels);
+}
+
+/// Counts a sampled block at `addr` in the record of (`stack`, `size`, `labels`).
+fn record(addr: usize, size: usize, rate: usize, stack: &[usize], labels: Option<Arc<LabelSet>>) {
     let h = stack_hash(stack);
-    with_table(|t| {
-        let records = &mut t.records;
-        let chain = t.index.entry((h, size)).or_default();
-        let i = match chain.iter().copied().find(|&i| &records[i].stack[..] == stack) {
-            Some(i) => i,
+    let bytes = scale_heap_sample(1, size as i64, rate).1;
+    let retired = with_table(|t| {
+        let (i, retired) = t.record_for(stack, h, size, labels.as_ref());
+        t.records[i].allocs += 1;
+        match t.live.insert(addr, (i, bytes)) {
             None => {
-                chain.push(records.len());
-                records.push(Record { stack: stack.into(), size, allocs: 0, frees: 0 });
-                records.len() - 1
+                filter_add(addr);
+                LIVE.fetch_add(1, Ordering::Relaxed);
             }
-        };
-        records[i].allocs += 1;
-        if t.live.insert(addr, i).is_none() {
-            filter_add(addr);
-            LIVE.fetch_add(1, Ordering::Relaxed);
+            // The block's free was missed (the table cannot see every free: see `free_slow`);
+            // its bytes leave the in-use total with the stale entry.
+            Some((_, old)) => gort_runtime::mprof::add_heap_inuse_sampled(-old),
         }
+        retired
     });
+    gort_runtime::mprof::add_heap_inuse_sampled(bytes);
+    // Here, not under the lock: the last reference to a label set frees its (maybe sampled) blocks.
+    drop((retired, labels));
 }
 
 #[inline(always)]
@@ -511,17 +676,69 @@ fn free_slow(addr: usize) {
     }
     let _g = NoSample::enter();
     with_table(|t| {
-        if let Some(i) = t.live.remove(&addr) {
+        if let Some((i, bytes)) = t.live.remove(&addr) {
             t.records[i].frees += 1;
+            if t.records[i].inuse() == 0 {
+                t.went_idle(i);
+            }
             filter_remove(addr);
             LIVE.fetch_sub(1, Ordering::Relaxed);
+            gort_runtime::mprof::add_heap_inuse_sampled(-bytes);
         }
     });
 }
 
-/// A copy of every record (call under [`NoSample`]).
+/// A copy of every record (call under [`NoSample`]; drop outside the table lock).
 pub(crate) fn records() -> Vec<Record> {
     with_table(|t| t.records.clone())
+}
+
+/// The records merged per (stack, size), labels dropped: Go's buckets, for the debug=1 text.
+pub(crate) fn site_records() -> Vec<Record> {
+    let mut recs = records();
+    recs.sort_by(|a, b| (a.size, &a.stack).cmp(&(b.size, &b.stack)));
+    recs.dedup_by(|r, keep| {
+        let same = r.size == keep.size && r.stack == keep.stack;
+        if same {
+            keep.allocs += r.allocs;
+            keep.frees += r.frees;
+        }
+        same
+    });
+    for r in &mut recs {
+        r.labels = None;
+    }
+    recs
+}
+
+/// What the label cap has done so far (module docs, "Labels").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LabelStats {
+    /// Records carrying labels now (at most [`MAX_LABELLED_RECORDS`]).
+    pub labelled_records: usize,
+    /// Sampled allocations recorded without their labels: the cap was reached and every
+    /// labelled record still held live samples.
+    pub folded: u64,
+    /// Idle labelled records merged into their site's unlabelled record to make room.
+    pub retired: u64,
+}
+
+/// The heap profiles' comment when the label cap has dropped labels (`None` while it has not).
+pub(crate) fn label_cap_comment() -> Option<String> {
+    let s = with_table(|t| t.stats());
+    (s.folded + s.retired > 0).then(|| {
+        format!(
+            "gort: label cap of {MAX_LABELLED_RECORDS} labelled records reached: {} sampled allocations \
+             recorded without labels, {} idle labelled records merged into unlabelled ones",
+            s.folded, s.retired
+        )
+    })
+}
+
+/// The label cap's counters (module docs, "Labels").
+pub fn label_stats() -> LabelStats {
+    let _g = NoSample::enter();
+    with_table(|t| t.stats())
 }
 
 /// Go's `scaleHeapSample`: unsamples `count` objects totalling `size` bytes at `rate`.
@@ -558,7 +775,7 @@ mod tests {
     #[test]
     fn frees_under_nosample_are_counted() {
         let addr = 0x7777_7770usize; // a fake block: only its address is used
-        record_alloc(addr, 48);
+        record_alloc(addr, 48, 1);
         {
             let _g = NoSample::enter();
             on_free(addr as *mut u8);
@@ -569,6 +786,55 @@ mod tests {
         });
         assert!(!live, "the freed block is still in the live table");
         assert!(frees >= 1);
+    }
+
+    /// Past the label cap, new label sets reuse idle labelled records (their counts moving to
+    /// the unlabelled record) or, with none idle, fold into the unlabelled record; totals stay.
+    #[test]
+    fn label_cap_bounds_records_and_keeps_totals() {
+        const SIZE: usize = 4099; // only this test records this size
+        let stack = [0x1111usize, 0x2222];
+        let set = |i: usize| Some(Arc::new(LabelSet(vec![("req".into(), i.to_string())])));
+        let addr = |i: usize| 0x5_0000_0000usize + i * 16;
+        let site = || {
+            let _g = NoSample::enter();
+            let recs: Vec<Record> = records().into_iter().filter(|r| r.size == SIZE).collect();
+            let labelled = recs.iter().filter(|r| r.labels.is_some()).count();
+            let allocs: i64 = recs.iter().map(|r| r.allocs).sum();
+            let inuse: i64 = recs.iter().map(|r| r.inuse()).sum();
+            (labelled, allocs, inuse)
+        };
+        let n = MAX_LABELLED_RECORDS + 10;
+        let before = label_stats();
+        for i in 0..n {
+            record(addr(i), SIZE, 1, &stack, set(i));
+        }
+        let full = label_stats();
+        assert!(full.labelled_records <= MAX_LABELLED_RECORDS, "{full:?}");
+        assert!(full.folded >= before.folded + 10, "{before:?} -> {full:?}");
+        assert_eq!(site().1, n as i64, "every allocation is counted");
+        for i in 0..n {
+            free_slow(addr(i));
+        }
+        assert_eq!(site().2, 0);
+        // Every labelled record is idle now: new label sets take their places.
+        for i in 0..100 {
+            record(addr(n + i), SIZE, 1, &stack, set(n + i));
+        }
+        let after = label_stats();
+        assert!(after.retired >= full.retired + 100, "{full:?} -> {after:?}");
+        assert!(after.labelled_records <= MAX_LABELLED_RECORDS, "{after:?}");
+        assert_eq!(after.folded, full.folded, "idle records were reused, nothing folded");
+        let (labelled, allocs, inuse) = site();
+        assert_eq!((allocs, inuse), (n as i64 + 100, 100), "totals survive retiring");
+        assert!(labelled >= 100, "{labelled}");
+        // The same label set finds its record again.
+        record(addr(n + 200), SIZE, 1, &stack, set(n + 99));
+        assert_eq!(site().0, labelled);
+        for i in (n..n + 100).chain([n + 200]) {
+            free_slow(addr(i));
+        }
+        assert!(label_cap_comment().is_some());
     }
 
     #[test]

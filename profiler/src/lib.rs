@@ -282,20 +282,26 @@ fn heap_proto(sym: &mut Symbolizer, allocs: bool) -> proto::Profile {
         let (ac, ab) = heap::scale_heap_sample(r.allocs, r.allocs * size, rate);
         let (ic, ib) = heap::scale_heap_sample(r.inuse(), r.inuse() * size, rate);
         let locs = b.locations(&r.stack, Trim::Heap);
-        let label = b.num_label("bytes", size);
-        b.sample(locs, vec![ac, ab, ic, ib], vec![label]);
+        let mut label = vec![b.num_label("bytes", size)];
+        label.extend(r.labels.iter().flat_map(|l| l.0.iter()).map(|(k, v)| b.str_label(k, v)));
+        b.sample(locs, vec![ac, ab, ic, ib], label);
     }
     if allocs {
         b.default_sample_type("alloc_space");
     }
-    b.finish()
+    let mut p = b.finish();
+    if let Some(c) = heap::label_cap_comment() {
+        p.comment.push(p.string_table.len() as i64);
+        p.string_table.push(c);
+    }
+    p
 }
 
 /// Go's heap debug=1 text: raw sampled counts, `@ heap/<2*rate>` so readers can unsample.
 fn heap_text(sym: &mut Symbolizer) -> String {
     use std::fmt::Write as _;
     let rate = mem_profile_rate();
-    let mut recs = heap::records();
+    let mut recs = heap::site_records();
     recs.sort_by_key(|r| std::cmp::Reverse(r.inuse() * r.size as i64));
     let (mut io, mut ib, mut ao, mut ab) = (0i64, 0i64, 0i64, 0i64);
     for r in &recs {

@@ -180,3 +180,20 @@ pub(crate) fn mutex_event(delay: u64) {
     let n = capture_stack(1, &mut buf);
     record(&MUTEX_TABLE, &buf[..n], rate, delay.saturating_mul(rate));
 }
+
+/// Unsampled bytes of the sampled heap objects still in use (see [`heap_inuse_sampled`]).
+static HEAP_INUSE_SAMPLED: AtomicI64 = AtomicI64::new(0);
+
+/// The heap in use as the sampling allocator estimates it: the live sampled objects' bytes,
+/// unsampled as the heap profile unsamples them (Go's `inuse_space` total). 0 without the
+/// profiler's `Allocator` installed. An estimate with the sampling's variance (exact at a rate
+/// of 1), counted as soon as a block is freed.
+pub fn heap_inuse_sampled() -> u64 {
+    HEAP_INUSE_SAMPLED.load(Ordering::Relaxed).max(0) as u64
+}
+
+/// The sampling allocator's side of [`heap_inuse_sampled`]: `+bytes` when it samples an
+/// allocation, the same `-bytes` when that block is freed.
+pub fn add_heap_inuse_sampled(bytes: i64) {
+    HEAP_INUSE_SAMPLED.fetch_add(bytes, Ordering::Relaxed);
+}

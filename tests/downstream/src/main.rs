@@ -149,7 +149,8 @@ fn main() {
         // channel receive, and reach no thread-local.
         unsafe {
             gort::go!(new_map_in_heap());
-            gort::go!(new_slice_in_heap1());
+            // Its goroutine inherits the label, so the heap samples of the slices carry it.
+            gort::profiler::with_labels(&[("demo", "slices")], || gort::go!(new_slice_in_heap1()));
         }
         HEAP_READY.wait();
         say("ready");
