@@ -16,6 +16,7 @@
 //! | `gort_hog_events_total` | counter | runs at or above the hog threshold (`/debug/pprof/hog`) |
 //! | `gort_stacks{state}` | gauge | goroutine stacks `in_use` and `cached` |
 //! | `gort_stack_bytes{state}` | gauge | their reserved bytes |
+//! | `gort_heap_inuse_sampled_bytes` | gauge | heap in use, as the sampling allocator estimates it |
 //! | `gort_cpu_profile_samples_lost_total` | counter | CPU samples the buffer could not take |
 //! | `gort_sched_timing_enabled` | gauge | 1 while the histograms below are recorded |
 //! | `gort_sched_latency_seconds` | histogram | runnable to running, every transition |
@@ -132,6 +133,13 @@ impl Collector for Runtime {
             Some(&Unit::Bytes),
             "state",
             &[("in_use", m.stack_bytes_in_use), ("cached", m.stack_bytes_cached)],
+        )?;
+        gauge(
+            &mut e,
+            "gort_heap_inuse_sampled",
+            "Heap in use as the sampling allocator estimates it (0 without it).",
+            Some(&Unit::Bytes),
+            m.heap_inuse_sampled,
         )?;
         counter(
             &mut e,

@@ -49,6 +49,9 @@ pub struct Metrics {
     pub stacks_cached: u64,
     /// Their bytes (reserved sizes).
     pub stack_bytes_cached: u64,
+    /// Heap in use as the sampling allocator estimates it (`gort::profiler::Allocator`; 0
+    /// without it), in bytes.
+    pub heap_inuse_sampled: u64,
     /// CPU profile samples lost (buffer full) in the current or last CPU profile.
     pub cpu_samples_lost: u64,
     /// Whether the latency and park histograms below are being recorded
@@ -105,6 +108,7 @@ pub fn metrics() -> Metrics {
     m.stacks_cached = (st.total_stacks as u64).saturating_sub(pooled_in_use);
     m.stack_bytes_cached = m.stacks_cached * pool_size as u64;
     m.cpu_samples_lost = crate::cpuprof::lost();
+    m.heap_inuse_sampled = crate::mprof::heap_inuse_sampled();
     m.sched_timing = sched_timing();
     m.sched_latency = read_latency(s.allp.iter().map(|p| &p.stats));
     m.park_durations = WaitReason::ALL
