@@ -50,7 +50,12 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
         g.0.preempt.store(false, Ordering::Relaxed);
         let tm = TIMING.load(Ordering::Relaxed);
         if tm != 0 {
-            let t = ticks();
+            // Straight from the previous goroutine: its switch-out stamp is this start's (the
+            // clock read costs more than the few hundred ns of scheduling in between).
+            let t = match m.quick_ticks.replace(0) {
+                0 => ticks(),
+                t => t,
+            };
             g.0.t_run.store(t, Ordering::Relaxed);
             if tm & TIMING_METRICS != 0 {
                 let (t_park, t_ready) = (g.0.t_park.load(Ordering::Relaxed), g.0.t_ready.load(Ordering::Relaxed));
@@ -89,6 +94,7 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
         }
         let tm = TIMING.load(Ordering::Relaxed);
         let t_out = if tm != 0 { ticks() } else { 0 };
+        m.quick_ticks.set(t_out);
         if tm & TIMING_WALL != 0 {
             // SAFETY: `g` just switched out to this M, which holds it.
             unsafe { wall::switch_out(pnow.map_or(0, |p| p.id), g.0, t_out, matches!(r, CoroutineResult::Return(()))) };
