@@ -5,7 +5,8 @@
 //! types, periods and text formats, and function names already in the file (no symbolization
 //! step). The CPU profile too ([`start_cpu_profile`]/[`stop_cpu_profile`],
 //! `/debug/pprof/profile?seconds=N`, see [`cpu`]), and a flame graph of any profile
-//! (`/debug/pprof/flamegraph`, see [`flame`]).
+//! (`/debug/pprof/flamegraph`, see [`flame`]). Beyond Go 1.19: the goroutine leak profile
+//! (`/debug/pprof/goroutineleak`, see [`leak`]) from the runtime's leak census.
 //!
 //! ```
 //! use gort_runtime::chan::chan;
@@ -84,6 +85,7 @@ pub mod goroutine;
 pub mod heap;
 pub mod http;
 pub mod labels;
+pub mod leak;
 pub mod proto;
 pub mod symbol;
 pub mod threadcreate;

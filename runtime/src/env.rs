@@ -11,6 +11,7 @@
 //! | `GORT_MAX_MAP_COUNT`  | the `vm.max_map_count` to plan with (tests, sandboxes without `/proc/sys`) | read from `/proc/sys/vm/max_map_count` |
 //! | `GORT_SCHEDTRACE`     | print a scheduler trace line every N milliseconds    | off                     |
 //! | `GORT_DEADLOCK`       | `0` turns the deadlock detector off                  | on                      |
+//! | `GORT_LEAKCHECK`      | run the goroutine leak census every interval (`10s`, `500ms`), optionally `,window=K,threshold=N` (see `census.rs`) | off |
 //!
 //! Every goroutine stack gets a guard region by default. With lightweight guard regions
 //! (`MADV_GUARD_INSTALL`, Linux 6.13+) a guard costs no memory mapping, so there is no limit.
@@ -25,6 +26,7 @@
 //! the runtime refuses to start rather than guess.
 
 use std::fmt;
+use std::time::Duration;
 
 pub use crate::stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE};
 /// Upper bound on GOMAXPROCS (Go's is 256 on most builds' allp growth; we cap at 1024).
@@ -52,6 +54,105 @@ pub struct Config {
     pub schedtrace_ms: Option<u64>,
     /// Whether `run` reports `all goroutines are asleep - deadlock!`.
     pub deadlock_detection: bool,
+    /// The goroutine leak census to start with the runtime (`GORT_LEAKCHECK`), if any.
+    pub leakcheck: Option<LeakCheck>,
+}
+
+/// How the goroutine leak census runs (`GORT_LEAKCHECK`, or `census::start_with`): every
+/// `interval` it counts the parked goroutines by wait reason and park site, and keeps the last
+/// `window` counts of each group; a group is a suspected leak when its count never fell over the
+/// window, rose in at least two of its intervals, and grew by at least `threshold`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeakCheck {
+    /// Time between two census points.
+    pub interval: Duration,
+    /// Census points kept per group (K, at least 3: two intervals to rise in).
+    pub window: usize,
+    /// Least growth over the window that is reported.
+    pub threshold: u64,
+    /// Most groups one census keeps; the goroutines of further groups are only counted.
+    pub max_groups: usize,
+}
+
+impl LeakCheck {
+    /// Default window: 5 census points.
+    pub const DEFAULT_WINDOW: usize = 5;
+    /// Default threshold: a group must grow by 10 goroutines over the window.
+    pub const DEFAULT_THRESHOLD: u64 = 10;
+    /// Default cap on groups per census.
+    pub const DEFAULT_MAX_GROUPS: usize = 4096;
+    /// Largest window accepted.
+    pub const MAX_WINDOW: usize = 1024;
+
+    /// A census every `interval`, with the default window, threshold and group cap.
+    pub fn every(interval: Duration) -> LeakCheck {
+        LeakCheck {
+            interval,
+            window: Self::DEFAULT_WINDOW,
+            threshold: Self::DEFAULT_THRESHOLD,
+            max_groups: Self::DEFAULT_MAX_GROUPS,
+        }
+    }
+
+    /// Checks the ranges: a non-zero interval, a window from 3 to [`MAX_WINDOW`](Self::MAX_WINDOW),
+    /// a threshold and a group cap of at least 1. The error names `GORT_LEAKCHECK`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |value: String, expected| Err(ConfigError { var: "GORT_LEAKCHECK", value, expected });
+        if self.interval.is_zero() {
+            return err(format!("{:?}", self.interval), "a non-zero interval");
+        }
+        if !(3..=Self::MAX_WINDOW).contains(&self.window) {
+            return err(format!("window={}", self.window), "a window from 3 to 1024 census points");
+        }
+        if self.threshold == 0 {
+            return err("threshold=0".into(), "a threshold of at least 1");
+        }
+        if self.max_groups == 0 {
+            return err("max_groups=0".into(), "a group cap of at least 1");
+        }
+        Ok(())
+    }
+
+    /// Parses `GORT_LEAKCHECK`'s value: `<interval>[,window=K][,threshold=N]`, the interval a
+    /// number with `ms`, `s` or `m` (`500ms`, `10s`, `1m`); `0`/`off` is `None`.
+    pub fn parse(v: &str) -> Result<Option<LeakCheck>, ConfigError> {
+        const EXPECTED: &str = "off, or an interval such as 10s or 500ms, optionally followed by \
+                                ,window=K (3 to 1024) and ,threshold=N (at least 1)";
+        let err = || ConfigError { var: "GORT_LEAKCHECK", value: v.to_string(), expected: EXPECTED };
+        let mut parts = v.trim().split(',').map(str::trim);
+        let first = parts.next().unwrap_or("");
+        if matches!(first, "0" | "off") {
+            return if parts.next().is_none() { Ok(None) } else { Err(err()) };
+        }
+        let mut lc = LeakCheck::every(parse_duration(first).ok_or_else(err)?);
+        for part in parts {
+            let (k, n) = part.split_once('=').ok_or_else(err)?;
+            let n: u64 = n.trim().parse().map_err(|_| err())?;
+            match k.trim() {
+                "window" => lc.window = usize::try_from(n).map_err(|_| err())?,
+                "threshold" => lc.threshold = n,
+                _ => return Err(err()),
+            }
+        }
+        lc.validate().map_err(|_| err())?;
+        Ok(Some(lc))
+    }
+}
+
+/// `500ms`, `10s`, `1m`, `1.5s` (at most a day); `None` if it does not parse.
+fn parse_duration(s: &str) -> Option<Duration> {
+    let (num, unit_ns) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e6)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1e9)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60e9)
+    } else {
+        return None;
+    };
+    let x: f64 = num.trim().parse().ok()?;
+    let ns = x * unit_ns;
+    (ns.is_finite() && ns >= 0.0 && ns <= 86_400e9).then(|| Duration::from_nanos(ns as u64))
 }
 
 /// A configuration variable that does not parse.
@@ -91,6 +192,9 @@ impl Config {
                 value: self.stack_size.to_string(),
                 expected: "a size from 16k to 1g, in bytes or with a k/m/g suffix",
             });
+        }
+        if let Some(lc) = &self.leakcheck {
+            lc.validate()?;
         }
         Ok(())
     }
@@ -157,6 +261,10 @@ impl Config {
             None => None,
         };
         let deadlock_detection = parse_switch(get("GORT_DEADLOCK"), "GORT_DEADLOCK", true)?;
+        let leakcheck = match get("GORT_LEAKCHECK") {
+            Some(v) => LeakCheck::parse(&v)?,
+            None => None,
+        };
         Ok(Config {
             max_procs: procs,
             stack_size,
@@ -166,6 +274,7 @@ impl Config {
             max_map_count,
             schedtrace_ms,
             deadlock_detection,
+            leakcheck,
         })
     }
 }
@@ -245,6 +354,22 @@ mod tests {
         assert!(cfg(&[("GORT_SCHEDTRACE", "-1")]).is_err());
         assert!(cfg(&[("GORT_DEADLOCK", "maybe")]).is_err());
         assert!(cfg(&[("GORT_GUARDED_STACKS", "x")]).is_err());
+    }
+
+    #[test]
+    fn leakcheck() {
+        assert_eq!(cfg(&[]).unwrap().leakcheck, None);
+        assert_eq!(cfg(&[("GORT_LEAKCHECK", "off")]).unwrap().leakcheck, None);
+        let lc = cfg(&[("GORT_LEAKCHECK", "10s")]).unwrap().leakcheck.unwrap();
+        assert_eq!(lc, LeakCheck::every(Duration::from_secs(10)));
+        let lc = cfg(&[("GORT_LEAKCHECK", "500ms, window=12,threshold=3")]).unwrap().leakcheck.unwrap();
+        assert_eq!((lc.interval, lc.window, lc.threshold), (Duration::from_millis(500), 12, 3));
+        assert_eq!(cfg(&[("GORT_LEAKCHECK", "1m")]).unwrap().leakcheck.unwrap().interval, Duration::from_secs(60));
+        for bad in ["10", "fast", "0s", "-1s", "10s,window=2", "10s,threshold=0", "10s,k=3", "10s,window", "off,x"] {
+            let e = cfg(&[("GORT_LEAKCHECK", bad)]).unwrap_err();
+            assert_eq!(e.var, "GORT_LEAKCHECK", "{bad}");
+            assert!(e.to_string().contains("an interval such as 10s"), "{e}");
+        }
     }
 
     #[test]

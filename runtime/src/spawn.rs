@@ -271,6 +271,7 @@ fn newproc(
     main: bool,
 ) -> u64 {
     let s = sched();
+    crate::census::start_from_env(&s.cfg);
     safepoint();
     let _e = enter();
     let m = current_m();
