@@ -152,7 +152,7 @@ fn parse_duration(s: &str) -> Option<Duration> {
     };
     let x: f64 = num.trim().parse().ok()?;
     let ns = x * unit_ns;
-    (ns.is_finite() && ns >= 0.0 && ns <= 86_400e9).then(|| Duration::from_nanos(ns as u64))
+    (0.0..=86_400e9).contains(&ns).then(|| Duration::from_nanos(ns as u64))
 }
 
 /// A configuration variable that does not parse.

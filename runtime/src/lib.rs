@@ -184,7 +184,8 @@ mod netpoll;
 #[cfg(not(gort_loom))]
 mod p;
 #[cfg(not(gort_loom))]
-/// Parked goroutines' stacks for the wall-clock profile and the leak census.
+// Parked goroutines' stacks for the wall-clock profile and the leak census (documented inside:
+// an outer doc comment here would make rustdoc resolve the module's links from the crate root).
 pub mod parksite;
 #[cfg(not(gort_loom))]
 mod running;
