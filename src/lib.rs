@@ -28,6 +28,9 @@ pub use gort_profiler as profiler;
 /// (`yield_now`, `lock_os_thread`), goroutine labels, and the low-level `park`/`ready` with the
 /// safe [`Parker`](runtime::Parker) built on them.
 pub mod runtime {
+    /// The goroutine leak census and finder (`GORT_LEAKCHECK`, `census::start`); the profiler
+    /// serves its report at `/debug/pprof/goroutineleak`.
+    pub use gort_runtime::census;
     /// CPU profile sampling from SIGPROF (the profiler's `start_cpu_profile` drives it).
     pub use gort_runtime::cpuprof;
     /// Configuration from the environment (`GOMAXPROCS`, `GORT_*`).

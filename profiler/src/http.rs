@@ -13,6 +13,8 @@
 //! - `/debug/pprof/wall?seconds=N`: the wall-clock profile of the next N seconds ([`crate::wall`]).
 //! - `/debug/metrics`: the scheduler's metrics in the OpenMetrics text format ([`crate::metrics`]).
 //! - `/debug/pprof/flamegraph?profile=NAME`: an SVG flame graph of any profile ([`crate::flame`]).
+//! - `/debug/pprof/goroutineleak`: the groups the leak census suspects ([`crate::leak`]; 503 with
+//!   instructions while the census is off).
 //! - `/debug/pprof/trace`: 501, not implemented yet.
 //!
 //! [`handle`] is the routing logic on a parsed [`Request`], testable without sockets. The server
@@ -144,7 +146,7 @@ impl Response {
         r
     }
 
-    fn attachment(filename: &str, body: Vec<u8>) -> Response {
+    pub(crate) fn attachment(filename: &str, body: Vec<u8>) -> Response {
         let mut r = Response::new(200, "application/octet-stream", body);
         r.headers.push(("Content-Disposition".into(), format!("attachment; filename=\"{filename}\"")));
         r
@@ -169,6 +171,7 @@ pub fn reason(status: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        503 => "Service Unavailable",
         _ => "Unknown",
     }
 }
@@ -193,6 +196,7 @@ pub fn handle(req: &Request) -> Response {
         "/debug/pprof/wall" => return wall_profile(req),
         "/debug/metrics" => return Response::new(200, crate::metrics::CONTENT_TYPE, crate::metrics::encode()),
         "/debug/pprof/flamegraph" => return crate::flame::serve(req),
+        "/debug/pprof/goroutineleak" => return crate::leak::serve(req),
         "/debug/pprof/trace" => return Response::error(501, NOT_IMPLEMENTED),
         _ => {}
     }
@@ -326,6 +330,12 @@ fn index() -> Response {
     let mut entries: Vec<Entry> =
         crate::profiles().iter().map(|p| Entry { name: p.name(), count: p.count(), desc: p.description() }).collect();
     entries.push(Entry { name: "cmdline", count: 0, desc: "The command line invocation of the current program" });
+    entries.push(Entry {
+        name: "goroutineleak",
+        count: gort_runtime::census::report().map_or(0, |r| r.leaks.len()),
+        desc: "Groups of parked goroutines (same wait reason and stack) that grew over the leak census's window \
+               without ever shrinking. Needs the census: GORT_LEAKCHECK=10s or census::start.",
+    });
     entries.push(Entry {
         name: "profile",
         count: 0,

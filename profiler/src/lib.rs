@@ -6,7 +6,8 @@
 //! step). One more, `hog` ([`hog`]), shows goroutines that ran past a threshold without
 //! entering the scheduler. The CPU profile too ([`start_cpu_profile`]/[`stop_cpu_profile`],
 //! `/debug/pprof/profile?seconds=N`, see [`cpu`]), and a flame graph of any profile
-//! (`/debug/pprof/flamegraph`, see [`flame`]).
+//! (`/debug/pprof/flamegraph`, see [`flame`]). Beyond Go 1.19: the goroutine leak profile
+//! (`/debug/pprof/goroutineleak`, see [`leak`]) from the runtime's leak census.
 //!
 //! ```
 //! use gort_runtime::chan::chan;
@@ -86,6 +87,7 @@ pub mod heap;
 pub mod hog;
 pub mod http;
 pub mod labels;
+pub mod leak;
 pub mod metrics;
 pub mod proto;
 pub mod symbol;

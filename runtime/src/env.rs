@@ -14,6 +14,7 @@
 //! | `GORT_SCHEDTIMING`    | `1`: record the scheduling-latency and park-duration histograms (`metrics`) | off |
 //! | `GORT_HOGTHRESHOLD`   | a run this long without entering the scheduler is a hog event (`10ms`, `500us`, `1s`) | 10ms |
 //! | `GORT_HOGTRACE`       | `1` prints each hog event on stderr                  | off                     |
+//! | `GORT_LEAKCHECK`      | run the goroutine leak census every interval (`10s`, `500ms`), optionally `,window=K,threshold=N` (see `census.rs`) | off |
 //!
 //! Every goroutine stack gets a guard region by default. With lightweight guard regions
 //! (`MADV_GUARD_INSTALL`, Linux 6.13+) a guard costs no memory mapping, so there is no limit.
@@ -63,6 +64,106 @@ pub struct Config {
     pub hog_threshold: Option<Duration>,
     /// Whether to print hog events, if set; `None` keeps the current setting.
     pub hog_trace: Option<bool>,
+    /// The goroutine leak census to start with the runtime (`GORT_LEAKCHECK`), if any.
+    pub leakcheck: Option<LeakCheck>,
+}
+
+/// How the goroutine leak census runs (`GORT_LEAKCHECK`, or `census::start_with`): every
+/// `interval` it counts the parked goroutines by wait reason and park site, and keeps the last
+/// `window` counts of each group; a group is a suspected leak when its count never fell over the
+/// window, rose in at least two of its intervals, and grew by at least `threshold`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeakCheck {
+    /// Time between two census points.
+    pub interval: Duration,
+    /// Census points kept per group (K, at least 3: two intervals to rise in).
+    pub window: usize,
+    /// Least growth over the window that is reported.
+    pub threshold: u64,
+    /// Most groups one census keeps; the goroutines of further groups are only counted.
+    pub max_groups: usize,
+}
+
+impl LeakCheck {
+    /// Default window: 5 census points.
+    pub const DEFAULT_WINDOW: usize = 5;
+    /// Default threshold: a group must grow by 10 goroutines over the window.
+    pub const DEFAULT_THRESHOLD: u64 = 10;
+    /// Default cap on groups per census.
+    pub const DEFAULT_MAX_GROUPS: usize = 4096;
+    /// Largest window accepted.
+    pub const MAX_WINDOW: usize = 1024;
+
+    /// A census every `interval`, with the default window, threshold and group cap.
+    pub fn every(interval: Duration) -> LeakCheck {
+        LeakCheck {
+            interval,
+            window: Self::DEFAULT_WINDOW,
+            threshold: Self::DEFAULT_THRESHOLD,
+            max_groups: Self::DEFAULT_MAX_GROUPS,
+        }
+    }
+
+    /// Checks the ranges: a non-zero interval, a window from 3 to [`MAX_WINDOW`](Self::MAX_WINDOW),
+    /// a threshold and a group cap of at least 1. The error names `GORT_LEAKCHECK`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |value: String, expected| Err(ConfigError { var: "GORT_LEAKCHECK", value, expected });
+        if self.interval.is_zero() {
+            return err(format!("{:?}", self.interval), "a non-zero interval");
+        }
+        if !(3..=Self::MAX_WINDOW).contains(&self.window) {
+            return err(format!("window={}", self.window), "a window from 3 to 1024 census points");
+        }
+        if self.threshold == 0 {
+            return err("threshold=0".into(), "a threshold of at least 1");
+        }
+        if self.max_groups == 0 {
+            return err("max_groups=0".into(), "a group cap of at least 1");
+        }
+        Ok(())
+    }
+
+    /// Parses `GORT_LEAKCHECK`'s value: `<interval>[,window=K][,threshold=N]`, the interval a
+    /// number with `ms`, `s` or `m` (`500ms`, `10s`, `1m`); `0`/`off` is `None`.
+    pub fn parse(v: &str) -> Result<Option<LeakCheck>, ConfigError> {
+        const EXPECTED: &str = "off, or an interval such as 10s or 500ms, optionally followed by \
+                                ,window=K (3 to 1024) and ,threshold=N (at least 1)";
+        let err = || ConfigError { var: "GORT_LEAKCHECK", value: v.to_string(), expected: EXPECTED };
+        let mut parts = v.trim().split(',').map(str::trim);
+        let first = parts.next().unwrap_or("");
+        if matches!(first, "0" | "off") {
+            return if parts.next().is_none() { Ok(None) } else { Err(err()) };
+        }
+        let mut lc = LeakCheck::every(parse_interval(first).ok_or_else(err)?);
+        for part in parts {
+            let (k, n) = part.split_once('=').ok_or_else(err)?;
+            let n: u64 = n.trim().parse().map_err(|_| err())?;
+            match k.trim() {
+                "window" => lc.window = usize::try_from(n).map_err(|_| err())?,
+                "threshold" => lc.threshold = n,
+                _ => return Err(err()),
+            }
+        }
+        lc.validate().map_err(|_| err())?;
+        Ok(Some(lc))
+    }
+}
+
+/// A census interval: `500ms`, `10s`, `1m`, `1.5s` (at most a day; minutes allowed, unlike the
+/// hog threshold's [`parse_duration`]); `None` if it does not parse.
+fn parse_interval(s: &str) -> Option<Duration> {
+    let (num, unit_ns) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e6)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1e9)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60e9)
+    } else {
+        return None;
+    };
+    let x: f64 = num.trim().parse().ok()?;
+    let ns = x * unit_ns;
+    (0.0..=86_400e9).contains(&ns).then(|| Duration::from_nanos(ns as u64))
 }
 
 /// A configuration variable that does not parse.
@@ -102,6 +203,9 @@ impl Config {
                 value: self.stack_size.to_string(),
                 expected: "a size from 16k to 1g, in bytes or with a k/m/g suffix",
             });
+        }
+        if let Some(lc) = &self.leakcheck {
+            lc.validate()?;
         }
         Ok(())
     }
@@ -177,6 +281,10 @@ impl Config {
             Some(v) => Some(parse_switch(Some(v), "GORT_HOGTRACE", false)?),
             None => None,
         };
+        let leakcheck = match get("GORT_LEAKCHECK") {
+            Some(v) => LeakCheck::parse(&v)?,
+            None => None,
+        };
         Ok(Config {
             max_procs: procs,
             stack_size,
@@ -189,6 +297,7 @@ impl Config {
             sched_timing,
             hog_threshold,
             hog_trace,
+            leakcheck,
         })
     }
 }
@@ -317,6 +426,22 @@ mod tests {
         assert_eq!((c.hog_threshold, c.hog_trace), (Some(Duration::from_millis(20)), Some(true)));
         let c = cfg(&[]).unwrap();
         assert_eq!((c.hog_threshold, c.hog_trace), (None, None));
+    }
+
+    #[test]
+    fn leakcheck() {
+        assert_eq!(cfg(&[]).unwrap().leakcheck, None);
+        assert_eq!(cfg(&[("GORT_LEAKCHECK", "off")]).unwrap().leakcheck, None);
+        let lc = cfg(&[("GORT_LEAKCHECK", "10s")]).unwrap().leakcheck.unwrap();
+        assert_eq!(lc, LeakCheck::every(Duration::from_secs(10)));
+        let lc = cfg(&[("GORT_LEAKCHECK", "500ms, window=12,threshold=3")]).unwrap().leakcheck.unwrap();
+        assert_eq!((lc.interval, lc.window, lc.threshold), (Duration::from_millis(500), 12, 3));
+        assert_eq!(cfg(&[("GORT_LEAKCHECK", "1m")]).unwrap().leakcheck.unwrap().interval, Duration::from_secs(60));
+        for bad in ["10", "fast", "0s", "-1s", "10s,window=2", "10s,threshold=0", "10s,k=3", "10s,window", "off,x"] {
+            let e = cfg(&[("GORT_LEAKCHECK", bad)]).unwrap_err();
+            assert_eq!(e.var, "GORT_LEAKCHECK", "{bad}");
+            assert!(e.to_string().contains("an interval such as 10s"), "{e}");
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@
 //!                  cpuprof running parksite hog wall
 //! 4. scheduler     sched/state sched/idle sched/deadlock park sched/timers
 //!                  sched/find sched/execute sched/mod sysmon start
-//! 5. services      time loom waitslot parker spawn time/after_func blocking
+//! 5. services      time loom waitslot parker census spawn time/after_func blocking
 //!                  lock_os_thread labels snapshot metrics
 //! 6. libraries     chan/* sync/* net/*
 //! ```
@@ -56,7 +56,8 @@
 //! - `park.rs`: [`park`]/[`ready`], the primitive under every blocking operation; `parker.rs` the
 //!   safe [`sync::Parker`] on them; `waitslot.rs` the one-shot event under `join` and `run`.
 //! - `spawn.rs` ([`spawn`], [`run`], [`Builder`], [`go!`]), `blocking.rs` ([`blocking`]),
-//!   `lock_os_thread.rs`, [`time`], `snapshot.rs` ([`goroutines`], [`threads`]), `labels.rs`.
+//!   `lock_os_thread.rs`, [`time`], `snapshot.rs` ([`goroutines`], [`threads`]), `labels.rs`,
+//!   [`census`] (the goroutine leak census and finder).
 //! - `stack/`: pooled stacks, guards, and the overflow handler; `unwind/` and `traceback.rs`:
 //!   stack walks; [`mprof`]: mutex and block profile records; [`cpuprof`]: CPU profile samples
 //!   (SIGPROF); [`env`](mod@env): configuration.
@@ -187,6 +188,8 @@ mod netpoll;
 #[cfg(not(gort_loom))]
 mod p;
 #[cfg(not(gort_loom))]
+// Parked goroutines' stacks for the wall-clock profile and the leak census (documented inside:
+// an outer doc comment here would make rustdoc resolve the module's links from the crate root).
 pub mod parksite;
 #[cfg(not(gort_loom))]
 mod running;
@@ -208,6 +211,8 @@ mod sysmon;
 // 5. services
 #[cfg(not(gort_loom))]
 mod blocking;
+#[cfg(not(gort_loom))]
+pub mod census;
 #[cfg(not(gort_loom))]
 mod labels;
 #[cfg(not(gort_loom))]

@@ -271,6 +271,8 @@ fn newproc(
     main: bool,
 ) -> u64 {
     let s = sched();
+    // `GORT_LEAKCHECK`'s census is a service above `start`: it starts with the first goroutine.
+    crate::census::start_from_env(&s.cfg);
     safepoint();
     let _e = enter();
     let m = current_m();

@@ -296,6 +296,11 @@ impl Parked<'_> {
     pub fn wait_reason(&self) -> Option<WaitReason> {
         self.waiting.then(|| WaitReason::from_u8(self.g.wait_reason.load(Ordering::Relaxed)))
     }
+    /// When it started waiting, on the runtime's clock (`time::nanotime`, coarse: up to 10 ms
+    /// early); meaningful only while [`wait_reason`](Self::wait_reason) is `Some`.
+    pub fn wait_since(&self) -> u64 {
+        self.g.wait_since.load(Ordering::Relaxed)
+    }
     /// Its labels (see [`set_current_labels`](crate::set_current_labels)).
     pub fn labels(&self) -> Option<Labels> {
         // SAFETY: the scan bit holds the G still: it is not running, and nothing else changes a
