@@ -76,11 +76,6 @@ pub(crate) struct M {
     pub(crate) id: usize,
     /// The P this M holds, if any. Only this M's thread reads or writes it.
     pub(crate) p: Cell<Option<&'static P>>,
-    /// The tick at which this M's last goroutine switched out, while scheduler timing is on, as
-    /// long as the M has gone straight on to the next one (the local or global queue, no timers
-    /// run, no search): the next goroutine's start is stamped with it instead of a new clock
-    /// read. 0 otherwise. Only this M touches it.
-    pub(crate) quick_ticks: Cell<u64>,
     /// A P handed to this M by `startm` while it slept.
     pub(crate) nextp: AtomicPtr<P>,
     /// Whether this M is spinning (looking for work while holding a P); counted in
@@ -130,7 +125,6 @@ impl M {
         M {
             id,
             p: Cell::new(None),
-            quick_ticks: Cell::new(0),
             nextp: AtomicPtr::new(ptr::null_mut()),
             spinning: AtomicBool::new(false),
             curg: AtomicPtr::new(ptr::null_mut()),

@@ -63,7 +63,9 @@ impl Drop for EnterGuard {
 
 /// Enters runtime mode from goroutine code (see the module docs). Nesting is counted on the G
 /// (not inferred from the P's status: after a retake the P is RUNNING for *another* M).
-#[inline]
+// `inline(always)`: on the park/ready path a call costs more than the body's fast path, and
+// the inliner's budget for `ready` is easily tipped.
+#[inline(always)]
 pub(crate) fn enter() -> EnterGuard {
     let m = match current_m() {
         Some(m) => m,

@@ -4,8 +4,9 @@
 //! Timing is a switch ([`set_sched_timing`], `GORT_SCHEDTIMING`), because it costs clock reads
 //! on the hottest path of the runtime: a timestamp when a goroutine switches out, when it is
 //! readied and when it starts running again (three `clock::ticks` per park, ~10
-//! ns each on an invariant TSC). Off, the scheduler pays one relaxed load and one store per
-//! transition. The wall-clock profile turns timing on for its window.
+//! ns each on an invariant TSC). Off, the scheduler pays one relaxed load and a branch per
+//! transition and writes nothing (stamps left from an earlier period of timing are recognised
+//! by their age). The wall-clock profile turns timing on for its window.
 //!
 //! # Recording
 //!
@@ -33,19 +34,55 @@ pub(crate) fn timing() -> bool {
     TIMING.load(Ordering::Relaxed) != 0
 }
 
-/// Stamps `g` as made runnable now (0 while timing is off, so that a stale stamp is never
-/// paired with a fresh one). Called by whoever makes it runnable, before publishing that.
+/// When timing was last switched on (ticks). A stamp older than this was taken in an earlier
+/// period of timing and is ignored: while timing is off the scheduler writes no stamps at all,
+/// so the stamps a goroutine carries may be left over from then.
+static EPOCH: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The start of the current timing period (see [`EPOCH`]).
+#[inline]
+pub(crate) fn epoch() -> u64 {
+    EPOCH.load(Ordering::Relaxed)
+}
+
+/// Stamps `g` as made runnable now if timing is on (returns the stamp, or 0). Called by whoever
+/// makes it runnable, before publishing that.
 #[inline(always)]
 pub(crate) fn stamp_ready(g: &G) -> u64 {
-    let t = if timing() { ticks() } else { 0 };
+    if !timing() {
+        return 0;
+    }
+    let t = ticks_out_of_line();
     g.t_ready.store(t, Ordering::Relaxed);
     t
+}
+
+/// Stamps a new goroutine `g` as runnable now if timing is on (not parked; the wall-clock window
+/// charges it from now).
+#[inline(always)]
+pub(crate) fn stamp_spawn(g: &G) {
+    if timing() {
+        g.t_park.store(0, Ordering::Relaxed);
+        let t = ticks_out_of_line();
+        g.t_ready.store(t, Ordering::Relaxed);
+        g.wall_mark.store(t, Ordering::Relaxed);
+    }
+}
+
+/// [`ticks`], not inlined: keeps the clock's code out of the hot paths that stamp only while
+/// timing is on.
+#[inline(never)]
+fn ticks_out_of_line() -> u64 {
+    ticks()
 }
 
 /// Turns a timing user on or off (calibrating the clock first, once).
 pub(crate) fn set_timing(bit: u8, on: bool) {
     if on {
         calibrate_ticks();
+        if TIMING.load(Ordering::Relaxed) == 0 {
+            EPOCH.store(ticks(), Ordering::Relaxed);
+        }
         TIMING.fetch_or(bit, Ordering::Relaxed);
     } else {
         TIMING.fetch_and(!bit, Ordering::Relaxed);
@@ -137,18 +174,18 @@ impl SchedStats {
     }
 
     /// Records one goroutine's start: `t_run - t_ready` as scheduling latency and, if it was
-    /// parked (`t_park != 0`), `t_ready - t_park` as a park of `reason`. Timestamps are ticks; 0
-    /// means not taken.
+    /// parked, `t_ready - t_park` as a park of `reason`. Timestamps are ticks; one older than
+    /// the timing period ([`epoch`]; 0 for "not parked") is not used.
     #[inline]
     pub(crate) fn record_start(&self, t_park: u64, t_ready: u64, t_run: u64, reason: u8) {
-        if t_ready == 0 || t_run < t_ready {
+        if t_ready < epoch() || t_run < t_ready {
             return;
         }
         let lat = ticks_to_ns(t_run - t_ready);
         if lat < MAX_NS {
             self.latency.record(lat);
         }
-        if t_park != 0 && t_ready >= t_park {
+        if t_park >= epoch() && t_ready >= t_park {
             let d = ticks_to_ns(t_ready - t_park);
             if d < MAX_NS {
                 self.park[(reason as usize).min(WaitReason::ALL.len() - 1)].record(d);

@@ -310,10 +310,8 @@ fn newproc(
         exec.custom_stack = custom;
     }
     s.ngoroutines.fetch_add(1, Ordering::Relaxed);
-    g.0.t_park.store(0, Ordering::Relaxed);
     // The wall profile charges a new goroutine from its spawn, not from its G's last exit.
-    let t = crate::schedstats::stamp_ready(g.0);
-    g.0.wall_mark.store(t, Ordering::Relaxed);
+    crate::schedstats::stamp_spawn(g.0);
     // Release: publishes the fields above to the M that will Acquire-CAS it to RUNNING.
     g.0.status.store(g::RUNNABLE, Ordering::Release);
     match p {

@@ -36,7 +36,7 @@ use parking_lot::Mutex;
 use crate::clock::{ticks, ticks_to_ns};
 use crate::g::{for_each_g, labels_from_ref, labels_into_ref, GRef, Labels, WaitReason, G};
 use crate::parksite::{park_stack, park_stack_of, ParkStack, SiteRef};
-use crate::schedstats::{set_timing, TIMING, TIMING_WALL};
+use crate::schedstats::{epoch, set_timing, TIMING, TIMING_WALL};
 use crate::traceback::capture;
 use crate::unwind::MAX_DEPTH;
 
@@ -259,12 +259,10 @@ pub(crate) unsafe fn run(shard: usize, g: &G, t_run: u64) {
     let stack = unsafe { park_stack_of(g) };
     let reason = g.wait_reason.load(Ordering::Relaxed);
     let t_ready = g.t_ready.load(Ordering::Relaxed);
-    let (waited, runnable) = if reason != 0 && t_ready > from && t_ready <= t_run {
+    // A ready stamp from before timing was on means it was readied before the window opened:
+    // runnable all along since then.
+    let (waited, runnable) = if reason != 0 && t_ready >= epoch() && t_ready > from && t_ready <= t_run {
         (clip(from, t_ready), clip(t_ready, t_run))
-    } else if reason != 0 && t_ready == 0 {
-        // Readied before the clock was on: how the interval splits is unknown; it was parked
-        // at the window's start, so call it waiting.
-        (clip(from, t_run), 0)
     } else {
         (0, clip(from, t_run))
     };
@@ -404,7 +402,11 @@ fn close(g: GRef, w1: u64, running: &[crate::running::RunningStack]) {
         // SAFETY (all charges): the scan bit holds `g` still, so its labels slot is too.
         match p.wait_reason() {
             Some(r) => unsafe { charge(0, Some(&stack), labels, wait_state(r as u8), from, w1) },
-            None if t_ready > from && t_ready < w1 && g.0.wait_reason.load(Ordering::Relaxed) != 0 => {
+            None if t_ready >= epoch()
+                && t_ready > from
+                && t_ready < w1
+                && g.0.wait_reason.load(Ordering::Relaxed) != 0 =>
+            {
                 let r = g.0.wait_reason.load(Ordering::Relaxed);
                 let parts = [
                     (Some(&stack), wait_state(r), clip(from, t_ready)),

@@ -140,24 +140,6 @@ pub struct G {
     pub(crate) stack_hi: AtomicUsize,
     /// Set by sysmon when this G has run too long; the G yields at its next runtime entry.
     pub(crate) preempt: AtomicBool,
-    /// Scheduler timestamps (`clock::ticks`, 0: not taken; see `schedstats`): when the G last
-    /// switched out to park, when it was last made runnable, when it last started running.
-    /// Written by whoever makes the transition (the M switching it out, the waker, the M
-    /// running it), each before the status store that publishes the transition.
-    pub(crate) t_park: AtomicU64,
-    pub(crate) t_ready: AtomicU64,
-    pub(crate) t_run: AtomicU64,
-    /// The wall-clock profile's accounting mark: the tick up to which this G's time has been
-    /// charged (swapped by every transition while the profile runs and by its final scan, so
-    /// each interval is charged exactly once).
-    pub(crate) wall_mark: AtomicU64,
-    /// Running time (ticks, clipped to the window) not yet charged: switching out adds to it
-    /// and the next start (or the window's close) charges it, under the same lock as the wait
-    /// it is charged with. Swapped to 0 by whoever charges it.
-    pub(crate) wall_run: AtomicU64,
-    /// The wall-clock profile's stack for this G while it is switched out: a
-    /// `parksite::SiteRef` as a word, 0 if none. Written by the M switching it out.
-    pub(crate) wall_site: AtomicUsize,
     /// Per-G sleep timer target: when this G sleeps, the timer entry names it.
     /// Thread stand-ins: the thread to unpark.
     pub(crate) thread: UnsafeCell<Option<std::thread::Thread>>,
@@ -187,6 +169,26 @@ pub struct G {
     /// Thread stand-ins of plain (non-M) threads: the thread counts in `threadg::EXT_ACTIVE` while
     /// it is not parked. Written once when the stand-in is created, before it is published.
     pub(crate) outside: AtomicBool,
+    // Cold: only while scheduler timing is on. Last, off the hot fields' cache lines.
+    /// Scheduler timestamps (`clock::ticks`, written only while timing is on; see
+    /// `schedstats`, which ignores stamps older than the current period): when the G last
+    /// switched out to park (0: it did not park), when it was last made runnable, when it last
+    /// started running. Written by whoever makes the transition (the M switching it out, the
+    /// waker, the M running it), each before the status store that publishes the transition.
+    pub(crate) t_park: AtomicU64,
+    pub(crate) t_ready: AtomicU64,
+    pub(crate) t_run: AtomicU64,
+    /// The wall-clock profile's accounting mark: the tick up to which this G's time has been
+    /// charged (swapped by every transition while the profile runs and by its final scan, so
+    /// each interval is charged exactly once).
+    pub(crate) wall_mark: AtomicU64,
+    /// Running time (ticks, clipped to the window) not yet charged: switching out adds to it
+    /// and the next start (or the window's close) charges it, under the same lock as the wait
+    /// it is charged with. Swapped to 0 by whoever charges it.
+    pub(crate) wall_run: AtomicU64,
+    /// The wall-clock profile's stack for this G while it is switched out: a
+    /// `parksite::SiteRef` as a word, 0 if none. Written by the M switching it out.
+    pub(crate) wall_site: AtomicUsize,
 }
 
 // SAFETY: every field is either atomic, behind a lock, or (exec, yielder, thread) accessed only by

@@ -50,21 +50,7 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
         g.0.preempt.store(false, Ordering::Relaxed);
         let tm = TIMING.load(Ordering::Relaxed);
         if tm != 0 {
-            // Straight from the previous goroutine: its switch-out stamp is this start's (the
-            // clock read costs more than the few hundred ns of scheduling in between).
-            let t = match m.quick_ticks.replace(0) {
-                0 => ticks(),
-                t => t,
-            };
-            g.0.t_run.store(t, Ordering::Relaxed);
-            if tm & TIMING_METRICS != 0 {
-                let (t_park, t_ready) = (g.0.t_park.load(Ordering::Relaxed), g.0.t_ready.load(Ordering::Relaxed));
-                p.stats.record_start(t_park, t_ready, t, g.0.wait_reason.load(Ordering::Relaxed));
-            }
-            if tm & TIMING_WALL != 0 {
-                // SAFETY: this M holds `g` (RUNNING, not yet resumed): its stack is frozen.
-                unsafe { wall::run(p.id, g.0, t) };
-            }
+            timed_start(p, g, tm);
         }
         crate::cpuprof::on_execute(m);
         // SAFETY: the G is RUNNING and owned by this M (state table in g.rs).
@@ -93,12 +79,7 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
             pp.curg.store(std::ptr::null_mut(), Ordering::Relaxed);
         }
         let tm = TIMING.load(Ordering::Relaxed);
-        let t_out = if tm != 0 { ticks() } else { 0 };
-        m.quick_ticks.set(t_out);
-        if tm & TIMING_WALL != 0 {
-            // SAFETY: `g` just switched out to this M, which holds it.
-            unsafe { wall::switch_out(pnow.map_or(0, |p| p.id), g.0, t_out, matches!(r, CoroutineResult::Return(()))) };
-        }
+        let t_out = if tm != 0 { timed_switch_out(pnow, g, tm, matches!(r, CoroutineResult::Return(()))) } else { 0 };
         match r {
             CoroutineResult::Return(()) => {
                 goexit0(s, m, g);
@@ -113,7 +94,9 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                 }
                 match y {
                     Yield::Park(commit) => {
-                        g.0.t_park.store(t_out, Ordering::Relaxed);
+                        if tm != 0 {
+                            g.0.t_park.store(t_out, Ordering::Relaxed);
+                        }
                         // Release: pairs with ready's CAS (Acquire) so the parked state written by
                         // the G (wait reason, regs) is visible to the waker and to scanners.
                         g.0.status.store(g::WAITING, Ordering::Release);
@@ -129,8 +112,10 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                         // out (a plain store would clear the bit under the walker's feet, and the
                         // walker's release would later store WAITING over a queued G).
                         g::casgstatus(g, g::WAITING, g::RUNNABLE, "refused commit");
-                        g.0.t_park.store(0, Ordering::Relaxed);
-                        g.0.t_ready.store(0, Ordering::Relaxed);
+                        if tm != 0 {
+                            g.0.t_park.store(0, Ordering::Relaxed);
+                            g.0.t_ready.store(0, Ordering::Relaxed);
+                        }
                         if m.p.get().is_none() {
                             global().push(g);
                             wakep();
@@ -139,8 +124,10 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                         continue;
                     }
                     Yield::Gosched => {
-                        g.0.t_park.store(0, Ordering::Relaxed);
-                        g.0.t_ready.store(t_out, Ordering::Relaxed);
+                        if tm != 0 {
+                            g.0.t_park.store(0, Ordering::Relaxed);
+                            g.0.t_ready.store(t_out, Ordering::Relaxed);
+                        }
                         g.0.status.store(g::RUNNABLE, Ordering::Release);
                         match m.p.get() {
                             // SAFETY: this M owns its P.
@@ -151,8 +138,10 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                         return;
                     }
                     Yield::NeedP => {
-                        g.0.t_park.store(0, Ordering::Relaxed);
-                        g.0.t_ready.store(t_out, Ordering::Relaxed);
+                        if tm != 0 {
+                            g.0.t_park.store(0, Ordering::Relaxed);
+                            g.0.t_ready.store(t_out, Ordering::Relaxed);
+                        }
                         g.0.status.store(g::RUNNABLE, Ordering::Release);
                         global().push(g);
                         wakep();
@@ -162,6 +151,33 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
             }
         }
     }
+}
+
+/// `g` starts running with scheduler timing on: stamps it, records its latency and park, and
+/// charges the wall-clock window. Out of line, so that timing off costs `execute` one load.
+#[inline(never)]
+fn timed_start(p: &'static P, g: GRef, tm: u8) {
+    let t = ticks();
+    g.0.t_run.store(t, Ordering::Relaxed);
+    if tm & TIMING_METRICS != 0 {
+        let (t_park, t_ready) = (g.0.t_park.load(Ordering::Relaxed), g.0.t_ready.load(Ordering::Relaxed));
+        p.stats.record_start(t_park, t_ready, t, g.0.wait_reason.load(Ordering::Relaxed));
+    }
+    if tm & TIMING_WALL != 0 {
+        // SAFETY: this M holds `g` (RUNNING, not yet resumed): its stack is frozen.
+        unsafe { wall::run(p.id, g.0, t) };
+    }
+}
+
+/// `g` switched out with scheduler timing on: the stamp, and the wall-clock window's charge.
+#[inline(never)]
+fn timed_switch_out(p: Option<&'static P>, g: GRef, tm: u8, exiting: bool) -> u64 {
+    let t_out = ticks();
+    if tm & TIMING_WALL != 0 {
+        // SAFETY: `g` just switched out to this M, which holds it.
+        unsafe { wall::switch_out(p.map_or(0, |p| p.id), g.0, t_out, exiting) };
+    }
+    t_out
 }
 
 #[cold]

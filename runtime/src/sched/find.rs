@@ -32,7 +32,6 @@ pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P)
     let mut linger = 0u32;
     loop {
         if p.timer0.load(Ordering::Relaxed) != u64::MAX {
-            m.quick_ticks.set(0);
             run_timers(p, nanotime());
         }
         // Fairness: every 61st schedule, look at the global queue first.
@@ -48,8 +47,6 @@ pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P)
         if let Some(g) = global_get(s, p) {
             return Some(g);
         }
-        // From here on the search takes time: the next start reads the clock (`M::quick_ticks`).
-        m.quick_ticks.set(0);
         // The network, if someone waits on it and no M is blocked polling already.
         if netpoll::LASTPOLL.load(Ordering::Relaxed) != 0 && netpoll::poller().is_some_and(|pl| pl.waiters() > 0) {
             let mut gs = Vec::new();

@@ -61,7 +61,6 @@ pub(crate) fn mstart(s: &'static Sched, m: &'static M) -> ! {
         if !lg.is_null() {
             // SAFETY: lockedg holds a pointer made from a GRef by lock_os_thread.
             let g = unsafe { GRef::from_ptr(lg) };
-            m.quick_ticks.set(0);
             stoplockedm(s, m);
             execute(s, m, g);
             continue;
