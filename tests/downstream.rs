@@ -69,6 +69,7 @@ fn check_variant(v: &Variant) {
     let mut fails = Vec::new();
     check_dump(&demo, addr, &mut fails);
     check_wall_and_metrics(&demo, addr, &mut fails);
+    check_leak_finder(addr, &mut fails);
     if have_go() {
         check_heap(addr, &mut fails);
         check_leak_diff(&demo, addr, &krate.0, &mut fails);
@@ -220,6 +221,8 @@ impl Demo {
                 cmd.env_remove(k);
             }
         }
+        // The leak census, fast enough to find the demo's leak during the checks.
+        cmd.env("GORT_LEAKCHECK", "200ms,window=5,threshold=3");
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().unwrap();
@@ -430,6 +433,24 @@ fn check_wall_and_metrics(demo: &Demo, addr: SocketAddr, fails: &mut Vec<String>
     }
 }
 
+/// The leak census (`GORT_LEAKCHECK` in the demo's environment) finds the demo's leak: the
+/// goroutines parked in `http_pprof_goroutine`'s closure, one more every interval.
+fn check_leak_finder(addr: SocketAddr, fails: &mut Vec<String>) {
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    loop {
+        let text =
+            String::from_utf8_lossy(&http_get(addr, "/debug/pprof/goroutineleak?debug=1").ok_body()).into_owned();
+        if text.contains("http_pprof_goroutine") && text.contains("chan receive") {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            fails.push(format!("goroutineleak: the demo's leak was not found\n{}", excerpt(&text)));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The start of a long text, for a failure message.
 fn excerpt(text: &str) -> String {
     const MAX: usize = 6000;
@@ -498,6 +519,10 @@ fn check_cpu(bin: &Path, dir: &Path, fails: &mut Vec<String>) {
     let busy = dump.split("\n\n").find(|b| b.contains("busy_loop"));
     if busy.is_none_or(|b| b.contains("stack unavailable")) {
         fails.push(format!("goroutine dump: the running busy_loop goroutine has no stack\n{dump}"));
+    }
+    let hog = std::fs::read_to_string(format!("{}.hog.txt", path.display())).unwrap_or_default();
+    if !hog.contains("busy_loop") {
+        fails.push(format!("hog profile: busy_loop, which never yields, is not in it\n{hog}"));
     }
     let text = pprof(&["-top", "-nodefraction=0", path.to_str().unwrap()]);
     let rows = top_rows(&text);

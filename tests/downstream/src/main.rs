@@ -118,6 +118,10 @@ fn cpu_demo(path: &str, secs: u64) {
     let mut dump = Vec::new();
     gort::profiler::lookup("goroutine").unwrap().write_to(&mut dump, 2).unwrap();
     std::fs::write(format!("{path}.goroutines.txt"), dump).unwrap();
+    // busy_loop never yields: the hog detector has seen it.
+    let mut hog = Vec::new();
+    gort::profiler::lookup("hog").unwrap().write_to(&mut hog, 1).unwrap();
+    std::fs::write(format!("{path}.hog.txt"), hog).unwrap();
 }
 
 fn main() {
