@@ -166,16 +166,24 @@ fn answers_while_every_p_is_busy() {
     let res = std::thread::spawn(move || {
         let raw = b"GET /debug/pprof/goroutine?debug=1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
         let r = http_send(addr, raw, Duration::from_secs(5));
-        (r.status, r.text())
+        // gort's own endpoints too: the metrics, and a wall-clock window over the busy Ps.
+        let raw = b"GET /debug/metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        let m = http_send(addr, raw, Duration::from_secs(5));
+        let raw = b"GET /debug/pprof/wall?seconds=1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        let w = http_send(addr, raw, Duration::from_secs(10));
+        (r.status, r.text(), m.status, m.text(), w.status)
     })
     .join();
     stop.store(true, Ordering::Relaxed);
     for h in hogs {
         let _ = h.join();
     }
-    let (status, text) = res.expect("server did not answer within 5 s while every P was busy");
+    let (status, text, mstatus, metrics, wstatus) = res.expect("server did not answer while every P was busy");
     assert_eq!(status, 200);
     assert!(text.starts_with("goroutine profile: total "), "{text}");
+    assert_eq!(mstatus, 200);
+    assert!(metrics.contains("gort_goroutines{state=\"running\"}"), "{metrics}");
+    assert_eq!(wstatus, 200, "wall profile while every P was busy");
 }
 
 #[test]

@@ -605,6 +605,10 @@ mod tests {
         assert_eq!(handle(&Request::get("/debug/pprof/mutex?debug=x")).status, 400);
         assert_eq!(handle(&Request::get("/debug/pprof/hog?debug=x")).status, 400);
         assert_eq!(handle(&Request::get("/debug/pprof/hog?seconds=0")).status, 400);
+        for bad in ["x", "0", "-1", "1.5", "100000000"] {
+            let r = handle(&Request::get(&format!("/debug/pprof/wall?seconds={bad}")));
+            assert_eq!(r.status, 400, "wall?seconds={bad}");
+        }
         assert_eq!(handle(&Request::get("/other")).status, 404);
         assert_eq!(handle(&Request::get("/debug/pprof")).status, 301);
     }
