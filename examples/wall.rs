@@ -189,10 +189,12 @@ fn main() {
     });
     let addr = l.local_addr().expect("bound");
     let (btx, brx) = chan::<Query>(64);
-    // SAFETY (all three): the goroutines own what they capture and touch no thread-local.
+    // SAFETY: the backend owns its channel end and touches no thread-local.
     unsafe { gort::go!(move || backend(brx)) };
+    // SAFETY: the server owns its listener and channel end and touches no thread-local.
     unsafe { gort::go!(move || serve(l, btx)) };
     for n in 0..8 {
+        // SAFETY: a client holds only an address and a number, and touches no thread-local.
         unsafe { gort::go!(move || client(addr, n)) };
     }
     println!("serving on http://{addr}/user/ID (8 clients, 20 ms backend per request)");

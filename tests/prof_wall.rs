@@ -44,6 +44,16 @@ fn split(p: &Profile) -> HashMap<(String, String), i64> {
     m
 }
 
+/// Running time charged to stacks with a frame whose function's name contains `needle`.
+fn running_in(p: &Profile, needle: &str) -> i64 {
+    p.sample
+        .iter()
+        .filter(|s| labels_of(p, s).get("state").map(String::as_str) == Some("running"))
+        .filter(|s| s.location_id.iter().any(|&id| location_names(p, id).iter().any(|n| n.contains(needle))))
+        .map(|s| s.value[0])
+        .sum()
+}
+
 fn wall_profile(d: Duration) -> Profile {
     let gz = gort::profiler::wall::profile_for(d, std::thread::sleep).expect("wall profile");
     decode_valid(&gz)
@@ -138,13 +148,7 @@ fn each_goroutines_time_splits_by_state_and_sums_to_the_window() {
         .collect();
     assert!(recv_stack.iter().any(|n| n.contains("prof_wall")), "receiver's stack: {recv_stack:?}");
     // Running time lands on the spinning function, spread over the CPU samples.
-    let spin: i64 = p
-        .sample
-        .iter()
-        .filter(|s| labels_of(&p, s).get("state").map(String::as_str) == Some("running"))
-        .filter(|s| s.location_id.iter().any(|&id| location_names(&p, id).iter().any(|n| n.contains("wall_spin"))))
-        .map(|s| s.value[0])
-        .sum();
+    let spin = running_in(&p, "wall_spin");
     assert!(spin as f64 >= 0.8 * get("spinner", "running"), "{spin} ns of running time in wall_spin");
 }
 
@@ -178,13 +182,7 @@ fn one_window_at_a_time_and_the_cpu_profile_shares_the_sampler() {
     let wall = decode_valid(&outer.join().unwrap().unwrap());
     stop.store(true, Ordering::Relaxed);
     busy.join().unwrap();
-    let running: i64 = wall
-        .sample
-        .iter()
-        .filter(|s| labels_of(&wall, s).get("state").map(String::as_str) == Some("running"))
-        .filter(|s| s.location_id.iter().any(|&id| location_names(&wall, id).iter().any(|n| n.contains("wall_spin"))))
-        .map(|s| s.value[0])
-        .sum();
+    let running = running_in(&wall, "wall_spin");
     assert!(running >= 300_000_000, "{running} ns running in wall_spin over 900 ms");
     // And after both, a new window opens.
     wall_profile(Duration::from_millis(50));

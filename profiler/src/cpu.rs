@@ -196,7 +196,7 @@ fn collect(stop: &AtomicBool) {
     }
 }
 
-pub(crate) fn proto(sym: &mut crate::symbol::Symbolizer, table: &Table, lost: u64, hz: u32) -> crate::proto::Profile {
+fn proto(sym: &mut crate::symbol::Symbolizer, table: &Table, lost: u64, hz: u32) -> crate::proto::Profile {
     let period = 1_000_000_000 / hz.max(1) as i64;
     let mut b = Builder::new(sym, &[("samples", "count"), ("cpu", "nanoseconds")], ("cpu", "nanoseconds"), period);
     let mut lost = lost;

@@ -152,18 +152,20 @@ impl LeakCheck {
 /// A census interval: `500ms`, `10s`, `1m`, `1.5s` (at most a day; minutes allowed, unlike the
 /// hog threshold's [`parse_duration`]); `None` if it does not parse.
 fn parse_interval(s: &str) -> Option<Duration> {
-    let (num, unit_ns) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1e6)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1e9)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60e9)
-    } else {
-        return None;
-    };
-    let x: f64 = num.trim().parse().ok()?;
-    let ns = x * unit_ns;
+    let ns = scaled_ns(s, &[("ms", 1e6), ("s", 1e9), ("m", 60e9)])?;
     (0.0..=86_400e9).contains(&ns).then(|| Duration::from_nanos(ns as u64))
+}
+
+/// A number (decimals allowed, no sign or exponent) followed by one of `units` (name, ns per
+/// unit), in nanoseconds; `None` if it is not that.
+fn scaled_ns(v: &str, units: &[(&str, f64)]) -> Option<f64> {
+    let s = v.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?);
+    let &(_, scale) = units.iter().find(|u| u.0 == unit.trim())?;
+    if num.is_empty() || num.starts_with('.') || num.ends_with('.') {
+        return None;
+    }
+    Some(num.parse::<f64>().ok()? * scale)
 }
 
 /// A configuration variable that does not parse.
@@ -320,21 +322,8 @@ pub(crate) fn parse_duration(var: &'static str, v: &str) -> Result<Duration, Con
         value: v.to_string(),
         expected: "a positive duration of at most 1h with a unit: ns, us, ms or s (10ms, 500us, 1s)",
     };
-    let s = v.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
-    let (num, unit) = s.split_at(split);
-    let scale = match unit.trim() {
-        "ns" => 1e0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        _ => return Err(err()),
-    };
-    if num.is_empty() || num.starts_with('.') || num.ends_with('.') {
-        return Err(err());
-    }
-    let n: f64 = num.parse().map_err(|_| err())?;
-    let ns = (n * scale).round();
+    let units = [("ns", 1e0), ("us", 1e3), ("µs", 1e3), ("ms", 1e6), ("s", 1e9)];
+    let ns = scaled_ns(v, &units).ok_or_else(err)?.round();
     if !(1.0..=3.6e12).contains(&ns) {
         return Err(err());
     }

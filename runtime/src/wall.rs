@@ -259,13 +259,7 @@ pub(crate) unsafe fn run(shard: usize, g: &G, t_run: u64) {
     let stack = unsafe { park_stack_of(g) };
     let reason = g.wait_reason.load(Ordering::Relaxed);
     let t_ready = g.t_ready.load(Ordering::Relaxed);
-    // A ready stamp from before timing was on means it was readied before the window opened:
-    // runnable all along since then.
-    let (waited, runnable) = if reason != 0 && t_ready >= epoch() && t_ready > from && t_ready <= t_run {
-        (clip(from, t_ready), clip(t_ready, t_run))
-    } else {
-        (0, clip(from, t_run))
-    };
+    let (waited, runnable) = split(reason, t_ready, from, t_run);
     let s = stack.as_ref();
     // SAFETY: `g` is held still by our M, so its labels slot is too.
     unsafe {
@@ -277,6 +271,27 @@ pub(crate) unsafe fn run(shard: usize, g: &G, t_run: u64) {
     };
 }
 
+/// How a goroutine switched out since `from` and runnable at `to` spent the interval: waiting
+/// (if it parked, for `reason`) until its ready stamp `t_ready`, then runnable; both clipped
+/// to the window. A ready stamp from before timing was on means it was readied before the
+/// window opened: runnable all along since then.
+fn split(reason: u8, t_ready: u64, from: u64, to: u64) -> (u64, u64) {
+    if reason != 0 && t_ready >= epoch() && t_ready > from && t_ready <= to {
+        (clip(from, t_ready), clip(t_ready, to))
+    } else {
+        (0, clip(from, to))
+    }
+}
+
+/// The running goroutine `g`, the caller, charges its time since its mark up to now to
+/// `state` (and `stack`).
+fn charge_own(shard: usize, g: &G, stack: Option<&SiteRef>, state: u8) {
+    let t = ticks();
+    let from = g.wall_mark.swap(t, Ordering::Relaxed);
+    // SAFETY: `g` is the caller, running: only it changes its labels slot.
+    unsafe { charge(shard, stack, g.labels.load(Ordering::Relaxed), state, from, t) };
+}
+
 /// The running goroutine `g` enters `blocking`: charges its running time and returns where it
 /// stands, for [`syscall_exit`].
 #[inline]
@@ -284,10 +299,7 @@ pub(crate) fn syscall_enter(shard: usize, g: &G) -> Option<ParkStack> {
     if !on() {
         return None;
     }
-    let t = ticks();
-    let from = g.wall_mark.swap(t, Ordering::Relaxed);
-    // SAFETY: `g` is the caller, running: only it changes its labels slot.
-    unsafe { charge(shard, None, g.labels.load(Ordering::Relaxed), ST_RUNNING, from, t) };
+    charge_own(shard, g, None, ST_RUNNING);
     let mut buf = [0usize; MAX_DEPTH];
     let w = capture(0, &mut buf);
     Some(ParkStack::from(&buf[..w.len]))
@@ -296,28 +308,24 @@ pub(crate) fn syscall_enter(shard: usize, g: &G) -> Option<ParkStack> {
 /// The running goroutine `g` leaves `blocking`: charges the call's time to `stack`.
 #[inline]
 pub(crate) fn syscall_exit(shard: usize, g: &G, stack: Option<ParkStack>) {
-    if !on() {
-        return;
+    if on() {
+        charge_own(shard, g, stack.map(SiteRef::Walked).as_ref(), ST_SYSCALL);
     }
-    let t = ticks();
-    let from = g.wall_mark.swap(t, Ordering::Relaxed);
-    // SAFETY: `g` is the caller, running: only it changes its labels slot.
-    let stack = stack.map(SiteRef::Walked);
-    unsafe { charge(shard, stack.as_ref(), g.labels.load(Ordering::Relaxed), ST_SYSCALL, from, t) };
+}
+
+/// The charge table of the calling thread: its P's, if it has one.
+#[inline]
+pub(crate) fn current_shard() -> usize {
+    crate::m::current_m().and_then(|m| m.p.get()).map_or(0, |p| p.id)
 }
 
 /// The running goroutine `g` is about to change its labels: charges its running time so far
 /// to the labels it ran under.
 #[inline]
 pub(crate) fn relabel(g: &G) {
-    if !on() {
-        return;
+    if on() {
+        charge_own(current_shard(), g, None, ST_RUNNING);
     }
-    let t = ticks();
-    let from = g.wall_mark.swap(t, Ordering::Relaxed);
-    let shard = crate::m::current_m().and_then(|m| m.p.get()).map_or(0, |p| p.id);
-    // SAFETY: `g` is the caller, running: only it changes its labels slot.
-    unsafe { charge(shard, None, g.labels.load(Ordering::Relaxed), ST_RUNNING, from, t) };
 }
 
 /// Opens a window: from now on the scheduler accounts every goroutine's time.
@@ -392,29 +400,16 @@ fn close(g: GRef, w1: u64, running: &[crate::running::RunningStack]) {
         let from = g.0.wall_mark.fetch_max(w1, Ordering::Relaxed);
         let ran = g.0.wall_run.swap(0, Ordering::Relaxed);
         let labels = g.0.labels.load(Ordering::Relaxed);
+        let reason = g.0.wait_reason.load(Ordering::Relaxed);
+        let (waited, runnable) = match p.wait_reason() {
+            // Still parked: waiting up to the end.
+            Some(_) => (clip(from, w1), 0),
+            None => split(reason, g.0.t_ready.load(Ordering::Relaxed), from, w1),
+        };
+        let stack = (waited + runnable > 0).then(|| SiteRef::Walked(park_stack(p)));
+        let s = stack.as_ref();
+        let parts = [(None, ST_RUNNING, ran), (s, wait_state(reason), waited), (s, ST_RUNNABLE, runnable)];
         // SAFETY: the scan bit holds `g` still, so its labels slot is too.
-        unsafe { charge_parts(0, labels, &[(None, ST_RUNNING, ran)]) };
-        if from.max(W0.load(Ordering::Relaxed)) >= w1 {
-            return;
-        }
-        let stack = SiteRef::Walked(park_stack(p));
-        let t_ready = g.0.t_ready.load(Ordering::Relaxed);
-        // SAFETY (all charges): the scan bit holds `g` still, so its labels slot is too.
-        match p.wait_reason() {
-            Some(r) => unsafe { charge(0, Some(&stack), labels, wait_state(r as u8), from, w1) },
-            None if t_ready >= epoch()
-                && t_ready > from
-                && t_ready < w1
-                && g.0.wait_reason.load(Ordering::Relaxed) != 0 =>
-            {
-                let r = g.0.wait_reason.load(Ordering::Relaxed);
-                let parts = [
-                    (Some(&stack), wait_state(r), clip(from, t_ready)),
-                    (Some(&stack), ST_RUNNABLE, clip(t_ready, w1)),
-                ];
-                unsafe { charge_parts(0, labels, &parts) };
-            }
-            None => unsafe { charge(0, Some(&stack), labels, ST_RUNNABLE, from, w1) },
-        }
+        unsafe { charge_parts(0, labels, &parts) };
     });
 }

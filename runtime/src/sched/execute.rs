@@ -79,7 +79,9 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
             pp.curg.store(std::ptr::null_mut(), Ordering::Relaxed);
         }
         let tm = TIMING.load(Ordering::Relaxed);
-        let t_out = if tm != 0 { timed_switch_out(pnow, g, tm, matches!(r, CoroutineResult::Return(()))) } else { 0 };
+        if tm != 0 {
+            timed_switch_out(pnow, g, tm, &r);
+        }
         match r {
             CoroutineResult::Return(()) => {
                 goexit0(s, m, g);
@@ -94,9 +96,6 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                 }
                 match y {
                     Yield::Park(commit) => {
-                        if tm != 0 {
-                            g.0.t_park.store(t_out, Ordering::Relaxed);
-                        }
                         // Release: pairs with ready's CAS (Acquire) so the parked state written by
                         // the G (wait reason, regs) is visible to the waker and to scanners.
                         g.0.status.store(g::WAITING, Ordering::Release);
@@ -124,10 +123,6 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                         continue;
                     }
                     Yield::Gosched => {
-                        if tm != 0 {
-                            g.0.t_park.store(0, Ordering::Relaxed);
-                            g.0.t_ready.store(t_out, Ordering::Relaxed);
-                        }
                         g.0.status.store(g::RUNNABLE, Ordering::Release);
                         match m.p.get() {
                             // SAFETY: this M owns its P.
@@ -138,10 +133,6 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                         return;
                     }
                     Yield::NeedP => {
-                        if tm != 0 {
-                            g.0.t_park.store(0, Ordering::Relaxed);
-                            g.0.t_ready.store(t_out, Ordering::Relaxed);
-                        }
                         g.0.status.store(g::RUNNABLE, Ordering::Release);
                         global().push(g);
                         wakep();
@@ -169,15 +160,24 @@ fn timed_start(p: &'static P, g: GRef, tm: u8) {
     }
 }
 
-/// `g` switched out with scheduler timing on: the stamp, and the wall-clock window's charge.
+/// `g` switched out with scheduler timing on: stamps it (parked, or runnable again after a
+/// yield) and charges the wall-clock window.
 #[inline(never)]
-fn timed_switch_out(p: Option<&'static P>, g: GRef, tm: u8, exiting: bool) -> u64 {
+fn timed_switch_out(p: Option<&'static P>, g: GRef, tm: u8, r: &CoroutineResult<Yield, ()>) {
     let t_out = ticks();
+    match r {
+        CoroutineResult::Yield(Yield::Park(_)) => g.0.t_park.store(t_out, Ordering::Relaxed),
+        CoroutineResult::Yield(_) => {
+            g.0.t_park.store(0, Ordering::Relaxed);
+            g.0.t_ready.store(t_out, Ordering::Relaxed);
+        }
+        CoroutineResult::Return(()) => {}
+    }
     if tm & TIMING_WALL != 0 {
+        let exiting = matches!(r, CoroutineResult::Return(()));
         // SAFETY: `g` just switched out to this M, which holds it.
         unsafe { wall::switch_out(p.map_or(0, |p| p.id), g.0, t_out, exiting) };
     }
-    t_out
 }
 
 #[cold]
