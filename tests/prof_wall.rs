@@ -152,6 +152,91 @@ fn each_goroutines_time_splits_by_state_and_sums_to_the_window() {
     assert!(spin as f64 >= 0.8 * get("spinner", "running"), "{spin} ns of running time in wall_spin");
 }
 
+/// Three park sites, one function each.
+#[inline(never)]
+fn nap_a() {
+    gort::time::sleep(Duration::from_millis(2));
+    black_box(()); // not a tail call: the function keeps its frame
+}
+#[inline(never)]
+fn nap_b() {
+    gort::time::sleep(Duration::from_millis(2));
+    black_box(()); // not a tail call: the function keeps its frame
+}
+#[inline(never)]
+fn nap_c() {
+    gort::time::sleep(Duration::from_millis(2));
+    black_box(()); // not a tail call: the function keeps its frame
+}
+
+/// Waiting time charged to stacks through `needle`, for goroutines labelled `who`, by `key`'s
+/// label value.
+fn waited_in(p: &Profile, who: &str, needle: &str, key: &str) -> HashMap<String, i64> {
+    let mut m = HashMap::new();
+    for s in &p.sample {
+        let l = labels_of(p, s);
+        if l.get("who").map(String::as_str) != Some(who) || l.get("state").map(String::as_str) == Some("running") {
+            continue;
+        }
+        if s.location_id.iter().any(|&id| location_names(p, id).iter().any(|n| n.contains(needle))) {
+            *m.entry(l.get(key).cloned().unwrap_or_default()).or_default() += s.value[0];
+        }
+    }
+    m
+}
+
+// A goroutine that parks at more sites than it keeps tallies for, and one that changes its
+// labels at every park: each site and each label set gets its share, and each goroutine's time
+// still sums to the window.
+#[test]
+fn rotating_park_sites_and_labels_are_each_charged() {
+    let _t = common::take_turn(&TURN);
+    gort::start().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let rotor = common::spawn_with(gort::Builder::new(), move || {
+        gort::profiler::with_labels(&[("who", "rotor")], || {
+            while !s.load(Ordering::Relaxed) {
+                nap_a();
+                nap_b();
+                nap_c();
+            }
+        })
+    })
+    .unwrap();
+    let s = stop.clone();
+    let phaser = common::spawn_with(gort::Builder::new(), move || {
+        while !s.load(Ordering::Relaxed) {
+            for (phase, nap) in [("a", nap_a as fn()), ("b", nap_b), ("c", nap_c)] {
+                gort::profiler::with_labels(&[("who", "phaser"), ("phase", phase)], nap);
+            }
+        }
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let p = wall_profile(Duration::from_millis(900));
+    stop.store(true, Ordering::Relaxed);
+    rotor.join().unwrap();
+    phaser.join().unwrap();
+
+    let w = p.duration_nanos as f64;
+    let m = split(&p);
+    for who in ["rotor", "phaser"] {
+        let total = m.iter().filter(|((x, _), _)| x == who).map(|(_, &v)| v as f64).sum::<f64>();
+        assert!((total - w).abs() <= 0.05 * w, "{who}: {:.1} ms in a {:.1} ms window: {m:?}", total / 1e6, w / 1e6);
+    }
+    for nap in ["nap_a", "nap_b", "nap_c"] {
+        let v = waited_in(&p, "rotor", nap, "who").values().sum::<i64>() as f64;
+        assert!((v - w / 3.0).abs() <= 0.07 * w, "rotor in {nap}: {:.1} ms of {:.1}", v / 1e6, w / 1e6);
+    }
+    for (phase, nap) in [("a", "nap_a"), ("b", "nap_b"), ("c", "nap_c")] {
+        let by_phase = waited_in(&p, "phaser", nap, "phase");
+        let v = by_phase.get(phase).copied().unwrap_or(0) as f64;
+        assert!((v - w / 3.0).abs() <= 0.07 * w, "phaser in {nap}: {by_phase:?} of {:.1} ms", w / 1e6);
+        assert_eq!(by_phase.len(), 1, "phaser in {nap} under other labels: {by_phase:?}");
+    }
+}
+
 #[test]
 fn one_window_at_a_time_and_the_cpu_profile_shares_the_sampler() {
     let _t = common::take_turn(&TURN);

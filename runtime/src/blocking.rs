@@ -31,11 +31,11 @@ pub fn blocking<F: FnOnce() -> R, R>(f: F) -> R {
     struct Exit(&'static Sched, GRef, Option<ParkStack>);
     impl Drop for Exit {
         fn drop(&mut self) {
-            wall::syscall_exit(wall::current_shard(), self.1 .0, self.2.take());
+            wall::syscall_exit(self.1 .0, self.2.take());
             exitsyscall(self.0, self.1);
         }
     }
-    let site = wall::syscall_enter(wall::current_shard(), g.0);
+    let site = wall::syscall_enter(g.0);
     // entersyscall: the P goes from USER to SYSCALL; sysmon may take it from there.
     if let Some(p) = m.p.get() {
         p.syscalltick.store(p.syscalltick.load(Ordering::Relaxed) + 1, Ordering::Relaxed);

@@ -20,10 +20,12 @@ pub fn set_current_labels(labels: Option<Labels>) -> Option<Labels> {
     match current_m().and_then(|m| m.curg()) {
         Some(g) => {
             // The wall profile charges running time with the labels it ran under.
-            crate::wall::relabel(g.0);
-            // SAFETY: `g` is the goroutine running this code, which may change its own slot;
-            // the old reference comes back to us and is released by `labels_from_ref`.
-            unsafe { labels_from_ref(g.0.swap_labels(labels_into_ref(labels))) }
+            let old = crate::wall::relabel(g.0, || {
+                // SAFETY: `g` is the goroutine running this code, which may change its own slot.
+                unsafe { g.0.swap_labels(labels_into_ref(labels)) }
+            });
+            // SAFETY: the slot's old reference came back to us; `labels_from_ref` releases it.
+            unsafe { labels_from_ref(old) }
         }
         None => labels,
     }

@@ -91,17 +91,49 @@ fn matches_word(v: usize, w: Word, bounds: (usize, usize)) -> bool {
 }
 
 /// A cached park site: the registers and stack words its walk depended on, and the walk.
+/// The words are kept by kind (module docs), each with its offset below the stack's top, so a
+/// check is a few straight loops of loads and compares.
 pub(crate) struct Site {
     pc: usize,
     size: usize,
     sp: usize,
     fp: Word,
-    /// (offset below the stack's top, the word found there).
-    reads: Box<[(usize, Word)]>,
+    /// The stack top's remainder modulo the word size: every logged read was word-aligned, so
+    /// a stack whose top has the same remainder has them aligned at the same offsets.
+    top_rem: usize,
+    /// (offset, the word found there) for absolute words.
+    abs: Box<[(usize, usize)]>,
+    /// (offset, the word's own offset below the top) for relative words.
+    rel: Box<[(usize, usize)]>,
+    /// Offsets of far words.
+    far: Box<[usize]>,
     stack: ParkStack,
 }
 
 impl Site {
+    fn new(regs: Regs, bounds: (usize, usize), reads: &[(usize, usize)], stack: ParkStack) -> Site {
+        let (lo, hi) = bounds;
+        let (mut abs, mut relw, mut farw) = (Vec::new(), Vec::new(), Vec::new());
+        for &(a, v) in reads {
+            match classify(v, bounds, &stack) {
+                Word::Abs(w) => abs.push((hi - a, w)),
+                Word::Rel(o) => relw.push((hi - a, o)),
+                Word::Far => farw.push(hi - a),
+            }
+        }
+        Site {
+            pc: regs.pc,
+            size: hi - lo,
+            sp: hi - regs.sp,
+            fp: classify(regs.fp, bounds, &stack),
+            top_rem: hi % std::mem::size_of::<usize>(),
+            abs: abs.into(),
+            rel: relw.into(),
+            far: farw.into(),
+            stack,
+        }
+    }
+
     /// Whether a walk from `regs` over the stack `bounds` would read what this site's walk read.
     ///
     /// # Safety
@@ -112,23 +144,33 @@ impl Site {
         if regs.pc != self.pc
             || hi - lo != self.size
             || hi.wrapping_sub(regs.sp) != self.sp
+            || hi % std::mem::size_of::<usize>() != self.top_rem
             || !matches_word(regs.fp, self.fp, bounds)
         {
             return false;
         }
-        self.reads.iter().all(|&(off, w)| {
-            // A logged read lay inside a stack of this size, word-aligned and a whole word
-            // below its top, so `hi - off` lies in [lo, hi - W]; it is aligned if `hi` is
-            // aligned as that stack's top was (checked, not assumed).
-            let a = hi - off;
-            if !a.is_multiple_of(std::mem::size_of::<usize>()) {
-                return false;
-            }
-            // SAFETY: `a` is aligned and inside `bounds`, which the caller guarantees readable
-            // and frozen.
-            let v = unsafe { std::ptr::read_volatile(a as *const usize) };
-            matches_word(v, w, bounds)
-        })
+        // A logged read lay inside a stack of this size, word-aligned and a whole word below
+        // its top, so `hi - off` lies in [lo, hi - W], aligned since `hi` has the remainder the
+        // logged stack's top had (checked above).
+        let at = |off: usize| {
+            // SAFETY: `hi - off` is aligned and inside `bounds` (above), which the caller
+            // guarantees readable and frozen.
+            unsafe { std::ptr::read((hi - off) as *const usize) }
+        };
+        // Not short-circuiting: the sites that are checked mostly match, and straight loops
+        // of loads and compares are cheaper than a branch per word.
+        let mut ok = true;
+        for &(off, w) in self.abs.iter() {
+            ok &= at(off) == w;
+        }
+        for &(off, o) in self.rel.iter() {
+            // `hi - v == o` for an `o` in (0, size] puts `v` in [lo, hi), as `rel` requires.
+            ok &= hi.wrapping_sub(at(off)) == o;
+        }
+        for &off in self.far.iter() {
+            ok &= far(at(off), bounds);
+        }
+        ok
     }
 }
 
@@ -156,6 +198,25 @@ impl SiteRef {
     /// An identity for the stack: equal for equal cached sites.
     pub(crate) fn id(&self) -> usize {
         self.stack().as_ptr() as usize
+    }
+
+    /// A cached site's address, which identifies it for the life of the process (cached sites
+    /// are never freed); 0 for a walk of its own.
+    pub(crate) fn cached_addr(&self) -> usize {
+        match self {
+            SiteRef::Cached(s) => *s as *const Site as usize,
+            SiteRef::Walked(_) => 0,
+        }
+    }
+
+    /// The cached site at `addr`.
+    ///
+    /// # Safety
+    ///
+    /// `addr` is a nonzero [`cached_addr`](Self::cached_addr).
+    pub(crate) unsafe fn from_cached_addr(addr: usize) -> SiteRef {
+        // SAFETY: `addr` is the address of a site leaked by `lookup` (contract): alive forever.
+        SiteRef::Cached(unsafe { &*(addr as *const Site) })
     }
 }
 
@@ -201,14 +262,7 @@ unsafe fn lookup(regs: Regs, bounds: (usize, usize), g: &G) -> SiteRef {
     if log.overflow || NSITES.load(Ordering::Relaxed) >= MAX_SITES {
         return SiteRef::Walked(stack);
     }
-    let site = Site {
-        pc: regs.pc,
-        size: hi - lo,
-        sp: hi - regs.sp,
-        fp: classify(regs.fp, bounds, &stack),
-        reads: log.reads().iter().map(|&(a, v)| (hi - a, classify(v, bounds, &stack))).collect(),
-        stack: stack.clone(),
-    };
+    let site = Site::new(regs, bounds, log.reads(), stack.clone());
     let mut sites = SITES.lock();
     if NSITES.fetch_add(1, Ordering::Relaxed) >= MAX_SITES {
         return SiteRef::Walked(stack);

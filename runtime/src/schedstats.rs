@@ -18,7 +18,7 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use crate::clock::{calibrate_ticks, ticks, ticks_to_ns};
-use crate::g::{WaitReason, G};
+use crate::g::{WaitReason, WallAcc, G};
 
 /// Timing for the histograms (metrics).
 pub(crate) const TIMING_METRICS: u8 = 1;
@@ -65,7 +65,9 @@ pub(crate) fn stamp_spawn(g: &G) {
         g.t_park.store(0, Ordering::Relaxed);
         let t = ticks_out_of_line();
         g.t_ready.store(t, Ordering::Relaxed);
-        g.wall_mark.store(t, Ordering::Relaxed);
+        let mut a = g.wall_acc();
+        // A new goroutine: the wall-clock window measures it from now, with a fresh tally.
+        *a = WallAcc { mark: t, ..WallAcc::ZERO };
     }
 }
 

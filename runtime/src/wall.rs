@@ -7,34 +7,42 @@
 //!
 //! While a window is open the scheduler takes a timestamp at every transition (`schedstats`):
 //! when a goroutine switches out, when it is readied, when it starts running, and when it
-//! enters and leaves `blocking`. Each goroutine carries a mark (`G::wall_mark`): the tick up to
-//! which its time has been charged. A transition at `t` swaps the mark to `t` and charges the
-//! interval from the old mark, clipped to the window, to the state that interval was spent in:
+//! enters and leaves `blocking`. Each goroutine carries a tally (`G::wall_acc`, behind a flag of
+//! its own): a mark, the tick up to which its time has been measured, and the time measured
+//! but not yet charged. A transition at `t` moves the mark to `t` and adds the interval from
+//! the old mark, clipped to the window, to the state that interval was spent in:
 //!
-//! - switching out charges *running*, with the goroutine's labels (the profiler spreads running
-//!   time over the CPU samples of the window);
-//! - starting to run charges *waiting* (with the wait reason) up to the ready time and
-//!   *runnable* after it, to the park-site stack, walked just before the goroutine resumes,
-//!   while its stack is still frozen ([`park_stack_of`](crate::parksite), cached per site);
+//! - switching out adds *running* time (charged with the goroutine's labels; the profiler
+//!   spreads running time over the CPU samples of the window);
+//! - starting to run adds *waiting* (with the wait reason) up to the ready time and *runnable*
+//!   after it, for the park-site stack, walked just before the goroutine resumes, while its
+//!   stack is still frozen ([`park_stack_of`](crate::parksite), cached per site);
 //! - leaving `blocking` charges the call's time as *syscall*, to the stack where it entered;
-//! - changing labels charges the running time so far to the labels it ran under.
+//! - changing labels charges everything tallied under the old labels.
+//!
+//! The tally keeps waiting and runnable time for the last two (park site, reason) pairs, so a
+//! goroutine that parks at the same place again and again (a loop on a channel) adds two
+//! numbers per park and takes no lock: the tables are charged when a third site pushes one out,
+//! when the goroutine exits, when its labels change, and at the window's close. A park site that
+//! is not cached (the cache is full) is charged at once.
 //!
 //! A mark older than the window means no transition happened since the window opened, so the
-//! goroutine spent the window's start in the state it is leaving. Closing the window stamps its
-//! end, then visits every goroutine and charges the interval still open (parked through the
-//! whole window: the whole window) with a `fetch_max` of the mark to the end: a transition
-//! racing with the visit swaps the mark too, so each interval is charged once, by one of them.
+//! goroutine spent the window's start in the state it is leaving; a tally of an older window
+//! (its generation differs) was charged or is stale, and starts afresh. Closing the window
+//! stamps its end, then visits every goroutine, takes its tally, charges it and the interval
+//! still open (parked through the whole window: the whole window), and moves the mark to the
+//! end: a transition after that finds nothing left inside the window to add.
 //!
 //! Charges go to one of [`SHARDS`] tables (by P), each behind its own lock.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
 use crate::clock::{ticks, ticks_to_ns};
-use crate::g::{for_each_g, labels_from_ref, labels_into_ref, GRef, Labels, WaitReason, G};
+use crate::g::{for_each_g, labels_from_ref, labels_into_ref, GRef, Labels, WaitReason, WallAcc, WallSlot, G};
 use crate::parksite::{park_stack, park_stack_of, ParkStack, SiteRef};
 use crate::schedstats::{epoch, set_timing, TIMING, TIMING_WALL};
 use crate::traceback::capture;
@@ -194,16 +202,6 @@ unsafe fn charge_parts(shard: usize, labels: *const Labels, parts: &[(Option<&Si
     }
 }
 
-/// Charges `[from, to)`, clipped to the window, to `state`.
-///
-/// # Safety
-///
-/// As for [`charge_parts`].
-unsafe fn charge(shard: usize, stack: Option<&SiteRef>, labels: *const Labels, state: u8, from: u64, to: u64) {
-    // SAFETY: the caller's contract.
-    unsafe { charge_parts(shard, labels, &[(stack, state, clip(from, to))]) }
-}
-
 /// Takes one more reference to a slot's labels.
 ///
 /// # Safety
@@ -220,55 +218,145 @@ fn wait_state(reason: u8) -> u8 {
     ST_WAIT.saturating_add(reason)
 }
 
+/// The window's generation: a tally ([`WallAcc`]) of another generation is stale.
+static GEN: AtomicU32 = AtomicU32::new(0);
+
+/// Makes `a` a tally of the current window (dropping a stale one's sums, which were charged or
+/// belong to a window already closed), keyed by the labels slot pointer `labels`.
+#[inline]
+fn refresh(a: &mut WallAcc, labels: *const Labels) {
+    let gen = GEN.load(Ordering::Relaxed);
+    if a.gen != gen {
+        *a = WallAcc { gen, mark: a.mark, labels: labels as usize, ..WallAcc::ZERO };
+    }
+}
+
+/// Charges one slot of a tally (nothing if empty).
+///
+/// # Safety
+///
+/// As for [`charge_parts`].
+unsafe fn charge_slot(shard: usize, labels: *const Labels, sl: WallSlot) {
+    if sl.wait | sl.runnable == 0 {
+        return;
+    }
+    // SAFETY: slots hold only addresses of cached sites.
+    let site = (sl.site != 0).then(|| unsafe { SiteRef::from_cached_addr(sl.site) });
+    let s = site.as_ref();
+    // SAFETY: the caller's contract.
+    unsafe { charge_parts(shard, labels, &[(s, wait_state(sl.reason), sl.wait), (s, ST_RUNNABLE, sl.runnable)]) };
+}
+
+/// Charges everything `a` holds, with `labels`, and empties it.
+///
+/// # Safety
+///
+/// As for [`charge_parts`].
+unsafe fn flush(shard: usize, a: &mut WallAcc, labels: *const Labels) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        charge_parts(shard, labels, &[(None, ST_RUNNING, a.run)]);
+        charge_slot(shard, labels, a.slots[0]);
+        charge_slot(shard, labels, a.slots[1]);
+    }
+    a.run = 0;
+    a.slots = [WallSlot::ZERO; 2];
+}
+
+/// The labels to charge `a` with, given the labels slot's pointer now: `now` if the tally
+/// started under it (labels change only through [`relabel`], which charges first), else none
+/// (a change that raced with the window's opening; its old pointer may be freed).
+#[inline]
+fn tally_labels(a: &WallAcc, now: *const Labels) -> *const Labels {
+    if a.labels == now as usize {
+        now
+    } else {
+        std::ptr::null()
+    }
+}
+
+/// Adds waiting and runnable time at a cached site (or none: 0) to `a`'s slots; returns the
+/// slot pushed out, if it held anything.
+#[inline]
+fn tally(a: &mut WallAcc, site: usize, reason: u8, waited: u64, runnable: u64) -> Option<WallSlot> {
+    let [s0, s1] = &mut a.slots;
+    if s0.site == site && s0.reason == reason {
+        s0.wait += waited;
+        s0.runnable += runnable;
+        return None;
+    }
+    if s1.site == site && s1.reason == reason {
+        s1.wait += waited;
+        s1.runnable += runnable;
+        std::mem::swap(s0, s1);
+        return None;
+    }
+    let out = std::mem::replace(s1, *s0);
+    *s0 = WallSlot { site, reason, wait: waited, runnable };
+    (out.wait | out.runnable != 0).then_some(out)
+}
+
 /// `g` switches out at `t_out` (parks, yields, or exits if `exiting`): its running time since
-/// its mark, charged now if it exits, else with its next start.
+/// its mark goes to its tally, which is charged now if it exits.
 ///
 /// # Safety
 ///
 /// Called by the M that ran `g`, right after it switched out (so `g` cannot run meanwhile).
 #[inline]
 pub(crate) unsafe fn switch_out(shard: usize, g: &G, t_out: u64, exiting: bool) {
-    let from = g.wall_mark.swap(t_out, Ordering::Relaxed);
-    let d = clip(from, t_out);
+    let labels = g.labels.load(Ordering::Relaxed);
+    let mut a = g.wall_acc();
+    refresh(&mut a, labels);
+    let from = std::mem::replace(&mut a.mark, t_out);
+    a.run += clip(from, t_out);
     if exiting {
-        let pending = g.wall_run.swap(0, Ordering::Relaxed);
+        let l = tally_labels(&a, labels);
         // SAFETY: `g` is switched out and held by our M (contract): its labels slot is still.
-        unsafe { charge_parts(shard, g.labels.load(Ordering::Relaxed), &[(None, ST_RUNNING, d + pending)]) };
-    } else if d != 0 {
-        g.wall_run.fetch_add(d, Ordering::Relaxed);
+        unsafe { flush(shard, &mut a, l) };
     }
 }
 
-/// `g` starts running at `t_run`: its waiting and runnable time since its mark, charged to the
-/// stack it is about to resume on, and its running time before it switched out.
+/// `g` starts running at `t_run`: its waiting and runnable time since its mark goes to its
+/// tally, keyed by the stack it is about to resume on (charged at once if that stack is not
+/// cached).
 ///
 /// # Safety
 ///
 /// Called by the M about to resume `g`, before it does (its stack is frozen and its own).
 #[inline]
 pub(crate) unsafe fn run(shard: usize, g: &G, t_run: u64) {
-    let from = g.wall_mark.swap(t_run, Ordering::Relaxed);
-    let ran = g.wall_run.swap(0, Ordering::Relaxed);
     let labels = g.labels.load(Ordering::Relaxed);
+    let mut a = g.wall_acc();
+    refresh(&mut a, labels);
+    let from = std::mem::replace(&mut a.mark, t_run);
     if clip(from, t_run) == 0 {
-        // SAFETY: `g` is held still by our M, so its labels slot is too.
-        unsafe { charge_parts(shard, labels, &[(None, ST_RUNNING, ran)]) };
         return;
     }
+    let reason = g.wait_reason.load(Ordering::Relaxed);
+    let (waited, runnable) = split(reason, g.t_ready.load(Ordering::Relaxed), from, t_run);
     // SAFETY: the caller's M holds `g` switched out until it resumes it (contract).
     let stack = unsafe { park_stack_of(g) };
-    let reason = g.wait_reason.load(Ordering::Relaxed);
-    let t_ready = g.t_ready.load(Ordering::Relaxed);
-    let (waited, runnable) = split(reason, t_ready, from, t_run);
-    let s = stack.as_ref();
-    // SAFETY: `g` is held still by our M, so its labels slot is too.
-    unsafe {
-        charge_parts(
-            shard,
-            labels,
-            &[(None, ST_RUNNING, ran), (s, wait_state(reason), waited), (s, ST_RUNNABLE, runnable)],
-        )
+    if a.labels != labels as usize {
+        // Labels changed without `relabel` (racing with the window's opening): charge the tally
+        // without them (the old pointer may be freed) and start afresh.
+        // SAFETY: charging with no labels reads no slot.
+        unsafe { flush(shard, &mut a, std::ptr::null()) };
+        a.labels = labels as usize;
+    }
+    let site = match &stack {
+        Some(SiteRef::Walked(_)) => {
+            let s = stack.as_ref();
+            // SAFETY: `g` is held still by our M, so its labels slot is too.
+            unsafe { charge_parts(shard, labels, &[(s, wait_state(reason), waited), (s, ST_RUNNABLE, runnable)]) };
+            return;
+        }
+        Some(c) => c.cached_addr(),
+        None => 0,
     };
+    if let Some(out) = tally(&mut a, site, reason, waited, runnable) {
+        // SAFETY: as above.
+        unsafe { charge_slot(shard, labels, out) };
+    }
 }
 
 /// How a goroutine switched out since `from` and runnable at `to` spent the interval: waiting
@@ -283,23 +371,21 @@ fn split(reason: u8, t_ready: u64, from: u64, to: u64) -> (u64, u64) {
     }
 }
 
-/// The running goroutine `g`, the caller, charges its time since its mark up to now to
-/// `state` (and `stack`).
-fn charge_own(shard: usize, g: &G, stack: Option<&SiteRef>, state: u8) {
-    let t = ticks();
-    let from = g.wall_mark.swap(t, Ordering::Relaxed);
-    // SAFETY: `g` is the caller, running: only it changes its labels slot.
-    unsafe { charge(shard, stack, g.labels.load(Ordering::Relaxed), state, from, t) };
-}
-
-/// The running goroutine `g` enters `blocking`: charges its running time and returns where it
-/// stands, for [`syscall_exit`].
+/// The running goroutine `g` enters `blocking`: its running time goes to its tally; returns
+/// where it stands, for [`syscall_exit`].
 #[inline]
-pub(crate) fn syscall_enter(shard: usize, g: &G) -> Option<ParkStack> {
+pub(crate) fn syscall_enter(g: &G) -> Option<ParkStack> {
     if !on() {
         return None;
     }
-    charge_own(shard, g, None, ST_RUNNING);
+    let t = ticks();
+    {
+        let labels = g.labels.load(Ordering::Relaxed);
+        let mut a = g.wall_acc();
+        refresh(&mut a, labels);
+        let from = std::mem::replace(&mut a.mark, t);
+        a.run += clip(from, t);
+    }
     let mut buf = [0usize; MAX_DEPTH];
     let w = capture(0, &mut buf);
     Some(ParkStack::from(&buf[..w.len]))
@@ -307,25 +393,46 @@ pub(crate) fn syscall_enter(shard: usize, g: &G) -> Option<ParkStack> {
 
 /// The running goroutine `g` leaves `blocking`: charges the call's time to `stack`.
 #[inline]
-pub(crate) fn syscall_exit(shard: usize, g: &G, stack: Option<ParkStack>) {
-    if on() {
-        charge_own(shard, g, stack.map(SiteRef::Walked).as_ref(), ST_SYSCALL);
+pub(crate) fn syscall_exit(g: &G, stack: Option<ParkStack>) {
+    if !on() {
+        return;
     }
+    let t = ticks();
+    let labels = g.labels.load(Ordering::Relaxed);
+    let mut a = g.wall_acc();
+    refresh(&mut a, labels);
+    let from = std::mem::replace(&mut a.mark, t);
+    let s = stack.map(SiteRef::Walked);
+    // SAFETY: `g` is the caller, running: only it changes its labels slot.
+    unsafe { charge_parts(current_shard(), labels, &[(s.as_ref(), ST_SYSCALL, clip(from, t))]) };
 }
 
 /// The charge table of the calling thread: its P's, if it has one.
 #[inline]
-pub(crate) fn current_shard() -> usize {
+fn current_shard() -> usize {
     crate::m::current_m().and_then(|m| m.p.get()).map_or(0, |p| p.id)
 }
 
-/// The running goroutine `g` is about to change its labels: charges its running time so far
-/// to the labels it ran under.
+/// The running goroutine `g` changes its labels with `swap`: its time so far is charged with
+/// the labels it ran under, and its tally starts afresh under the new ones.
 #[inline]
-pub(crate) fn relabel(g: &G) {
-    if on() {
-        charge_own(current_shard(), g, None, ST_RUNNING);
+pub(crate) fn relabel<R>(g: &G, swap: impl FnOnce() -> R) -> R {
+    if !on() {
+        return swap();
     }
+    let t = ticks();
+    let labels = g.labels.load(Ordering::Relaxed);
+    // Held across the swap, so the window's close never sees new labels with an old tally.
+    let mut a = g.wall_acc();
+    refresh(&mut a, labels);
+    let from = std::mem::replace(&mut a.mark, t);
+    a.run += clip(from, t);
+    let l = tally_labels(&a, labels);
+    // SAFETY: `g` is the caller, running: only it changes its labels slot, after this.
+    unsafe { flush(current_shard(), &mut a, l) };
+    let r = swap();
+    a.labels = g.labels.load(Ordering::Relaxed) as usize;
+    r
 }
 
 /// Opens a window: from now on the scheduler accounts every goroutine's time.
@@ -334,6 +441,11 @@ pub fn start() -> Result<(), WallError> {
         return Err(WallError::InUse);
     }
     crate::clock::calibrate_ticks();
+    // Charges that raced with the last window's close belong to no window.
+    for t in &TABLES {
+        drop_table(t.lock().take());
+    }
+    GEN.fetch_add(1, Ordering::Relaxed);
     W1.store(u64::MAX, Ordering::Relaxed);
     W0.store(ticks(), Ordering::Relaxed);
     set_timing(TIMING_WALL, true);
@@ -376,40 +488,67 @@ pub fn stop(running: &[crate::running::RunningStack]) -> WallProfile {
     WallProfile { records, window_ns: ticks_to_ns(w1.saturating_sub(w0)) }
 }
 
-/// Charges what is still open for `g` at the window's end `w1`.
+/// Releases the label references a drained table's entries own.
+fn drop_table(t: Option<Table>) {
+    for e in t.into_iter().flat_map(|t| t.into_values()) {
+        // SAFETY: the entry owned this reference; it is released here.
+        drop(unsafe { labels_from_ref(e.labels) });
+    }
+}
+
+/// Charges what is still open for `g` at the window's end `w1`: its tally, and the interval
+/// since its mark.
 fn close(g: GRef, w1: u64, running: &[crate::running::RunningStack]) {
     if !g.is_goroutine() {
         return;
     }
     let st = g.status();
     if st == crate::g::RUNNING || st == crate::g::SYSCALL {
-        let from = g.0.wall_mark.fetch_max(w1, Ordering::Relaxed);
-        let ran = g.0.wall_run.swap(0, Ordering::Relaxed);
         // The labels of a goroutine running elsewhere cannot be read safely from here (it may
         // change them); its SIGURG answer carries them.
         let labels = running.iter().find(|r| r.id == g.id()).and_then(|r| r.labels.clone());
         let slot = labels_into_ref(labels);
-        let state = if st == crate::g::SYSCALL { ST_SYSCALL } else { ST_RUNNING };
-        // SAFETY: `slot` is our own reference, alive for the call.
-        unsafe { charge_parts(0, slot, &[(None, ST_RUNNING, ran), (None, state, clip(from, w1))]) };
+        {
+            let mut a = g.0.wall_acc();
+            refresh(&mut a, slot);
+            let from = a.mark;
+            a.mark = a.mark.max(w1);
+            let state = if st == crate::g::SYSCALL { ST_SYSCALL } else { ST_RUNNING };
+            // SAFETY: `slot` is our own reference, alive for the call.
+            unsafe {
+                charge_parts(0, slot, &[(None, state, clip(from, w1))]);
+                flush(0, &mut a, slot);
+            }
+        }
         // SAFETY: ours, made above.
         drop(unsafe { labels_from_ref(slot) });
         return;
     }
     g.with_parked(|p| {
-        let from = g.0.wall_mark.fetch_max(w1, Ordering::Relaxed);
-        let ran = g.0.wall_run.swap(0, Ordering::Relaxed);
         let labels = g.0.labels.load(Ordering::Relaxed);
+        let mut a = g.0.wall_acc();
+        refresh(&mut a, labels);
+        let from = a.mark;
+        a.mark = a.mark.max(w1);
         let reason = g.0.wait_reason.load(Ordering::Relaxed);
         let (waited, runnable) = match p.wait_reason() {
             // Still parked: waiting up to the end.
             Some(_) => (clip(from, w1), 0),
             None => split(reason, g.0.t_ready.load(Ordering::Relaxed), from, w1),
         };
-        let stack = (waited + runnable > 0).then(|| SiteRef::Walked(park_stack(p)));
-        let s = stack.as_ref();
-        let parts = [(None, ST_RUNNING, ran), (s, wait_state(reason), waited), (s, ST_RUNNABLE, runnable)];
+        let l = tally_labels(&a, labels);
         // SAFETY: the scan bit holds `g` still, so its labels slot is too.
-        unsafe { charge_parts(0, labels, &parts) };
+        unsafe { flush(0, &mut a, l) };
+        if waited + runnable > 0 {
+            let stack = SiteRef::Walked(park_stack(p));
+            // SAFETY: as above.
+            unsafe {
+                charge_parts(
+                    0,
+                    labels,
+                    &[(Some(&stack), wait_state(reason), waited), (Some(&stack), ST_RUNNABLE, runnable)],
+                )
+            };
+        }
     });
 }

@@ -178,14 +178,9 @@ pub struct G {
     pub(crate) t_park: AtomicU64,
     pub(crate) t_ready: AtomicU64,
     pub(crate) t_run: AtomicU64,
-    /// The wall-clock profile's accounting mark: the tick up to which this G's time has been
-    /// charged (swapped by every transition while the profile runs and by its final scan, so
-    /// each interval is charged exactly once).
-    pub(crate) wall_mark: AtomicU64,
-    /// Running time (ticks, clipped to the window) not yet charged: switching out adds to it
-    /// and the next start (or the window's close) charges it, under the same lock as the wait
-    /// it is charged with. Swapped to 0 by whoever charges it.
-    pub(crate) wall_run: AtomicU64,
+    /// The wall-clock profile's per-goroutine accumulator ([`WallAcc`]), behind `wall_busy`.
+    pub(crate) wall_busy: AtomicBool,
+    pub(crate) wall_acc: UnsafeCell<WallAcc>,
     /// The wall-clock profile's stack for this G while it is switched out: a
     /// `parksite::SiteRef` as a word, 0 if none. Written by the M switching it out.
     pub(crate) wall_site: AtomicUsize,
@@ -197,6 +192,82 @@ pub struct G {
 unsafe impl Sync for G {}
 // SAFETY: as above; a G is a `'static` descriptor moved between threads only as a reference.
 unsafe impl Send for G {}
+
+/// What the wall-clock profile has measured for one goroutine and not yet charged to its
+/// tables: the goroutine's own tally, so that a transition that repeats the last one (same park
+/// site, wait reason and labels, as in a tight loop) adds two numbers instead of taking a table
+/// lock. `wall.rs` owns the meaning; the G only holds it, behind [`G::wall_acc`].
+#[derive(Clone, Copy)]
+pub(crate) struct WallAcc {
+    /// The window this tally belongs to (a tally of another window is stale and dropped).
+    pub(crate) gen: u32,
+    /// The tick up to which this G's time has been measured.
+    pub(crate) mark: u64,
+    /// Running ticks, charged with the labels.
+    pub(crate) run: u64,
+    /// Waiting and runnable ticks by park site: the last two (site, reason) pairs the G waited
+    /// at (a loop often parks at two places, such as a receive and a send), most recent first.
+    pub(crate) slots: [WallSlot; 2],
+    /// The labels slot's pointer when the tally started: an identity only, never dereferenced.
+    pub(crate) labels: usize,
+}
+
+/// Waiting and runnable ticks at one park site: `site` is a cached park site's address (0: no
+/// stack), `reason` the wait reason.
+#[derive(Clone, Copy)]
+pub(crate) struct WallSlot {
+    pub(crate) site: usize,
+    pub(crate) reason: u8,
+    pub(crate) wait: u64,
+    pub(crate) runnable: u64,
+}
+
+impl WallSlot {
+    pub(crate) const ZERO: WallSlot = WallSlot { site: 0, reason: 0, wait: 0, runnable: 0 };
+}
+
+impl WallAcc {
+    pub(crate) const ZERO: WallAcc = WallAcc { gen: 0, mark: 0, run: 0, slots: [WallSlot::ZERO; 2], labels: 0 };
+}
+
+/// Exclusive access to a G's [`WallAcc`]; released on drop.
+pub(crate) struct WallAccGuard<'a>(&'a G);
+
+impl G {
+    /// Takes the G's wall-clock tally. Its users are the M switching the G out or in, the G
+    /// itself (labels, `blocking`) and the window's close on another thread; each holds it for
+    /// a few dozen instructions (or one stack walk), so a rare contender spins.
+    #[inline]
+    pub(crate) fn wall_acc(&self) -> WallAccGuard<'_> {
+        // Acquire: pairs with the guard's Release drop, so the previous holder's writes are seen.
+        while self.wall_busy.swap(true, Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        WallAccGuard(self)
+    }
+}
+
+impl std::ops::Deref for WallAccGuard<'_> {
+    type Target = WallAcc;
+    fn deref(&self) -> &WallAcc {
+        // SAFETY: the guard holds `wall_busy`, which every access to `wall_acc` takes.
+        unsafe { &*self.0.wall_acc.get() }
+    }
+}
+
+impl std::ops::DerefMut for WallAccGuard<'_> {
+    fn deref_mut(&mut self) -> &mut WallAcc {
+        // SAFETY: as for `deref`; the guard is borrowed mutably, so this is the only reference.
+        unsafe { &mut *self.0.wall_acc.get() }
+    }
+}
+
+impl Drop for WallAccGuard<'_> {
+    fn drop(&mut self) {
+        // Release: pairs with the next holder's Acquire swap.
+        self.0.wall_busy.store(false, Ordering::Release);
+    }
+}
 
 impl G {
     pub(crate) fn new(kind: GKind) -> G {
@@ -221,8 +292,8 @@ impl G {
             t_park: AtomicU64::new(0),
             t_ready: AtomicU64::new(0),
             t_run: AtomicU64::new(0),
-            wall_mark: AtomicU64::new(0),
-            wall_run: AtomicU64::new(0),
+            wall_busy: AtomicBool::new(false),
+            wall_acc: UnsafeCell::new(WallAcc::ZERO),
             wall_site: AtomicUsize::new(0),
             thread: UnsafeCell::new(None),
             exec: UnsafeCell::new(GExec::default()),

@@ -50,7 +50,7 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
         g.0.preempt.store(false, Ordering::Relaxed);
         let tm = TIMING.load(Ordering::Relaxed);
         if tm != 0 {
-            timed_start(p, g, tm);
+            timed_start(m, p, g, tm);
         }
         crate::cpuprof::on_execute(m);
         // SAFETY: the G is RUNNING and owned by this M (state table in g.rs).
@@ -80,7 +80,7 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
         }
         let tm = TIMING.load(Ordering::Relaxed);
         if tm != 0 {
-            timed_switch_out(pnow, g, tm, &r);
+            timed_switch_out(m, pnow, g, tm, &r);
         }
         match r {
             CoroutineResult::Return(()) => {
@@ -147,8 +147,11 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
 /// `g` starts running with scheduler timing on: stamps it, records its latency and park, and
 /// charges the wall-clock window. Out of line, so that timing off costs `execute` one load.
 #[inline(never)]
-fn timed_start(p: &'static P, g: GRef, tm: u8) {
-    let t = ticks();
+fn timed_start(m: &'static M, p: &'static P, g: GRef, tm: u8) {
+    let t = match m.t_out.replace(0) {
+        0 => ticks(),
+        t => t,
+    };
     g.0.t_run.store(t, Ordering::Relaxed);
     if tm & TIMING_METRICS != 0 {
         let (t_park, t_ready) = (g.0.t_park.load(Ordering::Relaxed), g.0.t_ready.load(Ordering::Relaxed));
@@ -163,8 +166,9 @@ fn timed_start(p: &'static P, g: GRef, tm: u8) {
 /// `g` switched out with scheduler timing on: stamps it (parked, or runnable again after a
 /// yield) and charges the wall-clock window.
 #[inline(never)]
-fn timed_switch_out(p: Option<&'static P>, g: GRef, tm: u8, r: &CoroutineResult<Yield, ()>) {
+fn timed_switch_out(m: &'static M, p: Option<&'static P>, g: GRef, tm: u8, r: &CoroutineResult<Yield, ()>) {
     let t_out = ticks();
+    m.t_out.set(t_out);
     match r {
         CoroutineResult::Yield(Yield::Park(_)) => g.0.t_park.store(t_out, Ordering::Relaxed),
         CoroutineResult::Yield(_) => {

@@ -32,10 +32,14 @@ pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P)
     let mut linger = 0u32;
     loop {
         if p.timer0.load(Ordering::Relaxed) != u64::MAX {
+            m.t_out.set(0);
             run_timers(p, nanotime());
         }
         // Fairness: every 61st schedule, look at the global queue first.
         if p.schedtick.load(Ordering::Relaxed).is_multiple_of(61) {
+            // Other Ms fill the global queue: what is found there may have been readied after
+            // the last switch-out.
+            m.t_out.set(0);
             if let Some(g) = global_get(s, p) {
                 return Some(g);
             }
@@ -44,6 +48,8 @@ pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P)
         if let Some(g) = unsafe { p.runqget() } {
             return Some(g);
         }
+        // Past the fast path: the last switch-out's tick no longer stands for now.
+        m.t_out.set(0);
         if let Some(g) = global_get(s, p) {
             return Some(g);
         }

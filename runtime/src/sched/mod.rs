@@ -61,6 +61,7 @@ pub(crate) fn mstart(s: &'static Sched, m: &'static M) -> ! {
         if !lg.is_null() {
             // SAFETY: lockedg holds a pointer made from a GRef by lock_os_thread.
             let g = unsafe { GRef::from_ptr(lg) };
+            m.t_out.set(0);
             stoplockedm(s, m);
             execute(s, m, g);
             continue;
@@ -68,6 +69,7 @@ pub(crate) fn mstart(s: &'static Sched, m: &'static M) -> ! {
         let p = match m.p.get() {
             Some(p) => p,
             None => {
+                m.t_out.set(0);
                 stopm(s, m);
                 continue;
             }
