@@ -139,6 +139,7 @@ impl Site {
     /// # Safety
     ///
     /// `bounds` is mapped, readable memory holding the frozen stack `regs` were taken on.
+    #[inline(always)]
     unsafe fn matches(&self, regs: Regs, bounds: (usize, usize)) -> bool {
         let (lo, hi) = bounds;
         if regs.pc != self.pc
@@ -227,6 +228,7 @@ impl SiteRef {
 ///
 /// `bounds` is mapped, readable memory holding the goroutine's stack, frozen for the call, and
 /// `regs` were recorded on it where it switched out.
+#[inline]
 unsafe fn lookup(regs: Regs, bounds: (usize, usize), g: &G) -> SiteRef {
     let (lo, hi) = bounds;
     if hi == 0 || regs.sp < lo || regs.sp >= hi {
@@ -241,6 +243,18 @@ unsafe fn lookup(regs: Regs, bounds: (usize, usize), g: &G) -> SiteRef {
             return SiteRef::Cached(site);
         }
     }
+    // SAFETY: the caller's contract.
+    unsafe { lookup_shared(regs, bounds, g) }
+}
+
+/// [`lookup`] past the goroutine's own site: the shared cache, or a walk.
+///
+/// # Safety
+///
+/// As for [`lookup`].
+#[inline(never)]
+unsafe fn lookup_shared(regs: Regs, bounds: (usize, usize), g: &G) -> SiteRef {
+    let hi = bounds.1;
     let key = (regs.pc, hi - regs.sp);
     {
         let sites = SITES.lock();

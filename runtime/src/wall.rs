@@ -12,11 +12,13 @@
 //! but not yet charged. A transition at `t` moves the mark to `t` and adds the interval from
 //! the old mark, clipped to the window, to the state that interval was spent in:
 //!
-//! - switching out adds *running* time (charged with the goroutine's labels; the profiler
-//!   spreads running time over the CPU samples of the window);
-//! - starting to run adds *waiting* (with the wait reason) up to the ready time and *runnable*
-//!   after it, for the park-site stack, walked just before the goroutine resumes, while its
-//!   stack is still frozen ([`park_stack_of`](crate::parksite), cached per site);
+//! - starting to run adds *running* time up to the goroutine's last switch-out (its stamp,
+//!   `G::t_out`: switching out records nothing else), charged with the goroutine's labels (the
+//!   profiler spreads running time over the CPU samples of the window); then *waiting* (with the
+//!   wait reason) up to the ready time and *runnable* after it, for the park-site stack, walked
+//!   just before the goroutine resumes, while its stack is still frozen
+//!   ([`park_stack_of`](crate::parksite), cached per site);
+//! - finishing adds the running time since the last start, and charges the tally;
 //! - leaving `blocking` charges the call's time as *syscall*, to the stack where it entered;
 //! - changing labels charges everything tallied under the old labels.
 //!
@@ -296,29 +298,39 @@ fn tally(a: &mut WallAcc, site: usize, reason: u8, waited: u64, runnable: u64) -
     (out.wait | out.runnable != 0).then_some(out)
 }
 
-/// `g` switches out at `t_out` (parks, yields, or exits if `exiting`): its running time since
-/// its mark goes to its tally, which is charged now if it exits.
+/// `g` finished at `t_out`: its running time since its mark, and its tally, are charged.
 ///
 /// # Safety
 ///
-/// Called by the M that ran `g`, right after it switched out (so `g` cannot run meanwhile).
-#[inline]
-pub(crate) unsafe fn switch_out(shard: usize, g: &G, t_out: u64, exiting: bool) {
+/// Called by the M that ran `g`, right after it finished (so its labels slot is still).
+pub(crate) unsafe fn exit(shard: usize, g: &G, t_out: u64) {
     let labels = g.labels.load(Ordering::Relaxed);
     let mut a = g.wall_acc();
     refresh(&mut a, labels);
     let from = std::mem::replace(&mut a.mark, t_out);
     a.run += clip(from, t_out);
-    if exiting {
-        let l = tally_labels(&a, labels);
-        // SAFETY: `g` is switched out and held by our M (contract): its labels slot is still.
-        unsafe { flush(shard, &mut a, l) };
+    let l = tally_labels(&a, labels);
+    // SAFETY: the caller's contract.
+    unsafe { flush(shard, &mut a, l) };
+}
+
+/// Where the interval `[from, to)` of a goroutine switched out at its stamp `t_out` turns from
+/// running to switched out. A stamp outside the interval is older than the mark (taken before
+/// timing was on, or before the window's close moved the mark): the goroutine was switched out
+/// all along.
+#[inline]
+fn out_point(t_out: u64, from: u64, to: u64) -> u64 {
+    if t_out >= from && t_out <= to {
+        t_out
+    } else {
+        from
     }
 }
 
-/// `g` starts running at `t_run`: its waiting and runnable time since its mark goes to its
-/// tally, keyed by the stack it is about to resume on (charged at once if that stack is not
-/// cached).
+/// `g` starts running at `t_run`: its time since its mark goes to its tally: running up to its
+/// last switch-out (`G::t_out`), then waiting and runnable, keyed by the stack it is about to
+/// resume on (charged at once if that stack is not cached). Switching out itself records
+/// nothing but the stamp.
 ///
 /// # Safety
 ///
@@ -332,8 +344,13 @@ pub(crate) unsafe fn run(shard: usize, g: &G, t_run: u64) {
     if clip(from, t_run) == 0 {
         return;
     }
+    let out = out_point(g.t_out.load(Ordering::Relaxed), from, t_run);
+    a.run += clip(from, out);
     let reason = g.wait_reason.load(Ordering::Relaxed);
-    let (waited, runnable) = split(reason, g.t_ready.load(Ordering::Relaxed), from, t_run);
+    let (waited, runnable) = split(reason, g.t_ready.load(Ordering::Relaxed), out, t_run);
+    if waited | runnable == 0 {
+        return;
+    }
     // SAFETY: the caller's M holds `g` switched out until it resumes it (contract).
     let stack = unsafe { park_stack_of(g) };
     if a.labels != labels as usize {
@@ -530,11 +547,13 @@ fn close(g: GRef, w1: u64, running: &[crate::running::RunningStack]) {
         refresh(&mut a, labels);
         let from = a.mark;
         a.mark = a.mark.max(w1);
+        let out = out_point(g.0.t_out.load(Ordering::Relaxed), from, w1);
+        a.run += clip(from, out);
         let reason = g.0.wait_reason.load(Ordering::Relaxed);
         let (waited, runnable) = match p.wait_reason() {
             // Still parked: waiting up to the end.
-            Some(_) => (clip(from, w1), 0),
-            None => split(reason, g.0.t_ready.load(Ordering::Relaxed), from, w1),
+            Some(_) => (clip(out, w1), 0),
+            None => split(reason, g.0.t_ready.load(Ordering::Relaxed), out, w1),
         };
         let l = tally_labels(&a, labels);
         // SAFETY: the scan bit holds `g` still, so its labels slot is too.

@@ -178,6 +178,8 @@ pub struct G {
     pub(crate) t_park: AtomicU64,
     pub(crate) t_ready: AtomicU64,
     pub(crate) t_run: AtomicU64,
+    /// When it last switched out, for whatever reason.
+    pub(crate) t_out: AtomicU64,
     /// The wall-clock profile's per-goroutine accumulator ([`WallAcc`]), behind `wall_busy`.
     pub(crate) wall_busy: AtomicBool,
     pub(crate) wall_acc: UnsafeCell<WallAcc>,
@@ -292,6 +294,7 @@ impl G {
             t_park: AtomicU64::new(0),
             t_ready: AtomicU64::new(0),
             t_run: AtomicU64::new(0),
+            t_out: AtomicU64::new(0),
             wall_busy: AtomicBool::new(false),
             wall_acc: UnsafeCell::new(WallAcc::ZERO),
             wall_site: AtomicUsize::new(0),

@@ -169,6 +169,7 @@ fn timed_start(m: &'static M, p: &'static P, g: GRef, tm: u8) {
 fn timed_switch_out(m: &'static M, p: Option<&'static P>, g: GRef, tm: u8, r: &CoroutineResult<Yield, ()>) {
     let t_out = ticks();
     m.t_out.set(t_out);
+    g.0.t_out.store(t_out, Ordering::Relaxed);
     match r {
         CoroutineResult::Yield(Yield::Park(_)) => g.0.t_park.store(t_out, Ordering::Relaxed),
         CoroutineResult::Yield(_) => {
@@ -177,10 +178,9 @@ fn timed_switch_out(m: &'static M, p: Option<&'static P>, g: GRef, tm: u8, r: &C
         }
         CoroutineResult::Return(()) => {}
     }
-    if tm & TIMING_WALL != 0 {
-        let exiting = matches!(r, CoroutineResult::Return(()));
-        // SAFETY: `g` just switched out to this M, which holds it.
-        unsafe { wall::switch_out(p.map_or(0, |p| p.id), g.0, t_out, exiting) };
+    if tm & TIMING_WALL != 0 && matches!(r, CoroutineResult::Return(())) {
+        // SAFETY: `g` just finished on this M, which holds it.
+        unsafe { wall::exit(p.map_or(0, |p| p.id), g.0, t_out) };
     }
 }
 
