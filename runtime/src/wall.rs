@@ -530,12 +530,28 @@ fn close(g: GRef, w1: u64, running: &[crate::running::RunningStack]) {
             refresh(&mut a, slot);
             let from = a.mark;
             a.mark = a.mark.max(w1);
-            let state = if st == crate::g::SYSCALL { ST_SYSCALL } else { ST_RUNNING };
-            // SAFETY: `slot` is our own reference, alive for the call.
-            unsafe {
-                charge_parts(0, slot, &[(None, state, clip(from, w1))]);
-                flush(0, &mut a, slot);
+            if st == crate::g::SYSCALL {
+                // `blocking` moved the mark when it entered.
+                // SAFETY: `slot` is our own reference, alive for the call.
+                unsafe { charge_parts(0, slot, &[(None, ST_SYSCALL, clip(from, w1))]) };
+            } else {
+                // If it switched out since its last start, its M has started it again but not
+                // yet charged the gap (the mark would be past the switch-out): the gap is
+                // waiting and runnable, at the site it last waited at if the reason matches
+                // (its stack may be running again: it cannot be walked).
+                let out = out_point(g.0.t_out.load(Ordering::Relaxed), from, w1);
+                let resumed = out_point(g.0.t_run.load(Ordering::Relaxed), out, w1);
+                a.run += clip(from, out) + clip(resumed, w1);
+                let reason = g.0.wait_reason.load(Ordering::Relaxed);
+                let (waited, runnable) = split(reason, g.0.t_ready.load(Ordering::Relaxed), out, resumed);
+                let site = if a.slots[0].reason == reason { a.slots[0].site } else { 0 };
+                if let Some(sl) = tally(&mut a, site, reason, waited, runnable) {
+                    // SAFETY: as above.
+                    unsafe { charge_slot(0, slot, sl) };
+                }
             }
+            // SAFETY: as above.
+            unsafe { flush(0, &mut a, slot) };
         }
         // SAFETY: ours, made above.
         drop(unsafe { labels_from_ref(slot) });
