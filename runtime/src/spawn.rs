@@ -5,10 +5,13 @@
 //! "Why running code on a goroutine is `unsafe`".
 
 use std::cell::UnsafeCell;
+use std::future::Future;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use crate::g::{self, GRef, Runnable, WaitReason};
 use crate::globrunq::global;
@@ -43,8 +46,9 @@ impl<T> Packet<T> {
 
     fn take(&self) -> std::thread::Result<T> {
         debug_assert!(self.done.is_done());
-        // SAFETY: called after `done` was observed (Acquire); the writer is finished.
-        unsafe { (*self.result.get()).take().expect("join result taken once") }
+        // SAFETY: called after `done` was observed (Acquire); the writer is finished; the one
+        // handle that reads (by `join` or a poll, both through `&mut`/ownership) is the caller.
+        unsafe { (*self.result.get()).take().expect("gort: join result taken twice (polled after it resolved?)") }
     }
 }
 
@@ -89,6 +93,12 @@ impl<T: Send, F: FnOnce() -> T + Send> HasPacket<T> for Task<T, F> {
 
 /// An owned permission to join a goroutine (wait for it to finish and take its result).
 /// Dropping it detaches the goroutine, as with `std::thread::JoinHandle`.
+///
+/// It is also a [`Future`] for async code (a Tokio task awaiting a goroutine): it resolves to
+/// what [`join`](JoinHandle::join) returns, `Err(payload)` if the goroutine panicked. The
+/// goroutine's exit wakes the task that polled last; no thread waits. Dropping the handle before
+/// it resolves detaches the goroutine and drops the stored waker. Polling it again after it
+/// resolved panics, and so does `join` after it resolved.
 pub struct JoinHandle<T> {
     task: Arc<dyn HasPacket<T>>,
     id: u64,
@@ -111,6 +121,26 @@ impl<T> JoinHandle<T> {
     /// Whether the goroutine has finished.
     pub fn is_finished(&self) -> bool {
         self.task.packet().done.is_done()
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = std::thread::Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let p = self.task.packet();
+        if p.done.poll_done(cx.waker()) {
+            Poll::Ready(p.take())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        // A waker stored by a poll keeps its task alive; let it go with the handle.
+        self.task.packet().done.unregister();
     }
 }
 

@@ -7,6 +7,8 @@
 //! |-------------|-------------------------------------------------|
 //! | `EMPTY`     | not done, nobody parked                         |
 //! | `DONE`      | [`complete`](WaitSlot::complete) has run        |
+//! | `WAKER`     | not done; an async task's `Waker` is in `waker` |
+//! | `LOCKED`    | not done; the poller is writing `waker`         |
 //! | a G pointer | that G is parked on the slot                    |
 //!
 //! # Invariants
@@ -24,23 +26,39 @@
 //!    `--cfg gort_loom` each half also has a `SeqCst` fence between the two (`dekker_fence`),
 //!    because loom models `SeqCst` accesses as `AcqRel` only.
 //!
+//! 5. **`waker` has one owner at a time.** The poller ([`poll_done`](WaitSlot::poll_done),
+//!    [`unregister`](WaitSlot::unregister)) owns it from its CAS to `LOCKED` until its CAS out of
+//!    `LOCKED`; `complete` owns it after swapping `WAKER` for `DONE`, and leaves it alone when it
+//!    swaps out `LOCKED` (the poller then finds `DONE`, and takes its waker back itself). Nobody
+//!    else touches it. A goroutine exit so costs no more than before: the swap it always did,
+//!    and one more compare on its result.
+//!
 //! The loom models at the bottom (`--cfg gort_loom`) check 2 and 4 and that the waiter always
 //! wakes; 1 and 3 are about lifetimes, which loom does not see. For 4 they check the pair as the
 //! fences make it: weakening one of the `SeqCst` accesses to `AcqRel` would still pass.
 
+use std::cell::UnsafeCell;
+use std::task::Waker;
+
 use crate::loom::{dekker_fence, in_goroutine, park, ready, AtomicBool, AtomicUsize, GRef, Ordering, WaitReason, G};
 
-/// A one-shot event with room for one parked waiter (module docs). The waiter's commit and the
-/// completer act on the same word, so exactly one of them sees the other.
-pub(crate) struct WaitSlot(AtomicUsize);
+/// A one-shot event with room for one parked waiter or one task's waker (module docs). The
+/// waiter's commit and the completer act on the same word, so exactly one of them sees the other.
+pub(crate) struct WaitSlot(AtomicUsize, UnsafeCell<Option<Waker>>);
+
+// SAFETY: the cell is handed between threads by the word's protocol (invariant 5), with
+// Release/Acquire on the word at each hand-over; `Waker` is Send + Sync.
+unsafe impl Sync for WaitSlot {}
 
 const SLOT_EMPTY: usize = 0;
 const SLOT_DONE: usize = 1;
+const SLOT_WAKER: usize = 2;
+const SLOT_LOCKED: usize = 3;
 
 impl WaitSlot {
     crate::loom::const_fn! {
         pub(crate) fn new() -> WaitSlot {
-            WaitSlot(AtomicUsize::new(SLOT_EMPTY))
+            WaitSlot(AtomicUsize::new(SLOT_EMPTY), UnsafeCell::new(None))
         }
     }
 
@@ -122,8 +140,61 @@ impl WaitSlot {
 
     /// Parks until done.
     pub(crate) fn wait(&self, reason: WaitReason) {
+        // A waker left by an earlier poll would make `wait_once`'s commit fail forever.
+        self.unregister();
         while !self.is_done() {
             self.wait_once(reason);
+        }
+    }
+
+    /// For a future: true if done; otherwise stores `waker` (replacing an earlier one unless it
+    /// wakes the same task) for [`complete`](Self::complete) to wake, and returns false. One
+    /// poller at a time (the owner of the `JoinHandle`), never while a G is parked here.
+    pub(crate) fn poll_done(&self, waker: &Waker) -> bool {
+        // Acquire: pairs with complete's AcqRel swap, like `is_done`.
+        let mut cur = self.0.load(Ordering::Acquire);
+        loop {
+            match cur {
+                SLOT_DONE => return true,
+                SLOT_EMPTY | SLOT_WAKER => {}
+                _ => panic!("gort: a join handle polled while joined elsewhere"),
+            }
+            // Acquire: the cell as the last owner (a previous poll) left it.
+            match self.0.compare_exchange(cur, SLOT_LOCKED, Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        // SAFETY: we hold LOCKED: the cell is ours (invariant 5).
+        let cell = unsafe { &mut *self.1.get() };
+        let old = match cell {
+            Some(w) if w.will_wake(waker) => None,
+            _ => cell.replace(waker.clone()),
+        };
+        // Release: publishes the waker to complete's swap (its Acquire half).
+        let done = self.0.compare_exchange(SLOT_LOCKED, SLOT_WAKER, Ordering::Release, Ordering::Acquire).is_err();
+        if done {
+            // `complete` swapped LOCKED for DONE and left the cell to us: take our waker back.
+            cell.take();
+        }
+        drop(old);
+        done
+    }
+
+    /// Drops a waker stored by [`poll_done`](Self::poll_done), if any (a future given up).
+    pub(crate) fn unregister(&self) {
+        // Relaxed: a plain look; the CAS below is what takes the cell.
+        if self.0.load(Ordering::Relaxed) != SLOT_WAKER {
+            return;
+        }
+        // Acquire: pairs with poll_done's Release (the waker written there).
+        if self.0.compare_exchange(SLOT_WAKER, SLOT_LOCKED, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            // SAFETY: we hold LOCKED: the cell is ours (invariant 5).
+            let w = unsafe { (*self.1.get()).take() };
+            // Relaxed: nothing to publish (the cell is empty); fails only to DONE, which
+            // `complete` left as it is.
+            let _ = self.0.compare_exchange(SLOT_LOCKED, SLOT_EMPTY, Ordering::Relaxed, Ordering::Relaxed);
+            drop(w);
         }
     }
 
@@ -133,11 +204,17 @@ impl WaitSlot {
         // AcqRel: Release publishes what the completer wrote (a join result); Acquire pairs with
         // the waiter's publishing CAS.
         let w = self.0.swap(SLOT_DONE, Ordering::AcqRel);
-        if w > SLOT_DONE {
+        if w > SLOT_LOCKED {
             // SAFETY: only `wait_once`'s commit stores a G pointer in the word, publishing its
             // own parked G; our swap took it out, and every other taker swaps or CASes the same
             // word, so this is the one `ready` for that park.
             unsafe { ready(GRef::from_ptr(w as *const G)) };
+        } else if w == SLOT_WAKER {
+            // SAFETY: we swapped WAKER out: the cell is ours (invariant 5); the swap's Acquire
+            // saw the poller's write.
+            if let Some(waker) = unsafe { (*self.1.get()).take() } {
+                waker.wake();
+            }
         }
     }
 }

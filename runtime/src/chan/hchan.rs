@@ -7,10 +7,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::error::{RecvTimeoutError, SendTimeoutError};
-use super::queue::{Core, Node, Waiter, TIMED_OUT};
-use crate::g::{GRef, WaitReason};
+use super::queue::{Core, Node, Waiter, Wakee, TIMED_OUT};
+use crate::g::WaitReason;
 use crate::mprof;
-use crate::park::{park, ready};
+use crate::park::park;
 
 /// The shared channel (Go's `hchan`).
 pub(crate) struct Chan<T> {
@@ -36,8 +36,8 @@ unsafe impl<T: Send> Send for Chan<T> {}
 
 /// Outcome of a locked receive attempt.
 pub(crate) enum Recv<T> {
-    /// A value, and the sender to ready (if one was waiting).
-    Value(T, Option<GRef>),
+    /// A value, and the sender to wake (if one was waiting).
+    Value(T, Option<Wakee>),
     /// Closed and drained.
     Closed,
     /// Nothing yet.
@@ -68,17 +68,17 @@ impl<T> Chan<T> {
     /// # Safety
     /// The channel lock is held.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn buf(&self) -> &mut VecDeque<T> {
+    pub(crate) unsafe fn buf(&self) -> &mut VecDeque<T> {
         // SAFETY: guarded by the lock the caller holds.
         unsafe { &mut *self.buf.get() }
     }
 
-    /// Tries to send now; on success returns the receiver to ready. `Err(v)`: would block.
+    /// Tries to send now; on success returns the receiver to wake. `Err(v)`: would block.
     ///
     /// # Safety
     /// The channel lock is held and the channel is open.
     #[inline]
-    pub(crate) unsafe fn send_locked(&self, v: T) -> Result<Option<GRef>, T> {
+    pub(crate) unsafe fn send_locked(&self, v: T) -> Result<Option<Wakee>, T> {
         // SAFETY: lock held (caller).
         let st = unsafe { self.core.state() };
         // SAFETY: lock held.
@@ -88,8 +88,8 @@ impl<T> Chan<T> {
             // SAFETY: we claimed the waiter and it is parked: the slot is ours.
             unsafe { n.put(v) };
             n.hdr.success.set(true);
-            // SAFETY: waiter valid until we ready it (queue invariant 5).
-            return Ok(Some(unsafe { (*n.hdr.waiter.get()).g }));
+            // SAFETY: lock held, claimed just now.
+            return Ok(Some(unsafe { n.hdr.wakee() }));
         }
         // SAFETY: lock held.
         let buf = unsafe { self.buf() };
@@ -115,14 +115,16 @@ impl<T> Chan<T> {
             // SAFETY: claimed and parked: the slot is ours.
             let sv = unsafe { n.take() }.expect("gort: queued sender without a value");
             n.hdr.success.set(true);
-            // SAFETY: waiter valid until we ready it.
-            let g = unsafe { (*n.hdr.waiter.get()).g };
-            if self.cap == 0 {
+            // SAFETY: lock held, claimed just now.
+            let g = unsafe { n.hdr.wakee() };
+            // SAFETY: lock held.
+            let buf = unsafe { self.buf() };
+            // An unbuffered channel's buffer holds only values given back by dropped async
+            // receivers (see `future.rs`); they were sent first, so they go first.
+            if self.cap == 0 && buf.is_empty() {
                 return Recv::Value(sv, Some(g));
             }
             // Full buffer: take the head, the sender's value goes to the tail.
-            // SAFETY: lock held.
-            let buf = unsafe { self.buf() };
             let v = buf.pop_front().expect("gort: sender waiting on a non-full buffer");
             buf.push_back(sv);
             return Recv::Value(v, Some(g));
@@ -172,11 +174,11 @@ impl<T> Chan<T> {
         }
         // SAFETY: taken above.
         unsafe { self.core.lock.unlock() };
-        for g in wake {
+        for w in wake {
             // SAFETY: each waiter was claimed (and its node unlinked) by `claim_all_failed`
             // above: queue invariant 3 makes us its one claimer, and invariant 4 says its
-            // goroutine committed its park: this is the one `ready` for that park.
-            unsafe { ready(g) };
+            // goroutine committed its park: this is the one wake-up for that wait.
+            unsafe { w.wake() };
         }
         true
     }
@@ -218,8 +220,8 @@ impl<T> Chan<T> {
                 if let Some(g) = g {
                     // SAFETY: `send_locked` claimed this receiver from the recvq: queue
                     // invariant 3 makes us its one claimer, and invariant 4 says it committed its
-                    // park: this is the one `ready` for that park.
-                    unsafe { ready(g) };
+                    // park: this is the one wake-up for that wait.
+                    unsafe { g.wake() };
                 }
                 return Ok(());
             }
@@ -275,8 +277,8 @@ impl<T> Chan<T> {
                 if let Some(g) = g {
                     // SAFETY: `recv_locked` claimed this sender from the sendq: queue invariant 3
                     // makes us its one claimer, and invariant 4 says it committed its park: this
-                    // is the one `ready` for that park.
-                    unsafe { ready(g) };
+                    // is the one wake-up for that wait.
+                    unsafe { g.wake() };
                 }
                 return Ok(v);
             }
@@ -382,8 +384,8 @@ impl<T> Chan<T> {
             if let Some(g) = g {
                 // SAFETY: `recv_locked`/`send_locked` claimed this peer from its queue: queue
                 // invariant 3 makes us its one claimer, and invariant 4 says it committed its
-                // park: this is the one `ready` for that park.
-                unsafe { ready(g) };
+                // park: this is the one wake-up for that wait.
+                unsafe { g.wake() };
             }
             Some(ok)
         } else if w.verdict() == TIMED_OUT {

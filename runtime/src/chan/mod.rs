@@ -56,12 +56,19 @@
 //!   `select!` that both sends to and receives from this channel (its own two nodes cannot
 //!   match each other: nobody matches while it is parked but other goroutines).
 //! * Buffered channels: if the buffer holds anything, `recvq` is empty; if the buffer has room,
-//!   `sendq` is empty. Unbuffered: the buffer is always empty.
+//!   `sendq` is empty. Unbuffered: the buffer is empty, except for values given back by dropped
+//!   async receives (`future.rs`, "Cancellation"), and then `recvq` is empty too.
 //! * Once `closed`, both queues are empty and stay so: close wakes every waiter, and no one
 //!   queues on a closed channel.
 //!
 //! A blocked operation is a `queue::Node` on the blocked goroutine's stack; `queue.rs` states
 //! the protocol that keeps those nodes valid and wakes each waiter exactly once.
+//!
+//! # Async tasks
+//!
+//! [`Receiver::recv_async`] and [`Sender::send_async`] return futures for async code (a Tokio
+//! task, say): the task waits in the same queues as goroutines, FIFO with them, and is woken
+//! through its `Waker`. Dropping a waiting future withdraws it without losing a value.
 //!
 //! # Direct handoff
 //!
@@ -75,9 +82,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::park::ready;
-
 mod error;
+mod future;
 mod hchan;
 pub(crate) mod queue;
 #[doc(hidden)]
@@ -86,6 +92,7 @@ mod select_macro;
 mod time;
 
 pub use self::error::{RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
+pub use self::future::{RecvFuture, SendFuture};
 pub(crate) use self::hchan::{block_forever, deadline_after, Chan, Recv};
 pub use self::time::{after, tick};
 
@@ -146,8 +153,8 @@ impl<T> Sender<T> {
                 if let Some(g) = g {
                     // SAFETY: `send_locked` claimed this receiver from the recvq: queue
                     // invariant 3 makes us its one claimer, and invariant 4 says it committed its
-                    // park: this is the one `ready` for that park.
-                    unsafe { ready(g) };
+                    // park: this is the one wake-up for that wait.
+                    unsafe { g.wake() };
                 }
                 Ok(())
             }
@@ -238,8 +245,8 @@ impl<T> Receiver<T> {
                 if let Some(g) = g {
                     // SAFETY: `recv_locked` claimed this sender from the sendq: queue invariant 3
                     // makes us its one claimer, and invariant 4 says it committed its park: this
-                    // is the one `ready` for that park.
-                    unsafe { ready(g) };
+                    // is the one wake-up for that wait.
+                    unsafe { g.wake() };
                 }
                 Ok(v)
             }

@@ -32,10 +32,22 @@
 //! The data a claimer writes (`slot`, `success`) reaches the woken goroutine through `ready`:
 //! making a G runnable and running it is a happens-before edge (the run queue or the thread
 //! stand-in's futex publish it with Release/Acquire).
+//!
+//! # Async waiters
+//!
+//! A future awaiting a channel operation (`chan/future.rs`) queues the same [`Node`] in the same
+//! queues, FIFO with goroutines, but its waiter is a [`TaskWaiter`]: `Waiter::g` is `None` and
+//! the task's `Waker` sits beside it. A claimer tells the two apart with one branch on `g`
+//! ([`Hdr::wakee`]) and wakes what it gets after unlocking ([`Wakee::wake`]). The future is
+//! pinned, so its node stays put while queued; it reads its outcome, and unlinks a node it
+//! abandons (drop), only under the channel lock, which is what invariant 2 asks of an owner. There
+//! is no park, so invariant 4 holds trivially: the node is published under the lock and the
+//! waker is stored before it is.
 
 use std::cell::{Cell, UnsafeCell};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Waker;
 
 use crate::g::GRef;
 use crate::ilist::{Linked, Links, List};
@@ -48,9 +60,11 @@ pub(crate) const TIMED_OUT: usize = usize::MAX;
 
 /// One blocked goroutine (Go's `sudog.g` plus `g.selectDone`), shared by all its nodes.
 #[doc(hidden)]
+#[repr(C)]
 pub struct Waiter {
-    /// The goroutine (or thread stand-in) to ready.
-    pub(crate) g: GRef,
+    /// The goroutine (or thread stand-in) to ready; `None` for a task, whose `Waker` is in the
+    /// [`TaskWaiter`] this waiter begins.
+    pub(crate) g: Option<GRef>,
     /// [`WAITING`], then the claimer's verdict: `case + 1` or [`TIMED_OUT`] (invariant 3).
     state: AtomicUsize,
 }
@@ -58,7 +72,12 @@ pub struct Waiter {
 impl Waiter {
     /// A waiter for the current goroutine.
     pub(crate) fn new() -> Waiter {
-        Waiter { g: crate::park::current(), state: AtomicUsize::new(WAITING) }
+        Waiter { g: Some(crate::park::current()), state: AtomicUsize::new(WAITING) }
+    }
+
+    /// The goroutine of a waiter known to be one (timed operations are goroutines' only).
+    pub(crate) fn goroutine(&self) -> GRef {
+        self.g.expect("gort: a task waiter on a goroutine-only path")
     }
 
     /// Tries to become this waiter's only claimer with `verdict` (invariant 3).
@@ -77,6 +96,69 @@ impl Waiter {
     }
 }
 
+/// A waiting async task: a [`Waiter`] with `g == None`, and the task's `Waker`.
+///
+/// `#[repr(C)]` with the waiter first, so a claimer holding `*const Waiter` reaches the waker.
+#[repr(C)]
+pub(crate) struct TaskWaiter {
+    pub(crate) w: Waiter,
+    /// Written by the owning future, taken by the claimer; both only under the channel lock (or
+    /// by the owner while its node is not queued).
+    waker: UnsafeCell<Option<Waker>>,
+}
+
+impl TaskWaiter {
+    pub(crate) fn new() -> TaskWaiter {
+        TaskWaiter { w: Waiter { g: None, state: AtomicUsize::new(WAITING) }, waker: UnsafeCell::new(None) }
+    }
+
+    /// Stores `waker` unless the stored one wakes the same task; returns the one replaced, for
+    /// the caller to drop after unlocking (a waker's drop may run arbitrary code).
+    ///
+    /// # Safety
+    /// The channel lock is held, or the node is not queued.
+    pub(crate) unsafe fn set_waker(&self, waker: &Waker) -> Option<Waker> {
+        // SAFETY: exclusive per the caller's contract.
+        let slot = unsafe { &mut *self.waker.get() };
+        match slot {
+            Some(old) if old.will_wake(waker) => None,
+            _ => slot.replace(waker.clone()),
+        }
+    }
+
+    /// Takes the stored waker (the owner abandoning its wait).
+    ///
+    /// # Safety
+    /// As for [`TaskWaiter::set_waker`].
+    pub(crate) unsafe fn take_waker(&self) -> Option<Waker> {
+        // SAFETY: exclusive per the caller's contract.
+        unsafe { (*self.waker.get()).take() }
+    }
+}
+
+/// Whom a claimer wakes once it has unlocked: a goroutine (or thread stand-in) or a task.
+#[doc(hidden)]
+pub enum Wakee {
+    G(GRef),
+    Task(Waker),
+}
+
+impl Wakee {
+    /// Wakes it.
+    ///
+    /// # Safety
+    /// The wakee came from [`Hdr::wakee`] of a node whose waiter the caller claimed (queue
+    /// invariant 3): for a goroutine this is the one `ready` for its park (invariant 4).
+    #[inline]
+    pub(crate) unsafe fn wake(self) {
+        match self {
+            // SAFETY: the caller's contract is `ready`'s.
+            Wakee::G(g) => unsafe { crate::park::ready(g) },
+            Wakee::Task(w) => w.wake(),
+        }
+    }
+}
+
 /// Type-independent part of a node: what a queue links (Go's `sudog` without `elem`).
 ///
 /// `#[repr(C)]` and first in [`Node`], so a `*const Hdr` taken from a `Node<T>` casts back.
@@ -90,6 +172,29 @@ pub(crate) struct Hdr {
     pub(crate) success: Cell<bool>,
     /// Its place in a queue (invariant 1).
     pub(crate) links: Links<Hdr>,
+}
+
+impl Hdr {
+    /// Whom to wake for this node's waiter.
+    ///
+    /// # Safety
+    /// The channel lock is held and the caller has just claimed the node's waiter (invariant 3),
+    /// which is therefore still valid (invariant 5).
+    #[inline]
+    pub(crate) unsafe fn wakee(&self) -> Wakee {
+        // SAFETY: valid until woken (caller).
+        let w = unsafe { &*self.waiter.get() };
+        match w.g {
+            Some(g) => Wakee::G(g),
+            None => {
+                // SAFETY: a waiter without a G is the head of a `TaskWaiter` (repr(C)); its
+                // waker is guarded by the lock we hold.
+                let tw = unsafe { &*(w as *const Waiter as *const TaskWaiter) };
+                // SAFETY: as above.
+                Wakee::Task(unsafe { tw.take_waker() }.expect("gort: task waiter without a waker"))
+            }
+        }
+    }
 }
 
 impl Linked for Hdr {
@@ -201,19 +306,19 @@ impl WaitQueue {
         None
     }
 
-    /// Unlinks every node, claiming those it can; returns the claimed ones' goroutines after
-    /// marking them `success = false` (close).
+    /// Unlinks every node, claiming those it can; returns whom to wake for the claimed ones
+    /// after marking them `success = false` (close).
     ///
     /// # Safety
     /// The channel lock is held.
-    pub(crate) unsafe fn claim_all_failed(&mut self, out: &mut Vec<GRef>) {
+    pub(crate) unsafe fn claim_all_failed(&mut self, out: &mut Vec<Wakee>) {
         // SAFETY: lock held (caller).
         while let Some(h) = unsafe { self.claim_front() } {
             // SAFETY: claimed just now: we are its only claimer and it is not yet readied.
             let n = unsafe { &*h };
             n.success.set(false);
-            // SAFETY: waiter valid until readied (invariant 5).
-            out.push(unsafe { (*n.waiter.get()).g });
+            // SAFETY: lock held, claimed just now.
+            out.push(unsafe { n.wakee() });
         }
     }
 }
@@ -273,7 +378,7 @@ pub(crate) unsafe fn fire_timeout(core: *const Core, hdr: *const Hdr, recv: bool
     let st = unsafe { core.state() };
     // SAFETY: the waiter lives on the blocked goroutine's stack, valid until the timer is stopped.
     let w = unsafe { &*n.waiter.get() };
-    let g = w.g;
+    let g = w.goroutine();
     let mut wake = false;
     // Not queued: either a channel operation claimed it (the claim fails) or the goroutine has not
     // queued it yet (the claim succeeds and the goroutine sees it under the lock: invariant 4).

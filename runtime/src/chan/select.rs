@@ -27,11 +27,11 @@
 //!   before the commit has stopped touching them.
 
 use crate::fastrand::fastrand;
-use crate::g::{GRef, WaitReason};
+use crate::g::WaitReason;
 use crate::mprof;
-use crate::park::{park, ready};
+use crate::park::park;
 
-use super::queue::{Node, Waiter};
+use super::queue::{Node, Waiter, Wakee};
 use super::{Receiver, Recv, SendError, Sender};
 
 /// One arm of a `select!`, as the macro builds it. Not for direct use.
@@ -54,7 +54,7 @@ pub unsafe trait Case {
     ///
     /// # Safety
     /// The channel lock is held.
-    unsafe fn poll(&mut self) -> Option<Option<GRef>>;
+    unsafe fn poll(&mut self) -> Option<Option<Wakee>>;
     /// With the lock held: queues this case's node for `w`.
     ///
     /// # Safety
@@ -105,7 +105,7 @@ unsafe impl<T> Case for RecvCase<'_, T> {
         // SAFETY: held by this select (caller).
         unsafe { self.rx.c.core.lock.unlock() }
     }
-    unsafe fn poll(&mut self) -> Option<Option<GRef>> {
+    unsafe fn poll(&mut self) -> Option<Option<Wakee>> {
         // SAFETY: lock held (caller).
         match unsafe { self.rx.c.recv_locked() } {
             Recv::Value(v, g) => {
@@ -170,7 +170,7 @@ unsafe impl<T> Case for SendCase<'_, T> {
         // SAFETY: held by this select (caller).
         unsafe { self.tx.c.core.lock.unlock() }
     }
-    unsafe fn poll(&mut self) -> Option<Option<GRef>> {
+    unsafe fn poll(&mut self) -> Option<Option<Wakee>> {
         // SAFETY: node not queued (pass 1): the slot is ours.
         let v = unsafe { self.node.take() }.expect("gort: send case without a value");
         // SAFETY: lock held (caller).
@@ -322,8 +322,8 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
             if let Some(g) = peer {
                 // SAFETY: the case's `poll` claimed this peer from its channel's queue (via
                 // `send_locked`/`recv_locked`): queue invariant 3 makes us its one claimer, and
-                // invariant 4 says it committed its park: this is the one `ready` for that park.
-                unsafe { ready(g) };
+                // invariant 4 says it committed its park: this is the one wake-up for that wait.
+                unsafe { g.wake() };
             }
             return i as usize;
         }

@@ -68,9 +68,9 @@ fn send_time(c: &Chan<Instant>) {
     unsafe { c.core.lock.unlock() };
     if let Ok(Some(g)) = r {
         // SAFETY: `send_locked` claimed this receiver from the recvq: queue invariant 3 makes us
-        // its one claimer, and invariant 4 says it committed its park: this is the one `ready`
-        // for that park.
-        unsafe { crate::park::ready(g) };
+        // its one claimer, and invariant 4 says it committed its park: this is the one wake-up
+        // for that wait.
+        unsafe { g.wake() };
     }
 }
 
