@@ -59,11 +59,16 @@ fn main() {
             emit(&format!("{name}_peak_rss"), "mib", proc_status_kib("VmHWM") / 1024.0);
         }
         "sleep_100k" => {
-            let late = workloads::sleep_lateness(100_000);
+            let (late, armed) = workloads::sleep_lateness(100_000);
             let us = |q| workloads::quantile(&late, q) as f64 / 1e3;
             emit("sleep_100k_p50", "us", us(0.5));
             emit("sleep_100k_p99", "us", us(0.99));
-            println!("# sleep_100k: min {:.1} us, max {:.1} us", us(0.0), us(1.0));
+            println!(
+                "# sleep_100k: min {:.1} us, max {:.1} us, last timer armed {:.1} ms after the start",
+                us(0.0),
+                us(1.0),
+                armed.as_secs_f64() * 1e3
+            );
         }
         "goroutine_profile_100k" | "goroutine_profile_100k_spin" => {
             let spinners = if name.ends_with("_spin") { 2 } else { 0 };

@@ -91,8 +91,15 @@ fn pin(cpu: usize) -> bool {
     }
 }
 
+/// CPUs online (not `available_parallelism`, which reads the caller's affinity mask: after a
+/// `pin` it says 1).
+fn cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize
+}
+
 fn two_cpus() -> bool {
-    std::thread::available_parallelism().map_or(false, |n| n.get() >= 2)
+    cpus() >= 2
 }
 
 fn coro_switch() -> f64 {
@@ -194,7 +201,7 @@ fn unpin() {
     // SAFETY: as in `pin`: a zeroed set, CPU_SET within it, sched_setaffinity reads it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for cpu in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+        for cpu in 0..cpus().min(libc::CPU_SETSIZE as usize) {
             libc::CPU_SET(cpu, &mut set);
         }
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
