@@ -163,7 +163,7 @@ fn spin_until(mut cond: impl FnMut() -> bool) {
     let mut i = 0u32;
     while !cond() {
         i += 1;
-        if i % 4096 == 0 {
+        if i.is_multiple_of(4096) {
             std::thread::yield_now();
         } else {
             std::hint::spin_loop();
