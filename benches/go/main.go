@@ -12,13 +12,19 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -288,18 +294,229 @@ func waitgroup100k() {
 	emit("waitgroup_100k", "ns_per_op", nsPer(time.Since(start), n))
 }
 
+// splitmix64, the same generator as gort's and Tokio's twins: every runtime sleeps the same
+// durations.
+func splitmix64(state *uint64) uint64 {
+	*state += 0x9E3779B97F4A7C15
+	z := *state
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+	return z ^ (z >> 31)
+}
+
+// 8. Timers under load: 100k goroutines wait on one channel; just before closing it main reads
+// the clock (t0); goroutine i then sleeps until t0 + 1 s + d[i], d uniform in [0, 100 ms)
+// (splitmix64, seed 1), and records how late it woke. p50 and p99 of the lateness, us.
+func sleep100k() {
+	const n = 100_000
+	const margin = time.Second
+	state := uint64(1)
+	ds := make([]time.Duration, n)
+	for i := range ds {
+		ds[i] = time.Duration(splitmix64(&state) % 100_000_000)
+	}
+	late := make([]int64, n)
+	ch := make(chan struct{})
+	var t0 time.Time
+	var armed int64 // ns after t0 the last goroutine armed its timer
+	var done sync.WaitGroup
+	done.Add(n)
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			<-ch
+			a := int64(time.Since(t0))
+			for {
+				old := atomic.LoadInt64(&armed)
+				if a <= old || atomic.CompareAndSwapInt64(&armed, old, a) {
+					break
+				}
+			}
+			deadline := t0.Add(margin + ds[i])
+			time.Sleep(time.Until(deadline))
+			late[i] = int64(time.Since(deadline))
+			done.Done()
+		}(i)
+	}
+	t0 = time.Now()
+	close(ch)
+	done.Wait()
+	sort.Slice(late, func(a, b int) bool { return late[a] < late[b] })
+	q := func(p float64) float64 { return float64(late[int(float64(n-1)*p+0.5)]) / 1e3 }
+	emit("sleep_100k_p50", "us", q(0.5))
+	emit("sleep_100k_p99", "us", q(0.99))
+	fmt.Printf("# sleep_100k: min %.1f us, max %.1f us, last timer armed %.1f ms after the start\n", q(0), q(1), float64(armed)/1e6)
+}
+
+// 9. Netpoll round trip: 50k round trips of a 64-byte message over a Unix socket pair
+// (socketpair, then net.FileConn: the sockets are on Go's network poller) to an echo
+// goroutine, after 1000 warm-up round trips; ns per round trip.
+func unixRTT() {
+	const n, msgLen = 50_000, 64
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		panic(err)
+	}
+	conn := func(fd int) net.Conn {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f) // dups fd and sets it non-blocking
+		if err != nil {
+			panic(err)
+		}
+		f.Close()
+		return c
+	}
+	a, b := conn(fds[0]), conn(fds[1])
+	echoed := make(chan struct{})
+	go func() {
+		buf := make([]byte, msgLen)
+		for {
+			if _, err := io.ReadFull(b, buf); err != nil {
+				if err != io.EOF {
+					panic(err)
+				}
+				close(echoed)
+				return
+			}
+			if _, err := b.Write(buf); err != nil {
+				panic(err)
+			}
+		}
+	}()
+	msg, back := make([]byte, msgLen), make([]byte, msgLen)
+	round := func(i int) {
+		msg[0] = byte(i)
+		if _, err := a.Write(msg); err != nil {
+			panic(err)
+		}
+		if _, err := io.ReadFull(a, back); err != nil {
+			panic(err)
+		}
+		if back[0] != byte(i) {
+			panic("bad echo")
+		}
+	}
+	for i := 0; i < 1000; i++ {
+		round(i)
+	}
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		round(i)
+	}
+	el := time.Since(start)
+	a.Close()
+	<-echoed
+	emit("unix_rtt", "ns_per_op", nsPer(el, n))
+}
+
+//go:noinline
+func blocked(ch chan struct{}) { <-ch }
+
+// 10. The goroutine profile of 100k parked goroutines (pprof.Lookup("goroutine").WriteTo,
+// debug=0), with `spinners` goroutines spinning (yielding after every 50 us) and a probe
+// goroutine sleeping 1 ms in a loop, recording its longest lateness. One warm-up profile, a
+// window as long as 5 profiles without profiling, then 5 profiles back to back: the median
+// profile time in ms, the probe's longest lateness during the profiles and during the window, us.
+func goroutineProfile(name string) {
+	const n, profiles = 100_000, 5
+	spinners := 0
+	if strings.HasSuffix(name, "_spin") {
+		spinners = 2
+	}
+	ch := make(chan struct{})
+	var started, done sync.WaitGroup
+	started.Add(n)
+	done.Add(n)
+	for i := 0; i < n; i++ {
+		go func() {
+			started.Done()
+			blocked(ch)
+			done.Done()
+		}()
+	}
+	started.Wait()
+	time.Sleep(20 * time.Millisecond)
+
+	var stop int32
+	var others sync.WaitGroup
+	others.Add(spinners + 1)
+	for i := 0; i < spinners; i++ {
+		go func() {
+			x := 0
+			for atomic.LoadInt32(&stop) == 0 {
+				t := time.Now()
+				for time.Since(t) < 50*time.Microsecond {
+					x++
+				}
+				runtime.Gosched()
+			}
+			_ = x
+			others.Done()
+		}()
+	}
+	var longest int64 // ns; the probe's longest lateness since main last took it
+	go func() {
+		for atomic.LoadInt32(&stop) == 0 {
+			t := time.Now()
+			time.Sleep(time.Millisecond)
+			late := int64(time.Since(t) - time.Millisecond)
+			for {
+				old := atomic.LoadInt64(&longest)
+				if late <= old || atomic.CompareAndSwapInt64(&longest, old, late) {
+					break
+				}
+			}
+		}
+		others.Done()
+	}()
+
+	p := pprof.Lookup("goroutine")
+	profile := func() time.Duration {
+		var out bytes.Buffer
+		t := time.Now()
+		if err := p.WriteTo(&out, 0); err != nil {
+			panic(err)
+		}
+		if out.Len() == 0 {
+			panic("empty profile")
+		}
+		return time.Since(t)
+	}
+	warm := profile()
+	atomic.StoreInt64(&longest, 0)
+	time.Sleep(warm * profiles)
+	pauseIdle := atomic.SwapInt64(&longest, 0)
+	times := make([]time.Duration, profiles)
+	for i := range times {
+		times[i] = profile()
+	}
+	pause := atomic.LoadInt64(&longest)
+	sort.Slice(times, func(a, b int) bool { return times[a] < times[b] })
+
+	atomic.StoreInt32(&stop, 1)
+	others.Wait()
+	close(ch)
+	done.Wait()
+	emit(name, "ms", float64(times[profiles/2].Microseconds())/1000)
+	emit(name+"_pause", "us", float64(pause)/1e3)
+	emit(name+"_pause_idle", "us", float64(pauseIdle)/1e3)
+}
+
 var workloads = map[string]func(name string){
-	"switch":             func(string) { switchTwo() },
-	"spawn_join_1m":      func(string) { spawnJoin1M() },
-	"chained_spawn_1000": func(string) { chainedSpawn1000() },
-	"yield_200x10k":      func(string) { yield200x10k() },
-	"skynet_1m":          skynet1M,
-	"skynet_1m_chan":     skynet1M,
-	"park_100k":          func(string) { park100k() },
-	"pingpong_unbuf":     func(string) { pingpong() },
-	"mpmc_4x4_cap1024":   func(string) { mpmc() },
-	"mutex_4x1m":         func(string) { mutex4x1M() },
-	"waitgroup_100k":     func(string) { waitgroup100k() },
+	"switch":                      func(string) { switchTwo() },
+	"spawn_join_1m":               func(string) { spawnJoin1M() },
+	"chained_spawn_1000":          func(string) { chainedSpawn1000() },
+	"yield_200x10k":               func(string) { yield200x10k() },
+	"skynet_1m":                   skynet1M,
+	"skynet_1m_chan":              skynet1M,
+	"park_100k":                   func(string) { park100k() },
+	"pingpong_unbuf":              func(string) { pingpong() },
+	"mpmc_4x4_cap1024":            func(string) { mpmc() },
+	"mutex_4x1m":                  func(string) { mutex4x1M() },
+	"waitgroup_100k":              func(string) { waitgroup100k() },
+	"sleep_100k":                  func(string) { sleep100k() },
+	"unix_rtt":                    func(string) { unixRTT() },
+	"goroutine_profile_100k":      goroutineProfile,
+	"goroutine_profile_100k_spin": goroutineProfile,
 }
 
 func main() {

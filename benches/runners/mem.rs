@@ -12,6 +12,8 @@
 //! - `skynet_1m`: peak RSS (VmHWM from /proc/self/status) of a process that has run skynet 1M
 //!   (1,111,111 goroutines, join-handle version) once. Target: <= 1 GiB.
 //!   `bench_runtime skynet_1m` prints the same figure next to the time.
+//! - `g_size`: `size_of::<G>()`, the goroutine descriptor's bytes (one of the floors under
+//!   `park_100k`, benches/README.md "Floors"); not a measurement, not run by compare.sh.
 
 #[path = "../workloads/mod.rs"]
 mod workloads;
@@ -19,12 +21,12 @@ mod workloads;
 use std::process::Command;
 use workloads::{emit, proc_status_kib};
 
-const WORKLOADS: &[&str] = &["park_100k", "skynet_1m"];
+const WORKLOADS: &[&str] = &["park_100k", "skynet_1m", "g_size"];
 
 fn main() {
     if std::env::args().len() == 1 {
         let exe = std::env::current_exe().expect("current_exe");
-        for w in WORKLOADS {
+        for w in &WORKLOADS[..2] {
             let status = Command::new(&exe).arg(w).status().expect("re-run bench_mem");
             assert!(status.success(), "bench_mem {w}: {status}");
         }
@@ -46,6 +48,7 @@ fn main() {
             println!("# skynet_1m took {:.1} ms", d.as_secs_f64() * 1e3);
             emit("skynet_1m_peak_rss", "mib", proc_status_kib("VmHWM") / 1024.0);
         }
+        "g_size" => emit("g_size", "bytes", std::mem::size_of::<gort_runtime::g::G>() as f64),
         _ => unreachable!(),
     });
 }

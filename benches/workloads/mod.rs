@@ -309,6 +309,216 @@ pub fn waitgroup(n: usize) -> Duration {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Timers, netpoll, the goroutine profile
+// ---------------------------------------------------------------------------------------------
+
+/// splitmix64, the generator of [`sleep_durations`]; Go's and Tokio's twins carry the same
+/// function, so every runtime sleeps exactly the same durations.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The sleeps of `sleep_100k`: `n` durations uniform in [0, 100 ms) at nanosecond resolution,
+/// from splitmix64 seeded with 1.
+pub fn sleep_durations(n: usize) -> Vec<Duration> {
+    let mut state = 1u64;
+    (0..n).map(|_| Duration::from_nanos(splitmix64(&mut state) % 100_000_000)).collect()
+}
+
+/// How long after the start signal the first `sleep_100k` deadline is: room for 100k goroutines
+/// to wake from the start signal and arm their timers before any timer is due (on the shared
+/// 2-vCPU box that took up to 450 ms in every runtime under load, hence 1 s).
+pub const SLEEP_MARGIN: Duration = Duration::from_secs(1);
+
+/// `sleep_100k`: `n` goroutines are spawned and wait on one channel. Just before closing it the
+/// caller reads the clock (`t0`); goroutine `i` then sleeps until `t0 + SLEEP_MARGIN + d[i]`
+/// (`d` from [`sleep_durations`]) and records how late it woke: 100k timers armed at once,
+/// their deadlines spread over 100 ms. Returns every goroutine's lateness in ns, sorted, and how
+/// long after `t0` the last goroutine armed its timer (if that exceeds `SLEEP_MARGIN`, the
+/// start-up, not the timers, made the first sleepers late).
+pub fn sleep_lateness(n: usize) -> (Vec<i64>, Duration) {
+    let armed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let late: Arc<Vec<std::sync::atomic::AtomicI64>> = Arc::new((0..n).map(|_| Default::default()).collect());
+    let t0 = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let done = Arc::new(WaitGroup::new());
+    let (tx, rx) = chan::<()>(0);
+    done.add(n as i64);
+    for (i, d) in sleep_durations(n).into_iter().enumerate() {
+        let (late, t0, done, rx, armed) = (late.clone(), t0.clone(), done.clone(), rx.clone(), armed.clone());
+        drop(go!(move || {
+            assert!(rx.recv().is_none());
+            let t0 = *t0.get().expect("t0 is set before the close");
+            armed.fetch_max(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            let deadline = t0 + SLEEP_MARGIN + d;
+            gort::time::sleep(deadline.saturating_duration_since(Instant::now()));
+            let now = Instant::now();
+            let l = now.saturating_duration_since(deadline).as_nanos() as i64
+                - deadline.saturating_duration_since(now).as_nanos() as i64;
+            late[i].store(l, Ordering::Relaxed);
+            done.done();
+        }));
+    }
+    t0.set(Instant::now()).unwrap();
+    drop((tx, rx)); // closes the channel: every goroutine arms its timer
+    done.wait();
+    let mut v: Vec<i64> = late.iter().map(|l| l.load(Ordering::Relaxed)).collect();
+    v.sort_unstable();
+    (v, Duration::from_nanos(armed.load(Ordering::Relaxed)))
+}
+
+/// The `q`-quantile (0..=1) of sorted values.
+pub fn quantile(sorted: &[i64], q: f64) -> i64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Bytes per message of `unix_rtt`.
+pub const UNIX_MSG: usize = 64;
+
+/// `unix_rtt`: over a Unix socket pair (`socketpair`), an echo goroutine reads 64-byte
+/// messages and writes each back; the caller writes one and reads its echo, `n` times (after
+/// 1000 warm-up round trips). Returns the time for `n` round trips.
+pub fn unix_rtt(n: usize) -> Duration {
+    use std::io::{Read, Write};
+    let (a, b) = gort::net::UnixStream::pair().expect("socketpair");
+    let echo = go!(move || {
+        let mut b = b;
+        let mut buf = [0u8; UNIX_MSG];
+        loop {
+            match b.read_exact(&mut buf) {
+                Ok(()) => b.write_all(&buf).expect("echo write"),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
+                Err(e) => panic!("echo read: {e}"),
+            }
+        }
+    });
+    let mut a = a;
+    let mut msg = [0u8; UNIX_MSG];
+    let mut back = [0u8; UNIX_MSG];
+    let mut round = |i: usize| {
+        msg[0] = i as u8;
+        a.write_all(&msg).expect("write");
+        a.read_exact(&mut back).expect("read");
+        assert_eq!(back[0], i as u8);
+    };
+    for i in 0..1000 {
+        round(i);
+    }
+    let start = Instant::now();
+    for i in 0..n {
+        round(i);
+    }
+    let elapsed = start.elapsed();
+    drop(a); // EOF for the echo goroutine
+    echo.join().unwrap();
+    elapsed
+}
+
+/// What [`goroutine_profile`] measured.
+pub struct ProfileRun {
+    /// Median time of one `write_to(.., 0)` (gzipped proto), over the measured profiles.
+    pub profile: Duration,
+    /// The probe's longest lateness (tick interval minus 1 ms) while the profiles were taken.
+    pub pause: Duration,
+    /// The same over a window of equal length just before, with no profile taken.
+    pub pause_idle: Duration,
+}
+
+/// Parked in a channel receive two frames below the goroutine's entry, as in
+/// benches/prof_goroutine.rs.
+#[inline(never)]
+fn blocked(rx: gort::chan::Receiver<()>) {
+    let _ = rx.recv();
+}
+
+/// Profiles taken (after one warm-up) by [`goroutine_profile`].
+pub const PROFILES: usize = 5;
+
+/// `goroutine_profile_100k[_spin]`: `n` goroutines parked on one channel, `spinners`
+/// goroutines spinning (each yields after every 50 µs of spinning) and a probe goroutine that
+/// sleeps 1 ms in a loop and records how late each tick is. One warm-up profile, a window
+/// without profiling, then [`PROFILES`] goroutine profiles back to back (debug=0, into a `Vec`).
+pub fn goroutine_profile(n: usize, spinners: usize) -> ProfileRun {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::AtomicU64;
+    let started = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = chan::<()>(0);
+    let done = Arc::new(WaitGroup::new());
+    done.add(n as i64);
+    for _ in 0..n {
+        let (started, done, rx) = (started.clone(), done.clone(), rx.clone());
+        drop(go!(move || {
+            started.fetch_add(1, Ordering::Relaxed);
+            blocked(rx);
+            done.done();
+        }));
+    }
+    while started.load(Ordering::Relaxed) < n {
+        gort::runtime::yield_now();
+    }
+    gort::time::sleep(Duration::from_millis(20));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let spin: Vec<_> = (0..spinners)
+        .map(|_| {
+            let stop = stop.clone();
+            go!(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    while t.elapsed() < Duration::from_micros(50) {
+                        x = std::hint::black_box(x.wrapping_add(1));
+                    }
+                    gort::runtime::yield_now();
+                }
+                x
+            })
+        })
+        .collect();
+    // The probe's longest lateness since main last took it (swap to 0), in ns.
+    let longest = Arc::new(AtomicU64::new(0));
+    let probe = {
+        let (stop, longest) = (stop.clone(), longest.clone());
+        go!(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                gort::time::sleep(Duration::from_millis(1));
+                let late = t.elapsed().saturating_sub(Duration::from_millis(1));
+                longest.fetch_max(late.as_nanos() as u64, Ordering::Relaxed);
+            }
+        })
+    };
+
+    let p = gort::profiler::lookup("goroutine").expect("the goroutine profile");
+    let profile = || {
+        let mut out = Vec::new();
+        let t = Instant::now();
+        p.write_to(&mut out, 0).expect("goroutine profile");
+        assert!(!out.is_empty());
+        t.elapsed()
+    };
+    let warm = profile();
+    longest.store(0, Ordering::Relaxed);
+    gort::time::sleep(warm * PROFILES as u32);
+    let pause_idle = Duration::from_nanos(longest.swap(0, Ordering::Relaxed));
+    let mut times: Vec<Duration> = (0..PROFILES).map(|_| profile()).collect();
+    let pause = Duration::from_nanos(longest.load(Ordering::Relaxed));
+    times.sort();
+
+    stop.store(true, Ordering::Relaxed);
+    probe.join().unwrap();
+    for s in spin {
+        s.join().unwrap();
+    }
+    drop((tx, rx));
+    done.wait();
+    ProfileRun { profile: times[PROFILES / 2], pause, pause_idle }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Output helpers
 // ---------------------------------------------------------------------------------------------
 

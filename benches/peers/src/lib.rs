@@ -41,3 +41,24 @@ pub fn usage(bin: &str, names: &[&str]) -> ! {
 
 /// Sum of skynet(0, 1M, 10).
 pub const SKYNET_SUM: u64 = 499_999_500_000;
+
+/// splitmix64, the generator of the `sleep_100k` durations (the same function as gort's and Go's
+/// twins, so every runtime sleeps the same durations).
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The `sleep_100k` durations: `n` uniform in [0, 100 ms) at nanosecond resolution, seed 1.
+pub fn sleep_durations(n: usize) -> Vec<Duration> {
+    let mut state = 1u64;
+    (0..n).map(|_| Duration::from_nanos(splitmix64(&mut state) % 100_000_000)).collect()
+}
+
+/// The `q`-quantile (0..=1) of sorted values.
+pub fn quantile(sorted: &[i64], q: f64) -> i64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}

@@ -2,7 +2,7 @@
 //! Each workload runs inside a spawned task (so spawns go to a worker's local queue, as gort's
 //! and Go's do from a goroutine), once per process; benches/compare.sh runs the repetitions.
 
-use gort_bench_peers::{emit, ns_per, proc_status_kib, usage, workers, SKYNET_SUM};
+use gort_bench_peers::{emit, ns_per, proc_status_kib, quantile, sleep_durations, usage, workers, SKYNET_SUM};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +23,8 @@ const WORKLOADS: &[&str] = &[
     "mpmc_4x4_cap1024",
     "mutex_4x1m",
     "waitgroup_100k",
+    "sleep_100k",
+    "unix_rtt",
 ];
 
 async fn switch_two() {
@@ -277,6 +279,85 @@ async fn waitgroup_100k() {
     emit("waitgroup_100k", "ns_per_op", ns_per(start.elapsed(), N));
 }
 
+/// 100k tasks wait on one channel (async-channel, closed to start them); just before the close
+/// the clock is read (`t0`); task `i` then sleeps until `t0 + 1 s + d[i]` and records how late
+/// it woke. Tokio's timer wheel has 1 ms slots: a sleep ends at the first millisecond tick at or
+/// after its deadline.
+async fn sleep_100k() {
+    const N: usize = 100_000;
+    const MARGIN: Duration = Duration::from_secs(1);
+    let armed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let late: Arc<Vec<std::sync::atomic::AtomicI64>> = Arc::new((0..N).map(|_| Default::default()).collect());
+    let t0 = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let (tx, rx) = async_channel::unbounded::<()>();
+    let mut hs = Vec::with_capacity(N);
+    for (i, d) in sleep_durations(N).into_iter().enumerate() {
+        let (late, t0, rx, armed) = (late.clone(), t0.clone(), rx.clone(), armed.clone());
+        hs.push(tokio::spawn(async move {
+            assert!(rx.recv().await.is_err());
+            let t0 = *t0.get().expect("t0 is set before the close");
+            armed.fetch_max(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            let deadline = t0 + MARGIN + d;
+            tokio::time::sleep(deadline.saturating_duration_since(Instant::now())).await;
+            let now = Instant::now();
+            let l = now.saturating_duration_since(deadline).as_nanos() as i64
+                - deadline.saturating_duration_since(now).as_nanos() as i64;
+            late[i].store(l, Ordering::Relaxed);
+        }));
+    }
+    t0.set(Instant::now()).unwrap();
+    drop((tx, rx));
+    for h in hs {
+        h.await.unwrap();
+    }
+    let mut v: Vec<i64> = late.iter().map(|l| l.load(Ordering::Relaxed)).collect();
+    v.sort_unstable();
+    let us = |q| quantile(&v, q) as f64 / 1e3;
+    emit("sleep_100k_p50", "us", us(0.5));
+    emit("sleep_100k_p99", "us", us(0.99));
+    println!(
+        "# sleep_100k: min {:.1} us, max {:.1} us, last timer armed {:.1} ms after the start",
+        us(0.0),
+        us(1.0),
+        armed.load(Ordering::Relaxed) as f64 / 1e6
+    );
+}
+
+/// 50k round trips of a 64-byte message over `tokio::net::UnixStream::pair` to an echo task,
+/// after 1000 warm-up round trips.
+async fn unix_rtt() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const N: usize = 50_000;
+    let (mut a, mut b) = tokio::net::UnixStream::pair().expect("socketpair");
+    let echo = tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        loop {
+            match b.read_exact(&mut buf).await {
+                Ok(_) => b.write_all(&buf).await.expect("echo write"),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
+                Err(e) => panic!("echo read: {e}"),
+            }
+        }
+    });
+    let (mut msg, mut back) = ([0u8; 64], [0u8; 64]);
+    let mut el = Duration::ZERO;
+    for (rounds, timed) in [(1000, false), (N, true)] {
+        let start = Instant::now();
+        for i in 0..rounds {
+            msg[0] = i as u8;
+            a.write_all(&msg).await.expect("write");
+            a.read_exact(&mut back).await.expect("read");
+            assert_eq!(back[0], i as u8);
+        }
+        if timed {
+            el = start.elapsed();
+        }
+    }
+    drop(a);
+    echo.await.unwrap();
+    emit("unix_rtt", "ns_per_op", ns_per(el, N));
+}
+
 async fn dispatch(name: String) {
     match name.as_str() {
         "switch" => switch_two().await,
@@ -289,6 +370,8 @@ async fn dispatch(name: String) {
         "mpmc_4x4_cap1024" => mpmc().await,
         "mutex_4x1m" => mutex_4x1m().await,
         "waitgroup_100k" => waitgroup_100k().await,
+        "sleep_100k" => sleep_100k().await,
+        "unix_rtt" => unix_rtt().await,
         _ => unreachable!(),
     }
 }
@@ -301,6 +384,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers())
         .enable_time()
+        .enable_io()
         .build()
         .expect("tokio runtime");
     let name = args[1].clone();
