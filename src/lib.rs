@@ -12,7 +12,7 @@ pub use gort_runtime::{
 /// runtime-agnostic futures (`futures` channels, `async-channel`) work as they are.
 ///
 /// With the `tokio` feature, a Tokio runtime's context is entered around every poll, so Tokio's
-/// sockets and timers (and hyper, reqwest, ...) work too: see [`tokio_bridge`]. (Then the first
+/// sockets and timers (and hyper, reqwest, ...) work too: see `gort::tokio_bridge`. (Then the first
 /// call starts that runtime, unless one was handed in; [`runtime::block_on`] is the bare one,
 /// which never enters or starts anything.)
 ///
@@ -40,7 +40,8 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     gort_runtime::block_on(fut)
 }
 
-/// Tokio's reactor and timer for [`block_on`] (the `tokio` feature).
+// Tokio's reactor and timer for `block_on` (documented inside: an outer doc comment here would
+// make rustdoc resolve the module's links from the crate root).
 #[cfg(feature = "tokio")]
 pub mod tokio_bridge;
 
