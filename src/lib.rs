@@ -6,6 +6,45 @@ pub use gort_runtime::{
     StartError,
 };
 
+/// Runs a future to completion on the calling goroutine, which parks (its thread runs other
+/// goroutines) while the future is pending, shown in goroutine dumps with the wait reason
+/// `future`; on a plain OS thread the thread blocks. The bridge from goroutines to async Rust:
+/// runtime-agnostic futures (`futures` channels, `async-channel`) work as they are.
+///
+/// With the `tokio` feature, a Tokio runtime's context is entered around every poll, so Tokio's
+/// sockets and timers (and hyper, reqwest, ...) work too: see `gort::tokio_bridge`. (Then the first
+/// call starts that runtime, unless one was handed in; [`runtime::block_on`] is the bare one,
+/// which never enters or starts anything.)
+///
+/// The waker tolerates late, duplicate and cross-thread wakes, and a wake during a poll makes
+/// another poll. A panic in the future is the goroutine's panic. `block_on` is a blocking
+/// operation (the runtime's contract): what the future keeps across an `.await` is kept across
+/// a park, so no thread-bound values there. More in
+/// [`gort_runtime::block_on`](gort_runtime::block_on()).
+///
+/// ```
+/// let (tx, rx) = futures_channel::oneshot::channel();
+/// // SAFETY: the goroutines hold only channel halves (Send) and touch no thread-local.
+/// let got = unsafe {
+///     gort::run(move || {
+///         gort::go!(move || tx.send(42).unwrap());
+///         gort::block_on(rx).unwrap()
+///     })
+/// };
+/// assert_eq!(got, 42);
+/// ```
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    #[cfg(feature = "tokio")]
+    return tokio_bridge::block_on(fut);
+    #[cfg(not(feature = "tokio"))]
+    gort_runtime::block_on(fut)
+}
+
+// Tokio's reactor and timer for `block_on` (documented inside: an outer doc comment here would
+// make rustdoc resolve the module's links from the crate root).
+#[cfg(feature = "tokio")]
+pub mod tokio_bridge;
+
 /// Channels: Go's `chan T` (`chan::<T>(cap)`, `select!`).
 pub use gort_runtime::chan;
 /// Blocking-style TCP (and UDP, Unix) sockets on the epoll netpoller.
@@ -28,6 +67,9 @@ pub use gort_profiler as profiler;
 /// (`yield_now`, `lock_os_thread`), goroutine labels, and the low-level `park`/`ready` with the
 /// safe [`Parker`](runtime::Parker) built on them.
 pub mod runtime {
+    /// [`block_on`](crate::block_on) without an executor's context, whatever the crate's
+    /// features: it never enters or starts a Tokio runtime.
+    pub use gort_runtime::block_on;
     /// The goroutine leak census and finder (`GORT_LEAKCHECK`, `census::start`); the profiler
     /// serves its report at `/debug/pprof/goroutineleak`.
     pub use gort_runtime::census;

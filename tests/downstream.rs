@@ -377,6 +377,13 @@ fn check_dump(demo: &Demo, addr: SocketAddr, fails: &mut Vec<String>) {
     if !blocks.iter().any(|b| b.in_chan_receive() && b.frame("new_map_in_heap").is_some()) {
         why.push("no [chan receive] goroutine with new_map_in_heap".into());
     }
+    let future = blocks.iter().any(|b| {
+        b.header.contains("[future")
+            && matches!((b.frame("block_on"), b.frame("wait_on_a_future")), (Some(i), Some(j)) if i < j)
+    });
+    if !future {
+        why.push("no [future] goroutine with block_on above wait_on_a_future".into());
+    }
     let leaked =
         blocks.iter().filter(|b| b.in_chan_receive() && b.frame("http_pprof_goroutine").is_some()).count() as u64;
     if !(before.saturating_sub(1)..=after + 1).contains(&leaked) {

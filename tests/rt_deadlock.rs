@@ -24,6 +24,7 @@ fn main() {
         ("unknown_thread_defers_then_reports", unknown_thread_defers_then_reports),
         ("detection_can_be_turned_off", detection_can_be_turned_off),
         ("reported_waiter_is_not_woken_again", reported_waiter_is_not_woken_again),
+        ("dropped_waker_is_a_deadlock", dropped_waker_is_a_deadlock),
     ];
     let mut n = 0;
     for (name, f) in tests {
@@ -142,6 +143,21 @@ fn scenario(name: &str) {
             t.join().unwrap();
             println!("not woken again");
         }
+        "dropped_waker" => {
+            // The bare `block_on`: `gort::block_on` would start the Tokio bridge (the tests build
+            // the crate with its `tokio` feature), whose threads, unknown to the runtime, might
+            // wake someone, so no deadlock would be called.
+            run(|| {
+                // Pending with the waker dropped, not kept: nothing can ever wake the goroutine.
+                let stuck = go!(|| gort::runtime::block_on(std::future::poll_fn(|cx| {
+                    drop(cx.waker().clone());
+                    std::task::Poll::<()>::Pending
+                })));
+                gort::runtime::block_on(std::future::pending::<()>());
+                drop(stuck);
+            });
+            println!("unreachable: run returned");
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -176,6 +192,16 @@ fn reported_waiter_is_not_woken_again() {
     let (out, o, e) = child("woken_again", &[]);
     assert!(out.status.success(), "stdout:\n{o}\nstderr:\n{e}");
     assert!(o.contains("not woken again"), "stdout:\n{o}\nstderr:\n{e}");
+}
+
+/// Goroutines parked in `block_on` on futures whose wakers are gone are deadlocked, listed
+/// with the wait reason `future`.
+fn dropped_waker_is_a_deadlock() {
+    let (out, o, e) = child("dropped_waker", &[]);
+    assert!(!out.status.success(), "the deadlock went unnoticed:\n{e}");
+    assert!(e.contains("fatal error: all goroutines are asleep - deadlock!"), "stderr:\n{e}");
+    assert!(e.matches("[future]:").count() >= 2, "stderr:\n{e}");
+    assert!(!o.contains("unreachable"));
 }
 
 fn detection_can_be_turned_off() {

@@ -34,8 +34,8 @@
 //!                  cpuprof running parksite hog wall
 //! 4. scheduler     sched/state sched/idle sched/deadlock park sched/timers
 //!                  sched/find sched/execute sched/mod sysmon start
-//! 5. services      time loom waitslot parker census spawn time/after_func blocking
-//!                  lock_os_thread labels snapshot metrics
+//! 5. services      time loom waitslot parker block_on census spawn time/after_func
+//!                  blocking lock_os_thread labels snapshot metrics
 //! 6. libraries     chan/* sync/* net/*
 //! ```
 //!
@@ -54,7 +54,8 @@
 //!   `threadg.rs`: plain threads' stand-in Gs.
 //! - `sched/`: the scheduler (its `mod.rs` explains the design and lists its files).
 //! - `park.rs`: [`park`]/[`ready`], the primitive under every blocking operation; `parker.rs` the
-//!   safe [`sync::Parker`] on them; `waitslot.rs` the one-shot event under `join` and `run`.
+//!   safe [`sync::Parker`] on them; `waitslot.rs` the one-shot event under `join` and `run`;
+//!   `block_on.rs` ([`block_on`]) a future polled on the goroutine, parked on a `Parker`.
 //! - `spawn.rs` ([`spawn`], [`run`], [`Builder`], [`go!`]), `blocking.rs` ([`blocking`]),
 //!   `lock_os_thread.rs`, [`time`], `snapshot.rs` ([`goroutines`], [`threads`]), `labels.rs`,
 //!   [`census`] (the goroutine leak census and finder).
@@ -62,8 +63,8 @@
 //!   stack walks; [`mprof`]: mutex and block profile records; [`cpuprof`]: CPU profile samples
 //!   (SIGPROF); [`env`](mod@env): configuration.
 //! - [`chan`], [`sync`], [`net`]: what programs use.
-//! - `loom.rs`: the seam through which loom model-checks `WaitSlot`, `Parker` and `Sema`; under
-//!   `--cfg gort_loom` the crate is cut down to those.
+//! - `loom.rs`: the seam through which loom model-checks `WaitSlot`, `Parker`, `block_on` and
+//!   `Sema`; under `--cfg gort_loom` the crate is cut down to those.
 //!
 //! ## Why running code on a goroutine is `unsafe`
 //!
@@ -106,7 +107,9 @@
 //! operations that wait for the socket (`accept`, `connect`, `read`, `write`, `recv`, `send`, ...),
 //! [`park`](park()), leaving [`blocking`] (the closure itself stays on its thread), spawning
 //! ([`spawn`], [`go!`], [`Builder::spawn`]: a spawn is a safe point where the goroutine
-//! yields if the runtime asked it to), and any function that calls one of these.
+//! yields if the runtime asked it to), [`block_on`] (between any two polls; so everything a
+//! future keeps across an `.await` is kept across a blocking operation), and any function that
+//! calls one of these.
 //!
 //! Code running on a goroutine (the closure, and everything it calls) must not keep, across a
 //! blocking operation, anything whose soundness depends on staying on one OS thread:
@@ -209,6 +212,7 @@ mod start;
 #[cfg(not(gort_loom))]
 mod sysmon;
 // 5. services
+mod block_on;
 #[cfg(not(gort_loom))]
 mod blocking;
 #[cfg(not(gort_loom))]
@@ -243,6 +247,7 @@ mod sync {
 
 #[cfg(not(gort_loom))]
 pub use crate::{
+    block_on::block_on,
     blocking::blocking,
     env::{Config, ConfigError},
     g::{for_each_g, GRef, Labels, ParkRegs, Parked, WaitReason},

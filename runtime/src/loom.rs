@@ -35,6 +35,7 @@ mod imp {
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub(crate) enum WaitReason {
         SyncParker,
+        Future,
         Model,
     }
 

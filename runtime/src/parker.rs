@@ -44,6 +44,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::task::{Wake, Waker};
 use std::time::Duration;
 
 use crate::loom::{deadline, park, ready, AtomicUsize, GRef, Ordering, RawTimer, WaitReason, G};
@@ -71,9 +72,9 @@ impl Inner {
         self.state.compare_exchange(NOTIFIED, EMPTY, Ordering::Acquire, Ordering::Relaxed).is_ok()
     }
 
-    /// Parks the current G on the word if the word is `EMPTY`; returns when woken, or at once
-    /// if it is not.
-    fn park_once(self: &Arc<Self>) {
+    /// Parks the current G on the word, waiting for `reason`, if the word is `EMPTY`; returns
+    /// when woken, or at once if it is not.
+    fn park_once(self: &Arc<Self>, reason: WaitReason) {
         // The commit owns a reference, so the word outlives the CAS that may let the owner run
         // on and drop everything else.
         let me = self.clone();
@@ -85,7 +86,20 @@ impl Inner {
         // last access to anything but its own `Arc`; whoever takes a G pointer out of the word
         // does so with an RMW and readies it once (invariant 2). A failed CAS publishes nothing
         // and returns false. It neither parks nor panics.
-        unsafe { park(WaitReason::SyncParker, commit) };
+        unsafe { park(reason, commit) };
+    }
+
+    /// [`Unparker::unpark`] (and a [`Waker`]'s `wake`).
+    fn unpark(&self) {
+        // AcqRel: Release publishes what the caller wrote to the owner's Acquire take; Acquire
+        // pairs with the commit's Release CAS when we take a G.
+        let w = self.state.swap(NOTIFIED, Ordering::AcqRel);
+        if w > TIMED_OUT {
+            // SAFETY: our swap took `w` out of the word, where only a parker's commit stores a G
+            // pointer, for its own parked G (invariant 1); every other taker uses an RMW too, so
+            // this is the one `ready` of that park.
+            unsafe { ready(GRef::from_ptr(w as *const G)) };
+        }
     }
 
     /// The `park_timeout` timer: marks the word timed out and readies the owner if it is parked.
@@ -182,6 +196,13 @@ impl Parker {
         Unparker { inner: self.inner.clone() }
     }
 
+    /// A [`Waker`] whose `wake` is an [`unpark`](Unparker::unpark) of this parker: what
+    /// `block_on` hands a future. It holds the word, never a G, so a wake after the owner moved
+    /// on or exited only leaves a token (invariant 3).
+    pub(crate) fn waker(&self) -> Waker {
+        Waker::from(self.inner.clone())
+    }
+
     /// Blocks until the token is available, then consumes it. Returns at once if an
     /// [`unpark`](Unparker::unpark) came first (since the last `park` consumed the token).
     ///
@@ -192,8 +213,14 @@ impl Parker {
     /// If another goroutine is parked on this very parker at the same time, which only a
     /// `Parker` shared through a thread-local can arrange.
     pub fn park(&self) {
+        self.park_for(WaitReason::SyncParker);
+    }
+
+    /// [`park`](Parker::park), shown in goroutine dumps as waiting for `reason` (`block_on`
+    /// parks as `future`).
+    pub(crate) fn park_for(&self, reason: WaitReason) {
         while !self.inner.take_token() {
-            self.inner.park_once();
+            self.inner.park_once(reason);
             // Woken by an unpark, or not parked because a token came first: NOTIFIED either way
             // (no timer runs outside `park_timeout`), unless someone else parks on this word.
             assert_eq!(self.inner.state.load(Ordering::Relaxed), NOTIFIED, "{SHARED}");
@@ -218,7 +245,7 @@ impl Parker {
         }
         let inner = self.inner.clone();
         let timer = RawTimer::new(deadline(timeout), Box::new(move || inner.time_out()));
-        self.inner.park_once();
+        self.inner.park_once(WaitReason::SyncParker);
         // Woken by an unpark or the timer, or not parked because one of them came first: the
         // word is NOTIFIED or TIMED_OUT. Once the timer is stopped, only unparks change it, and
         // only to NOTIFIED (invariant 4).
@@ -258,15 +285,17 @@ impl Unparker {
     /// Makes the token available, and wakes the parker's owner if it is parked on it. Tokens do
     /// not add up: several `unpark`s before a `park` release it once.
     pub fn unpark(&self) {
-        // AcqRel: Release publishes what the caller wrote to the owner's Acquire take; Acquire
-        // pairs with the commit's Release CAS when we take a G.
-        let w = self.inner.state.swap(NOTIFIED, Ordering::AcqRel);
-        if w > TIMED_OUT {
-            // SAFETY: our swap took `w` out of the word, where only a parker's commit stores a G
-            // pointer, for its own parked G (invariant 1); every other taker uses an RMW too, so
-            // this is the one `ready` of that park.
-            unsafe { ready(GRef::from_ptr(w as *const G)) };
-        }
+        self.inner.unpark();
+    }
+}
+
+impl Wake for Inner {
+    fn wake(self: Arc<Self>) {
+        self.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.unpark();
     }
 }
 

@@ -46,11 +46,14 @@ pub enum WaitReason {
     /// `sync.Parker.park`: waiting in `Parker::park` or `park_timeout` for an `Unparker`
     /// (gort's own, named as Go names its `sync` waits).
     SyncParker,
+    /// `future`: waiting in `block_on` for a future's `Waker` (gort's own: the bridge to
+    /// async Rust).
+    Future,
 }
 
 impl WaitReason {
     /// Every wait reason, in `as u8` order.
-    pub(crate) const ALL: [WaitReason; 19] = [
+    pub(crate) const ALL: [WaitReason; 20] = [
         WaitReason::Zero,
         WaitReason::ChanReceive,
         WaitReason::ChanSend,
@@ -70,6 +73,7 @@ impl WaitReason {
         WaitReason::Forever,
         WaitReason::SyncOnce,
         WaitReason::SyncParker,
+        WaitReason::Future,
     ];
 
     /// Go's spelling of the reason, as printed in `goroutine 7 [chan receive]:`.
@@ -94,6 +98,7 @@ impl WaitReason {
             WaitReason::Forever => "forever",
             WaitReason::SyncOnce => "sync.Once.Do",
             WaitReason::SyncParker => "sync.Parker.park",
+            WaitReason::Future => "future",
         }
     }
 

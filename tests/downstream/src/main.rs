@@ -9,7 +9,7 @@
 //!
 //! `--flags` prints the rustflags this crate was built with and the unwinder gort chose. Otherwise
 //! it serves pprof and prints, one per line: `addr IP:PORT`, `ready` once the heap demo's memory is
-//! allocated and its goroutines are about to block, then `leak N` after the N-th leaked goroutine.
+//! allocated and its goroutines are about to block (and one parks in `block_on`), then `leak N` after the N-th leaked goroutine.
 //! It exits after `--exit-after-secs`, or as soon as stdin reaches end of file, so a test that
 //! fails (and drops its end of the pipe) never leaves it running. `--cpu-profile PATH` is Go's
 //! CPU demo instead: `busy_loop` on a goroutine, profiled for `--seconds` into PATH.
@@ -77,6 +77,17 @@ fn new_slice_in_heap2() {
     let s2 = std::hint::black_box(vec![0u8; 24 * MIB]);
     block_forever();
     println!("Size of gSlice2: {}", s2.len());
+}
+
+/// A goroutine parked in `gort::block_on` on a future that stays pending (its waker is kept,
+/// never woken), for the dump to show as `[future]` with this frame above `block_on`.
+#[inline(never)]
+fn wait_on_a_future() {
+    static KEPT: std::sync::Mutex<Option<std::task::Waker>> = std::sync::Mutex::new(None);
+    gort::block_on(std::future::poll_fn(|cx| {
+        *KEPT.lock().unwrap() = Some(cx.waker().clone());
+        std::task::Poll::<()>::Pending
+    }));
 }
 
 /// Go's demo: `a := make(chan int)`; every interval `go func() { <-a }()`, forever.
@@ -157,6 +168,9 @@ fn main() {
             gort::profiler::with_labels(&[("demo", "slices")], || gort::go!(new_slice_in_heap1()));
         }
         HEAP_READY.wait();
+        // SAFETY: the goroutine's one thread-bound value, the `std` guard of `KEPT`, is taken
+        // and released inside a poll, with no blocking call in between.
+        unsafe { gort::go!(wait_on_a_future) };
         say("ready");
         http_pprof_goroutine(interval);
     };

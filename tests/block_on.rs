@@ -1,0 +1,349 @@
+//! `gort::block_on`: futures polled on goroutines (and plain threads), woken from anywhere.
+//! Runtime-agnostic futures only here; the Tokio bridge is in `block_on_tokio.rs`, and the
+//! dropped-waker deadlock in `rt_deadlock.rs` (it needs no harness threads).
+
+mod common;
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use common::{go, run, wait_count, wait_state};
+
+/// Serializes the tests that count goroutines in the `future` state.
+static TURN: Mutex<()> = Mutex::new(());
+
+/// A future that is ready once its flag is set, keeping every waker it was polled with.
+#[derive(Default)]
+struct Flag {
+    set: AtomicBool,
+    wakers: Mutex<Vec<Waker>>,
+    polls: AtomicUsize,
+}
+
+impl Flag {
+    fn set(&self) {
+        // Release: pairs with the poll's Acquire load.
+        self.set.store(true, Ordering::Release);
+        let ws = self.wakers.lock().unwrap().clone();
+        for w in ws {
+            w.wake();
+        }
+    }
+
+    fn waker(&self) -> Waker {
+        self.wakers.lock().unwrap().last().expect("polled at least once").clone()
+    }
+}
+
+struct WaitFlag(Arc<Flag>);
+
+impl Future for WaitFlag {
+    type Output = usize;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+        let polls = self.0.polls.fetch_add(1, Ordering::Relaxed) + 1;
+        self.0.wakers.lock().unwrap().push(cx.waker().clone());
+        // Acquire: pairs with `set`'s Release store.
+        if self.0.set.load(Ordering::Acquire) {
+            Poll::Ready(polls)
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+#[test]
+fn oneshot_from_another_goroutine() {
+    let got = run(|| {
+        let (tx, rx) = futures_channel::oneshot::channel::<u64>();
+        go!(move || {
+            gort::time::sleep(Duration::from_millis(5));
+            tx.send(42).unwrap();
+        });
+        gort::block_on(rx).unwrap()
+    });
+    assert_eq!(got, 42);
+}
+
+/// A bounded async-channel of capacity 1 between two goroutines: both sides park in
+/// `block_on` over and over, and every value arrives in order.
+#[test]
+fn async_channel_between_goroutines() {
+    let sum = run(|| {
+        let (tx, rx) = async_channel::bounded::<u64>(1);
+        let producer = go!(move || {
+            for i in 0..10_000u64 {
+                gort::block_on(tx.send(i)).unwrap();
+            }
+        });
+        let mut sum = 0;
+        let mut next = 0;
+        while let Ok(v) = gort::block_on(rx.recv()) {
+            assert_eq!(v, next);
+            next += 1;
+            sum += v;
+        }
+        producer.join().unwrap();
+        sum
+    });
+    assert_eq!(sum, (0..10_000u64).sum::<u64>());
+}
+
+/// A timer future with a thread of its own (futures-timer) wakes a goroutine.
+#[test]
+fn timer_future() {
+    run(|| {
+        let t0 = std::time::Instant::now();
+        gort::block_on(futures_timer::Delay::new(Duration::from_millis(20)));
+        assert!(t0.elapsed() >= Duration::from_millis(20));
+    });
+}
+
+/// A goroutine blocked in `block_on` is parked as `future`, its thread free; a wake from a
+/// plain thread (twice, through a clone) readies it once, and it polls again.
+#[test]
+fn wait_shows_as_future_and_duplicate_wakes_are_one() {
+    let _t = common::take_turn(&TURN);
+    let flag = Arc::new(Flag::default());
+    let f = flag.clone();
+    let polls = run(move || {
+        let h = go!(move || gort::block_on(WaitFlag(f)));
+        wait_state(h.id(), "future");
+        assert_eq!(flag.polls.load(Ordering::Relaxed), 1, "polled again without a wake");
+        let w = flag.waker();
+        // Release: as in `Flag::set` (done by hand here, to wake twice).
+        flag.set.store(true, Ordering::Release);
+        let w2 = w.clone();
+        std::thread::spawn(move || {
+            w2.wake_by_ref();
+            w2.wake();
+        })
+        .join()
+        .unwrap();
+        w.wake();
+        h.join().unwrap()
+    });
+    // At least one wake reached the parked goroutine; the duplicates left at most a token that
+    // nobody reads (the poll that saw the flag returned).
+    assert_eq!(polls, 2);
+}
+
+/// Wakers kept past the end: called after `block_on` returned, after its goroutine exited, and
+/// after new goroutines (which may reuse its G) parked elsewhere. They touch nothing: the new
+/// goroutines stay parked until their own wake, and each is polled exactly once before it.
+#[test]
+fn late_wakes_touch_nothing() {
+    let _t = common::take_turn(&TURN);
+    run(|| {
+        let mut stale = Vec::new();
+        for _ in 0..50 {
+            let flag = Arc::new(Flag::default());
+            let f = flag.clone();
+            let h = go!(move || {
+                let n = gort::block_on(WaitFlag(f.clone()));
+                // After `block_on` returned, still on the goroutine: a wake now is late.
+                f.waker().wake();
+                n
+            });
+            wait_state(h.id(), "future");
+            flag.set();
+            assert_eq!(h.join().unwrap(), 2);
+            stale.push(flag.waker());
+        }
+        // Now park fresh goroutines (reusing the exited ones' Gs) on fresh futures, and fire
+        // every stale waker at them, from this goroutine and from a plain thread.
+        let fresh: Vec<Arc<Flag>> = (0..50).map(|_| Arc::new(Flag::default())).collect();
+        let hs: Vec<_> = fresh
+            .iter()
+            .map(|f| {
+                let f = f.clone();
+                go!(move || gort::block_on(WaitFlag(f)))
+            })
+            .collect();
+        for h in &hs {
+            wait_state(h.id(), "future");
+        }
+        for w in &stale {
+            w.wake_by_ref();
+        }
+        let more = stale.clone();
+        std::thread::spawn(move || more.into_iter().for_each(Waker::wake)).join().unwrap();
+        gort::time::sleep(Duration::from_millis(20));
+        for (f, h) in fresh.iter().zip(&hs) {
+            assert_eq!(f.polls.load(Ordering::Relaxed), 1, "a stale waker woke goroutine {}", h.id());
+            assert_eq!(gort::runtime::goroutines().iter().find(|g| g.id == h.id()).unwrap().state, "future");
+        }
+        for f in &fresh {
+            f.set();
+        }
+        for h in hs {
+            assert_eq!(h.join().unwrap(), 2);
+        }
+    });
+}
+
+/// Wakes inside the poll (the future wakes itself, then says pending) and from another thread
+/// while the poll runs: each makes another poll, none is lost.
+#[test]
+fn wakes_during_a_poll_repoll() {
+    let polls = run(|| {
+        let mut n = 0;
+        gort::block_on(std::future::poll_fn(|cx| {
+            n += 1;
+            match n {
+                1 => cx.waker().wake_by_ref(),
+                2 => {
+                    let w = cx.waker().clone();
+                    std::thread::spawn(move || w.wake()).join().unwrap();
+                }
+                _ => return Poll::Ready(()),
+            }
+            Poll::Pending
+        }));
+        n
+    });
+    assert_eq!(polls, 3);
+}
+
+/// A panic in a poll is the goroutine's panic: `join` returns it, the runtime carries on, and
+/// the waker the future left behind is harmless.
+#[test]
+fn a_panicking_future_panics_its_goroutine() {
+    run(|| {
+        let kept: Arc<Mutex<Option<Waker>>> = Arc::default();
+        let k = kept.clone();
+        let h = go!(move || {
+            let mut polls = 0;
+            gort::block_on(std::future::poll_fn(move |cx| {
+                polls += 1;
+                if polls == 1 {
+                    *k.lock().unwrap() = Some(cx.waker().clone());
+                    cx.waker().wake_by_ref();
+                    return Poll::<()>::Pending;
+                }
+                panic!("the future gives up on poll {polls}");
+            }))
+        });
+        let err: Box<dyn std::any::Any + Send> = h.join().unwrap_err();
+        assert_eq!(err.downcast_ref::<String>().unwrap(), "the future gives up on poll 2");
+        kept.lock().unwrap().take().unwrap().wake();
+        assert_eq!(go!(|| gort::block_on(async { 5 })).join().unwrap(), 5);
+    });
+}
+
+/// 10k goroutines parked in `block_on` at once, all woken from a plain thread: all finish.
+#[test]
+fn ten_thousand_parked_then_woken_from_a_thread() {
+    let _t = common::take_turn(&TURN);
+    const N: u64 = 10_000;
+    let sum = run(|| {
+        let mut txs = Vec::new();
+        let hs: Vec<_> = (0..N)
+            .map(|i| {
+                let (tx, rx) = futures_channel::oneshot::channel::<u64>();
+                txs.push(tx);
+                go!(move || gort::block_on(rx).unwrap() + i)
+            })
+            .collect();
+        wait_count("future", N as usize);
+        std::thread::spawn(move || {
+            for tx in txs {
+                tx.send(1).unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+        hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(sum, N + N * (N - 1) / 2);
+}
+
+/// On a plain thread `block_on` blocks the thread (no runtime needed for it), woken from
+/// another thread.
+#[test]
+fn block_on_a_plain_thread() {
+    let (tx, rx) = futures_channel::oneshot::channel::<&str>();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(10));
+        tx.send("from a thread").unwrap();
+    });
+    assert_eq!(gort::block_on(rx), Ok("from a thread"));
+    t.join().unwrap();
+    // And a future that is ready at once returns at once.
+    assert_eq!(gort::block_on(async { 3 }), 3);
+}
+
+/// The wait this parks on, named so the dump can be checked for the user's frame.
+#[inline(never)]
+fn user_waits_on_a_future(rx: futures_channel::oneshot::Receiver<u32>) -> u32 {
+    let v = gort::block_on(rx).unwrap_or(0);
+    black_box(v)
+}
+
+/// A goroutine parked in `block_on` shows in the goroutine debug=2 dump as `[future]` with the
+/// `block_on` frame and the user's frames above it, and in the goroutine profile.
+#[test]
+fn dump_shows_block_on_and_the_callers_frames() {
+    let _t = common::take_turn(&TURN);
+    let (text, id, proto_has) = run(|| {
+        let (tx, rx) = futures_channel::oneshot::channel::<u32>();
+        let h = go!(move || user_waits_on_a_future(rx));
+        wait_state(h.id(), "future");
+        let text = String::from_utf8(common::prof::write("goroutine", 2)).unwrap();
+        let p = common::prof::decode_valid(&common::prof::write("goroutine", 0));
+        let proto_has = p.sample.iter().any(|s| {
+            let names: Vec<&str> = s.location_id.iter().flat_map(|&id| common::prof::location_names(&p, id)).collect();
+            names.iter().any(|n| n.contains("user_waits_on_a_future")) && names.iter().any(|n| n.contains("block_on"))
+        });
+        tx.send(1).unwrap();
+        let id = h.id();
+        assert_eq!(h.join().unwrap(), 1);
+        (text, id, proto_has)
+    });
+    let block = text.split("\n\n").find(|b| b.starts_with(&format!("goroutine {id} "))).expect("the goroutine");
+    assert!(block.lines().next().unwrap().ends_with(" [future]:"), "{block}");
+    let block_on = block.find("block_on").unwrap_or_else(|| panic!("no block_on frame:\n{block}"));
+    let user = block.find("user_waits_on_a_future").unwrap_or_else(|| panic!("no caller frame:\n{block}"));
+    assert!(block_on < user, "block_on is below (printed before) its caller:\n{block}");
+    assert!(proto_has, "the goroutine profile has no sample through block_on and its caller");
+}
+
+/// Spins for `iters` rounds of arithmetic the optimizer cannot remove.
+#[inline(never)]
+fn spin_in_a_poll(iters: u64) -> u64 {
+    let mut x = 1u64;
+    for i in 0..iters {
+        x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+    }
+    x
+}
+
+/// CPU samples taken inside a poll carry the goroutine's labels: the poll runs on it.
+#[test]
+fn cpu_samples_in_polls_carry_labels() {
+    let p = common::prof::cpu_profile(500, || {
+        run(|| {
+            gort::profiler::with_labels(&[("bridge", "poll")], || {
+                gort::block_on(async {
+                    // Park once between spins, so the second spin is in a later poll.
+                    futures_timer::Delay::new(Duration::from_millis(1)).await;
+                    spin_in_a_poll(60_000_000)
+                })
+            })
+        });
+    });
+    let mut labelled = 0;
+    for s in &p.sample {
+        let names: Vec<&str> = s.location_id.iter().flat_map(|&id| common::prof::location_names(&p, id)).collect();
+        if names.iter().any(|n| n.contains("spin_in_a_poll")) {
+            let labels: Vec<String> = s.label.iter().map(|l| format!("{}={}", p.str(l.key), p.str(l.str))).collect();
+            assert_eq!(labels, ["bridge=poll"], "{names:?}");
+            labelled += s.value[0];
+        }
+    }
+    assert!(labelled > 5, "too few samples in the poll: {labelled}");
+}
