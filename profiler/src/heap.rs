@@ -117,43 +117,114 @@ impl Allocator<System> {
 
 // SAFETY: every method forwards to the inner allocator with the caller's arguments unchanged and
 // returns its result; the bookkeeping around it never touches the block's memory.
+//
+// Each method is a few instructions then a tail call to the inner allocator: the countdown and
+// the filter probe decide before the call whether this call is sampled (or frees a sampled
+// block), and only then does an out-of-line path make the call itself and record around it.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
-        let p = unsafe { self.inner.alloc(layout) };
-        if !p.is_null() {
-            on_alloc(p, layout.size());
+        if due(layout.size()) {
+            // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+            return unsafe { self.alloc_sampled(layout, false) };
         }
-        p
+        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+        unsafe { self.inner.alloc(layout) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract for `alloc_zeroed` is passed on unchanged.
-        let p = unsafe { self.inner.alloc_zeroed(layout) };
-        if !p.is_null() {
-            on_alloc(p, layout.size());
+        if due(layout.size()) {
+            // SAFETY: the caller's contract for `alloc_zeroed` is passed on unchanged.
+            return unsafe { self.alloc_sampled(layout, true) };
         }
-        p
+        // SAFETY: the caller's contract for `alloc_zeroed` is passed on unchanged.
+        unsafe { self.inner.alloc_zeroed(layout) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // The record goes before the memory: once freed, the address may be handed out again.
-        on_free(ptr);
+        if maybe_sampled(ptr) {
+            // SAFETY: the caller's contract for `dealloc` is passed on unchanged.
+            return unsafe { self.dealloc_sampled(ptr, layout) };
+        }
         // SAFETY: the caller's contract for `dealloc` is passed on unchanged.
         unsafe { self.inner.dealloc(ptr, layout) }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        on_free(ptr);
+        // The filter first: a hit goes out of line before the countdown is touched.
+        if maybe_sampled(ptr) {
+            // SAFETY: the caller's contract for `realloc` is passed on unchanged.
+            return unsafe { self.realloc_sampled(ptr, layout, new_size, true) };
+        }
+        if due(new_size) {
+            // SAFETY: the caller's contract for `realloc` is passed on unchanged.
+            return unsafe { self.realloc_sampled(ptr, layout, new_size, false) };
+        }
         // SAFETY: the caller's contract for `realloc` is passed on unchanged.
+        unsafe { self.inner.realloc(ptr, layout, new_size) }
+    }
+}
+
+impl<A: GlobalAlloc> Allocator<A> {
+    /// `alloc` (or `alloc_zeroed`) of an allocation the countdown made due.
+    ///
+    /// # Safety
+    ///
+    /// `GlobalAlloc::alloc`'s contract.
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_sampled(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on unchanged.
+        let p = unsafe {
+            if zeroed {
+                self.inner.alloc_zeroed(layout)
+            } else {
+                self.inner.alloc(layout)
+            }
+        };
+        if !p.is_null() {
+            sample_slow(p, layout.size());
+        }
+        p
+    }
+
+    /// `dealloc` of a block the filter could not rule out as sampled.
+    ///
+    /// # Safety
+    ///
+    /// `GlobalAlloc::dealloc`'s contract.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_sampled(&self, ptr: *mut u8, layout: Layout) {
+        // The record goes before the memory: once freed, the address may be handed out again.
+        free_slow(ptr as usize);
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    /// `realloc` of a block the filter could not rule out as sampled (`maybe_sampled`, the
+    /// countdown not yet charged), or else to a size the countdown made due.
+    ///
+    /// # Safety
+    ///
+    /// `GlobalAlloc::realloc`'s contract.
+    #[cold]
+    #[inline(never)]
+    unsafe fn realloc_sampled(&self, ptr: *mut u8, layout: Layout, new_size: usize, maybe_sampled: bool) -> *mut u8 {
+        let due = if maybe_sampled {
+            free_slow(ptr as usize);
+            due(new_size)
+        } else {
+            true
+        };
+        // SAFETY: the caller's contract is passed on unchanged.
         let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
         // On failure the old block lives on but stays counted as freed (callers abort then).
-        if !p.is_null() {
-            on_alloc(p, new_size);
+        if due && !p.is_null() {
+            sample_slow(p, new_size);
         }
         p
     }
@@ -207,44 +278,49 @@ impl Drop for NoSample {
     }
 }
 
+/// Counts `size` bytes against this thread's budget: true if the allocation must go to
+/// [`sample_slow`] (the budget ran out, the rate changed, or it is not read yet). The whole fast
+/// path: one global load, and with sampling on, one thread-local decrement and compare.
 #[inline(always)]
-fn on_alloc(p: *mut u8, size: usize) {
+fn due(size: usize) -> bool {
     let rate = RATE.load(Ordering::Relaxed);
     if rate == 0 {
-        return;
+        return false;
     }
     TS.with(|t| {
-        let n = t.next.get() - size as i64;
+        let n = t.next.get().wrapping_sub(size as i64);
         t.next.set(n);
-        if n < 0 || t.rate.get() != rate {
-            sample_slow(t, p, size, rate);
-        }
-    });
+        (n < 0) | (t.rate.get() != rate)
+    })
 }
 
+/// An allocation [`due`] picked, at `p` (non-null).
 #[cold]
 #[inline(never)]
-fn sample_slow(t: &ThreadState, p: *mut u8, size: usize, mut rate: usize) {
-    if t.busy.get() {
-        return;
-    }
-    let _g = NoSample::enter();
-    if rate == UNINIT {
-        rate = init_rate();
+fn sample_slow(p: *mut u8, size: usize) {
+    TS.with(|t| {
+        if t.busy.get() {
+            return;
+        }
+        let _g = NoSample::enter();
+        let mut rate = RATE.load(Ordering::Relaxed);
+        if rate == UNINIT {
+            rate = init_rate();
+        }
         if rate == 0 {
             return;
         }
-    }
-    if t.rate.get() != rate {
-        t.rate.set(rate);
-        let n = draw(t, rate) - size as i64;
-        t.next.set(n);
-        if n >= 0 {
-            return;
+        if t.rate.get() != rate {
+            t.rate.set(rate);
+            let n = draw(t, rate) - size as i64;
+            t.next.set(n);
+            if n >= 0 {
+                return;
+            }
         }
-    }
-    t.next.set(draw(t, rate));
-    record_alloc(p as usize, size, rate);
+        t.next.set(draw(t, rate));
+        record_alloc(p as usize, size, rate);
+    })
 }
 
 /// An exponential draw with mean `rate` (0 for rate 1: every allocation is sampled).
@@ -619,7 +695,9 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 #[inline(always)]
 fn slot(addr: usize) -> usize {
-    ((addr as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FILTER_BITS)) as usize
+    // Address bits 4..36 (blocks are 16-byte aligned), 32-bit multiplicative hashing: one
+    // multiply by an immediate on the free path.
+    ((addr >> 4) as u32).wrapping_mul(0x9e37_79b1).wrapping_shr(32 - FILTER_BITS) as usize
 }
 
 fn record_alloc(addr: usize, size: usize, rate: usize) {
@@ -652,16 +730,11 @@ fn record(addr: usize, size: usize, rate: usize, stack: &[usize], labels: Option
     drop((retired, labels));
 }
 
+/// Whether the block at `p` may be a sampled one ([`free_slow`] decides): false for almost every
+/// free, from one global load while no sampled block is alive, else one filter probe.
 #[inline(always)]
-fn on_free(p: *mut u8) {
-    if LIVE.load(Ordering::Relaxed) == 0 {
-        return;
-    }
-    let addr = p as usize;
-    if FILTER[slot(addr)].load(Ordering::Relaxed) == 0 {
-        return;
-    }
-    free_slow(addr);
+fn maybe_sampled(p: *mut u8) -> bool {
+    LIVE.load(Ordering::Relaxed) != 0 && FILTER[slot(p as usize)].load(Ordering::Relaxed) != 0
 }
 
 #[cold]
@@ -778,7 +851,8 @@ mod tests {
         record_alloc(addr, 48, 1);
         {
             let _g = NoSample::enter();
-            on_free(addr as *mut u8);
+            assert!(maybe_sampled(addr as *mut u8));
+            free_slow(addr);
         }
         let (live, frees) = with_table(|t| {
             let i = t.records.iter().position(|r| r.size == 48).expect("the record");
