@@ -3,7 +3,7 @@
 # (benches/alloc_ab/work.rs) built with `System`, a forwarding wrapper (the control) and
 # gort's sampling `Allocator`, run at the default rate and with GORT_MEMPROFILERATE=0.
 #
-#   benches/alloc_ab.sh [-n ROUNDS] [-w WORK_ROUNDS] [-c] [-C CPU]
+#   benches/alloc_ab.sh [-n ROUNDS] [-w WORK_ROUNDS] [-c] [-C CPU] [-x NAME:BINARY:ENV ...]
 #
 # Time: ROUNDS interleaved rounds (each runs every setting once, the order rotating), all pinned
 # to one CPU with taskset; each process reports its own user+system CPU time (getrusage). Prints
@@ -13,14 +13,17 @@
 # -c: instead, counts instructions (valgrind --tool=callgrind; deterministic) of one run of each
 # setting, WORK_ROUNDS work rounds (default 4), and keeps the profiles in $OUT (default
 # /tmp/alloc_ab) for callgrind_annotate.
+# -x adds a setting: another build (an absolute path) of a program (a copy of alloc_ab_sampling from an older
+# commit, say) under VAR=VAL[,VAR=VAL...], to compare builds in the same sitting.
 set -euo pipefail
-n=15 work= cg=0 cpu=0 out=${OUT:-/tmp/alloc_ab}
-while getopts "n:w:cC:" o; do
+n=15 work= cg=0 cpu=0 out=${OUT:-/tmp/alloc_ab} extra=()
+while getopts "n:w:cC:x:" o; do
     case $o in
     n) n=$OPTARG ;;
     w) work=$OPTARG ;;
     c) cg=1 ;;
     C) cpu=$OPTARG ;;
+    x) extra+=("$OPTARG") ;;
     *) exit 2 ;;
     esac
 done
@@ -38,6 +41,11 @@ settings=(
     "sampling:alloc_ab_sampling:"
     "rate0:alloc_ab_sampling:GORT_MEMPROFILERATE=0"
 )
+for x in "${extra[@]}"; do
+    IFS=: read -r name path envs <<<"$x"
+    bin[$name]=$path
+    settings+=("$name:$name:${envs//,/ }")
+done
 # The command line of setting $1 (its environment, then its binary).
 cmd() {
     local name b envs

@@ -13,11 +13,19 @@
 //! A sample walks the allocating stack (the runtime's unwinder, bounds-checked) and adds one object of that size to the
 //! record keyed by (stack, size), Go's bucket. The block's address goes into a side table
 //! (address -> record), only for sampled blocks, so `dealloc` and `realloc` can move it from
-//! in-use to freed. Deallocation must learn cheaply that a block was *not* sampled: a counting
-//! filter of 16 Ki one-byte atomic slots indexed by a hash of the address says "certainly not" with one
-//! relaxed load for almost every free; only a hit takes the table lock. A block is entered in
+//! in-use to freed. Deallocation must learn cheaply that a block was *not* sampled: while no
+//! sampled block is alive, one relaxed load says so; otherwise a filter of 16 Ki bits indexed
+//! by a hash of the address (a bit set while some live sampled block hashes there) says
+//! "certainly not" for almost every free; only a hit takes the table lock. A block is entered in
 //! the filter before `alloc` returns it, so a later free (ordered after the allocation by
-//! whatever handed the pointer over) sees the count.
+//! whatever handed the pointer over) sees its bit.
+//!
+//! Every method of [`Allocator`] is a few instructions in front of a tail call to the inner
+//! allocator, small enough to inline into `__rust_alloc` and friends: the thread's countdown
+//! (and, on a free, the filter) decides *before* the call whether this call is sampled, and only
+//! then does an out-of-line path make the call and record around it. The per-call state is one
+//! static (`HOT`: the rate, the live count, the filter bits) and one thread-local, reached with
+//! fs-relative loads.
 //!
 //! # Labels
 //!
@@ -77,7 +85,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::labels::LabelSet;
@@ -91,7 +99,23 @@ pub const DEFAULT_MEM_PROFILE_RATE: usize = 512 * 1024;
 
 /// Sentinel: the rate has not been read from the environment yet.
 const UNINIT: usize = usize::MAX;
-static RATE: AtomicUsize = AtomicUsize::new(UNINIT);
+
+/// Everything the allocator's fast paths read, in one static: code inlined into the user's crate
+/// reaches another crate's static through its GOT entry, so one static is one address to load.
+struct Hot {
+    /// `MemProfileRate` (`UNINIT` until read).
+    rate: AtomicUsize,
+    /// Sampled blocks alive right now (0 lets a free skip even the filter).
+    live: AtomicUsize,
+    /// The filter's bits, 64 slots a word (see [`filter_add`]).
+    filter: [AtomicU64; FILTER_WORDS],
+}
+
+static HOT: Hot = Hot {
+    rate: AtomicUsize::new(UNINIT),
+    live: AtomicUsize::new(0),
+    filter: [const { AtomicU64::new(0) }; FILTER_WORDS],
+};
 
 /// A sampling allocator wrapping `A`. Install it with
 /// `#[global_allocator] static A: gort::profiler::Allocator = gort::profiler::Allocator::system();`
@@ -116,11 +140,8 @@ impl Allocator<System> {
 }
 
 // SAFETY: every method forwards to the inner allocator with the caller's arguments unchanged and
-// returns its result; the bookkeeping around it never touches the block's memory.
-//
-// Each method is a few instructions then a tail call to the inner allocator: the countdown and
-// the filter probe decide before the call whether this call is sampled (or frees a sampled
-// block), and only then does an out-of-line path make the call itself and record around it.
+// returns its result (directly, or through the out-of-line `*_sampled` paths, which do the same);
+// the bookkeeping around it never touches the block's memory.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -283,7 +304,7 @@ impl Drop for NoSample {
 /// path: one global load, and with sampling on, one thread-local decrement and compare.
 #[inline(always)]
 fn due(size: usize) -> bool {
-    let rate = RATE.load(Ordering::Relaxed);
+    let rate = HOT.rate.load(Ordering::Relaxed);
     if rate == 0 {
         return false;
     }
@@ -303,7 +324,7 @@ fn sample_slow(p: *mut u8, size: usize) {
             return;
         }
         let _g = NoSample::enter();
-        let mut rate = RATE.load(Ordering::Relaxed);
+        let mut rate = HOT.rate.load(Ordering::Relaxed);
         if rate == UNINIT {
             rate = init_rate();
         }
@@ -355,7 +376,7 @@ fn init_rate() -> usize {
         }
     }
     install_atfork();
-    match RATE.compare_exchange(UNINIT, rate, Ordering::Relaxed, Ordering::Relaxed) {
+    match HOT.rate.compare_exchange(UNINIT, rate, Ordering::Relaxed, Ordering::Relaxed) {
         Ok(_) => rate,
         Err(set) => set,
     }
@@ -382,12 +403,12 @@ fn warn_bad_rate(value: &[u8]) {
 pub fn set_mem_profile_rate(rate: usize) {
     let rate = if rate == UNINIT { UNINIT - 1 } else { rate };
     install_atfork();
-    RATE.store(rate, Ordering::Relaxed);
+    HOT.rate.store(rate, Ordering::Relaxed);
 }
 
 /// The current `MemProfileRate` (reading `GORT_MEMPROFILERATE` if not read yet).
 pub fn mem_profile_rate() -> usize {
-    match RATE.load(Ordering::Relaxed) {
+    match HOT.rate.load(Ordering::Relaxed) {
         UNINIT => {
             let _g = NoSample::enter();
             init_rate()
@@ -668,30 +689,33 @@ fn install_atfork() {
 }
 
 const FILTER_BITS: u32 = 14;
-/// Counting filter: slot h(addr) counts sampled live blocks whose address hashes there. One byte
-/// per slot keeps the whole filter (16 KiB) in L1/L2 cache, which is what makes a free cheap. A
-/// slot that reaches 255 saturates: it is never decremented again and stays "maybe" forever
-/// (correct, only slower for the addresses hashing there).
-static FILTER: [AtomicU8; 1 << FILTER_BITS] = [const { AtomicU8::new(0) }; 1 << FILTER_BITS];
+const FILTER_WORDS: usize = (1 << FILTER_BITS) / 64;
+
+/// The filter: bit h(addr) of `HOT.filter` is set while some sampled block whose address hashes
+/// to h is alive; `FILTER_COUNTS[h]` counts them. Frees read only the bits: 16 Ki slots in 2 KiB
+/// (32 cache lines), few enough to stay in L1 beside a busy program's own data. The counts and
+/// bits change only under the table lock.
+static FILTER_COUNTS: [AtomicU32; 1 << FILTER_BITS] = [const { AtomicU32::new(0) }; 1 << FILTER_BITS];
 
 fn filter_add(addr: usize) {
-    let s = &FILTER[slot(addr)];
-    // Only changed under the table lock, so a load and a store cannot lose an update.
-    let v = s.load(Ordering::Relaxed);
-    if v < u8::MAX {
-        s.store(v + 1, Ordering::Relaxed);
+    let h = slot(addr);
+    let c = &FILTER_COUNTS[h];
+    let n = c.load(Ordering::Relaxed);
+    c.store(n + 1, Ordering::Relaxed);
+    if n == 0 {
+        HOT.filter[h / 64].fetch_or(1 << (h % 64), Ordering::Relaxed);
     }
 }
 
 fn filter_remove(addr: usize) {
-    let s = &FILTER[slot(addr)];
-    let v = s.load(Ordering::Relaxed);
-    if v < u8::MAX {
-        s.store(v - 1, Ordering::Relaxed);
+    let h = slot(addr);
+    let c = &FILTER_COUNTS[h];
+    let n = c.load(Ordering::Relaxed);
+    c.store(n - 1, Ordering::Relaxed);
+    if n == 1 {
+        HOT.filter[h / 64].fetch_and(!(1 << (h % 64)), Ordering::Relaxed);
     }
 }
-/// Sampled blocks alive right now (0 lets a free skip even the filter).
-static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 #[inline(always)]
 fn slot(addr: usize) -> usize {
@@ -717,7 +741,7 @@ fn record(addr: usize, size: usize, rate: usize, stack: &[usize], labels: Option
         match t.live.insert(addr, (i, bytes)) {
             None => {
                 filter_add(addr);
-                LIVE.fetch_add(1, Ordering::Relaxed);
+                HOT.live.fetch_add(1, Ordering::Relaxed);
             }
             // The block's free was missed (the table cannot see every free: see `free_slow`);
             // its bytes leave the in-use total with the stale entry.
@@ -734,7 +758,11 @@ fn record(addr: usize, size: usize, rate: usize, stack: &[usize], labels: Option
 /// free, from one global load while no sampled block is alive, else one filter probe.
 #[inline(always)]
 fn maybe_sampled(p: *mut u8) -> bool {
-    LIVE.load(Ordering::Relaxed) != 0 && FILTER[slot(p as usize)].load(Ordering::Relaxed) != 0
+    if HOT.live.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    let h = slot(p as usize);
+    HOT.filter[h / 64].load(Ordering::Relaxed) & (1 << (h % 64)) != 0
 }
 
 #[cold]
@@ -755,7 +783,7 @@ fn free_slow(addr: usize) {
                 t.went_idle(i);
             }
             filter_remove(addr);
-            LIVE.fetch_sub(1, Ordering::Relaxed);
+            HOT.live.fetch_sub(1, Ordering::Relaxed);
             gort_runtime::mprof::add_heap_inuse_sampled(-bytes);
         }
     });
@@ -909,6 +937,26 @@ mod tests {
             free_slow(addr(i));
         }
         assert!(label_cap_comment().is_some());
+    }
+
+    /// A filter bit stays set while any live block hashing to it remains, and clears with the last.
+    #[test]
+    fn filter_bit_follows_the_last_block_of_its_slot() {
+        let bit = |h: usize| HOT.filter[h / 64].load(Ordering::Relaxed) & (1 << (h % 64)) != 0;
+        // Under the table lock: no other test changes the filter meanwhile.
+        with_table(|_| {
+            let a = (0x6_0000_0000usize..).step_by(16).find(|&a| FILTER_COUNTS[slot(a)].load(Ordering::Relaxed) == 0);
+            let a = a.expect("a free slot");
+            let h = slot(a);
+            let b = (a + 16..).step_by(16).find(|&b| slot(b) == h).expect("a colliding address");
+            assert!(!bit(h));
+            filter_add(a);
+            filter_add(b);
+            filter_remove(a);
+            assert!(bit(h), "b is still alive in the slot");
+            filter_remove(b);
+            assert!(!bit(h));
+        });
     }
 
     #[test]
