@@ -7,7 +7,9 @@
 //! - `strings_map/*`: real Rust code on the global allocator: 10k `format!` strings into a
 //!   `HashMap`. The global allocator of this binary is a switch that forwards every call either
 //!   straight to `System` or to a sampling `Allocator<System>`, so the same code runs on both in
-//!   one process (the switch's one relaxed load and branch is paid on both sides).
+//!   one process (the switch's one relaxed load and branch is paid on both sides). Both sides
+//!   also pay for a wrapper around `System`, so this cannot see what the wrapper itself costs a
+//!   program: `benches/alloc_ab.sh` measures that, whole-process (benches/README.md).
 //!
 //! ```text
 //! cargo bench --bench prof_alloc

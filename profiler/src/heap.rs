@@ -13,11 +13,19 @@
 //! A sample walks the allocating stack (the runtime's unwinder, bounds-checked) and adds one object of that size to the
 //! record keyed by (stack, size), Go's bucket. The block's address goes into a side table
 //! (address -> record), only for sampled blocks, so `dealloc` and `realloc` can move it from
-//! in-use to freed. Deallocation must learn cheaply that a block was *not* sampled: a counting
-//! filter of 16 Ki one-byte atomic slots indexed by a hash of the address says "certainly not" with one
-//! relaxed load for almost every free; only a hit takes the table lock. A block is entered in
+//! in-use to freed. Deallocation must learn cheaply that a block was *not* sampled: while no
+//! sampled block is alive, one relaxed load says so; otherwise a filter of 16 Ki bits indexed
+//! by a hash of the address (a bit set while some live sampled block hashes there) says
+//! "certainly not" for almost every free; only a hit takes the table lock. A block is entered in
 //! the filter before `alloc` returns it, so a later free (ordered after the allocation by
-//! whatever handed the pointer over) sees the count.
+//! whatever handed the pointer over) sees its bit.
+//!
+//! Every method of [`Allocator`] is a few instructions in front of a tail call to the inner
+//! allocator, small enough to inline into `__rust_alloc` and friends: the thread's countdown
+//! (and, on a free, the filter) decides *before* the call whether this call is sampled, and only
+//! then does an out-of-line path make the call and record around it. The per-call state is one
+//! static (`HOT`: the rate, the live count, the filter bits) and one thread-local, reached with
+//! fs-relative loads.
 //!
 //! # Labels
 //!
@@ -77,7 +85,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::labels::LabelSet;
@@ -91,7 +99,23 @@ pub const DEFAULT_MEM_PROFILE_RATE: usize = 512 * 1024;
 
 /// Sentinel: the rate has not been read from the environment yet.
 const UNINIT: usize = usize::MAX;
-static RATE: AtomicUsize = AtomicUsize::new(UNINIT);
+
+/// Everything the allocator's fast paths read, in one static: code inlined into the user's crate
+/// reaches another crate's static through its GOT entry, so one static is one address to load.
+struct Hot {
+    /// `MemProfileRate` (`UNINIT` until read).
+    rate: AtomicUsize,
+    /// Sampled blocks alive right now (0 lets a free skip even the filter).
+    live: AtomicUsize,
+    /// The filter's bits, 64 slots a word (see [`filter_add`]).
+    filter: [AtomicU64; FILTER_WORDS],
+}
+
+static HOT: Hot = Hot {
+    rate: AtomicUsize::new(UNINIT),
+    live: AtomicUsize::new(0),
+    filter: [const { AtomicU64::new(0) }; FILTER_WORDS],
+};
 
 /// A sampling allocator wrapping `A`. Install it with
 /// `#[global_allocator] static A: gort::profiler::Allocator = gort::profiler::Allocator::system();`
@@ -116,44 +140,112 @@ impl Allocator<System> {
 }
 
 // SAFETY: every method forwards to the inner allocator with the caller's arguments unchanged and
-// returns its result; the bookkeeping around it never touches the block's memory.
+// returns its result (directly, or through the out-of-line `*_sampled` paths, which do the same);
+// the bookkeeping around it never touches the block's memory.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
-        let p = unsafe { self.inner.alloc(layout) };
-        if !p.is_null() {
-            on_alloc(p, layout.size());
+        if due(layout.size()) {
+            // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+            return unsafe { self.alloc_sampled(layout, false) };
         }
-        p
+        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+        unsafe { self.inner.alloc(layout) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract for `alloc_zeroed` is passed on unchanged.
-        let p = unsafe { self.inner.alloc_zeroed(layout) };
-        if !p.is_null() {
-            on_alloc(p, layout.size());
+        if due(layout.size()) {
+            // SAFETY: the caller's contract for `alloc_zeroed` is passed on unchanged.
+            return unsafe { self.alloc_sampled(layout, true) };
         }
-        p
+        // SAFETY: the caller's contract for `alloc_zeroed` is passed on unchanged.
+        unsafe { self.inner.alloc_zeroed(layout) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // The record goes before the memory: once freed, the address may be handed out again.
-        on_free(ptr);
+        if maybe_sampled(ptr) {
+            // SAFETY: the caller's contract for `dealloc` is passed on unchanged.
+            return unsafe { self.dealloc_sampled(ptr, layout) };
+        }
         // SAFETY: the caller's contract for `dealloc` is passed on unchanged.
         unsafe { self.inner.dealloc(ptr, layout) }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        on_free(ptr);
+        // The filter first: a hit goes out of line before the countdown is touched.
+        if maybe_sampled(ptr) {
+            // SAFETY: the caller's contract for `realloc` is passed on unchanged.
+            return unsafe { self.realloc_sampled(ptr, layout, new_size, true) };
+        }
+        if due(new_size) {
+            // SAFETY: the caller's contract for `realloc` is passed on unchanged.
+            return unsafe { self.realloc_sampled(ptr, layout, new_size, false) };
+        }
         // SAFETY: the caller's contract for `realloc` is passed on unchanged.
+        unsafe { self.inner.realloc(ptr, layout, new_size) }
+    }
+}
+
+impl<A: GlobalAlloc> Allocator<A> {
+    /// `alloc` (or `alloc_zeroed`) of an allocation the countdown made due.
+    ///
+    /// # Safety
+    ///
+    /// `GlobalAlloc::alloc`'s contract.
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_sampled(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on unchanged.
+        let p = unsafe {
+            if zeroed {
+                self.inner.alloc_zeroed(layout)
+            } else {
+                self.inner.alloc(layout)
+            }
+        };
+        if !p.is_null() {
+            sample_slow(p, layout.size());
+        }
+        p
+    }
+
+    /// `dealloc` of a block the filter could not rule out as sampled.
+    ///
+    /// # Safety
+    ///
+    /// `GlobalAlloc::dealloc`'s contract.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_sampled(&self, ptr: *mut u8, layout: Layout) {
+        // The record goes before the memory: once freed, the address may be handed out again.
+        free_slow(ptr as usize);
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    /// `realloc` of a block the filter could not rule out as sampled (`maybe_sampled`, the
+    /// countdown not yet charged), or else to a size the countdown made due.
+    ///
+    /// # Safety
+    ///
+    /// `GlobalAlloc::realloc`'s contract.
+    #[cold]
+    #[inline(never)]
+    unsafe fn realloc_sampled(&self, ptr: *mut u8, layout: Layout, new_size: usize, maybe_sampled: bool) -> *mut u8 {
+        let due = if maybe_sampled {
+            free_slow(ptr as usize);
+            due(new_size)
+        } else {
+            true
+        };
+        // SAFETY: the caller's contract is passed on unchanged.
         let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
         // On failure the old block lives on but stays counted as freed (callers abort then).
-        if !p.is_null() {
-            on_alloc(p, new_size);
+        if due && !p.is_null() {
+            sample_slow(p, new_size);
         }
         p
     }
@@ -207,44 +299,49 @@ impl Drop for NoSample {
     }
 }
 
+/// Counts `size` bytes against this thread's budget: true if the allocation must go to
+/// [`sample_slow`] (the budget ran out, the rate changed, or it is not read yet). The whole fast
+/// path: one global load, and with sampling on, one thread-local decrement and compare.
 #[inline(always)]
-fn on_alloc(p: *mut u8, size: usize) {
-    let rate = RATE.load(Ordering::Relaxed);
+fn due(size: usize) -> bool {
+    let rate = HOT.rate.load(Ordering::Relaxed);
     if rate == 0 {
-        return;
+        return false;
     }
     TS.with(|t| {
-        let n = t.next.get() - size as i64;
+        let n = t.next.get().wrapping_sub(size as i64);
         t.next.set(n);
-        if n < 0 || t.rate.get() != rate {
-            sample_slow(t, p, size, rate);
-        }
-    });
+        (n < 0) | (t.rate.get() != rate)
+    })
 }
 
+/// An allocation [`due`] picked, at `p` (non-null).
 #[cold]
 #[inline(never)]
-fn sample_slow(t: &ThreadState, p: *mut u8, size: usize, mut rate: usize) {
-    if t.busy.get() {
-        return;
-    }
-    let _g = NoSample::enter();
-    if rate == UNINIT {
-        rate = init_rate();
+fn sample_slow(p: *mut u8, size: usize) {
+    TS.with(|t| {
+        if t.busy.get() {
+            return;
+        }
+        let _g = NoSample::enter();
+        let mut rate = HOT.rate.load(Ordering::Relaxed);
+        if rate == UNINIT {
+            rate = init_rate();
+        }
         if rate == 0 {
             return;
         }
-    }
-    if t.rate.get() != rate {
-        t.rate.set(rate);
-        let n = draw(t, rate) - size as i64;
-        t.next.set(n);
-        if n >= 0 {
-            return;
+        if t.rate.get() != rate {
+            t.rate.set(rate);
+            let n = draw(t, rate) - size as i64;
+            t.next.set(n);
+            if n >= 0 {
+                return;
+            }
         }
-    }
-    t.next.set(draw(t, rate));
-    record_alloc(p as usize, size, rate);
+        t.next.set(draw(t, rate));
+        record_alloc(p as usize, size, rate);
+    })
 }
 
 /// An exponential draw with mean `rate` (0 for rate 1: every allocation is sampled).
@@ -279,7 +376,7 @@ fn init_rate() -> usize {
         }
     }
     install_atfork();
-    match RATE.compare_exchange(UNINIT, rate, Ordering::Relaxed, Ordering::Relaxed) {
+    match HOT.rate.compare_exchange(UNINIT, rate, Ordering::Relaxed, Ordering::Relaxed) {
         Ok(_) => rate,
         Err(set) => set,
     }
@@ -306,12 +403,12 @@ fn warn_bad_rate(value: &[u8]) {
 pub fn set_mem_profile_rate(rate: usize) {
     let rate = if rate == UNINIT { UNINIT - 1 } else { rate };
     install_atfork();
-    RATE.store(rate, Ordering::Relaxed);
+    HOT.rate.store(rate, Ordering::Relaxed);
 }
 
 /// The current `MemProfileRate` (reading `GORT_MEMPROFILERATE` if not read yet).
 pub fn mem_profile_rate() -> usize {
-    match RATE.load(Ordering::Relaxed) {
+    match HOT.rate.load(Ordering::Relaxed) {
         UNINIT => {
             let _g = NoSample::enter();
             init_rate()
@@ -592,34 +689,39 @@ fn install_atfork() {
 }
 
 const FILTER_BITS: u32 = 14;
-/// Counting filter: slot h(addr) counts sampled live blocks whose address hashes there. One byte
-/// per slot keeps the whole filter (16 KiB) in L1/L2 cache, which is what makes a free cheap. A
-/// slot that reaches 255 saturates: it is never decremented again and stays "maybe" forever
-/// (correct, only slower for the addresses hashing there).
-static FILTER: [AtomicU8; 1 << FILTER_BITS] = [const { AtomicU8::new(0) }; 1 << FILTER_BITS];
+const FILTER_WORDS: usize = (1 << FILTER_BITS) / 64;
+
+/// The filter: bit h(addr) of `HOT.filter` is set while some sampled block whose address hashes
+/// to h is alive; `FILTER_COUNTS[h]` counts them. Frees read only the bits: 16 Ki slots in 2 KiB
+/// (32 cache lines), few enough to stay in L1 beside a busy program's own data. The counts and
+/// bits change only under the table lock.
+static FILTER_COUNTS: [AtomicU32; 1 << FILTER_BITS] = [const { AtomicU32::new(0) }; 1 << FILTER_BITS];
 
 fn filter_add(addr: usize) {
-    let s = &FILTER[slot(addr)];
-    // Only changed under the table lock, so a load and a store cannot lose an update.
-    let v = s.load(Ordering::Relaxed);
-    if v < u8::MAX {
-        s.store(v + 1, Ordering::Relaxed);
+    let h = slot(addr);
+    let c = &FILTER_COUNTS[h];
+    let n = c.load(Ordering::Relaxed);
+    c.store(n + 1, Ordering::Relaxed);
+    if n == 0 {
+        HOT.filter[h / 64].fetch_or(1 << (h % 64), Ordering::Relaxed);
     }
 }
 
 fn filter_remove(addr: usize) {
-    let s = &FILTER[slot(addr)];
-    let v = s.load(Ordering::Relaxed);
-    if v < u8::MAX {
-        s.store(v - 1, Ordering::Relaxed);
+    let h = slot(addr);
+    let c = &FILTER_COUNTS[h];
+    let n = c.load(Ordering::Relaxed);
+    c.store(n - 1, Ordering::Relaxed);
+    if n == 1 {
+        HOT.filter[h / 64].fetch_and(!(1 << (h % 64)), Ordering::Relaxed);
     }
 }
-/// Sampled blocks alive right now (0 lets a free skip even the filter).
-static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 #[inline(always)]
 fn slot(addr: usize) -> usize {
-    ((addr as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FILTER_BITS)) as usize
+    // Address bits 4..36 (blocks are 16-byte aligned), 32-bit multiplicative hashing: one
+    // multiply by an immediate on the free path.
+    ((addr >> 4) as u32).wrapping_mul(0x9e37_79b1).wrapping_shr(32 - FILTER_BITS) as usize
 }
 
 fn record_alloc(addr: usize, size: usize, rate: usize) {
@@ -639,7 +741,7 @@ fn record(addr: usize, size: usize, rate: usize, stack: &[usize], labels: Option
         match t.live.insert(addr, (i, bytes)) {
             None => {
                 filter_add(addr);
-                LIVE.fetch_add(1, Ordering::Relaxed);
+                HOT.live.fetch_add(1, Ordering::Relaxed);
             }
             // The block's free was missed (the table cannot see every free: see `free_slow`);
             // its bytes leave the in-use total with the stale entry.
@@ -652,16 +754,15 @@ fn record(addr: usize, size: usize, rate: usize, stack: &[usize], labels: Option
     drop((retired, labels));
 }
 
+/// Whether the block at `p` may be a sampled one ([`free_slow`] decides): false for almost every
+/// free, from one global load while no sampled block is alive, else one filter probe.
 #[inline(always)]
-fn on_free(p: *mut u8) {
-    if LIVE.load(Ordering::Relaxed) == 0 {
-        return;
+fn maybe_sampled(p: *mut u8) -> bool {
+    if HOT.live.load(Ordering::Relaxed) == 0 {
+        return false;
     }
-    let addr = p as usize;
-    if FILTER[slot(addr)].load(Ordering::Relaxed) == 0 {
-        return;
-    }
-    free_slow(addr);
+    let h = slot(p as usize);
+    HOT.filter[h / 64].load(Ordering::Relaxed) & (1 << (h % 64)) != 0
 }
 
 #[cold]
@@ -682,7 +783,7 @@ fn free_slow(addr: usize) {
                 t.went_idle(i);
             }
             filter_remove(addr);
-            LIVE.fetch_sub(1, Ordering::Relaxed);
+            HOT.live.fetch_sub(1, Ordering::Relaxed);
             gort_runtime::mprof::add_heap_inuse_sampled(-bytes);
         }
     });
@@ -778,7 +879,8 @@ mod tests {
         record_alloc(addr, 48, 1);
         {
             let _g = NoSample::enter();
-            on_free(addr as *mut u8);
+            assert!(maybe_sampled(addr as *mut u8));
+            free_slow(addr);
         }
         let (live, frees) = with_table(|t| {
             let i = t.records.iter().position(|r| r.size == 48).expect("the record");
@@ -835,6 +937,26 @@ mod tests {
             free_slow(addr(i));
         }
         assert!(label_cap_comment().is_some());
+    }
+
+    /// A filter bit stays set while any live block hashing to it remains, and clears with the last.
+    #[test]
+    fn filter_bit_follows_the_last_block_of_its_slot() {
+        let bit = |h: usize| HOT.filter[h / 64].load(Ordering::Relaxed) & (1 << (h % 64)) != 0;
+        // Under the table lock: no other test changes the filter meanwhile.
+        with_table(|_| {
+            let a = (0x6_0000_0000usize..).step_by(16).find(|&a| FILTER_COUNTS[slot(a)].load(Ordering::Relaxed) == 0);
+            let a = a.expect("a free slot");
+            let h = slot(a);
+            let b = (a + 16..).step_by(16).find(|&b| slot(b) == h).expect("a colliding address");
+            assert!(!bit(h));
+            filter_add(a);
+            filter_add(b);
+            filter_remove(a);
+            assert!(bit(h), "b is still alive in the slot");
+            filter_remove(b);
+            assert!(!bit(h));
+        });
     }
 
     #[test]
