@@ -44,7 +44,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use crate::clock::{ticks, ticks_to_ns};
-use crate::g::{for_each_g, labels_from_ref, labels_into_ref, GRef, Labels, WaitReason, WallAcc, WallSlot, G};
+use crate::g::{
+    for_each_g, labels_from_ref, labels_into_ref, GRef, Labels, WaitReason, WallAcc, WallAccGuard, WallSlot, G,
+};
 use crate::parksite::{park_stack, park_stack_of, ParkStack, SiteRef};
 use crate::schedstats::{epoch, set_timing, TIMING, TIMING_WALL};
 use crate::traceback::capture;
@@ -233,6 +235,17 @@ fn refresh(a: &mut WallAcc, labels: *const Labels) {
     }
 }
 
+/// `g`'s tally (made current) with its mark moved to `t`, the labels slot pointer it is keyed
+/// by, and the old mark. The caller is `g` itself or the M holding it switched out.
+#[inline]
+fn advance(g: &G, t: u64) -> (WallAccGuard<'_>, *const Labels, u64) {
+    let labels = g.labels.load(Ordering::Relaxed);
+    let mut a = g.wall_acc();
+    refresh(&mut a, labels);
+    let from = std::mem::replace(&mut a.mark, t);
+    (a, labels, from)
+}
+
 /// Charges one slot of a tally (nothing if empty).
 ///
 /// # Safety
@@ -304,10 +317,7 @@ fn tally(a: &mut WallAcc, site: usize, reason: u8, waited: u64, runnable: u64) -
 ///
 /// Called by the M that ran `g`, right after it finished (so its labels slot is still).
 pub(crate) unsafe fn exit(shard: usize, g: &G, t_out: u64) {
-    let labels = g.labels.load(Ordering::Relaxed);
-    let mut a = g.wall_acc();
-    refresh(&mut a, labels);
-    let from = std::mem::replace(&mut a.mark, t_out);
+    let (mut a, labels, from) = advance(g, t_out);
     a.run += clip(from, t_out);
     let l = tally_labels(&a, labels);
     // SAFETY: the caller's contract.
@@ -337,10 +347,7 @@ fn out_point(t_out: u64, from: u64, to: u64) -> u64 {
 /// Called by the M about to resume `g`, before it does (its stack is frozen and its own).
 #[inline]
 pub(crate) unsafe fn run(shard: usize, g: &G, t_run: u64) {
-    let labels = g.labels.load(Ordering::Relaxed);
-    let mut a = g.wall_acc();
-    refresh(&mut a, labels);
-    let from = std::mem::replace(&mut a.mark, t_run);
+    let (mut a, labels, from) = advance(g, t_run);
     if clip(from, t_run) == 0 {
         return;
     }
@@ -397,10 +404,7 @@ pub(crate) fn syscall_enter(g: &G) -> Option<ParkStack> {
     }
     let t = ticks();
     {
-        let labels = g.labels.load(Ordering::Relaxed);
-        let mut a = g.wall_acc();
-        refresh(&mut a, labels);
-        let from = std::mem::replace(&mut a.mark, t);
+        let (mut a, _, from) = advance(g, t);
         a.run += clip(from, t);
     }
     let mut buf = [0usize; MAX_DEPTH];
@@ -415,10 +419,7 @@ pub(crate) fn syscall_exit(g: &G, stack: Option<ParkStack>) {
         return;
     }
     let t = ticks();
-    let labels = g.labels.load(Ordering::Relaxed);
-    let mut a = g.wall_acc();
-    refresh(&mut a, labels);
-    let from = std::mem::replace(&mut a.mark, t);
+    let (_a, labels, from) = advance(g, t);
     let s = stack.map(SiteRef::Walked);
     // SAFETY: `g` is the caller, running: only it changes its labels slot.
     unsafe { charge_parts(current_shard(), labels, &[(s.as_ref(), ST_SYSCALL, clip(from, t))]) };
@@ -437,13 +438,10 @@ pub(crate) fn relabel<R>(g: &G, swap: impl FnOnce() -> R) -> R {
     if !on() {
         return swap();
     }
-    let t = ticks();
-    let labels = g.labels.load(Ordering::Relaxed);
-    // Held across the swap, so the window's close never sees new labels with an old tally.
-    let mut a = g.wall_acc();
-    refresh(&mut a, labels);
-    let from = std::mem::replace(&mut a.mark, t);
-    a.run += clip(from, t);
+    // The tally is held across the swap, so the window's close never sees new labels with an
+    // old tally.
+    let (mut a, labels, from) = advance(g, ticks());
+    a.run += clip(from, a.mark);
     let l = tally_labels(&a, labels);
     // SAFETY: `g` is the caller, running: only it changes its labels slot, after this.
     unsafe { flush(current_shard(), &mut a, l) };
