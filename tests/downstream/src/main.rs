@@ -171,6 +171,12 @@ fn main() {
         // SAFETY: the goroutine's one thread-bound value, the `std` guard of `KEPT`, is taken
         // and released inside a poll, with no blocking call in between.
         unsafe { gort::go!(wait_on_a_future) };
+        // The async side, awaited on a goroutine: a channel receive and a goroutine's result.
+        let (tx, rx) = gort::chan::chan::<u32>(0);
+        // SAFETY: the goroutine holds only a channel handle (Send) and touches no thread-local.
+        let h = unsafe { gort::go!(move || tx.send(7).map(|()| 35u32).unwrap()) };
+        let got = gort::block_on(async { rx.recv_async().await.unwrap() + h.await.unwrap() });
+        assert_eq!(got, 42, "recv_async and a JoinHandle awaited through block_on");
         say("ready");
         http_pprof_goroutine(interval);
     };
