@@ -246,6 +246,23 @@ fn advance(g: &G, t: u64) -> (WallAccGuard<'_>, *const Labels, u64) {
     (a, labels, from)
 }
 
+/// Charges waiting (for `reason`) and runnable ticks to `stack`.
+///
+/// # Safety
+///
+/// As for [`charge_parts`].
+unsafe fn charge_wait(
+    shard: usize,
+    labels: *const Labels,
+    stack: Option<&SiteRef>,
+    reason: u8,
+    waited: u64,
+    runnable: u64,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { charge_parts(shard, labels, &[(stack, wait_state(reason), waited), (stack, ST_RUNNABLE, runnable)]) };
+}
+
 /// Charges one slot of a tally (nothing if empty).
 ///
 /// # Safety
@@ -257,9 +274,8 @@ unsafe fn charge_slot(shard: usize, labels: *const Labels, sl: WallSlot) {
     }
     // SAFETY: slots hold only addresses of cached sites.
     let site = (sl.site != 0).then(|| unsafe { SiteRef::from_cached_addr(sl.site) });
-    let s = site.as_ref();
     // SAFETY: the caller's contract.
-    unsafe { charge_parts(shard, labels, &[(s, wait_state(sl.reason), sl.wait), (s, ST_RUNNABLE, sl.runnable)]) };
+    unsafe { charge_wait(shard, labels, site.as_ref(), sl.reason, sl.wait, sl.runnable) };
 }
 
 /// Charges everything `a` holds, with `labels`, and empties it.
@@ -369,9 +385,8 @@ pub(crate) unsafe fn run(shard: usize, g: &G, t_run: u64) {
     }
     let site = match &stack {
         Some(SiteRef::Walked(_)) => {
-            let s = stack.as_ref();
             // SAFETY: `g` is held still by our M, so its labels slot is too.
-            unsafe { charge_parts(shard, labels, &[(s, wait_state(reason), waited), (s, ST_RUNNABLE, runnable)]) };
+            unsafe { charge_wait(shard, labels, stack.as_ref(), reason, waited, runnable) };
             return;
         }
         Some(c) => c.cached_addr(),
@@ -575,13 +590,7 @@ fn close(g: GRef, w1: u64, running: &[crate::running::RunningStack]) {
         if waited + runnable > 0 {
             let stack = SiteRef::Walked(park_stack(p));
             // SAFETY: as above.
-            unsafe {
-                charge_parts(
-                    0,
-                    labels,
-                    &[(Some(&stack), wait_state(reason), waited), (Some(&stack), ST_RUNNABLE, runnable)],
-                )
-            };
+            unsafe { charge_wait(0, labels, Some(&stack), reason, waited, runnable) };
         }
     });
 }
