@@ -81,23 +81,70 @@ fn samples_land_in_the_busy_function_with_go_sample_types() {
     }
 }
 
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 #[test]
 fn two_to_one_work_shows_two_to_one() {
     let _t = common::take_turn(&TURN);
-    // One goroutine per P: with 2 Ps both run at once, with 1 they take turns; either way the
-    // CPU each uses is in proportion to its work.
-    let n = 150_000_000u64;
+    // The two goroutines take strict turns (a channel hands the turn over), `a` doing twice `b`'s
+    // work per turn, and each measures the CPU time of its own turns. The samples must split as
+    // that CPU time does: the work alone is not enough, as the CPU time a unit of work takes
+    // moves with the host (a busy hyperthread sibling). Turns of several sampling periods keep
+    // the error at each hand-over (a sample falls due in one goroutine's turn and is taken at the
+    // next timer tick) small against a turn.
+    let turns = 10;
+    let chunk = 30_000_000u64;
+    let (to_a, a_rx) = gort::chan::chan::<()>(1);
+    let (to_b, b_rx) = gort::chan::chan::<()>(1);
+    let mut cpu = (Duration::ZERO, Duration::ZERO);
     let p = cpu_profile(500, || {
-        let a = common::spawn_with(gort::Builder::new(), move || cpu_spin_a(2 * n)).unwrap();
-        let b = common::spawn_with(gort::Builder::new(), move || cpu_spin_b(n)).unwrap();
-        a.join().unwrap();
-        b.join().unwrap();
+        to_a.send(()).unwrap();
+        let a = common::spawn_with(gort::Builder::new(), move || {
+            let mut used = Duration::ZERO;
+            for _ in 0..turns {
+                a_rx.recv().unwrap();
+                let t = thread_cpu();
+                black_box(cpu_spin_a(2 * chunk));
+                used += thread_cpu() - t;
+                to_b.send(()).unwrap();
+            }
+            used
+        })
+        .unwrap();
+        let b = common::spawn_with(gort::Builder::new(), move || {
+            let mut used = Duration::ZERO;
+            for _ in 0..turns {
+                b_rx.recv().unwrap();
+                let t = thread_cpu();
+                black_box(cpu_spin_b(chunk));
+                used += thread_cpu() - t;
+                // The last turn's hand-back finds `a` gone; the buffer takes it.
+                let _ = to_a.send(());
+            }
+            used
+        })
+        .unwrap();
+        cpu = (a.join().unwrap(), b.join().unwrap());
     });
     let a = stack_sum(&p, "cpu_spin_a", 0) as f64;
     let b = stack_sum(&p, "cpu_spin_b", 0) as f64;
-    assert!(b > 20.0, "too few samples: a={a} b={b}");
+    assert!(b > 60.0, "too few samples: a={a} b={b}");
+    let want = cpu.0.as_secs_f64() / cpu.1.as_secs_f64();
+    // Twice the work took about twice the CPU: a sanity check on the measurement itself.
+    assert!((1.5..=2.5).contains(&want), "a used {:?}, b {:?}", cpu.0, cpu.1);
     let ratio = a / b;
-    assert!((1.8..=2.2).contains(&ratio), "a={a} b={b}: ratio {ratio:.2}, want 2 within 10%");
+    assert!(
+        (0.9..=1.1).contains(&(ratio / want)),
+        "a={a} b={b}: ratio {ratio:.2}, CPU used {:?} / {:?} = {want:.2}, want within 10%",
+        cpu.0,
+        cpu.1
+    );
 }
 
 /// With GOMAXPROCS goroutines busy, the sampled CPU time equals the CPU time the process used
