@@ -138,23 +138,33 @@ impl P {
     ///
     /// # Safety
     /// The caller owns the P.
+    #[inline]
     pub(crate) unsafe fn runqput(&self, g: GRef, next: bool) {
-        if next {
+        let g = if next {
             // AcqRel: pairs with thieves' CAS on runnext (they Acquire the G they take).
             let old = self.runnext.swap(g.as_ptr() as *mut G, Ordering::AcqRel);
             if old.is_null() {
                 return;
             }
             // SAFETY: runnext only ever holds pointers made from GRefs.
-            let old = unsafe { GRef::from_ptr(old) };
-            // SAFETY: the caller owns the P.
-            unsafe { self.runq().push(old) };
+            unsafe { GRef::from_ptr(old) }
         } else {
-            // SAFETY: the caller owns the P.
-            unsafe { self.runq().push(g) };
-        }
+            g
+        };
+        // SAFETY: the caller owns the P.
+        unsafe { self.runq_push(g) }
+    }
+
+    /// `runqput`'s queue half, out of line: a hand-off to an empty `runnext` (every wake of a
+    /// ping-pong) is the whole of the inlined part.
+    ///
+    /// # Safety
+    /// The caller owns the P.
+    #[inline(never)]
+    unsafe fn runq_push(&self, g: GRef) {
         // SAFETY: the caller owns the P.
         let q = unsafe { self.runq() };
+        q.push(g);
         if q.len() > LOCAL_RUNQ_MAX {
             // Go's runqputslow: the local queue is bounded; its older half moves to the global
             // queue. Recent work stays local (a spawner's children run before its ancestors'
