@@ -209,6 +209,80 @@ fn wakes_during_a_poll_repoll() {
     assert_eq!(polls, 3);
 }
 
+/// Calls one after another on one goroutine reuse the thread's spare state word, and what a
+/// call leaves in it does not reach the next: a wake during the last poll (which returned
+/// `Ready`) makes the next call poll no more often, and a waker a finished call leaves behind,
+/// woken while a later call waits, at most makes that call poll once more, never return early.
+#[test]
+fn back_to_back_calls_start_clean() {
+    let extra = run(|| {
+        // Each round: a call that wakes itself in its final poll, then a call pending until a
+        // goroutine wakes it, which must be polled exactly twice.
+        for _ in 0..200 {
+            gort::block_on(std::future::poll_fn(|cx| {
+                cx.waker().wake_by_ref();
+                Poll::Ready(())
+            }));
+            let fired = Arc::new(AtomicBool::new(false));
+            let mut polls = 0;
+            gort::block_on(std::future::poll_fn(|cx| {
+                polls += 1;
+                if polls == 1 {
+                    let (w, f) = (cx.waker().clone(), fired.clone());
+                    go!(move || {
+                        gort::runtime::yield_now();
+                        f.store(true, Ordering::Release);
+                        w.wake();
+                    });
+                }
+                if fired.load(Ordering::Acquire) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }));
+            assert_eq!(polls, 2, "a wake left by the previous call reached this one");
+        }
+        // A call that leaves a clone of its waker behind, then calls that wait while that stale
+        // waker fires: each still returns only once its own event came.
+        let kept: Arc<Mutex<Option<Waker>>> = Arc::default();
+        let k = kept.clone();
+        gort::block_on(std::future::poll_fn(move |cx| {
+            *k.lock().unwrap() = Some(cx.waker().clone());
+            Poll::Ready(())
+        }));
+        let stale = kept.lock().unwrap().take().unwrap();
+        let mut extra = 0;
+        for _ in 0..50 {
+            let fired = Arc::new(AtomicBool::new(false));
+            let mut polls = 0;
+            gort::block_on(std::future::poll_fn(|cx| {
+                polls += 1;
+                if polls == 1 {
+                    let (w, f, s) = (cx.waker().clone(), fired.clone(), stale.clone());
+                    go!(move || {
+                        s.wake();
+                        gort::runtime::yield_now();
+                        f.store(true, Ordering::Release);
+                        w.wake();
+                    });
+                }
+                if fired.load(Ordering::Acquire) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }));
+            assert!(fired.load(Ordering::Acquire));
+            extra += polls - 2;
+        }
+        extra
+    });
+    // The stale waker's word is not this call's (it was not reused while shared), so it made
+    // no poll at all.
+    assert_eq!(extra, 0);
+}
+
 /// A panic in a poll is the goroutine's panic: `join` returns it, the runtime carries on, and
 /// the waker the future left behind is harmless.
 #[test]

@@ -3,8 +3,10 @@
 //!
 //! # The state word
 //!
-//! One [`Parker`] per call: its `Arc`'d word is the whole state, and the future's [`Waker`] is
-//! that word's unparker (`Parker::waker`). Seen from here its values mean:
+//! One [`Parker`](crate::sync::Parker) per call: its `Arc`'d word is the whole state, and the
+//! future's [`Waker`](std::task::Waker) is that word's unparker (`Parker::waker`). The pair is
+//! the thread's spare from an earlier call when that call left no clone of its waker behind
+//! (`WakerParker`), so a typical call allocates nothing. Seen from here its values mean:
 //!
 //! | word        | meaning                                                                  |
 //! |-------------|--------------------------------------------------------------------------|
@@ -41,7 +43,7 @@ use std::pin::pin;
 use std::task::{Context, Poll};
 
 use crate::loom::WaitReason;
-use crate::parker::Parker;
+use crate::parker::WakerParker;
 
 /// Runs `fut` to completion on the calling goroutine and returns its output. While the future
 /// is pending the goroutine parks (its thread runs other goroutines), shown in goroutine dumps
@@ -70,14 +72,14 @@ use crate::parker::Parker;
 /// a poll they block the outer future's whole poll.
 pub fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = pin!(fut);
-    let parker = Parker::new();
-    let waker = parker.waker();
-    let mut cx = Context::from_waker(&waker);
+    let wp = WakerParker::take();
+    let mut cx = Context::from_waker(&wp.waker);
     loop {
         if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            wp.give_back();
             return out;
         }
-        parker.park_for(WaitReason::Future);
+        wp.parker.park_for(WaitReason::Future);
     }
 }
 

@@ -262,6 +262,51 @@ impl Parker {
     }
 }
 
+/// A [`Parker`] with the [`Waker`] of its word: what `block_on` polls with. Each call takes one
+/// and gives it back when done, and the thread keeps it for the next call if nobody else kept
+/// the waker, so a `block_on` that finishes with no clone of its waker left allocates nothing.
+pub(crate) struct WakerParker {
+    pub(crate) parker: Parker,
+    pub(crate) waker: Waker,
+}
+
+#[cfg(not(gort_loom))]
+thread_local! {
+    /// The thread's spare, if the last one given back on it was unshared. (Not under loom, whose
+    /// model threads share one OS thread and whose executions each have their own atomics.)
+    static SPARE: Cell<Option<WakerParker>> = const { Cell::new(None) };
+}
+
+impl WakerParker {
+    /// The thread's spare, or a new one.
+    pub(crate) fn take() -> WakerParker {
+        #[cfg(not(gort_loom))]
+        if let Some(wp) = SPARE.try_with(Cell::take).ok().flatten() {
+            return wp;
+        }
+        let parker = Parker::new();
+        let waker = parker.waker();
+        WakerParker { parker, waker }
+    }
+
+    /// Keeps this pair as the thread's spare if its word is ours alone (the parker and our waker
+    /// hold its only references), with the word reset to `EMPTY`; else drops it. A clone of the
+    /// waker that lives on could wake a later, unrelated call: harmless (a spurious poll), but
+    /// not reusing it spares that call the poll.
+    pub(crate) fn give_back(self) {
+        #[cfg(not(gort_loom))]
+        if Arc::strong_count(&self.parker.inner) == 2 {
+            // Acquire: the count was read Relaxed; this fence pairs with the Release decrement
+            // of every other clone's drop, so their wakes (stores to the word) happen before
+            // our reset.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+            // Nobody else holds the word, so nobody can race this store.
+            self.parker.inner.state.store(EMPTY, Ordering::Relaxed);
+            let _ = SPARE.try_with(|s| s.set(Some(self)));
+        }
+    }
+}
+
 impl Default for Parker {
     fn default() -> Parker {
         Parker::new()
