@@ -11,10 +11,11 @@ pub use gort_runtime::{
 /// `future`; on a plain OS thread the thread blocks. The bridge from goroutines to async Rust:
 /// runtime-agnostic futures (`futures` channels, `async-channel`) work as they are.
 ///
-/// With the `tokio` feature, a Tokio runtime's context is entered around every poll, so Tokio's
-/// sockets and timers (and hyper, reqwest, ...) work too: see `gort::tokio_bridge`. (Then the first
-/// call starts that runtime, unless one was handed in; [`runtime::block_on`] is the bare one,
-/// which never enters or starts anything.)
+/// With the `tokio` feature, the polls run inside a Tokio runtime's context, so Tokio's sockets
+/// and timers (and hyper, reqwest, ...) work too: see `gort::tokio_bridge`. (Then the first call
+/// starts that runtime, unless one was handed in, and every thread that runs goroutines enters
+/// its context for good; [`runtime::block_on`] is the bare one, which never enters or starts
+/// anything.)
 ///
 /// The waker tolerates late, duplicate and cross-thread wakes, and a wake during a poll makes
 /// another poll. A panic in the future is the goroutine's panic. `block_on` is a blocking

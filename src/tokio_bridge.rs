@@ -9,20 +9,24 @@
 //!
 //! The runtime is the one handed to [`set_handle`], or else a multi-threaded runtime of its
 //! own (threads named `gort-tokio`, Tokio's default worker count), started by the first
-//! `block_on` and kept for the life of the process. Its threads can wake goroutines and the
-//! runtime does not know them, so while they exist deadlock detection never calls a deadlock
-//! (as with any thread gort has not seen); [`runtime::block_on`](crate::runtime::block_on)
-//! enters no Tokio runtime and starts none.
+//! `block_on` (or [`handle`]) and kept for the life of the process. Its threads can wake
+//! goroutines and the runtime does not know them, so while they exist deadlock detection never
+//! calls a deadlock (as with any thread gort has not seen);
+//! [`runtime::block_on`](crate::runtime::block_on) enters no Tokio runtime and starts none.
 //!
-//! The context is entered for one poll at a time, and the goroutine is wired to its thread for
-//! that poll ([`lock_os_thread`](crate::runtime::lock_os_thread)): Tokio's context is
-//! thread-local, so it must be left on the thread it was entered on, even if the poll itself
-//! makes a blocking gort call. Between polls the goroutine parks on gort and may resume on
-//! another thread, with no Tokio context held.
+//! Once the runtime is chosen, every thread that runs goroutines enters its context for good
+//! (each before it next starts a goroutine, through
+//! [`on_each_m`](gort_runtime::on_each_m)), so a goroutine sees it wherever it runs and
+//! however often it moves: inside `block_on` and outside it (`tokio::spawn` and
+//! `Handle::current()` work in any goroutine from then on). A poll therefore costs nothing
+//! extra, and a poll that makes a blocking gort call may resume on another thread as usual. On
+//! a plain OS thread, `block_on` enters the context for the call and leaves it on return; the
+//! thread is the caller's, so nothing stays behind.
 //!
-//! Values made *before* `block_on` are made outside the context: `tokio::time::sleep(d)` called
-//! in the argument itself panics, `async { tokio::time::sleep(d).await }` does not (the
-//! `sleep` call runs inside the first poll).
+//! Values made *before* the runtime is chosen are made outside any context:
+//! `tokio::time::sleep(d)` in the argument of the process's first `block_on` panics (call
+//! [`handle`] at start to choose the runtime early), `async { tokio::time::sleep(d).await }`
+//! does not (the `sleep` call runs inside the first poll).
 //!
 //! ```
 //! # #[cfg(feature = "tokio")] {
@@ -41,7 +45,8 @@
 //! # }
 //! ```
 
-use std::sync::OnceLock;
+use std::cell::Cell;
+use std::sync::{Once, OnceLock};
 
 use tokio::runtime::{Builder, Handle, Runtime};
 
@@ -54,16 +59,19 @@ static OWN: OnceLock<Runtime> = OnceLock::new();
 /// runtime's handle fails every I/O and timer future). Must come before the first `block_on`:
 /// once a runtime is chosen it stays, and the handle is given back as `Err`.
 pub fn set_handle(handle: Handle) -> Result<(), Handle> {
-    HANDLE.set(handle)
+    HANDLE.set(handle)?;
+    CONTEXT_ON_EVERY_M.call_once(|| gort_runtime::on_each_m(enter_for_good));
+    Ok(())
 }
 
 /// The handle of the runtime `block_on` enters: the one given to [`set_handle`], or else the
-/// bridge's own runtime, started by this call if it is the first.
+/// bridge's own runtime, started by this call if it is the first. From this call on, every
+/// thread that runs goroutines has the runtime's context entered (module docs).
 ///
 /// # Panics
 /// If the bridge's own runtime cannot be started (the OS refuses threads).
 pub fn handle() -> &'static Handle {
-    HANDLE.get_or_init(|| {
+    let h = HANDLE.get_or_init(|| {
         OWN.get_or_init(|| {
             Builder::new_multi_thread()
                 .thread_name("gort-tokio")
@@ -73,35 +81,39 @@ pub fn handle() -> &'static Handle {
         })
         .handle()
         .clone()
-    })
+    });
+    CONTEXT_ON_EVERY_M.call_once(|| gort_runtime::on_each_m(enter_for_good));
+    h
 }
 
-/// Undoes a [`lock_os_thread`](crate::runtime::lock_os_thread) on drop, so a poll that panics
-/// still unwires its goroutine.
-struct Wired;
+/// Registers the per-M entry once a runtime is chosen, by either path.
+static CONTEXT_ON_EVERY_M: Once = Once::new();
 
-impl Wired {
-    fn new() -> Wired {
-        gort_runtime::lock_os_thread();
-        Wired
+thread_local! {
+    /// Whether this thread has entered the chosen runtime's context for good.
+    static ENTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Enters the chosen runtime's context on this M's thread and never leaves it: an M is gort's
+/// own thread and never exits, and any guard a goroutine takes and drops on it nests inside.
+fn enter_for_good() {
+    if let (Ok(false), Some(h)) = (ENTERED.try_with(Cell::get), HANDLE.get()) {
+        std::mem::forget(h.enter());
+        ENTERED.set(true);
     }
 }
 
-impl Drop for Wired {
-    fn drop(&mut self) {
-        gort_runtime::unlock_os_thread();
-    }
-}
-
-/// `gort_runtime::block_on`, with `handle()`'s context entered around each poll (module docs).
+/// `gort_runtime::block_on` with `handle()`'s context entered (module docs).
 pub(crate) fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     let handle = handle();
-    let mut fut = std::pin::pin!(fut);
-    gort_runtime::block_on(std::future::poll_fn(move |cx| {
-        // Dropped in reverse order: the context is left before the goroutine is unwired, on
-        // the thread that entered it.
-        let _wired = Wired::new();
+    if gort_runtime::in_goroutine() {
+        // This M may have been running the goroutine since before the runtime was chosen (by
+        // another thread): enter here if it has not. Any M the goroutine moves to enters before
+        // it runs the goroutine.
+        enter_for_good();
+        gort_runtime::block_on(fut)
+    } else {
         let _entered = handle.enter();
-        fut.as_mut().poll(cx)
-    }))
+        gort_runtime::block_on(fut)
+    }
 }

@@ -79,11 +79,11 @@ fn tokio_tcp_round_trip_from_goroutines() {
     assert_eq!(echoed, want);
 }
 
-/// A poll that makes a blocking gort call (here a channel receive that parks) keeps its
-/// goroutine on the thread that entered Tokio's context, and leaves it there: Tokio sees its
-/// context entered and left in order, and the goroutine is not left wired afterwards.
+/// A poll that makes a blocking gort call (here a channel receive that parks) may resume on
+/// another thread, which has Tokio's context too: the rest of the poll still reaches Tokio's
+/// timer, and nothing is left wired.
 #[test]
-fn a_poll_that_parks_on_gort_keeps_its_thread() {
+fn a_poll_that_parks_on_gort_keeps_tokio_reachable() {
     run(|| {
         let (tx, rx) = gort::chan::chan::<u32>(0);
         go!(move || {
@@ -91,15 +91,59 @@ fn a_poll_that_parks_on_gort_keeps_its_thread() {
             tx.send(7).unwrap();
         });
         let got = gort::block_on(async move {
-            let before = std::thread::current().id();
             let v = rx.recv().unwrap();
-            assert_eq!(std::thread::current().id(), before, "moved threads inside a poll");
+            assert!(tokio::runtime::Handle::try_current().is_ok(), "no Tokio context after the park");
             tokio::time::sleep(Duration::from_millis(1)).await;
             v
         });
         assert_eq!(got, 7);
         assert!(!gort::runtime::locked_to_thread(), "left wired to its thread");
     });
+}
+
+/// Once the runtime is chosen, every goroutine sees its context wherever it runs, outside
+/// `block_on` too: goroutines spread over the Ps and moved between threads by their parks all
+/// find it, and `tokio::spawn` from a goroutine works.
+#[test]
+fn every_goroutine_sees_the_context_once_chosen() {
+    let handle = gort::tokio_bridge::handle().clone();
+    let seen = run(move || {
+        let hs: Vec<_> = (0..64)
+            .map(|i| {
+                let handle = handle.clone();
+                go!(move || {
+                    let mut seen = 0;
+                    for _ in 0..20 {
+                        gort::time::sleep(Duration::from_micros(100 + i));
+                        if let Ok(h) = tokio::runtime::Handle::try_current() {
+                            seen += usize::from(h.id() == handle.id());
+                        }
+                    }
+                    let task = tokio::spawn(async move { i * 2 });
+                    assert_eq!(gort::block_on(task).unwrap(), i * 2);
+                    seen
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum::<usize>()
+    });
+    assert_eq!(seen, 64 * 20);
+}
+
+/// On a plain thread `block_on` enters the context for the call only: the caller's thread is
+/// left as it was.
+#[test]
+fn a_plain_thread_is_left_without_the_context() {
+    std::thread::spawn(|| {
+        let v = gort::block_on(async {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            5
+        });
+        assert_eq!(v, 5);
+        assert!(tokio::runtime::Handle::try_current().is_err(), "context left on the caller's thread");
+    })
+    .join()
+    .unwrap();
 }
 
 /// Once `block_on` has chosen a runtime, `set_handle` gives the handle back.

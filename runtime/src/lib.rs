@@ -31,7 +31,7 @@
 //!                  unwind/{modules,cfi,mod}
 //! 2. goroutine     g/{wait_reason,mod,labels} timer_heap schedstats
 //! 3. machine       globrunq p m threadg traceback stack/overflow netpoll mprof
-//!                  cpuprof running parksite hog wall
+//!                  cpuprof mhooks running parksite hog wall
 //! 4. scheduler     sched/state sched/idle sched/deadlock park sched/timers
 //!                  sched/find sched/execute sched/mod sysmon start
 //! 5. services      time loom waitslot parker block_on census spawn time/after_func
@@ -185,6 +185,8 @@ pub mod hog;
 #[cfg(not(gort_loom))]
 mod m;
 #[cfg(not(gort_loom))]
+mod mhooks;
+#[cfg(not(gort_loom))]
 pub mod mprof;
 #[cfg(not(gort_loom))]
 mod netpoll;
@@ -254,6 +256,7 @@ pub use crate::{
     labels::{current_labels, set_current_labels},
     lock_os_thread::{lock_os_thread, locked_to_thread, unlock_os_thread},
     metrics::{metrics, Metrics},
+    mhooks::on_each_m,
     park::{current, in_goroutine, park, ready, yield_now},
     running::{running_stacks, RunningStack},
     snapshot::{

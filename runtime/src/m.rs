@@ -116,9 +116,12 @@ pub(crate) struct M {
     /// it as its start time instead of reading the clock again: the few dozen nanoseconds in
     /// between are the scheduler's, charged to neither. Only this M's thread touches it.
     pub(crate) t_out: Cell<u64>,
+    /// How many of `mhooks`' hooks this M has run. Only this M's thread touches it.
+    pub(crate) hooks_run: Cell<usize>,
 }
 
-// SAFETY: `p` and `t_out` (Cells) are only accessed from the M's own thread (documented on the fields);
+// SAFETY: `p`, `t_out` and `hooks_run` (Cells) are only accessed from the M's own thread
+// (documented on the fields);
 // `stack_data` only by whoever holds it through `stack_req` (the protocol in `running.rs`); every
 // other field is atomic, locked or immutable.
 unsafe impl Sync for M {}
@@ -149,6 +152,7 @@ impl M {
             stack_req: AtomicU32::new(STACK_IDLE),
             stack_data: UnsafeCell::new(StackData::new()),
             t_out: Cell::new(0),
+            hooks_run: Cell::new(0),
         }
     }
 

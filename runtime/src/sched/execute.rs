@@ -53,6 +53,7 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
             timed_start(m, p, g, tm);
         }
         crate::cpuprof::on_execute(m);
+        crate::mhooks::on_execute(m);
         // SAFETY: the G is RUNNING and owned by this M (state table in g.rs).
         let exec = unsafe { &mut *g.0.exec.get() };
         if exec.co.is_none() {
