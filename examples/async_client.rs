@@ -135,8 +135,8 @@ fn main() {
                         n
                     };
                     // SAFETY: the goroutine holds only `Send` values (a client, a URI, an `Arc`)
-                    // and touches no thread-local itself; Tokio's context is entered and left
-                    // by `block_on` within each poll.
+                    // and touches no thread-local itself; Tokio's context is on every thread
+                    // that runs goroutines once the bridge's runtime is chosen.
                     unsafe { gort::go!(worker) }
                 })
                 .collect();

@@ -2,8 +2,8 @@
 //!
 //! Tokio's I/O and timer types (`tokio::net`, `tokio::time`, and so hyper, reqwest and the
 //! crates on them) register with the Tokio runtime found in the polling thread's context and
-//! panic without one. With this feature, [`block_on`](crate::block_on) enters a Tokio runtime's
-//! context around every poll: the future's sockets and timers live on that runtime's driver, on
+//! panic without one. With this feature, [`block_on`](crate::block_on) polls inside a Tokio
+//! runtime's context: the future's sockets and timers live on that runtime's driver, on
 //! the runtime's own threads, and wake the goroutine, which parks on gort in between. Tasks the
 //! future spawns (`tokio::spawn`, hyper's connection tasks) run on that runtime's workers.
 //!

@@ -14,7 +14,7 @@
 //! - `blockon_thread_pingpong`: as `blockon_pingpong`, the echo a plain OS thread (a wake from
 //!   outside the runtime); ns per round trip.
 //! - `blockon_tokio_pingpong`: as `blockon_pingpong`, through `gort::block_on` with the `tokio`
-//!   feature: Tokio's context entered, and the goroutine wired to its thread, around each poll.
+//!   feature (Tokio's context entered on every M for good).
 //! - `tokio_spawn_blocking`: Tokio's way to the same (async code waiting on another thread):
 //!   200k `spawn_blocking` calls, each answering through a Tokio oneshot that a task awaits;
 //!   ns per round trip.

@@ -57,8 +57,8 @@ use crate::parker::WakerParker;
 /// The future runs on the goroutine (its polls are the goroutine's code: its labels, its
 /// stack, its panics, which propagate to whoever joins it). Runtime-agnostic futures work as
 /// they are (`futures` channels, `async-channel`, timers with their own thread). Futures that
-/// need a particular executor's reactor (Tokio's `net` and `time`) need it entered around each
-/// poll, which the `gort` crate's `tokio` feature does.
+/// need a particular executor's reactor (Tokio's `net` and `time`) need its context on the
+/// polling thread, which the `gort` crate's `tokio` feature provides.
 ///
 /// `block_on` is a blocking operation in the sense of the crate's contract (the crate docs,
 /// "The contract"): the goroutine may resume on another thread after any poll. So whatever the
