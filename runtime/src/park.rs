@@ -61,6 +61,25 @@ impl Drop for EnterGuard {
     }
 }
 
+impl EnterGuard {
+    /// Drops the guard for a caller that knows this thread's M is still `m`: it has not parked
+    /// or yielded since `enter_on(m, ..)` (one thread-local read less than `drop`).
+    #[inline]
+    fn leave_on(self, m: &'static M) {
+        let this = std::mem::ManuallyDrop::new(self);
+        if let Some(g) = this.0 {
+            let d = g.0.rt_depth.get() - 1;
+            g.0.rt_depth.set(d);
+            if d == 0 {
+                if let Some(p) = m.p.get() {
+                    // Release: pairs with sysmon's Acquire CAS when it retakes the P.
+                    p.status.store(if this.1 { P_SYSCALL } else { P_USER }, Ordering::Release);
+                }
+            }
+        }
+    }
+}
+
 /// Enters runtime mode from goroutine code (see the module docs). Nesting is counted on the G
 /// (not inferred from the P's status: after a retake the P is RUNNING for *another* M).
 // `inline(always)`: on the park/ready path a call costs more than the body's fast path, and
@@ -251,14 +270,12 @@ pub fn in_goroutine() -> bool {
 ///   marked waiting), where a nested park would publish the same G twice and a panic would
 ///   unwind past a published G. Short locks are fine: the runtime's own commits release one.
 pub unsafe fn park<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
-    let m = current_m();
-    let g = m.and_then(|m| m.curg());
-    let g = match g {
-        Some(g) => g,
+    let Some((m, g)) = current_m().and_then(|m| Some((m, m.curg()?))) else {
         // SAFETY: the caller's contract for `commit` is the one `park_thread` needs.
-        None => return unsafe { park_thread(reason, commit) },
+        return unsafe { park_thread(reason, commit) };
     };
-    let _e = enter();
+    // Dropped after the switch back, maybe on another M: its drop reads the M afresh.
+    let _e = enter_on(m, g);
     g.0.wait_reason.store(reason as u8, Ordering::Relaxed);
     g.0.wait_since.store(coarse_now(), Ordering::Relaxed);
     let mut commit = Some(commit);
@@ -301,13 +318,23 @@ pub unsafe fn ready(g: GRef) {
     // after its own Acquire CAS to RUNNING.
     crate::schedstats::stamp_ready(g.0);
     g::casgstatus(g, g::WAITING, g::RUNNABLE, "ready");
-    let _e = enter();
-    match current_m().and_then(|m| m.p.get()) {
-        // SAFETY: after enter() the current M owns its P in runtime mode.
+    // `enter`, with the M read once: nothing here parks or yields, so `m` stays this thread's M.
+    let Some(m) = current_m() else {
+        global().push(g);
+        return wakep();
+    };
+    let e = match m.curg() {
+        Some(cur) => enter_on(m, cur),
+        // Scheduler context (commit closures, timer callbacks): the M already owns its P.
+        None => EnterGuard(None, false),
+    };
+    match m.p.get() {
+        // SAFETY: after entering, this M owns its P in runtime mode.
         Some(p) => unsafe { p.runqput(g, true) },
         None => global().push(g),
     }
     wakep();
+    e.leave_on(m);
 }
 
 /// Runs `f` with the current M's P if the caller owns one in runtime mode.
