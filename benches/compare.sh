@@ -28,10 +28,9 @@ PEERS_TARGET=${PEERS_TARGET_DIR:-$ROOT/benches/peers/target}
 # workload -> GOMAXPROCS values it is run at (intersected with -p). `switch` is by definition
 # two goroutines on one P.
 declare -A ONLY_PROCS=([switch]="1")
-# workload -> runtimes that have no twin for it (skipped; their cells show "-"). Tokio has no
-# goroutine profile; may's twins of the newer rows were not written.
-declare -A NOT_IN=([sleep_100k]="may" [unix_rtt]="may" [goroutine_profile_100k]="tokio may"
-    [goroutine_profile_100k_spin]="tokio may")
+# workload -> runtimes that have no twin for it (skipped; their cells show "-"). Neither Tokio
+# nor may has a goroutine profile.
+declare -A NOT_IN=([goroutine_profile_100k]="tokio may" [goroutine_profile_100k_spin]="tokio may")
 ALL_WORKLOADS="switch spawn_join_1m chained_spawn_1000 yield_200x10k skynet_1m skynet_1m_chan park_100k
 pingpong_unbuf mpmc_4x4_cap1024 mutex_4x1m waitgroup_100k sleep_100k unix_rtt goroutine_profile_100k
 goroutine_profile_100k_spin"

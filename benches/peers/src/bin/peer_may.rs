@@ -2,7 +2,7 @@
 //! Each workload runs inside a coroutine, once per process; benches/compare.sh runs the
 //! repetitions. may's channels are unbounded (no rendezvous, no capacity), noted per workload.
 
-use gort_bench_peers::{emit, ns_per, proc_status_kib, usage, workers, SKYNET_SUM};
+use gort_bench_peers::{emit, ns_per, proc_status_kib, quantile, sleep_durations, usage, workers, SKYNET_SUM};
 use may::coroutine::yield_now;
 use may::go;
 use may::sync::{mpmc, mpsc, Mutex, WaitGroup};
@@ -22,6 +22,8 @@ const WORKLOADS: &[&str] = &[
     "mpmc_4x4_cap1024",
     "mutex_4x1m",
     "waitgroup_100k",
+    "sleep_100k",
+    "unix_rtt",
 ];
 
 fn switch_two() {
@@ -248,6 +250,87 @@ fn waitgroup_100k() {
     emit("waitgroup_100k", "ns_per_op", ns_per(start.elapsed(), N));
 }
 
+/// 100k coroutines wait on one channel (closed to start them); just before the close the clock
+/// is read (`t0`); coroutine `i` then sleeps until `t0 + 1 s + d[i]` and records how late it
+/// woke (`may::coroutine::sleep`, may's timer list).
+fn sleep_100k() {
+    const N: usize = 100_000;
+    const MARGIN: Duration = Duration::from_secs(1);
+    let armed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let late: Arc<Vec<std::sync::atomic::AtomicI64>> = Arc::new((0..N).map(|_| Default::default()).collect());
+    let t0 = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let (tx, rx) = mpmc::channel::<()>();
+    let hs: Vec<_> = sleep_durations(N)
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let (late, t0, rx, armed) = (late.clone(), t0.clone(), rx.clone(), armed.clone());
+            go!(move || {
+                assert!(rx.recv().is_err());
+                let t0 = *t0.get().expect("t0 is set before the close");
+                armed.fetch_max(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                let deadline = t0 + MARGIN + d;
+                may::coroutine::sleep(deadline.saturating_duration_since(Instant::now()));
+                let now = Instant::now();
+                let l = now.saturating_duration_since(deadline).as_nanos() as i64
+                    - deadline.saturating_duration_since(now).as_nanos() as i64;
+                late[i].store(l, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    t0.set(Instant::now()).unwrap();
+    drop((tx, rx));
+    for h in hs {
+        h.join().unwrap();
+    }
+    let mut v: Vec<i64> = late.iter().map(|l| l.load(Ordering::Relaxed)).collect();
+    v.sort_unstable();
+    let us = |q| quantile(&v, q) as f64 / 1e3;
+    emit("sleep_100k_p50", "us", us(0.5));
+    emit("sleep_100k_p99", "us", us(0.99));
+    println!(
+        "# sleep_100k: min {:.1} us, max {:.1} us, last timer armed {:.1} ms after the start",
+        us(0.0),
+        us(1.0),
+        armed.load(Ordering::Relaxed) as f64 / 1e6
+    );
+}
+
+/// 50k round trips of a 64-byte message over may's `UnixStream::pair` to an echo coroutine,
+/// after 1000 warm-up round trips.
+fn unix_rtt() {
+    use std::io::{Read, Write};
+    const N: usize = 50_000;
+    let (mut a, mut b) = may::os::unix::net::UnixStream::pair().expect("socketpair");
+    let echo = go!(move || {
+        let mut buf = [0u8; 64];
+        loop {
+            match b.read_exact(&mut buf) {
+                Ok(()) => b.write_all(&buf).expect("echo write"),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
+                Err(e) => panic!("echo read: {e}"),
+            }
+        }
+    });
+    let (mut msg, mut back) = ([0u8; 64], [0u8; 64]);
+    let mut el = Duration::ZERO;
+    for (rounds, timed) in [(1000, false), (N, true)] {
+        let start = Instant::now();
+        for i in 0..rounds {
+            msg[0] = i as u8;
+            a.write_all(&msg).expect("write");
+            a.read_exact(&mut back).expect("read");
+            assert_eq!(back[0], i as u8);
+        }
+        if timed {
+            el = start.elapsed();
+        }
+    }
+    drop(a);
+    echo.join().unwrap();
+    emit("unix_rtt", "ns_per_op", ns_per(el, N));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 2 || !WORKLOADS.contains(&args[1].as_str()) {
@@ -266,6 +349,8 @@ fn main() {
         "mpmc_4x4_cap1024" => mpmc_4x4(),
         "mutex_4x1m" => mutex_4x1m(),
         "waitgroup_100k" => waitgroup_100k(),
+        "sleep_100k" => sleep_100k(),
+        "unix_rtt" => unix_rtt(),
         _ => unreachable!(),
     })
     .join()
