@@ -141,8 +141,10 @@ impl P {
     #[inline]
     pub(crate) unsafe fn runqput(&self, g: GRef, next: bool) {
         let g = if next {
-            // AcqRel: pairs with thieves' CAS on runnext (they Acquire the G they take).
-            let old = self.runnext.swap(g.as_ptr() as *mut G, Ordering::AcqRel);
+            // SeqCst: Release/Acquire pair with thieves' CAS on runnext (they Acquire the G they
+            // take); SeqCst makes this the publish of the spinning protocol for `ready`, which
+            // then skips the fence (`wakep_after_sc_publish`).
+            let old = self.runnext.swap(g.as_ptr() as *mut G, Ordering::SeqCst);
             if old.is_null() {
                 return;
             }

@@ -41,7 +41,7 @@ use crate::globrunq::global;
 use crate::m::{current_m, M};
 use crate::p::{P, P_RUNNING, P_SYSCALL, P_USER};
 use crate::sched::deadlock::check_dead;
-use crate::sched::idle::wakep;
+use crate::sched::idle::{wakep, wakep_after_sc_publish};
 use crate::sched::state::sched_if_started;
 use crate::threadg::{ready_thread, thread_g, EXT_ACTIVE};
 
@@ -329,11 +329,17 @@ pub unsafe fn ready(g: GRef) {
         None => EnterGuard(None, false),
     };
     match m.p.get() {
-        // SAFETY: after entering, this M owns its P in runtime mode.
-        Some(p) => unsafe { p.runqput(g, true) },
-        None => global().push(g),
+        Some(p) => {
+            // SAFETY: after entering, this M owns its P in runtime mode.
+            unsafe { p.runqput(g, true) };
+            // `runqput(.., true)` published `g` with a SeqCst swap into `runnext`.
+            wakep_after_sc_publish();
+        }
+        None => {
+            global().push(g);
+            wakep();
+        }
     }
-    wakep();
     e.leave_on(m);
 }
 

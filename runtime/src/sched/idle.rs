@@ -18,7 +18,8 @@
 //! time finds new work; when it finds some it stops spinning, and if it was the last spinner it
 //! calls `wakep` so the search continues). The delicate part is the spinner giving up:
 //!
-//! - submitter: push G (Release); `fence(SeqCst)`; read `npidle`/`nmspinning`.
+//! - submitter: push G (Release); `fence(SeqCst)`; read `npidle`/`nmspinning` (or push G
+//!   with a `SeqCst` RMW and no fence: `wakep_after_sc_publish`).
 //! - spinner:   `pidleput` (npidle++); `nmspinning--`; `fence(SeqCst)`; re-check every queue.
 //!
 //! With both fences, either the submitter sees the spinner gone (and an idle P) and starts an M,
@@ -36,12 +37,22 @@ use crate::sched::state::{sched_if_started, Sched};
 /// Tries to start a spinning M to run Gs, if there is an idle P and nobody is spinning.
 /// Called after making a G runnable.
 pub(crate) fn wakep() {
+    // SeqCst: the submitter's fence of the spinning protocol (module docs).
+    fence(Ordering::SeqCst);
+    wakep_after_sc_publish();
+}
+
+/// [`wakep`] for a submitter that published its G with a `SeqCst` read-modify-write (`ready`'s
+/// swap into `runnext`), which takes the fence's place: the spinner's fence and that RMW are
+/// ordered in the single total order of `SeqCst` operations, so either the spinner's re-check
+/// after its fence sees the G, or this function's `SeqCst` loads, which follow the RMW in that
+/// order, see the spinner's `npidle`/`nmspinning` updates made before its fence. (On x86 the
+/// RMW is a locked instruction already; the fence would be a second one.)
+pub(crate) fn wakep_after_sc_publish() {
     let s = match sched_if_started() {
         Some(s) => s,
         None => return,
     };
-    // SeqCst: the submitter's fence of the spinning protocol (module docs).
-    fence(Ordering::SeqCst);
     if s.npidle.load(Ordering::SeqCst) == 0 {
         return;
     }
