@@ -17,7 +17,10 @@
 //!    channel lock once more (the owner unlinks its leftover nodes under the lock before its
 //!    stack frame goes away, and a timer callback is stopped before it does).
 //! 3. Exactly one party *claims* a waiter: a CAS of `Waiter::state` from [`WAITING`] to the
-//!    claimer's verdict (a case index + 1, or [`TIMED_OUT`]). Only the claimer writes the node's
+//!    claimer's verdict (a case index + 1, or [`TIMED_OUT`]); for a waiter queued on one channel
+//!    only (every waiter but a `select!`'s), whose claimers all hold that channel's lock (channel
+//!    operations, close, the timeout callback, a future's drop), a load and a store under it.
+//!    Only the claimer writes the node's
 //!    `slot`/`success` and only the claimer calls [`ready`](crate::ready) for the waiter, exactly
 //!    once. A node popped whose waiter someone else already claimed (another `select!` arm, a
 //!    timeout) is dropped from the queue and skipped (Go's `selectDone`).
@@ -67,12 +70,20 @@ pub struct Waiter {
     pub(crate) g: Option<GRef>,
     /// [`WAITING`], then the claimer's verdict: `case + 1` or [`TIMED_OUT`] (invariant 3).
     state: AtomicUsize,
+    /// Queued on one channel only: claimed under that channel's lock, without a CAS.
+    solo: bool,
 }
 
 impl Waiter {
-    /// A waiter for the current goroutine.
+    /// A waiter for the current goroutine, to queue on one channel only.
     pub(crate) fn new() -> Waiter {
-        Waiter { g: Some(crate::park::current()), state: AtomicUsize::new(WAITING) }
+        Waiter { g: Some(crate::park::current()), state: AtomicUsize::new(WAITING), solo: true }
+    }
+
+    /// A waiter for the current goroutine's `select!`, queued on several channels, whose
+    /// claimers hold different locks.
+    pub(crate) fn new_select() -> Waiter {
+        Waiter { g: Some(crate::park::current()), state: AtomicUsize::new(WAITING), solo: false }
     }
 
     /// The goroutine of a waiter known to be one (timed operations are goroutines' only).
@@ -83,6 +94,16 @@ impl Waiter {
     /// Tries to become this waiter's only claimer with `verdict` (invariant 3).
     #[inline]
     pub(crate) fn claim(&self, verdict: usize) -> bool {
+        if self.solo {
+            // Every claimer holds the one channel's lock (invariant 3), which orders them: a
+            // previous claim is visible here, and nobody writes the word between our load and
+            // store. Release: publishes our verdict to the owner's Acquire load in `verdict`.
+            if self.state.load(Ordering::Relaxed) != WAITING {
+                return false;
+            }
+            self.state.store(verdict, Ordering::Release);
+            return true;
+        }
         // AcqRel: the CAS orders claimers against each other (Acquire sees a previous claimer's
         // verdict; Release publishes ours to the woken goroutine's Acquire load in `verdict`).
         self.state.compare_exchange(WAITING, verdict, Ordering::AcqRel, Ordering::Acquire).is_ok()
@@ -109,7 +130,9 @@ pub(crate) struct TaskWaiter {
 
 impl TaskWaiter {
     pub(crate) fn new() -> TaskWaiter {
-        TaskWaiter { w: Waiter { g: None, state: AtomicUsize::new(WAITING) }, waker: UnsafeCell::new(None) }
+        // Solo: a future waits on one channel, and claims of it are made under that channel's
+        // lock (the module docs' last paragraph).
+        TaskWaiter { w: Waiter { g: None, state: AtomicUsize::new(WAITING), solo: true }, waker: UnsafeCell::new(None) }
     }
 
     /// Stores `waker` unless the stored one wakes the same task; returns the one replaced, for

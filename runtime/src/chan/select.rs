@@ -335,7 +335,7 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
     }
 
     // Pass 2: queue on every channel and park.
-    let w = Waiter::new();
+    let w = Waiter::new_select();
     for &i in lockorder {
         // SAFETY: locked; `cases` is borrowed for this whole call, so nodes stay put.
         unsafe { cases[i as usize].enqueue(&w, i as usize) };
