@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Interleaved A/B of one runner under several environments: each round runs every setting once,
-# in turn, and the table gives each setting's median and minimum, and the median's ratio to the
-# first setting's. For overheads of a switch on one binary (the machine is noisy: interleaving
-# spreads the noise over all settings alike).
+# in turn (the order rotating with the round, so no setting always runs first), and the table
+# gives each setting's median and minimum, and the median's ratio to the first setting's. For
+# overheads of a switch on one binary (the machine is noisy: interleaving spreads the noise over
+# all settings alike).
 #
 #   benches/ab_env.sh -n 9 -b target/release/deps/bench_chan-HASH -w pingpong_unbuf \
 #       -e GOMAXPROCS=2 -s off: -s timing:GORT_SCHEDTIMING=1 -s wall:BENCH_WALL=1
@@ -23,8 +24,10 @@ while getopts "n:b:w:e:s:" o; do
 done
 [[ -n $bin && -n $wl && ${#settings[@]} -gt 0 ]] || { echo "usage: $0 -b BIN -w WORKLOAD -s NAME:ENV... [-n N] [-e VAR=VAL]" >&2; exit 2; }
 declare -A vals
+k=${#settings[@]}
 for ((r = 0; r < n; r++)); do
-    for s in "${settings[@]}"; do
+    for ((i = 0; i < k; i++)); do
+        s=${settings[$(((i + r) % k))]}
         name=${s%%:*} envs=${s#*:}
         IFS=, read -ra kv <<<"$envs"
         v=$(env "${common[@]}" "${kv[@]}" "$bin" "$wl" | sed -n 's/.*=\([0-9.]*\)$/\1/p' | head -1)

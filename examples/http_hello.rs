@@ -232,7 +232,7 @@ fn socket_addr(parser: &mut lexopt::Parser, opt: &str) -> Result<String, lexopt:
     }
 }
 
-fn main() {
+pub fn main() {
     let (addr, pprof) = parse_args().unwrap_or_else(|e| {
         eprintln!("http_hello: {e}");
         std::process::exit(2);

@@ -529,5 +529,19 @@ func main() {
 		fmt.Fprintf(os.Stderr, "usage: gortbench WORKLOAD\nworkloads: %s\n", strings.Join(names, " "))
 		os.Exit(2)
 	}
+	// BENCH_CPU_PROFILE_HZ=100: the workload runs under a CPU profile (into io.Discard), as gort's
+	// runners do with the same variable (benches/workloads/mod.rs). Go's StartCPUProfile samples
+	// at 100 Hz; other rates are refused rather than set behind its back.
+	if v, ok := os.LookupEnv("BENCH_CPU_PROFILE_HZ"); ok {
+		if v != "100" {
+			fmt.Fprintf(os.Stderr, "BENCH_CPU_PROFILE_HZ=%q: Go's StartCPUProfile samples at 100 Hz only\n", v)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(io.Discard); err != nil {
+			fmt.Fprintf(os.Stderr, "start the CPU profile: %v\n", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	workloads[os.Args[1]](os.Args[1])
 }
