@@ -67,9 +67,12 @@ struct Inner {
 impl Inner {
     /// Takes the token if there is one.
     fn take_token(&self) -> bool {
-        // Acquire: pairs with the unparker's Release swap, so what it wrote before unparking is
-        // visible to the owner once `park` returns.
-        self.state.compare_exchange(NOTIFIED, EMPTY, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        // The load first: without a token (every park that then waits) a failed CAS would still
+        // be a locked instruction. A token the load misses is taken by the park's commit CAS,
+        // which fails on it. Acquire: pairs with the unparker's Release swap, so what it wrote
+        // before unparking is visible to the owner once `park` returns.
+        self.state.load(Ordering::Relaxed) == NOTIFIED
+            && self.state.compare_exchange(NOTIFIED, EMPTY, Ordering::Acquire, Ordering::Relaxed).is_ok()
     }
 
     /// Parks the current G on the word, waiting for `reason`, if the word is `EMPTY`; returns
