@@ -11,6 +11,10 @@
 //! - `blockon_pingpong`: the same, with the reply leg a `futures` oneshot that the caller
 //!   `block_on`s, so each round trip is one park in `block_on` woken from another goroutine;
 //!   ns per round trip.
+//! - `blockon_event_pingpong`: as `blockon_pingpong`, with the lightest waking future in place
+//!   of the oneshot (allocated per round trip, with its own spin locks): one `AtomicWaker` and a
+//!   counter, made once, that the echo goroutine bumps and wakes. The bridge's own cost; ns per
+//!   round trip.
 //! - `blockon_thread_pingpong`: as `blockon_pingpong`, the echo a plain OS thread (a wake from
 //!   outside the runtime); ns per round trip.
 //! - `blockon_tokio_pingpong`: as `blockon_pingpong`, through `gort::block_on` with the `tokio`
@@ -30,8 +34,14 @@ use std::time::{Duration, Instant};
 use gort::chan::chan;
 use workloads::{emit, ns_per};
 
-const WORKLOADS: &[&str] =
-    &["chan_pingpong", "blockon_pingpong", "blockon_thread_pingpong", "blockon_tokio_pingpong", "tokio_spawn_blocking"];
+const WORKLOADS: &[&str] = &[
+    "chan_pingpong",
+    "blockon_pingpong",
+    "blockon_event_pingpong",
+    "blockon_thread_pingpong",
+    "blockon_tokio_pingpong",
+    "tokio_spawn_blocking",
+];
 
 const N: usize = 200_000;
 
@@ -52,6 +62,47 @@ fn blockon_pingpong(
         let (tx, rx) = futures_channel::oneshot::channel();
         ping_tx.send((i, tx)).unwrap();
         assert_eq!(block_on(rx), Ok(i));
+    }
+    start.elapsed()
+}
+
+/// What `blockon_event_pingpong`'s future waits on: the last round answered, and its waker.
+#[derive(Default)]
+struct Event {
+    answered: std::sync::atomic::AtomicUsize,
+    waker: atomic_waker::AtomicWaker,
+}
+
+/// `N` round trips: `i` out over an unbuffered gort channel, `block_on` a future ready once the
+/// echo goroutine has answered round `i` through `ev`.
+fn blockon_event_pingpong() -> Duration {
+    use std::sync::atomic::Ordering;
+    let ev = std::sync::Arc::new(Event::default());
+    let (ping_tx, ping_rx) = chan::<usize>(0);
+    let echo_ev = ev.clone();
+    // SAFETY: the goroutine holds only a channel receiver and an `Arc` (`Send`) across its
+    // receives, and touches no thread-local (THE RULE, benches/workloads/mod.rs).
+    unsafe {
+        gort::spawn(move || {
+            for v in ping_rx {
+                // Release: pairs with the future's Acquire load.
+                echo_ev.answered.store(v + 1, Ordering::Release);
+                echo_ev.waker.wake();
+            }
+        })
+    };
+    let start = Instant::now();
+    for i in 0..N {
+        ping_tx.send(i).unwrap();
+        gort::runtime::block_on(std::future::poll_fn(|cx| {
+            ev.waker.register(cx.waker());
+            // Acquire: pairs with the echo's Release store.
+            if ev.answered.load(Ordering::Acquire) == i + 1 {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        }));
     }
     start.elapsed()
 }
@@ -93,6 +144,7 @@ fn main() {
         let d = match name.as_str() {
             "chan_pingpong" => workloads::pingpong(N),
             "blockon_pingpong" => blockon_pingpong(gort::runtime::block_on, go_answer),
+            "blockon_event_pingpong" => blockon_event_pingpong(),
             "blockon_thread_pingpong" => blockon_pingpong(gort::runtime::block_on, |rx| {
                 std::thread::spawn(move || answer(rx));
             }),
