@@ -557,3 +557,105 @@ fn past_deadline_cancels_every_queued_reader_and_writer() {
         drop(s);
     });
 }
+
+/// A short read lets the next read wait for readiness before its syscall; that wait must not
+/// miss what a short read does not consume. Here the data and the hang-up (or the urgent data)
+/// are all in, and their events taken by the poller, before the reader's first read: `sent` is
+/// written, then the reader sleeps while another goroutine's parked read keeps an M blocked in
+/// the poller, which consumes the events into the reader's (empty) slot. The first read takes
+/// `first`, short; the second must see `second` at once, not park for an edge that already came.
+fn short_read_then(send: impl FnOnce(&std::net::TcpStream), first: &[u8], second: &[u8]) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    c.set_nodelay(true).unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    // Someone parked on the network, so the idle M polls while we sleep.
+    let (idle_c, idle_s) = pair();
+    let idle = go!(move || {
+        let mut idle_s = idle_s;
+        idle_s.read(&mut [0; 1]).unwrap()
+    });
+    send(&c);
+    gort::time::sleep(Duration::from_millis(100));
+    let mut buf = [0; 64];
+    let n = s.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], first);
+    // Without the fix this read parks until the deadline.
+    s.set_read_deadline(Some(Instant::now() + Duration::from_secs(10)));
+    let n = s.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], second);
+    (&idle_c).write_all(b"x").unwrap();
+    assert_eq!(idle.join().unwrap(), 1);
+    drop(c);
+}
+
+#[test]
+fn eof_after_a_short_read_is_seen() {
+    let _w = Watchdog::new("eof_after_short_read", Duration::from_secs(60));
+    run(|| {
+        short_read_then(
+            |c| {
+                (&*c).write_all(b"hello").unwrap();
+                c.shutdown(Shutdown::Write).unwrap();
+            },
+            b"hello",
+            b"",
+        )
+    });
+}
+
+#[test]
+fn data_after_the_urgent_mark_is_seen() {
+    let _w = Watchdog::new("data_after_urgent_mark", Duration::from_secs(60));
+    run(|| {
+        short_read_then(
+            |c| {
+                (&*c).write_all(b"ab").unwrap();
+                // SAFETY: one readable byte for the call; `c` is an open socket.
+                let r = unsafe { libc::send(c.as_raw_fd(), b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
+                assert_eq!(r, 1);
+                (&*c).write_all(b"de").unwrap();
+            },
+            // A read stops at the urgent mark; the urgent byte itself is out of band.
+            b"ab",
+            b"de",
+        )
+    });
+}
+
+#[test]
+fn short_reads_then_parked_reads_see_every_message() {
+    let _w = Watchdog::new("short_reads_then_parked", Duration::from_secs(60));
+    run(|| {
+        // Every read here is short (a 64-byte buffer, 10-byte messages), so every read after
+        // the first waits before its syscall; each message must still wake it.
+        let (c, s) = pair();
+        let echo = go!(move || {
+            let mut s = s;
+            let mut buf = [0; 64];
+            let mut total = 0;
+            loop {
+                let n = s.read(&mut buf).unwrap();
+                if n == 0 {
+                    return total;
+                }
+                total += n;
+                s.write_all(&buf[..n]).unwrap();
+            }
+        });
+        let mut c = c;
+        for i in 0..200u32 {
+            let msg = [i as u8; 10];
+            c.write_all(&msg).unwrap();
+            let mut back = [0; 10];
+            c.read_exact(&mut back).unwrap();
+            assert_eq!(back, msg);
+            if i % 50 == 0 {
+                // A gap, so the echo goroutine parks rather than finds data queued.
+                gort::time::sleep(Duration::from_millis(5));
+            }
+        }
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(echo.join().unwrap(), 2000);
+    });
+}

@@ -58,6 +58,17 @@
 //!    registration `READY` or wake its waiter. That is a spurious readiness, which every waiter
 //!    tolerates (it retries the syscall and waits again); it can never lose or duplicate a
 //!    token (invariant 2).
+//! 7. **A drained reader may wait before its syscall.** Only the waiter moves its slot from
+//!    `READY` to `EMPTY` (`prepare`, `block`, `finish`), and each time an I/O syscall follows.
+//!    So a reader that knows its last syscall emptied the kernel's queue (a short stream read)
+//!    may skip `prepare` and the syscall and go straight to `wait`: data that arrived since
+//!    raised an edge whose event lands after that reset (invariant 3), as `READY` or by taking
+//!    the token. A hang-up or error is not data a short read consumes, though, and its event may
+//!    have been discarded by the reset before the read; so the poller records it in the sticky
+//!    `hup` flag *before* readying the reader, and a drained reader checks
+//!    [`hung_up`](Registration::hung_up) first. The store, the slot accesses and the load are
+//!    `SeqCst`: if the event's `ready` saw the slot before the reset, the reader's later load
+//!    of `hup` sees the flag; if after, the slot stays `READY` for the reader.
 
 use std::io;
 #[cfg(not(gort_loom))]
@@ -110,6 +121,8 @@ pub(crate) struct PollDesc {
     info: AtomicU32,
     /// Serialises close, deadline changes and deadline expiry.
     lock: Mutex<Seqs>,
+    /// 1 once an event reported a hang-up or an error (invariant 7); reset by `open`.
+    hup: AtomicU32,
 }
 
 /// Fields protected by `PollDesc::lock`.
@@ -140,6 +153,7 @@ impl PollDesc {
             wg: AtomicUsize::new(EMPTY),
             info: AtomicU32::new(CLOSING),
             lock: Mutex::new(Seqs { closing: true, rseq: 0, wseq: 0 }),
+            hup: AtomicU32::new(0),
         }
     }
 
@@ -169,6 +183,20 @@ impl PollDesc {
         self.rg.store(EMPTY, Ordering::Relaxed);
         self.wg.store(EMPTY, Ordering::Relaxed);
         self.info.store(0, Ordering::Relaxed);
+        self.hup.store(0, Ordering::Relaxed);
+    }
+
+    /// An event reported a hang-up or an error: sticky for this registration (invariant 7).
+    /// Call before `ready(Mode::Read)` for the same event.
+    pub(crate) fn note_hup(&self) {
+        // SeqCst: invariant 7, with the slot load of the `ready` that follows.
+        self.hup.store(1, Ordering::SeqCst);
+    }
+
+    /// Whether an event reported a hang-up or an error (invariant 7).
+    pub(crate) fn hung_up(&self) -> bool {
+        // SeqCst: invariant 7, after the reader's SeqCst reset of its slot.
+        self.hup.load(Ordering::SeqCst) != 0
     }
 
     /// Go's `netpollcheckerr`: the error a waiter of `mode` must report now, if any.
@@ -190,15 +218,18 @@ impl PollDesc {
     /// Returns the parked waiter's token, which the caller must ready.
     pub(crate) fn ready(&self, mode: Mode) -> Option<Token> {
         let slot = self.slot(mode);
-        let mut old = slot.load(Ordering::Relaxed);
+        // SeqCst: invariant 7 (seeing READY here, an event does not write the slot, and this
+        // load must then precede the reader's reset in the single order).
+        let mut old = slot.load(Ordering::SeqCst);
         loop {
             if old == READY {
                 return None;
             }
             // AcqRel on success: Acquire pairs with the Release of `Commit::commit`, so whoever
             // readies the token sees everything the waiter did before parking; Release pairs with
-            // the Acquire of the waiter's READY consumption in `block`/`finish`.
-            match slot.compare_exchange_weak(old, READY, Ordering::AcqRel, Ordering::Relaxed) {
+            // the Acquire of the waiter's READY consumption in `block`/`finish`. SeqCst on
+            // failure: the reload may see READY and return, as the first load (invariant 7).
+            match slot.compare_exchange_weak(old, READY, Ordering::AcqRel, Ordering::SeqCst) {
                 Ok(_) => return token_of(old),
                 Err(v) => old = v,
             }
@@ -242,8 +273,9 @@ impl PollDesc {
     fn block(&self, mode: Mode) -> bool {
         let slot = self.slot(mode);
         loop {
-            // Acquire: pairs with the Release of `ready`.
-            if slot.compare_exchange(READY, EMPTY, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            // Acquire: pairs with the Release of `ready`. SeqCst: a reset before a syscall
+            // (invariant 7).
+            if slot.compare_exchange(READY, EMPTY, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
                 return true;
             }
             // SeqCst: the waiter's store half of the Dekker pair (invariant 4), followed by the
@@ -259,8 +291,9 @@ impl PollDesc {
     /// Last step of Go's `netpollblock`: the waiter is running again (woken, or its commit was
     /// refused, or it never parked). Empties the slot; true if a notification was consumed.
     fn finish(&self, mode: Mode) -> bool {
-        // AcqRel: Acquire pairs with the Release of `ready` (a READY consumed here).
-        let old = self.slot(mode).swap(EMPTY, Ordering::AcqRel);
+        // Acquire: pairs with the Release of `ready` (a READY consumed here). SeqCst: a reset
+        // before a syscall (invariant 7).
+        let old = self.slot(mode).swap(EMPTY, Ordering::SeqCst);
         assert!(old <= WAIT, "netpoll: corrupted slot (a token left behind after wakeup)");
         old == READY
     }
@@ -470,6 +503,15 @@ impl<'p> Registration<'p> {
     /// then timed out. Cheap (one atomic load): check before every I/O attempt.
     pub fn check(&self, mode: Mode) -> io::Result<()> {
         self.desc.check(mode).map_err(io::Error::from)
+    }
+
+    /// Whether an event on this registration reported a hang-up (`EPOLLRDHUP`, `EPOLLHUP`), an
+    /// error or urgent data; once true, it stays true. A reader whose last syscall emptied the
+    /// kernel's queue may call [`wait`](Registration::wait) before its next syscall, skipping
+    /// `prepare`, only while this is false: such an event may have been consumed before that
+    /// syscall, which did not report its EOF or error (invariant 7 of `desc.rs`).
+    pub fn hung_up(&self) -> bool {
+        self.desc.hung_up()
     }
 
     /// Call before starting an I/O operation in `mode` (Go's `pollReset`): fails if closed or

@@ -18,7 +18,8 @@
 //! `EPOLLIN|EPOLLRDHUP|EPOLLHUP|EPOLLERR` ready the reader, `EPOLLOUT|EPOLLHUP|EPOLLERR` the
 //! writer: on a hang-up or an error both retry their syscall and see EOF or the socket's own
 //! error (`ECONNRESET`, ...). Unlike Go there is no sticky "event error" bit (`everr`, only for
-//! descriptors that report a bare `EPOLLERR`): the syscall reports the error better.
+//! descriptors that report a bare `EPOLLERR`): the syscall reports the error better. A hang-up,
+//! an error or urgent data also sets the descriptor's sticky `hup` flag (`desc.rs`, invariant 7).
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -36,8 +37,11 @@ const WAKE_DATA: u64 = u64::MAX;
 /// Events fetched per `epoll_wait` (Go: 128). More are left for the next poll.
 const EVENTS: usize = 128;
 
-/// Interest set for every registered fd, once, edge-triggered.
-const INTEREST: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+/// Interest set for every registered fd, once, edge-triggered. `EPOLLPRI` (TCP urgent data)
+/// only feeds [`HUP_EVENTS`]: a read stops short at the urgent mark with data left behind.
+const INTEREST: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLPRI | libc::EPOLLET) as u32;
+/// Events after which a short read no longer proves the queue drained (`Registration::hung_up`).
+const HUP_EVENTS: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLPRI) as u32;
 /// Events that make a reader runnable (it will see data, EOF or the error).
 const READ_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 /// Events that make a writer runnable.
@@ -211,6 +215,9 @@ impl Poller {
         // Acquire: pairs with the Release bump in `retire`.
         if desc.fdseq.load(Ordering::Acquire) != seq {
             return; // an event of an earlier registration of this descriptor
+        }
+        if bits & HUP_EVENTS != 0 {
+            desc.note_hup();
         }
         if bits & READ_EVENTS != 0 {
             out.extend(self.took(desc.ready(Mode::Read)));

@@ -36,7 +36,7 @@
 //! - [`Poller`]: the epoll set, an eventfd to interrupt a blocked `epoll_wait`
 //!   ([`Poller::wake`], Go's `netpollBreak`), and [`Poller::poll`] (Go's `netpoll(delay)`),
 //!   which returns the tokens of the waiters that events made runnable.
-//! - [`Registration`]: one fd, registered once (`EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET`), with a
+//! - [`Registration`]: one fd, registered once (`EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLPRI|EPOLLET`), with a
 //!   poll descriptor from a type-stable pool: a reader and a writer slot (Go's `rg`/`wg`),
 //!   deadline state, and a closing flag. Stale events for a dropped-and-reused descriptor are
 //!   recognised by a generation number (Go's `fdseq`) carried in the epoll user data.

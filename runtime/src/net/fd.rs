@@ -32,6 +32,20 @@
 //!
 //! On a plain thread, limits are read once when the operation starts (the thread blocks in
 //! `poll(2)` with that timeout); a deadline changed from elsewhere applies to the next operation.
+//!
+//! # Drained streams
+//!
+//! A stream read that returns less than it asked for emptied the socket's receive queue (TCP
+//! and Unix stream reads copy until the buffer is full or the queue is empty), so the next read
+//! on a goroutine ([`PollFd::read_stream`]) waits for readiness *before* its syscall instead of
+//! paying one that fails with `EAGAIN` (Tokio does the same). Why that loses no wakeup is the
+//! poller's business (invariant 7 of `gort_netpoll`'s `desc.rs`): data that arrived since the
+//! short read left a notification the wait consumes, and once the peer hung up or an error or
+//! urgent data was reported ([`Registration::hung_up`]), every read tries its syscall first
+//! again, since a short read does not consume an EOF. A stale notification costs one `EAGAIN`,
+//! as before. Other readers (a `dup`, a plain thread) only take data away, which cannot strand
+//! a parked reader; but only a reader holding `rlock` records drained-ness, since an
+//! unserialised store could land after a later read's and claim a full queue drained.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -89,6 +103,9 @@ pub(crate) struct PollFd<S: AsRawFd> {
     io: S,
     rlock: Mutex<()>,
     wlock: Mutex<()>,
+    /// The last goroutine read of a stream came back short (see "Drained streams"). Accessed
+    /// only under `rlock`; Relaxed, since the lock orders it.
+    drained: AtomicBool,
     read: Limits,
     write: Limits,
 }
@@ -103,6 +120,7 @@ impl<S: AsRawFd> PollFd<S> {
             io,
             rlock: Mutex::new(()),
             wlock: Mutex::new(()),
+            drained: AtomicBool::new(false),
             read: Limits::default(),
             write: Limits::default(),
         })
@@ -197,7 +215,14 @@ impl<S: AsRawFd> PollFd<S> {
 
     /// Runs `op` until it does not report `WouldBlock`, waiting for readiness in between.
     pub(crate) fn io<R>(&self, mode: Mode, op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
-        self.io_with(mode, || self.limits(mode).effective(nanotime()), op)
+        self.io_with(mode, || self.limits(mode).effective(nanotime()), None, op)
+    }
+
+    /// A read of a stream socket into buffers of `len` bytes in all (`read`, `read_vectored`;
+    /// not `peek`, which leaves the data queued): [`io`](Self::io), but a read after a short
+    /// one waits for readiness first (module docs, "Drained streams").
+    pub(crate) fn read_stream(&self, len: usize, op: impl FnMut(&S) -> io::Result<usize>) -> io::Result<usize> {
+        self.io_with(Mode::Read, || self.read.effective(nanotime()), Some((len, |n: &usize| *n)), op)
     }
 
     /// [`io`](Self::io) with an explicit deadline (`nanotime` ns) and its timeout error kind.
@@ -207,17 +232,21 @@ impl<S: AsRawFd> PollFd<S> {
         limit: Option<(u64, io::ErrorKind)>,
         op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
-        self.io_with(mode, move || limit, op)
+        self.io_with(mode, move || limit, None, op)
     }
 
     /// The operation's limit is computed by `limit` once this operation holds its direction's
     /// lock, not before: a deadline set while it queued for the lock (Go's "cancel the readers",
     /// a deadline in the past) must apply to it. Computed earlier, the stale limit would make
     /// `arm` reset the descriptor's past state and park with no deadline at all.
+    ///
+    /// `stream`: for a stream read, the bytes asked for and how to count the bytes read; it
+    /// records and uses drained-ness (module docs).
     fn io_with<R>(
         &self,
         mode: Mode,
         limit: impl Fn() -> Option<(u64, io::ErrorKind)>,
+        stream: Option<(usize, fn(&R) -> usize)>,
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
         if !in_goroutine() {
@@ -229,13 +258,26 @@ impl<S: AsRawFd> PollFd<S> {
         };
         let (_timer, limit) = self.arm(mode, &limit);
         let kind = limit.map(|l| l.1).unwrap_or(io::ErrorKind::TimedOut);
-        self.reg.prepare(mode).map_err(|e| self.map_err(mode, e, kind))?;
+        // A drained stream keeps the notifications that came since its last read (`wait`
+        // consumes one, or parks), where `prepare` would discard them.
+        let mut drained = stream.is_some() && self.drained.load(Ordering::Relaxed) && !self.reg.hung_up();
+        if !drained {
+            self.reg.prepare(mode).map_err(|e| self.map_err(mode, e, kind))?;
+        }
         loop {
-            match op(&self.io) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return r,
+            if !drained {
+                let r = op(&self.io);
+                if let (Some((len, count)), Ok(v)) = (stream, &r) {
+                    let n = count(v);
+                    self.drained.store(n > 0 && n < len, Ordering::Relaxed);
+                }
+                match r {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => return r,
+                }
             }
+            drained = false;
             self.reg
                 .wait(mode, |c| {
                     // SAFETY: the commit publishes `g` in one place, the descriptor's slot, with

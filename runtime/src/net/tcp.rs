@@ -227,10 +227,13 @@ impl TcpStream {
 
 impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd.io(Mode::Read, |mut s| s.read(buf))
+        self.fd.read_stream(buf.len(), |mut s| s.read(buf))
     }
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.fd.io(Mode::Read, |mut s| s.read_vectored(bufs))
+        // Past the kernel's iovec limit a read stops short of the buffers with data left: 0 never
+        // counts as drained.
+        let len = if bufs.len() > libc::UIO_MAXIOV as usize { 0 } else { bufs.iter().map(|b| b.len()).sum() };
+        self.fd.read_stream(len, |mut s| s.read_vectored(bufs))
     }
 }
 
