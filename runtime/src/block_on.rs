@@ -70,6 +70,9 @@ use crate::parker::WakerParker;
 /// There is no executor here: the future's own spawned tasks (if it spawns any) run wherever
 /// its executor runs them. Nested calls work (each parks its own goroutine), though from inside
 /// a poll they block the outer future's whole poll.
+// Never inlined: a goroutine waiting here shows `block_on` under its caller in dumps and
+// profiles, and a release build without debug info has no inlined frames to show.
+#[inline(never)]
 pub fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = pin!(fut);
     let wp = WakerParker::take();
