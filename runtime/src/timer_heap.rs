@@ -110,19 +110,81 @@ impl TimerHeap {
         (stale, self.earliest())
     }
 
-    /// Moves the entries due at `now` to `due`, earliest first, and returns the new earliest
-    /// `when` (`u64::MAX` if none).
-    pub(crate) fn pop_due(&mut self, now: u64, due: &mut Vec<Entry>) -> u64 {
-        while let Some(e) = self.heap.peek() {
-            if e.when > now {
-                break;
-            }
-            due.push(self.heap.pop().expect("peeked"));
+    /// Removes and returns the earliest entry if it is due at `now`.
+    #[inline]
+    pub(crate) fn pop_if_due(&mut self, now: u64) -> Option<Entry> {
+        if self.heap.peek()?.when > now {
+            return None;
         }
-        self.earliest()
+        self.heap.pop()
     }
 
-    fn earliest(&self) -> u64 {
+    /// The earliest `when` (`u64::MAX` if none).
+    pub(crate) fn earliest(&self) -> u64 {
         self.heap.peek().map(|e| e.when).unwrap_or(u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    /// A callback whose live generation is `gen`; firing is not exercised here.
+    struct Gen(AtomicU64);
+    impl TimerFunc for Gen {
+        fn is_live(&self, gen: u64) -> bool {
+            self.0.load(Ordering::Relaxed) == gen
+        }
+        fn fire(self: Arc<Self>, _gen: u64, _when: u64) {}
+    }
+
+    fn drain(h: &mut TimerHeap, now: u64) -> Vec<(u64, u64)> {
+        std::iter::from_fn(|| h.pop_if_due(now)).map(|e| (e.when, e.seq)).collect()
+    }
+
+    #[test]
+    fn pops_due_entries_earliest_first_fifo_among_equals() {
+        let f: Arc<dyn TimerFunc> = Arc::new(Gen(AtomicU64::new(0)));
+        let mut h = TimerHeap::default();
+        let mut x = 12345u64;
+        let mut whens = Vec::new();
+        for _ in 0..1000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let w = (x >> 33) % 50; // many equal `when`s
+            whens.push(w);
+            h.push(w, Target::Func(f.clone(), 0));
+        }
+        assert_eq!(h.earliest(), *whens.iter().min().unwrap());
+        let got = drain(&mut h, 24);
+        // Everything due at 24, in (when, insertion order), and nothing later.
+        let mut want: Vec<(u64, u64)> =
+            whens.iter().enumerate().filter(|(_, &w)| w <= 24).map(|(i, &w)| (w, i as u64 + 1)).collect();
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(h.earliest(), whens.iter().copied().filter(|&w| w > 24).min().unwrap());
+        assert_eq!(got.len() + h.len(), 1000);
+        assert!(drain(&mut h, 24).is_empty());
+    }
+
+    #[test]
+    fn sweep_keeps_live_entries_in_order() {
+        let live: Arc<dyn TimerFunc> = Arc::new(Gen(AtomicU64::new(1)));
+        let mut h = TimerHeap::default();
+        let mut stale_seen = 0;
+        for i in 0..200u64 {
+            // Every other entry is of a stale generation (0).
+            let (stale, _) = h.push(1000 - i, Target::Func(live.clone(), i % 2));
+            stale_seen += stale.len();
+        }
+        assert!(stale_seen > 0, "the heap never swept");
+        let got = drain(&mut h, u64::MAX);
+        let whens: Vec<u64> = got.iter().map(|e| e.0).collect();
+        let mut sorted = whens.clone();
+        sorted.sort();
+        assert_eq!(whens, sorted);
+        // Every live entry survived the sweeps.
+        assert_eq!(whens.iter().filter(|&&w| (1000 - w) % 2 == 1).count(), 100);
     }
 }

@@ -33,25 +33,47 @@ pub(crate) fn add_timer(s: &'static Sched, when: u64, target: Target) {
     timer_added(when);
 }
 
-/// Runs `p`'s timers that are due at `now`. Callable by any M (the heap is locked while popping;
-/// callbacks run unlocked).
+/// Timers popped per hold of a heap's lock: fired from a buffer on the M's stack, so running
+/// timers allocates nothing.
+const FIRE_BATCH: usize = 16;
+
+/// Runs `p`'s timers that are due at `now`, earliest first. Callable by any M (the heap is locked
+/// while popping; callbacks run unlocked).
 pub(crate) fn run_timers(p: &P, now: u64) {
-    let mut due: Vec<Entry> = Vec::new();
-    {
-        let mut h = match p.timers.try_lock() {
-            Some(h) => h,
-            None => return, // someone else is running them
-        };
-        let t0 = h.pop_due(now, &mut due);
-        p.timer0.store(t0, Ordering::Relaxed);
+    // A racy hint, exact under the heap's lock: a timer it misses is found on the next pass.
+    if !p.timers_due(now) {
+        return;
     }
-    for e in due {
-        match e.target {
-            // SAFETY: `sleep`'s commit published `g` in this one entry, which we popped under the
-            // heap's lock; a `Target::G` entry is never stale, so no sweep drops it, and it is
-            // popped exactly once: this is the one `ready` for that park.
-            Target::G(g) => unsafe { ready(g) },
-            Target::Func(f, gen) => f.fire(gen, e.when),
+    loop {
+        let mut due: [Option<Entry>; FIRE_BATCH] = [const { None }; FIRE_BATCH];
+        let mut n = 0;
+        {
+            let mut h = match p.timers.try_lock() {
+                Some(h) => h,
+                None => return, // someone else is running them
+            };
+            while n < FIRE_BATCH {
+                match h.pop_if_due(now) {
+                    Some(e) => {
+                        due[n] = Some(e);
+                        n += 1;
+                    }
+                    None => break,
+                }
+            }
+            p.timer0.store(h.earliest(), Ordering::Relaxed);
+        }
+        for e in due.iter_mut().take(n).filter_map(Option::take) {
+            match e.target {
+                // SAFETY: `sleep`'s commit published `g` in this one entry, which we popped under
+                // the heap's lock; a `Target::G` entry is never stale, so no sweep drops it, and
+                // it is popped exactly once: this is the one `ready` for that park.
+                Target::G(g) => unsafe { ready(g) },
+                Target::Func(f, gen) => f.fire(gen, e.when),
+            }
+        }
+        if n < FIRE_BATCH {
+            return;
         }
     }
 }
