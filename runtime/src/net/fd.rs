@@ -110,6 +110,10 @@ pub(crate) struct PollFd<S: AsRawFd> {
     write: Limits,
 }
 
+/// A stream read's size and how to count what it read, for `io_with`'s drained-ness (module
+/// docs).
+type StreamRead<R> = (usize, fn(&R) -> usize);
+
 impl<S: AsRawFd> PollFd<S> {
     /// Takes over `io`: switches it to non-blocking mode and registers it with the poller.
     pub(crate) fn new(io: S) -> io::Result<PollFd<S>> {
@@ -246,7 +250,7 @@ impl<S: AsRawFd> PollFd<S> {
         &self,
         mode: Mode,
         limit: impl Fn() -> Option<(u64, io::ErrorKind)>,
-        stream: Option<(usize, fn(&R) -> usize)>,
+        stream: Option<StreamRead<R>>,
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
         if !in_goroutine() {
