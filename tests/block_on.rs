@@ -209,6 +209,33 @@ fn wakes_during_a_poll_repoll() {
     assert_eq!(polls, 3);
 }
 
+/// `block_on` of a future that another goroutine readies once, after waking `first` (if any)
+/// and yielding; returns how many times the future was polled.
+fn polls_until_woken(first: Option<Waker>) -> usize {
+    let fired = Arc::new(AtomicBool::new(false));
+    let mut polls = 0;
+    let mut first = first;
+    gort::block_on(std::future::poll_fn(|cx| {
+        polls += 1;
+        if polls == 1 {
+            let (w, f, first) = (cx.waker().clone(), fired.clone(), first.take());
+            go!(move || {
+                first.into_iter().for_each(Waker::wake);
+                gort::runtime::yield_now();
+                f.store(true, Ordering::Release);
+                w.wake();
+            });
+        }
+        if fired.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }));
+    assert!(fired.load(Ordering::Acquire), "returned before its wake");
+    polls
+}
+
 /// Calls one after another on one goroutine reuse the thread's spare state word, and what a
 /// call leaves in it does not reach the next: a wake during the last poll (which returned
 /// `Ready`) makes the next call poll no more often, and a waker a finished call leaves behind,
@@ -223,25 +250,7 @@ fn back_to_back_calls_start_clean() {
                 cx.waker().wake_by_ref();
                 Poll::Ready(())
             }));
-            let fired = Arc::new(AtomicBool::new(false));
-            let mut polls = 0;
-            gort::block_on(std::future::poll_fn(|cx| {
-                polls += 1;
-                if polls == 1 {
-                    let (w, f) = (cx.waker().clone(), fired.clone());
-                    go!(move || {
-                        gort::runtime::yield_now();
-                        f.store(true, Ordering::Release);
-                        w.wake();
-                    });
-                }
-                if fired.load(Ordering::Acquire) {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            }));
-            assert_eq!(polls, 2, "a wake left by the previous call reached this one");
+            assert_eq!(polls_until_woken(None), 2, "a wake left by the previous call reached this one");
         }
         // A call that leaves a clone of its waker behind, then calls that wait while that stale
         // waker fires: each still returns only once its own event came.
@@ -252,31 +261,7 @@ fn back_to_back_calls_start_clean() {
             Poll::Ready(())
         }));
         let stale = kept.lock().unwrap().take().unwrap();
-        let mut extra = 0;
-        for _ in 0..50 {
-            let fired = Arc::new(AtomicBool::new(false));
-            let mut polls = 0;
-            gort::block_on(std::future::poll_fn(|cx| {
-                polls += 1;
-                if polls == 1 {
-                    let (w, f, s) = (cx.waker().clone(), fired.clone(), stale.clone());
-                    go!(move || {
-                        s.wake();
-                        gort::runtime::yield_now();
-                        f.store(true, Ordering::Release);
-                        w.wake();
-                    });
-                }
-                if fired.load(Ordering::Acquire) {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            }));
-            assert!(fired.load(Ordering::Acquire));
-            extra += polls - 2;
-        }
-        extra
+        (0..50).map(|_| polls_until_woken(Some(stale.clone())) - 2).sum::<usize>()
     });
     // The stale waker's word is not this call's (it was not reused while shared), so it made
     // no poll at all.
