@@ -239,7 +239,8 @@ fn polls_until_woken(first: Option<Waker>) -> usize {
 /// Calls one after another on one goroutine reuse the thread's spare state word, and what a
 /// call leaves in it does not reach the next: a wake during the last poll (which returned
 /// `Ready`) makes the next call poll no more often, and a waker a finished call leaves behind,
-/// woken while a later call waits, at most makes that call poll once more, never return early.
+/// woken while a later call waits, neither makes it poll again nor return early (a word whose
+/// waker outlived its call is not reused).
 #[test]
 fn back_to_back_calls_start_clean() {
     let extra = run(|| {
