@@ -324,10 +324,9 @@ impl<T> Chan<T> {
             unsafe { self.core.lock.unlock() };
             true
         };
-        // SAFETY: our node (naming this G through its waiter) was queued under the channel lock,
-        // so no one can reach the G before the commit's unlock, its last access to anything; a
-        // claimer then takes the waiter with one CAS (queue invariant 3) and readies it once.
-        // Unlocking neither parks nor panics.
+        // SAFETY: our node (naming this G) was queued under the channel lock, so no one reaches
+        // the G before the commit's unlock, its last access; the one claimer (queue invariant 3)
+        // readies it once. Unlocking neither parks nor panics.
         unsafe { park(reason, commit) };
         mprof::block_end(t0);
     }

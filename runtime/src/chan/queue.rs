@@ -112,7 +112,7 @@ impl Waiter {
     /// The verdict (or [`WAITING`]).
     #[inline]
     pub(crate) fn verdict(&self) -> usize {
-        // Acquire: pairs with the AcqRel claim CAS.
+        // Acquire: pairs with the claim's Release (its CAS, or a solo claim's store).
         self.state.load(Ordering::Acquire)
     }
 }
