@@ -235,3 +235,62 @@ fn ready_from_inside_blocking_wakes_at_once() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Readying from user code does not enter the runtime: the readied goroutine is published into
+/// the `runnext` of the readier's P, which sysmon may have taken meanwhile (handed to another M,
+/// or left idle when that M ran out of work). Three hogs at GOMAXPROCS=4 spin 0-24 ms at a time
+/// (long enough for sysmon to retake their Ps, since their readied partners wait for them) and
+/// then hand a token to a partner parked on an unbuffered channel. A wake lost in the `runnext`
+/// of an idle P would leave a partner parked for good and its hog's next send blocked: every
+/// token must arrive. (Without the runtime's rescue of such wakes, about half the runs hang.)
+#[test]
+fn readies_from_a_hog_whose_p_was_taken_arrive() {
+    if !common::in_child() {
+        common::run_child_ok("readies_from_a_hog_whose_p_was_taken_arrive", &[("GOMAXPROCS", "4")]);
+        return;
+    }
+    const HOGS: u64 = 3;
+    let rounds = 80 * common::stress() as u64;
+    let _w = common::Watchdog::new(
+        "readies_from_a_hog_whose_p_was_taken_arrive",
+        Duration::from_secs(60) * common::stress() as u32,
+    );
+    let retakes_before = gort::runtime::hog::retakes();
+    let got = run(move || {
+        let (done_tx, done_rx) = gort::chan::chan::<u64>(0);
+        for h in 0..HOGS {
+            let (tx, rx) = gort::chan::chan::<u64>(0);
+            let done_tx = done_tx.clone();
+            go!(move || {
+                let mut sum = 0;
+                while let Some(v) = rx.recv() {
+                    sum += v;
+                }
+                done_tx.send(sum).unwrap();
+            });
+            go!(move || {
+                let mut seed = h + 1;
+                for i in 1..=rounds {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let t = Instant::now();
+                    let spin = Duration::from_micros((seed >> 33) % 24_000);
+                    while t.elapsed() < spin {
+                        std::hint::spin_loop();
+                    }
+                    tx.send(i).unwrap();
+                }
+            });
+        }
+        drop(done_tx);
+        let mut got = Vec::new();
+        while let Some(s) = done_rx.recv() {
+            got.push(s);
+        }
+        got
+    });
+    let want = rounds * (rounds + 1) / 2;
+    assert_eq!(got, vec![want; HOGS as usize], "tokens lost");
+    // The test means nothing unless sysmon took Ps from the hogs while partners were queued.
+    let retakes = gort::runtime::hog::retakes() - retakes_before;
+    assert!(retakes > 0, "sysmon never retook a hog's P");
+}

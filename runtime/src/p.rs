@@ -52,6 +52,9 @@ pub(crate) struct P {
     /// Thieves' end of `runq`.
     pub(crate) stealer: Stealer<GRef>,
     /// A G readied by the running G runs next (before the queue): what makes handoffs fast.
+    /// Not owner only: thieves take from it, and a readier in user code publishes into it even
+    /// if the P was taken from its M meanwhile (`park::ready_from_user`; `pidleput` rescues a G
+    /// left in an idle P's slot).
     pub(crate) runnext: AtomicPtr<G>,
     /// Incremented every time the P starts running a G; sysmon reads it to find hogs.
     pub(crate) schedtick: AtomicU64,

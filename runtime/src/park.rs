@@ -31,15 +31,17 @@
 //! While a goroutine runs user code its P is `P_USER`, and sysmon may take the P away (see
 //! `sched/mod.rs`). Runtime code that touches the P first calls [`enter`], which CASes the P to
 //! `P_RUNNING` (or notices it was taken and tries to get another); the returned guard puts it
-//! back to `P_USER` on the way out.
+//! back to `P_USER` on the way out. `ready` from user code is the exception: it only swaps the
+//! readied G into `runnext`, which needs no ownership (`ready_from_user`).
 
+use std::ptr;
 use std::sync::atomic::Ordering;
 
 use crate::clock::coarse_now;
 use crate::g::{self, GKind, GRef, WaitReason, Yield, G};
 use crate::globrunq::global;
 use crate::m::{current_m, M};
-use crate::p::{P, P_RUNNING, P_SYSCALL, P_USER};
+use crate::p::{P, P_IDLE, P_RUNNING, P_SYSCALL, P_USER};
 use crate::sched::deadlock::check_dead;
 use crate::sched::idle::{wakep, wakep_after_sc_publish};
 use crate::sched::state::sched_if_started;
@@ -324,6 +326,13 @@ pub unsafe fn ready(g: GRef) {
         return wakep();
     };
     let e = match m.curg() {
+        Some(cur) if cur.0.rt_depth.get() == 0 => {
+            if let Some(p) = m.p.get() {
+                // SAFETY: `m` is this thread's M, running `cur` in user mode, and `p` its P.
+                return unsafe { ready_from_user(m, cur, p, g) };
+            }
+            enter_on(m, cur)
+        }
         Some(cur) => enter_on(m, cur),
         // Scheduler context (commit closures, timer callbacks): the M already owns its P.
         None => EnterGuard(None, false),
@@ -341,6 +350,49 @@ pub unsafe fn ready(g: GRef) {
         }
     }
     e.leave_on(m);
+}
+
+/// [`ready`] from goroutine code in user mode (`cur` on `m`, whose P is `p`), without entering
+/// runtime mode: publishing into `runnext` is one atomic swap, which needs no ownership of the
+/// P, so the enter's CAS and the leave's store are saved (a ping-pong readies once per
+/// operation). Ownership is needed only for a G the swap displaces, which goes to the P's queue.
+///
+/// `p` may have been taken from us meanwhile (sysmon's retake): `g` then sits in the `runnext`
+/// of a P that another M runs, which schedules it, or of an idle P, which nobody runs. Our
+/// `SeqCst` swap and `SeqCst` load of the status, against the `SeqCst` store of `P_IDLE` and
+/// `SeqCst` load of `runnext` in `Sched::pidleput`, make sure one side sees the other: either
+/// we see the P idle and take `g` back to the global queue, or `pidleput` finds `g` and moves
+/// it there (the `runnext` CAS decides which, if both do).
+///
+/// # Safety
+///
+/// As for [`ready`]; `m` is this thread's M, running `cur` with `rt_depth` 0, and `p` is `m.p`.
+#[inline]
+unsafe fn ready_from_user(m: &'static M, cur: GRef, p: &'static P, g: GRef) {
+    // SeqCst: the publish of the spinning protocol (as in `runqput`) and our half of the idle
+    // Dekker pair above; Release/Acquire with whoever takes the G from `runnext`.
+    let old = p.runnext.swap(g.as_ptr() as *mut G, Ordering::SeqCst);
+    if !old.is_null() {
+        // SAFETY: runnext only ever holds pointers made from GRefs.
+        let old = unsafe { GRef::from_ptr(old) };
+        let e = enter_on(m, cur);
+        match m.p.get() {
+            // SAFETY: after entering, this M owns its P in runtime mode.
+            Some(p2) => unsafe { p2.runqput(old, false) },
+            None => global().push(old),
+        }
+        e.leave_on(m);
+    }
+    // SeqCst: the second half of the Dekker pair (doc comment).
+    if p.status.load(Ordering::SeqCst) == P_IDLE
+        && p.runnext
+            .compare_exchange(g.as_ptr() as *mut G, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    {
+        global().push(g);
+        return wakep();
+    }
+    wakep_after_sc_publish();
 }
 
 /// Runs `f` with the current M's P if the caller owns one in runtime mode.
