@@ -19,7 +19,7 @@ use crate::m::current_m;
 use crate::park::{enter, in_goroutine, safepoint};
 use crate::sched::deadlock::{RunWaiter, TakeWaiter, RUN_WAITERS};
 use crate::sched::execute::{claim_stack, gfget};
-use crate::sched::idle::wakep;
+use crate::sched::idle::{wakep, wakep_after_sc_publish};
 use crate::stack::{MAX_STACK_SIZE, MIN_STACK_SIZE};
 use crate::start::sched;
 use crate::threadg::thread_g;
@@ -331,7 +331,11 @@ fn newproc(
         // SAFETY: the parent is the running goroutine (it is spawning), so it may read its own
         // slot; the child is IDLE, just taken from a free list, so its slot is ours to set (and
         // empty: the G's last goroutine cleared it at exit).
-        unsafe { g.0.swap_labels(pg.0.labels_ref()) };
+        let l = unsafe { pg.0.labels_ref() };
+        if !l.is_null() {
+            // SAFETY: as above.
+            unsafe { g.0.swap_labels(l) };
+        }
     }
     // SAFETY: the G is IDLE and was just taken from a free list: we own it (state table).
     unsafe {
@@ -345,11 +349,17 @@ fn newproc(
     // Release: publishes the fields above to the M that will Acquire-CAS it to RUNNING.
     g.0.status.store(g::RUNNABLE, Ordering::Release);
     match p {
-        // SAFETY: after enter() the current M owns its P.
-        Some(p) => unsafe { p.runqput(g, true) },
-        None => global().push(g),
+        Some(p) => {
+            // SAFETY: after enter() the current M owns its P.
+            unsafe { p.runqput(g, true) };
+            // `runqput(.., true)` published `g` with a SeqCst swap into `runnext`.
+            wakep_after_sc_publish();
+        }
+        None => {
+            global().push(g);
+            wakep();
+        }
     }
-    wakep();
     goid
 }
 

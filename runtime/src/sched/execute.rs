@@ -266,7 +266,9 @@ fn goexit0(s: &'static Sched, m: &'static M, g: GRef) {
     exec.custom_stack = 0;
     // A goroutine that exits wired to its M releases it (Go would end the thread instead; gort's
     // Ms never exit, and the M's thread state is the user's to restore before exiting).
-    if set_lockedm(g, None) {
+    // Loads before the swaps below: only the G's owner writes these slots, so a slot that reads
+    // empty is empty, and most goroutines leave them empty (a swap is a locked instruction).
+    if !g.0.lockedm.load(Ordering::Relaxed).is_null() && set_lockedm(g, None) {
         m.lockedg.store(std::ptr::null_mut(), Ordering::Relaxed);
         g.0.lock_count.set(0);
     }
@@ -274,12 +276,15 @@ fn goexit0(s: &'static Sched, m: &'static M, g: GRef) {
         s.stack_claims.fetch_sub(1, Ordering::Relaxed);
     }
     g.0.status.store(g::DEAD, Ordering::Relaxed);
-    if g.0.has_name.swap(false, Ordering::Relaxed) {
+    if g.0.has_name.load(Ordering::Relaxed) {
+        g.0.has_name.store(false, Ordering::Relaxed);
         *g.0.name.lock() = None;
     }
-    // SAFETY: the G finished on this M, which owns it until it goes on the free list; the old
-    // reference is ours and released by `labels_from_ref`.
-    drop(unsafe { crate::g::labels_from_ref(g.0.swap_labels(std::ptr::null())) });
+    if !g.0.labels.load(Ordering::Relaxed).is_null() {
+        // SAFETY: the G finished on this M, which owns it until it goes on the free list; the
+        // old reference is ours and released by `labels_from_ref`.
+        drop(unsafe { crate::g::labels_from_ref(g.0.swap_labels(std::ptr::null())) });
+    }
     g.0.stack_lo.store(0, Ordering::Relaxed);
     g.0.stack_hi.store(0, Ordering::Relaxed);
     g.0.park_pc.store(0, Ordering::Relaxed);
