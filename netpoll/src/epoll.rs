@@ -174,6 +174,12 @@ impl Poller {
     /// batch). Returns the number of tokens appended; 0 also after a wake, a timeout, or an
     /// interrupting signal.
     pub fn poll(&self, timeout: Option<Duration>, out: &mut Vec<Token>) -> io::Result<usize> {
+        self.poll_each(timeout, |t| out.push(t))
+    }
+
+    /// [`poll`](Poller::poll), handing each token to `f` as it is taken rather than collecting
+    /// them, so a poll on the scheduler's path allocates nothing. Returns the number of tokens.
+    pub fn poll_each(&self, timeout: Option<Duration>, mut f: impl FnMut(Token)) -> io::Result<usize> {
         let ms = timeout_ms(timeout);
         let mut events = [MaybeUninit::<libc::epoll_event>::uninit(); EVENTS];
         let n = loop {
@@ -192,7 +198,11 @@ impl Poller {
                 return Ok(0);
             }
         };
-        let before = out.len();
+        let mut count = 0;
+        let mut f = |t| {
+            count += 1;
+            f(t)
+        };
         for ev in &events[..n] {
             // SAFETY: the kernel wrote the first `n` entries.
             let ev = unsafe { ev.assume_init() };
@@ -203,13 +213,13 @@ impl Poller {
                 }
                 continue;
             }
-            self.dispatch(data, bits, out);
+            self.dispatch(data, bits, &mut f);
         }
-        Ok(out.len() - before)
+        Ok(count)
     }
 
     /// Applies one registration event: drops it if stale, else readies the slots it concerns.
-    pub(crate) fn dispatch(&self, data: u64, bits: u32, out: &mut Vec<Token>) {
+    pub(crate) fn dispatch(&self, data: u64, bits: u32, f: &mut impl FnMut(Token)) {
         let (index, seq) = (data as u32, (data >> 32) as u32);
         let Some(desc) = self.pool.get(index) else { return };
         // Acquire: pairs with the Release bump in `retire`.
@@ -220,10 +230,14 @@ impl Poller {
             desc.note_hup();
         }
         if bits & READ_EVENTS != 0 {
-            out.extend(self.took(desc.ready(Mode::Read)));
+            if let Some(t) = self.took(desc.ready(Mode::Read)) {
+                f(t);
+            }
         }
         if bits & WRITE_EVENTS != 0 {
-            out.extend(self.took(desc.ready(Mode::Write)));
+            if let Some(t) = self.took(desc.ready(Mode::Write)) {
+                f(t);
+            }
         }
     }
 

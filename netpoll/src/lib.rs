@@ -277,11 +277,11 @@ mod tests {
             if rounds == 1 {
                 assert!(c.commit(Token::new(0x1000)));
                 parked.store(1, Ordering::Relaxed);
-                poller.dispatch(stale, all, &mut out);
+                poller.dispatch(stale, all, &mut |t| out.push(t));
                 assert!(out.is_empty(), "stale event readied a waiter");
                 // The fresh event takes the token, exactly once.
-                poller.dispatch(new.epoll_data(), all, &mut out);
-                poller.dispatch(new.epoll_data(), all, &mut out);
+                poller.dispatch(new.epoll_data(), all, &mut |t| out.push(t));
+                poller.dispatch(new.epoll_data(), all, &mut |t| out.push(t));
                 assert_eq!(out, vec![Token::new(0x1000)]);
             } else {
                 panic!("parked twice");
@@ -291,7 +291,7 @@ mod tests {
         assert_eq!(parked.load(Ordering::Relaxed), 1);
         assert_eq!(poller.waiters(), 0);
         // Unknown indices are ignored too.
-        poller.dispatch(crate::epoll::event_data(1 << 30, 0), all, &mut out);
+        poller.dispatch(crate::epoll::event_data(1 << 30, 0), all, &mut |t| out.push(t));
         assert_eq!(out.len(), 1);
         drop(new);
         close(a);

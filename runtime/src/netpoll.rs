@@ -67,44 +67,46 @@ pub(crate) unsafe fn g_of(t: Token) -> GRef {
     unsafe { GRef::from_ptr(t.get() as *const G) }
 }
 
-/// Marks the Gs of `toks` runnable and returns them (Go's `netpollready` list), for the caller
-/// to run or queue. Thread stand-ins are readied (unparked) directly and not returned.
+/// Marks the G of `t` runnable and returns it (an entry of Go's `netpollready` list), for the
+/// caller to run or queue. A thread stand-in is readied (unparked) directly: `None`.
 ///
 /// # Safety
-/// Every token must have just been handed back by the runtime's poller, and not be readied
-/// otherwise: the poller hands each committed token back exactly once, and the G it names is
-/// then parked in `PollFd::io_until` waiting for exactly this.
-pub(crate) unsafe fn take_runnable(toks: &[Token], out: &mut Vec<GRef>) {
-    for &t in toks {
-        // SAFETY: `t` comes from the runtime's poller (contract).
-        let g = unsafe { g_of(t) };
-        if g.0.kind == g::GKind::Thread {
-            // SAFETY: the poller handed the token back once, out of the slot this G's park
-            // committed it to (contract): the one `ready` for that park.
-            unsafe { ready_thread(g) };
-            continue;
-        }
-        // The same transition as `ready` (see there for the orderings); we queue the G ourselves.
-        crate::schedstats::stamp_ready(g.0);
-        g::casgstatus(g, g::WAITING, g::RUNNABLE, "netpoll");
-        out.push(g);
+/// `t` must have just been handed back by the runtime's poller, and not be readied otherwise:
+/// the poller hands each committed token back exactly once, and the G it names is then parked
+/// in `PollFd::io_until` waiting for exactly this.
+pub(crate) unsafe fn take_runnable(t: Token) -> Option<GRef> {
+    // SAFETY: `t` comes from the runtime's poller (contract).
+    let g = unsafe { g_of(t) };
+    if g.0.kind == g::GKind::Thread {
+        // SAFETY: the poller handed the token back once, out of the slot this G's park
+        // committed it to (contract): the one `ready` for that park.
+        unsafe { ready_thread(g) };
+        return None;
     }
+    // The same transition as `ready` (see there for the orderings); we queue the G ourselves.
+    crate::schedstats::stamp_ready(g.0);
+    g::casgstatus(g, g::WAITING, g::RUNNABLE, "netpoll");
+    Some(g)
 }
 
-/// A non-blocking poll (sysmon, or an M about to steal). Returns the runnable Gs.
-pub(crate) fn poll_now(out: &mut Vec<GRef>) {
+/// A non-blocking poll (sysmon, or an M about to steal): hands each runnable G to `f`, as the
+/// poll takes it (nothing is collected: this is on an idle M's every round).
+pub(crate) fn poll_now(mut f: impl FnMut(GRef)) {
     let pl = match poller() {
         Some(pl) if pl.waiters() > 0 => pl,
         _ => return,
     };
-    let mut toks = Vec::new();
-    if pl.poll(Some(Duration::ZERO), &mut toks).is_ok() {
+    let r = pl.poll_each(Some(Duration::ZERO), |t| {
+        // SAFETY: `t` was just handed back by the runtime's poller.
+        if let Some(g) = unsafe { take_runnable(t) } {
+            f(g);
+        }
+    });
+    if r.is_ok() {
         let last = LASTPOLL.load(Ordering::Relaxed);
         if last != 0 {
             // Relaxed: a hint for sysmon; losing the race to a blocking poller is harmless.
             let _ = LASTPOLL.compare_exchange(last, nanotime(), Ordering::Relaxed, Ordering::Relaxed);
         }
-        // SAFETY: `toks` were just handed back by the runtime's poller.
-        unsafe { take_runnable(&toks, out) };
     }
 }

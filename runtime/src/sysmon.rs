@@ -89,12 +89,12 @@ fn run(s: &'static Sched) -> ! {
         // Nobody has polled the network for 10 ms (every M busy): poll for them.
         let last = netpoll::LASTPOLL.load(Ordering::Relaxed);
         if last != 0 && now.saturating_sub(last) > 10_000_000 {
-            let mut gs = Vec::new();
-            netpoll::poll_now(&mut gs);
-            if !gs.is_empty() {
-                for g in gs {
-                    global().push(g);
-                }
+            let mut any = false;
+            netpoll::poll_now(|g| {
+                global().push(g);
+                any = true;
+            });
+            if any {
                 wakep();
             }
         }

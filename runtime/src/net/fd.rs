@@ -82,10 +82,11 @@ impl Limits {
     /// The effective deadline of an operation starting now, and the error kind it times out
     /// with: `WouldBlock` for a std timeout (what std reports on Linux), `TimedOut` for a
     /// deadline (Go's "i/o timeout").
-    fn effective(&self, now: u64) -> Option<(u64, io::ErrorKind)> {
+    fn effective(&self) -> Option<(u64, io::ErrorKind)> {
         let t = self.timeout.load(Ordering::Relaxed);
         let d = self.deadline.load(Ordering::Relaxed);
-        let from_timeout = (t != NONE).then(|| now.saturating_add(t));
+        // The clock is read only for a timeout: most operations have no limit at all.
+        let from_timeout = (t != NONE).then(|| nanotime().saturating_add(t));
         match (from_timeout, d != NONE) {
             (Some(a), true) if a < d => Some((a, io::ErrorKind::WouldBlock)),
             (_, true) => Some((d, io::ErrorKind::TimedOut)),
@@ -219,14 +220,14 @@ impl<S: AsRawFd> PollFd<S> {
 
     /// Runs `op` until it does not report `WouldBlock`, waiting for readiness in between.
     pub(crate) fn io<R>(&self, mode: Mode, op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
-        self.io_with(mode, || self.limits(mode).effective(nanotime()), None, op)
+        self.io_with(mode, || self.limits(mode).effective(), None, op)
     }
 
     /// A read of a stream socket into buffers of `len` bytes in all (`read`, `read_vectored`;
     /// not `peek`, which leaves the data queued): [`io`](Self::io), but a read after a short
     /// one waits for readiness first (module docs, "Drained streams").
     pub(crate) fn read_stream(&self, len: usize, op: impl FnMut(&S) -> io::Result<usize>) -> io::Result<usize> {
-        self.io_with(Mode::Read, || self.read.effective(nanotime()), Some((len, |n: &usize| *n)), op)
+        self.io_with(Mode::Read, || self.read.effective(), Some((len, |n: &usize| *n)), op)
     }
 
     /// [`io`](Self::io) with an explicit deadline (`nanotime` ns) and its timeout error kind.
@@ -332,8 +333,10 @@ impl<S: AsRawFd> PollFd<S> {
         let lim = self.limits(mode);
         let when = match limit {
             None => {
-                // The fast path: nothing set since the last reset, skip the descriptor lock.
-                if lim.dirty.swap(false, Ordering::SeqCst) {
+                // The fast path: nothing set since the last reset, skip the descriptor lock. The
+                // load first spares the common case a locked swap; a load that sees false orders
+                // like a swap that reads false (rule 3's re-read covers a racing set_deadline).
+                if lim.dirty.load(Ordering::SeqCst) && lim.dirty.swap(false, Ordering::SeqCst) {
                     self.reg.set_deadline(mode, Deadline::Unset);
                 }
                 return None;

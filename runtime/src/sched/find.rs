@@ -55,17 +55,21 @@ pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P)
         }
         // The network, if someone waits on it and no M is blocked polling already.
         if netpoll::LASTPOLL.load(Ordering::Relaxed) != 0 && netpoll::poller().is_some_and(|pl| pl.waiters() > 0) {
-            let mut gs = Vec::new();
-            netpoll::poll_now(&mut gs);
-            if let Some((&first, rest)) = gs.split_first() {
-                for &g in rest {
+            let (mut first, mut more) = (None, false);
+            netpoll::poll_now(|g| {
+                if first.is_none() {
+                    first = Some(g);
+                } else {
                     // SAFETY: this M owns p.
                     unsafe { p.runqput(g, false) };
+                    more = true;
                 }
-                if !rest.is_empty() {
+            });
+            if let Some(g) = first {
+                if more {
                     wakep();
                 }
-                return Some(first);
+                return Some(g);
             }
         }
         // Steal.

@@ -264,24 +264,22 @@ pub(crate) fn stopm(s: &'static Sched, m: &'static M) {
         if let Some(pl) = poll {
             // SeqCst: Dekker pair with wake_m (see there).
             m.polling.store(true, Ordering::SeqCst);
-            let mut toks = Vec::new();
+            let mut n = 0usize;
             if !m.note.try_consume() {
                 let timeout = timed.then(|| std::time::Duration::from_nanos(next.saturating_sub(nanotime())));
-                let _ = pl.poll(timeout, &mut toks);
+                // The woken-up path below finds the Gs (any_work) and takes a P for them.
+                let _ = pl.poll_each(timeout, |t| {
+                    // SAFETY: `t` was just handed back by the runtime's poller.
+                    if let Some(g) = unsafe { netpoll::take_runnable(t) } {
+                        global().push(g);
+                        n += 1;
+                    }
+                });
             }
             m.polling.store(false, Ordering::Relaxed);
             netpoll::LASTPOLL.store(nanotime(), Ordering::SeqCst);
-            let mut gs = Vec::new();
-            // SAFETY: `toks` were just handed back by the runtime's poller.
-            unsafe { netpoll::take_runnable(&toks, &mut gs) };
-            if !gs.is_empty() {
-                // The woken-up path below finds them (any_work) and takes a P for them.
-                for g in &gs {
-                    global().push(*g);
-                }
-                if gs.len() > 1 {
-                    wakep();
-                }
+            if n > 1 {
+                wakep();
             }
         } else if timed {
             let now = nanotime();
