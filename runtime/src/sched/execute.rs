@@ -277,6 +277,9 @@ fn goexit0(s: &'static Sched, m: &'static M, g: GRef) {
     if g.0.has_name.swap(false, Ordering::Relaxed) {
         *g.0.name.lock() = None;
     }
+    // `block_on`'s spare state word: a waker of it may outlive the goroutine, and a goroutine
+    // that reuses this G must not share a word with it (`parker.rs`, `WakerParker`).
+    drop(g.0.block_on_spare.take());
     // SAFETY: the G finished on this M, which owns it until it goes on the free list; the old
     // reference is ours and released by `labels_from_ref`.
     drop(unsafe { crate::g::labels_from_ref(g.0.swap_labels(std::ptr::null())) });
