@@ -280,10 +280,10 @@ impl Parker {
 ///   to `EMPTY` before each call's first poll (the owner takes a token a late wake left: it is
 ///   running, so the word holds no G pointer, and the wake cannot be the new call's, whose
 ///   future has not been polled yet), so a late wake costs nothing unless it lands during a
-///   later call, which it then makes poll once more, as a spurious wake would. Every wake after the reset
-///   stands, so none of the call's own is lost. The goroutine's M drops the spare when the
-///   goroutine exits (`goexit0`), before the G can be reused: a new goroutine on the G starts
-///   with a fresh word, and the exited goroutine's wakers keep an orphan one alive.
+///   later call, which it then makes poll once more, as a spurious wake would. Every wake after
+///   the reset stands, so none of the call's own is lost. The goroutine's M drops the spare
+///   when the goroutine exits (`goexit0`), before the G can be reused: a new goroutine on the G
+///   starts with a fresh word, and the exited goroutine's wakers keep an orphan one alive.
 /// - **A plain thread** (not a goroutine) keeps a thread-local spare, and only one that nobody
 ///   else holds (the parker and our waker hold the word's only references), so no late wake
 ///   reaches any later call on the thread.
