@@ -209,9 +209,19 @@ fn wakes_during_a_poll_repoll() {
     assert_eq!(polls, 3);
 }
 
-/// `block_on` of a future that another goroutine readies once, after waking `first` (if any)
-/// and yielding; returns how many times the future was polled.
-fn polls_until_woken(first: Option<Waker>) -> usize {
+/// Starts `f` on a new goroutine.
+fn on_goroutine(f: Box<dyn FnOnce() + Send>) {
+    go!(move || f());
+}
+
+/// Starts `f` on a new plain thread.
+fn on_thread(f: Box<dyn FnOnce() + Send>) {
+    std::thread::spawn(f);
+}
+
+/// `block_on` of a future that another context (started by `spawn`) readies once, after waking
+/// `first` (if any) and yielding; returns how many times the future was polled.
+fn polls_until_woken(first: Option<Waker>, spawn: fn(Box<dyn FnOnce() + Send>)) -> usize {
     let fired = Arc::new(AtomicBool::new(false));
     let mut polls = 0;
     let mut first = first;
@@ -219,12 +229,12 @@ fn polls_until_woken(first: Option<Waker>) -> usize {
         polls += 1;
         if polls == 1 {
             let (w, f, first) = (cx.waker().clone(), fired.clone(), first.take());
-            go!(move || {
+            spawn(Box::new(move || {
                 first.into_iter().for_each(Waker::wake);
                 gort::runtime::yield_now();
                 f.store(true, Ordering::Release);
                 w.wake();
-            });
+            }));
         }
         if fired.load(Ordering::Acquire) {
             Poll::Ready(())
@@ -236,14 +246,26 @@ fn polls_until_woken(first: Option<Waker>) -> usize {
     polls
 }
 
-/// Calls one after another on one goroutine reuse the thread's spare state word, and what a
-/// call leaves in it does not reach the next: a wake during the last poll (which returned
-/// `Ready`) makes the next call poll no more often, and a waker a finished call leaves behind,
-/// woken while a later call waits, neither makes it poll again nor return early (a word whose
-/// waker outlived its call is not reused).
+/// A call whose future keeps a clone of its waker; returns the clone.
+fn call_keeping_its_waker() -> Waker {
+    let kept: Arc<Mutex<Option<Waker>>> = Arc::default();
+    let k = kept.clone();
+    gort::block_on(std::future::poll_fn(move |cx| {
+        *k.lock().unwrap() = Some(cx.waker().clone());
+        Poll::Ready(())
+    }));
+    let w = kept.lock().unwrap().take().unwrap();
+    w
+}
+
+/// Calls one after another on one goroutine reuse its state word, and what a call leaves in
+/// it does not reach the next: a wake during the last poll (which returned `Ready`) makes the
+/// next call poll no more often. A waker a finished call leaves behind, woken while a later
+/// call of the same goroutine waits, neither makes that call return early nor costs it more
+/// than one extra poll (the goroutine reuses the word even while a clone lives on).
 #[test]
 fn back_to_back_calls_start_clean() {
-    let extra = run(|| {
+    let polls = run(|| {
         // Each round: a call that wakes itself in its final poll, then a call pending until a
         // goroutine wakes it, which must be polled exactly twice.
         for _ in 0..200 {
@@ -251,22 +273,127 @@ fn back_to_back_calls_start_clean() {
                 cx.waker().wake_by_ref();
                 Poll::Ready(())
             }));
-            assert_eq!(polls_until_woken(None), 2, "a wake left by the previous call reached this one");
+            assert_eq!(polls_until_woken(None, on_goroutine), 2, "a wake left by the previous call reached this one");
         }
         // A call that leaves a clone of its waker behind, then calls that wait while that stale
         // waker fires: each still returns only once its own event came.
-        let kept: Arc<Mutex<Option<Waker>>> = Arc::default();
-        let k = kept.clone();
-        gort::block_on(std::future::poll_fn(move |cx| {
-            *k.lock().unwrap() = Some(cx.waker().clone());
-            Poll::Ready(())
-        }));
-        let stale = kept.lock().unwrap().take().unwrap();
-        (0..50).map(|_| polls_until_woken(Some(stale.clone())) - 2).sum::<usize>()
+        let stale = call_keeping_its_waker();
+        (0..50).map(|_| polls_until_woken(Some(stale.clone()), on_goroutine)).collect::<Vec<_>>()
     });
-    // The stale waker's word is not this call's (it was not reused while shared), so it made
-    // no poll at all.
-    assert_eq!(extra, 0);
+    assert!(polls.iter().all(|&n| n == 2 || n == 3), "{polls:?}");
+}
+
+/// On a plain thread a word whose waker outlived its call is not reused: that stale waker,
+/// woken while later calls wait, makes them poll no more often.
+#[test]
+fn a_plain_threads_shared_word_is_not_reused() {
+    let stale = call_keeping_its_waker();
+    for _ in 0..50 {
+        assert_eq!(polls_until_woken(Some(stale.clone()), on_thread), 2, "a stale waker reached a later call");
+    }
+    assert!(!call_keeping_its_waker().will_wake(&stale), "a shared word was reused");
+}
+
+/// What `a_goroutines_calls_reuse_its_word`'s future waits for: the last round answered, and
+/// the waker of its last poll (which `AtomicWaker` keeps until it wakes it).
+#[derive(Default)]
+struct Answer {
+    round: AtomicUsize,
+    waker: atomic_waker::AtomicWaker,
+}
+
+impl Answer {
+    fn answer(&self, round: usize) {
+        // Release: pairs with the poll's Acquire load.
+        self.round.store(round, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// One goroutine's calls, each on a future that keeps its waker (`AtomicWaker`), answered in
+/// turn by a goroutine and a plain thread while another plain thread keeps waking a stale
+/// waker of the goroutine's first call: every call returns (no wake is lost to the reset of
+/// the word between calls), with its own round's answer, and every call polls with the word
+/// of the first (a goroutine keeps its word even while clones of its waker live on).
+#[test]
+fn a_goroutines_calls_reuse_its_word() {
+    const ROUNDS: usize = 2_000;
+    let _w = common::Watchdog::new("a_goroutines_calls_reuse_its_word", common::PATIENCE);
+    let ans = Arc::new(Answer::default());
+    let (to_thread, thread_rx) = std::sync::mpsc::channel::<usize>();
+    let a = ans.clone();
+    let answerer = std::thread::spawn(move || thread_rx.into_iter().for_each(|r| a.answer(r)));
+    let shared = run(move || {
+        let (to_goroutine, goroutine_rx) = gort::chan::chan::<usize>(1);
+        let a = ans.clone();
+        let answerer_g = go!(move || goroutine_rx.into_iter().for_each(|r| a.answer(r)));
+        let mut first: Option<Waker> = None;
+        let done = Arc::new(AtomicBool::new(false));
+        let mut stray = None;
+        let mut shared = 0;
+        for round in 1..=ROUNDS {
+            if round % 2 == 0 {
+                to_goroutine.send(round).unwrap();
+            } else {
+                to_thread.send(round).unwrap();
+            }
+            let got = gort::block_on(std::future::poll_fn(|cx| {
+                match &first {
+                    None => first = Some(cx.waker().clone()),
+                    Some(w) => shared += usize::from(cx.waker().will_wake(w)),
+                }
+                ans.waker.register(cx.waker());
+                // Acquire: pairs with `answer`'s Release store.
+                match ans.round.load(Ordering::Acquire) {
+                    r if r >= round => Poll::Ready(r),
+                    _ => Poll::Pending,
+                }
+            }));
+            assert_eq!(got, round, "returned before its answer");
+            if stray.is_none() {
+                let (stale, done) = (first.clone().unwrap(), done.clone());
+                stray = Some(std::thread::spawn(move || {
+                    // Acquire: pairs with the Release store below (nothing to see; just stop).
+                    while !done.load(Ordering::Acquire) {
+                        stale.wake_by_ref();
+                        std::thread::yield_now();
+                    }
+                }));
+            }
+        }
+        // Release: see the stray thread.
+        done.store(true, Ordering::Release);
+        stray.unwrap().join().unwrap();
+        drop(to_goroutine);
+        answerer_g.join().unwrap();
+        drop(to_thread);
+        shared
+    });
+    answerer.join().unwrap();
+    // Each call after the first polled at least once with the first call's word.
+    assert!(shared >= ROUNDS - 1, "{shared} polls reused the word in {ROUNDS} calls");
+}
+
+/// A goroutine's spare word dies with it: a goroutine that reuses an exited goroutine's G gets
+/// a word of its own, even while a waker of the exited one's word lives on (and so a late wake
+/// of that waker cannot reach it). Many goroutines in turn, each keeping a waker of its call.
+#[test]
+fn a_new_goroutine_does_not_inherit_a_word() {
+    run(|| {
+        let mut kept: Vec<Waker> = Vec::new();
+        for _ in 0..200 {
+            let exited = Arc::new(kept.clone());
+            let h = go!(move || {
+                let w = call_keeping_its_waker();
+                assert!(call_keeping_its_waker().will_wake(&w), "a goroutine's second call took a new word");
+                let inherited = exited.iter().filter(|k| w.will_wake(k)).count();
+                (w, inherited)
+            });
+            let (w, inherited) = h.join().unwrap();
+            assert_eq!(inherited, 0, "a new goroutine polled with an exited goroutine's word");
+            kept.push(w);
+        }
+    });
 }
 
 /// A panic in a poll is the goroutine's panic: `join` returns it, the runtime carries on, and

@@ -5,8 +5,10 @@
 //!
 //! One [`Parker`](crate::sync::Parker) per call: its `Arc`'d word is the whole state, and the
 //! future's [`Waker`](std::task::Waker) is that word's unparker (`Parker::waker`). The pair is
-//! the thread's spare from an earlier call when that call left no clone of its waker behind
-//! (`WakerParker`), so a typical call allocates nothing. Seen from here its values mean:
+//! a spare from an earlier call (`WakerParker` in `parker.rs`), so a typical call allocates
+//! nothing: on a goroutine its own, reused even if a clone of the waker lived on, reset to
+//! `EMPTY` before the first poll, and dropped when the goroutine exits; on a plain thread the
+//! thread's, reused only if no clone of its waker lived on. Seen from here its values mean:
 //!
 //! | word        | meaning                                                                  |
 //! |-------------|--------------------------------------------------------------------------|
@@ -32,11 +34,21 @@
 //! 3. **A poll's panic leaves nothing behind.** The word is `EMPTY` or `NOTIFIED` while the
 //!    future runs (never a G pointer), so unwinding out of a poll leaves wakers that can only
 //!    set a token nobody reads. The panic is the goroutine's, like any panic in its code.
+//! 4. **A late wake reaches no one else.** Only the goroutine that used a word uses it again,
+//!    and only while it lives (the spare is its own and dies with it), so a late wake can
+//!    reach only a later call of the same goroutine, where it is one spurious wake: one more
+//!    poll, if it lands during that call (the reset before the first poll erases one that
+//!    came before). It never reaches another goroutine, a new goroutine on the same G, or a
+//!    plain thread's call (a plain thread reuses only words no waker clone outlived).
+//!    The reset takes a token left in the word (`take_token`) while the owner runs: the word
+//!    holds no G pointer then (`parker.rs` invariant 1), and a wake it takes cannot be the new
+//!    call's, which has not polled yet, so with 1 no wake of the call's own is lost.
 //!
 //! The loom models at the bottom (`--cfg gort_loom`) run the real `block_on` against a future
-//! woken from other threads before, during and after its polls, and twice; invariant 2's
-//! lifetime half (a reused G) is not something loom sees. The word's own protocol is modelled in
-//! `parker.rs`.
+//! woken from other threads before, during and after its polls, and twice, and a second call
+//! on the first one's word while a stale waker of it fires (each loom thread keeps a spare as
+//! a goroutine does); the lifetime halves of invariants 2 and 4 (a reused G) are not something
+//! loom sees. The word's own protocol is modelled in `parker.rs`.
 
 use std::future::Future;
 use std::pin::pin;
@@ -51,8 +63,11 @@ use crate::parker::WakerParker;
 /// it, and it polls again. On a plain OS thread the thread blocks instead.
 ///
 /// The waker may be cloned, called several times, from any thread, and after `block_on` has
-/// returned or the goroutine has exited: a late wake is a no-op. A wake that arrives while the
-/// future is being polled (even from inside `poll`) is not lost: the future is polled again.
+/// returned or the goroutine has exited. A wake that arrives while the future is being polled
+/// (even from inside `poll`) is not lost: the future is polled again. A late wake (of a waker
+/// kept from an earlier call) reaches at most a later `block_on` of the same goroutine, which
+/// it may make poll its future once more than needed, as any spurious wake may; it never
+/// reaches another goroutine, a new goroutine, or a call on a plain thread.
 ///
 /// The future runs on the goroutine (its polls are the goroutine's code: its labels, its
 /// stack, its panics, which propagate to whoever joins it). Runtime-agnostic futures work as
@@ -75,14 +90,14 @@ use crate::parker::WakerParker;
 #[inline(never)]
 pub fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = pin!(fut);
-    let wp = WakerParker::take();
-    let mut cx = Context::from_waker(&wp.waker);
+    let lease = WakerParker::take();
+    let mut cx = Context::from_waker(&lease.wp.waker);
     loop {
         if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            wp.give_back();
+            lease.give_back();
             return out;
         }
-        wp.parker.park_for(WaitReason::Future);
+        lease.wp.parker.park_for(WaitReason::Future);
     }
 }
 
@@ -177,6 +192,38 @@ mod loom_models {
             let late = ev.waker.lock().unwrap().take().expect("a registered waker");
             late.wake_by_ref();
             late.wake();
+        });
+    }
+
+    /// A second call on the first one's word (each loom thread keeps its spare, as a goroutine
+    /// does) while a stale waker of the first call fires from another thread, racing the reset
+    /// of the word and the second call's polls and park: the second call returns once its own
+    /// event came (no wake of its own is lost to the reset), and the stale wake readies nobody
+    /// not parked on the word (the model's `ready` panics on a G that is not parked).
+    #[test]
+    fn reuse_races_a_stale_wake() {
+        model(2, || {
+            let first = Event::new();
+            first.signal();
+            assert_eq!(block_on(Wait(first.clone(), 1)), 1);
+            let stale = first.waker.lock().unwrap().take().expect("a registered waker");
+            let ev = Event::new();
+            let ts = [
+                loom::thread::spawn({
+                    let stale = stale.clone();
+                    move || stale.wake()
+                }),
+                loom::thread::spawn({
+                    let ev = ev.clone();
+                    move || ev.signal()
+                }),
+            ];
+            assert_eq!(block_on(Wait(ev.clone(), 1)), 1);
+            for t in ts {
+                t.join().unwrap();
+            }
+            let second = ev.waker.lock().unwrap().take().expect("a registered waker");
+            assert!(second.will_wake(&stale), "the second call did not reuse the first one's word");
         });
     }
 

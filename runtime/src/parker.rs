@@ -265,47 +265,156 @@ impl Parker {
     }
 }
 
-/// A [`Parker`] with the [`Waker`] of its word: what `block_on` polls with. Each call takes one
-/// and gives it back when done, and the thread keeps it for the next call if nobody else kept
-/// the waker, so a `block_on` that finishes with no clone of its waker left allocates nothing.
+/// A [`Parker`] with the [`Waker`] of its word: what `block_on` polls with. Each call leases
+/// one ([`WakerParker::take`]) and hands it back when done ([`Lease::give_back`]), and the pair
+/// is kept for the next call, so a typical call allocates nothing.
+///
+/// # Who reuses a pair
+///
+/// A waker may outlive its call (futures such as `AtomicWaker` keep the last waker they were
+/// given), and its late wake sets `NOTIFIED` in the word: only that, never a G (invariant 3).
+/// Where the spare is kept decides whose later call can see such a token:
+///
+/// - **A goroutine** keeps its own spare in its G (`G::block_on_spare`), shared or not. A late
+///   wake from one of its earlier calls can reach only its own later calls: the word is reset
+///   to `EMPTY` before each call's first poll (the owner takes a token a late wake left: it is
+///   running, so the word holds no G pointer, and the wake cannot be the new call's, whose
+///   future has not been polled yet), so a late wake costs nothing unless it lands during a
+///   later call, which it then makes poll once more, as a spurious wake would. Every wake after
+///   the reset stands, so none of the call's own is lost. The goroutine's M drops the spare
+///   when the goroutine exits (`goexit0`), before the G can be reused: a new goroutine on the G
+///   starts with a fresh word, and the exited goroutine's wakers keep an orphan one alive.
+/// - **A plain thread** (not a goroutine) keeps a thread-local spare, and only one that nobody
+///   else holds (the parker and our waker hold the word's only references), so no late wake
+///   reaches any later call on the thread.
 pub(crate) struct WakerParker {
     pub(crate) parker: Parker,
     pub(crate) waker: Waker,
 }
 
+/// A pair leased by one `block_on` call, and where it goes back.
+pub(crate) struct Lease {
+    pub(crate) wp: Box<WakerParker>,
+    /// The goroutine whose spare it is; `None` on a plain thread.
+    home: Option<home::Home>,
+}
+
 #[cfg(not(gort_loom))]
 thread_local! {
-    /// The thread's spare, if the last one given back on it was unshared. (Not under loom, whose
-    /// model threads share one OS thread and whose executions each have their own atomics.)
-    static SPARE: Cell<Option<WakerParker>> = const { Cell::new(None) };
+    /// A plain thread's spare, if the last one given back on it was unshared. (Not under loom,
+    /// whose model threads share one OS thread and whose executions each have their own
+    /// atomics.)
+    static SPARE: Cell<Option<Box<WakerParker>>> = const { Cell::new(None) };
+}
+
+/// A goroutine's spare (the type's docs): in its G.
+#[cfg(not(gort_loom))]
+mod home {
+    use std::any::Any;
+
+    use crate::g::GRef;
+    use crate::m::current_m;
+
+    pub(super) type Home = GRef;
+
+    /// The calling goroutine, if the caller is one.
+    pub(super) fn current() -> Option<GRef> {
+        current_m().and_then(|m| m.curg())
+    }
+
+    /// Takes the goroutine's spare. Only the goroutine itself calls this (`g` is the running
+    /// goroutine: see `G::block_on_spare`).
+    pub(super) fn take(g: GRef) -> Option<Box<dyn Any + Send>> {
+        g.0.block_on_spare.take()
+    }
+
+    /// Stores the goroutine's spare, dropping one a nested call left there first.
+    pub(super) fn put(g: GRef, spare: Box<dyn Any + Send>) {
+        g.0.block_on_spare.set(Some(spare));
+    }
+}
+
+/// Under loom every model thread stands for a goroutine, whose spare is a loom thread-local (a
+/// std one would be shared by the model threads, which run on one OS thread), so the models
+/// reuse words the way goroutines do.
+#[cfg(gort_loom)]
+mod home {
+    use std::any::Any;
+    use std::cell::Cell;
+
+    pub(super) type Home = ();
+
+    ::loom::thread_local! {
+        static SLOT: Cell<Option<Box<dyn Any + Send>>> = Cell::new(None);
+    }
+
+    pub(super) fn current() -> Option<()> {
+        Some(())
+    }
+
+    pub(super) fn take(_: ()) -> Option<Box<dyn Any + Send>> {
+        SLOT.with(Cell::take)
+    }
+
+    pub(super) fn put(_: (), spare: Box<dyn Any + Send>) {
+        SLOT.with(|s| s.set(Some(spare)));
+    }
 }
 
 impl WakerParker {
-    /// The thread's spare, or a new one.
-    pub(crate) fn take() -> WakerParker {
-        #[cfg(not(gort_loom))]
-        if let Some(wp) = SPARE.try_with(Cell::take).ok().flatten() {
-            return wp;
-        }
+    fn new() -> Box<WakerParker> {
         let parker = Parker::new();
         let waker = parker.waker();
-        WakerParker { parker, waker }
+        Box::new(WakerParker { parker, waker })
     }
 
-    /// Keeps this pair as the thread's spare if its word is ours alone (the parker and our waker
-    /// hold its only references), with the word reset to `EMPTY`; else drops it. A clone of the
-    /// waker that lives on could wake a later, unrelated call: harmless (a spurious poll), but
-    /// not reusing it spares that call the poll.
-    pub(crate) fn give_back(self) {
+    /// A pair for one call: the goroutine's spare (reset) or the plain thread's, else a new one.
+    pub(crate) fn take() -> Lease {
+        if let Some(g) = home::current() {
+            let wp = match home::take(g).map(|b| b.downcast::<WakerParker>()) {
+                Some(Ok(wp)) => {
+                    // Drops a token a late wake left: the owner is running, so the word is EMPTY
+                    // or NOTIFIED (invariant 1), and a token now comes from a wake before this
+                    // call's first poll, which sees the future's state for itself. A wake racing
+                    // this lands before it (taken, as above) or after it (it stands: one more
+                    // poll). `take_token`, an RMW, not a plain store: the word's writes stay
+                    // RMWs (but the unshared reset in `give_back`), in one order the loom models
+                    // can check; its plain load first makes it free without a token.
+                    wp.parker.inner.take_token();
+                    wp
+                }
+                // Nothing but a `WakerParker` is ever stored in the slot.
+                _ => WakerParker::new(),
+            };
+            return Lease { wp, home: Some(g) };
+        }
         #[cfg(not(gort_loom))]
-        if Arc::strong_count(&self.parker.inner) == 2 {
+        if let Some(wp) = SPARE.try_with(Cell::take).ok().flatten() {
+            return Lease { wp, home: None };
+        }
+        Lease { wp: WakerParker::new(), home: None }
+    }
+}
+
+impl Lease {
+    /// Hands the pair back (the type's docs): to its goroutine as it is, or as the plain
+    /// thread's spare if its word is ours alone, with the word reset to `EMPTY` (else it is
+    /// dropped).
+    pub(crate) fn give_back(self) {
+        let Lease { wp, home } = self;
+        if let Some(g) = home {
+            home::put(g, wp);
+            return;
+        }
+        #[cfg(not(gort_loom))]
+        if Arc::strong_count(&wp.parker.inner) == 2 {
             // Acquire: the count was read Relaxed; this fence pairs with the Release decrement
             // of every other clone's drop, so their wakes (stores to the word) happen before
             // our reset.
             std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
             // Nobody else holds the word, so nobody can race this store.
-            self.parker.inner.state.store(EMPTY, Ordering::Relaxed);
-            let _ = SPARE.try_with(|s| s.set(Some(self)));
+            wp.parker.inner.state.store(EMPTY, Ordering::Relaxed);
+            let _ = SPARE.try_with(|s| s.set(Some(wp)));
         }
     }
 }

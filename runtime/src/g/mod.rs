@@ -166,6 +166,11 @@ pub struct G {
     pub(crate) lockedm: AtomicPtr<()>,
     /// Nesting of `lock_os_thread` calls. Touched only by the goroutine itself while it runs.
     pub(crate) lock_count: Cell<u32>,
+    /// `block_on`'s spare between this goroutine's calls, type-erased here (`parker.rs` owns
+    /// what it holds and why), `None` if none. Touched only by the goroutine itself while it
+    /// runs, and by the M that saw it finish, which drops it (`goexit0`) so that a goroutine
+    /// reusing this G never inherits it.
+    pub(crate) block_on_spare: Cell<Option<Box<dyn Any + Send>>>,
     /// Thread stand-ins of plain (non-M) threads: the thread counts in `threadg::EXT_ACTIVE` while
     /// it is not parked. Written once when the stand-in is created, before it is published.
     pub(crate) outside: AtomicBool,
@@ -189,7 +194,8 @@ pub struct G {
 }
 
 // SAFETY: every field is either atomic, behind a lock, or (exec, yielder, thread) accessed only by
-// the single owner the state table in the module docs names; status transitions hand ownership over
+// the single owner the state table in the module docs names (the goroutine-only `Cell`s, such as
+// rt_depth, lock_count and block_on_spare, by the goroutine while it runs and its M at exit); status transitions hand ownership over
 // with Release/Acquire pairs documented where they happen.
 unsafe impl Sync for G {}
 // SAFETY: as above; a G is a `'static` descriptor moved between threads only as a reference.
@@ -305,6 +311,7 @@ impl G {
             rt_depth: Cell::new(0),
             lockedm: AtomicPtr::new(ptr::null_mut()),
             lock_count: Cell::new(0),
+            block_on_spare: Cell::new(None),
             outside: AtomicBool::new(false),
         }
     }

@@ -280,6 +280,9 @@ fn goexit0(s: &'static Sched, m: &'static M, g: GRef) {
         g.0.has_name.store(false, Ordering::Relaxed);
         *g.0.name.lock() = None;
     }
+    // `block_on`'s spare state word: a waker of it may outlive the goroutine, and a goroutine
+    // that reuses this G must not share a word with it (`parker.rs`, `WakerParker`).
+    drop(g.0.block_on_spare.take());
     if !g.0.labels.load(Ordering::Relaxed).is_null() {
         // SAFETY: the G finished on this M, which owns it until it goes on the free list; the
         // old reference is ours and released by `labels_from_ref`.
