@@ -19,6 +19,8 @@
 //!   outside the runtime); ns per round trip.
 //! - `blockon_tokio_pingpong`: as `blockon_pingpong`, through `gort::block_on` with the `tokio`
 //!   feature (Tokio's context entered on every M for good).
+//! - `blockon_tokio_event_pingpong`: `blockon_event_pingpong` through the Tokio bridge: that
+//!   bridge's own cost.
 //! - `tokio_spawn_blocking`: Tokio's way to the same (async code waiting on another thread):
 //!   200k `spawn_blocking` calls, each answering through a Tokio oneshot that a task awaits;
 //!   ns per round trip.
@@ -40,6 +42,7 @@ const WORKLOADS: &[&str] = &[
     "blockon_event_pingpong",
     "blockon_thread_pingpong",
     "blockon_tokio_pingpong",
+    "blockon_tokio_event_pingpong",
     "tokio_spawn_blocking",
 ];
 
@@ -73,9 +76,10 @@ struct Event {
     waker: atomic_waker::AtomicWaker,
 }
 
-/// `N` round trips: `i` out over an unbuffered gort channel, `block_on` a future ready once the
-/// echo goroutine has answered round `i` through `ev`.
-fn blockon_event_pingpong() -> Duration {
+/// `N` round trips: `i` out over an unbuffered gort channel, `block_on` (the bare one, or the
+/// facade's through Tokio) a future ready once the echo goroutine has answered round `i`
+/// through `ev`.
+fn blockon_event_pingpong(through_tokio: bool) -> Duration {
     use std::sync::atomic::Ordering;
     let ev = std::sync::Arc::new(Event::default());
     let (ping_tx, ping_rx) = chan::<usize>(0);
@@ -94,7 +98,7 @@ fn blockon_event_pingpong() -> Duration {
     let start = Instant::now();
     for i in 0..N {
         ping_tx.send(i).unwrap();
-        gort::runtime::block_on(std::future::poll_fn(|cx| {
+        let answered = std::future::poll_fn(|cx| {
             ev.waker.register(cx.waker());
             // Acquire: pairs with the echo's Release store.
             if ev.answered.load(Ordering::Acquire) == i + 1 {
@@ -102,7 +106,12 @@ fn blockon_event_pingpong() -> Duration {
             } else {
                 std::task::Poll::Pending
             }
-        }));
+        });
+        if through_tokio {
+            gort::block_on(answered);
+        } else {
+            gort::runtime::block_on(answered);
+        }
     }
     start.elapsed()
 }
@@ -144,7 +153,8 @@ fn main() {
         let d = match name.as_str() {
             "chan_pingpong" => workloads::pingpong(N),
             "blockon_pingpong" => blockon_pingpong(gort::runtime::block_on, go_answer),
-            "blockon_event_pingpong" => blockon_event_pingpong(),
+            "blockon_event_pingpong" => blockon_event_pingpong(false),
+            "blockon_tokio_event_pingpong" => blockon_event_pingpong(true),
             "blockon_thread_pingpong" => blockon_pingpong(gort::runtime::block_on, |rx| {
                 std::thread::spawn(move || answer(rx));
             }),

@@ -21,7 +21,7 @@ use crate::globrunq::global;
 use crate::hog;
 use crate::netpoll;
 use crate::p::{P_IDLE, P_SYSCALL, P_USER};
-use crate::sched::deadlock::{check_dead, DEAD_SUSPECT};
+use crate::sched::deadlock::{recheck_dead, DEAD_SUSPECT};
 use crate::sched::idle::{handoffp, wakep};
 use crate::sched::state::Sched;
 use crate::stack::overflow::ensure_altstack;
@@ -102,7 +102,7 @@ fn run(s: &'static Sched) -> ! {
         // (one of them may have exited), at most every 100 ms.
         if all_idle && DEAD_SUSPECT.load(Ordering::Relaxed) && now - last_dead_check > 100_000_000 {
             last_dead_check = now;
-            check_dead(s);
+            recheck_dead(s);
         }
         if now - last_scavenge > 1_000_000_000 {
             last_scavenge = now;

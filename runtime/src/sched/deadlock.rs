@@ -63,7 +63,20 @@ fn process_threads() -> Option<usize> {
 
 /// If nothing can ever run again and some `run` caller waits, tells those callers. Called when
 /// an M gives up its P and when a plain thread blocks.
+///
+/// While an earlier check suspects threads the runtime does not know of ([`DEAD_SUSPECT`]),
+/// this returns at once: sysmon re-checks such a suspicion every 100 ms ([`recheck_dead`]), and
+/// a program whose goroutines wait on such threads (futures woken by Tokio's workers) would
+/// otherwise pay a walk of every G and a read of /proc each time its Ms go idle.
 pub(crate) fn check_dead(s: &'static Sched) {
+    if DEAD_SUSPECT.load(Ordering::Relaxed) {
+        return;
+    }
+    recheck_dead(s);
+}
+
+/// [`check_dead`], whatever the suspicion: sysmon's re-check.
+pub(crate) fn recheck_dead(s: &'static Sched) {
     if !s.cfg.deadlock_detection || RUN_WAITERS.lock().is_empty() {
         return;
     }
