@@ -337,9 +337,22 @@ pub unsafe fn ready(g: GRef) {
         // Scheduler context (commit closures, timer callbacks): the M already owns its P.
         None => EnterGuard(None, false),
     };
-    match m.p.get() {
+    // SAFETY: after entering, this M owns its P (if it has one) in runtime mode.
+    unsafe { put_next(m.p.get(), g) };
+    e.leave_on(m);
+}
+
+/// Queues the runnable `g` to run next on `p` (or, without a P, on the global queue) and wakes
+/// an M for it if the spinning protocol asks for one.
+///
+/// # Safety
+///
+/// The caller's M owns `p` in runtime mode.
+#[inline]
+pub(crate) unsafe fn put_next(p: Option<&'static P>, g: GRef) {
+    match p {
         Some(p) => {
-            // SAFETY: after entering, this M owns its P in runtime mode.
+            // SAFETY: the caller owns `p` (contract).
             unsafe { p.runqput(g, true) };
             // `runqput(.., true)` published `g` with a SeqCst swap into `runnext`.
             wakep_after_sc_publish();
@@ -349,7 +362,6 @@ pub unsafe fn ready(g: GRef) {
             wakep();
         }
     }
-    e.leave_on(m);
 }
 
 /// [`ready`] from goroutine code in user mode (`cur` on `m`, whose P is `p`), without entering

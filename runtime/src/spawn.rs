@@ -14,12 +14,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::g::{self, GRef, Runnable, WaitReason};
-use crate::globrunq::global;
 use crate::m::current_m;
-use crate::park::{enter, in_goroutine, safepoint};
+use crate::park::{enter, in_goroutine, put_next, safepoint};
 use crate::sched::deadlock::{RunWaiter, TakeWaiter, RUN_WAITERS};
 use crate::sched::execute::{claim_stack, gfget};
-use crate::sched::idle::{wakep, wakep_after_sc_publish};
 use crate::stack::{MAX_STACK_SIZE, MIN_STACK_SIZE};
 use crate::start::sched;
 use crate::threadg::thread_g;
@@ -348,18 +346,8 @@ fn newproc(
     crate::schedstats::stamp_spawn(g.0);
     // Release: publishes the fields above to the M that will Acquire-CAS it to RUNNING.
     g.0.status.store(g::RUNNABLE, Ordering::Release);
-    match p {
-        Some(p) => {
-            // SAFETY: after enter() the current M owns its P.
-            unsafe { p.runqput(g, true) };
-            // `runqput(.., true)` published `g` with a SeqCst swap into `runnext`.
-            wakep_after_sc_publish();
-        }
-        None => {
-            global().push(g);
-            wakep();
-        }
-    }
+    // SAFETY: after enter() the current M owns its P, if it has one.
+    unsafe { put_next(p, g) };
     goid
 }
 
