@@ -30,7 +30,7 @@
 //! 1. primitives    ilist lock fastrand clock sig stack/{mod,vm,guard,pool} env
 //!                  unwind/{modules,cfi,mod}
 //! 2. goroutine     g/{wait_reason,mod,labels} timer_heap schedstats
-//! 3. machine       globrunq p m threadg traceback stack/overflow netpoll mprof
+//! 3. machine       globrunq runnext p m threadg traceback stack/overflow netpoll mprof
 //!                  cpuprof mhooks running parksite hog wall
 //! 4. scheduler     sched/state sched/idle sched/deadlock park sched/timers
 //!                  sched/find sched/execute sched/mod sysmon start
@@ -64,7 +64,8 @@
 //!   (SIGPROF); [`env`](mod@env): configuration.
 //! - [`chan`], [`sync`], [`net`]: what programs use.
 //! - `loom.rs`: the seam through which loom model-checks `WaitSlot`, `Parker`, `block_on` and
-//!   `Sema`; under `--cfg gort_loom` the crate is cut down to those.
+//!   `Sema`; under `--cfg gort_loom` the crate is cut down to those and `runnext.rs` (a P's
+//!   `runnext` slot, below the seam's layer, brings its own loom atomics).
 //!
 //! ## Why running code on a goroutine is `unsafe`
 //!
@@ -190,12 +191,14 @@ mod mhooks;
 pub mod mprof;
 #[cfg(not(gort_loom))]
 mod netpoll;
+// A P's `runnext` slot and its one unowned protocol (model-checked under loom).
 #[cfg(not(gort_loom))]
 mod p;
 #[cfg(not(gort_loom))]
 // Parked goroutines' stacks for the wall-clock profile and the leak census (documented inside:
 // an outer doc comment here would make rustdoc resolve the module's links from the crate root).
 pub mod parksite;
+mod runnext;
 #[cfg(not(gort_loom))]
 mod running;
 #[cfg(not(gort_loom))]

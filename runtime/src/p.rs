@@ -28,6 +28,7 @@ use crossbeam_deque::{Stealer, Worker};
 use parking_lot::Mutex;
 
 use crate::g::{GRef, G};
+use crate::runnext::RunNext;
 use crate::schedstats::SchedStats;
 use crate::stack::Stack;
 use crate::timer_heap::TimerHeap;
@@ -53,9 +54,8 @@ pub(crate) struct P {
     pub(crate) stealer: Stealer<GRef>,
     /// A G readied by the running G runs next (before the queue): what makes handoffs fast.
     /// Not owner only: thieves take from it, and a readier in user code publishes into it even
-    /// if the P was taken from its M meanwhile (`park::ready_from_user`; `pidleput` rescues a G
-    /// left in an idle P's slot).
-    pub(crate) runnext: AtomicPtr<G>,
+    /// if the P was taken from its M meanwhile (`runnext.rs`).
+    pub(crate) runnext: RunNext,
     /// Incremented every time the P starts running a G; sysmon reads it to find hogs.
     pub(crate) schedtick: AtomicU64,
     /// Incremented every time the P's G enters `blocking`; sysmon reads it.
@@ -96,7 +96,7 @@ impl P {
             status: AtomicU32::new(P_IDLE),
             runq: UnsafeCell::new(w),
             stealer,
-            runnext: AtomicPtr::new(ptr::null_mut()),
+            runnext: RunNext::new(),
             schedtick: AtomicU64::new(0),
             syscalltick: AtomicU64::new(0),
             curg: AtomicPtr::new(ptr::null_mut()),
@@ -144,15 +144,14 @@ impl P {
     #[inline]
     pub(crate) unsafe fn runqput(&self, g: GRef, next: bool) {
         let g = if next {
-            // SeqCst: Release/Acquire pair with thieves' CAS on runnext (they Acquire the G they
-            // take); SeqCst makes this the publish of the spinning protocol for `ready`, which
-            // then skips the fence (`wakep_after_sc_publish`).
-            let old = self.runnext.swap(g.as_ptr() as *mut G, Ordering::SeqCst);
-            if old.is_null() {
+            // A SeqCst swap: the publish of the spinning protocol for `ready`, which then skips
+            // the fence (`wakep_after_sc_publish`).
+            let old = self.runnext.swap_in(g.as_ptr() as usize);
+            if old == 0 {
                 return;
             }
             // SAFETY: runnext only ever holds pointers made from GRefs.
-            unsafe { GRef::from_ptr(old) }
+            unsafe { GRef::from_ptr(old as *const G) }
         } else {
             g
         };
@@ -185,13 +184,10 @@ impl P {
     /// # Safety
     /// The caller owns the P.
     pub(crate) unsafe fn runqget(&self) -> Option<GRef> {
-        if !self.runnext.load(Ordering::Relaxed).is_null() {
-            // AcqRel: pairs with runqput's swap and thieves' CAS.
-            let g = self.runnext.swap(ptr::null_mut(), Ordering::AcqRel);
-            if !g.is_null() {
-                // SAFETY: runnext only holds pointers made from GRefs.
-                return Some(unsafe { GRef::from_ptr(g) });
-            }
+        let g = self.runnext.take();
+        if g != 0 {
+            // SAFETY: runnext only holds pointers made from GRefs.
+            return Some(unsafe { GRef::from_ptr(g as *const G) });
         }
         // SAFETY: the caller owns the P.
         unsafe { self.runq().pop() }
@@ -199,12 +195,12 @@ impl P {
 
     /// Whether this P has queued Gs (a racy hint for anyone).
     pub(crate) fn has_work(&self) -> bool {
-        !self.runnext.load(Ordering::Relaxed).is_null() || !self.stealer.is_empty()
+        self.runnext.load(Ordering::Relaxed) != 0 || !self.stealer.is_empty()
     }
 
     /// Queue length for schedtrace (racy).
     pub(crate) fn runq_len(&self) -> usize {
-        self.stealer.len() + usize::from(!self.runnext.load(Ordering::Relaxed).is_null())
+        self.stealer.len() + usize::from(self.runnext.load(Ordering::Relaxed) != 0)
     }
 
     /// Whether a timer on this P is due at `now`.

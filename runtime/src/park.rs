@@ -34,7 +34,6 @@
 //! back to `P_USER` on the way out. `ready` from user code is the exception: it only swaps the
 //! readied G into `runnext`, which needs no ownership (`ready_from_user`).
 
-use std::ptr;
 use std::sync::atomic::Ordering;
 
 use crate::clock::coarse_now;
@@ -368,25 +367,18 @@ pub(crate) unsafe fn put_next(p: Option<&'static P>, g: GRef) {
 /// runtime mode: publishing into `runnext` is one atomic swap, which needs no ownership of the
 /// P, so the enter's CAS and the leave's store are saved (a ping-pong readies once per
 /// operation). Ownership is needed only for a G the swap displaces, which goes to the P's queue.
-///
-/// `p` may have been taken from us meanwhile (sysmon's retake): `g` then sits in the `runnext`
-/// of a P that another M runs, which schedules it, or of an idle P, which nobody runs. Our
-/// `SeqCst` swap and `SeqCst` load of the status, against the `SeqCst` store of `P_IDLE` and
-/// `SeqCst` load of `runnext` in `Sched::pidleput`, make sure one side sees the other: either
-/// we see the P idle and take `g` back to the global queue, or `pidleput` finds `g` and moves
-/// it there (the `runnext` CAS decides which, if both do).
+/// `p` may have been taken from us meanwhile and left idle: `runnext.rs` (invariant 2) makes
+/// sure that `g` does not stay in its slot.
 ///
 /// # Safety
 ///
 /// As for [`ready`]; `m` is this thread's M, running `cur` with `rt_depth` 0, and `p` is `m.p`.
 #[inline]
 unsafe fn ready_from_user(m: &'static M, cur: GRef, p: &'static P, g: GRef) {
-    // SeqCst: the publish of the spinning protocol (as in `runqput`) and our half of the idle
-    // Dekker pair above; Release/Acquire with whoever takes the G from `runnext`.
-    let old = p.runnext.swap(g.as_ptr() as *mut G, Ordering::SeqCst);
-    if !old.is_null() {
+    let r = p.runnext.publish_unowned(g.as_ptr() as usize, &p.status, P_IDLE);
+    if r.displaced != 0 {
         // SAFETY: runnext only ever holds pointers made from GRefs.
-        let old = unsafe { GRef::from_ptr(old) };
+        let old = unsafe { GRef::from_ptr(r.displaced as *const G) };
         let e = enter_on(m, cur);
         match m.p.get() {
             // SAFETY: after entering, this M owns its P in runtime mode.
@@ -395,15 +387,11 @@ unsafe fn ready_from_user(m: &'static M, cur: GRef, p: &'static P, g: GRef) {
         }
         e.leave_on(m);
     }
-    // SeqCst: the second half of the Dekker pair (doc comment).
-    if p.status.load(Ordering::SeqCst) == P_IDLE
-        && p.runnext
-            .compare_exchange(g.as_ptr() as *mut G, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    {
+    if r.took_back {
         global().push(g);
         return wakep();
     }
+    // The publish was a SeqCst swap.
     wakep_after_sc_publish();
 }
 

@@ -200,8 +200,8 @@ fn steal_work(s: &'static Sched, p: &'static P) -> Option<GRef> {
 /// was just readied into runnext is about to run there (a handoff), and stealing it would bounce
 /// a ping-pong pair between threads.
 fn steal_runnext(v: &'static P) -> Option<GRef> {
-    let g = v.runnext.load(Ordering::Acquire);
-    if g.is_null() {
+    let g = v.runnext.load(Ordering::Relaxed);
+    if g == 0 {
         return None;
     }
     let st = v.status.load(Ordering::Relaxed);
@@ -216,10 +216,10 @@ fn steal_runnext(v: &'static P) -> Option<GRef> {
     if v.schedtick.load(Ordering::Relaxed) != tick {
         return None;
     }
-    // AcqRel: pairs with runqput's swap (we take ownership of the G it published).
-    if v.runnext.compare_exchange(g, std::ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+    // The CAS Acquires the G the put published (we take ownership of it).
+    if v.runnext.take_if(g) {
         // SAFETY: runnext holds pointers made from GRefs.
-        return Some(unsafe { GRef::from_ptr(g) });
+        return Some(unsafe { GRef::from_ptr(g as *const crate::g::G) });
     }
     None
 }

@@ -86,23 +86,16 @@ impl Sched {
     ///
     /// A goroutine readied from user code into the `runnext` of a P that was taken from its M
     /// (`park::ready_from_user`) may land here after the last check of the P's queues: it is
-    /// moved to the global queue, which the callers re-check after their fence.
+    /// moved to the global queue, which the callers re-check after their fence (`runnext.rs`,
+    /// invariant 2).
     pub(crate) fn pidleput(&self, idle: &mut Idle, p: &'static P) {
-        // SeqCst (this store and the `runnext` load below): Dekker pair with
-        // `ready_from_user`'s `SeqCst` swap into `runnext` and load of the status: either the
-        // readier sees the P idle, or we see its G.
-        p.status.store(P_IDLE, Ordering::SeqCst);
+        let g = p.runnext.rescue_on_idle(&p.status, P_IDLE);
         idle.pidle.push(p);
         // SeqCst: part of the spinning protocol (module docs): pairs with the fence in wakep.
         self.npidle.fetch_add(1, Ordering::SeqCst);
-        let g = p.runnext.load(Ordering::SeqCst);
-        // AcqRel: we take the G the readier published (its Release); the readier's own CAS
-        // back decides which of us moves it, if both try.
-        if !g.is_null()
-            && p.runnext.compare_exchange(g, std::ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed).is_ok()
-        {
+        if g != 0 {
             // SAFETY: runnext only ever holds pointers made from GRefs.
-            global().push(unsafe { GRef::from_ptr(g) });
+            global().push(unsafe { GRef::from_ptr(g as *const crate::g::G) });
         }
     }
 
