@@ -220,7 +220,9 @@ fn on_thread(f: Box<dyn FnOnce() + Send>) {
 }
 
 /// `block_on` of a future that another context (started by `spawn`) readies once, after waking
-/// `first` (if any) and yielding; returns how many times the future was polled.
+/// `first` (if any) and yielding; returns how many times the future was polled. The first poll
+/// is always `Pending` (the other context may fire before it could look), so an undisturbed
+/// call is polled exactly twice.
 fn polls_until_woken(first: Option<Waker>, spawn: fn(Box<dyn FnOnce() + Send>)) -> usize {
     let fired = Arc::new(AtomicBool::new(false));
     let mut polls = 0;
@@ -235,6 +237,7 @@ fn polls_until_woken(first: Option<Waker>, spawn: fn(Box<dyn FnOnce() + Send>)) 
                 f.store(true, Ordering::Release);
                 w.wake();
             }));
+            return Poll::Pending;
         }
         if fired.load(Ordering::Acquire) {
             Poll::Ready(())
