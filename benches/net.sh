@@ -21,18 +21,8 @@ cargo build --release -q --example http_hello --example echo
 (cd benches/http-peers && CARGO_TARGET_DIR=$TP cargo build --release -q)
 (cd benches/go-http && go build -o "$TP/go-http" .)
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-wait_port() { # host:port
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "server on $1 did not start" >&2
-    return 1
-}
+# PIDS, cleanup (on exit) and wait_port.
+. "$ROOT/benches/servers.sh"
 
 start() { # name addr cmd...
     local addr=$2

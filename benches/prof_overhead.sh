@@ -73,18 +73,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "" || b == 0) prin
 # wrk's latency ("809.00us", "2.67ms", "1.02s") in microseconds.
 to_us() { awk -v v="$1" 'BEGIN {u = v; sub(/[0-9.]+/, "", u); x = v + 0; printf "%.0f", x * (u == "ms" ? 1000 : u == "s" ? 1e6 : 1)}'; }
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-wait_port() { # host:port
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "server on $1 did not start" >&2
-    return 1
-}
+# PIDS, cleanup (on exit) and wait_port.
+. "$ROOT/benches/servers.sh"
 
 ADDR=${HELLO_ADDR:-127.0.0.1:8090} PPROF=${PPROF_ADDR:-127.0.0.1:8091}
 # The server of a mode: its environment and command line.
