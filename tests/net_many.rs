@@ -62,19 +62,8 @@ fn five_thousand_connections() {
         let srv = go!(move || {
             let mut hs = Vec::with_capacity(CONNS);
             for _ in 0..CONNS {
-                let (mut s, _) = l.accept().unwrap();
-                hs.push(go!(move || {
-                    let mut buf = [0u8; 64];
-                    let mut total = 0;
-                    loop {
-                        let n = s.read(&mut buf).unwrap();
-                        if n == 0 {
-                            return total;
-                        }
-                        total += n;
-                        s.write_all(&buf[..n]).unwrap();
-                    }
-                }));
+                let (s, _) = l.accept().unwrap();
+                hs.push(go!(move || common::echo_until_eof(s)));
             }
             hs.into_iter().map(|h| h.join().unwrap()).sum::<usize>()
         });

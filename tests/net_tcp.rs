@@ -630,19 +630,7 @@ fn short_reads_then_parked_reads_see_every_message() {
         // Every read here is short (a 64-byte buffer, 10-byte messages), so every read after
         // the first waits before its syscall; each message must still wake it.
         let (c, s) = pair();
-        let echo = go!(move || {
-            let mut s = s;
-            let mut buf = [0; 64];
-            let mut total = 0;
-            loop {
-                let n = s.read(&mut buf).unwrap();
-                if n == 0 {
-                    return total;
-                }
-                total += n;
-                s.write_all(&buf[..n]).unwrap();
-            }
-        });
+        let echo = go!(move || common::echo_until_eof(s));
         let mut c = c;
         for i in 0..200u32 {
             let msg = [i as u8; 10];

@@ -220,3 +220,18 @@ macro_rules! go {
 }
 #[allow(unused_imports)]
 pub(crate) use go;
+
+/// Echoes what `s` reads back to it until EOF, in reads of at most 64 bytes; returns the bytes
+/// echoed. A test server's connection loop.
+pub fn echo_until_eof<S: std::io::Read + std::io::Write>(mut s: S) -> usize {
+    let mut buf = [0u8; 64];
+    let mut total = 0;
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            return total;
+        }
+        total += n;
+        s.write_all(&buf[..n]).unwrap();
+    }
+}
