@@ -4,13 +4,16 @@
 //!
 //! ```text
 //! cargo run --release --features tokio --example async_client -- [--goroutines N] [--requests N]
-//!     [--plain-tokio]
+//!     [--server-threads N] [--plain-tokio]
 //! ```
 //!
 //! `--plain-tokio` runs the same client loop as N Tokio tasks instead of N goroutines (the
-//! baseline benches/README.md compares the bridge with). In both modes the server and the
-//! client's connection tasks run on the same Tokio runtime, handed to the bridge with
-//! `gort::tokio_bridge::set_handle`.
+//! baseline benches/README.md compares the bridge with). In both modes the client's connection
+//! tasks run on the client's Tokio runtime (Tokio's default worker count), handed to the bridge with
+//! `gort::tokio_bridge::set_handle`. The server runs on a Tokio runtime of its own with
+//! `--server-threads` workers (2 by default), as a server elsewhere would; `--server-threads 0`
+//! puts it on the client's runtime instead, where a plain Tokio client task, its connection
+//! task and the server's task for that connection can all run on one thread.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,20 +36,22 @@ type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 struct Args {
     workers: usize,
     requests: u64,
+    server_threads: usize,
     plain_tokio: bool,
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
-    let mut a = Args { workers: 64, requests: 20_000, plain_tokio: false };
+    let mut a = Args { workers: 64, requests: 20_000, server_threads: 2, plain_tokio: false };
     let mut p = lexopt::Parser::from_env();
     while let Some(arg) = p.next()? {
         match arg {
             Long("goroutines") | Short('n') => a.workers = p.value()?.parse()?,
             Long("requests") => a.requests = p.value()?.parse()?,
+            Long("server-threads") => a.server_threads = p.value()?.parse()?,
             Long("plain-tokio") => a.plain_tokio = true,
             Long("help") => {
-                println!("usage: async_client [--goroutines N] [--requests N] [--plain-tokio]");
+                println!("usage: async_client [--goroutines N] [--requests N] [--server-threads N] [--plain-tokio]");
                 std::process::exit(0);
             }
             _ => return Err(arg.unexpected()),
@@ -91,9 +96,17 @@ fn main() {
         std::process::exit(2);
     });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a Tokio runtime");
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
+    let server_rt = (args.server_threads > 0).then(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.server_threads)
+            .enable_all()
+            .build()
+            .expect("the server's Tokio runtime")
+    });
+    let srt = server_rt.as_ref().unwrap_or(&rt);
+    let listener = srt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
     let addr: SocketAddr = listener.local_addr().unwrap();
-    rt.spawn(serve(listener));
+    srt.spawn(serve(listener));
     gort::tokio_bridge::set_handle(rt.handle().clone()).expect("the bridge's runtime is chosen here first");
 
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
@@ -149,11 +162,18 @@ fn main() {
     let elapsed = t0.elapsed();
     assert_eq!(bytes as u64, total * BODY.len() as u64);
     let mode = if args.plain_tokio { "tokio tasks" } else { "goroutines (gort::block_on)" };
+    let server = match args.server_threads {
+        0 => "on the client's runtime".to_string(),
+        n => format!("on {n} threads of its own"),
+    };
     println!(
-        "{total} requests from {workers} {mode} in {:.3}s: {:.0} requests/s",
+        "{total} requests from {workers} {mode}, server {server}, in {:.3}s: {:.0} requests/s",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
     );
-    // The runtime's threads are not waited for: the server never stops by itself.
+    // The runtimes' threads are not waited for: the server never stops by itself.
     rt.shutdown_timeout(Duration::from_millis(100));
+    if let Some(srt) = server_rt {
+        srt.shutdown_timeout(Duration::from_millis(100));
+    }
 }
