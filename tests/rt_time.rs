@@ -248,3 +248,82 @@ fn every_waiter_of_a_timer_wakes() {
     assert!(t0.elapsed() >= Duration::from_millis(50));
     println!("all {} waiters woke", woke.load(Ordering::SeqCst));
 }
+
+/// A backlog of due timers at GOMAXPROCS=1: 20 groups of 100 sleepers, the groups due 1 ms
+/// apart, each sleeper spinning 50 µs once awake, so every group takes five times as long to
+/// run as the gap to the next. The groups wake in deadline order: the backlog waits in the heap,
+/// and each woken sleeper joins the tail of the run queue. (A pass that fired everything due,
+/// each one into `runnext`, woke the newest of each pass first, and past 256 queued the oldest
+/// went to the global queue, to run last.) Within a group the order is free: the deadlines are
+/// equal but for the clock reads' jitter.
+#[test]
+fn a_backlog_of_sleepers_wakes_in_deadline_order() {
+    if !common::in_child() {
+        common::run_child_ok("a_backlog_of_sleepers_wakes_in_deadline_order", &[("GOMAXPROCS", "1")]);
+        return;
+    }
+    const GROUPS: usize = 20;
+    const PER: usize = 100;
+    const N: usize = GROUPS * PER;
+    // Every sleeper must have armed its timer before the first is due, and a sleeper preempted
+    // between reading the clock and arming arms late by the preemption: on a box loaded enough
+    // for either, an attempt proves nothing and is repeated.
+    let mut seen = Vec::new();
+    for margin_ms in [100u64, 400, 1600] {
+        let (order, armed_in_time) = run(move || {
+            let woke = Arc::new(std::sync::Mutex::new(Vec::with_capacity(N)));
+            let armed = Arc::new(AtomicU64::new(0));
+            let t0 = Arc::new(std::sync::OnceLock::<Instant>::new());
+            let (tx, rx) = gort::chan::chan::<()>(0);
+            let hs: Vec<_> = (0..N)
+                .map(|i| {
+                    // Spawn order is not deadline order.
+                    let group = (i * 7) % GROUPS;
+                    let (woke, armed, t0, rx) = (woke.clone(), armed.clone(), t0.clone(), rx.clone());
+                    go!(move || {
+                        assert!(rx.recv().is_none());
+                        let t0 = *t0.get().unwrap();
+                        let deadline = t0 + Duration::from_millis(margin_ms + group as u64);
+                        armed.fetch_max(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        sleep(deadline.saturating_duration_since(Instant::now()));
+                        woke.lock().unwrap().push(group);
+                        let spin = Instant::now();
+                        while spin.elapsed() < Duration::from_micros(50) {
+                            std::hint::spin_loop();
+                        }
+                    })
+                })
+                .collect();
+            t0.set(Instant::now()).unwrap();
+            drop((tx, rx));
+            for h in hs {
+                h.join().unwrap();
+            }
+            let order = std::mem::take(&mut *woke.lock().unwrap());
+            (order, armed.load(Ordering::Relaxed) < margin_ms * 1000)
+        });
+        if !armed_in_time {
+            seen.push("arming overran the margin".to_string());
+            continue;
+        }
+        // Sleepers that woke after one of a later group.
+        let mut latest = 0;
+        let early: Vec<(usize, usize)> = order
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &g)| {
+                latest = latest.max(g);
+                (g < latest).then_some((i, g))
+            })
+            .collect();
+        if early.is_empty() {
+            return;
+        }
+        seen.push(format!(
+            "{} of {N} woke after a later group; first (position, group): {:?}",
+            early.len(),
+            &early[..early.len().min(10)]
+        ));
+    }
+    panic!("three attempts, none in deadline order: {seen:#?}");
+}

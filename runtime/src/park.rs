@@ -341,6 +341,25 @@ pub unsafe fn ready(g: GRef) {
     e.leave_on(m);
 }
 
+/// [`ready`] for a goroutine the scheduler's timer pass woke: it joins the tail of `p`'s run
+/// queue (not `runnext`), so sleepers run in the order their timers fired. The caller calls
+/// [`wakep`] once for the pass.
+///
+/// # Safety
+///
+/// As for [`ready`]; and the caller's M owns `p` in scheduler context.
+pub(crate) unsafe fn ready_to_tail(p: &'static P, g: GRef) {
+    if g.0.kind == GKind::Thread {
+        // SAFETY: the caller's contract is ready_thread's.
+        return unsafe { ready_thread(g) };
+    }
+    crate::schedstats::stamp_ready(g.0);
+    // AcqRel (in casgstatus): as in `ready`.
+    g::casgstatus(g, g::WAITING, g::RUNNABLE, "timer");
+    // SAFETY: the caller owns `p` (contract).
+    unsafe { p.runqput(g, false) };
+}
+
 /// Queues the runnable `g` to run next on `p` (or, without a P, on the global queue) and wakes
 /// an M for it if the spinning protocol asks for one.
 ///

@@ -239,8 +239,7 @@ fn put_stack(s: &'static Sched, p: Option<&'static P>, st: Stack) {
             let cache = unsafe { p.stacks() };
             cache.push(st);
             if cache.len() > STACK_CACHE_MAX {
-                let mut spill: Vec<Stack> = cache.drain(..STACK_CACHE_MAX / 2).collect();
-                s.stacks.put_batch(&mut spill);
+                s.stacks.put_batch(cache.drain(..STACK_CACHE_MAX / 2));
             }
         }
         None => {

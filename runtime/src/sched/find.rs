@@ -33,7 +33,7 @@ pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P)
     loop {
         if p.timer0.load(Ordering::Relaxed) != u64::MAX {
             m.t_out.set(0);
-            run_timers(p, nanotime());
+            run_timers(p, p, nanotime());
         }
         // Fairness: every 61st schedule, look at the global queue first.
         if p.schedtick.load(Ordering::Relaxed).is_multiple_of(61) {
@@ -87,7 +87,7 @@ pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P)
             let now = nanotime();
             for v in s.allp {
                 if !std::ptr::eq(v, p) && v.timers_due(now) {
-                    run_timers(v, now);
+                    run_timers(p, v, now);
                 }
             }
             // SAFETY: this M owns p.
@@ -172,7 +172,7 @@ fn steal_work(s: &'static Sched, p: &'static P) -> Option<GRef> {
                 continue;
             }
             if v.timers_due(now) {
-                run_timers(v, now);
+                run_timers(p, v, now);
                 // SAFETY: this M owns p; timers ready Gs onto it.
                 if let Some(g) = unsafe { p.runqget() } {
                     return Some(g);

@@ -5,8 +5,8 @@
 use std::sync::atomic::Ordering;
 
 use crate::p::P;
-use crate::park::{ready, with_current_p};
-use crate::sched::idle::timer_added;
+use crate::park::{ready_to_tail, with_current_p};
+use crate::sched::idle::{timer_added, wakep};
 use crate::sched::state::{sched_if_started, Sched};
 use crate::timer_heap::{Entry, Target};
 
@@ -34,25 +34,41 @@ pub(crate) fn add_timer(s: &'static Sched, when: u64, target: Target) {
 }
 
 /// Timers popped per hold of a heap's lock: fired from a buffer on the M's stack, so running
-/// timers allocates nothing.
+/// timers allocates nothing. Also how long the firing M's run queue may grow by a pass.
 const FIRE_BATCH: usize = 16;
 
-/// Runs `p`'s timers that are due at `now`, earliest first. Callable by any M (the heap is locked
-/// while popping; callbacks run unlocked).
-pub(crate) fn run_timers(p: &P, now: u64) {
+/// The fewest timers a pass fires, however long the run queue: a queue that other work keeps
+/// long does not starve the timers. One: each schedule runs one goroutine, so a pass that adds
+/// no more than that to a queue already at [`FIRE_BATCH`] keeps it there.
+const FIRE_MIN: usize = 1;
+
+/// Runs `p`'s timers that are due at `now`, earliest first, from the scheduler of an M that owns
+/// `owner` (`p` itself, or a P it steals timers from). Callbacks run unlocked; the heap is locked
+/// only while popping.
+///
+/// A pass fires at most enough timers to bring `owner`'s run queue up to [`FIRE_BATCH`] (and at
+/// least [`FIRE_MIN`]), and the goroutines it wakes join the queue's tail. So when timers fall
+/// due faster than their goroutines run, the backlog waits in the heap, in deadline order, and
+/// is fired a few at a time between runs. A pass that fired everything due would take longer
+/// the more was due, let the next pass find even more, and leave a queue in which each pass's
+/// newest sleeper (through `runnext`) went ahead of all the older ones.
+pub(crate) fn run_timers(owner: &'static P, p: &P, now: u64) {
     // A racy hint, exact under the heap's lock: a timer it misses is found on the next pass.
     if !p.timers_due(now) {
         return;
     }
-    loop {
+    let mut budget = FIRE_BATCH.saturating_sub(owner.runq_len()).max(FIRE_MIN);
+    let mut woke = false;
+    while budget > 0 {
         let mut due: [Option<Entry>; FIRE_BATCH] = [const { None }; FIRE_BATCH];
         let mut n = 0;
+        let lim = budget.min(FIRE_BATCH);
         {
             let mut h = match p.timers.try_lock() {
                 Some(h) => h,
-                None => return, // someone else is running them
+                None => break, // someone else is running them
             };
-            while n < FIRE_BATCH {
+            while n < lim {
                 match h.pop_if_due(now) {
                     Some(e) => {
                         due[n] = Some(e);
@@ -65,15 +81,24 @@ pub(crate) fn run_timers(p: &P, now: u64) {
         }
         for e in due.iter_mut().take(n).filter_map(Option::take) {
             match e.target {
-                // SAFETY: `sleep`'s commit published `g` in this one entry, which we popped under
-                // the heap's lock; a `Target::G` entry is never stale, so no sweep drops it, and
-                // it is popped exactly once: this is the one `ready` for that park.
-                Target::G(g) => unsafe { ready(g) },
+                Target::G(g) => {
+                    // SAFETY: `sleep`'s commit published `g` in this one entry, which we popped
+                    // under the heap's lock; a `Target::G` entry is never stale, so no sweep
+                    // drops it, and it is popped exactly once: this is the one `ready` for that
+                    // park. This M owns `owner` in scheduler context (the caller's contract).
+                    unsafe { ready_to_tail(owner, g) };
+                    woke = true;
+                }
                 Target::Func(f, gen) => f.fire(gen, e.when),
             }
         }
-        if n < FIRE_BATCH {
-            return;
+        budget -= n;
+        if n < lim {
+            break;
         }
+    }
+    if woke {
+        // One wake-up for the pass: the goroutines went to a queue that other Ps steal from.
+        wakep();
     }
 }

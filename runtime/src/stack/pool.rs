@@ -135,6 +135,13 @@ impl StackPool {
             g.slabs.push(base);
             g.cur_base = base + self.gap;
             g.cur_next = 0;
+            // Room in the free list for every stack carved so far and all of this slab's, so that
+            // returning stacks never grows it: a goroutine's exit would otherwise pay now and then
+            // for reallocating a list of up to one entry per stack, at the moment `malloc` is
+            // busiest (a wave of exits frees their closures too).
+            let want = g.carved + self.slab_slots;
+            let len = g.free.len();
+            g.free.reserve(want.saturating_sub(len));
         }
         let glo = g.cur_base + g.cur_next * self.slot_size;
         g.cur_next += 1;
@@ -209,12 +216,12 @@ impl StackPool {
     }
 
     /// Returns stacks to the pool under one lock hold, without the overflow check (the caller
-    /// checked each with [`check_released`](Self::check_released)). The last one in `v` is handed
-    /// out first. Dedicated stacks in `v` are unmapped. Leaves `v` empty.
-    pub(crate) fn put_batch(&self, v: &mut Vec<Stack>) {
+    /// checked each with [`check_released`](Self::check_released)). The last one is handed out
+    /// first. Dedicated stacks are unmapped. Allocates nothing: the free list has room for every
+    /// stack ever carved (see `carve`).
+    pub(crate) fn put_batch(&self, stacks: impl Iterator<Item = Stack>) {
         let mut g = self.inner.lock();
-        g.free.reserve(v.len());
-        for s in v.drain(..) {
+        for s in stacks {
             if s.dedicated {
                 drop(s);
                 continue;

@@ -118,14 +118,14 @@ fn batch_ops_and_stats() {
     los.dedup();
     assert_eq!(los.len(), 300);
     let last = v.last().unwrap().lo();
-    p.put_batch(&mut v);
+    p.put_batch(v.drain(..));
     assert!(v.is_empty());
     assert_eq!(p.stats().free_stacks, 300);
     // LIFO across batches: the last stack put is the first handed out.
     p.get_batch(10, &mut v).unwrap();
     assert_eq!(v[0].lo(), last);
     assert_eq!(p.stats().total_stacks, 300, "reused, not carved");
-    p.put_batch(&mut v);
+    p.put_batch(v.drain(..));
 }
 
 #[test]
@@ -193,7 +193,7 @@ fn light_guards_cost_no_vma() {
     assert!(!write_faults_in_child(s.hi() - 1));
     // Guards survive scavenging (MADV_DONTNEED keeps guard markers).
     touch(s, s.lo(), s.hi());
-    p.put_batch(&mut v);
+    p.put_batch(v.drain(..));
     assert!(p.scavenge(0) > 0);
     let s = p.get().unwrap();
     assert!(write_faults_in_child(s.guard_range().1 - 1));
@@ -261,7 +261,7 @@ fn scavenge_releases_rss() {
         touch(s, s.lo(), s.hi());
     }
     let los: Vec<usize> = v.iter().map(|s| s.lo()).collect();
-    p.put_batch(&mut v);
+    p.put_batch(v.drain(..));
     let before = rss_bytes();
     // Keep the 4 hottest (the last 4 put).
     let released = p.scavenge(4);
@@ -278,7 +278,7 @@ fn scavenge_releases_rss() {
     // Popping below the watermark lowers it; the rest get scavenged when asked.
     p.get_batch(N - 2, &mut v).unwrap();
     assert_eq!(p.stats().scavenged_stacks, 2);
-    p.put_batch(&mut v);
+    p.put_batch(v.drain(..));
     assert_eq!(p.scavenge(0), 4 * 256 * 1024);
     assert_eq!(p.stats().scavenged_stacks, N);
     // A scavenged stack reads as zeros and is fully usable.
@@ -314,7 +314,7 @@ fn hundred_thousand_unguarded_stacks_few_vmas() {
     for _ in 0..N {
         v.push(p.get().unwrap());
     }
-    p.put_batch(&mut v);
+    p.put_batch(v.drain(..));
     let s = p.get().unwrap();
     let lo = s.lo();
     p.put(s).unwrap();
@@ -332,12 +332,12 @@ fn guard_budget_is_respected() {
     p.get_batch(8, &mut v).unwrap();
     let guarded: Vec<bool> = v.iter().map(|s| s.is_guarded()).collect();
     assert_eq!(guarded, [true, true, true, true, true, false, false, false]);
-    p.put_batch(&mut v);
+    p.put_batch(v.drain(..));
     // Reuse keeps each stack's guard state; no more guards are added.
     p.get_batch(8, &mut v).unwrap();
     assert_eq!(v.iter().filter(|s| s.is_guarded()).count(), 5);
     assert_eq!(p.stats().guarded_stacks, 5);
-    p.put_batch(&mut v);
+    p.put_batch(v.drain(..));
 }
 
 #[test]
@@ -363,7 +363,7 @@ fn dedicated_stacks_own_their_mapping() {
     let p = StackPool::new(64 * 1024, 0);
     p.put(alloc_dedicated(1 << 20).unwrap()).unwrap();
     let mut v = vec![alloc_dedicated(1 << 16).unwrap(), p.get().unwrap()];
-    p.put_batch(&mut v);
+    p.put_batch(v.drain(..));
     assert_eq!(p.stats().free_stacks, 1);
 }
 

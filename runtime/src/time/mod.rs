@@ -1,8 +1,9 @@
 //! Timers for users (Go's `time` package over `runtime/time.go`): `sleep`, [`RawTimer`],
 //! [`Timer`], [`after_func`].
 //!
-//! Each P has a binary heap of timers behind a lock, plus `timer0`, the earliest `when`, readable
-//! without it. The owner runs its expired timers at every schedule; a stealing M runs a victim's;
+//! Each P has a heap of timers behind a lock (`timer_heap.rs`), plus `timer0`, the earliest
+//! `when`, readable without it. The owner runs its expired timers at every schedule, a few at a
+//! time while its run queue is long (`sched/timers.rs`); a stealing M runs a victim's;
 //! an idle M sleeps exactly until the earliest timer of all Ps (the "timer M", see `stopm`);
 //! sysmon takes the P from a goroutine that hogs it while a timer is due.
 //!
