@@ -152,21 +152,22 @@ fn each_goroutines_time_splits_by_state_and_sums_to_the_window() {
     assert!(spin as f64 >= 0.8 * get("spinner", "running"), "{spin} ns of running time in wall_spin");
 }
 
-/// Three park sites, one function each.
+/// Three park sites, one function each. Each passes its own constant to `black_box`, so the
+/// bodies differ: an optimized build merges identical functions into one symbol.
 #[inline(never)]
 fn nap_a() {
     gort::time::sleep(Duration::from_millis(2));
-    black_box(()); // not a tail call: the function keeps its frame
+    black_box(1u8); // not a tail call: the function keeps its frame
 }
 #[inline(never)]
 fn nap_b() {
     gort::time::sleep(Duration::from_millis(2));
-    black_box(()); // not a tail call: the function keeps its frame
+    black_box(2u8); // not a tail call: the function keeps its frame
 }
 #[inline(never)]
 fn nap_c() {
     gort::time::sleep(Duration::from_millis(2));
-    black_box(()); // not a tail call: the function keeps its frame
+    black_box(3u8); // not a tail call: the function keeps its frame
 }
 
 /// Waiting time charged to stacks through `needle`, for goroutines labelled `who`, by `key`'s
