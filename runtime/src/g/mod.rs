@@ -105,15 +105,62 @@ pub(crate) struct GExec {
 pub type ParkRegs = Regs;
 
 /// A goroutine descriptor. See the module docs for who owns which field.
+///
+/// Laid out by hand (`repr(C)`), hot fields first, and aligned to a cache line: a goroutine
+/// that has not run for a while (one of 200 taking turns, a sleeper a second later) costs a
+/// cache miss per line of its G that the switch touches, and Rust's own layout scattered those
+/// fields over six lines.
+#[repr(C, align(64))]
 pub struct G {
-    /// Goroutine id (Go's goid); 0 for thread stand-ins. Changes when the G is reused.
-    pub(crate) goid: AtomicU64,
+    // Hot: what parking, readying and switching a goroutine touch, in the first three lines.
     /// State word: one of IDLE..DEAD, plus SCAN.
     pub(crate) status: AtomicU32,
+    /// Nesting depth of runtime calls (`park::enter`) on this goroutine. Touched only by the
+    /// goroutine itself while it runs.
+    pub(crate) rt_depth: Cell<u32>,
+    /// Nesting of `lock_os_thread` calls. Touched only by the goroutine itself while it runs.
+    pub(crate) lock_count: Cell<u32>,
     /// `WaitReason as u8` while WAITING.
     pub(crate) wait_reason: AtomicU8,
+    /// Set by sysmon when this G has run too long; the G yields at its next runtime entry.
+    pub(crate) preempt: AtomicBool,
+    /// Goroutine or thread stand-in; fixed at allocation.
+    pub(crate) kind: GKind,
+    /// Thread stand-ins of plain (non-M) threads: the thread counts in `threadg::EXT_ACTIVE` while
+    /// it is not parked. Written once when the stand-in is created, before it is published.
+    pub(crate) outside: AtomicBool,
+    /// Fast check so reuse need not take the name lock when there was no name.
+    pub(crate) has_name: AtomicBool,
+    /// Pointer to the corosensei Yielder of the running coroutine (valid while it runs).
+    pub(crate) yielder: Cell<*const GYielder>,
+    /// Park site registers (written by the G itself before switching away; read under SCAN).
+    pub(crate) park_pc: AtomicUsize,
+    pub(crate) park_sp: AtomicUsize,
+    pub(crate) park_fp: AtomicUsize,
     /// `nanotime()` when the G last started waiting (for `[chan receive, 3 minutes]`).
     pub(crate) wait_since: AtomicU64,
+    /// The coroutine and the not-yet-started entry closure: owned per the state table.
+    pub(crate) exec: UnsafeCell<GExec>,
+    /// The M this goroutine is wired to (`lock_os_thread`), null if none. Written by the
+    /// goroutine itself while it runs; read by the M that next dequeues it (the status word's
+    /// Release/Acquire orders it) to hand that M's P over.
+    /// The M is stored type-erased: `m.rs` owns the type and converts (`m::lockedm_of`).
+    pub(crate) lockedm: AtomicPtr<()>,
+    /// Labels attached by whoever runs on this goroutine (the profiler's label sets), opaque to
+    /// the runtime, which shares them with spawned goroutines and drops them at exit: a thin
+    /// pointer from `Arc::into_raw` of an `Arc<Labels>` (one reference owned by the slot), null
+    /// if none. Thin and atomic so that a SIGPROF handler interrupting the goroutine can take a
+    /// reference with one atomic increment ([`G::labels_ref`]). Changed only by the goroutine
+    /// itself while it runs, by its spawner before it is runnable, and by the M that saw it
+    /// finish; read by those, by a snapshot holding it with SCAN, and by a signal handler on
+    /// the thread running it.
+    pub(crate) labels: AtomicPtr<Labels>,
+    // Warm: spawn, exit, dumps and profiles.
+    /// Stack bounds [lo, hi) of the current stack (0, 0 before the G first runs).
+    pub(crate) stack_lo: AtomicUsize,
+    pub(crate) stack_hi: AtomicUsize,
+    /// Goroutine id (Go's goid); 0 for thread stand-ins. Changes when the G is reused.
+    pub(crate) goid: AtomicU64,
     /// Goid of the goroutine that spawned this one (0: spawned from a plain thread).
     pub(crate) parent_goid: AtomicU64,
     /// Where the `go!`/`spawn` call that created this G stands in the source.
@@ -127,54 +174,15 @@ pub struct G {
     pub(crate) entry_name: AtomicUsize,
     /// Optional name from `Builder::name`.
     pub(crate) name: Mutex<Option<Arc<str>>>,
-    /// Fast check so reuse need not take the name lock when there was no name.
-    pub(crate) has_name: AtomicBool,
-    /// Goroutine or thread stand-in; fixed at allocation.
-    pub(crate) kind: GKind,
-    /// Park site registers (written by the G itself before switching away; read under SCAN).
-    pub(crate) park_pc: AtomicUsize,
-    pub(crate) park_sp: AtomicUsize,
-    pub(crate) park_fp: AtomicUsize,
-    /// Stack bounds [lo, hi) of the current stack (0, 0 before the G first runs).
-    pub(crate) stack_lo: AtomicUsize,
-    pub(crate) stack_hi: AtomicUsize,
-    /// Set by sysmon when this G has run too long; the G yields at its next runtime entry.
-    pub(crate) preempt: AtomicBool,
     /// Per-G sleep timer target: when this G sleeps, the timer entry names it.
     /// Thread stand-ins: the thread to unpark.
     pub(crate) thread: UnsafeCell<Option<std::thread::Thread>>,
-    /// The coroutine and the not-yet-started entry closure: owned per the state table.
-    pub(crate) exec: UnsafeCell<GExec>,
-    /// Pointer to the corosensei Yielder of the running coroutine (valid while it runs).
-    pub(crate) yielder: Cell<*const GYielder>,
-    /// Labels attached by whoever runs on this goroutine (the profiler's label sets), opaque to
-    /// the runtime, which shares them with spawned goroutines and drops them at exit: a thin
-    /// pointer from `Arc::into_raw` of an `Arc<Labels>` (one reference owned by the slot), null
-    /// if none. Thin and atomic so that a SIGPROF handler interrupting the goroutine can take a
-    /// reference with one atomic increment ([`G::labels_ref`]). Changed only by the goroutine
-    /// itself while it runs, by its spawner before it is runnable, and by the M that saw it
-    /// finish; read by those, by a snapshot holding it with SCAN, and by a signal handler on
-    /// the thread running it.
-    pub(crate) labels: AtomicPtr<Labels>,
-    /// Nesting depth of runtime calls (`park::enter`) on this goroutine. Touched only by the
-    /// goroutine itself while it runs.
-    pub(crate) rt_depth: Cell<u32>,
-    /// The M this goroutine is wired to (`lock_os_thread`), null if none. Written by the
-    /// goroutine itself while it runs; read by the M that next dequeues it (the status word's
-    /// Release/Acquire orders it) to hand that M's P over.
-    /// The M is stored type-erased: `m.rs` owns the type and converts (`m::lockedm_of`).
-    pub(crate) lockedm: AtomicPtr<()>,
-    /// Nesting of `lock_os_thread` calls. Touched only by the goroutine itself while it runs.
-    pub(crate) lock_count: Cell<u32>,
     /// `block_on`'s spare between this goroutine's calls, type-erased here (`parker.rs` owns
     /// what it holds and why), `None` if none. Touched only by the goroutine itself while it
     /// runs, and by the M that saw it finish, which drops it (`goexit0`) so that a goroutine
     /// reusing this G never inherits it.
     pub(crate) block_on_spare: Cell<Option<Box<dyn Any + Send>>>,
-    /// Thread stand-ins of plain (non-M) threads: the thread counts in `threadg::EXT_ACTIVE` while
-    /// it is not parked. Written once when the stand-in is created, before it is published.
-    pub(crate) outside: AtomicBool,
-    // Cold: only while scheduler timing is on. Last, off the hot fields' cache lines.
+    // Cold: only while scheduler timing is on.
     /// Scheduler timestamps (`clock::ticks`, written only while timing is on; see
     /// `schedstats`, which ignores stamps older than the current period): when the G last
     /// switched out to park (0: it did not park), when it was last made runnable, when it last
