@@ -126,11 +126,20 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                     Yield::Gosched => {
                         g.0.status.store(g::RUNNABLE, Ordering::Release);
                         match m.p.get() {
-                            // SAFETY: this M owns its P.
-                            Some(pp) => unsafe { pp.runqput(g, false) },
-                            None => global().push(g),
+                            Some(pp) => {
+                                // SAFETY: this M owns its P.
+                                unsafe { pp.runqput(g, false) };
+                                // With one P, ours, no P is idle for another M to run the G
+                                // on: `wakep` would only pay its fence.
+                                if s.allp.len() > 1 {
+                                    wakep();
+                                }
+                            }
+                            None => {
+                                global().push(g);
+                                wakep();
+                            }
                         }
-                        wakep();
                         return;
                     }
                     Yield::NeedP => {
