@@ -22,10 +22,11 @@ const SPIN: Duration = Duration::from_millis(100);
 
 /// The busy loop: plain integer work and one relaxed load per 100k rounds, no calls (xorshift:
 /// no overflow checks), so the interrupted pc is in the function that expands it. A macro, not a
-/// function, so that no inlined frame comes between.
+/// function, so that no inlined frame comes between. Each function seeds it differently: an
+/// optimized build merges functions whose bodies are identical into one symbol.
 macro_rules! spin_until {
-    ($stop:expr) => {{
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    ($stop:expr, $seed:expr) => {{
+        let mut x: u64 = $seed;
         let mut rounds = 0u64;
         while !$stop.load(Ordering::Relaxed) {
             let mut i = 0u32;
@@ -43,22 +44,22 @@ macro_rules! spin_until {
 
 #[inline(never)]
 fn hog_spin_alone(stop: &AtomicBool) -> u64 {
-    spin_until!(stop)
+    spin_until!(stop, 0x9e37_79b9_7f4a_7c15)
 }
 
 #[inline(never)]
 fn hog_spin_beside(stop: &AtomicBool) -> u64 {
-    spin_until!(stop)
+    spin_until!(stop, 0x6a09_e667_f3bc_c909)
 }
 
 #[inline(never)]
 fn hog_spin_traced(stop: &AtomicBool) -> u64 {
-    spin_until!(stop)
+    spin_until!(stop, 0xbb67_ae85_84ca_a73b)
 }
 
 #[inline(never)]
 fn hog_spin_window(stop: &AtomicBool) -> u64 {
-    spin_until!(stop)
+    spin_until!(stop, 0x3c6e_f372_fe94_f82b)
 }
 
 /// Sleeps 1 ms at a time for 200 ms.
