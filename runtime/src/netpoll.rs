@@ -20,8 +20,8 @@ use std::time::Duration;
 use gort_netpoll::{Poller, Token};
 
 use crate::clock::nanotime;
-use crate::g::{self, GRef, G};
-use crate::threadg::ready_thread;
+use crate::g::{GRef, G};
+use crate::threadg::make_runnable;
 
 /// `nanotime` of the last network poll; 0 while an M is blocked in one.
 pub(crate) static LASTPOLL: AtomicU64 = AtomicU64::new(1);
@@ -77,16 +77,9 @@ pub(crate) unsafe fn g_of(t: Token) -> GRef {
 pub(crate) unsafe fn take_runnable(t: Token) -> Option<GRef> {
     // SAFETY: `t` comes from the runtime's poller (contract).
     let g = unsafe { g_of(t) };
-    if g.0.kind == g::GKind::Thread {
-        // SAFETY: the poller handed the token back once, out of the slot this G's park
-        // committed it to (contract): the one `ready` for that park.
-        unsafe { ready_thread(g) };
-        return None;
-    }
-    // The same transition as `ready` (see there for the orderings); we queue the G ourselves.
-    crate::schedstats::stamp_ready(g.0);
-    g::casgstatus(g, g::WAITING, g::RUNNABLE, "netpoll");
-    Some(g)
+    // SAFETY: the poller handed the token back once, out of the slot this G's park committed
+    // it to (contract): the one `ready` for that park. We queue a goroutine ourselves.
+    unsafe { make_runnable(g, "netpoll") }
 }
 
 /// A non-blocking poll (sysmon, or an M about to steal): hands each runnable G to `f`, as the

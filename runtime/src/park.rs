@@ -37,14 +37,14 @@
 use std::sync::atomic::Ordering;
 
 use crate::clock::coarse_now;
-use crate::g::{self, GKind, GRef, WaitReason, Yield, G};
+use crate::g::{self, GRef, WaitReason, Yield, G};
 use crate::globrunq::global;
 use crate::m::{current_m, M};
 use crate::p::{P, P_IDLE, P_RUNNING, P_SYSCALL, P_USER};
 use crate::sched::deadlock::check_dead;
 use crate::sched::idle::{wakep, wakep_after_sc_publish};
 use crate::sched::state::sched_if_started;
-use crate::threadg::{ready_thread, thread_g, EXT_ACTIVE};
+use crate::threadg::{make_runnable, thread_g, EXT_ACTIVE};
 
 /// Guard returned by [`enter`]; leaves runtime mode on drop (outermost call only). `syscall`:
 /// entered from inside `blocking`, so the P goes back to `P_SYSCALL`, not `P_USER`.
@@ -310,15 +310,8 @@ pub unsafe fn park<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
 /// linked and its stack frames gone once it runs on. Readying a G that is not parked at all
 /// panics.
 pub unsafe fn ready(g: GRef) {
-    if g.0.kind == GKind::Thread {
-        // SAFETY: the caller's contract is ready_thread's.
-        return unsafe { ready_thread(g) };
-    }
-    // AcqRel (in casgstatus): Acquire pairs with the Release store of WAITING in execute;
-    // Release publishes what the waker wrote (e.g. a value handed over) to the G, which reads it
-    // after its own Acquire CAS to RUNNING.
-    crate::schedstats::stamp_ready(g.0);
-    g::casgstatus(g, g::WAITING, g::RUNNABLE, "ready");
+    // SAFETY: the caller's contract is make_runnable's.
+    let Some(g) = (unsafe { make_runnable(g, "ready") }) else { return };
     // `enter`, with the M read once: nothing here parks or yields, so `m` stays this thread's M.
     let Some(m) = current_m() else {
         global().push(g);
@@ -349,13 +342,8 @@ pub unsafe fn ready(g: GRef) {
 ///
 /// As for [`ready`]; and the caller's M owns `p` in scheduler context.
 pub(crate) unsafe fn ready_to_tail(p: &'static P, g: GRef) {
-    if g.0.kind == GKind::Thread {
-        // SAFETY: the caller's contract is ready_thread's.
-        return unsafe { ready_thread(g) };
-    }
-    crate::schedstats::stamp_ready(g.0);
-    // AcqRel (in casgstatus): as in `ready`.
-    g::casgstatus(g, g::WAITING, g::RUNNABLE, "timer");
+    // SAFETY: the caller's contract is make_runnable's.
+    let Some(g) = (unsafe { make_runnable(g, "timer") }) else { return };
     // SAFETY: the caller owns `p` (contract).
     unsafe { p.runqput(g, false) };
 }

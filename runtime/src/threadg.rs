@@ -57,6 +57,29 @@ pub(crate) fn thread_g() -> GRef {
     gr
 }
 
+/// The first half of every way of readying a parked G: a thread stand-in is woken here
+/// ([`ready_thread`]) and `None` returned; a goroutine is stamped for scheduler timing, moved
+/// WAITING -> RUNNABLE and returned, for the caller to queue. `what` names the caller in
+/// `casgstatus`'s panic.
+///
+/// # Safety
+///
+/// As for [`ready`](crate::park::ready).
+#[inline(always)]
+pub(crate) unsafe fn make_runnable(g: GRef, what: &str) -> Option<GRef> {
+    if g.0.kind == GKind::Thread {
+        // SAFETY: the caller's contract is ready_thread's.
+        unsafe { ready_thread(g) };
+        return None;
+    }
+    crate::schedstats::stamp_ready(g.0);
+    // AcqRel (in casgstatus): Acquire pairs with the Release store of WAITING in execute;
+    // Release publishes what the waker wrote (e.g. a value handed over) to the G, which reads it
+    // after its own Acquire CAS to RUNNING.
+    g::casgstatus(g, g::WAITING, g::RUNNABLE, what);
+    Some(g)
+}
+
 /// Wakes a thread stand-in parked by `park` (the thread half of `ready`).
 ///
 /// # Safety

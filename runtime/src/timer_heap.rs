@@ -202,8 +202,7 @@ impl TimerHeap {
             live
         });
         let stale: Vec<Entry> = stale.into_iter().map(|n| Entry { when: n.when, target: self.take(n.slot) }).collect();
-        // A sorted array is a heap.
-        nodes.sort_unstable_by(|a, b| if a.before(b) { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater });
+        // The live nodes, inserted anew (most sift little: they were in heap order).
         self.len = 0;
         self.lines.clear();
         for n in nodes {
