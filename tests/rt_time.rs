@@ -327,3 +327,42 @@ fn a_backlog_of_sleepers_wakes_in_deadline_order() {
     }
     panic!("three attempts, none in deadline order: {seen:#?}");
 }
+
+/// At GOMAXPROCS=1 a sleeper wakes while two goroutines hand off to each other without pause:
+/// a woken sleeper joins the run queue's tail, and the pair, always in `runnext`, must not keep
+/// it there (the scheduler takes the queue's head every 61st schedule).
+#[test]
+fn a_sleeper_wakes_beside_a_runnext_ping_pong() {
+    if !common::in_child() {
+        common::run_child_ok("a_sleeper_wakes_beside_a_runnext_ping_pong", &[("GOMAXPROCS", "1")]);
+        return;
+    }
+    let _w = common::Watchdog::new("a sleeper beside a ping-pong", common::PATIENCE);
+    let woke_after = run(|| {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = gort::chan::chan::<u64>(0);
+        let (tx2, rx2) = gort::chan::chan::<u64>(0);
+        let s = stop.clone();
+        let a = go!(move || {
+            while !s.load(Ordering::Relaxed) {
+                tx.send(1).unwrap();
+                rx2.recv().unwrap();
+            }
+        });
+        let b = go!(move || {
+            while let Some(v) = rx.recv() {
+                if tx2.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        let t = Instant::now();
+        sleep(Duration::from_millis(20));
+        let woke_after = t.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        a.join().unwrap();
+        b.join().unwrap();
+        woke_after
+    });
+    assert!(woke_after < SLACK, "the sleeper woke after {woke_after:?}");
+}

@@ -35,12 +35,19 @@ pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P)
             m.t_out.set(0);
             run_timers(p, p, nanotime());
         }
-        // Fairness: every 61st schedule, look at the global queue first.
+        // Fairness: every 61st schedule, look at the global queue first, then at the local
+        // queue's head before `runnext`: a pair handing off through `runnext` would otherwise
+        // keep the queue's goroutines (a timer's sleepers, a yielder) waiting for as long as it
+        // runs.
         if p.schedtick.load(Ordering::Relaxed).is_multiple_of(61) {
             // Other Ms fill the global queue: what is found there may have been readied after
             // the last switch-out.
             m.t_out.set(0);
             if let Some(g) = global_get(s, p) {
+                return Some(g);
+            }
+            // SAFETY: this M owns p.
+            if let Some(g) = unsafe { p.runq().pop() } {
                 return Some(g);
             }
         }
