@@ -175,6 +175,10 @@ impl TimerHeap {
             }
             None => {
                 self.slab.push(Some(target));
+                // Room in the free list for every slot, reserved as the slab grows: timers are
+                // armed ahead of time, but they fire when late wake-ups cost, and growing the
+                // list then (a `realloc` copying it) delayed a backlog's firing.
+                self.free.reserve(self.slab.capacity() - self.free.len());
                 u32::try_from(self.slab.len() - 1).expect("gort: more than 2^32 timers on one P")
             }
         }

@@ -314,8 +314,7 @@ fn gfput(s: &'static Sched, p: Option<&'static P>, g: GRef) {
             let l = unsafe { p.gfree() };
             l.push(g);
             if l.len() > GFREE_MAX {
-                let half: Vec<GRef> = l.drain(..GFREE_MAX / 2).collect();
-                s.gfree.lock().extend(half);
+                s.gfree.lock().extend(l.drain(..GFREE_MAX / 2));
             }
         }
         None => s.gfree.lock().push(g),

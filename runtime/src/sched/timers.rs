@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::g::{prefetch_desc, prefetch_switch_in};
 use crate::p::P;
 use crate::park::{ready_to_tail, with_current_p};
 use crate::sched::idle::{timer_added, wakep};
@@ -79,9 +80,17 @@ pub(crate) fn run_timers(owner: &'static P, p: &P, now: u64) {
             }
             p.timer0.store(h.earliest(), Ordering::Relaxed);
         }
+        // The sleepers have not run for a while: start all their descriptors loading, then,
+        // as each is readied, its stack's top lines, so that their misses overlap.
+        for e in due.iter().take(n).flatten() {
+            if let Target::G(g) = e.target {
+                prefetch_desc(g);
+            }
+        }
         for e in due.iter_mut().take(n).filter_map(Option::take) {
             match e.target {
                 Target::G(g) => {
+                    prefetch_switch_in(g);
                     // SAFETY: `sleep`'s commit published `g` in this one entry, which we popped
                     // under the heap's lock; a `Target::G` entry is never stale, so no sweep
                     // drops it, and it is popped exactly once: this is the one `ready` for that
