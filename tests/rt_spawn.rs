@@ -256,3 +256,138 @@ fn overflowing_spawns_run_newest_first() {
     // 200 old.
     assert!(old <= 20, "{old} of the first 200 to run were from the older half: {first:?}");
 }
+
+/// Counts its drops, carries `pad` bytes (to size a task) and checks its bytes are intact.
+struct Tracked<const PAD: usize> {
+    drops: Arc<AtomicUsize>,
+    pad: [u8; PAD],
+}
+
+impl<const PAD: usize> Tracked<PAD> {
+    fn new(drops: &Arc<AtomicUsize>, fill: u8) -> Self {
+        Tracked { drops: drops.clone(), pad: [fill; PAD] }
+    }
+
+    fn check(&self, fill: u8) {
+        assert!(self.pad.iter().all(|&b| b == fill), "a task's bytes were overwritten while it lived");
+    }
+}
+
+impl<const PAD: usize> Drop for Tracked<PAD> {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A value aligned beyond what recycled task memory offers, so its task is allocated apart.
+#[repr(align(64))]
+struct Aligned(Tracked<8>);
+
+/// Spawns `n` goroutines whose closures capture one `Tracked<PAD>` and return another, joined,
+/// detached before or after they finish, or with their result never taken; from a goroutine
+/// or a plain thread. Each value must be dropped exactly once, and none overwritten while it
+/// lives (a task's memory is recycled as soon as its last reference goes).
+fn drops_once<const PAD: usize>(n: usize) {
+    let captured = Arc::new(AtomicUsize::new(0));
+    let returned = Arc::new(AtomicUsize::new(0));
+    let body = {
+        let (captured, returned) = (captured.clone(), returned.clone());
+        move || {
+            let mut joined = Vec::new();
+            for i in 0..n {
+                let fill = i as u8;
+                let c = Tracked::<PAD>::new(&captured, fill);
+                let r = returned.clone();
+                let h = go!(move || {
+                    c.check(fill);
+                    if i % 7 == 0 {
+                        gort::runtime::yield_now();
+                    }
+                    Tracked::<PAD>::new(&r, fill.wrapping_add(1))
+                });
+                match i % 4 {
+                    0 => drop(h),
+                    1 => joined.push((h, fill)),
+                    2 => {
+                        while !h.is_finished() {
+                            gort::runtime::yield_now();
+                        }
+                        drop(h); // finished, result never taken
+                    }
+                    _ => h.join().unwrap().check(fill.wrapping_add(1)),
+                }
+            }
+            for (h, fill) in joined {
+                h.join().unwrap().check(fill.wrapping_add(1));
+            }
+        }
+    };
+    run(body);
+    // Detached goroutines may still be finishing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while (captured.load(Ordering::SeqCst) < n || returned.load(Ordering::SeqCst) < n)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(captured.load(Ordering::SeqCst), n, "closures dropped (PAD {PAD})");
+    assert_eq!(returned.load(Ordering::SeqCst), n, "results dropped (PAD {PAD})");
+}
+
+/// Task memory across its sizes: the smallest class, a middle one, the largest, and past it.
+#[test]
+fn task_values_drop_once_in_every_size() {
+    let _w = Watchdog::new("task_values_drop_once_in_every_size", Duration::from_secs(120));
+    drops_once::<1>(4000);
+    drops_once::<60>(4000);
+    drops_once::<400>(2000);
+    drops_once::<2000>(500);
+}
+
+/// A task aligned past recycled memory's alignment, spawned and joined from goroutines and
+/// from plain threads (which take task memory from the allocator, not a cache).
+#[test]
+fn over_aligned_tasks_and_plain_threads() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    let sum = run(move || {
+        let hs: Vec<_> = (0..1000u64)
+            .map(|i| {
+                let a = Aligned(Tracked::new(&d, i as u8));
+                go!(move || {
+                    assert_eq!(&a as *const Aligned as usize % 64, 0);
+                    a.0.check(i as u8);
+                    i % 256
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(sum, (0..1000u64).map(|i| i % 256).sum::<u64>());
+    assert_eq!(drops.load(Ordering::SeqCst), 1000);
+    // Plain threads spawn and join; the tasks are freed on the goroutines' threads or theirs.
+    let ths: Vec<_> = (0..4)
+        .map(|_| {
+            let d = drops.clone();
+            std::thread::spawn(move || {
+                let hs: Vec<_> = (0..500usize)
+                    .map(|i| {
+                        let c = Tracked::<40>::new(&d, i as u8);
+                        go!(move || {
+                            c.check(i as u8);
+                            c
+                        })
+                    })
+                    .collect();
+                for (i, h) in hs.into_iter().enumerate() {
+                    h.join().unwrap().check(i as u8);
+                }
+            })
+        })
+        .collect();
+    for t in ths {
+        t.join().unwrap();
+    }
+    assert_eq!(drops.load(Ordering::SeqCst), 1000 + 2000);
+}

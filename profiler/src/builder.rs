@@ -101,8 +101,7 @@ pub fn frames(sym: &mut Symbolizer, pcs: &[usize], trim: Trim) -> Vec<LFrame> {
 /// [`frames`] of a goroutine stack ([`Trim::Goroutine`]) whose body has the type name `entry`.
 ///
 /// The body is usually a closure, and the optimizer often inlines it (and the runtime calls it
-/// makes, such as `Receiver::recv`) into the runtime's entry frame, `<Task<T, F> as
-/// Runnable>::run`. With debug info the inlined frames are there; without it (the default
+/// makes, such as `Receiver::recv`) into the runtime's entry frame, `Task<T, F>::run`. With debug info the inlined frames are there; without it (the default
 /// release profile) only that runtime frame is, and the user's code would vanish from the
 /// stack. Then the body is shown as what it is: a frame inlined into that entry frame, named by
 /// its type (`my_crate::handler::{{closure}}`), with no line.
@@ -127,7 +126,7 @@ fn symbolized(sym: &mut Symbolizer, pcs: &[usize]) -> Vec<LFrame> {
 
 /// The runtime's frame that calls a goroutine's body.
 fn is_task_run(name: &str) -> bool {
-    name.starts_with("<gort_runtime::spawn::Task<") && name.ends_with("Runnable>::run")
+    name.starts_with("gort_runtime::spawn::Task<") && name.ends_with(">::run")
 }
 
 /// Adds the body `entry` as an inlined frame of the entry frame, unless a frame of it is there.

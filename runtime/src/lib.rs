@@ -27,7 +27,7 @@
 //! every `use` line and inline `crate::` path against this list). From the bottom:
 //!
 //! ```text
-//! 1. primitives    ilist lock fastrand clock sig stack/{mod,vm,guard,pool} env
+//! 1. primitives    ilist lock fastrand clock sig stack/{mod,vm,guard,pool} env blockcache
 //!                  unwind/{modules,cfi,mod}
 //! 2. goroutine     g/{wait_reason,mod,labels} timer_heap schedstats
 //! 3. machine       globrunq runnext p m threadg traceback stack/overflow netpoll mprof
@@ -154,6 +154,9 @@
 #![cfg_attr(gort_loom, allow(dead_code, unused_imports))]
 
 // 1. primitives
+// Small blocks recycled per M, for spawned goroutines' tasks.
+#[cfg(not(gort_loom))]
+mod blockcache;
 #[cfg(not(gort_loom))]
 mod clock;
 #[cfg(not(gort_loom))]

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize
 use std::thread::Thread;
 use std::time::Duration;
 
+use crate::blockcache::BlockCache;
 use crate::g::{GRef, G};
 use crate::p::P;
 
@@ -111,6 +112,9 @@ pub(crate) struct M {
     /// A request for this M's running goroutine's stack, and the answer (`running.rs`).
     pub(crate) stack_req: AtomicU32,
     pub(crate) stack_data: UnsafeCell<StackData>,
+    /// Recycled memory for spawned goroutines' tasks (`blockcache.rs`). Only code running on
+    /// this M's thread touches it, in calls that cannot switch goroutines.
+    pub(crate) blocks: UnsafeCell<BlockCache>,
     /// While scheduler timing is on: the tick at which this M last switched a goroutine out, as
     /// long as it has done nothing slow since (0 otherwise). The next goroutine it starts takes
     /// it as its start time instead of reading the clock again: the few dozen nanoseconds in
@@ -151,6 +155,7 @@ impl M {
             cpu_timer: parking_lot::Mutex::new(None),
             stack_req: AtomicU32::new(STACK_IDLE),
             stack_data: UnsafeCell::new(StackData::new()),
+            blocks: UnsafeCell::new(BlockCache::new()),
             t_out: Cell::new(0),
             hooks_run: Cell::new(0),
         }

@@ -4,16 +4,20 @@
 //! Every entry point here that runs user code on a goroutine is `unsafe`: see the crate docs,
 //! "Why running code on a goroutine is `unsafe`".
 
+use std::alloc::Layout;
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::io;
+use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::g::{self, GRef, Runnable, WaitReason};
+use crate::blockcache::{alloc_fresh, class_of, free_direct, Class};
+use crate::g::{self, Entry, EntryFns, GRef, WaitReason};
 use crate::m::current_m;
 use crate::park::{enter, in_goroutine, put_next, safepoint};
 use crate::sched::deadlock::{RunWaiter, TakeWaiter, RUN_WAITERS};
@@ -23,69 +27,167 @@ use crate::start::sched;
 use crate::threadg::thread_g;
 use crate::waitslot::WaitSlot;
 
-// JoinHandle
+// Tasks
 
-struct Packet<T> {
-    result: UnsafeCell<Option<std::thread::Result<T>>>,
-    /// Done once `result` is written; holds the G waiting in join, if any.
+/// The part of every task that does not depend on its types. A task is one block: this header,
+/// the result slot ([`TaskHead`]) and the closure ([`Task`]), counted by hand so that the block
+/// can come from the M's recycled memory (`blockcache.rs`) instead of `malloc`.
+#[repr(C)]
+struct Header {
+    /// Counted references: the G's entry (until the goroutine finishes), the `JoinHandle`, and
+    /// `run`'s deadlock waiter while it waits.
+    refs: AtomicUsize,
+    /// Done once the result is written; holds the G waiting in join, if any.
     done: WaitSlot,
+    /// Drops the task in place and frees its block; called once, by the last reference.
+    destroy: unsafe fn(NonNull<Header>),
 }
 
-// SAFETY: `result` is written once by the finishing goroutine before `done` completes (Release)
-// and read only by the joiner after it observes done (Acquire).
-unsafe impl<T: Send> Sync for Packet<T> {}
-
-impl<T> Packet<T> {
-    fn complete(&self, r: std::thread::Result<T>) {
-        // SAFETY: only the finishing goroutine writes, once, before completing.
-        unsafe { *self.result.get() = Some(r) };
-        self.done.complete();
-    }
-
-    fn take(&self) -> std::thread::Result<T> {
-        debug_assert!(self.done.is_done());
-        // SAFETY: called after `done` was observed (Acquire); the writer is finished; the one
-        // handle that reads (by `join` or a poll, both through `&mut`/ownership) is the caller.
-        unsafe { (*self.result.get()).take().expect("gort: join result taken twice (polled after it resolved?)") }
-    }
+/// A task as its `JoinHandle` sees it: the header and the result slot, without the closure.
+#[repr(C)]
+struct TaskHead<T> {
+    h: Header,
+    /// Written once by the finishing goroutine before `done` completes (Release), read only by
+    /// the handle after it observes done (Acquire).
+    result: UnsafeCell<Option<std::thread::Result<T>>>,
 }
 
-/// A goroutine's body and its result slot in one allocation (one `malloc` per spawn): the G
-/// holds it as `Arc<dyn Runnable>`, the `JoinHandle` as `Arc<dyn HasPacket<T>>`.
+/// A whole task. `repr(C)` with the head first: a pointer to it is a pointer to its
+/// `TaskHead<T>` and its `Header`.
+#[repr(C)]
 struct Task<T, F> {
-    packet: Packet<T>,
+    head: TaskHead<T>,
     /// Taken once, by the goroutine, when it starts.
     f: UnsafeCell<Option<F>>,
 }
 
-// SAFETY: `f` is touched only by the goroutine that runs the task (once, in `run`); `packet`
-// is Sync on its own (see Packet).
-unsafe impl<T: Send, F: Send> Sync for Task<T, F> {}
+impl<T: Send, F: FnOnce() -> T + Send> Task<T, F> {
+    /// The block size class the task fits, if any (else it is `malloc`ed).
+    const CLASS: Option<Class> = class_of(Layout::new::<Self>());
 
-impl<T: Send, F: FnOnce() -> T + Send> Runnable for Task<T, F> {
-    fn run(self: Arc<Self>) {
-        // SAFETY: only the goroutine running this task takes `f`, once (see the Sync impl).
-        let f = unsafe { (*self.f.get()).take() }.expect("gort: task started twice");
+    /// How the G runs and releases its reference.
+    const ENTRY: EntryFns = EntryFns { run: Self::run, release: release_erased };
+
+    /// A new task holding `f`, with two references: the G's and the handle's.
+    fn alloc(f: F) -> NonNull<Self> {
+        let block = match Self::CLASS {
+            Some(c) => {
+                // SAFETY: this M's cache, on its thread, borrowed only for the call, which
+                // cannot switch goroutines (`M::blocks`).
+                let cached = current_m().and_then(|m| unsafe { (*m.blocks.get()).alloc(c) });
+                cached.unwrap_or_else(|| alloc_fresh(c))
+            }
+            None => {
+                let l = Layout::new::<Self>();
+                // SAFETY: the header makes the size non-zero.
+                NonNull::new(unsafe { std::alloc::alloc(l) }).unwrap_or_else(|| std::alloc::handle_alloc_error(l))
+            }
+        };
+        let t = block.cast::<Self>();
+        let task = Task {
+            head: TaskHead {
+                h: Header { refs: AtomicUsize::new(2), done: WaitSlot::new(), destroy: Self::destroy },
+                result: UnsafeCell::new(None),
+            },
+            f: UnsafeCell::new(Some(f)),
+        };
+        // SAFETY: the block is fresh, ours, and fits `Self` (its class or its own layout).
+        unsafe { t.as_ptr().write(task) };
+        t
+    }
+
+    /// The G's entry: runs the closure, completes the task and releases the G's reference.
+    ///
+    /// # Safety
+    ///
+    /// `p` is the G's reference to a live `Task<T, F>` (`Entry::new`'s contract), run once.
+    unsafe fn run(p: NonNull<()>) {
+        let t = p.cast::<Self>();
+        // SAFETY: the task is alive (the G's reference); only the goroutine that runs it takes
+        // `f`, once.
+        let f = unsafe { (*(*t.as_ptr()).f.get()).take() }.expect("gort: task started twice");
         let r = catch_unwind(AssertUnwindSafe(f));
-        self.packet.complete(r);
+        // SAFETY: only the finishing goroutine writes the result, once, before completing.
+        unsafe {
+            *(*t.as_ptr()).head.result.get() = Some(r);
+            (*t.as_ptr()).head.h.done.complete();
+        }
+        // SAFETY: the G's reference, given up here.
+        unsafe { release(t.cast()) };
+    }
+
+    /// Drops the task and frees its block.
+    ///
+    /// # Safety
+    ///
+    /// The last reference to a `Task<T, F>`, given up.
+    unsafe fn destroy(h: NonNull<Header>) {
+        let t = h.cast::<Self>();
+        // SAFETY: no reference is left, so nobody else can see the task; dropped once. User
+        // code may run here (the result's or the unrun closure's drop), even park and move to
+        // another M: the block is freed afterwards, to whichever M then runs this.
+        unsafe { std::ptr::drop_in_place(t.as_ptr()) };
+        match Self::CLASS {
+            Some(c) => match current_m() {
+                // SAFETY: as in `alloc`; the block came from some cache or `alloc_fresh` for `c`
+                // and its task is gone. The surplus is freed after the borrow.
+                Some(m) => drop(unsafe { (*m.blocks.get()).free(c, t.cast()) }),
+                // SAFETY: as above.
+                None => unsafe { free_direct(c, t.cast()) },
+            },
+            // SAFETY: `alloc` took the block from the global allocator with this layout.
+            None => unsafe { std::alloc::dealloc(t.as_ptr().cast(), Layout::new::<Self>()) },
+        }
     }
 }
 
-/// The join side of a task, without its closure type.
-trait HasPacket<T>: TakeWaiter {
-    fn packet(&self) -> &Packet<T>;
+/// Gives up one reference to a task, destroying it if it was the last.
+///
+/// # Safety
+///
+/// The caller owns one reference to the live task at `h` and does not use it afterwards.
+unsafe fn release(h: NonNull<Header>) {
+    // Release, and Acquire on the last: as `Arc`'s drop, so that every use of the task through
+    // other references happens before its destruction.
+    // SAFETY: the reference keeps the header alive until this decrement.
+    if unsafe { h.as_ref() }.refs.fetch_sub(1, Ordering::Release) == 1 {
+        fence(Ordering::Acquire);
+        // SAFETY: that was the last reference; `destroy` is the task's own.
+        unsafe { (h.as_ref().destroy)(h) };
+    }
+}
+
+/// [`release`] for an [`Entry`] that never ran.
+///
+/// # Safety
+///
+/// As for [`release`].
+unsafe fn release_erased(p: NonNull<()>) {
+    // SAFETY: the caller's contract.
+    unsafe { release(p.cast()) }
+}
+
+/// A counted reference to a task's header, for `run`'s deadlock waiter.
+struct TaskRef(NonNull<Header>);
+
+// SAFETY: the header is shared only through `&`: its count is atomic, `done` is Sync, and
+// `destroy` may run on any thread (the task's closure and result are Send).
+unsafe impl Send for TaskRef {}
+// SAFETY: as above.
+unsafe impl Sync for TaskRef {}
+
+impl Drop for TaskRef {
+    fn drop(&mut self) {
+        // SAFETY: this reference was counted when the TaskRef was made, and is given up here.
+        unsafe { release(self.0) }
+    }
 }
 
 /// A task's completion slot, for a deadlock report to take a blocked `run` out of its wait.
-impl<T: Send, F: FnOnce() -> T + Send> TakeWaiter for Task<T, F> {
+impl TakeWaiter for TaskRef {
     fn take_waiter(&self, g: GRef) -> bool {
-        self.packet.done.take_waiter(g)
-    }
-}
-
-impl<T: Send, F: FnOnce() -> T + Send> HasPacket<T> for Task<T, F> {
-    fn packet(&self) -> &Packet<T> {
-        &self.packet
+        // SAFETY: our reference keeps the header alive.
+        unsafe { self.0.as_ref() }.done.take_waiter(g)
     }
 }
 
@@ -98,17 +200,49 @@ impl<T: Send, F: FnOnce() -> T + Send> HasPacket<T> for Task<T, F> {
 /// it resolves detaches the goroutine and drops the stored waker. Polling it again after it
 /// resolved panics, and so does `join` after it resolved.
 pub struct JoinHandle<T> {
-    task: Arc<dyn HasPacket<T>>,
+    /// The handle's counted reference to its task.
+    task: NonNull<TaskHead<T>>,
     id: u64,
+    /// The handle may drop a `T` (the result, if it destroys the task).
+    _result: PhantomData<T>,
 }
 
+// SAFETY: a handle is made only for `T: Send` tasks (see `spawn_inner`), and through it another
+// thread can take the result (a `T`, Send) or destroy the task (whose parts are Send); the
+// header is shared through `&` only (an atomic count and a Sync `WaitSlot`).
+unsafe impl<T: Send> Send for JoinHandle<T> {}
+// SAFETY: through `&JoinHandle` only the id and the completion state can be read.
+unsafe impl<T: Send> Sync for JoinHandle<T> {}
+
 impl<T> JoinHandle<T> {
+    /// The task's head (its header and result slot).
+    fn head(&self) -> &TaskHead<T> {
+        // SAFETY: the handle's reference keeps the task alive; the head is shared only
+        // through `&` (its mutable parts are in cells).
+        unsafe { self.task.as_ref() }
+    }
+
+    /// Takes the result, once `done` was observed.
+    fn take(&self) -> std::thread::Result<T> {
+        let h = self.head();
+        debug_assert!(h.h.done.is_done());
+        // SAFETY: called after `done` was observed (Acquire); the writer is finished; the one
+        // handle that reads (by `join` or a poll, both through `&mut`/ownership) is the caller.
+        unsafe { (*h.result.get()).take().expect("gort: join result taken twice (polled after it resolved?)") }
+    }
+
+    /// Another counted reference to the task, for `run`'s deadlock waiter.
+    fn task_ref(&self) -> TaskRef {
+        // Relaxed: as `Arc::clone`; the new reference is made from one the caller holds.
+        self.head().h.refs.fetch_add(1, Ordering::Relaxed);
+        TaskRef(self.task.cast())
+    }
+
     /// Waits for the goroutine to finish. `Err` holds the panic payload if it panicked.
     /// On a goroutine this parks the goroutine; on a plain thread it blocks the thread.
     pub fn join(self) -> std::thread::Result<T> {
-        let p = self.task.packet();
-        p.done.wait(WaitReason::Join);
-        p.take()
+        self.head().h.done.wait(WaitReason::Join);
+        self.take()
     }
 
     /// The goroutine's id.
@@ -118,7 +252,7 @@ impl<T> JoinHandle<T> {
 
     /// Whether the goroutine has finished.
     pub fn is_finished(&self) -> bool {
-        self.task.packet().done.is_done()
+        self.head().h.done.is_done()
     }
 }
 
@@ -126,9 +260,8 @@ impl<T> Future for JoinHandle<T> {
     type Output = std::thread::Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let p = self.task.packet();
-        if p.done.poll_done(cx.waker()) {
-            Poll::Ready(p.take())
+        if self.head().h.done.poll_done(cx.waker()) {
+            Poll::Ready(self.take())
         } else {
             Poll::Pending
         }
@@ -138,7 +271,9 @@ impl<T> Future for JoinHandle<T> {
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         // A waker stored by a poll keeps its task alive; let it go with the handle.
-        self.task.packet().done.unregister();
+        self.head().h.done.unregister();
+        // SAFETY: the handle's reference, given up as it goes.
+        unsafe { release(self.task.cast()) };
     }
 }
 
@@ -274,12 +409,12 @@ where
     T: Send + 'static,
 {
     claim_stack(sched())?;
-    let task = Arc::new(Task {
-        packet: Packet { result: UnsafeCell::new(None), done: WaitSlot::new() },
-        f: UnsafeCell::new(Some(f)),
-    });
-    let id = newproc(task.clone(), loc, pc, std::any::type_name::<F> as fn() -> &'static str, name, custom, main);
-    Ok(JoinHandle { task, id })
+    let task = Task::alloc(f);
+    // SAFETY: one of the task's two references, handed to the G; `Task::ENTRY`'s functions are
+    // the task's own and it may run and be released on any thread (`F` and `T` are Send).
+    let entry = unsafe { Entry::new(task.cast(), &Task::<T, F>::ENTRY) };
+    let id = newproc(entry, loc, pc, std::any::type_name::<F> as fn() -> &'static str, name, custom, main);
+    Ok(JoinHandle { task: task.cast(), id, _result: PhantomData })
 }
 
 /// Creates a G for `entry` and makes it runnable (Go's newproc).
@@ -290,7 +425,7 @@ where
 /// unwind on every spawn.
 #[inline(never)]
 fn newproc(
-    entry: Arc<dyn Runnable>,
+    entry: Entry,
     loc: &'static Location<'static>,
     pc: usize,
     entry_name: fn() -> &'static str,
@@ -482,14 +617,14 @@ where
     let waiter = Arc::new(RunWaiter {
         main_goid: h.id,
         thread_g: tg,
-        done: h.task.clone(),
+        done: Arc::new(h.task_ref()),
         reported: std::sync::atomic::AtomicBool::new(false),
         deadlock: parking_lot::Mutex::new(None),
     });
     RUN_WAITERS.lock().push(waiter.clone());
-    let pk = h.task.packet();
-    while !pk.done.is_done() {
-        pk.done.wait_once_unless(WaitReason::Join, &waiter.reported);
+    let done = &h.head().h.done;
+    while !done.is_done() {
+        done.wait_once_unless(WaitReason::Join, &waiter.reported);
         if let Some(report) = waiter.deadlock.lock().take() {
             panic!("{report}");
         }

@@ -28,7 +28,7 @@
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
-use std::ptr;
+use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -83,16 +83,54 @@ pub(crate) enum Yield {
 pub(crate) type GYielder = Yielder<(), Yield>;
 pub(crate) type GCoroutine = Coroutine<(), Yield, (), Stack>;
 
-/// What a G runs: its task, started once.
-pub(crate) trait Runnable: Send + Sync {
-    fn run(self: Arc<Self>);
+/// What a G runs: an owned reference to its task, whose type only the spawner knows
+/// (`spawn.rs`), so it comes with the two functions that can use it.
+pub(crate) struct Entry {
+    task: NonNull<()>,
+    fns: &'static EntryFns,
+}
+
+/// The functions of an [`Entry`]'s task; each consumes the reference.
+pub(crate) struct EntryFns {
+    /// Runs the task (on its goroutine, once) and releases the reference.
+    pub(crate) run: unsafe fn(NonNull<()>),
+    /// Releases the reference without running the task.
+    pub(crate) release: unsafe fn(NonNull<()>),
+}
+
+// SAFETY: an Entry is created only for tasks that may be run and released on any thread
+// (`Entry::new`'s contract).
+unsafe impl Send for Entry {}
+
+impl Entry {
+    /// # Safety
+    ///
+    /// `task` is a reference the caller owns and hands over; `fns.run` and `fns.release` may be
+    /// called with it, once, on any thread, and either consumes it.
+    pub(crate) unsafe fn new(task: NonNull<()>, fns: &'static EntryFns) -> Entry {
+        Entry { task, fns }
+    }
+
+    /// Runs the task, consuming the reference.
+    pub(crate) fn run(self) {
+        let e = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `new`'s contract; `e` is not dropped, so the reference is consumed once.
+        unsafe { (e.fns.run)(e.task) }
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        // SAFETY: `new`'s contract; a dropped Entry never runs, so this is the one use.
+        unsafe { (self.fns.release)(self.task) }
+    }
 }
 
 /// The execution state of a G: its coroutine once started, its entry closure before.
 #[derive(Default)]
 pub(crate) struct GExec {
     pub(crate) co: Option<GCoroutine>,
-    pub(crate) entry: Option<Arc<dyn Runnable>>,
+    pub(crate) entry: Option<Entry>,
     /// Non-zero: a dedicated stack of this size (Builder::stack_size), not from the pool.
     pub(crate) custom_stack: usize,
     pub(crate) guarded: bool,

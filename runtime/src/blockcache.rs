@@ -1,0 +1,233 @@
+//! Small memory blocks recycled per thread, by size class: the memory of spawned goroutines'
+//! tasks (a closure and its result slot).
+//!
+//! A goroutine's task is allocated by the spawner and usually freed on another thread, the one
+//! that ran the goroutine to its end. Through `malloc` that pattern is slow at 2 Ps: the freeing
+//! thread's cache of recent frees fills within a few frees, after which every free locks the
+//! allocating thread's arena, and the allocating thread, its own cache empty, takes every block
+//! from that arena under the same lock. Here each M keeps up to [`CACHE_MAX`] blocks per class;
+//! an M that runs out takes a batch from a global spare list, and one that overflows gives a
+//! batch back, so blocks flow from the threads that free to the threads that allocate one lock
+//! per batch. Plain threads and blocks bigger or more aligned than the classes use the global
+//! allocator directly.
+//!
+//! Blocks come from the global allocator (so a heap profile sees them, charged to the spawn that
+//! first needed each one) and return to it only when the spare list is full: a burst of a
+//! million goroutines leaves at most [`SPARE_BYTES`] per class behind.
+//!
+//! Invariants:
+//! 1. Every block on a list was allocated by [`std::alloc::alloc`] with [`class_layout`] of that
+//!    list's class, and is owned by the list (nobody else holds a pointer to it).
+//! 2. A [`BlockCache`] is touched only by the thread of the M that holds it, and borrowed only
+//!    for one call of its own, which never calls the global allocator: a user's allocator may
+//!    run any code, and must not find the cache borrowed.
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+use parking_lot::Mutex;
+
+/// The classes' block sizes, in bytes: 16 apart up to 128 (the common closures), as `malloc`'s
+/// own bins are, so that a block costs no more memory than the `malloc` it replaces (a million
+/// parked goroutines hold a million tasks).
+const CLASSES: [usize; 14] = [32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 512];
+
+/// The alignment every class guarantees.
+const ALIGN: usize = 16;
+
+/// Blocks one M keeps per class.
+pub(crate) const CACHE_MAX: usize = 64;
+
+/// Blocks moved per trip to the spare list.
+const BATCH: usize = CACHE_MAX / 2;
+
+/// Bytes the spare list keeps per class; past that, blocks go back to the global allocator.
+const SPARE_BYTES: usize = 256 << 10;
+
+/// A size class: an index into [`CLASSES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Class(u8);
+
+/// The class for blocks of `layout`, if one fits it.
+pub(crate) const fn class_of(layout: Layout) -> Option<Class> {
+    if layout.align() > ALIGN {
+        return None;
+    }
+    let mut i = 0;
+    while i < CLASSES.len() {
+        if layout.size() <= CLASSES[i] {
+            return Some(Class(i as u8));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The layout of `class`'s blocks.
+fn class_layout(class: Class) -> Layout {
+    match Layout::from_size_align(CLASSES[class.0 as usize], ALIGN) {
+        Ok(l) => l,
+        Err(_) => unreachable!("the classes are valid layouts"),
+    }
+}
+
+/// One class's cached blocks.
+struct List {
+    len: usize,
+    blocks: [*mut u8; CACHE_MAX],
+}
+
+/// An M's cached blocks (invariant 2).
+pub(crate) struct BlockCache {
+    lists: [List; CLASSES.len()],
+}
+
+/// Blocks given back by Ms with full caches, per class.
+static SPARE: Mutex<[Vec<usize>; CLASSES.len()]> = Mutex::new([const { Vec::new() }; CLASSES.len()]);
+
+impl BlockCache {
+    pub(crate) const fn new() -> BlockCache {
+        BlockCache { lists: [const { List { len: 0, blocks: [std::ptr::null_mut(); CACHE_MAX] } }; CLASSES.len()] }
+    }
+
+    /// A block of `class` from this cache, else from a batch taken from the spare list; None
+    /// if both are empty (the caller then uses [`alloc_fresh`], after this borrow ends: the
+    /// global allocator is never called while a cache is borrowed).
+    pub(crate) fn alloc(&mut self, class: Class) -> Option<NonNull<u8>> {
+        let l = &mut self.lists[class.0 as usize];
+        if l.len == 0 {
+            let mut spare = SPARE.lock();
+            let v = &mut spare[class.0 as usize];
+            let take = v.len().min(BATCH);
+            for b in v.drain(v.len() - take..) {
+                l.blocks[l.len] = b as *mut u8;
+                l.len += 1;
+            }
+        }
+        if l.len == 0 {
+            return None;
+        }
+        l.len -= 1;
+        // SAFETY: the first `len` slots hold blocks (invariant 1), non-null as allocated.
+        Some(unsafe { NonNull::new_unchecked(l.blocks[l.len]) })
+    }
+
+    /// Takes `block` back into this cache. If the cache was full, half of it goes to the spare
+    /// list; what does not fit there is returned, for the caller to drop after this borrow ends
+    /// (dropping it gives the blocks back to the global allocator).
+    ///
+    /// # Safety
+    ///
+    /// `block` was returned by [`alloc`](Self::alloc) of some cache (or [`alloc_fresh`]) for
+    /// `class`, and nothing uses it any more: it becomes the cache's (invariant 1).
+    pub(crate) unsafe fn free(&mut self, class: Class, block: NonNull<u8>) -> Surplus {
+        let mut surplus = Surplus { class, len: 0, blocks: [std::ptr::null_mut(); BATCH] };
+        let l = &mut self.lists[class.0 as usize];
+        if l.len == CACHE_MAX {
+            let rest = l.len - BATCH;
+            let mut spare = SPARE.lock();
+            let v = &mut spare[class.0 as usize];
+            let room = (SPARE_BYTES / CLASSES[class.0 as usize]).saturating_sub(v.len());
+            for (i, &b) in l.blocks[rest..l.len].iter().enumerate() {
+                if i < room {
+                    v.push(b as usize);
+                } else {
+                    surplus.blocks[surplus.len] = b;
+                    surplus.len += 1;
+                }
+            }
+            l.len = rest;
+        }
+        l.blocks[l.len] = block.as_ptr();
+        l.len += 1;
+        surplus
+    }
+}
+
+/// Blocks a full cache could not pass on; dropping them frees them.
+#[must_use = "dropping the surplus frees it; drop it after the cache's borrow ends"]
+pub(crate) struct Surplus {
+    class: Class,
+    len: usize,
+    blocks: [*mut u8; BATCH],
+}
+
+impl Drop for Surplus {
+    fn drop(&mut self) {
+        for &b in &self.blocks[..self.len] {
+            // SAFETY: taken from a cache, which owned it (invariant 1): allocated with this
+            // class's layout, used by nobody.
+            unsafe { std::alloc::dealloc(b, class_layout(self.class)) };
+        }
+    }
+}
+
+/// A new block of `class` from the global allocator, for a thread without a cache.
+pub(crate) fn alloc_fresh(class: Class) -> NonNull<u8> {
+    let layout = class_layout(class);
+    // SAFETY: the classes' layouts have non-zero sizes.
+    let p = unsafe { std::alloc::alloc(layout) };
+    NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout))
+}
+
+/// Returns a block of `class` to the global allocator, from a thread without a cache.
+///
+/// # Safety
+///
+/// As for [`BlockCache::free`].
+pub(crate) unsafe fn free_direct(class: Class, block: NonNull<u8>) {
+    // SAFETY: every block of `class`, wherever it was cached, came from `alloc` with this
+    // layout (invariant 1 and the caller's contract).
+    unsafe { std::alloc::dealloc(block.as_ptr(), class_layout(class)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_fit_and_refuse() {
+        assert_eq!(class_of(Layout::new::<[u8; 1]>()), Some(Class(0)));
+        assert_eq!(class_of(Layout::new::<[u64; 8]>()), Some(Class(2)));
+        assert_eq!(class_of(Layout::new::<[u64; 9]>()), Some(Class(3)));
+        assert_eq!(class_of(Layout::new::<[u8; 512]>()), Some(Class(13)));
+        assert_eq!(class_of(Layout::new::<[u8; 513]>()), None);
+        assert_eq!(class_of(Layout::from_size_align(64, 32).unwrap()), None);
+    }
+
+    #[test]
+    fn blocks_flow_from_a_freeing_cache_to_an_allocating_one() {
+        let class = Class(10);
+        let (mut a, mut b) = (Box::new(BlockCache::new()), Box::new(BlockCache::new()));
+        // `b` frees what `a` allocated, past its cache's size: the overflow goes to the spare
+        // list, from which `a` then allocates.
+        let take = |c: &mut BlockCache| c.alloc(class).unwrap_or_else(|| alloc_fresh(class));
+        let blocks: Vec<NonNull<u8>> = (0..3 * CACHE_MAX).map(|_| take(&mut a)).collect();
+        let seen: std::collections::HashSet<usize> = blocks.iter().map(|p| p.as_ptr() as usize).collect();
+        assert_eq!(seen.len(), blocks.len(), "a block was handed out twice");
+        for (i, p) in blocks.iter().enumerate() {
+            // SAFETY: each block is written within its class's size, then given back once.
+            unsafe {
+                p.as_ptr().write_bytes(i as u8, CLASSES[10]);
+                drop(b.free(class, *p));
+            }
+        }
+        assert!(b.lists[10].len <= CACHE_MAX);
+        let again: Vec<NonNull<u8>> = (0..CACHE_MAX).map(|_| take(&mut a)).collect();
+        let reused = again.iter().filter(|p| seen.contains(&(p.as_ptr() as usize))).count();
+        assert!(reused > 0, "nothing came back through the spare list");
+        for p in again {
+            // SAFETY: allocated above, given back once.
+            drop(unsafe { a.free(class, p) });
+        }
+        // Drain both caches into the global allocator so the test leaks nothing it can see.
+        for c in [&mut a, &mut b] {
+            let l = &mut c.lists[10];
+            for &p in &l.blocks[..l.len] {
+                // SAFETY: the cache owned it.
+                unsafe { free_direct(class, NonNull::new(p).unwrap()) };
+            }
+            l.len = 0;
+        }
+    }
+}
