@@ -24,6 +24,7 @@
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -85,6 +86,11 @@ pub(crate) struct BlockCache {
 /// Blocks given back by Ms with full caches, per class.
 static SPARE: Mutex<[Vec<usize>; CLASSES.len()]> = Mutex::new([const { Vec::new() }; CLASSES.len()]);
 
+/// How many blocks `SPARE` holds, per class, written under its lock: read without it, so that
+/// an M whose cache is empty does not take the lock to find the list empty too (every spawn
+/// while goroutines pile up).
+static SPARE_LEN: [AtomicUsize; CLASSES.len()] = [const { AtomicUsize::new(0) }; CLASSES.len()];
+
 impl BlockCache {
     pub(crate) const fn new() -> BlockCache {
         BlockCache { lists: [const { List { len: 0, blocks: [std::ptr::null_mut(); CACHE_MAX] } }; CLASSES.len()] }
@@ -95,7 +101,9 @@ impl BlockCache {
     /// global allocator is never called while a cache is borrowed).
     pub(crate) fn alloc(&mut self, class: Class) -> Option<NonNull<u8>> {
         let l = &mut self.lists[class.0 as usize];
-        if l.len == 0 {
+        // Relaxed: a hint; the lock orders the list itself. A block given back meanwhile is
+        // found by a later call.
+        if l.len == 0 && SPARE_LEN[class.0 as usize].load(Ordering::Relaxed) != 0 {
             let mut spare = SPARE.lock();
             let v = &mut spare[class.0 as usize];
             let take = v.len().min(BATCH);
@@ -103,6 +111,7 @@ impl BlockCache {
                 l.blocks[l.len] = b as *mut u8;
                 l.len += 1;
             }
+            SPARE_LEN[class.0 as usize].store(v.len(), Ordering::Relaxed);
         }
         if l.len == 0 {
             return None;
@@ -120,27 +129,36 @@ impl BlockCache {
     ///
     /// `block` was returned by [`alloc`](Self::alloc) of some cache (or [`alloc_fresh`]) for
     /// `class`, and nothing uses it any more: it becomes the cache's (invariant 1).
-    pub(crate) unsafe fn free(&mut self, class: Class, block: NonNull<u8>) -> Surplus {
-        let mut surplus = Surplus { class, len: 0, blocks: [std::ptr::null_mut(); BATCH] };
+    #[inline]
+    pub(crate) unsafe fn free(&mut self, class: Class, block: NonNull<u8>) -> Option<Surplus> {
         let l = &mut self.lists[class.0 as usize];
-        if l.len == CACHE_MAX {
-            let rest = l.len - BATCH;
-            let mut spare = SPARE.lock();
-            let v = &mut spare[class.0 as usize];
-            let room = (SPARE_BYTES / CLASSES[class.0 as usize]).saturating_sub(v.len());
-            for (i, &b) in l.blocks[rest..l.len].iter().enumerate() {
-                if i < room {
-                    v.push(b as usize);
-                } else {
-                    surplus.blocks[surplus.len] = b;
-                    surplus.len += 1;
-                }
-            }
-            l.len = rest;
-        }
+        let surplus = if l.len == CACHE_MAX { self.spill(class) } else { None };
+        let l = &mut self.lists[class.0 as usize];
         l.blocks[l.len] = block.as_ptr();
         l.len += 1;
         surplus
+    }
+
+    /// Passes half of `class`'s full list to the spare list; returns what did not fit.
+    #[cold]
+    fn spill(&mut self, class: Class) -> Option<Surplus> {
+        let mut surplus = Surplus { class, len: 0, blocks: [std::ptr::null_mut(); BATCH] };
+        let l = &mut self.lists[class.0 as usize];
+        let rest = l.len - BATCH;
+        let mut spare = SPARE.lock();
+        let v = &mut spare[class.0 as usize];
+        let room = (SPARE_BYTES / CLASSES[class.0 as usize]).saturating_sub(v.len());
+        for (i, &b) in l.blocks[rest..l.len].iter().enumerate() {
+            if i < room {
+                v.push(b as usize);
+            } else {
+                surplus.blocks[surplus.len] = b;
+                surplus.len += 1;
+            }
+        }
+        SPARE_LEN[class.0 as usize].store(v.len(), Ordering::Relaxed);
+        l.len = rest;
+        (surplus.len > 0).then_some(surplus)
     }
 }
 

@@ -83,17 +83,19 @@ impl<T: Send, F: FnOnce() -> T + Send> Task<T, F> {
                 NonNull::new(unsafe { std::alloc::alloc(l) }).unwrap_or_else(|| std::alloc::handle_alloc_error(l))
             }
         };
-        let t = block.cast::<Self>();
-        let task = Task {
-            head: TaskHead {
-                h: Header { refs: AtomicUsize::new(2), done: WaitSlot::new(), destroy: Self::destroy },
-                result: UnsafeCell::new(None),
-            },
-            f: UnsafeCell::new(Some(f)),
-        };
-        // SAFETY: the block is fresh, ours, and fits `Self` (its class or its own layout).
-        unsafe { t.as_ptr().write(task) };
-        t
+        let t = block.cast::<Self>().as_ptr();
+        // SAFETY: the block is fresh, ours, and fits `Self` (its class or its own layout); each
+        // field is written in place (building the task first and moving it in cost a copy).
+        unsafe {
+            (&raw mut (*t).head.h).write(Header {
+                refs: AtomicUsize::new(2),
+                done: WaitSlot::new(),
+                destroy: Self::destroy,
+            });
+            (&raw mut (*t).head.result).write(UnsafeCell::new(None));
+            (&raw mut (*t).f).write(UnsafeCell::new(Some(f)));
+        }
+        block.cast()
     }
 
     /// The G's entry: runs the closure, completes the task and releases the G's reference.
