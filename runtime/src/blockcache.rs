@@ -12,8 +12,11 @@
 //! allocator directly.
 //!
 //! Blocks come from the global allocator (so a heap profile sees them, charged to the spawn that
-//! first needed each one) and return to it only when the spare list is full: a burst of a
-//! million goroutines leaves at most [`SPARE_BYTES`] per class behind.
+//! first needed each one). They go back to it from sysmon ([`scavenge`], once a second), not
+//! from the goroutine that ends: a burst of goroutines ending (a wave of sleepers waking, a
+//! fan-out joined) would otherwise pay `free`'s coalescing, which touches the cold neighbours of
+//! every block, on the goroutines' own time. A spare list keeps [`SPARE_BYTES`] per class; above
+//! that, what it did not need over the last period (its low-water mark) is freed.
 //!
 //! Invariants:
 //! 1. Every block on a list was allocated by [`std::alloc::alloc`] with [`class_layout`] of that
@@ -42,8 +45,11 @@ pub(crate) const CACHE_MAX: usize = 64;
 /// Blocks moved per trip to the spare list.
 const BATCH: usize = CACHE_MAX / 2;
 
-/// Bytes the spare list keeps per class; past that, blocks go back to the global allocator.
+/// Bytes a spare list keeps per class however little it is used.
 const SPARE_BYTES: usize = 256 << 10;
+
+/// Blocks [`scavenge`] takes off a list per hold of its lock.
+const SCAVENGE_CHUNK: usize = 256;
 
 /// A size class: an index into [`CLASSES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,8 +89,15 @@ pub(crate) struct BlockCache {
     lists: [List; CLASSES.len()],
 }
 
+/// One class's spare blocks, and the fewest it held since the last [`scavenge`].
+struct Spare {
+    blocks: Vec<usize>,
+    low: usize,
+}
+
 /// Blocks given back by Ms with full caches, per class.
-static SPARE: Mutex<[Vec<usize>; CLASSES.len()]> = Mutex::new([const { Vec::new() }; CLASSES.len()]);
+static SPARE: Mutex<[Spare; CLASSES.len()]> =
+    Mutex::new([const { Spare { blocks: Vec::new(), low: 0 } }; CLASSES.len()]);
 
 /// How many blocks `SPARE` holds, per class, written under its lock: read without it, so that
 /// an M whose cache is empty does not take the lock to find the list empty too (every spawn
@@ -97,21 +110,22 @@ impl BlockCache {
     }
 
     /// A block of `class` from this cache, else from a batch taken from the spare list; None
-    /// if both are empty (the caller then uses [`alloc_fresh`], after this borrow ends: the
-    /// global allocator is never called while a cache is borrowed).
+    /// if both are empty (the caller then uses [`alloc_fresh`], after this borrow ends).
     pub(crate) fn alloc(&mut self, class: Class) -> Option<NonNull<u8>> {
         let l = &mut self.lists[class.0 as usize];
         // Relaxed: a hint; the lock orders the list itself. A block given back meanwhile is
         // found by a later call.
         if l.len == 0 && SPARE_LEN[class.0 as usize].load(Ordering::Relaxed) != 0 {
             let mut spare = SPARE.lock();
-            let v = &mut spare[class.0 as usize];
-            let take = v.len().min(BATCH);
-            for b in v.drain(v.len() - take..) {
+            let sp = &mut spare[class.0 as usize];
+            let take = sp.blocks.len().min(BATCH);
+            let at = sp.blocks.len() - take;
+            for b in sp.blocks.drain(at..) {
                 l.blocks[l.len] = b as *mut u8;
                 l.len += 1;
             }
-            SPARE_LEN[class.0 as usize].store(v.len(), Ordering::Relaxed);
+            sp.low = sp.low.min(at);
+            SPARE_LEN[class.0 as usize].store(at, Ordering::Relaxed);
         }
         if l.len == 0 {
             return None;
@@ -121,61 +135,86 @@ impl BlockCache {
         Some(unsafe { NonNull::new_unchecked(l.blocks[l.len]) })
     }
 
-    /// Takes `block` back into this cache. If the cache was full, half of it goes to the spare
-    /// list; what does not fit there is returned, for the caller to drop after this borrow ends
-    /// (dropping it gives the blocks back to the global allocator).
+    /// Takes `block` back into this cache. If the cache was full, half of it is returned, for
+    /// the caller to drop after this borrow ends; dropping it moves the blocks to the spare list
+    /// (whose growth may call the global allocator).
     ///
     /// # Safety
     ///
     /// `block` was returned by [`alloc`](Self::alloc) of some cache (or [`alloc_fresh`]) for
     /// `class`, and nothing uses it any more: it becomes the cache's (invariant 1).
     #[inline]
-    pub(crate) unsafe fn free(&mut self, class: Class, block: NonNull<u8>) -> Option<Surplus> {
+    pub(crate) unsafe fn free(&mut self, class: Class, block: NonNull<u8>) -> Option<Spill> {
         let l = &mut self.lists[class.0 as usize];
-        let surplus = if l.len == CACHE_MAX { self.spill(class) } else { None };
-        let l = &mut self.lists[class.0 as usize];
+        let spill = if l.len == CACHE_MAX { Some(spill(class, l)) } else { None };
         l.blocks[l.len] = block.as_ptr();
         l.len += 1;
-        surplus
-    }
-
-    /// Passes half of `class`'s full list to the spare list; returns what did not fit.
-    #[cold]
-    fn spill(&mut self, class: Class) -> Option<Surplus> {
-        let mut surplus = Surplus { class, len: 0, blocks: [std::ptr::null_mut(); BATCH] };
-        let l = &mut self.lists[class.0 as usize];
-        let rest = l.len - BATCH;
-        let mut spare = SPARE.lock();
-        let v = &mut spare[class.0 as usize];
-        let room = (SPARE_BYTES / CLASSES[class.0 as usize]).saturating_sub(v.len());
-        for (i, &b) in l.blocks[rest..l.len].iter().enumerate() {
-            if i < room {
-                v.push(b as usize);
-            } else {
-                surplus.blocks[surplus.len] = b;
-                surplus.len += 1;
-            }
-        }
-        SPARE_LEN[class.0 as usize].store(v.len(), Ordering::Relaxed);
-        l.len = rest;
-        (surplus.len > 0).then_some(surplus)
+        spill
     }
 }
 
-/// Blocks a full cache could not pass on; dropping them frees them.
-#[must_use = "dropping the surplus frees it; drop it after the cache's borrow ends"]
-pub(crate) struct Surplus {
+/// Takes the top half of a full list.
+#[cold]
+fn spill(class: Class, l: &mut List) -> Spill {
+    let mut s = Spill { class, blocks: [std::ptr::null_mut(); BATCH] };
+    l.len -= BATCH;
+    s.blocks.copy_from_slice(&l.blocks[l.len..l.len + BATCH]);
+    s
+}
+
+/// Blocks a full cache passed on; dropping it puts them on the spare list.
+#[must_use = "dropping the spill puts its blocks on the spare list; drop it after the cache's borrow ends"]
+pub(crate) struct Spill {
     class: Class,
-    len: usize,
     blocks: [*mut u8; BATCH],
 }
 
-impl Drop for Surplus {
+impl Drop for Spill {
     fn drop(&mut self) {
-        for &b in &self.blocks[..self.len] {
-            // SAFETY: taken from a cache, which owned it (invariant 1): allocated with this
-            // class's layout, used by nobody.
-            unsafe { std::alloc::dealloc(b, class_layout(self.class)) };
+        let c = self.class.0 as usize;
+        let mut spare = SPARE.lock();
+        let sp = &mut spare[c];
+        sp.blocks.extend(self.blocks.iter().map(|&b| b as usize));
+        SPARE_LEN[c].store(sp.blocks.len(), Ordering::Relaxed);
+    }
+}
+
+/// Gives back to the global allocator what each spare list did not need since the last call:
+/// the part of its low-water mark above [`SPARE_BYTES`]. Called by sysmon, once a second.
+pub(crate) fn scavenge() {
+    for c in 0..CLASSES.len() {
+        let keep = SPARE_BYTES / CLASSES[c];
+        let mut excess = {
+            let mut spare = SPARE.lock();
+            let sp = &mut spare[c];
+            let e = sp.low.saturating_sub(keep);
+            sp.low = sp.blocks.len();
+            e
+        };
+        while excess > 0 {
+            let mut chunk = [0usize; SCAVENGE_CHUNK];
+            let n = {
+                let mut spare = SPARE.lock();
+                let sp = &mut spare[c];
+                let n = excess.min(SCAVENGE_CHUNK).min(sp.blocks.len());
+                let at = sp.blocks.len() - n;
+                chunk[..n].copy_from_slice(&sp.blocks[at..]);
+                sp.blocks.truncate(at);
+                sp.low = sp.low.min(at);
+                SPARE_LEN[c].store(at, Ordering::Relaxed);
+                if sp.blocks.capacity() > 4 * sp.blocks.len().max(keep) {
+                    sp.blocks.shrink_to(2 * sp.blocks.len().max(keep));
+                }
+                n
+            };
+            if n == 0 {
+                break;
+            }
+            for &b in &chunk[..n] {
+                // SAFETY: taken off the spare list, which owned it (invariant 1).
+                unsafe { std::alloc::dealloc(b as *mut u8, class_layout(Class(c as u8))) };
+            }
+            excess -= n;
         }
     }
 }
@@ -192,7 +231,8 @@ pub(crate) fn alloc_fresh(class: Class) -> NonNull<u8> {
 ///
 /// # Safety
 ///
-/// As for [`BlockCache::free`].
+/// `block` came from some cache's `alloc` (or [`alloc_fresh`]) for `class`, and nothing uses it
+/// any more.
 pub(crate) unsafe fn free_direct(class: Class, block: NonNull<u8>) {
     // SAFETY: every block of `class`, wherever it was cached, came from `alloc` with this
     // layout (invariant 1 and the caller's contract).
@@ -238,7 +278,7 @@ mod tests {
             // SAFETY: allocated above, given back once.
             drop(unsafe { a.free(class, p) });
         }
-        // Drain both caches into the global allocator so the test leaks nothing it can see.
+        // Drain both caches into the global allocator.
         for c in [&mut a, &mut b] {
             let l = &mut c.lists[10];
             for &p in &l.blocks[..l.len] {
@@ -247,5 +287,30 @@ mod tests {
             }
             l.len = 0;
         }
+    }
+
+    #[test]
+    fn scavenge_frees_what_a_list_did_not_need_since_the_last_call() {
+        let class = Class(13);
+        let keep = SPARE_BYTES / CLASSES[13];
+        let mut c = Box::new(BlockCache::new());
+        // Freed through a cache, the blocks pile up on the spare list.
+        for _ in 0..keep + 3 * CACHE_MAX {
+            // SAFETY: a fresh block of the class, given up at once.
+            drop(unsafe { c.free(class, alloc_fresh(class)) });
+        }
+        let len = || SPARE.lock()[13].blocks.len();
+        assert!(len() >= keep + CACHE_MAX, "spills did not reach the spare list: {}", len());
+        // The first call only starts the period (sysmon may make it, in a test binary whose
+        // runtime is running); the second frees down to the floor, since nothing was taken.
+        scavenge();
+        scavenge();
+        assert_eq!(len(), keep);
+        let l = &mut c.lists[13];
+        for &p in &l.blocks[..l.len] {
+            // SAFETY: the cache owned it.
+            unsafe { free_direct(class, NonNull::new(p).unwrap()) };
+        }
+        l.len = 0;
     }
 }

@@ -132,7 +132,7 @@ impl<T: Send, F: FnOnce() -> T + Send> Task<T, F> {
         match Self::CLASS {
             Some(c) => match current_m() {
                 // SAFETY: as in `alloc`; the block came from some cache or `alloc_fresh` for `c`
-                // and its task is gone. The surplus is freed after the borrow.
+                // and its task is gone. A spill is put away after the borrow.
                 Some(m) => drop(unsafe { (*m.blocks.get()).free(c, t.cast()) }),
                 // SAFETY: as above.
                 None => unsafe { free_direct(c, t.cast()) },

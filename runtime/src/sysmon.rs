@@ -107,6 +107,7 @@ fn run(s: &'static Sched) -> ! {
         if now - last_scavenge > 1_000_000_000 {
             last_scavenge = now;
             s.stacks.scavenge(STACKS_KEPT_HOT);
+            crate::blockcache::scavenge();
         }
         if let Some(ms) = s.cfg.schedtrace_ms {
             if now - last_trace >= ms * 1_000_000 {
