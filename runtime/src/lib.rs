@@ -28,6 +28,7 @@
 //!
 //! ```text
 //! 1. primitives    ilist lock fastrand clock sig stack/{mod,vm,guard,pool} env blockcache
+//!                  prefetch
 //!                  unwind/{modules,cfi,mod}
 //! 2. goroutine     g/{wait_reason,mod,labels} timer_heap schedstats
 //! 3. machine       globrunq runnext p m threadg traceback stack/overflow netpoll mprof
@@ -168,6 +169,9 @@ mod ilist;
 mod lock;
 #[cfg(not(gort_loom))]
 mod sig;
+// Software prefetch of cold lines.
+#[cfg(not(gort_loom))]
+mod prefetch;
 #[cfg(not(gort_loom))]
 mod stack;
 #[cfg(not(gort_loom))]

@@ -22,6 +22,7 @@
 use std::sync::Arc;
 
 use crate::g::GRef;
+use crate::prefetch::prefetch;
 
 /// A timer callback with generations: an entry is live while its generation is current.
 pub(crate) trait TimerFunc: Send + Sync {
@@ -238,7 +239,13 @@ impl TimerHeap {
             return None;
         }
         let n = self.remove_root();
-        Some(Entry { when: n.when, target: self.take(n.slot) })
+        let target = self.take(n.slot);
+        // The next pop's target, most likely: a backlog fires in deadline order, which is not
+        // the slab's, so each target is a cache miss unless its line starts loading now.
+        if self.len > 0 {
+            prefetch(&self.slab[self.node(0).slot as usize] as *const Option<Target> as usize);
+        }
+        Some(Entry { when: n.when, target })
     }
 
     /// The earliest `when` (`u64::MAX` if none).

@@ -40,6 +40,7 @@ mod wait_reason;
 
 pub(crate) use self::labels::{labels_from_ref, labels_into_ref};
 pub use self::wait_reason::WaitReason;
+use crate::prefetch::prefetch;
 use crate::stack::Stack;
 use crate::unwind::{Regs, Walk, WalkCtx};
 
@@ -400,19 +401,6 @@ pub(crate) fn prefetch_switch_in(g: GRef) {
     for i in 0..SWITCH_IN_LINES {
         prefetch(first.wrapping_add(64 * i));
     }
-}
-
-/// A read prefetch into every cache level (`prefetcht0`); nothing on other architectures.
-#[inline(always)]
-fn prefetch(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `prefetcht0` reads nothing architecturally and cannot fault, whatever the address
-    // (unmapped, guard page, freed): it only hints the cache, so any `usize` is a valid operand.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
 }
 
 /// Go's `casgstatus`: moves `g` from `from` to `to`, waiting out a snapshot that holds it with
