@@ -22,7 +22,7 @@
 
 use std::cell::UnsafeCell;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_deque::{Stealer, Worker};
 use parking_lot::Mutex;
@@ -43,6 +43,11 @@ pub(crate) const GFREE_MAX: usize = 64;
 /// Stacks kept per P before spilling half to the global pool.
 pub(crate) const STACK_CACHE_MAX: usize = 32;
 
+/// A P's share of the live goroutines' count, on a line of its own (two: the adjacent-line
+/// prefetcher pairs lines), so that its owner's writes do not evict what other Ms read.
+#[repr(align(128))]
+pub(crate) struct LiveCount(pub(crate) AtomicIsize);
+
 pub(crate) struct P {
     /// Index in `allp` (0-based).
     pub(crate) id: usize,
@@ -58,6 +63,12 @@ pub(crate) struct P {
     pub(crate) runnext: RunNext,
     /// Incremented every time the P starts running a G; sysmon reads it to find hogs.
     pub(crate) schedtick: AtomicU64,
+    /// Goroutines spawned on this P minus goroutines that finished on it (negative when more
+    /// finished here than started): a share of `num_goroutine`'s sum. Written by the owner only
+    /// (a load and a store, no read-modify-write): one counter for the whole process was a
+    /// cache line that the spawning P and the P where goroutines end passed back and forth on
+    /// every spawn. Padded to a line of its own, away from the fields other Ms read.
+    pub(crate) nlive: LiveCount,
     /// Incremented every time the P's G enters `blocking`; sysmon reads it.
     pub(crate) syscalltick: AtomicU64,
     /// The G running on this P (for sysmon's preempt flag and schedtrace); null when none.
@@ -98,6 +109,7 @@ impl P {
             stealer,
             runnext: RunNext::new(),
             schedtick: AtomicU64::new(0),
+            nlive: LiveCount(AtomicIsize::new(0)),
             syscalltick: AtomicU64::new(0),
             curg: AtomicPtr::new(ptr::null_mut()),
             timers: Mutex::new(TimerHeap::default()),

@@ -97,7 +97,7 @@ pub fn goroutines() -> Vec<GoroutineInfo> {
 
 /// Number of live goroutines (spawned and not finished), like `runtime.NumGoroutine`.
 pub fn num_goroutine() -> usize {
-    sched_if_started().map(|s| s.ngoroutines.load(Ordering::Relaxed)).unwrap_or(0)
+    sched_if_started().map(|s| s.live_goroutines()).unwrap_or(0)
 }
 
 /// Idle Ps as (the scheduler's counter, the idle list's length); both agree whenever no M is

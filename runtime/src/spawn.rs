@@ -21,7 +21,7 @@ use crate::g::{self, Entry, EntryFns, GRef, WaitReason};
 use crate::m::current_m;
 use crate::park::{enter, in_goroutine, put_next, safepoint};
 use crate::sched::deadlock::{RunWaiter, TakeWaiter, RUN_WAITERS};
-use crate::sched::execute::{claim_stack, gfget};
+use crate::sched::execute::{claim_stack, count_live, gfget};
 use crate::stack::{MAX_STACK_SIZE, MIN_STACK_SIZE};
 use crate::start::sched;
 use crate::threadg::thread_g;
@@ -478,7 +478,7 @@ fn newproc(
         exec.entry = Some(entry);
         exec.custom_stack = custom;
     }
-    s.ngoroutines.fetch_add(1, Ordering::Relaxed);
+    count_live(s, p, 1);
     // The wall profile charges a new goroutine from its spawn, not from its G's last exit.
     crate::schedstats::stamp_spawn(g.0);
     // Release: publishes the fields above to the M that will Acquire-CAS it to RUNNING.

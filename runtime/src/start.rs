@@ -3,7 +3,7 @@
 //! (a spawn, a timer armed from a plain thread, `gomaxprocs`) goes through [`sched`], which
 //! starts it on first use.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize};
 
 use parking_lot::Mutex;
 
@@ -112,7 +112,7 @@ fn start_locked(cfg: Config) -> &'static Sched {
         nmidle: AtomicUsize::new(0),
         mcount: AtomicUsize::new(0),
         gfree: Mutex::new(Vec::new()),
-        ngoroutines: AtomicUsize::new(0),
+        nlive_other: AtomicIsize::new(0),
         next_goid: AtomicU64::new(2),
         main_goid_taken: AtomicBool::new(false),
         timer_sleep_until: AtomicU64::new(u64::MAX),

@@ -303,8 +303,20 @@ fn goexit0(s: &'static Sched, m: &'static M, g: GRef) {
     g.0.park_fp.store(0, Ordering::Relaxed);
     // Release: a scanner that sees IDLE must not see the old goroutine's fields half-cleared.
     g.0.status.store(g::IDLE, Ordering::Release);
-    s.ngoroutines.fetch_sub(1, Ordering::Relaxed);
+    count_live(s, m.p.get(), -1);
     gfput(s, m.p.get(), g);
+}
+
+/// Adds `d` to the live goroutines' count: to `p`'s share, which only its owner (the caller's
+/// M, in runtime mode) writes, or without a P to the shared rest.
+pub(crate) fn count_live(s: &'static Sched, p: Option<&'static P>, d: isize) {
+    match p {
+        // Relaxed: a count, read only as a sum (`Sched::live_goroutines`).
+        Some(p) => p.nlive.0.store(p.nlive.0.load(Ordering::Relaxed) + d, Ordering::Relaxed),
+        None => {
+            s.nlive_other.fetch_add(d, Ordering::Relaxed);
+        }
+    }
 }
 
 fn gfput(s: &'static Sched, p: Option<&'static P>, g: GRef) {

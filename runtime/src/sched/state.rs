@@ -1,7 +1,7 @@
 //! The scheduler's shared state: the Ps, the idle P and M lists behind the sched lock, the
 //! counters the spinning protocol reads without it, the stack pool and the free G list.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use parking_lot::Mutex;
@@ -44,8 +44,9 @@ pub(crate) struct Sched {
     pub(crate) stack_claims: AtomicUsize,
     /// Global free G list.
     pub(crate) gfree: Mutex<Vec<GRef>>,
-    /// Live goroutines (spawned and not yet finished).
-    pub(crate) ngoroutines: AtomicUsize,
+    /// Live goroutines' share that is not on a P's `nlive`: spawned, or finished, by an M
+    /// without a P (a plain thread's spawn, an exit after a lost P).
+    pub(crate) nlive_other: AtomicIsize,
     pub(crate) next_goid: AtomicU64,
     pub(crate) main_goid_taken: AtomicBool,
     /// Deadline of the timer M's sleep (u64::MAX when none sleeps with a timeout).
@@ -57,6 +58,14 @@ pub(crate) struct Sched {
 static SCHED: OnceLock<&'static Sched> = OnceLock::new();
 
 impl Sched {
+    /// Live goroutines (spawned and not yet finished): the Ps' shares and the rest, summed. Not
+    /// a snapshot: spawns and exits during the sum may be counted or not.
+    pub(crate) fn live_goroutines(&self) -> usize {
+        let sum: isize = self.allp.iter().map(|p| p.nlive.0.load(Ordering::Relaxed)).sum::<isize>()
+            + self.nlive_other.load(Ordering::Relaxed);
+        sum.max(0) as usize
+    }
+
     pub(crate) fn idle_counts(&self) -> (usize, usize) {
         let idle = self.idle.lock();
         (self.npidle.load(Ordering::SeqCst), idle.pidle.len())
