@@ -209,12 +209,13 @@ pub struct JoinHandle<T> {
     _result: PhantomData<T>,
 }
 
-// SAFETY: a handle is made only for `T: Send` tasks (see `spawn_inner`), and through it another
-// thread can take the result (a `T`, Send) or destroy the task (whose parts are Send); the
-// header is shared through `&` only (an atomic count and a Sync `WaitSlot`).
-unsafe impl<T: Send> Send for JoinHandle<T> {}
+// SAFETY: a handle is made only for `T: Send` tasks (`spawn_inner` requires it), so whatever
+// `T` names here is Send: another thread may take the result or destroy the task (whose
+// closure is Send too). The header is shared through `&` only (an atomic count and a Sync
+// `WaitSlot`). As for `std::thread::JoinHandle`, no bound on `T` is needed.
+unsafe impl<T> Send for JoinHandle<T> {}
 // SAFETY: through `&JoinHandle` only the id and the completion state can be read.
-unsafe impl<T: Send> Sync for JoinHandle<T> {}
+unsafe impl<T> Sync for JoinHandle<T> {}
 
 impl<T> JoinHandle<T> {
     /// The task's head (its header and result slot).
