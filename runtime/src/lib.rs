@@ -57,7 +57,8 @@
 //! - `park.rs`: [`park`]/[`ready`], the primitive under every blocking operation; `parker.rs` the
 //!   safe [`sync::Parker`] on them; `waitslot.rs` the one-shot event under `join` and `run`;
 //!   `block_on.rs` ([`block_on`]) a future polled on the goroutine, parked on a `Parker`.
-//! - `spawn.rs` ([`spawn`], [`run`], [`Builder`], [`go!`]), `blocking.rs` ([`blocking`]),
+//! - `spawn.rs` ([`spawn`], [`run`], [`Builder`], [`go!`]; a task's memory comes from
+//!   `blockcache.rs`, blocks recycled per M), `blocking.rs` ([`blocking`]),
 //!   `lock_os_thread.rs`, [`time`], `snapshot.rs` ([`goroutines`], [`threads`]), `labels.rs`,
 //!   [`census`] (the goroutine leak census and finder).
 //! - `stack/`: pooled stacks, guards, and the overflow handler; `unwind/` and `traceback.rs`:
