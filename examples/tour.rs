@@ -313,10 +313,10 @@ fn main() {
         }
         report
     };
-    // SAFETY: the main goroutine holds `Send` values across its blocking calls (channel ends,
-    // `Arc`s, join handles, profiles, the report `String`); stdout is locked and released inside
-    // each `println!`, and it touches no thread-local (the allocator's sampling state is reached
-    // only inside the allocator, and the profiler's inside `to_proto`, which does not park).
+    // The allocator's sampling state is reached only inside the allocator, and the profiler's
+    // inside `to_proto`, which does not park.
+    // SAFETY: the main goroutine holds only `Send` values across its blocking calls (channel ends,
+    // `Arc`s, handles, profiles, a `String`); stdout is locked inside each `println!`; no TLS.
     let out = unsafe { gort::run(tour) };
     std::fs::write("profiles/goroutines.txt", &out).expect("write profiles/goroutines.txt");
     println!("\n{out}");

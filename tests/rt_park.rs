@@ -37,10 +37,9 @@ impl Sem {
                 st.1 = Some(g);
                 true
             };
-            // SAFETY: the commit publishes `g` in `st.1` under the lock, the one place `release`
-            // takes a waiter from (with `take`, under the same lock), so exactly one `release`
-            // readies it; after the store it only drops the guard. Without publishing it returns
-            // false. It does not park, and its assert holds: each Sem here has one waiter.
+            // Its assert holds: each Sem here has one waiter.
+            // SAFETY: the commit publishes `g` only in `st.1`, under the lock `release` takes it
+            // under (once, by `take`); then it only drops the guard, else returns false. No park.
             unsafe { gort::runtime::park(WaitReason::Semacquire, commit) };
         }
     }

@@ -172,10 +172,10 @@ fn xml_escape(s: &str) -> String {
 /// `diff_base=N` (instead of `seconds`) renders the change over the next N seconds.
 pub(crate) fn serve(req: &Request) -> Response {
     let req = req.clone();
-    // SAFETY: as a connection goroutine (see `http::accept_loop`): it holds only Send values
-    // across its one blocking call (the `sleep` of a `seconds=` delta, inside `http::handle`),
-    // and the profiler's thread-bound state is taken and released within single calls that never
-    // park. The connection goroutine only waits for it in `join`.
+    // The connection goroutine only waits for this one in `join`.
+    // SAFETY: as a connection goroutine (`http::accept_loop`): only Send values across its one
+    // blocking call (a `seconds=` delta's `sleep`); the profiler's thread-bound state is taken
+    // and released within single calls that never park.
     let spawned = unsafe { gort_runtime::Builder::new().stack_size(STACK).spawn(move || reply(&req)) };
     match spawned.map(|h| h.join()) {
         Ok(Ok(r)) => r,

@@ -446,10 +446,9 @@ pub fn serve(addr: impl ToSocketAddrs) -> io::Result<Server> {
     let addr = listener.local_addr()?;
     let l = listener.clone();
     let accept = move || accept_loop(&l);
-    // SAFETY: the accept goroutine holds an `Arc<TcpListener>` (Send) and an accepted
-    // `TcpStream` (Send) only until it hands it to a new goroutine; the one thread-bound thing it
-    // touches is stderr, locked and released inside `eprintln!` before the `sleep` that follows.
     // It reaches no thread-local of its own.
+    // SAFETY: the accept goroutine holds an `Arc<TcpListener>` and accepted `TcpStream`s (Send);
+    // its one thread-bound use, stderr, is locked and released inside `eprintln!`.
     unsafe { gort_runtime::spawn(accept) };
     Ok(Server { listener, addr })
 }
@@ -460,18 +459,19 @@ fn accept_loop(l: &TcpListener) {
         match l.accept() {
             Ok((s, _)) => {
                 backoff = Duration::ZERO;
+                // A connection goroutine blocks only in its socket's reads and writes and in
+                // `sleep` (a `seconds=` delta). The profiler's thread-bound state (the
+                // `SYMBOLIZER` std `MutexGuard`, the allocator's `NoSample` thread-local flag)
+                // lives inside one call of `Profile::write_to`, `to_proto` or `symbolize`, none
+                // of which parks or is inlined across a blocking call (`NoSample` sets and
+                // restores its flag through `LocalKey::with` in its own constructor and
+                // destructor, both on one side of any park).
                 let conn = move || {
                     let _ = serve_conn(s);
                 };
-                // SAFETY: a connection goroutine blocks only in its socket's reads and writes and
-                // in `sleep` (a `seconds=` delta), holding `Send` values across them (the
-                // `TcpStream`, buffers, the parsed request and the reply). The thread-bound state
-                // of the profiler (the `SYMBOLIZER` std `MutexGuard` and the allocator's
-                // `NoSample` thread-local flag) is taken and released inside one call of
-                // `Profile::write_to`, `to_proto` or `symbolize`, which never park and are not
-                // inlined across a blocking call (`NoSample` sets and restores its flag through
-                // `LocalKey::with` in its own constructor and destructor, both on one side of
-                // any park).
+                // SAFETY: across its blocking calls the goroutine holds only `Send` values (the
+                // `TcpStream`, buffers, request, reply), and thread-bound state never outlives
+                // one non-parking call (above).
                 let spawned = unsafe { gort_runtime::Builder::new().stack_size(CONN_STACK).spawn(conn) };
                 if let Err(e) = spawned {
                     eprintln!("gort pprof: cannot start a connection goroutine: {e}");

@@ -85,10 +85,9 @@ impl Inner {
             // Release: publishes the parked G to the RMW that takes it out (invariant 2).
             me.state.compare_exchange(EMPTY, g.as_ptr() as usize, Ordering::Release, Ordering::Relaxed).is_ok()
         };
-        // SAFETY: the commit publishes `g` in one place, the word, with the CAS that is its
-        // last access to anything but its own `Arc`; whoever takes a G pointer out of the word
-        // does so with an RMW and readies it once (invariant 2). A failed CAS publishes nothing
-        // and returns false. It neither parks nor panics.
+        // SAFETY: the commit publishes `g` only in the word, with its last access (the CAS) but
+        // for its own `Arc`; a taker takes it by RMW and readies it once (invariant 2). A failed
+        // CAS publishes nothing and returns false. It neither parks nor panics.
         unsafe { park(reason, commit) };
     }
 

@@ -82,11 +82,9 @@ impl WaitSlot {
             // DONE) pairs with that swap's Release.
             word.compare_exchange(SLOT_EMPTY, g.as_ptr() as usize, Ordering::AcqRel, Ordering::Acquire).is_ok()
         };
-        // SAFETY: the commit publishes `g` in one place, the slot's word, with the CAS that is its
-        // last access to anything; whoever takes a G out of the word readies it, and takers use
-        // a swap or CAS (`complete`, `take_waiter`), so exactly one of them gets it. A failed CAS
-        // (the slot is DONE) publishes nothing and the commit returns false. It neither parks
-        // nor panics.
+        // SAFETY: the commit publishes `g` only in the word, with its last access (the CAS);
+        // takers (`complete`, `take_waiter`) swap or CAS, so exactly one readies it. A failed
+        // CAS (DONE) publishes nothing and returns false. It neither parks nor panics.
         unsafe { park(reason, commit) };
     }
 
@@ -121,11 +119,11 @@ impl WaitSlot {
             }
             true
         };
-        // SAFETY: the commit publishes `g` in one place, the slot's word; whoever takes it out
-        // (`complete`'s swap, `take_waiter`'s CAS, or the commit's own CAS back, after which it
-        // returns false) is the one waker. Touching the word after publishing is safe here only
-        // because the waiter is a plain thread running this commit itself (see above). It
-        // neither parks nor panics.
+        // Touching the word after publishing is safe only because the waiter is a plain thread
+        // running this commit itself (see above).
+        // SAFETY: the commit publishes `g` only in the word; whoever takes it out (`complete`'s
+        // swap, `take_waiter`'s CAS, or the commit's CAS back, then returning false) is the one
+        // waker. It neither parks nor panics.
         unsafe { park(reason, commit) };
     }
 

@@ -343,18 +343,18 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
     let t0 = mprof::block_start();
     {
         let cases = &*cases;
+        // The commit goes on reading `cases` and `lockorder` on our stack after the first
+        // unlock, which may publish us. That is sound because our first act when we run again is
+        // pass 3, which takes the lowest-addressed lock first, and the commit releases that one
+        // last (module invariants): we cannot leave `select` before the commit is done.
         let commit = |_| {
             // SAFETY: locked by this select before parking (Go's selparkcommit).
             unsafe { selunlock(cases, lockorder) };
             true
         };
-        // SAFETY: our nodes (naming this G through `w`) were queued under every channel's lock,
-        // so no one can reach the G before the commit unlocks; a claimer takes `w` with one CAS
-        // (queue invariant 3) and readies it once. The commit goes on reading `cases` and
-        // `lockorder` on our stack after the first unlock, which may publish us; that is sound
-        // because our first act when we run again is pass 3, which takes the lowest-addressed
-        // lock first, and the commit releases that one last (module invariants): we cannot
-        // leave `select` before the commit is done. Unlocking neither parks nor panics.
+        // SAFETY: our nodes (naming this G via `w`) were queued under every channel's lock; a
+        // claimer takes `w` with one CAS (queue invariant 3) and readies it once. The commit's
+        // reads after publishing are argued above; unlocking neither parks nor panics.
         unsafe { park(WaitReason::Select, commit) };
     }
     mprof::block_end(t0);

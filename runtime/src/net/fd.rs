@@ -285,10 +285,9 @@ impl<S: AsRawFd> PollFd<S> {
             drained = false;
             self.reg
                 .wait(mode, |c| {
-                    // SAFETY: the commit publishes `g` in one place, the descriptor's slot, with
-                    // the CAS of `Commit::commit`, its last access to anything; a token leaves a
-                    // slot exactly once, to whoever readies it (`ready_token`). A refused commit
-                    // publishes nothing and returns false. `commit` neither parks nor panics.
+                    // SAFETY: the commit publishes `g` only in the descriptor's slot, with its last
+                    // access (the CAS); a token leaves a slot once, to its one readier. Refused, it
+                    // publishes nothing and returns false; it neither parks nor panics.
                     unsafe { park(WaitReason::IoWait, move |g| c.commit(token(g))) }
                 })
                 .map_err(|e| self.map_err(mode, e, kind))?;

@@ -91,10 +91,9 @@ pub(crate) fn run_timers(owner: &'static P, p: &P, now: u64) {
             match e.target {
                 Target::G(g) => {
                     prefetch_switch_in(g);
-                    // SAFETY: `sleep`'s commit published `g` in this one entry, which we popped
-                    // under the heap's lock; a `Target::G` entry is never stale, so no sweep
-                    // drops it, and it is popped exactly once: this is the one `ready` for that
-                    // park. This M owns `owner` in scheduler context (the caller's contract).
+                    // SAFETY: `sleep`'s commit published `g` in this one entry, popped once under
+                    // the heap's lock (no sweep drops a `Target::G`): the park's one `ready`. This M
+                    // owns `owner` in scheduler context (the caller's contract).
                     unsafe { ready_to_tail(owner, g) };
                     woke = true;
                 }

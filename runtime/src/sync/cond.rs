@@ -64,10 +64,9 @@ impl Cond {
                 unsafe { self.lock.unlock() };
                 true
             };
-            // SAFETY: `parked` is set under the cond lock, and a notifier readies a popped node
-            // only if it sees `parked` under that lock, i.e. after the commit's unlock, its last
-            // access to anything. The node is popped once, so it is readied once. Unlocking
-            // neither parks nor panics.
+            // SAFETY: `parked` is set under the cond lock; a notifier readies a popped node only if
+            // it sees `parked` under that lock, i.e. after the commit's unlock (its last access).
+            // The node is popped, so readied, once. Unlocking neither parks nor panics.
             unsafe { park(WaitReason::SyncCondWait, commit) };
         }
         mprof::block_end(t0);

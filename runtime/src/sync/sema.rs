@@ -109,10 +109,9 @@ impl Sema {
                 unsafe { self.lock.unlock() };
                 true
             };
-            // SAFETY: our node (naming this G) was queued under the lock, so no one can reach
-            // the G before the commit's unlock, its last access to anything; a releaser pops the
-            // node under the lock, once, and readies it once (waitlist invariant 2). Unlocking
-            // neither parks nor panics.
+            // SAFETY: our node (naming this G) was queued under the lock, unreachable before the
+            // commit's unlock (its last access); a releaser pops it under the lock once and readies
+            // it once (waitlist invariant 2). Unlocking neither parks nor panics.
             unsafe { park(reason, commit) };
             if node.granted.get() || self.try_acquire() {
                 break;

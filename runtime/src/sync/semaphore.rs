@@ -73,10 +73,9 @@ impl Semaphore {
             unsafe { self.lock.unlock() };
             true
         };
-        // SAFETY: our node (naming this G) was queued under the lock, so no one can reach the G
-        // before the commit's unlock, its last access to anything; a releaser unlinks the node
-        // under the lock, once, and readies it once (waitlist invariant 2). Unlocking neither
-        // parks nor panics.
+        // SAFETY: our node (naming this G) was queued under the lock, unreachable before the
+        // commit's unlock (its last access); a releaser unlinks it under the lock once and readies
+        // it once (waitlist invariant 2). Unlocking neither parks nor panics.
         unsafe { park(WaitReason::Semacquire, commit) };
         mprof::block_end(t0);
         debug_assert!(node.granted.get());

@@ -52,10 +52,10 @@ pub fn sleep(d: Duration) {
         return;
     }
     let when = nanotime().saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
+    // After the push `add_timer` touches only the P's heap and the scheduler, never this
+    // goroutine's stack (`when` was copied into the closure).
     // SAFETY: the commit publishes `g` in one timer entry, pushed under its heap's lock, which
-    // `run_timers` pops exactly once and readies. After the push `add_timer` touches only the
-    // P's heap and the scheduler, never this goroutine's stack (`when` was copied into the
-    // closure). Neither it nor `timer_added` parks or panics.
+    // `run_timers` pops once and readies; neither it nor `timer_added` parks or panics.
     unsafe {
         park(WaitReason::Sleep, |g| {
             add_timer(started(), when, Target::G(g));
@@ -261,10 +261,9 @@ impl TimerShared {
         while !self.fired.load(Ordering::Acquire) {
             let sh: *const TimerShared = self;
             let commit = move |g: GRef| {
-                // SAFETY: the waiter's `Timer` (and so this Arc'd state) is borrowed by `wait`
-                // until the commit returns; after the push below only the lock guard's release
-                // touches it, and `fire` (which holds its own Arc) cannot take the list, and so
-                // cannot ready us, before that release.
+                // SAFETY: `wait` borrows the `Timer` (so this state) until the commit returns;
+                // after the push only the guard's release touches it, and `fire` cannot take the
+                // list, so cannot ready us, before that release.
                 let sh = unsafe { &*sh };
                 let mut w = sh.waiters.lock();
                 if sh.fired.load(Ordering::Relaxed) {
@@ -273,10 +272,9 @@ impl TimerShared {
                 w.push(g);
                 true
             };
-            // SAFETY: the commit publishes `g` in one place, the waiter list, under its lock,
-            // and `fire` (the only taker) readies each G it takes exactly once; when the timer
-            // has already fired it publishes nothing and returns false. It touches only the
-            // Arc'd state (see above), neither parks nor panics (a short lock).
+            // SAFETY: the commit publishes `g` only in the waiter list, under its lock; `fire`, the
+            // one taker, readies each G once. Fired, it publishes nothing and returns false. It
+            // touches only the Arc'd state (above), neither parks nor panics (a short lock).
             unsafe { park(WaitReason::Sleep, commit) };
         }
     }
