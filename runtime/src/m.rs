@@ -122,9 +122,16 @@ pub(crate) struct M {
     pub(crate) t_out: Cell<u64>,
     /// How many of `mhooks`' hooks this M has run. Only this M's thread touches it.
     pub(crate) hooks_run: Cell<usize>,
+    /// The commit closure of the goroutine parking on this M (`park`): set by the goroutine
+    /// just before it switches out with `Yield::Park`, taken by the M right after. It points
+    /// into the parked goroutine's frozen stack. Only this M's thread touches it.
+    pub(crate) park_commit: Cell<Option<Commit>>,
 }
 
-// SAFETY: `p`, `t_out` and `hooks_run` (Cells) are only accessed from the M's own thread
+/// A parking goroutine's commit closure, its lifetime erased (see `park::park`).
+pub(crate) type Commit = *mut (dyn FnMut(GRef) -> bool + 'static);
+
+// SAFETY: `p`, `t_out`, `hooks_run` and `park_commit` (Cells) are only accessed from the M's own thread
 // (documented on the fields);
 // `stack_data` only by whoever holds it through `stack_req` (the protocol in `running.rs`); every
 // other field is atomic, locked or immutable.
@@ -158,6 +165,7 @@ impl M {
             blocks: UnsafeCell::new(BlockCache::new()),
             t_out: Cell::new(0),
             hooks_run: Cell::new(0),
+            park_commit: Cell::new(None),
         }
     }
 

@@ -287,8 +287,10 @@ pub unsafe fn park<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
     let dynref: &mut dyn FnMut(GRef) -> bool = &mut call;
     // SAFETY: erases the closure's lifetime. The pointer is used only by the M loop while this
     // frame is suspended inside `suspend` below, i.e. while `call` is alive (see execute()).
-    let raw: *mut (dyn FnMut(GRef) -> bool + 'static) = unsafe { std::mem::transmute(dynref) };
-    suspend(g, Yield::Park(raw));
+    let raw: crate::m::Commit = unsafe { std::mem::transmute(dynref) };
+    // `enter_on` does not switch goroutines: `m` is still this thread's M.
+    m.park_commit.set(Some(raw));
+    suspend(g, Yield::Park);
     g.0.wait_reason.store(0, Ordering::Relaxed);
 }
 

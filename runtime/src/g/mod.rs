@@ -71,10 +71,15 @@ pub(crate) enum GKind {
 /// dropped when it exits. The profiler keeps its label sets here.
 pub type Labels = Arc<dyn Any + Send + Sync>;
 
-/// What a goroutine tells its M when it switches out.
+/// What a goroutine tells its M when it switches out. One byte, passed in a register: the
+/// switch stores it in a slot that the M reads back at once, and a wider value stored in parts
+/// and read whole stalls that read until the stores reach the cache.
+#[derive(Clone, Copy)]
+#[repr(u8)]
 pub(crate) enum Yield {
-    /// Park; run this commit closure (Go's unlockf) first.
-    Park(*mut (dyn FnMut(GRef) -> bool + 'static)),
+    /// Park; run the commit closure (Go's unlockf) the goroutine left in its M's
+    /// [`M::park_commit`](crate::m::M) first.
+    Park,
     /// `yield_now`: requeue at the tail of the local queue.
     Gosched,
     /// The goroutine has no P (sysmon took it) and none is idle: queue it globally.

@@ -39,7 +39,9 @@ fn casgstatus_running(g: GRef) {
     g::casgstatus(g, g::RUNNABLE, g::RUNNING, "execute");
 }
 
-/// Runs `g` on `m` until it parks, yields or finishes.
+/// Runs `g` on `m` until it parks, yields or finishes. Inlined into the M loop, its one
+/// caller (see `mstart`).
+#[inline(always)]
 pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
     loop {
         casgstatus_running(g);
@@ -96,7 +98,8 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                     }
                 }
                 match y {
-                    Yield::Park(commit) => {
+                    Yield::Park => {
+                        let commit = m.park_commit.take().expect("a parking goroutine left its commit");
                         // Release: pairs with ready's CAS (Acquire) so the parked state written by
                         // the G (wait reason, regs) is visible to the waker and to scanners.
                         g.0.status.store(g::WAITING, Ordering::Release);
@@ -181,7 +184,7 @@ fn timed_switch_out(m: &'static M, p: Option<&'static P>, g: GRef, tm: u8, r: &C
     m.t_out.set(t_out);
     g.0.t_out.store(t_out, Ordering::Relaxed);
     match r {
-        CoroutineResult::Yield(Yield::Park(_)) => g.0.t_park.store(t_out, Ordering::Relaxed),
+        CoroutineResult::Yield(Yield::Park) => g.0.t_park.store(t_out, Ordering::Relaxed),
         CoroutineResult::Yield(_) => {
             g.0.t_park.store(0, Ordering::Relaxed);
             g.0.t_ready.store(t_out, Ordering::Relaxed);
