@@ -53,7 +53,7 @@ pub(crate) fn stamp_ready(g: &G) -> u64 {
         return 0;
     }
     let t = ticks_out_of_line();
-    g.t_ready.store(t, Ordering::Relaxed);
+    g.times().t_ready.store(t, Ordering::Relaxed);
     t
 }
 
@@ -62,9 +62,10 @@ pub(crate) fn stamp_ready(g: &G) -> u64 {
 #[inline(always)]
 pub(crate) fn stamp_spawn(g: &G) {
     if timing() {
-        g.t_park.store(0, Ordering::Relaxed);
+        let times = g.times();
+        times.t_park.store(0, Ordering::Relaxed);
         let t = ticks_out_of_line();
-        g.t_ready.store(t, Ordering::Relaxed);
+        times.t_ready.store(t, Ordering::Relaxed);
         let mut a = g.wall_acc();
         // A new goroutine: the wall-clock window measures it from now, with a fresh tally.
         *a = WallAcc { mark: t, ..WallAcc::ZERO };

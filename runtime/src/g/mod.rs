@@ -226,7 +226,16 @@ pub struct G {
     /// runs, and by the M that saw it finish, which drops it (`goexit0`) so that a goroutine
     /// reusing this G never inherits it.
     pub(crate) block_on_spare: Cell<Option<Box<dyn Any + Send>>>,
-    // Cold: only while scheduler timing is on.
+    /// What only scheduler timing and the wall-clock profile record ([`GTimes`]): null until
+    /// the first of them touches this G, then set once for the G's life (see [`G::times`]).
+    times: AtomicPtr<GTimes>,
+}
+
+/// What a G carries only for scheduler timing and the wall-clock profile, both off by default:
+/// kept out of the G, whose size every live goroutine pays (two of its seven cache lines),
+/// and allocated the first time one of them touches the G. Gs are never freed, and neither is
+/// this: a reused G keeps its block, as it kept these fields when they were its own.
+pub(crate) struct GTimes {
     /// Scheduler timestamps (`clock::ticks`, written only while timing is on; see
     /// `schedstats`, which ignores stamps older than the current period): when the G last
     /// switched out to park (0: it did not park), when it was last made runnable, when it last
@@ -238,11 +247,29 @@ pub struct G {
     /// When it last switched out, for whatever reason.
     pub(crate) t_out: AtomicU64,
     /// The wall-clock profile's per-goroutine accumulator ([`WallAcc`]), behind `wall_busy`.
-    pub(crate) wall_busy: AtomicBool,
-    pub(crate) wall_acc: UnsafeCell<WallAcc>,
+    wall_busy: AtomicBool,
+    wall_acc: UnsafeCell<WallAcc>,
     /// The wall-clock profile's stack for this G while it is switched out: a
     /// `parksite::SiteRef` as a word, 0 if none. Written by the M switching it out.
     pub(crate) wall_site: AtomicUsize,
+}
+
+// SAFETY: the fields are atomics, except `wall_acc`, which is accessed only through a
+// `WallAccGuard`, that is while holding `wall_busy`.
+unsafe impl Sync for GTimes {}
+
+impl GTimes {
+    const fn new() -> GTimes {
+        GTimes {
+            t_park: AtomicU64::new(0),
+            t_ready: AtomicU64::new(0),
+            t_run: AtomicU64::new(0),
+            t_out: AtomicU64::new(0),
+            wall_busy: AtomicBool::new(false),
+            wall_acc: UnsafeCell::new(WallAcc::ZERO),
+            wall_site: AtomicUsize::new(0),
+        }
+    }
 }
 
 // SAFETY: every field is either atomic, behind a lock, or (exec, yielder, thread) accessed only by
@@ -291,19 +318,53 @@ impl WallAcc {
 }
 
 /// Exclusive access to a G's [`WallAcc`]; released on drop.
-pub(crate) struct WallAccGuard<'a>(&'a G);
+pub(crate) struct WallAccGuard<'a>(&'a GTimes);
 
 impl G {
+    /// The G's timing block, allocated the first time anyone asks (whoever that is: the M
+    /// switching the G, a waker, the wall-clock window's close on another thread). A fresh
+    /// block reads as zeros, as the fields read in a fresh G when they were the G's own.
+    #[inline]
+    pub(crate) fn times(&self) -> &GTimes {
+        // Acquire: pairs with the publishing CAS in `alloc_times`, so the block's
+        // initialisation is seen.
+        let t = self.times.load(Ordering::Acquire);
+        if t.is_null() {
+            return self.alloc_times();
+        }
+        // SAFETY: a non-null `times` points to a block leaked by `alloc_times`, never freed.
+        unsafe { &*t }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_times(&self) -> &GTimes {
+        let new = Box::into_raw(Box::new(GTimes::new()));
+        // AcqRel: Release publishes the new block's initialisation; Acquire, on failure, sees
+        // the winner's.
+        match self.times.compare_exchange(ptr::null_mut(), new, Ordering::AcqRel, Ordering::Acquire) {
+            // SAFETY: `new` is now the G's block, leaked for good (Gs are never freed).
+            Ok(_) => unsafe { &*new },
+            Err(won) => {
+                // SAFETY: `new` came from `Box::into_raw` above and was never published.
+                drop(unsafe { Box::from_raw(new) });
+                // SAFETY: as in `times`.
+                unsafe { &*won }
+            }
+        }
+    }
+
     /// Takes the G's wall-clock tally. Its users are the M switching the G out or in, the G
     /// itself (labels, `blocking`) and the window's close on another thread; each holds it for
     /// a few dozen instructions (or one stack walk), so a rare contender spins.
     #[inline]
     pub(crate) fn wall_acc(&self) -> WallAccGuard<'_> {
+        let t = self.times();
         // Acquire: pairs with the guard's Release drop, so the previous holder's writes are seen.
-        while self.wall_busy.swap(true, Ordering::Acquire) {
+        while t.wall_busy.swap(true, Ordering::Acquire) {
             std::hint::spin_loop();
         }
-        WallAccGuard(self)
+        WallAccGuard(t)
     }
 }
 
@@ -349,13 +410,7 @@ impl G {
             stack_lo: AtomicUsize::new(0),
             stack_hi: AtomicUsize::new(0),
             preempt: AtomicBool::new(false),
-            t_park: AtomicU64::new(0),
-            t_ready: AtomicU64::new(0),
-            t_run: AtomicU64::new(0),
-            t_out: AtomicU64::new(0),
-            wall_busy: AtomicBool::new(false),
-            wall_acc: UnsafeCell::new(WallAcc::ZERO),
-            wall_site: AtomicUsize::new(0),
+            times: AtomicPtr::new(ptr::null_mut()),
             thread: UnsafeCell::new(None),
             exec: UnsafeCell::new(GExec::default()),
             yielder: Cell::new(ptr::null()),

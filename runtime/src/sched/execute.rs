@@ -116,8 +116,9 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                         // walker's release would later store WAITING over a queued G).
                         g::casgstatus(g, g::WAITING, g::RUNNABLE, "refused commit");
                         if tm != 0 {
-                            g.0.t_park.store(0, Ordering::Relaxed);
-                            g.0.t_ready.store(0, Ordering::Relaxed);
+                            let t = g.0.times();
+                            t.t_park.store(0, Ordering::Relaxed);
+                            t.t_ready.store(0, Ordering::Relaxed);
                         }
                         if m.p.get().is_none() {
                             global().push(g);
@@ -165,9 +166,10 @@ fn timed_start(m: &'static M, p: &'static P, g: GRef, tm: u8) {
         0 => ticks(),
         t => t,
     };
-    g.0.t_run.store(t, Ordering::Relaxed);
+    let times = g.0.times();
+    times.t_run.store(t, Ordering::Relaxed);
     if tm & TIMING_METRICS != 0 {
-        let (t_park, t_ready) = (g.0.t_park.load(Ordering::Relaxed), g.0.t_ready.load(Ordering::Relaxed));
+        let (t_park, t_ready) = (times.t_park.load(Ordering::Relaxed), times.t_ready.load(Ordering::Relaxed));
         p.stats.record_start(t_park, t_ready, t, g.0.wait_reason.load(Ordering::Relaxed));
     }
     if tm & TIMING_WALL != 0 {
@@ -182,12 +184,13 @@ fn timed_start(m: &'static M, p: &'static P, g: GRef, tm: u8) {
 fn timed_switch_out(m: &'static M, p: Option<&'static P>, g: GRef, tm: u8, r: &CoroutineResult<Yield, ()>) {
     let t_out = ticks();
     m.t_out.set(t_out);
-    g.0.t_out.store(t_out, Ordering::Relaxed);
+    let times = g.0.times();
+    times.t_out.store(t_out, Ordering::Relaxed);
     match r {
-        CoroutineResult::Yield(Yield::Park) => g.0.t_park.store(t_out, Ordering::Relaxed),
+        CoroutineResult::Yield(Yield::Park) => times.t_park.store(t_out, Ordering::Relaxed),
         CoroutineResult::Yield(_) => {
-            g.0.t_park.store(0, Ordering::Relaxed);
-            g.0.t_ready.store(t_out, Ordering::Relaxed);
+            times.t_park.store(0, Ordering::Relaxed);
+            times.t_ready.store(t_out, Ordering::Relaxed);
         }
         CoroutineResult::Return(()) => {}
     }
