@@ -264,7 +264,7 @@ impl Watch {
             // SAFETY: curg only holds pointers made from GRefs (never freed).
             let g = unsafe { GRef::from_ptr(g) };
             // A lock sysmon must not wait for: a name being set is left out.
-            let name = g.0.name.try_lock().and_then(|n| n.clone());
+            let name = g.0.name_now();
             let m =
                 crate::m::all().into_iter().find(|m| m.curg().is_some_and(|c| std::ptr::eq(c.as_ptr(), g.as_ptr())));
             (g.id(), name, m)

@@ -274,7 +274,7 @@ impl Parker {
 /// given), and its late wake sets `NOTIFIED` in the word: only that, never a G (invariant 3).
 /// Where the spare is kept decides whose later call can see such a token:
 ///
-/// - **A goroutine** keeps its own spare in its G (`G::block_on_spare`), shared or not. A late
+/// - **A goroutine** keeps its own spare in its G (`GRare::block_on_spare`), shared or not. A late
 ///   wake from one of its earlier calls can reach only its own later calls: the word is reset
 ///   to `EMPTY` before each call's first poll (the owner takes a token a late wake left: it is
 ///   running, so the word holds no G pointer, and the wake cannot be the new call's, whose
@@ -322,14 +322,14 @@ mod home {
     }
 
     /// Takes the goroutine's spare. Only the goroutine itself calls this (`g` is the running
-    /// goroutine: see `G::block_on_spare`).
+    /// goroutine: see `GRare::block_on_spare`).
     pub(super) fn take(g: GRef) -> Option<Box<dyn Any + Send>> {
-        g.0.block_on_spare.take()
+        g.0.rare_if_any()?.block_on_spare.take()
     }
 
     /// Stores the goroutine's spare, dropping one a nested call left there first.
     pub(super) fn put(g: GRef, spare: Box<dyn Any + Send>) {
-        g.0.block_on_spare.set(Some(spare));
+        g.0.rare().block_on_spare.set(Some(spare));
     }
 }
 

@@ -234,7 +234,7 @@ unsafe fn lookup(regs: Regs, bounds: (usize, usize), g: &G) -> SiteRef {
     if hi == 0 || regs.sp < lo || regs.sp >= hi {
         return SiteRef::Walked(Arc::from(&[][..]));
     }
-    let hint = g.times().wall_site.load(Ordering::Relaxed) as *const Site;
+    let hint = g.rare().wall_site.load(Ordering::Relaxed) as *const Site;
     if !hint.is_null() {
         // SAFETY: `wall_site` only ever holds sites leaked by `insert`, never freed.
         let site: &'static Site = unsafe { &*hint };
@@ -262,7 +262,7 @@ unsafe fn lookup_shared(regs: Regs, bounds: (usize, usize), g: &G) -> SiteRef {
             for &site in v {
                 // SAFETY: the caller's contract.
                 if unsafe { site.matches(regs, bounds) } {
-                    g.times().wall_site.store(site as *const Site as usize, Ordering::Relaxed);
+                    g.rare().wall_site.store(site as *const Site as usize, Ordering::Relaxed);
                     return SiteRef::Cached(site);
                 }
             }
@@ -283,7 +283,7 @@ unsafe fn lookup_shared(regs: Regs, bounds: (usize, usize), g: &G) -> SiteRef {
     }
     let site: &'static Site = Box::leak(Box::new(site));
     sites.get_or_insert_with(HashMap::new).entry(key).or_default().push(site);
-    g.times().wall_site.store(site as *const Site as usize, Ordering::Relaxed);
+    g.rare().wall_site.store(site as *const Site as usize, Ordering::Relaxed);
     SiteRef::Cached(site)
 }
 

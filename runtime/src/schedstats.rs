@@ -53,7 +53,7 @@ pub(crate) fn stamp_ready(g: &G) -> u64 {
         return 0;
     }
     let t = ticks_out_of_line();
-    g.times().t_ready.store(t, Ordering::Relaxed);
+    g.rare().t_ready.store(t, Ordering::Relaxed);
     t
 }
 
@@ -62,7 +62,7 @@ pub(crate) fn stamp_ready(g: &G) -> u64 {
 #[inline(always)]
 pub(crate) fn stamp_spawn(g: &G) {
     if timing() {
-        let times = g.times();
+        let times = g.rare();
         times.t_park.store(0, Ordering::Relaxed);
         let t = ticks_out_of_line();
         times.t_ready.store(t, Ordering::Relaxed);

@@ -460,7 +460,7 @@ fn newproc(
     g.0.created_pcs[0].store(pc, Ordering::Relaxed);
     g.0.entry_name.store(entry_name as usize, Ordering::Relaxed);
     if let Some(n) = name {
-        *g.0.name.lock() = Some(Arc::from(n));
+        *g.0.rare().name.lock() = Some(Arc::from(n));
         g.0.has_name.store(true, Ordering::Relaxed);
     }
     if let Some(pg) = parent {

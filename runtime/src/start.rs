@@ -136,7 +136,7 @@ fn install_panic_hook() {
     let prev = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if let Some(g) = current_m().and_then(|m| m.curg()) {
-            let name = g.0.name.try_lock().and_then(|n| n.clone());
+            let name = g.0.name_now();
             match name {
                 Some(n) => eprintln!("goroutine {} [{n:?}] panicked:", g.id()),
                 None => eprintln!("goroutine {} panicked:", g.id()),

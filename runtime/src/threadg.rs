@@ -43,7 +43,7 @@ pub(crate) fn thread_g() -> GRef {
     }
     let g: &'static G = Box::leak(Box::new(G::new(GKind::Thread)));
     // SAFETY: the G was just created and is not shared yet.
-    unsafe { *g.thread.get() = Some(std::thread::current()) };
+    unsafe { *g.rare().thread.get() = Some(std::thread::current()) };
     g.status.store(g::RUNNING, Ordering::Relaxed);
     let gr = GRef(g);
     THREAD_G.with(|c| c.set(Some(gr)));
@@ -100,7 +100,7 @@ pub(crate) unsafe fn ready_thread(g: GRef) {
     g::casgstatus(g, g::WAITING, g::RUNNABLE, "ready");
     // SAFETY: a thread stand-in's `thread` is written once when it is created, before it can
     // be published to any waker, and never changed.
-    let t = unsafe { (*g.0.thread.get()).as_ref() };
+    let t = unsafe { (*g.0.rare().thread.get()).as_ref() };
     if let Some(t) = t {
         t.unpark();
     }

@@ -216,26 +216,27 @@ pub struct G {
     /// word; 0: none): names the body in profiles when the optimizer inlined it into the
     /// runtime's entry frame and the binary has no debug info to say so.
     pub(crate) entry_name: AtomicUsize,
+    /// What few Gs use ([`GRare`]): null until the first use, then set once for the G's life
+    /// (see [`G::rare`]).
+    rare: AtomicPtr<GRare>,
+}
+
+/// What a G carries only for features that few goroutines or none use by default: scheduler
+/// timing and the wall-clock profile (both off by default), a name, `block_on`'s spare, a
+/// thread stand-in's thread. Kept out of the G, whose size every live goroutine pays (it took
+/// the G from seven cache lines to four), and allocated the first time something needs it. Gs
+/// are never freed, and neither is this: a reused G keeps its block, as it kept these fields
+/// when they were its own.
+pub(crate) struct GRare {
     /// Optional name from `Builder::name`.
     pub(crate) name: Mutex<Option<Arc<str>>>,
-    /// Per-G sleep timer target: when this G sleeps, the timer entry names it.
-    /// Thread stand-ins: the thread to unpark.
+    /// Thread stand-ins: the thread to unpark. Written once, before the stand-in is published.
     pub(crate) thread: UnsafeCell<Option<std::thread::Thread>>,
     /// `block_on`'s spare between this goroutine's calls, type-erased here (`parker.rs` owns
     /// what it holds and why), `None` if none. Touched only by the goroutine itself while it
     /// runs, and by the M that saw it finish, which drops it (`goexit0`) so that a goroutine
     /// reusing this G never inherits it.
     pub(crate) block_on_spare: Cell<Option<Box<dyn Any + Send>>>,
-    /// What only scheduler timing and the wall-clock profile record ([`GTimes`]): null until
-    /// the first of them touches this G, then set once for the G's life (see [`G::times`]).
-    times: AtomicPtr<GTimes>,
-}
-
-/// What a G carries only for scheduler timing and the wall-clock profile, both off by default:
-/// kept out of the G, whose size every live goroutine pays (two of its seven cache lines),
-/// and allocated the first time one of them touches the G. Gs are never freed, and neither is
-/// this: a reused G keeps its block, as it kept these fields when they were its own.
-pub(crate) struct GTimes {
     /// Scheduler timestamps (`clock::ticks`, written only while timing is on; see
     /// `schedstats`, which ignores stamps older than the current period): when the G last
     /// switched out to park (0: it did not park), when it was last made runnable, when it last
@@ -254,13 +255,18 @@ pub(crate) struct GTimes {
     pub(crate) wall_site: AtomicUsize,
 }
 
-// SAFETY: the fields are atomics, except `wall_acc`, which is accessed only through a
-// `WallAccGuard`, that is while holding `wall_busy`.
-unsafe impl Sync for GTimes {}
+// SAFETY: `wall_acc` is accessed only through a `WallAccGuard`, that is while holding
+// `wall_busy`; `thread` is written once before the G is shared, and `block_on_spare` has the
+// single owner its doc names (as `G`'s goroutine-only `Cell`s); the other fields are atomics or
+// a lock.
+unsafe impl Sync for GRare {}
 
-impl GTimes {
-    const fn new() -> GTimes {
-        GTimes {
+impl GRare {
+    const fn new() -> GRare {
+        GRare {
+            name: Mutex::new(None),
+            thread: UnsafeCell::new(None),
+            block_on_spare: Cell::new(None),
             t_park: AtomicU64::new(0),
             t_ready: AtomicU64::new(0),
             t_run: AtomicU64::new(0),
@@ -272,10 +278,10 @@ impl GTimes {
     }
 }
 
-// SAFETY: every field is either atomic, behind a lock, or (exec, yielder, thread) accessed only by
-// the single owner the state table in the module docs names (the goroutine-only `Cell`s, such as
-// rt_depth, lock_count and block_on_spare, by the goroutine while it runs and its M at exit); status transitions hand ownership over
-// with Release/Acquire pairs documented where they happen.
+// SAFETY: every field is either atomic, behind a lock, or (exec, yielder) accessed only by the
+// single owner the state table in the module docs names (the goroutine-only `Cell`s, such as
+// rt_depth and lock_count, by the goroutine while it runs and its M at exit); status transitions
+// hand ownership over with Release/Acquire pairs documented where they happen.
 unsafe impl Sync for G {}
 // SAFETY: as above; a G is a `'static` descriptor moved between threads only as a reference.
 unsafe impl Send for G {}
@@ -318,31 +324,50 @@ impl WallAcc {
 }
 
 /// Exclusive access to a G's [`WallAcc`]; released on drop.
-pub(crate) struct WallAccGuard<'a>(&'a GTimes);
+pub(crate) struct WallAccGuard<'a>(&'a GRare);
 
 impl G {
-    /// The G's timing block, allocated the first time anyone asks (whoever that is: the M
+    /// The G's [`GRare`] block, allocated the first time anyone asks (whoever that is: the M
     /// switching the G, a waker, the wall-clock window's close on another thread). A fresh
-    /// block reads as zeros, as the fields read in a fresh G when they were the G's own.
+    /// block reads as zeros and `None`s, as the fields read in a fresh G when they were the
+    /// G's own. Not for a signal handler, which must not allocate: see [`G::rare_if_any`].
     #[inline]
-    pub(crate) fn times(&self) -> &GTimes {
-        // Acquire: pairs with the publishing CAS in `alloc_times`, so the block's
+    pub(crate) fn rare(&self) -> &GRare {
+        // Acquire: pairs with the publishing CAS in `alloc_rare`, so the block's
         // initialisation is seen.
-        let t = self.times.load(Ordering::Acquire);
+        let t = self.rare.load(Ordering::Acquire);
         if t.is_null() {
-            return self.alloc_times();
+            return self.alloc_rare();
         }
-        // SAFETY: a non-null `times` points to a block leaked by `alloc_times`, never freed.
+        // SAFETY: a non-null `rare` points to a block leaked by `alloc_rare`, never freed.
         unsafe { &*t }
+    }
+
+    /// The G's [`GRare`] block if it has one (never allocates).
+    #[inline]
+    pub(crate) fn rare_if_any(&self) -> Option<&GRare> {
+        // Acquire: as in `rare`.
+        let t = self.rare.load(Ordering::Acquire);
+        // SAFETY: as in `rare`.
+        (!t.is_null()).then(|| unsafe { &*t })
+    }
+
+    /// The G's name (`Builder::name`), if it has one and its lock is free. Never allocates or
+    /// blocks.
+    pub(crate) fn name_now(&self) -> Option<Arc<str>> {
+        if !self.has_name.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.rare_if_any()?.name.try_lock().and_then(|n| n.clone())
     }
 
     #[cold]
     #[inline(never)]
-    fn alloc_times(&self) -> &GTimes {
-        let new = Box::into_raw(Box::new(GTimes::new()));
+    fn alloc_rare(&self) -> &GRare {
+        let new = Box::into_raw(Box::new(GRare::new()));
         // AcqRel: Release publishes the new block's initialisation; Acquire, on failure, sees
         // the winner's.
-        match self.times.compare_exchange(ptr::null_mut(), new, Ordering::AcqRel, Ordering::Acquire) {
+        match self.rare.compare_exchange(ptr::null_mut(), new, Ordering::AcqRel, Ordering::Acquire) {
             // SAFETY: `new` is now the G's block, leaked for good (Gs are never freed).
             Ok(_) => unsafe { &*new },
             Err(won) => {
@@ -359,7 +384,7 @@ impl G {
     /// a few dozen instructions (or one stack walk), so a rare contender spins.
     #[inline]
     pub(crate) fn wall_acc(&self) -> WallAccGuard<'_> {
-        let t = self.times();
+        let t = self.rare();
         // Acquire: pairs with the guard's Release drop, so the previous holder's writes are seen.
         while t.wall_busy.swap(true, Ordering::Acquire) {
             std::hint::spin_loop();
@@ -401,7 +426,6 @@ impl G {
             created_at: AtomicPtr::new(ptr::null_mut()),
             created_pcs: [const { AtomicUsize::new(0) }; CREATED_PCS],
             entry_name: AtomicUsize::new(0),
-            name: Mutex::new(None),
             has_name: AtomicBool::new(false),
             kind,
             park_pc: AtomicUsize::new(0),
@@ -410,15 +434,13 @@ impl G {
             stack_lo: AtomicUsize::new(0),
             stack_hi: AtomicUsize::new(0),
             preempt: AtomicBool::new(false),
-            times: AtomicPtr::new(ptr::null_mut()),
-            thread: UnsafeCell::new(None),
+            rare: AtomicPtr::new(ptr::null_mut()),
             exec: UnsafeCell::new(GExec::default()),
             yielder: Cell::new(ptr::null()),
             labels: AtomicPtr::new(ptr::null_mut()),
             rt_depth: Cell::new(0),
             lockedm: AtomicPtr::new(ptr::null_mut()),
             lock_count: Cell::new(0),
-            block_on_spare: Cell::new(None),
             outside: AtomicBool::new(false),
         }
     }

@@ -116,7 +116,7 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                         // walker's release would later store WAITING over a queued G).
                         g::casgstatus(g, g::WAITING, g::RUNNABLE, "refused commit");
                         if tm != 0 {
-                            let t = g.0.times();
+                            let t = g.0.rare();
                             t.t_park.store(0, Ordering::Relaxed);
                             t.t_ready.store(0, Ordering::Relaxed);
                         }
@@ -166,7 +166,7 @@ fn timed_start(m: &'static M, p: &'static P, g: GRef, tm: u8) {
         0 => ticks(),
         t => t,
     };
-    let times = g.0.times();
+    let times = g.0.rare();
     times.t_run.store(t, Ordering::Relaxed);
     if tm & TIMING_METRICS != 0 {
         let (t_park, t_ready) = (times.t_park.load(Ordering::Relaxed), times.t_ready.load(Ordering::Relaxed));
@@ -184,7 +184,7 @@ fn timed_start(m: &'static M, p: &'static P, g: GRef, tm: u8) {
 fn timed_switch_out(m: &'static M, p: Option<&'static P>, g: GRef, tm: u8, r: &CoroutineResult<Yield, ()>) {
     let t_out = ticks();
     m.t_out.set(t_out);
-    let times = g.0.times();
+    let times = g.0.rare();
     times.t_out.store(t_out, Ordering::Relaxed);
     match r {
         CoroutineResult::Yield(Yield::Park) => times.t_park.store(t_out, Ordering::Relaxed),
@@ -202,7 +202,7 @@ fn timed_switch_out(m: &'static M, p: Option<&'static P>, g: GRef, tm: u8, r: &C
 
 #[cold]
 fn report_overflow(g: GRef, size: usize) -> ! {
-    let name = g.0.name.try_lock().and_then(|n| n.clone());
+    let name = g.0.name_now();
     crate::stack::overflow::fatal_overflow(g.id(), name.as_deref(), size)
 }
 
@@ -292,11 +292,13 @@ fn goexit0(s: &'static Sched, m: &'static M, g: GRef) {
     g.0.status.store(g::DEAD, Ordering::Relaxed);
     if g.0.has_name.load(Ordering::Relaxed) {
         g.0.has_name.store(false, Ordering::Relaxed);
-        *g.0.name.lock() = None;
+        *g.0.rare().name.lock() = None;
     }
     // `block_on`'s spare state word: a waker of it may outlive the goroutine, and a goroutine
     // that reuses this G must not share a word with it (`parker.rs`, `WakerParker`).
-    drop(g.0.block_on_spare.take());
+    if let Some(r) = g.0.rare_if_any() {
+        drop(r.block_on_spare.take());
+    }
     if !g.0.labels.load(Ordering::Relaxed).is_null() {
         // SAFETY: the G finished on this M, which owns it until it goes on the free list; the
         // old reference is ours and released by `labels_from_ref`.

@@ -327,7 +327,8 @@ fn read_name(g: GRef, buf: &mut [u8; MAX_NAME]) -> Option<usize> {
     if !g.0.has_name.load(Ordering::Relaxed) {
         return None;
     }
-    let guard = g.0.name.try_lock()?;
+    // Never allocates: a G with a name has its `GRare` block already.
+    let guard = g.0.rare_if_any()?.name.try_lock()?;
     let n = guard.as_deref().map(|name| {
         let mut n = name.len().min(MAX_NAME);
         while !name.is_char_boundary(n) {
