@@ -131,10 +131,9 @@ pub(crate) struct M {
 /// A parking goroutine's commit closure, its lifetime erased (see `park::park`).
 pub(crate) type Commit = *mut (dyn FnMut(GRef) -> bool + 'static);
 
-// SAFETY: `p`, `t_out`, `hooks_run` and `park_commit` (Cells) are only accessed from the M's own thread
-// (documented on the fields);
-// `stack_data` only by whoever holds it through `stack_req` (the protocol in `running.rs`); every
-// other field is atomic, locked or immutable.
+// SAFETY: `p`, `t_out`, `hooks_run` and `park_commit` (Cells) are only accessed from the M's
+// own thread (documented on the fields); `stack_data` only by whoever holds it through
+// `stack_req` (the protocol in `running.rs`); every other field is atomic, locked or immutable.
 unsafe impl Sync for M {}
 // SAFETY: as above.
 unsafe impl Send for M {}

@@ -71,9 +71,8 @@ pub(crate) enum GKind {
 /// dropped when it exits. The profiler keeps its label sets here.
 pub type Labels = Arc<dyn Any + Send + Sync>;
 
-/// What a goroutine tells its M when it switches out. One byte, passed in a register: the
-/// switch stores it in a slot that the M reads back at once, and a wider value stored in parts
-/// and read whole stalls that read until the stores reach the cache.
+/// What a goroutine tells its M when it switches out: one byte (a park's commit closure waits
+/// on the M, not in here).
 #[derive(Clone, Copy)]
 #[repr(u8)]
 pub(crate) enum Yield {
@@ -373,7 +372,7 @@ impl G {
             Err(won) => {
                 // SAFETY: `new` came from `Box::into_raw` above and was never published.
                 drop(unsafe { Box::from_raw(new) });
-                // SAFETY: as in `times`.
+                // SAFETY: as in `rare`.
                 unsafe { &*won }
             }
         }
