@@ -454,12 +454,16 @@ func goroutineProfile(name string) {
 		}()
 	}
 	var longest int64 // ns; the probe's longest lateness since main last took it
+	// window moves on when the idle window opens: a sleep that began before (one the warm-up
+	// profile delayed) is not the idle window's.
+	var window int64
 	go func() {
 		for atomic.LoadInt32(&stop) == 0 {
+			w := atomic.LoadInt64(&window)
 			t := time.Now()
 			time.Sleep(time.Millisecond)
 			late := int64(time.Since(t) - time.Millisecond)
-			for {
+			for atomic.LoadInt64(&window) == w {
 				old := atomic.LoadInt64(&longest)
 				if late <= old || atomic.CompareAndSwapInt64(&longest, old, late) {
 					break
@@ -483,6 +487,7 @@ func goroutineProfile(name string) {
 	}
 	warm := profile()
 	atomic.StoreInt64(&longest, 0)
+	atomic.AddInt64(&window, 1)
 	time.Sleep(warm * profiles)
 	pauseIdle := atomic.SwapInt64(&longest, 0)
 	times := make([]time.Duration, profiles)

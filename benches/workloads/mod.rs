@@ -478,16 +478,22 @@ pub fn goroutine_profile(n: usize, spinners: usize) -> ProfileRun {
             })
         })
         .collect();
-    // The probe's longest lateness since main last took it (swap to 0), in ns.
+    // The probe's longest lateness since main last took it (swap to 0), in ns. `window` moves
+    // on when the idle window opens: a sleep that began before (one the warm-up profile
+    // delayed) is not the idle window's.
     let longest = Arc::new(AtomicU64::new(0));
+    let window = Arc::new(AtomicU64::new(0));
     let probe = {
-        let (stop, longest) = (stop.clone(), longest.clone());
+        let (stop, longest, window) = (stop.clone(), longest.clone(), window.clone());
         go!(move || {
             while !stop.load(Ordering::Relaxed) {
+                let w = window.load(Ordering::SeqCst);
                 let t = Instant::now();
                 gort::time::sleep(Duration::from_millis(1));
                 let late = t.elapsed().saturating_sub(Duration::from_millis(1));
-                longest.fetch_max(late.as_nanos() as u64, Ordering::Relaxed);
+                if window.load(Ordering::SeqCst) == w {
+                    longest.fetch_max(late.as_nanos() as u64, Ordering::Relaxed);
+                }
             }
         })
     };
@@ -501,7 +507,8 @@ pub fn goroutine_profile(n: usize, spinners: usize) -> ProfileRun {
         t.elapsed()
     };
     let warm = profile();
-    longest.store(0, Ordering::Relaxed);
+    longest.store(0, Ordering::SeqCst);
+    window.fetch_add(1, Ordering::SeqCst);
     gort::time::sleep(warm * PROFILES as u32);
     let pause_idle = Duration::from_nanos(longest.swap(0, Ordering::Relaxed));
     let mut times: Vec<Duration> = (0..PROFILES).map(|_| profile()).collect();
