@@ -83,7 +83,11 @@ pub fn goroutines() -> Vec<GoroutineInfo> {
             state,
             wait_reason: waiting.then(|| WaitReason::from_u8(g.0.wait_reason.load(Ordering::Relaxed))),
             waiting_ns: if waiting { now.saturating_sub(g.0.wait_since.load(Ordering::Relaxed)) } else { 0 },
-            name: if g.0.has_name.load(Ordering::Relaxed) { g.0.rare().name.lock().clone() } else { None },
+            name: if g.0.has_name.load(Ordering::Relaxed) {
+                g.0.rare_if_any().and_then(|r| r.name.lock().clone())
+            } else {
+                None
+            },
             parent_id: g.0.parent_goid.load(Ordering::Relaxed),
             // SAFETY: created_at holds &'static Locations or null.
             created_at: if loc.is_null() { None } else { Some(unsafe { &*loc }) },

@@ -367,10 +367,11 @@ pub(crate) unsafe fn run(shard: usize, g: &G, t_run: u64) {
     if clip(from, t_run) == 0 {
         return;
     }
-    let out = out_point(g.rare().t_out.load(Ordering::Relaxed), from, t_run);
+    let times = g.rare();
+    let out = out_point(times.t_out.load(Ordering::Relaxed), from, t_run);
     a.run += clip(from, out);
     let reason = g.wait_reason.load(Ordering::Relaxed);
-    let (waited, runnable) = split(reason, g.rare().t_ready.load(Ordering::Relaxed), out, t_run);
+    let (waited, runnable) = split(reason, times.t_ready.load(Ordering::Relaxed), out, t_run);
     if waited | runnable == 0 {
         return;
     }
@@ -552,11 +553,12 @@ fn close(g: GRef, w1: u64, running: &[crate::running::RunningStack]) {
                 // yet charged the gap (the mark would be past the switch-out): the gap is
                 // waiting and runnable, at the site it last waited at if the reason matches
                 // (its stack may be running again: it cannot be walked).
-                let out = out_point(g.0.rare().t_out.load(Ordering::Relaxed), from, w1);
-                let resumed = out_point(g.0.rare().t_run.load(Ordering::Relaxed), out, w1);
+                let times = g.0.rare();
+                let out = out_point(times.t_out.load(Ordering::Relaxed), from, w1);
+                let resumed = out_point(times.t_run.load(Ordering::Relaxed), out, w1);
                 a.run += clip(from, out) + clip(resumed, w1);
                 let reason = g.0.wait_reason.load(Ordering::Relaxed);
-                let (waited, runnable) = split(reason, g.0.rare().t_ready.load(Ordering::Relaxed), out, resumed);
+                let (waited, runnable) = split(reason, times.t_ready.load(Ordering::Relaxed), out, resumed);
                 let site = if a.slots[0].reason == reason { a.slots[0].site } else { 0 };
                 if let Some(sl) = tally(&mut a, site, reason, waited, runnable) {
                     // SAFETY: as above.
@@ -576,13 +578,14 @@ fn close(g: GRef, w1: u64, running: &[crate::running::RunningStack]) {
         refresh(&mut a, labels);
         let from = a.mark;
         a.mark = a.mark.max(w1);
-        let out = out_point(g.0.rare().t_out.load(Ordering::Relaxed), from, w1);
+        let times = g.0.rare();
+        let out = out_point(times.t_out.load(Ordering::Relaxed), from, w1);
         a.run += clip(from, out);
         let reason = g.0.wait_reason.load(Ordering::Relaxed);
         let (waited, runnable) = match p.wait_reason() {
             // Still parked: waiting up to the end.
             Some(_) => (clip(out, w1), 0),
-            None => split(reason, g.0.rare().t_ready.load(Ordering::Relaxed), out, w1),
+            None => split(reason, times.t_ready.load(Ordering::Relaxed), out, w1),
         };
         let l = tally_labels(&a, labels);
         // SAFETY: the scan bit holds `g` still, so its labels slot is too.
