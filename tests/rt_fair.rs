@@ -294,3 +294,74 @@ fn readies_from_a_hog_whose_p_was_taken_arrive() {
     let retakes = gort::runtime::hog::retakes() - retakes_before;
     assert!(retakes > 0, "sysmon never retook a hog's P");
 }
+
+/// This thread's id (goroutines run on their M's thread).
+fn tid() -> u64 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u64 }
+}
+
+/// Work queued behind a goroutine that keeps its P does not wait for sysmon's 10 ms retake while
+/// another P is scheduling. At GOMAXPROCS=2 a spinner that yields every 50 µs keeps one P busy
+/// (so that P never goes looking for work as an idle one would), and the main goroutine, on the
+/// other P, spawns a partner (into its P's `runnext`) and then spins without yielding until the
+/// partner has run. The spinner's P takes the partner (counted in `stranded_takes`) and runs it
+/// on the spinner's thread. Nothing is timed: without the take, the partner would run after
+/// sysmon's retake, on a third thread, and the count would not move. An attempt in which the
+/// spinner shares the main goroutine's thread proves nothing and is retried, as is one spoiled
+/// by an idle M that stole the partner first (it has one look at a P that spins).
+#[test]
+fn work_stranded_behind_a_spinning_goroutine_moves_to_a_scheduling_p() {
+    const NAME: &str = "work_stranded_behind_a_spinning_goroutine_moves_to_a_scheduling_p";
+    if !common::in_child() {
+        common::run_child_ok(NAME, &[("GOMAXPROCS", "2")]);
+        return;
+    }
+    let _w = common::Watchdog::new(NAME, Duration::from_secs(60));
+    run(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinner_tid = Arc::new(AtomicU64::new(0));
+        let spinner = {
+            let (stop, spinner_tid) = (stop.clone(), spinner_tid.clone());
+            go!(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    spinner_tid.store(tid(), Ordering::Relaxed);
+                    let t = Instant::now();
+                    while t.elapsed() < Duration::from_micros(50) {
+                        std::hint::spin_loop();
+                    }
+                    gort::runtime::yield_now();
+                }
+            })
+        };
+        let mut attempts = Vec::new();
+        for _ in 0..5 {
+            // Let the spinner settle on a P of its own (the timer wakes us on the other).
+            gort::time::sleep(Duration::from_millis(20));
+            let me = tid();
+            let before = gort::runtime::metrics().stranded_takes;
+            let ran_on = Arc::new(AtomicU64::new(0));
+            let partner = {
+                let ran_on = ran_on.clone();
+                go!(move || ran_on.store(tid(), Ordering::Release))
+            };
+            let t = Instant::now();
+            while ran_on.load(Ordering::Acquire) == 0 && t.elapsed() < Duration::from_secs(10) {
+                std::hint::spin_loop();
+            }
+            let spun = t.elapsed();
+            partner.join().unwrap();
+            let (ran_on, spinner_on) = (ran_on.load(Ordering::Relaxed), spinner_tid.load(Ordering::Relaxed));
+            let took = gort::runtime::metrics().stranded_takes - before;
+            if took > 0 && ran_on == spinner_on && ran_on != me {
+                stop.store(true, Ordering::Relaxed);
+                spinner.join().unwrap();
+                return;
+            }
+            attempts.push(format!(
+                "main on {me}, spinner on {spinner_on}, partner ran on {ran_on} after {spun:?}, takes {took}"
+            ));
+        }
+        panic!("no scheduling P took the partner stranded behind the spinning main goroutine: {attempts:#?}");
+    });
+}

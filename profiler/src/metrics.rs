@@ -14,6 +14,7 @@
 //! | `gort_blocking_handoffs_total` | counter | Ps handed off from a goroutine left in `blocking` |
 //! | `gort_hog_handoffs_total` | counter | Ps taken from a goroutine that hogged one while work waited |
 //! | `gort_hog_events_total` | counter | runs at or above the hog threshold (`/debug/pprof/hog`) |
+//! | `gort_stranded_takes_total` | counter | goroutines taken from a P that stayed 300 µs on one goroutine while they waited |
 //! | `gort_stacks{state}` | gauge | goroutine stacks `in_use` and `cached` |
 //! | `gort_stack_bytes{state}` | gauge | their reserved bytes |
 //! | `gort_heap_inuse_sampled_bytes` | gauge | heap in use, as the sampling allocator estimates it |
@@ -118,6 +119,12 @@ impl Collector for Runtime {
             m.hog_handoffs,
         )?;
         counter(&mut e, "gort_hog_events", "Runs at or above the hog threshold.", m.hog_events)?;
+        counter(
+            &mut e,
+            "gort_stranded_takes",
+            "Goroutines taken from a processor that stayed on one goroutine while they waited.",
+            m.stranded_takes,
+        )?;
         gauges(
             &mut e,
             "gort_stacks",

@@ -70,6 +70,25 @@ pub(crate) fn ticks() -> u64 {
     nanotime()
 }
 
+/// A free-running counter for pacing, cheaper than [`ticks`] (no calibration, no flag): the TSC
+/// on x86_64 (a few ticks per nanosecond, rate unknown), else nanoseconds. Only differences on
+/// one thread mean anything, and only roughly: [`CYCLES_100US`] of them are 25-150 µs.
+#[inline(always)]
+pub(crate) fn cycles() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: RDTSC is available on every x86_64 CPU and has no preconditions.
+    return unsafe { std::arch::x86_64::_rdtsc() };
+    #[cfg(not(target_arch = "x86_64"))]
+    return EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64;
+}
+
+/// About 100 µs of [`cycles`] (at 3 GHz for the TSC).
+#[cfg(target_arch = "x86_64")]
+pub(crate) const CYCLES_100US: u64 = 300_000;
+/// About 100 µs of [`cycles`].
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) const CYCLES_100US: u64 = 100_000;
+
 /// Converts a difference of [`ticks`] to nanoseconds.
 #[inline(always)]
 pub(crate) fn ticks_to_ns(d: u64) -> u64 {

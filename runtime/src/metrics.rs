@@ -41,6 +41,10 @@ pub struct Metrics {
     pub hog_handoffs: u64,
     /// Runs at or above the hog threshold (since start; see [`hog`](crate::hog)).
     pub hog_events: u64,
+    /// Goroutines taken from a P that stayed 300 µs on one goroutine while they waited, by a P
+    /// that was scheduling (since start): work that would have waited for the goroutine to
+    /// yield, or for its descheduled thread to run again.
+    pub stranded_takes: u64,
     /// Goroutine stacks in use (goroutines that have started and not finished).
     pub stacks_in_use: u64,
     /// Their bytes (reserved sizes; resident memory is what they touched).
@@ -104,6 +108,7 @@ pub fn metrics() -> Metrics {
     m.blocking_handoffs = crate::sysmon::SYSCALL_RETAKES.load(Ordering::Relaxed);
     m.hog_handoffs = crate::hog::retakes();
     m.hog_events = crate::hog::events();
+    m.stranded_takes = crate::sched::find::stranded_takes();
     let st = s.stacks.stats();
     m.stacks_cached = (st.total_stacks as u64).saturating_sub(pooled_in_use);
     m.stack_bytes_cached = m.stacks_cached * pool_size as u64;

@@ -15,7 +15,7 @@
 //! | `P_USER`    | an M running a goroutine's user code     | that M (CAS -> RUNNING), or sysmon (CAS -> IDLE: retake of a hog) |
 //! | `P_SYSCALL` | an M inside `blocking`                   | that M (CAS -> RUNNING), or sysmon (CAS -> IDLE: handoff) |
 //!
-//! Fields marked *owner only* (`runq`, `gfree`, `stacks`) are touched only by the M that moved
+//! Fields marked *owner only* (`runq`, `gfree`, `stacks`, `watch`) are touched only by the M that moved
 //! the status into RUNNING (with a successful CAS, or by being handed the P). The CAS that takes
 //! ownership is Acquire and the store that gives it up is Release, so the owner's writes to those
 //! fields are visible to the next owner.
@@ -81,6 +81,8 @@ pub(crate) struct P {
     pub(crate) gfree: UnsafeCell<Vec<GRef>>,
     /// Free stack cache (owner only).
     pub(crate) stacks: UnsafeCell<Vec<Stack>>,
+    /// What this P's owner keeps to find work stranded on other Ps (owner only).
+    pub(crate) watch: UnsafeCell<Watcher>,
     /// Scheduling-latency and park-duration histograms (written by the owner only).
     pub(crate) stats: SchedStats,
 }
@@ -91,6 +93,28 @@ pub(crate) struct P {
 unsafe impl Sync for P {}
 // SAFETY: as above.
 unsafe impl Send for P {}
+
+/// What a P's owner keeps to find work stranded on other Ps (`sched/find.rs`, `take_stranded`):
+/// when to look next, and what it saw of each P last time.
+#[derive(Default)]
+pub(crate) struct Watcher {
+    /// The owner's `schedtick` at which to read the cycle counter next.
+    pub(crate) next_tick: u64,
+    /// Schedules between readings of the cycle counter, adapted to how fast this P schedules.
+    pub(crate) stride: u64,
+    /// The cycle counter at the last look.
+    pub(crate) last: u64,
+    /// One per P.
+    pub(crate) peers: Vec<Watch>,
+}
+
+/// What a P's owner saw of another P when it last looked: its `schedtick`, and since when (on
+/// the runtime clock; 0 if not noted) that tick has stood while work waited on it.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Watch {
+    pub(crate) tick: u64,
+    pub(crate) since: u64,
+}
 
 /// Length of a P's local run queue past which its older half moves to the global queue (Go's
 /// `runq` has a fixed 256 slots). Unbounded, a fan-out like skynet runs breadth-first and keeps
@@ -116,6 +140,7 @@ impl P {
             timer0: AtomicU64::new(u64::MAX),
             gfree: UnsafeCell::new(Vec::new()),
             stacks: UnsafeCell::new(Vec::new()),
+            watch: UnsafeCell::new(Watcher::default()),
             stats: SchedStats::new(),
         }
     }
@@ -145,6 +170,15 @@ impl P {
     pub(crate) unsafe fn stacks(&self) -> &mut Vec<Stack> {
         // SAFETY: the caller owns the P.
         unsafe { &mut *self.stacks.get() }
+    }
+
+    /// # Safety
+    /// As for [`P::runq`].
+    #[allow(clippy::mut_from_ref)]
+    #[inline]
+    pub(crate) unsafe fn watcher(&self) -> &mut Watcher {
+        // SAFETY: the caller owns the P.
+        unsafe { &mut *self.watch.get() }
     }
 
     /// Puts `g` on this P's queue; with `next`, into `runnext`, kicking the old occupant to the

@@ -1,17 +1,17 @@
 //! Finding work for an M (Go's `findRunnable`): timers, the global queue's fair share, the
 //! local queue, the network, stealing from other Ps, and giving the P back.
 
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use crossbeam_deque::Steal;
 
-use crate::clock::nanotime;
+use crate::clock::{cycles, nanotime, CYCLES_100US};
 use crate::fastrand::fastrand;
 use crate::g::GRef;
 use crate::globrunq::global;
 use crate::m::M;
 use crate::netpoll;
-use crate::p::{P, P_SYSCALL, P_USER};
+use crate::p::{P, P_RUNNING, P_SYSCALL, P_USER};
 use crate::sched::deadlock::check_dead;
 use crate::sched::idle::wakep;
 use crate::sched::state::Sched;
@@ -24,12 +24,37 @@ use crate::sched::timers::run_timers;
 /// place (`runqgrab`) but only when a runnext is there to steal.
 const SPIN_LINGER: u32 = 5;
 
+/// Most schedules between two readings of the cycle counter by [`take_stranded`]'s pacing.
+const STRANDED_MAX_STRIDE: u64 = 64;
+
+/// How long work may wait on a P that stays on one goroutine (or in the runtime) before a P that
+/// schedules takes it (see [`take_stranded`]).
+const STRANDED_NS: u64 = 300_000;
+
+/// Goroutines taken by [`take_stranded`] (since start).
+static STRANDED_TAKES: AtomicU64 = AtomicU64::new(0);
+
+/// Goroutines a P that was scheduling took from a P that stayed on one goroutine while they
+/// waited (since start).
+pub(crate) fn stranded_takes() -> u64 {
+    STRANDED_TAKES.load(Ordering::Relaxed)
+}
+
 /// Finds a runnable G for `m` on `p`, or gives `p` back and returns None.
 // `inline`: its one caller, the M loop, is in another module (another codegen unit), and a
 // call per schedule is measurable on a park-per-operation workload.
 #[inline]
 pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P) -> Option<GRef> {
     let mut linger = 0u32;
+    if s.allp.len() > 1 {
+        let tick = p.schedtick.load(Ordering::Relaxed);
+        // SAFETY: this M owns p.
+        if tick >= unsafe { p.watcher() }.next_tick {
+            if let Some(g) = take_stranded(s, p, tick) {
+                return Some(g);
+            }
+        }
+    }
     loop {
         if p.timer0.load(Ordering::Relaxed) != u64::MAX {
             m.t_out.set(0);
@@ -198,6 +223,93 @@ fn steal_work(s: &'static Sched, p: &'static P) -> Option<GRef> {
                     return Some(g);
                 }
             }
+        }
+    }
+    None
+}
+
+/// Takes work that waits on another P whose `schedtick` has stood for [`STRANDED_NS`]: that P
+/// has stayed on one goroutine (or in the runtime) all that time, so its queue, its `runnext`
+/// and its due timers are stranded behind it. Its M may be descheduled (by the OS for a kernel
+/// thread, by the host for a stolen vCPU: milliseconds on a busy VM), or its goroutine long.
+/// Idle Ps steal such work anyway; this is for the case where every P is busy, each with a
+/// goroutine that keeps yielding back to it, so that none goes looking. sysmon's retake would
+/// free the P only after 10 ms, and only by starting another thread, which then competes for a
+/// CPU with the ones already running. The stuck P's own goroutine is not touched.
+///
+/// Paced to look about every 100 µs, whatever the rate of schedules: another P's tick is on a
+/// line its owner writes at every schedule, and reading it at every few of ours would cost both
+/// Ps a cache miss each time (a yield between two Ps went from 37 to 69 ns). So this P reads the
+/// cycle counter every `stride` schedules (`tick` is its own `schedtick`), doubling the stride
+/// while the looks come too often and halving it while they come too seldom; the runtime clock
+/// is read only for a P that stood with work waiting.
+#[inline(never)]
+fn take_stranded(s: &'static Sched, p: &'static P, tick: u64) -> Option<GRef> {
+    // SAFETY: this M owns p.
+    let wr = unsafe { p.watcher() };
+    let c = cycles();
+    let gap = c.wrapping_sub(wr.last);
+    if gap < CYCLES_100US {
+        wr.stride = (wr.stride * 2).clamp(1, STRANDED_MAX_STRIDE);
+        wr.next_tick = tick + wr.stride;
+        return None;
+    }
+    if gap > 2 * CYCLES_100US {
+        wr.stride = (wr.stride / 2).max(1);
+    }
+    wr.next_tick = tick + wr.stride;
+    wr.last = c;
+    // A P with work of its own (beyond the goroutine that just yielded back to it) takes none:
+    // the stranded work would wait in its queue instead, and moving it costs both Ps misses
+    // (a spawner's children, taken while its helper still had a batch of them, cost
+    // `spawn_join_1m` at 2 P 20%).
+    // SAFETY: this M owns p.
+    if unsafe { p.runq() }.len() + usize::from(p.runnext.load(Ordering::Relaxed) != 0) > 1 {
+        return None;
+    }
+    wr.peers.resize(s.allp.len(), crate::p::Watch::default());
+    for (v, w) in s.allp.iter().zip(wr.peers.iter_mut()) {
+        let tick = v.schedtick.load(Ordering::Relaxed);
+        let st = v.status.load(Ordering::Relaxed);
+        if tick != w.tick || (st != P_USER && st != P_RUNNING) || std::ptr::eq(v, p) {
+            *w = crate::p::Watch { tick, since: 0 };
+            continue;
+        }
+        if !v.has_work() && v.timer0.load(Ordering::Relaxed) == u64::MAX {
+            w.since = 0;
+            continue;
+        }
+        let now = nanotime();
+        if w.since == 0 {
+            // The tick stood since the last look, one check ago at least: start the clock now
+            // (late rather than early, so that a P is never judged on a guess).
+            w.since = now;
+            continue;
+        }
+        if now - w.since < STRANDED_NS {
+            continue;
+        }
+        if v.timers_due(now) {
+            // Its sleepers join our queue; the next schedule finds them.
+            run_timers(p, v, now);
+        }
+        let g = loop {
+            // SAFETY: this M owns p.
+            match v.stealer.steal_batch_and_pop(unsafe { p.runq() }) {
+                Steal::Success(g) => break Some(g),
+                Steal::Empty => break None,
+                Steal::Retry => continue,
+            }
+        };
+        let g = g.or_else(|| {
+            let g = v.runnext.load(Ordering::Relaxed);
+            // The CAS Acquires the G the put published (we take ownership of it).
+            // SAFETY: runnext holds pointers made from GRefs.
+            v.runnext.take_if(g).then(|| unsafe { GRef::from_ptr(g as *const crate::g::G) })
+        });
+        if let Some(g) = g {
+            STRANDED_TAKES.fetch_add(1, Ordering::Relaxed);
+            return Some(g);
         }
     }
     None

@@ -7,7 +7,8 @@
 //! `GOMAXPROCS` exist, each with a local run queue, a `runnext` slot and timers. An M must hold a
 //! P to run a G; an M without one sleeps on its note in the idle list.
 //!
-//! Where to find work (`find.rs`), in order: this P's expired timers; one G from the
+//! Where to find work (`find.rs`), in order: about every 100 µs, work stranded on another P
+//! (below); this P's expired timers; one G from the
 //! global queue every 61st tick (so the global queue cannot starve behind two goroutines
 //! ping-ponging through runnext); `runnext`; the local queue; a batch from the global queue;
 //! stealing half of a random victim's queue (and its expired timers), up to four rounds, with
@@ -37,6 +38,12 @@
 //! and hands it to another M: the OS then time-slices the hog's thread against the others. The
 //! hog reacquires a P (or queues itself) at its next runtime entry. The same retake serves
 //! `blocking` calls after 20 µs.
+//!
+//! Work queued behind such a goroutine does not wait that long if another P is scheduling: about
+//! every 100 µs an M looks at the other Ps' ticks, and takes the queue, `runnext` and due timers
+//! of one that has stood 300 µs with work waiting (`find::take_stranded`). The same covers a P
+//! whose M the OS or the host has descheduled, which no retake helps: the new M would need a
+//! CPU too.
 
 pub(crate) mod deadlock;
 pub(crate) mod execute;
