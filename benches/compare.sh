@@ -10,8 +10,14 @@
 # recorded as a failure ("(k fail)" or "fail" in the table, the reason in OUT_DIR/failures.txt).
 # Only the runtimes named by -r are built; --no-build runs the binaries of the last build.
 #
+# The goroutine-profile workloads, whose pause rows are a worst case, start SETTLE seconds
+# (default 4) after the previous process ended: this VM's balloon reports freed memory to the
+# host two seconds after a process frees it, and the host's reclaim of a benchmark's few
+# hundred MiB pauses every vCPU for 10-25 ms, which lands in whichever run comes next.
+#
 # Environment: CARGO_TARGET_DIR (the workspace's target dir, default ./target), PEERS_TARGET_DIR
-# (benches/peers' own target dir, default benches/peers/target), GO (the go command), TIMEOUT.
+# (benches/peers' own target dir, default benches/peers/target), GO (the go command), TIMEOUT,
+# SETTLE.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +27,7 @@ RUNTIMES="gort go tokio may"
 BUILD=1
 OUT=""
 TIMEOUT=${TIMEOUT:-30}
+SETTLE=${SETTLE:-4}
 GO=${GO:-go}
 GORT_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 PEERS_TARGET=${PEERS_TARGET_DIR:-$ROOT/benches/peers/target}
@@ -31,6 +38,8 @@ declare -A ONLY_PROCS=([switch]="1")
 # workload -> runtimes that have no twin for it (skipped; their cells show "-"). Neither Tokio
 # nor may has a goroutine profile.
 declare -A NOT_IN=([goroutine_profile_100k]="tokio may" [goroutine_profile_100k_spin]="tokio may")
+# workloads that start SETTLE seconds after the previous process (see the top).
+declare -A SETTLED=([goroutine_profile_100k]=1 [goroutine_profile_100k_spin]=1)
 ALL_WORKLOADS="switch spawn_join_1m chained_spawn_1000 yield_200x10k skynet_1m skynet_1m_chan park_100k
 pingpong_unbuf mpmc_4x4_cap1024 mutex_4x1m waitgroup_100k sleep_100k unix_rtt goroutine_profile_100k
 goroutine_profile_100k_spin"
@@ -122,7 +131,7 @@ RAW=$OUT/raw.txt # lines: runtime procs metric unit value   (value "fail" on fai
     echo "go: $("$GO" version 2>/dev/null || echo '?')"
     echo "rustc: $(rustc --version)"
     echo "gort: $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- runtime src || echo '+dirty')"
-    echo "command: $0 -n $RUNS -p \"$PROCS\" -r \"$RUNTIMES\" $WORKLOADS"
+    echo "command: $0 -n $RUNS -p \"$PROCS\" -r \"$RUNTIMES\" $WORKLOADS (SETTLE=$SETTLE)"
 } >"$OUT/meta.txt"
 cat "$OUT/meta.txt" >&2
 
@@ -137,6 +146,7 @@ for run in $(seq 1 "$RUNS"); do
                 rt=${rts[$(((i + run) % ${#rts[@]}))]}
                 case " ${NOT_IN[$w]:-} " in *" $rt "*) continue ;; esac
                 cmd=$(cmd_for "$rt" "$w")
+                [ -n "${SETTLED[$w]:-}" ] && sleep "$SETTLE"
                 if out=$(GOMAXPROCS=$p RUST_BACKTRACE=0 timeout -k 5 "$TIMEOUT" $cmd 2>"$OUT/stderr.tmp"); then
                     echo "$out" | awk -v rt="$rt" -v p="$p" \
                         '/^[a-z0-9_]+ [a-z_]+=[0-9.]+$/ { split($2, kv, "="); print rt, p, $1, kv[1], kv[2] }' >>"$RAW"
