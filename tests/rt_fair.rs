@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{go, run};
+use common::{go, run, tid};
 
 mod common;
 
@@ -293,12 +293,6 @@ fn readies_from_a_hog_whose_p_was_taken_arrive() {
     // The test means nothing unless sysmon took Ps from the hogs while partners were queued.
     let retakes = gort::runtime::hog::retakes() - retakes_before;
     assert!(retakes > 0, "sysmon never retook a hog's P");
-}
-
-/// This thread's id (goroutines run on their M's thread).
-fn tid() -> u64 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() as u64 }
 }
 
 /// Work queued behind a goroutine that keeps its P does not wait for sysmon's 10 ms retake while

@@ -9,12 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{go, run};
-
-fn tid() -> u64 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() as u64 }
-}
+use common::{go, run, tid};
 
 /// A wired goroutine waits in every way gort has; its thread id never changes, and the
 /// goroutines running meanwhile never run on that thread.

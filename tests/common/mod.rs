@@ -9,6 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// This thread's id (a goroutine runs on its M's thread).
+pub fn tid() -> u64 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u64 }
+}
+
 /// Longest wait for something that must happen; reaching it fails the test.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
