@@ -239,7 +239,7 @@ fn steal_work(s: &'static Sched, p: &'static P) -> Option<GRef> {
 ///
 /// Paced to look about every 100 µs, whatever the rate of schedules: another P's tick is on a
 /// line its owner writes at every schedule, and reading it at every few of ours would cost both
-/// Ps a cache miss each time (a yield between two Ps went from 37 to 69 ns). So this P reads the
+/// Ps a cache miss each time, which Ps that switch every few dozen ns feel. So this P reads the
 /// cycle counter every `stride` schedules (`tick` is its own `schedtick`), doubling the stride
 /// while the looks come too often and halving it while they come too seldom; the runtime clock
 /// is read only for a P that stood with work waiting.
@@ -260,9 +260,8 @@ fn take_stranded(s: &'static Sched, p: &'static P, tick: u64) -> Option<GRef> {
     wr.next_tick = tick + wr.stride;
     wr.last = c;
     // A P with work of its own (beyond the goroutine that just yielded back to it) takes none:
-    // the stranded work would wait in its queue instead, and moving it costs both Ps misses
-    // (a spawner's children, taken while its helper still had a batch of them, cost
-    // `spawn_join_1m` at 2 P 20%).
+    // the stranded work would only wait in its queue instead, and moving it costs both Ps
+    // misses (a spawner's helper would keep taking children it has no time to run).
     // SAFETY: this M owns p.
     if unsafe { p.runq() }.len() + usize::from(p.runnext.load(Ordering::Relaxed) != 0) > 1 {
         return None;
