@@ -64,8 +64,7 @@ fn invariant_tsc() -> bool {
 pub(crate) fn ticks() -> u64 {
     #[cfg(target_arch = "x86_64")]
     if TICKS_TSC.load(Ordering::Relaxed) {
-        // SAFETY: RDTSC is available on every x86_64 CPU and has no preconditions.
-        return unsafe { std::arch::x86_64::_rdtsc() };
+        return cycles();
     }
     nanotime()
 }

@@ -210,13 +210,8 @@ fn steal_work(s: &'static Sched, p: &'static P) -> Option<GRef> {
                     return Some(g);
                 }
             }
-            loop {
-                // SAFETY: this M owns p.
-                match v.stealer.steal_batch_and_pop(unsafe { p.runq() }) {
-                    Steal::Success(g) => return Some(g),
-                    Steal::Empty => break,
-                    Steal::Retry => continue,
-                }
+            if let Some(g) = steal_batch(p, v) {
+                return Some(g);
             }
             if last {
                 if let Some(g) = steal_runnext(v) {
@@ -292,21 +287,7 @@ fn take_stranded(s: &'static Sched, p: &'static P, tick: u64) -> Option<GRef> {
             // Its sleepers join our queue; the next schedule finds them.
             run_timers(p, v, now);
         }
-        let g = loop {
-            // SAFETY: this M owns p.
-            match v.stealer.steal_batch_and_pop(unsafe { p.runq() }) {
-                Steal::Success(g) => break Some(g),
-                Steal::Empty => break None,
-                Steal::Retry => continue,
-            }
-        };
-        let g = g.or_else(|| {
-            let g = v.runnext.load(Ordering::Relaxed);
-            // The CAS Acquires the G the put published (we take ownership of it).
-            // SAFETY: runnext holds pointers made from GRefs.
-            v.runnext.take_if(g).then(|| unsafe { GRef::from_ptr(g as *const crate::g::G) })
-        });
-        if let Some(g) = g {
+        if let Some(g) = steal_batch(p, v).or_else(|| take_runnext(v, v.runnext.load(Ordering::Relaxed))) {
             STRANDED_TAKES.fetch_add(1, Ordering::Relaxed);
             return Some(g);
         }
@@ -334,10 +315,24 @@ fn steal_runnext(v: &'static P) -> Option<GRef> {
     if v.schedtick.load(Ordering::Relaxed) != tick {
         return None;
     }
-    // The CAS Acquires the G the put published (we take ownership of it).
-    if v.runnext.take_if(g) {
-        // SAFETY: runnext holds pointers made from GRefs.
-        return Some(unsafe { GRef::from_ptr(g as *const crate::g::G) });
+    take_runnext(v, g)
+}
+
+/// Moves half of `v`'s queue to `p`'s (the caller's M owns `p`) and returns one of them.
+fn steal_batch(p: &'static P, v: &'static P) -> Option<GRef> {
+    loop {
+        // SAFETY: the caller's M owns p.
+        match v.stealer.steal_batch_and_pop(unsafe { p.runq() }) {
+            Steal::Success(g) => return Some(g),
+            Steal::Empty => return None,
+            Steal::Retry => continue,
+        }
     }
-    None
+}
+
+/// Takes `g` (read from `v`'s runnext) if the slot still holds it.
+fn take_runnext(v: &'static P, g: usize) -> Option<GRef> {
+    // The CAS Acquires the G the put published (we take ownership of it).
+    // SAFETY: runnext holds pointers made from GRefs.
+    v.runnext.take_if(g).then(|| unsafe { GRef::from_ptr(g as *const crate::g::G) })
 }
