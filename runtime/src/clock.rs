@@ -6,7 +6,13 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();
-static COARSE: AtomicU64 = AtomicU64::new(CLOCK_BASE);
+/// The coarse copy, alone on its cache line: every park reads it, so a write to anything beside
+/// it would cost each park a miss too.
+#[repr(align(128))]
+struct Coarse(AtomicU64);
+static COARSE: Coarse = Coarse(AtomicU64::new(CLOCK_BASE));
+/// How old the coarse copy may get before a `nanotime` call refreshes it.
+const COARSE_GRAIN_NS: u64 = 1_000_000;
 
 pub(crate) fn init_epoch() {
     let _ = EPOCH.get_or_init(Instant::now);
@@ -22,15 +28,23 @@ const CLOCK_BASE: u64 = 3_600_000_000_000;
 #[inline]
 pub fn nanotime() -> u64 {
     let now = CLOCK_BASE + EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64;
-    COARSE.store(now, Ordering::Relaxed);
+    // Store only once the copy is a grain old. Every M reads the clock (a spinning M several
+    // times per look for work); a store per read would take the line from the other CPUs' caches
+    // each time, and the running goroutines' parks, which read it, would miss on it. A load
+    // leaves it shared. Two Ms racing here may store out of order: the copy then lags by the
+    // gap between their reads, well under the grain.
+    if now.saturating_sub(COARSE.0.load(Ordering::Relaxed)) >= COARSE_GRAIN_NS {
+        COARSE.0.store(now, Ordering::Relaxed);
+    }
     now
 }
 
-/// The last `nanotime()` anyone read (sysmon refreshes it at least every 10 ms). Used for wait
-/// timestamps, where a minute-granularity report does not justify a clock read per park.
+/// A recent `nanotime()`: at most a grain (1 ms) behind the last one anyone read, and sysmon
+/// reads the clock at least every 10 ms. Used for wait timestamps, where a minute-granularity
+/// report does not justify a clock read per park.
 #[inline]
 pub(crate) fn coarse_now() -> u64 {
-    COARSE.load(Ordering::Relaxed)
+    COARSE.0.load(Ordering::Relaxed)
 }
 
 // ---------------------------------------------------------------------------------------------
