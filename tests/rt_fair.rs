@@ -359,3 +359,59 @@ fn work_stranded_behind_a_spinning_goroutine_moves_to_a_scheduling_p() {
         panic!("no scheduling P took the partner stranded behind the spinning main goroutine: {attempts:#?}");
     });
 }
+
+/// A sleeper whose timer comes due while goroutines take turns in long slices runs at the next
+/// turn, before the goroutines already queued (as Go's timers ready into `runnext`). At
+/// GOMAXPROCS=1 two goroutines each spin 2 ms and yield; the main goroutine sleeps 5 ms. The
+/// slice during which its timer came due must be followed by the sleeper, not by the other
+/// spinner. Nothing is timed but the order; every 61st schedule runs the queue's head first
+/// (fairness), so a trial may see the other spinner first: three trials, one must hold.
+#[test]
+fn a_sleeper_runs_at_the_next_turn_before_queued_goroutines() {
+    const NAME: &str = "a_sleeper_runs_at_the_next_turn_before_queued_goroutines";
+    if !common::in_child() {
+        common::run_child_ok(NAME, &[("GOMAXPROCS", "1")]);
+        return;
+    }
+    let _w = common::Watchdog::new(NAME, Duration::from_secs(60));
+    run(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        // (who, when the slice ended); the sleeper logs when it woke.
+        let log = Arc::new(Mutex::new(Vec::<(char, Instant)>::new()));
+        let spinners: Vec<_> = ['a', 'b']
+            .into_iter()
+            .map(|id| {
+                let (stop, log) = (stop.clone(), log.clone());
+                go!(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        while t.elapsed() < Duration::from_millis(2) {
+                            std::hint::spin_loop();
+                        }
+                        log.lock().unwrap().push((id, Instant::now()));
+                        gort::runtime::yield_now();
+                    }
+                })
+            })
+            .collect();
+        let mut trials = Vec::new();
+        for _ in 0..3 {
+            gort::time::sleep(Duration::from_millis(1));
+            let due = Instant::now() + Duration::from_millis(5);
+            gort::time::sleep(due - Instant::now());
+            let l = std::mem::take(&mut *log.lock().unwrap());
+            let ended: Vec<char> = l.iter().skip_while(|(_, at)| *at < due).map(|(who, _)| *who).collect();
+            // The slice that was running when the timer came due logged its end, and only then
+            // did the sleeper run; anything logged after that ran before the sleeper.
+            if ended.len() == 1 {
+                stop.store(true, Ordering::Relaxed);
+                for s in spinners {
+                    s.join().unwrap();
+                }
+                return;
+            }
+            trials.push(ended);
+        }
+        panic!("the woken sleeper waited behind queued goroutines: slices ended after its timer was due: {trials:?}");
+    });
+}

@@ -63,6 +63,9 @@ pub(crate) struct P {
     pub(crate) runnext: RunNext,
     /// Incremented every time the P starts running a G; sysmon reads it to find hogs.
     pub(crate) schedtick: AtomicU64,
+    /// The `schedtick` by which every sleeper a timer pass queued at the tail has had its turn
+    /// (written and read by the owner only, in `run_timers`).
+    pub(crate) timer_fifo_until: AtomicU64,
     /// Goroutines spawned on this P minus goroutines that finished on it (negative when more
     /// finished here than started): a share of `num_goroutine`'s sum. Written by the owner only
     /// (a load and a store, no read-modify-write): one counter for the whole process was a
@@ -133,6 +136,7 @@ impl P {
             stealer,
             runnext: RunNext::new(),
             schedtick: AtomicU64::new(0),
+            timer_fifo_until: AtomicU64::new(0),
             nlive: LiveCount(AtomicIsize::new(0)),
             syscalltick: AtomicU64::new(0),
             curg: AtomicPtr::new(ptr::null_mut()),

@@ -336,18 +336,19 @@ pub unsafe fn ready(g: GRef) {
     e.leave_on(m);
 }
 
-/// [`ready`] for a goroutine the scheduler's timer pass woke: it joins the tail of `p`'s run
-/// queue (not `runnext`), so sleepers run in the order their timers fired. The caller calls
-/// [`wakep`] once for the pass.
+/// [`ready`] for a goroutine the scheduler's timer pass woke: into `p`'s `runnext` with `next`
+/// (the pass's first, most overdue sleeper: it runs before what was already queued, as Go's
+/// `goready` from a timer does), else to the tail of `p`'s run queue, so that the rest run in the
+/// order their timers fired. The caller calls [`wakep`] once for the pass.
 ///
 /// # Safety
 ///
 /// As for [`ready`]; and the caller's M owns `p` in scheduler context.
-pub(crate) unsafe fn ready_to_tail(p: &'static P, g: GRef) {
+pub(crate) unsafe fn ready_from_timer(p: &'static P, g: GRef, next: bool) {
     // SAFETY: the caller's contract is make_runnable's.
     let Some(g) = (unsafe { make_runnable(g, "timer") }) else { return };
     // SAFETY: the caller owns `p` (contract).
-    unsafe { p.runqput(g, false) };
+    unsafe { p.runqput(g, next) };
 }
 
 /// Queues the runnable `g` to run next on `p` (or, without a P, on the global queue) and wakes

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use crate::g::{prefetch_desc, prefetch_switch_in};
 use crate::p::P;
-use crate::park::{ready_to_tail, with_current_p};
+use crate::park::{ready_from_timer, with_current_p};
 use crate::sched::idle::{timer_added, wakep};
 use crate::sched::state::{sched_if_started, Sched};
 use crate::timer_heap::{Entry, Target};
@@ -58,7 +58,18 @@ pub(crate) fn run_timers(owner: &'static P, p: &P, now: u64) {
     if !p.timers_due(now) {
         return;
     }
-    let mut budget = FIRE_BATCH.saturating_sub(owner.runq_len()).max(FIRE_MIN);
+    let queued = owner.runq_len();
+    let mut budget = FIRE_BATCH.saturating_sub(queued).max(FIRE_MIN);
+    // The pass's first sleeper runs next (as Go's timers ready into `runnext`), so that a sleeper
+    // behind goroutines that each run a long slice waits for none of them, unless that would
+    // have it overtake goroutines it should follow: sleepers an earlier pass queued (a stream of
+    // due timers would then run newest first, and the median lateness grew by half), or a
+    // backlog (goroutines woken together, which would start later).
+    let tick = owner.schedtick.load(Ordering::Relaxed);
+    let mut jump = tick >= owner.timer_fifo_until.load(Ordering::Relaxed)
+        && owner.runnext.load(Ordering::Relaxed) == 0
+        && queued + crate::globrunq::global().len() <= FIRE_BATCH;
+    let mut tailed = false;
     let mut woke = false;
     while budget > 0 {
         let mut due: [Option<Entry>; FIRE_BATCH] = [const { None }; FIRE_BATCH];
@@ -94,7 +105,9 @@ pub(crate) fn run_timers(owner: &'static P, p: &P, now: u64) {
                     // SAFETY: `sleep`'s commit published `g` in this one entry, popped once under
                     // the heap's lock (no sweep drops a `Target::G`): the park's one `ready`. This M
                     // owns `owner` in scheduler context (the caller's contract).
-                    unsafe { ready_to_tail(owner, g) };
+                    unsafe { ready_from_timer(owner, g, jump) };
+                    tailed |= !jump;
+                    jump = false;
                     woke = true;
                 }
                 Target::Func(f, gen) => f.fire(gen, e.when),
@@ -104,6 +117,11 @@ pub(crate) fn run_timers(owner: &'static P, p: &P, now: u64) {
         if n < lim {
             break;
         }
+    }
+    if tailed {
+        // Each schedule runs one goroutine: by this tick the last sleeper queued here has had its
+        // turn (sooner if a thief took it; later only behind `runnext` hand-offs).
+        owner.timer_fifo_until.store(tick + owner.runq_len() as u64, Ordering::Relaxed);
     }
     if woke {
         // One wake-up for the pass: the goroutines went to a queue that other Ps steal from.
