@@ -63,8 +63,8 @@ pub(crate) fn run_timers(owner: &'static P, p: &P, now: u64) {
     // The pass's first sleeper runs next (as Go's timers ready into `runnext`), so that a sleeper
     // behind goroutines that each run a long slice waits for none of them, unless that would
     // have it overtake goroutines it should follow: sleepers an earlier pass queued (a stream of
-    // due timers would then run newest first, and the median lateness grew by half), or a
-    // backlog (goroutines woken together, which would start later).
+    // due timers would run newest first), a hand-off waiting in `runnext`, or a backlog
+    // (goroutines woken together, whose start it would delay).
     let tick = owner.schedtick.load(Ordering::Relaxed);
     let mut jump = tick >= owner.timer_fifo_until.load(Ordering::Relaxed)
         && owner.runnext.load(Ordering::Relaxed) == 0
