@@ -366,3 +366,12 @@ fn a_sleeper_wakes_beside_a_runnext_ping_pong() {
     });
     assert!(woke_after < SLACK, "the sleeper woke after {woke_after:?}");
 }
+
+/// The scheduler's threads ask the kernel for exact timeouts: their timed sleeps end when the
+/// next timer is due, not up to Linux's default 50 µs later.
+#[test]
+fn scheduler_threads_have_no_timer_slack() {
+    // SAFETY: PR_GET_TIMERSLACK takes no pointer; it returns the calling thread's slack.
+    let slack = run(|| go!(|| unsafe { libc::prctl(libc::PR_GET_TIMERSLACK) }).join().unwrap());
+    assert_eq!(slack, 1, "a goroutine's thread has the default timer slack (ns)");
+}
