@@ -415,3 +415,53 @@ fn a_sleeper_runs_at_the_next_turn_before_queued_goroutines() {
         panic!("the woken sleeper waited behind queued goroutines: slices ended after its timer was due: {trials:?}");
     });
 }
+
+/// A goroutine that runs past its slice while another waits is asked to yield, and yields at
+/// its next blocking operation's entry (here `Mutex::lock`) instead of losing its P: at
+/// GOMAXPROCS=1 one thread runs goroutines at a time. Two goroutines lock a mutex in a loop for
+/// 200 ms each: they take turns, about one per 10 ms slice. With the P handed off instead, the
+/// old hog and the P's new M would both run for the rest of the hog's run, and the turns would
+/// come by the hundred thousand. (A hog that the OS deschedules past sysmon's next tick cannot
+/// answer and loses its P, but gives up its thread at its next lock.)
+#[test]
+fn a_long_run_yields_at_its_next_lock_when_asked() {
+    if !common::in_child() {
+        let _s = common::take_turn(&SERIAL);
+        common::run_child_ok("a_long_run_yields_at_its_next_lock_when_asked", &[("GOMAXPROCS", "1")]);
+        return;
+    }
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    static TURNS: AtomicU64 = AtomicU64::new(0);
+    let (retakes0, yields0) = (gort::runtime::hog::retakes(), gort::runtime::hog::yields());
+    let t0 = Instant::now();
+    run(|| {
+        let m = Arc::new(gort::sync::Mutex::new(0u64));
+        let hs: Vec<_> = (1..=2u64)
+            .map(|id| {
+                let m = m.clone();
+                go!(move || {
+                    let t = Instant::now();
+                    let mut i = 0u64;
+                    while !i.is_multiple_of(1024) || t.elapsed() < Duration::from_millis(200) {
+                        if LAST.swap(id, Ordering::Relaxed) != id {
+                            TURNS.fetch_add(1, Ordering::Relaxed);
+                        }
+                        *m.lock() += 1;
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+    let slices = t0.elapsed().as_millis() as u64 / 10 + 2;
+    let retakes = gort::runtime::hog::retakes() - retakes0;
+    let yields = gort::runtime::hog::yields() - yields0;
+    let turns = TURNS.load(Ordering::Relaxed);
+    let seen = format!("{turns} turns, {yields} yields, {retakes} retakes in {slices} slices");
+    assert!(yields >= 2, "the goroutines did not yield when asked: {seen}");
+    // A turn per slice, and around a retake a few more while the old hog reaches its lock.
+    assert!(turns <= 2 * slices + 4 * retakes, "two threads ran goroutines at GOMAXPROCS=1: {seen}");
+}

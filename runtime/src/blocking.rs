@@ -40,7 +40,7 @@ pub fn blocking<F: FnOnce() -> R, R>(f: F) -> R {
     if let Some(p) = m.p.get() {
         p.syscalltick.store(p.syscalltick.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         // Release: pairs with sysmon's Acquire CAS when it retakes the P.
-        if p.status.compare_exchange(P_USER, P_SYSCALL, Ordering::Release, Ordering::Relaxed).is_err() {
+        if p.status.compare_exchange(P_USER | m.tag, P_SYSCALL | m.tag, Ordering::Release, Ordering::Relaxed).is_err() {
             m.p.set(None);
         }
     }
@@ -57,7 +57,7 @@ fn exitsyscall(s: &'static Sched, g: GRef) {
     if let Some(p) = m.p.get() {
         // Acquire: pairs with sysmon's Release when it gives up a P it did not take, and with
         // our own Release in entersyscall.
-        if p.status.compare_exchange(P_SYSCALL, P_USER, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        if p.status.compare_exchange(P_SYSCALL | m.tag, P_USER | m.tag, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             return;
         }
         m.p.set(None);

@@ -68,6 +68,7 @@ static THRESHOLD_NS: AtomicU64 = AtomicU64::new(DEFAULT_THRESHOLD.as_nanos() as 
 static TRACE: AtomicBool = AtomicBool::new(false);
 static EVENTS: AtomicU64 = AtomicU64::new(0);
 static RETAKES: AtomicU64 = AtomicU64::new(0);
+static YIELDS: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static TRACE_DROPPED: AtomicU64 = AtomicU64::new(0);
 static TRACE_PRINTED: AtomicU64 = AtomicU64::new(0);
@@ -147,6 +148,13 @@ pub fn retakes() -> u64 {
     RETAKES.load(Ordering::Relaxed)
 }
 
+/// Goroutines so far that sysmon asked to yield, because work waited for their P, and that
+/// yielded at the entry of a blocking operation (a channel operation, a lock, a spawn) before
+/// it had to take the P ([`retakes`]).
+pub fn yields() -> u64 {
+    YIELDS.load(Ordering::Relaxed)
+}
+
 /// Events not recorded because the table already held [`MAX_RECORDS`] keys.
 pub fn dropped_records() -> u64 {
     DROPPED.load(Ordering::Relaxed)
@@ -181,6 +189,11 @@ pub fn records() -> Vec<HogRecord> {
 /// Sysmon took a P from a hog.
 pub(crate) fn count_retake() {
     RETAKES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A goroutine yielded because sysmon asked it to.
+pub(crate) fn count_yield() {
+    YIELDS.fetch_add(1, Ordering::Relaxed);
 }
 
 fn saturating_i64(v: u64) -> i64 {

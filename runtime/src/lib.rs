@@ -109,8 +109,9 @@
 //! runs it), `time::sleep` and `Timer` waits, [`yield_now`], [`JoinHandle::join`], `gort::net`
 //! operations that wait for the socket (`accept`, `connect`, `read`, `write`, `recv`, `send`, ...),
 //! [`park`](park()), leaving [`blocking`] (the closure itself stays on its thread), spawning
-//! ([`spawn`], [`go!`], [`Builder::spawn`]: a spawn is a safe point where the goroutine
-//! yields if the runtime asked it to), [`block_on`] (between any two polls; so everything a
+//! ([`spawn`], [`go!`], [`Builder::spawn`]; a spawn, like the entry of a channel operation or
+//! a lock, is where a goroutine that has run too long yields when the runtime asks it to),
+//! [`block_on`] (between any two polls; so everything a
 //! future keeps across an `.await` is kept across a blocking operation), and any function that
 //! calls one of these.
 //!
@@ -141,7 +142,9 @@
 //! values it touches (if any), and that none is held across a blocking operation.
 //!
 //! The runtime keeps the contract itself: its own thread-locals are read through non-inlined
-//! accessors that are called again after every switch.
+//! accessors that are called again after every switch. The one exception is a hint: whether
+//! sysmon asked the running goroutine to yield, an atomic flag read inline at the entry of a
+//! blocking operation, for which another M's flag (Ms never exit) is a harmless answer.
 //!
 //! ## The alternative not taken
 //!

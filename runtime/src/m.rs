@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::blockcache::BlockCache;
 use crate::g::{GRef, G};
-use crate::p::P;
+use crate::p::{P, P_STATE};
 
 /// A one-shot wakeup flag with a futex-backed sleep (std's park/unpark).
 pub(crate) struct Note {
@@ -75,6 +75,9 @@ impl Note {
 pub(crate) struct M {
     /// 1-based thread number (for traces and thread names).
     pub(crate) id: usize,
+    /// `id` above a P's state bits: `P_USER | tag` and `P_SYSCALL | tag` say that this M owns
+    /// the P in that state (`p.rs`).
+    pub(crate) tag: u32,
     /// The P this M holds, if any. Only this M's thread reads or writes it.
     pub(crate) p: Cell<Option<&'static P>>,
     /// A P handed to this M by `startm` while it slept.
@@ -122,6 +125,9 @@ pub(crate) struct M {
     pub(crate) t_out: Cell<u64>,
     /// How many of `mhooks`' hooks this M has run. Only this M's thread touches it.
     pub(crate) hooks_run: Cell<usize>,
+    /// This M's thread's [`preempt_requested`] flag: sysmon sets it (with the goroutine's
+    /// `G::preempt`) to ask the goroutine running here to yield at its next blocking operation.
+    pub(crate) preempt: &'static AtomicBool,
     /// The commit closure of the goroutine parking on this M (`park`): set by the goroutine
     /// just before it switches out with `Yield::Park`, taken by the M right after. It points
     /// into the parked goroutine's frozen stack. Only this M's thread touches it.
@@ -142,6 +148,7 @@ impl M {
     pub(crate) fn new(id: usize, thread: Thread) -> M {
         M {
             id,
+            tag: u32::try_from(id).ok().and_then(|i| i.checked_mul(P_STATE + 1)).expect("gort: too many threads"),
             p: Cell::new(None),
             nextp: AtomicPtr::new(ptr::null_mut()),
             spinning: AtomicBool::new(false),
@@ -165,6 +172,9 @@ impl M {
             t_out: Cell::new(0),
             hooks_run: Cell::new(0),
             park_commit: Cell::new(None),
+            // SAFETY: the flag is a thread-local of this thread (`M::new` runs on the M's own
+            // thread), and Ms never exit, so it lives as long as the program.
+            preempt: PREEMPT.with(|f| unsafe { &*(f as *const AtomicBool) }),
         }
     }
 
@@ -182,6 +192,23 @@ impl M {
 
 thread_local! {
     static CURRENT_M: Cell<*const M> = const { Cell::new(ptr::null()) };
+}
+
+thread_local! {
+    /// See [`preempt_requested`].
+    static PREEMPT: AtomicBool = const { AtomicBool::new(false) };
+}
+
+/// Whether sysmon asked the goroutine running on this thread to yield (it has run past its
+/// slice while work waits). Read inline at the entry of blocking operations (`park::preempt_point`),
+/// so this is the one runtime thread-local read that does not go through [`current_m`]: where
+/// the compiler reuses an address computed before a switch, the load reads another M's flag,
+/// which is still live memory (Ms never exit) and an atomic; the request is then seen a little
+/// later, or a goroutine looks for one that was not made, and `preempt_point`'s slow path
+/// reads everything again through [`current_m`].
+#[inline(always)]
+pub(crate) fn preempt_requested() -> bool {
+    PREEMPT.with(|f| f.load(Ordering::Relaxed))
 }
 
 /// The M this thread is, if it is one. Never inlined: see the module docs.

@@ -15,6 +15,11 @@
 //! | `P_USER`    | an M running a goroutine's user code     | that M (CAS -> RUNNING), or sysmon (CAS -> IDLE: retake of a hog) |
 //! | `P_SYSCALL` | an M inside `blocking`                   | that M (CAS -> RUNNING), or sysmon (CAS -> IDLE: handoff) |
 //!
+//! `P_USER` and `P_SYSCALL` carry the owning M's [`M::tag`](crate::m::M::tag) above the state
+//! ([`P_STATE`] masks it off): an M that lost its P while it ran user code finds out with its
+//! CAS even when the P has gone round to another M and back to the same state (an ABA), and so
+//! never takes the P from under the goroutine that M runs now.
+//!
 //! Fields marked *owner only* (`runq`, `gfree`, `stacks`, `watch`) are touched only by the M that moved
 //! the status into RUNNING (with a successful CAS, or by being handed the P). The CAS that takes
 //! ownership is Acquire and the store that gives it up is Release, so the owner's writes to those
@@ -37,6 +42,8 @@ pub(crate) const P_IDLE: u32 = 0;
 pub(crate) const P_RUNNING: u32 = 1;
 pub(crate) const P_USER: u32 = 2;
 pub(crate) const P_SYSCALL: u32 = 3;
+/// The bits of `status` that hold the state; the rest name the owner (module docs).
+pub(crate) const P_STATE: u32 = 3;
 
 /// Free Gs kept per P before spilling half to the global list.
 pub(crate) const GFREE_MAX: usize = 64;

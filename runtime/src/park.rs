@@ -74,7 +74,7 @@ impl EnterGuard {
             if d == 0 {
                 if let Some(p) = m.p.get() {
                     // Release: pairs with sysmon's Acquire CAS when it retakes the P.
-                    p.status.store(if this.1 { P_SYSCALL } else { P_USER }, Ordering::Release);
+                    p.status.store((if this.1 { P_SYSCALL } else { P_USER }) | m.tag, Ordering::Release);
                 }
             }
         }
@@ -110,9 +110,11 @@ pub(crate) fn enter_on(m: &'static M, g: GRef) -> EnterGuard {
         return EnterGuard(Some(g), false);
     }
     if let Some(p) = m.p.get() {
+        // Ours unless sysmon took it, even if it is in `P_USER` again for another M (the tag):
+        // taking it from that M would leave its goroutine running without a P, unaware.
         // Acquire: pairs with the Release of whoever last gave the P up (leave, sysmon),
         // making the owner-only fields ours.
-        if p.status.compare_exchange(P_USER, P_RUNNING, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        if p.status.compare_exchange(P_USER | m.tag, P_RUNNING, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             return EnterGuard(Some(g), false);
         }
     }
@@ -137,7 +139,7 @@ pub(crate) fn enter_on(m: &'static M, g: GRef) -> EnterGuard {
 fn enter_in_syscall(m: &'static M) {
     if let Some(p) = m.p.get() {
         // Acquire: pairs with entersyscall's Release (the P is ours again, as in exitsyscall).
-        if p.status.compare_exchange(P_SYSCALL, P_RUNNING, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        if p.status.compare_exchange(P_SYSCALL | m.tag, P_RUNNING, Ordering::Acquire, Ordering::Relaxed).is_err() {
             m.p.set(None);
         }
     }
@@ -156,7 +158,7 @@ fn leave_to(status: u32) {
     if let Some(m) = current_m() {
         if let Some(p) = m.p.get() {
             // Release: pairs with sysmon's Acquire CAS when it retakes the P.
-            p.status.store(status, Ordering::Release);
+            p.status.store(status | m.tag, Ordering::Release);
         }
     }
 }
@@ -171,6 +173,27 @@ fn reacquire_p(m: &'static M) {
             }
         }
     }
+}
+
+/// At the entry of a blocking operation (where the goroutine may switch out anyway): yields if
+/// sysmon asked it to, as a Go goroutine yields at a function's entry once it has been asked.
+/// One thread-local load when nobody asked.
+#[inline(always)]
+pub(crate) fn preempt_point() {
+    if crate::m::preempt_requested() {
+        preempt_slow();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn preempt_slow() {
+    if let Some(m) = current_m() {
+        // Acquire: pairs with sysmon's Release store (`sysmon::ask_to_yield`), so that the
+        // goroutine's `preempt` it set first is seen.
+        m.preempt.swap(false, Ordering::Acquire);
+    }
+    safepoint();
 }
 
 /// At a safe point (no locks held, about to do something that wants a P): if this goroutine runs
@@ -191,12 +214,16 @@ pub(crate) fn safepoint() {
     if g.0.status.load(Ordering::Relaxed) == g::SYSCALL {
         return; // inside `blocking`: it gives up or regains its P only in exitsyscall
     }
+    if g.0.rt_depth.get() > 0 {
+        return; // runtime code may hold the runtime's own locks: it leaves runtime mode first
+    }
     // Suspend only in runtime mode: the M that resumes us does so with its P RUNNING.
     let _e = enter();
     match current_m().and_then(|m| m.p.get()) {
         None => suspend(g, Yield::NeedP),
         Some(_) => {
             if g.0.preempt.swap(false, Ordering::Relaxed) {
+                crate::hog::count_yield();
                 suspend(g, Yield::Gosched);
             }
         }

@@ -3,11 +3,16 @@
 //! Every tick (20 µs, doubling after 50 idle ticks up to 1 ms while any P is busy, 10 ms when
 //! all are idle) it:
 //! - **retakes** Ps: a P in `P_SYSCALL` whose goroutine has been in `blocking` for a whole tick
-//!   (>= 20 µs) is handed to another M if there is work for it; a P in `P_USER` whose goroutine
-//!   has run for 10 ms without entering the scheduler, while work waits (queued Gs or due
-//!   timers), is taken and handed off likewise (the hog keeps running on its thread, without a
-//!   P, until its next runtime entry); and hands every busy P's run to the hog detector
-//!   (`hog.rs`), which reports runs past its threshold whether or not work waits;
+//!   (>= 20 µs) is handed to another M if there is work for it; a goroutine that has run for
+//!   10 ms without entering the scheduler while work waits for its P (queued Gs or due timers)
+//!   is asked to yield, which it does at the entry of its next blocking operation (a channel
+//!   operation, a `Mutex` or `RwLock` lock, a spawn); if it is still running one tick later
+//!   (it computes without any), its P is taken and handed off likewise (the hog keeps running
+//!   on its thread, without a P, until its next runtime entry). Asking first keeps
+//!   `GOMAXPROCS` threads running goroutines: a hand-off lets the hog and the P's new M run at
+//!   once, and when they share data (a lock), each slows the other down. Every busy P's run
+//!   also goes to the hog detector (`hog.rs`), which reports runs past its threshold whether
+//!   or not work waits;
 //! - starts an M if a timer is overdue and no M is awake to run it;
 //! - refreshes the coarse clock used for wait timestamps;
 //! - returns cold stacks' memory (about once a second);
@@ -17,10 +22,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::clock::nanotime;
+use crate::g::G;
 use crate::globrunq::global;
 use crate::hog;
 use crate::netpoll;
-use crate::p::{P_IDLE, P_SYSCALL, P_USER};
+use crate::p::{P_IDLE, P_STATE, P_SYSCALL, P_USER};
 use crate::sched::deadlock::{recheck_dead, DEAD_SUSPECT};
 use crate::sched::idle::{handoffp, wakep};
 use crate::sched::state::Sched;
@@ -36,6 +42,8 @@ struct PState {
     schedwhen: u64,
     syscalltick: u64,
     syscallwhen: u64,
+    /// Whether the goroutine of the current run was asked to yield.
+    asked: bool,
     hog: hog::Watch,
 }
 
@@ -55,7 +63,14 @@ fn run(s: &'static Sched) -> ! {
     let mut st: Vec<PState> = s
         .allp
         .iter()
-        .map(|_| PState { schedtick: 0, schedwhen: 0, syscalltick: 0, syscallwhen: 0, hog: hog::Watch::default() })
+        .map(|_| PState {
+            schedtick: 0,
+            schedwhen: 0,
+            syscalltick: 0,
+            syscallwhen: 0,
+            asked: false,
+            hog: hog::Watch::default(),
+        })
         .collect();
     let mut delay_us: u64 = 20;
     let mut idle_ticks = 0u32;
@@ -121,16 +136,35 @@ fn run(s: &'static Sched) -> ! {
 /// Ps taken from a goroutine in `blocking` (handed off because it stayed there a whole tick).
 pub(crate) static SYSCALL_RETAKES: AtomicU64 = AtomicU64::new(0);
 
-/// Takes Ps from goroutines stuck in `blocking` or hogging the CPU. Returns whether it took any.
+/// Asks goroutine `g` (a `curg` sysmon read from a P whose `status` it read as `P_USER`) to
+/// yield at its next blocking operation (`park::preempt_point`): its `preempt`, then the flag
+/// of the M that status names, which the goroutine reads without knowing its G. If the M has
+/// moved on to another goroutine meanwhile, that one looks once for a request not meant for it.
+fn ask_to_yield(g: *mut G, status: u32) {
+    if g.is_null() {
+        return;
+    }
+    // SAFETY: curg holds pointers made from GRefs (never freed).
+    unsafe { (*g).preempt.store(true, Ordering::Relaxed) };
+    let tag = status & !P_STATE;
+    if let Some(m) = crate::m::all().into_iter().find(|m| m.tag == tag) {
+        // Release: pairs with the Acquire swap in `preempt_point`'s slow path (the `preempt`
+        // above is seen with it).
+        m.preempt.store(true, Ordering::Release);
+    }
+}
+
+/// Takes Ps from goroutines stuck in `blocking` or hogging the CPU (asking hogs first). Returns
+/// whether it asked or took any.
 fn retake(s: &'static Sched, st: &mut [PState], now: u64) -> bool {
     let mut took = false;
     for (i, p) in s.allp.iter().enumerate() {
         let ps = &mut st[i];
         let status = p.status.load(Ordering::Relaxed);
-        if status != P_USER {
+        if status & P_STATE != P_USER {
             ps.hog.ended(now);
         }
-        match status {
+        match status & P_STATE {
             P_SYSCALL => {
                 let t = p.syscalltick.load(Ordering::Relaxed);
                 if t != ps.syscalltick {
@@ -147,7 +181,7 @@ fn retake(s: &'static Sched, st: &mut [PState], now: u64) -> bool {
                 }
                 // Acquire: pairs with the Release in entersyscall; the P's owner-only fields
                 // become ours to hand off.
-                if p.status.compare_exchange(P_SYSCALL, P_IDLE, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                if p.status.compare_exchange(status, P_IDLE, Ordering::Acquire, Ordering::Relaxed).is_ok() {
                     took = true;
                     SYSCALL_RETAKES.fetch_add(1, Ordering::Relaxed);
                     handoffp(s, p);
@@ -159,6 +193,7 @@ fn retake(s: &'static Sched, st: &mut [PState], now: u64) -> bool {
                     ps.hog.ended(now);
                     ps.schedtick = t;
                     ps.schedwhen = now;
+                    ps.asked = false;
                     continue;
                 }
                 ps.hog.running(p, t, now - ps.schedwhen, now);
@@ -170,22 +205,29 @@ fn retake(s: &'static Sched, st: &mut [PState], now: u64) -> bool {
                     continue;
                 }
                 let g = p.curg.load(Ordering::Relaxed);
+                if !ps.asked {
+                    // A tick for the goroutine to reach a blocking operation and yield.
+                    ps.asked = true;
+                    ask_to_yield(g, status);
+                    took = true;
+                    continue;
+                }
                 // Acquire: pairs with `leave`'s Release store of P_USER.
-                if p.status.compare_exchange(P_USER, P_IDLE, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    if !g.is_null() {
-                        // SAFETY: curg holds pointers made from GRefs (never freed).
-                        unsafe { (*g).preempt.store(true, Ordering::Relaxed) };
-                    }
+                if p.status.compare_exchange(status, P_IDLE, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                    // Again: it gives up its thread at its next blocking operation.
+                    ask_to_yield(g, status);
                     took = true;
                     hog::count_retake();
                     ps.hog.ended(now);
                     ps.schedwhen = now;
+                    ps.asked = false;
                     handoffp(s, p);
                 }
             }
             _ => {
                 ps.schedtick = p.schedtick.load(Ordering::Relaxed);
                 ps.schedwhen = now;
+                ps.asked = false;
             }
         }
     }

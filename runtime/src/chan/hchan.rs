@@ -10,7 +10,7 @@ use super::error::{RecvTimeoutError, SendTimeoutError};
 use super::queue::{Core, Node, Waiter, Wakee, TIMED_OUT};
 use crate::g::WaitReason;
 use crate::mprof;
-use crate::park::park;
+use crate::park::{park, preempt_point};
 
 /// The shared channel (Go's `hchan`).
 pub(crate) struct Chan<T> {
@@ -205,6 +205,7 @@ impl<T> Chan<T> {
                 None => block_forever(WaitReason::ChanSendNilChan),
             }
         }
+        preempt_point();
         self.core.lock.lock();
         // SAFETY: lock held.
         if unsafe { self.core.state() }.closed {
@@ -268,6 +269,7 @@ impl<T> Chan<T> {
                 None => block_forever(WaitReason::ChanReceiveNilChan),
             }
         }
+        preempt_point();
         self.core.lock.lock();
         // SAFETY: lock held.
         match unsafe { self.recv_locked() } {

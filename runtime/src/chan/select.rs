@@ -29,7 +29,7 @@
 use crate::fastrand::fastrand;
 use crate::g::WaitReason;
 use crate::mprof;
-use crate::park::park;
+use crate::park::{park, preempt_point};
 
 use super::queue::{Node, Waiter, Wakee};
 use super::{Receiver, Recv, SendError, Sender};
@@ -312,6 +312,9 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
         super::block_forever(if n == 0 { WaitReason::SelectNoCases } else { WaitReason::Select });
     }
 
+    if !has_default {
+        preempt_point();
+    }
     // Pass 1: look for something ready.
     sellock(cases, lockorder);
     for &i in pollorder {

@@ -11,7 +11,7 @@ use crate::g::GRef;
 use crate::globrunq::global;
 use crate::m::M;
 use crate::netpoll;
-use crate::p::{P, P_RUNNING, P_SYSCALL, P_USER};
+use crate::p::{P, P_RUNNING, P_STATE, P_SYSCALL, P_USER};
 use crate::sched::deadlock::check_dead;
 use crate::sched::idle::wakep;
 use crate::sched::state::Sched;
@@ -264,7 +264,7 @@ fn take_stranded(s: &'static Sched, p: &'static P, tick: u64) -> Option<GRef> {
     wr.peers.resize(s.allp.len(), crate::p::Watch::default());
     for (v, w) in s.allp.iter().zip(wr.peers.iter_mut()) {
         let tick = v.schedtick.load(Ordering::Relaxed);
-        let st = v.status.load(Ordering::Relaxed);
+        let st = v.status.load(Ordering::Relaxed) & P_STATE;
         if tick != w.tick || (st != P_USER && st != P_RUNNING) || std::ptr::eq(v, p) {
             *w = crate::p::Watch { tick, since: 0 };
             continue;
@@ -303,7 +303,7 @@ fn steal_runnext(v: &'static P) -> Option<GRef> {
     if g == 0 {
         return None;
     }
-    let st = v.status.load(Ordering::Relaxed);
+    let st = v.status.load(Ordering::Relaxed) & P_STATE;
     if st != P_USER && st != P_SYSCALL {
         return None;
     }

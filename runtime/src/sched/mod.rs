@@ -33,11 +33,14 @@
 //!
 //! # Fairness without preemption
 //!
-//! Rust code cannot be preempted safely, so a goroutine that runs without entering the runtime
-//! keeps its M. sysmon (see `sysmon.rs`) takes its *P* away after 10 ms when other work waits
-//! and hands it to another M: the OS then time-slices the hog's thread against the others. The
-//! hog reacquires a P (or queues itself) at its next runtime entry. The same retake serves
-//! `blocking` calls after 20 µs.
+//! Rust code cannot be preempted safely at any instruction, so a goroutine switches out only
+//! where it enters the runtime. When one has run 10 ms while other work waits, sysmon (see
+//! `sysmon.rs`) asks it to yield, and it does at the entry of its next blocking operation (a
+//! channel operation, a lock, a spawn), which may switch anyway: Go's cooperative preemption,
+//! with those entries for function prologues. One that computes without any by the next sysmon
+//! tick keeps its M, but sysmon takes its *P* away and hands it to another M: the OS then
+//! time-slices the hog's thread against the others, and the hog reacquires a P (or queues
+//! itself) at its next runtime entry. The same retake serves `blocking` calls after 20 µs.
 //!
 //! Work queued behind such a goroutine does not wait that long if another P is scheduling: about
 //! every 100 µs an M looks at the other Ps' ticks, and takes the queue, `runnext` and due timers

@@ -28,6 +28,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::g::WaitReason;
+use crate::park::preempt_point;
 
 use super::sema::Sema;
 
@@ -233,6 +234,7 @@ impl<T> Mutex<T> {
 impl<T: ?Sized> Mutex<T> {
     /// Locks, parking the goroutine while another holds it.
     pub fn lock(&self) -> MutexGuard<'_, T> {
+        preempt_point();
         self.raw.lock();
         MutexGuard { m: self }
     }

@@ -19,6 +19,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::g::WaitReason;
+use crate::park::preempt_point;
 
 use super::mutex::RawMutex;
 use super::sema::Sema;
@@ -153,12 +154,14 @@ impl<T> RwLock<T> {
 impl<T: ?Sized> RwLock<T> {
     /// Shared access (`RLock`); parks while a writer holds or waits for the lock.
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
+        preempt_point();
         self.raw.read();
         RwLockReadGuard { l: self }
     }
 
     /// Exclusive access (`Lock`).
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
+        preempt_point();
         self.raw.write();
         RwLockWriteGuard { l: self }
     }
