@@ -13,6 +13,7 @@
 //! | `gort_timers_pending` | gauge | timers in the Ps' heaps |
 //! | `gort_blocking_handoffs_total` | counter | Ps handed off from a goroutine left in `blocking` |
 //! | `gort_hog_handoffs_total` | counter | Ps taken from a goroutine that hogged one while work waited |
+//! | `gort_hog_yields_total` | counter | goroutines asked to yield after running 10 ms while work waited, that did |
 //! | `gort_hog_events_total` | counter | runs at or above the hog threshold (`/debug/pprof/hog`) |
 //! | `gort_stranded_takes_total` | counter | goroutines taken from a P that stayed 300 µs on one goroutine while they waited |
 //! | `gort_stacks{state}` | gauge | goroutine stacks `in_use` and `cached` |
@@ -117,6 +118,12 @@ impl Collector for Runtime {
             "gort_hog_handoffs",
             "Processors taken from a goroutine that ran too long without yielding while work waited.",
             m.hog_handoffs,
+        )?;
+        counter(
+            &mut e,
+            "gort_hog_yields",
+            "Goroutines asked to yield after running too long while work waited, that yielded.",
+            m.hog_yields,
         )?;
         counter(&mut e, "gort_hog_events", "Runs at or above the hog threshold.", m.hog_events)?;
         counter(

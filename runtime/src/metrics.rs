@@ -39,6 +39,9 @@ pub struct Metrics {
     /// Ps taken from a goroutine that ran 10 ms without entering the scheduler while work
     /// waited (since start).
     pub hog_handoffs: u64,
+    /// Goroutines that ran 10 ms while work waited, were asked to yield, and did, at the entry
+    /// of a blocking operation, before their P had to be taken (since start).
+    pub hog_yields: u64,
     /// Runs at or above the hog threshold (since start; see [`hog`](crate::hog)).
     pub hog_events: u64,
     /// Goroutines taken from a P that stayed 300 µs on one goroutine while they waited, by a P
@@ -107,6 +110,7 @@ pub fn metrics() -> Metrics {
     m.timers_pending = s.allp.iter().map(|p| p.timers.lock().len() as u64).sum();
     m.blocking_handoffs = crate::sysmon::SYSCALL_RETAKES.load(Ordering::Relaxed);
     m.hog_handoffs = crate::hog::retakes();
+    m.hog_yields = crate::hog::yields();
     m.hog_events = crate::hog::events();
     m.stranded_takes = crate::sched::find::stranded_takes();
     let st = s.stacks.stats();
