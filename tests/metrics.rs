@@ -132,6 +132,9 @@ fn debug_metrics_serves_openmetrics() {
     assert!(m["gort_goroutines{state=\"chan receive\"}"] >= 7.0, "{text}");
     assert!(m["gort_goroutines_created_total"] >= 7.0, "{text}");
     assert_eq!(m["gort_sched_timing_enabled"], 1.0);
+    // Present from the start (0 until an idle M's timed sleep has ended), in seconds.
+    assert!((0.0..=50e-6).contains(&m["gort_timer_oversleep_seconds"]), "{text}");
+    assert!(m.contains_key("gort_timer_spins_total"), "{text}");
     // Buckets are cumulative, end at +Inf with the count.
     let count = m["gort_sched_latency_seconds_count"];
     assert!(count > 0.0, "{text}");

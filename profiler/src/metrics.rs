@@ -11,6 +11,8 @@
 //! | `gort_procs{state}` | gauge | Ps: `idle`, `spinning` (an M holds it looking for work), `running` (the rest) |
 //! | `gort_netpoll_waiters` | gauge | goroutines parked on the network poller |
 //! | `gort_timers_pending` | gauge | timers in the Ps' heaps |
+//! | `gort_timer_oversleep_seconds` | gauge | how late an idle M is back from a timed sleep (moving average) |
+//! | `gort_timer_spins_total` | counter | waits for a timer spun out rather than slept, being due sooner than that |
 //! | `gort_blocking_handoffs_total` | counter | Ps handed off from a goroutine left in `blocking` |
 //! | `gort_hog_handoffs_total` | counter | Ps taken from a goroutine that hogged one while work waited |
 //! | `gort_hog_yields_total` | counter | goroutines asked to yield after running 10 ms while work waited, that did |
@@ -107,6 +109,19 @@ impl Collector for Runtime {
         )?;
         gauge(&mut e, "gort_netpoll_waiters", "Goroutines parked on the network poller.", None, m.netpoll_waiters)?;
         gauge(&mut e, "gort_timers_pending", "Timers pending in the processors' heaps.", None, m.timers_pending)?;
+        let oversleep = ConstGauge::new(m.timer_oversleep_ns as f64 / 1e9);
+        oversleep.encode(e.encode_descriptor(
+            "gort_timer_oversleep",
+            "How late an idle thread is back from a timed sleep (moving average).",
+            Some(&Unit::Seconds),
+            oversleep.metric_type(),
+        )?)?;
+        counter(
+            &mut e,
+            "gort_timer_spins",
+            "Waits for a timer spun out rather than slept, being due sooner than a sleep wakes.",
+            m.timer_spins,
+        )?;
         counter(
             &mut e,
             "gort_blocking_handoffs",

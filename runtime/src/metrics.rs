@@ -34,6 +34,12 @@ pub struct Metrics {
     pub netpoll_waiters: u64,
     /// Timers pending in the Ps' heaps (sleeps, timeouts, `time::Timer`s).
     pub timers_pending: u64,
+    /// How late an idle M is back with a P from a timed sleep, in ns: a moving average over the
+    /// last sleeps or so (0 before the first). An M whose next timer is due sooner than this
+    /// spins for it instead of sleeping; tens of µs on a VM, a few on bare metal.
+    pub timer_oversleep_ns: u64,
+    /// Waits for a timer that an M spun out instead of sleeping through (since start).
+    pub timer_spins: u64,
     /// Ps handed off from a goroutine that stayed in `blocking` (since start).
     pub blocking_handoffs: u64,
     /// Ps taken from a goroutine that ran 10 ms without entering the scheduler while work
@@ -108,6 +114,8 @@ pub fn metrics() -> Metrics {
     m.procs_spinning = s.nmspinning.load(Ordering::Relaxed) as u64;
     m.netpoll_waiters = crate::netpoll::poller().map_or(0, |p| p.waiters() as u64);
     m.timers_pending = s.allp.iter().map(|p| p.timers.lock().len() as u64).sum();
+    m.timer_oversleep_ns = crate::sched::idle::oversleep_ns();
+    m.timer_spins = crate::sched::timers::spins();
     m.blocking_handoffs = crate::sysmon::SYSCALL_RETAKES.load(Ordering::Relaxed);
     m.hog_handoffs = crate::hog::retakes();
     m.hog_yields = crate::hog::yields();

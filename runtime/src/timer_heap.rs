@@ -249,6 +249,17 @@ impl TimerHeap {
     }
 
     /// The earliest `when` (`u64::MAX` if none).
+    /// The goroutine the earliest timer wakes, if that timer is a sleeper's.
+    pub(crate) fn earliest_sleeper(&self) -> Option<GRef> {
+        if self.len == 0 {
+            return None;
+        }
+        match self.slab.get(self.node(0).slot as usize)? {
+            Some(Target::G(g)) => Some(*g),
+            _ => None,
+        }
+    }
+
     pub(crate) fn earliest(&self) -> u64 {
         if self.len == 0 {
             u64::MAX
@@ -286,6 +297,24 @@ mod tests {
     fn lcg(x: &mut u64) -> u64 {
         *x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         *x >> 33
+    }
+
+    #[test]
+    fn the_earliest_sleeper_is_the_earliest_entry_when_that_is_a_sleeper() {
+        use crate::g::{GKind, G};
+        let f: Arc<dyn TimerFunc> = Arc::new(Gen(AtomicU64::new(0)));
+        let mut h = TimerHeap::default();
+        assert!(h.earliest_sleeper().is_none());
+        let a = GRef(Box::leak(Box::new(G::new(GKind::Thread))));
+        let b = GRef(Box::leak(Box::new(G::new(GKind::Thread))));
+        h.push(30, Target::G(a));
+        h.push(20, Target::G(b));
+        assert!(h.earliest_sleeper() == Some(b));
+        h.push(10, Target::Func(f, 0));
+        assert!(h.earliest_sleeper().is_none(), "the earliest entry is a callback");
+        assert!(matches!(h.pop_if_due(10).map(|e| e.target), Some(Target::Func(..))));
+        assert!(matches!(h.pop_if_due(20).map(|e| e.target), Some(Target::G(g)) if g == b));
+        assert!(h.earliest_sleeper() == Some(a));
     }
 
     #[test]

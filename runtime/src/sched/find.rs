@@ -15,7 +15,7 @@ use crate::p::{P, P_RUNNING, P_STATE, P_SYSCALL, P_USER};
 use crate::sched::deadlock::check_dead;
 use crate::sched::idle::wakep;
 use crate::sched::state::Sched;
-use crate::sched::timers::run_timers;
+use crate::sched::timers::{run_timers, spin_for_timer};
 
 /// How many 3 µs sleeps a spinning M that found nothing takes, still spinning and holding its
 /// P, before it gives the P back while other Ps are busy (see `find_runnable`). Without them, in
@@ -128,6 +128,10 @@ pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P)
             }
         }
 
+        // Nothing, but a timer is due too soon to sleep for: wait for it here, with the P.
+        if spin_for_timer(s, p) {
+            continue;
+        }
         // Nothing. A spinning M whose peers are busy lingers a little before giving its P back
         // (sleeping, still spinning, [`SPIN_LINGER`] times): a handoff in flight elsewhere
         // (runnext) is usually picked up by its own P, and while we linger the readiers' wakep

@@ -25,7 +25,7 @@
 //! With both fences, either the submitter sees the spinner gone (and an idle P) and starts an M,
 //! or the spinner's re-check sees the G and takes a P back. No G is stranded.
 
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use crate::clock::nanotime;
 use crate::globrunq::global;
@@ -254,6 +254,9 @@ pub(crate) fn startlockedm(m: &'static M, locked: &'static M) {
 pub(crate) fn stopm(s: &'static Sched, m: &'static M) {
     let mut untimed = false;
     loop {
+        // What a timed sleep that ran to its end aimed at: how late the M is back with a P is
+        // the oversleep that `spin_for_timer` covers.
+        let mut timed_out = None;
         let next = if untimed { u64::MAX } else { s.next_timer() };
         let mut idle = s.idle.lock();
         idle.midle.push(m);
@@ -288,9 +291,13 @@ pub(crate) fn stopm(s: &'static Sched, m: &'static M) {
                 wakep();
             }
         } else if timed {
+            // Aim early by what sleeps overshoot, so the M is back in time to spin out the rest
+            // (`spin_for_timer`) and the timer fires on time.
+            let aim = next.saturating_sub(oversleep_ns());
             let now = nanotime();
-            let d = std::time::Duration::from_nanos(next.saturating_sub(now));
-            m.note.sleep_timeout(d);
+            if aim > now && !m.note.sleep_timeout(std::time::Duration::from_nanos(aim - now)) {
+                timed_out = Some(aim);
+            }
         } else {
             m.note.sleep();
         }
@@ -310,10 +317,15 @@ pub(crate) fn stopm(s: &'static Sched, m: &'static M) {
                 idle.timer_m = None;
                 s.timer_sleep_until.store(u64::MAX, Ordering::SeqCst);
             }
-            let due = s.next_timer() <= nanotime();
+            // Due within the oversleep counts as due: the sleep above aimed that early.
+            let due = s.next_timer() <= nanotime().saturating_add(oversleep_ns());
             if due || s.any_work() {
                 if let Some(p) = s.pidleget(&mut idle) {
+                    drop(idle);
                     m.p.set(Some(p));
+                    if let Some(aim) = timed_out {
+                        note_oversleep(aim, nanotime());
+                    }
                     return;
                 }
                 // Every P is busy: their Ms (or sysmon) run the timers. Sleep until handed a P.
@@ -328,4 +340,28 @@ pub(crate) fn stopm(s: &'static Sched, m: &'static M) {
             return;
         }
     }
+}
+
+/// How late this process's Ms are back with a P from a timed sleep, in ns: a moving average
+/// over the sleeps that ran to their end (`note_oversleep`). On a VM that is mostly the
+/// hypervisor's timer round trip (tens of µs), on bare metal a few µs.
+static OVERSLEEP_NS: AtomicU64 = AtomicU64::new(0);
+
+/// The most an M spins waiting for a timer (`sched/timers.rs`), however late sleeps have been:
+/// a host that stalled one sleep for milliseconds must not turn every wait into a spin.
+const SPIN_FOR_TIMER_MAX_NS: u64 = 50_000;
+
+/// Records that an M whose timed sleep was meant to end at `due` (a `nanotime`) was back with a
+/// P at `woke`.
+fn note_oversleep(due: u64, woke: u64) {
+    let late = woke.saturating_sub(due).min(SPIN_FOR_TIMER_MAX_NS);
+    let avg = OVERSLEEP_NS.load(Ordering::Relaxed);
+    // An average over about eight sleeps: one stall moves it an eighth of the way. Relaxed: a
+    // racy update between two Ms loses one sample, and the value only steers a heuristic.
+    OVERSLEEP_NS.store(avg - avg / 8 + late / 8, Ordering::Relaxed);
+}
+
+/// How late a timed sleep of an M wakes, in ns (0 before the first has ended).
+pub(crate) fn oversleep_ns() -> u64 {
+    OVERSLEEP_NS.load(Ordering::Relaxed)
 }

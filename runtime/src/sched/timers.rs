@@ -2,12 +2,15 @@
 //! M if it is now the earliest) and running the due ones. The heap itself is `timer_heap.rs`;
 //! the user-facing timers are `time/`.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::clock::nanotime;
 
 use crate::g::{prefetch_desc, prefetch_switch_in};
+use crate::globrunq::global;
 use crate::p::P;
 use crate::park::{ready_from_timer, with_current_p};
-use crate::sched::idle::{timer_added, wakep};
+use crate::sched::idle::{oversleep_ns, timer_added, wakep};
 use crate::sched::state::{sched_if_started, Sched};
 use crate::timer_heap::{Entry, Target};
 
@@ -127,4 +130,47 @@ pub(crate) fn run_timers(owner: &'static P, p: &P, now: u64) {
         // One wake-up for the pass: the goroutines went to a queue that other Ps steal from.
         wakep();
     }
+}
+
+/// Waits [`spin_for_timer`] spun (since start).
+static SPINS: AtomicU64 = AtomicU64::new(0);
+
+/// Waits for a timer that an M spun out instead of sleeping through (since start).
+pub(crate) fn spins() -> u64 {
+    SPINS.load(Ordering::Relaxed)
+}
+
+/// If the earliest timer is due sooner than a timed sleep would wake for it, spins on the clock
+/// until it is due, or until work turns up on `p` or the global queue, and returns true: the
+/// caller looks for work again. Sleeping would deliver the timer late by the oversleep (`stopm`
+/// measures it), and everything due meanwhile later still; the spin costs at most that much CPU.
+/// Work readied on other Ps meanwhile waits at most as long, as it would behind a sleep.
+pub(crate) fn spin_for_timer(s: &'static Sched, p: &'static P) -> bool {
+    let near = oversleep_ns();
+    if near == 0 {
+        return false;
+    }
+    let next = s.next_timer();
+    if next == u64::MAX {
+        return false;
+    }
+    let now = nanotime();
+    // A timer already due is the caller's to run, not to wait for.
+    if next <= now || next - now > near {
+        return false;
+    }
+    SPINS.fetch_add(1, Ordering::Relaxed);
+    // The wait is idle time: load the sleeper it is for, which would otherwise take its misses
+    // (descriptor, then stack) one after another once due.
+    let sleeper = p.timers.try_lock().and_then(|h| h.earliest_sleeper());
+    if let Some(g) = sleeper {
+        prefetch_desc(g);
+        prefetch_switch_in(g);
+    }
+    while nanotime() < next && !p.has_work() && global().is_empty() {
+        for _ in 0..16 {
+            std::hint::spin_loop();
+        }
+    }
+    true
 }

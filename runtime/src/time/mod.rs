@@ -4,7 +4,9 @@
 //! Each P has a heap of timers behind a lock (`timer_heap.rs`), plus `timer0`, the earliest
 //! `when`, readable without it. The owner runs its expired timers at every schedule, a few at a
 //! time while its run queue is long (`sched/timers.rs`); a stealing M runs a victim's;
-//! an idle M sleeps exactly until the earliest timer of all Ps (the "timer M", see `stopm`);
+//! an idle M sleeps exactly until the earliest timer of all Ps (the "timer M", see `stopm`),
+//! unless it is due sooner than the Ms' timed sleeps have been waking late (a moving average,
+//! at most 50 µs; tens of µs on a VM), in which case the M spins for it with its P instead;
 //! sysmon takes the P from a goroutine that hogs it while a timer is due.
 //!
 //! # RawTimer states
