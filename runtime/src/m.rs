@@ -82,6 +82,9 @@ pub(crate) struct M {
     pub(crate) p: Cell<Option<&'static P>>,
     /// A P handed to this M by `startm` while it slept.
     pub(crate) nextp: AtomicPtr<P>,
+    /// The M joined the idle list when it gave its P back (`find_runnable`), before `stopm`;
+    /// `stopm` must not join again. Only this M's thread reads or writes it.
+    pub(crate) idle_early: Cell<bool>,
     /// Whether this M is spinning (looking for work while holding a P); counted in
     /// `Sched::nmspinning`. Written by the M's thread (and by `startm` before waking it).
     pub(crate) spinning: AtomicBool,
@@ -151,6 +154,7 @@ impl M {
             tag: u32::try_from(id).ok().and_then(|i| i.checked_mul(P_STATE + 1)).expect("gort: too many threads"),
             p: Cell::new(None),
             nextp: AtomicPtr::new(ptr::null_mut()),
+            idle_early: Cell::new(false),
             spinning: AtomicBool::new(false),
             curg: AtomicPtr::new(ptr::null_mut()),
             note: Note::new(thread),

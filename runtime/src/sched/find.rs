@@ -13,7 +13,7 @@ use crate::m::M;
 use crate::netpoll;
 use crate::p::{P, P_RUNNING, P_STATE, P_SYSCALL, P_USER};
 use crate::sched::deadlock::check_dead;
-use crate::sched::idle::wakep;
+use crate::sched::idle::{sleep_until_handed_p, wakep};
 use crate::sched::state::Sched;
 use crate::sched::timers::{run_timers, spin_for_timer};
 
@@ -146,37 +146,66 @@ pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P)
             continue;
         }
         // Nothing: give the P back.
-        let mut idle = s.idle.lock();
-        if !global().is_empty() {
-            drop(idle);
-            continue;
+        match give_p_back(s, m, p) {
+            Some(p2) => p = p2,
+            None => return None,
         }
-        s.pidleput(&mut idle, p);
-        m.p.set(None);
-        drop(idle);
-        let was_spinning = m.spinning.load(Ordering::Relaxed);
-        if was_spinning {
-            m.spinning.store(false, Ordering::Relaxed);
-            s.nmspinning.fetch_sub(1, Ordering::SeqCst);
-        }
-        // SeqCst: the spinner's fence of the spinning protocol (module docs).
-        fence(Ordering::SeqCst);
-        if s.any_work() || s.next_timer() <= nanotime() {
-            let mut idle = s.idle.lock();
-            if let Some(p2) = s.pidleget(&mut idle) {
-                drop(idle);
-                m.p.set(Some(p2));
-                p = p2;
-                if was_spinning {
-                    m.spinning.store(true, Ordering::Relaxed);
-                    s.nmspinning.fetch_add(1, Ordering::SeqCst);
-                }
-                continue;
-            }
-        }
-        check_dead(s);
-        return None;
     }
+}
+
+/// `find_runnable`'s end: gives `p` back and joins the idle Ms, unless work turned up meanwhile;
+/// returns the P to look again with, or None to go to sleep (`stopm`). Out of line: the loop
+/// above is the scheduler's hot path.
+#[cold]
+#[inline(never)]
+fn give_p_back(s: &'static Sched, m: &'static M, p: &'static P) -> Option<&'static P> {
+    let mut idle = s.idle.lock();
+    if !global().is_empty() {
+        return Some(p);
+    }
+    s.pidleput(&mut idle, p);
+    m.p.set(None);
+    // Join the idle Ms in the same step (`stopm` then does not): work readied from now on and
+    // handed to an idle M goes to this one, the M that last joined, which is still running. Its
+    // wake costs no futex, and it goes on on this CPU, where the M that would otherwise be woken
+    // might be queued by the kernel behind the waker while this CPU idles (the benchmark README
+    // has a trace).
+    idle.midle.push(m);
+    s.nmidle.fetch_add(1, Ordering::Relaxed);
+    m.idle_early.set(true);
+    drop(idle);
+    let was_spinning = m.spinning.load(Ordering::Relaxed);
+    if was_spinning {
+        m.spinning.store(false, Ordering::Relaxed);
+        s.nmspinning.fetch_sub(1, Ordering::SeqCst);
+    }
+    // SeqCst: the spinner's fence of the spinning protocol (module docs).
+    fence(Ordering::SeqCst);
+    if s.any_work() || s.next_timer() <= nanotime() {
+        let mut idle = s.idle.lock();
+        let Some(pos) = idle.midle.iter().position(|x| std::ptr::eq(*x, m)) else {
+            // `startm` took this M off the list for that work and is handing it a P (with
+            // `spinning` set as its caller counted it).
+            drop(idle);
+            m.idle_early.set(false);
+            sleep_until_handed_p(m);
+            return m.p.get();
+        };
+        if let Some(p2) = s.pidleget(&mut idle) {
+            idle.midle.swap_remove(pos);
+            s.nmidle.fetch_sub(1, Ordering::Relaxed);
+            m.idle_early.set(false);
+            drop(idle);
+            m.p.set(Some(p2));
+            if was_spinning {
+                m.spinning.store(true, Ordering::Relaxed);
+                s.nmspinning.fetch_add(1, Ordering::SeqCst);
+            }
+            return Some(p2);
+        }
+    }
+    check_dead(s);
+    None
 }
 
 /// Most Gs one `global_get` moves to a local queue.

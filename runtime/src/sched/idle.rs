@@ -24,6 +24,15 @@
 //!
 //! With both fences, either the submitter sees the spinner gone (and an idle P) and starts an M,
 //! or the spinner's re-check sees the G and takes a P back. No G is stranded.
+//!
+//! Which M the submitter starts matters too: the idle list is a stack, and an M joins it in the
+//! same critical section in which it gives its P back (`find::give_p_back`), before its re-check
+//! and long before it sleeps. So a G readied meanwhile goes to the M that is still running on its
+//! CPU, which its wake-up reaches without a futex, rather than to one asleep, which the kernel
+//! may queue behind the submitter on the submitter's CPU (it places a wakee there when no CPU is
+//! idle at that instant) while the giver's CPU goes idle. Such an M, taken off the list by
+//! `startm`, finds itself gone from the list at its re-check or in `stopm` and waits for the P
+//! it is handed.
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
@@ -225,7 +234,7 @@ pub(crate) fn stoplockedm(s: &'static Sched, m: &'static M) {
 
 /// Sleeps on the M's note until someone hands it a P through `nextp` (`startm`,
 /// `startlockedm`), and takes it.
-fn sleep_until_handed_p(m: &'static M) {
+pub(crate) fn sleep_until_handed_p(m: &'static M) {
     loop {
         // Acquire: pairs with the Release store of `nextp` in startm or startlockedm.
         let np = m.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
@@ -259,8 +268,18 @@ pub(crate) fn stopm(s: &'static Sched, m: &'static M) {
         let mut timed_out = None;
         let next = if untimed { u64::MAX } else { s.next_timer() };
         let mut idle = s.idle.lock();
-        idle.midle.push(m);
-        s.nmidle.fetch_add(1, Ordering::Relaxed);
+        if m.idle_early.replace(false) {
+            // Joined when it gave its P back (`find_runnable`); since then `startm` may have
+            // taken it off the list for new work.
+            if !idle.midle.iter().any(|x| std::ptr::eq(*x, m)) {
+                drop(idle);
+                sleep_until_handed_p(m);
+                return;
+            }
+        } else {
+            idle.midle.push(m);
+            s.nmidle.fetch_add(1, Ordering::Relaxed);
+        }
         let timed = next != u64::MAX && (idle.timer_m.is_none() || next < s.timer_sleep_until.load(Ordering::Relaxed));
         if timed {
             idle.timer_m = Some(m);

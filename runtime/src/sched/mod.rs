@@ -15,8 +15,8 @@
 //! `runnext` stolen only from a victim that has been busy with one G for a few microseconds;
 //! then, if a timer is due sooner than a timed sleep would wake for it (`idle::oversleep_ns`,
 //! measured), spin until it is due (`timers::spin_for_timer`); then, while other Ps are busy,
-//! linger a few 3 µs sleeps still spinning (`find::SPIN_LINGER`), and finally give the P back
-//! and sleep.
+//! linger a few 3 µs sleeps still spinning (`find::SPIN_LINGER`), and finally give the P back,
+//! join the idle Ms at once (`idle.rs` says why), and sleep.
 //!
 //! A P's local queue is bounded (`p::LOCAL_RUNQ_MAX`): past it, the older half moves to
 //! the global queue in one batch (Go's `runqputslow`), so recent work runs first and fan-out
