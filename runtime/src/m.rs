@@ -82,7 +82,7 @@ pub(crate) struct M {
     pub(crate) p: Cell<Option<&'static P>>,
     /// A P handed to this M by `startm` while it slept.
     pub(crate) nextp: AtomicPtr<P>,
-    /// The M joined the idle list when it gave its P back (`find_runnable`), before `stopm`;
+    /// The M joined the idle list when it gave its P back (`find::give_p_back`), before `stopm`;
     /// `stopm` must not join again. Only this M's thread reads or writes it.
     pub(crate) idle_early: Cell<bool>,
     /// Whether this M is spinning (looking for work while holding a P); counted in

@@ -269,7 +269,7 @@ pub(crate) fn stopm(s: &'static Sched, m: &'static M) {
         let next = if untimed { u64::MAX } else { s.next_timer() };
         let mut idle = s.idle.lock();
         if m.idle_early.replace(false) {
-            // Joined when it gave its P back (`find_runnable`); since then `startm` may have
+            // Joined when it gave its P back (`find::give_p_back`); since then `startm` may have
             // taken it off the list for new work.
             if !idle.midle.iter().any(|x| std::ptr::eq(*x, m)) {
                 drop(idle);
@@ -380,7 +380,7 @@ fn note_oversleep(due: u64, woke: u64) {
     OVERSLEEP_NS.store(avg - avg / 8 + late / 8, Ordering::Relaxed);
 }
 
-/// How late a timed sleep of an M wakes, in ns (0 before the first has ended).
+/// How late an M is back with a P from a timed sleep, in ns (0 before the first has ended).
 pub(crate) fn oversleep_ns() -> u64 {
     OVERSLEEP_NS.load(Ordering::Relaxed)
 }

@@ -5,7 +5,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::clock::nanotime;
-
 use crate::g::{prefetch_desc, prefetch_switch_in};
 use crate::globrunq::global;
 use crate::p::P;
