@@ -11,7 +11,7 @@ use crate::g::GRef;
 use crate::globrunq::global;
 use crate::m::M;
 use crate::netpoll;
-use crate::p::{P, P_RUNNING, P_STATE, P_SYSCALL, P_USER};
+use crate::p::{P, P_RUNNING, P_STATE, P_USER};
 use crate::sched::deadlock::check_dead;
 use crate::sched::idle::{sleep_until_handed_p, wakep};
 use crate::sched::state::Sched;
@@ -328,16 +328,18 @@ fn take_stranded(s: &'static Sched, p: &'static P, tick: u64) -> Option<GRef> {
     None
 }
 
-/// Steals `v`'s runnext, but only if `v` has been running one G for a little while: a G that
-/// was just readied into runnext is about to run there (a handoff), and stealing it would bounce
-/// a ping-pong pair between threads.
+/// Steals `v`'s runnext, but only if `v` did not schedule for a little while: a G that was just
+/// readied into runnext is about to run there (a handoff), and stealing it would bounce a
+/// ping-pong pair between threads. Whatever `v`'s state: a P whose M is in the scheduler (or
+/// was just handed the P) and was descheduled by the kernel right there strands its runnext as
+/// surely as one running a long goroutine, and an M that saw it at its re-check before going idle
+/// would otherwise cycle between giving a P back and taking one again.
+// Out of line: it sleeps anyway, and its code would otherwise sit in the scheduler's hot loop.
+#[cold]
+#[inline(never)]
 fn steal_runnext(v: &'static P) -> Option<GRef> {
     let g = v.runnext.load(Ordering::Relaxed);
     if g == 0 {
-        return None;
-    }
-    let st = v.status.load(Ordering::Relaxed) & P_STATE;
-    if st != P_USER && st != P_SYSCALL {
         return None;
     }
     let tick = v.schedtick.load(Ordering::Relaxed);

@@ -12,7 +12,7 @@
 //! global queue every 61st tick (so the global queue cannot starve behind two goroutines
 //! ping-ponging through runnext); `runnext`; the local queue; a batch from the global queue;
 //! stealing half of a random victim's queue (and its expired timers), up to four rounds, with
-//! `runnext` stolen only from a victim that has been busy with one G for a few microseconds;
+//! `runnext` stolen only from a victim that has not scheduled for a few microseconds;
 //! then, if a timer is due sooner than a timed sleep would wake for it (`idle::oversleep_ns`,
 //! measured), spin until it is due (`timers::spin_for_timer`); then, while other Ps are busy,
 //! linger a few 3 µs sleeps still spinning (`find::SPIN_LINGER`), and finally give the P back,
