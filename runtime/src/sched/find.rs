@@ -165,13 +165,9 @@ fn give_p_back(s: &'static Sched, m: &'static M, p: &'static P) -> Option<&'stat
     }
     s.pidleput(&mut idle, p);
     m.p.set(None);
-    // Join the idle Ms in the same step (`stopm` then does not): work readied from now on and
-    // handed to an idle M goes to this one, the M that last joined, which is still running. Its
-    // wake costs no futex, and it goes on on this CPU, where the M that would otherwise be woken
-    // might be queued by the kernel behind the waker while this CPU idles (the benchmark README
-    // has a trace).
-    idle.midle.push(m);
-    s.nmidle.fetch_add(1, Ordering::Relaxed);
+    // Join the idle Ms now, not in `stopm`: work readied meanwhile then wakes this M, still
+    // running (`idle.rs`, the spinning protocol, says why that matters).
+    s.mput(&mut idle, m);
     m.idle_early.set(true);
     drop(idle);
     let was_spinning = m.spinning.load(Ordering::Relaxed);
@@ -183,17 +179,16 @@ fn give_p_back(s: &'static Sched, m: &'static M, p: &'static P) -> Option<&'stat
     fence(Ordering::SeqCst);
     if s.any_work() || s.next_timer() <= nanotime() {
         let mut idle = s.idle.lock();
-        let Some(pos) = idle.midle.iter().position(|x| std::ptr::eq(*x, m)) else {
+        if !idle.holds(m) {
             // `startm` took this M off the list for that work and is handing it a P (with
             // `spinning` set as its caller counted it).
             drop(idle);
             m.idle_early.set(false);
             sleep_until_handed_p(m);
             return m.p.get();
-        };
+        }
         if let Some(p2) = s.pidleget(&mut idle) {
-            idle.midle.swap_remove(pos);
-            s.nmidle.fetch_sub(1, Ordering::Relaxed);
+            s.mremove(&mut idle, m);
             m.idle_early.set(false);
             drop(idle);
             m.p.set(Some(p2));

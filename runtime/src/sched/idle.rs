@@ -93,14 +93,7 @@ pub(crate) fn startm(s: &'static Sched, p: Option<&'static P>, spinning: bool) {
             }
         },
     };
-    let m = idle.midle.pop();
-    if let Some(m) = m {
-        s.nmidle.fetch_sub(1, Ordering::Relaxed);
-        if idle.timer_m.is_some_and(|t| std::ptr::eq(t, m)) {
-            idle.timer_m = None;
-            s.timer_sleep_until.store(u64::MAX, Ordering::SeqCst);
-        }
-    }
+    let m = s.mget(&mut idle);
     drop(idle);
     match m {
         Some(m) => {
@@ -271,14 +264,13 @@ pub(crate) fn stopm(s: &'static Sched, m: &'static M) {
         if m.idle_early.replace(false) {
             // Joined when it gave its P back (`find::give_p_back`); since then `startm` may have
             // taken it off the list for new work.
-            if !idle.midle.iter().any(|x| std::ptr::eq(*x, m)) {
+            if !idle.holds(m) {
                 drop(idle);
                 sleep_until_handed_p(m);
                 return;
             }
         } else {
-            idle.midle.push(m);
-            s.nmidle.fetch_add(1, Ordering::Relaxed);
+            s.mput(&mut idle, m);
         }
         let timed = next != u64::MAX && (idle.timer_m.is_none() || next < s.timer_sleep_until.load(Ordering::Relaxed));
         if timed {
@@ -329,13 +321,7 @@ pub(crate) fn stopm(s: &'static Sched, m: &'static M) {
         }
         // Woken by a timeout or a poke (a new earlier timer): leave the idle list ourselves.
         let mut idle = s.idle.lock();
-        if let Some(pos) = idle.midle.iter().position(|x| std::ptr::eq(*x, m)) {
-            idle.midle.swap_remove(pos);
-            s.nmidle.fetch_sub(1, Ordering::Relaxed);
-            if idle.timer_m.is_some_and(|t| std::ptr::eq(t, m)) {
-                idle.timer_m = None;
-                s.timer_sleep_until.store(u64::MAX, Ordering::SeqCst);
-            }
+        if s.mremove(&mut idle, m) {
             // Due within the oversleep counts as due: the sleep above aimed that early.
             let due = s.next_timer() <= nanotime().saturating_add(oversleep_ns());
             if due || s.any_work() {

@@ -17,10 +17,17 @@ use crate::stack::{GuardPlan, StackPool};
 pub(crate) struct Idle {
     /// Idle Ps.
     pub(crate) pidle: Vec<&'static P>,
-    /// Idle Ms, sleeping on their notes.
+    /// Idle Ms, sleeping on their notes (or about to: `find::give_p_back`); a stack.
     pub(crate) midle: Vec<&'static M>,
     /// The one idle M sleeping with a timeout (until the earliest timer), if any.
     pub(crate) timer_m: Option<&'static M>,
+}
+
+impl Idle {
+    /// Whether `m` is on the idle M list.
+    pub(crate) fn holds(&self, m: &'static M) -> bool {
+        self.midle.iter().any(|x| std::ptr::eq(*x, m))
+    }
 }
 
 pub(crate) struct Sched {
@@ -114,6 +121,39 @@ impl Sched {
         self.npidle.fetch_sub(1, Ordering::SeqCst);
         p.status.store(P_RUNNING, Ordering::Relaxed);
         Some(p)
+    }
+
+    /// Puts `m` on the idle M list. Caller holds the sched lock.
+    pub(crate) fn mput(&self, idle: &mut Idle, m: &'static M) {
+        idle.midle.push(m);
+        self.nmidle.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes the M that joined the idle list last (for `startm`). Caller holds the sched lock.
+    pub(crate) fn mget(&self, idle: &mut Idle) -> Option<&'static M> {
+        let m = idle.midle.pop()?;
+        self.forget_idle_m(idle, m);
+        Some(m)
+    }
+
+    /// Takes `m` itself off the idle list; false if it is not there (`startm` took it, to hand
+    /// it a P). Caller holds the sched lock.
+    pub(crate) fn mremove(&self, idle: &mut Idle, m: &'static M) -> bool {
+        let Some(pos) = idle.midle.iter().position(|x| std::ptr::eq(*x, m)) else {
+            return false;
+        };
+        idle.midle.swap_remove(pos);
+        self.forget_idle_m(idle, m);
+        true
+    }
+
+    /// The bookkeeping of an M leaving the idle list: the count, and the timer M's post.
+    fn forget_idle_m(&self, idle: &mut Idle, m: &'static M) {
+        self.nmidle.fetch_sub(1, Ordering::Relaxed);
+        if idle.timer_m.is_some_and(|t| std::ptr::eq(t, m)) {
+            idle.timer_m = None;
+            self.timer_sleep_until.store(u64::MAX, Ordering::SeqCst);
+        }
     }
 
     /// Takes an idle P if there is one (for a goroutine that lost its P).
