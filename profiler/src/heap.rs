@@ -13,12 +13,16 @@
 //! A sample walks the allocating stack (the runtime's unwinder, bounds-checked) and adds one object of that size to the
 //! record keyed by (stack, size), Go's bucket. The block's address goes into a side table
 //! (address -> record), only for sampled blocks, so `dealloc` and `realloc` can move it from
-//! in-use to freed. Deallocation must learn cheaply that a block was *not* sampled: while no
-//! sampled block is alive, one relaxed load says so; otherwise a filter of 16 Ki bits indexed
-//! by a hash of the address (a bit set while some live sampled block hashes there) says
-//! "certainly not" for almost every free; only a hit takes the table lock. A block is entered in
-//! the filter before `alloc` returns it, so a later free (ordered after the allocation by
-//! whatever handed the pointer over) sees its bit.
+//! in-use to freed. The records, their stacks and the side table live in mappings of their own
+//! (the private `offheap` module; Go's `persistentalloc`), never among the user's blocks: a
+//! sample costs the user's heap nothing but the sampled block itself.
+//!
+//! Deallocation must learn cheaply that a block was *not* sampled: while no sampled block is
+//! alive, one relaxed load says so; otherwise a filter of 16 Ki bits indexed by a hash of the
+//! address (a bit set while some live sampled block hashes there) says "certainly not" for almost
+//! every free; only a hit takes the table lock. A block is entered in the filter before `alloc`
+//! returns it, so a later free (ordered after the allocation by whatever handed the pointer over)
+//! sees its bit.
 //!
 //! Every method of [`Allocator`] is a few instructions in front of a tail call to the inner
 //! allocator, small enough to inline into `__rust_alloc` and friends: the thread's countdown
@@ -69,11 +73,11 @@
 //! # Never recursing, never deadlocking
 //!
 //! - A thread-local flag (`NoSample`) is set while the sampler or the profiler itself runs:
-//!   allocations under it are never sampled. The side table, the records and everything a
-//!   profile builds are allocated under the flag, so they are never sampled blocks. Frees skip the
-//!   table only while their thread holds its lock (a second flag), so a table resize freeing its
-//!   old array cannot re-enter the lock, yet a sampled block freed while the profiler works still
-//!   counts as freed.
+//!   allocations under it are never sampled. Everything a profile builds is allocated under the
+//!   flag, so it is never a sampled block (the table itself does not use the global allocator).
+//!   Frees skip the table only while their thread holds its lock (a second flag), so no free
+//!   made under the lock can re-enter it, yet a sampled block freed while the profiler works
+//!   still counts as freed.
 //!   Profile building never parks its goroutine while the flag is set (it uses thread locks,
 //!   never gort ones), so the flag cannot leak to another goroutine on the same thread.
 //! - The table lock is a spin lock held for a few hash-map operations. A panic while holding it
@@ -84,11 +88,11 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::labels::LabelSet;
+use crate::offheap::Pages;
 use crate::walk::{walk_current, MAX_DEPTH};
 
 /// At most this many records carry labels at once (module docs, "Labels").
@@ -443,101 +447,260 @@ impl Record {
     }
 }
 
-/// (hash of stack, size, hash of labels or 0) -> indices of the records with that key (almost
-/// always one).
+/// (hash of stack, size, hash of labels or 0): the index's key. Records with equal keys (almost
+/// never more than one) chain through [`Slot::next`].
 type Key = (u64, usize, u64);
 
+/// No slot (the end of a chain or of the idle queue).
+const NONE: u32 = u32::MAX;
+
+/// A record as the table keeps it: its stack is a range of [`Table::stacks`].
+struct Slot {
+    at: u32,
+    len: u32,
+    size: usize,
+    allocs: i64,
+    frees: i64,
+    labels: Option<Arc<LabelSet>>,
+    /// The next slot with the same key.
+    next: u32,
+    /// The next slot in the idle queue, if `queued`.
+    idle_next: u32,
+    queued: bool,
+}
+
+impl Slot {
+    fn inuse(&self) -> i64 {
+        self.allocs - self.frees
+    }
+}
+
+type OffHeapMap<K, V> = hashbrown::HashMap<K, V, Fx, Pages>;
+type OffHeapVec<T> = allocator_api2::vec::Vec<T, Pages>;
+
+/// Everything the heap profile keeps, in off-heap memory ([`crate::offheap`]): a user's block
+/// never sits beside a record of ours. The only global-allocator blocks a record refers to are
+/// its labels, which the goroutine's label set already holds.
 struct Table {
-    index: HashMap<Key, Vec<usize>, Fx>,
-    records: Vec<Record>,
-    /// Sampled live blocks: address -> (record, unsampled bytes it added to the in-use total).
-    live: HashMap<usize, (usize, i64), Fx>,
+    index: OffHeapMap<Key, u32>,
+    slots: OffHeapVec<Slot>,
+    /// Every slot's stack, end to end.
+    stacks: OffHeapVec<usize>,
+    /// Words of `stacks` no slot uses any more (retired records'), reclaimed by `compact_stacks`.
+    wasted: usize,
+    /// Sampled live blocks: address -> (slot, unsampled bytes it added to the in-use total).
+    live: OffHeapMap<usize, (u32, i64)>,
     /// Records with labels now.
     labelled: usize,
-    /// Labelled records that became idle (nothing in use), oldest first, for reuse at the cap.
-    /// An entry may be stale (the record got live objects again, or was reused): checked on use.
-    idle: std::collections::VecDeque<usize>,
+    /// Labelled records that became idle (nothing in use), oldest first, for reuse at the cap,
+    /// through `Slot::idle_next`. An entry may be stale (the record got live objects again, or
+    /// was reused): checked on use.
+    idle_head: u32,
+    idle_tail: u32,
     /// Sampled allocations recorded without their labels (the cap was reached, nothing idle).
     folded: u64,
     /// Idle labelled records merged into their unlabelled record to make room.
     retired: u64,
-    /// Per record: whether it is in `idle` (keeps `idle` no longer than `records`).
-    queued: Vec<bool>,
+    /// Sampled allocations not recorded: the table could not map memory to grow.
+    dropped: u64,
 }
 
 impl Table {
-    /// The record for `stack` (hash `h`), `size`, `labels`, if there is one.
-    fn lookup(&self, key: &Key, stack: &[usize], labels: Option<&Arc<LabelSet>>) -> Option<usize> {
-        let records = &self.records;
-        let same = |r: &Record| r.labels.as_deref() == labels.map(|l| &**l) && &r.stack[..] == stack;
-        self.index.get(key)?.iter().copied().find(|&i| same(&records[i]))
+    fn new() -> Table {
+        Table {
+            index: OffHeapMap::with_hasher_in(Fx::default(), Pages),
+            slots: OffHeapVec::new_in(Pages),
+            stacks: OffHeapVec::new_in(Pages),
+            wasted: 0,
+            live: OffHeapMap::with_capacity_and_hasher_in(1024, Fx::default(), Pages),
+            labelled: 0,
+            idle_head: NONE,
+            idle_tail: NONE,
+            folded: 0,
+            retired: 0,
+            dropped: 0,
+        }
+    }
+
+    fn stack(&self, s: &Slot) -> &[usize] {
+        &self.stacks[s.at as usize..][..s.len as usize]
+    }
+
+    /// The record for `stack`, `size`, `labels` (`key` from them), if there is one.
+    fn lookup(&self, key: &Key, stack: &[usize], labels: Option<&Arc<LabelSet>>) -> Option<u32> {
+        let mut i = *self.index.get(key)?;
+        while i != NONE {
+            let s = &self.slots[i as usize];
+            if s.labels.as_deref() == labels.map(|l| &**l) && self.stack(s) == stack {
+                return Some(i);
+            }
+            i = s.next;
+        }
+        None
+    }
+
+    /// Appends `stack` to the stacks, first compacting them if half is waste; `None` if they
+    /// cannot grow.
+    fn push_stack(&mut self, stack: &[usize]) -> Option<u32> {
+        if self.wasted > 4096 && self.wasted > self.stacks.len() / 2 {
+            self.compact_stacks();
+        }
+        self.stacks.try_reserve(stack.len()).ok()?;
+        let at = u32::try_from(self.stacks.len()).ok()?;
+        self.stacks.extend_from_slice(stack);
+        Some(at)
+    }
+
+    /// Copies the stacks still in use into a new buffer (left as they are if it cannot be
+    /// mapped).
+    fn compact_stacks(&mut self) {
+        let mut fresh = OffHeapVec::new_in(Pages);
+        if fresh.try_reserve(self.stacks.len() - self.wasted).is_err() {
+            return;
+        }
+        for s in self.slots.iter_mut() {
+            let at = fresh.len() as u32;
+            fresh.extend_from_slice(&self.stacks[s.at as usize..][..s.len as usize]);
+            s.at = at;
+        }
+        self.stacks = fresh;
+        self.wasted = 0;
+    }
+
+    /// A new slot for `stack`, `size`, `labels` under `key`; `None` if the table cannot grow.
+    fn new_slot(&mut self, key: Key, stack: &[usize], size: usize, labels: Option<Arc<LabelSet>>) -> Option<u32> {
+        self.slots.try_reserve(1).ok()?;
+        self.index.try_reserve(1).ok()?;
+        let at = self.push_stack(stack)?;
+        let i = u32::try_from(self.slots.len()).ok().filter(|&i| i != NONE)?;
+        self.slots.push(Slot {
+            at,
+            len: stack.len() as u32,
+            size,
+            allocs: 0,
+            frees: 0,
+            labels,
+            next: NONE,
+            idle_next: NONE,
+            queued: false,
+        });
+        self.link(key, i);
+        Some(i)
+    }
+
+    /// Puts slot `i` at the head of `key`'s chain (the index has room: `try_reserve`d).
+    fn link(&mut self, key: Key, i: u32) {
+        self.slots[i as usize].next = self.index.insert(key, i).unwrap_or(NONE);
+    }
+
+    /// Takes slot `i` out of `key`'s chain.
+    fn unlink(&mut self, key: Key, i: u32) {
+        let next = self.slots[i as usize].next;
+        match self.index.get(&key).copied() {
+            Some(h) if h == i => {
+                if next == NONE {
+                    self.index.remove(&key);
+                } else {
+                    self.index.insert(key, next);
+                }
+            }
+            Some(mut p) => {
+                while p != NONE {
+                    let s = &mut self.slots[p as usize];
+                    if s.next == i {
+                        s.next = next;
+                        break;
+                    }
+                    p = s.next;
+                }
+            }
+            None => {}
+        }
     }
 
     /// The record a sample of `stack` (hash `h`), `size` made under `labels` counts in: created if
     /// missing, within the label cap (module docs). Also returns a retired record's labels, which
-    /// the caller drops once the lock is released.
+    /// the caller drops once the lock is released. `None` if the table could not grow (the
+    /// sample is dropped).
     fn record_for(
         &mut self,
         stack: &[usize],
         h: u64,
         size: usize,
         labels: Option<&Arc<LabelSet>>,
-    ) -> (usize, Option<Arc<LabelSet>>) {
+    ) -> Option<(u32, Option<Arc<LabelSet>>)> {
         let key = (h, size, labels.map_or(0, |l| label_hash(l)));
         if let Some(i) = self.lookup(&key, stack, labels) {
-            return (i, None);
+            return Some((i, None));
         }
         let Some(l) = labels else {
-            let i = self.records.len();
-            self.records.push(Record { stack: stack.into(), size, allocs: 0, frees: 0, labels: None });
-            self.queued.push(false);
-            self.index.entry(key).or_default().push(i);
-            return (i, None);
+            return Some((self.new_slot(key, stack, size, None)?, None));
         };
-        let (slot, retired) = if self.labelled < MAX_LABELLED_RECORDS {
-            self.records.push(Record::default());
-            self.queued.push(false);
-            (self.records.len() - 1, None)
-        } else if let Some((slot, old)) = self.retire_idle() {
-            (slot, Some(old))
-        } else {
-            self.folded += 1;
-            return (self.record_for(stack, h, size, None).0, None);
-        };
-        self.records[slot] = Record { stack: stack.into(), size, allocs: 0, frees: 0, labels: Some(l.clone()) };
-        self.index.entry(key).or_default().push(slot);
-        self.labelled += 1;
-        (slot, retired)
+        if self.labelled < MAX_LABELLED_RECORDS {
+            let i = self.new_slot(key, stack, size, Some(l.clone()))?;
+            self.labelled += 1;
+            return Some((i, None));
+        }
+        if let Some((i, old)) = self.retire_idle() {
+            if let Some(at) = self.push_stack(stack).filter(|_| self.index.try_reserve(1).is_ok()) {
+                let s = &mut self.slots[i as usize];
+                (s.at, s.len, s.size, s.labels) = (at, stack.len() as u32, size, Some(l.clone()));
+                self.link(key, i);
+                self.labelled += 1;
+                return Some((i, Some(old)));
+            }
+            // The slot stays empty (no stack, no key) until it is reused; the sample goes unlabelled.
+        }
+        self.folded += 1;
+        self.record_for(stack, h, size, None)
     }
 
     /// Takes the oldest idle labelled record out of the index, adding its counts to the
-    /// unlabelled record of its stack and size (so totals stay), and returns its slot and
-    /// labels. `None` if every labelled record holds live samples.
-    fn retire_idle(&mut self) -> Option<(usize, Arc<LabelSet>)> {
-        while let Some(i) = self.idle.pop_front() {
-            self.queued[i] = false;
-            let r = &self.records[i];
-            if r.labels.is_none() || r.inuse() != 0 {
+    /// unlabelled record of its stack and size (so totals stay), and returns its slot, now empty,
+    /// and its labels. `None` if every labelled record holds live samples.
+    fn retire_idle(&mut self) -> Option<(u32, Arc<LabelSet>)> {
+        while let Some(i) = self.pop_idle() {
+            let s = &self.slots[i as usize];
+            if s.labels.is_none() || s.inuse() != 0 {
                 continue; // stale: in use again since it went idle
             }
-            let r = std::mem::take(&mut self.records[i]);
-            let labels = r.labels.expect("checked above");
-            let h = stack_hash(&r.stack);
-            let key = (h, r.size, label_hash(&labels));
-            if let Some(chain) = self.index.get_mut(&key) {
-                chain.retain(|&j| j != i);
-                if chain.is_empty() {
-                    self.index.remove(&key);
-                }
-            }
+            let mut buf = [0usize; MAX_DEPTH];
+            let n = s.len as usize;
+            buf[..n].copy_from_slice(self.stack(s));
+            let stack = &buf[..n];
+            let (size, allocs, frees) = (s.size, s.allocs, s.frees);
+            let h = stack_hash(stack);
+            let labels = self.slots[i as usize].labels.take().expect("checked above");
+            self.unlink((h, size, label_hash(&labels)), i);
+            let s = &mut self.slots[i as usize];
+            (s.len, s.allocs, s.frees, s.next) = (0, 0, 0, NONE);
+            self.wasted += n;
             self.labelled -= 1;
             self.retired += 1;
-            let (u, _) = self.record_for(&r.stack, h, r.size, None);
-            self.records[u].allocs += r.allocs;
-            self.records[u].frees += r.frees;
+            match self.record_for(stack, h, size, None) {
+                Some((u, _)) => {
+                    self.slots[u as usize].allocs += allocs;
+                    self.slots[u as usize].frees += frees;
+                }
+                None => self.dropped += allocs as u64,
+            }
             return Some((i, labels));
         }
         None
+    }
+
+    fn pop_idle(&mut self) -> Option<u32> {
+        let i = self.idle_head;
+        if i == NONE {
+            return None;
+        }
+        let s = &mut self.slots[i as usize];
+        s.queued = false;
+        self.idle_head = s.idle_next;
+        if self.idle_head == NONE {
+            self.idle_tail = NONE;
+        }
+        Some(i)
     }
 
     fn stats(&self) -> LabelStats {
@@ -545,11 +708,31 @@ impl Table {
     }
 
     /// Notes that labelled record `i` has nothing in use now: a candidate for reuse at the cap.
-    fn went_idle(&mut self, i: usize) {
-        if self.records[i].labels.is_some() && !self.queued[i] {
-            self.queued[i] = true;
-            self.idle.push_back(i);
+    fn went_idle(&mut self, i: u32) {
+        let s = &mut self.slots[i as usize];
+        if s.labels.is_none() || s.queued {
+            return;
         }
+        s.queued = true;
+        s.idle_next = NONE;
+        match self.idle_tail {
+            NONE => self.idle_head = i,
+            t => self.slots[t as usize].idle_next = i,
+        }
+        self.idle_tail = i;
+    }
+
+    /// The records, copied out (under `NoSample`: the copies are the caller's).
+    fn snapshot(&self) -> Vec<Record> {
+        let rec = |s: &Slot| Record {
+            stack: self.stack(s).into(),
+            size: s.size,
+            allocs: s.allocs,
+            frees: s.frees,
+            labels: s.labels.clone(),
+        };
+        // A slot with no allocation is one retired and not yet reused.
+        self.slots.iter().filter(|s| s.allocs > 0).map(rec).collect()
     }
 }
 
@@ -659,16 +842,7 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     let _in = InTable::enter();
     // SAFETY: we hold the lock, so nobody else touches the table until TableGuard drops.
     let t = unsafe { &mut *TABLE.table.get() };
-    let t = t.get_or_insert_with(|| Table {
-        index: HashMap::default(),
-        records: Vec::new(),
-        live: HashMap::with_capacity_and_hasher(1024, Fx::default()),
-        labelled: 0,
-        idle: Default::default(),
-        folded: 0,
-        retired: 0,
-        queued: Vec::new(),
-    });
+    let t = t.get_or_insert_with(Table::new);
     f(t)
 }
 
@@ -733,11 +907,19 @@ fn record_alloc(addr: usize, size: usize, rate: usize) {
 
 /// Counts a sampled block at `addr` in the record of (`stack`, `size`, `labels`).
 fn record(addr: usize, size: usize, rate: usize, stack: &[usize], labels: Option<Arc<LabelSet>>) {
+    let stack = &stack[..stack.len().min(MAX_DEPTH)];
     let h = stack_hash(stack);
     let bytes = scale_heap_sample(1, size as i64, rate).1;
-    let retired = with_table(|t| {
-        let (i, retired) = t.record_for(stack, h, size, labels.as_ref());
-        t.records[i].allocs += 1;
+    let recorded = with_table(|t| {
+        if t.live.try_reserve(1).is_err() {
+            t.dropped += 1;
+            return None;
+        }
+        let Some((i, retired)) = t.record_for(stack, h, size, labels.as_ref()) else {
+            t.dropped += 1;
+            return None;
+        };
+        t.slots[i as usize].allocs += 1;
         match t.live.insert(addr, (i, bytes)) {
             None => {
                 filter_add(addr);
@@ -747,11 +929,15 @@ fn record(addr: usize, size: usize, rate: usize, stack: &[usize], labels: Option
             // its bytes leave the in-use total with the stale entry.
             Some((_, old)) => gort_runtime::mprof::add_heap_inuse_sampled(-old),
         }
-        retired
+        Some(retired)
     });
-    gort_runtime::mprof::add_heap_inuse_sampled(bytes);
-    // Here, not under the lock: the last reference to a label set frees its (maybe sampled) blocks.
-    drop((retired, labels));
+    if let Some(retired) = recorded {
+        gort_runtime::mprof::add_heap_inuse_sampled(bytes);
+        // Here, not under the lock: the last reference to a label set frees its (maybe sampled)
+        // blocks.
+        drop(retired);
+    }
+    drop(labels);
 }
 
 /// Whether the block at `p` may be a sampled one ([`free_slow`] decides): false for almost every
@@ -778,8 +964,8 @@ fn free_slow(addr: usize) {
     let _g = NoSample::enter();
     with_table(|t| {
         if let Some((i, bytes)) = t.live.remove(&addr) {
-            t.records[i].frees += 1;
-            if t.records[i].inuse() == 0 {
+            t.slots[i as usize].frees += 1;
+            if t.slots[i as usize].inuse() == 0 {
                 t.went_idle(i);
             }
             filter_remove(addr);
@@ -791,7 +977,7 @@ fn free_slow(addr: usize) {
 
 /// A copy of every record (call under [`NoSample`]; drop outside the table lock).
 pub(crate) fn records() -> Vec<Record> {
-    with_table(|t| t.records.clone())
+    with_table(|t| t.snapshot())
 }
 
 /// The records merged per (stack, size), labels dropped: Go's buckets, for the debug=1 text.
@@ -824,16 +1010,25 @@ pub struct LabelStats {
     pub retired: u64,
 }
 
-/// The heap profiles' comment when the label cap has dropped labels (`None` while it has not).
-pub(crate) fn label_cap_comment() -> Option<String> {
-    let s = with_table(|t| t.stats());
-    (s.folded + s.retired > 0).then(|| {
-        format!(
+/// The heap profiles' comments: when the label cap has dropped labels, and when samples were
+/// lost because the table could not map memory (none while neither happened).
+pub(crate) fn table_comments() -> Vec<String> {
+    let (s, dropped) = with_table(|t| (t.stats(), t.dropped));
+    let mut c = Vec::new();
+    if s.folded + s.retired > 0 {
+        c.push(format!(
             "gort: label cap of {MAX_LABELLED_RECORDS} labelled records reached: {} sampled allocations \
              recorded without labels, {} idle labelled records merged into unlabelled ones",
             s.folded, s.retired
-        )
-    })
+        ));
+    }
+    if dropped > 0 {
+        c.push(format!(
+            "gort: {dropped} sampled allocations not recorded: the profiler could not map memory for its \
+             tables (vm.max_map_count or memory exhausted)"
+        ));
+    }
+    c
 }
 
 /// The label cap's counters (module docs, "Labels").
@@ -883,8 +1078,8 @@ mod tests {
             free_slow(addr);
         }
         let (live, frees) = with_table(|t| {
-            let i = t.records.iter().position(|r| r.size == 48).expect("the record");
-            (t.live.contains_key(&addr), t.records[i].frees)
+            let i = t.slots.iter().position(|r| r.size == 48).expect("the record");
+            (t.live.contains_key(&addr), t.slots[i].frees)
         });
         assert!(!live, "the freed block is still in the live table");
         assert!(frees >= 1);
@@ -936,7 +1131,7 @@ mod tests {
         for i in (n..n + 100).chain([n + 200]) {
             free_slow(addr(i));
         }
-        assert!(label_cap_comment().is_some());
+        assert!(table_comments().iter().any(|c| c.contains("label cap")));
     }
 
     /// A filter bit stays set while any live block hashing to it remains, and clears with the last.

@@ -89,6 +89,7 @@ pub mod http;
 pub mod labels;
 pub mod leak;
 pub mod metrics;
+mod offheap;
 pub mod proto;
 pub mod symbol;
 pub mod threadcreate;
@@ -292,7 +293,7 @@ fn heap_proto(sym: &mut Symbolizer, allocs: bool) -> proto::Profile {
         b.default_sample_type("alloc_space");
     }
     let mut p = b.finish();
-    if let Some(c) = heap::label_cap_comment() {
+    for c in heap::table_comments() {
         p.comment.push(p.string_table.len() as i64);
         p.string_table.push(c);
     }
