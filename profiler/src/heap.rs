@@ -1087,6 +1087,57 @@ mod tests {
 
     /// Past the label cap, new label sets reuse idle labelled records (their counts moving to
     /// the unlabelled record) or, with none idle, fold into the unlabelled record; totals stay.
+    /// Retired labels' stacks are reclaimed: on a table of its own (not the process's), a stream
+    /// of per-request label sets far past the cap, from a few call sites, each record going idle
+    /// before the next request, keeps the stack store bounded, and every record keeps its own
+    /// stack and stays findable through the index.
+    #[test]
+    fn retired_stacks_are_compacted_and_records_stay_intact() {
+        let _g = NoSample::enter();
+        let mut t = Table::new();
+        const SITES: usize = 8;
+        let stack_of = |i: usize| -> Vec<usize> { (0..32).map(|k| 0x10_0000 + i * 64 + k).collect() };
+        let set = |i: usize| Arc::new(LabelSet(vec![("req".into(), i.to_string())]));
+        let n = 3 * MAX_LABELLED_RECORDS;
+        let mut compacted = false;
+        let mut peak = 0;
+        let mut live: Vec<(usize, u32)> = Vec::new();
+        for i in 0..n {
+            let (stack, l) = (stack_of(i % SITES), set(i));
+            let (slot, _retired) = t.record_for(&stack, stack_hash(&stack), 64, Some(&l)).expect("room");
+            t.slots[slot as usize].allocs += 1;
+            t.slots[slot as usize].frees += 1;
+            t.went_idle(slot);
+            live.retain(|&(_, s)| s != slot);
+            live.push((i, slot));
+            compacted |= t.wasted == 0 && i > MAX_LABELLED_RECORDS;
+            peak = peak.max(t.stacks.len());
+        }
+        assert!(t.retired >= (n - MAX_LABELLED_RECORDS) as u64, "{}", t.retired);
+        assert!(compacted, "the stacks were never compacted");
+        // The labelled records and one unlabelled record per site, 32 words each, and at most
+        // as much again of waste.
+        assert!(peak <= 2 * 32 * (MAX_LABELLED_RECORDS + SITES + 1) + 4096, "{peak}");
+        for &(i, slot) in &live {
+            let (stack, l) = (stack_of(i % SITES), set(i));
+            let key = (stack_hash(&stack), 64, label_hash(&l));
+            assert_eq!(t.lookup(&key, &stack, Some(&l)), Some(slot), "record {i}");
+            assert_eq!(t.stack(&t.slots[slot as usize]), &stack[..]);
+        }
+        // The retired counts went to the unlabelled records of their sites: every request but
+        // the labelled ones still held.
+        let unlabelled: i64 = (0..SITES)
+            .map(|site| {
+                let stack = stack_of(site);
+                let u = t.lookup(&(stack_hash(&stack), 64, 0), &stack, None).expect("an unlabelled record");
+                let s = &t.slots[u as usize];
+                assert_eq!(s.allocs, s.frees);
+                s.allocs
+            })
+            .sum();
+        assert_eq!(unlabelled as usize + live.len(), n);
+    }
+
     #[test]
     fn label_cap_bounds_records_and_keeps_totals() {
         const SIZE: usize = 4099; // only this test records this size
