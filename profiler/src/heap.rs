@@ -554,8 +554,10 @@ impl Table {
     /// Copies the stacks still in use into a new buffer (left as they are if it cannot be
     /// mapped).
     fn compact_stacks(&mut self) {
+        // `wasted` counts every word no slot uses, so this is all the copies take: none of them
+        // grows the buffer, which could only abort.
         let mut fresh = OffHeapVec::new_in(Pages);
-        if fresh.try_reserve(self.stacks.len() - self.wasted).is_err() {
+        if fresh.try_reserve_exact(self.stacks.len() - self.wasted).is_err() {
             return;
         }
         for s in self.slots.iter_mut() {
@@ -563,6 +565,7 @@ impl Table {
             fresh.extend_from_slice(&self.stacks[s.at as usize..][..s.len as usize]);
             s.at = at;
         }
+        debug_assert_eq!(fresh.len(), self.stacks.len() - self.wasted);
         self.stacks = fresh;
         self.wasted = 0;
     }
@@ -642,7 +645,9 @@ impl Table {
             return Some((i, None));
         }
         if let Some((i, old)) = self.retire_idle() {
-            if let Some(at) = self.push_stack(stack).filter(|_| self.index.try_reserve(1).is_ok()) {
+            // The index's room first: a stack pushed for a slot that then could not be linked
+            // would be waste that `wasted` does not count.
+            if let Some(at) = self.index.try_reserve(1).ok().and_then(|()| self.push_stack(stack)) {
                 let s = &mut self.slots[i as usize];
                 (s.at, s.len, s.size, s.labels) = (at, stack.len() as u32, size, Some(l.clone()));
                 self.link(key, i);
