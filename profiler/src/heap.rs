@@ -512,7 +512,7 @@ impl Table {
             slots: OffHeapVec::new_in(Pages),
             stacks: OffHeapVec::new_in(Pages),
             wasted: 0,
-            live: OffHeapMap::with_capacity_and_hasher_in(1024, Fx::default(), Pages),
+            live: OffHeapMap::with_hasher_in(Fx::default(), Pages),
             labelled: 0,
             idle_head: NONE,
             idle_tail: NONE,
@@ -623,41 +623,43 @@ impl Table {
 
     /// The record a sample of `stack` (hash `h`), `size` made under `labels` counts in: created if
     /// missing, within the label cap (module docs). Also returns a retired record's labels, which
-    /// the caller drops once the lock is released. `None` if the table could not grow (the
-    /// sample is dropped).
+    /// the caller drops once the lock is released (even when the record is `None`: the table
+    /// could not grow, and the sample is dropped).
     fn record_for(
         &mut self,
         stack: &[usize],
         h: u64,
         size: usize,
         labels: Option<&Arc<LabelSet>>,
-    ) -> Option<(u32, Option<Arc<LabelSet>>)> {
+    ) -> (Option<u32>, Option<Arc<LabelSet>>) {
         let key = (h, size, labels.map_or(0, |l| label_hash(l)));
         if let Some(i) = self.lookup(&key, stack, labels) {
-            return Some((i, None));
+            return (Some(i), None);
         }
         let Some(l) = labels else {
-            return Some((self.new_slot(key, stack, size, None)?, None));
+            return (self.new_slot(key, stack, size, None), None);
         };
         if self.labelled < MAX_LABELLED_RECORDS {
-            let i = self.new_slot(key, stack, size, Some(l.clone()))?;
+            let i = self.new_slot(key, stack, size, Some(l.clone()));
+            self.labelled += usize::from(i.is_some());
+            return (i, None);
+        }
+        let Some((i, old)) = self.retire_idle() else {
+            self.folded += 1;
+            return self.record_for(stack, h, size, None);
+        };
+        // The index's room first: a stack pushed for a slot that then could not be linked would
+        // be waste that `wasted` does not count.
+        if let Some(at) = self.index.try_reserve(1).ok().and_then(|()| self.push_stack(stack)) {
+            let s = &mut self.slots[i as usize];
+            (s.at, s.len, s.size, s.labels) = (at, stack.len() as u32, size, Some(l.clone()));
+            self.link(key, i);
             self.labelled += 1;
-            return Some((i, None));
+            return (Some(i), Some(old));
         }
-        if let Some((i, old)) = self.retire_idle() {
-            // The index's room first: a stack pushed for a slot that then could not be linked
-            // would be waste that `wasted` does not count.
-            if let Some(at) = self.index.try_reserve(1).ok().and_then(|()| self.push_stack(stack)) {
-                let s = &mut self.slots[i as usize];
-                (s.at, s.len, s.size, s.labels) = (at, stack.len() as u32, size, Some(l.clone()));
-                self.link(key, i);
-                self.labelled += 1;
-                return Some((i, Some(old)));
-            }
-            // The slot stays empty (no stack, no key) until it is reused; the sample goes unlabelled.
-        }
+        // No memory for it: the slot stays empty for good, and the sample goes unlabelled.
         self.folded += 1;
-        self.record_for(stack, h, size, None)
+        (self.record_for(stack, h, size, None).0, Some(old))
     }
 
     /// Takes the oldest idle labelled record out of the index, adding its counts to the
@@ -682,8 +684,8 @@ impl Table {
             self.wasted += n;
             self.labelled -= 1;
             self.retired += 1;
-            match self.record_for(stack, h, size, None) {
-                Some((u, _)) => {
+            match self.record_for(stack, h, size, None).0 {
+                Some(u) => {
                     self.slots[u as usize].allocs += allocs;
                     self.slots[u as usize].frees += frees;
                 }
@@ -847,7 +849,12 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     let _in = InTable::enter();
     // SAFETY: we hold the lock, so nobody else touches the table until TableGuard drops.
     let t = unsafe { &mut *TABLE.table.get() };
-    let t = t.get_or_insert_with(Table::new);
+    let t = t.get_or_insert_with(|| {
+        let mut t = Table::new();
+        // Room for a thousand live samples up front (a failure shows at the first sample).
+        let _ = t.live.try_reserve(1024);
+        t
+    });
     f(t)
 }
 
@@ -915,14 +922,15 @@ fn record(addr: usize, size: usize, rate: usize, stack: &[usize], labels: Option
     let stack = &stack[..stack.len().min(MAX_DEPTH)];
     let h = stack_hash(stack);
     let bytes = scale_heap_sample(1, size as i64, rate).1;
-    let recorded = with_table(|t| {
+    let (recorded, retired) = with_table(|t| {
         if t.live.try_reserve(1).is_err() {
             t.dropped += 1;
-            return None;
+            return (false, None);
         }
-        let Some((i, retired)) = t.record_for(stack, h, size, labels.as_ref()) else {
+        let (i, retired) = t.record_for(stack, h, size, labels.as_ref());
+        let Some(i) = i else {
             t.dropped += 1;
-            return None;
+            return (false, retired);
         };
         t.slots[i as usize].allocs += 1;
         match t.live.insert(addr, (i, bytes)) {
@@ -934,15 +942,14 @@ fn record(addr: usize, size: usize, rate: usize, stack: &[usize], labels: Option
             // its bytes leave the in-use total with the stale entry.
             Some((_, old)) => gort_runtime::mprof::add_heap_inuse_sampled(-old),
         }
-        Some(retired)
+        (true, retired)
     });
-    if let Some(retired) = recorded {
+    if recorded {
         gort_runtime::mprof::add_heap_inuse_sampled(bytes);
-        // Here, not under the lock: the last reference to a label set frees its (maybe sampled)
-        // blocks.
-        drop(retired);
     }
-    drop(labels);
+    // Here, not under the lock: the last reference to a label set frees its (maybe sampled)
+    // blocks.
+    drop((retired, labels));
 }
 
 /// Whether the block at `p` may be a sampled one ([`free_slow`] decides): false for almost every
@@ -1109,7 +1116,8 @@ mod tests {
         let mut live: Vec<(usize, u32)> = Vec::new();
         for i in 0..n {
             let (stack, l) = (stack_of(i % SITES), set(i));
-            let (slot, _retired) = t.record_for(&stack, stack_hash(&stack), 64, Some(&l)).expect("room");
+            let (slot, _retired) = t.record_for(&stack, stack_hash(&stack), 64, Some(&l));
+            let slot = slot.expect("room");
             t.slots[slot as usize].allocs += 1;
             t.slots[slot as usize].frees += 1;
             t.went_idle(slot);
