@@ -1151,6 +1151,27 @@ mod tests {
         assert_eq!(unlabelled as usize + live.len(), n);
     }
 
+    /// A table that cannot map memory drops the sample (the allocator goes on), keeps no label
+    /// count for it, and records normally once mappings succeed again.
+    #[test]
+    fn a_table_that_cannot_grow_drops_samples() {
+        let mut t = Table::new();
+        let stack = [0x1234usize, 0x5678, 0x9abc];
+        let l = Arc::new(LabelSet(vec![("k".into(), "v".into())]));
+        crate::offheap::REFUSE.with(|r| r.set(true));
+        let (slot, retired) = t.record_for(&stack, stack_hash(&stack), 8, Some(&l));
+        let (plain, _) = t.record_for(&stack, stack_hash(&stack), 8, None);
+        let live = t.live.try_reserve(1);
+        crate::offheap::REFUSE.with(|r| r.set(false));
+        assert!(slot.is_none() && plain.is_none() && retired.is_none() && live.is_err());
+        assert_eq!((t.labelled, t.slots.len(), t.stacks.len()), (0, 0, 0));
+        assert_eq!(Arc::strong_count(&l), 1, "the table kept a label set it has no record for");
+        let (slot, _) = t.record_for(&stack, stack_hash(&stack), 8, Some(&l));
+        let slot = slot.expect("recorded once mappings succeed");
+        assert_eq!(t.stack(&t.slots[slot as usize]), &stack[..]);
+        assert_eq!(t.labelled, 1);
+    }
+
     #[test]
     fn label_cap_bounds_records_and_keeps_totals() {
         const SIZE: usize = 4099; // only this test records this size

@@ -32,6 +32,22 @@ fn pages(size: usize) -> Option<usize> {
     size.max(1).checked_add(PAGE - 1).map(|n| n & !(PAGE - 1))
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: while set, this thread's allocations and growths fail as an exhausted
+    /// `vm.max_map_count` would make them.
+    pub(crate) static REFUSE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a test has this thread's mappings fail.
+#[inline]
+fn refused() -> bool {
+    #[cfg(test)]
+    return REFUSE.with(|r| r.get());
+    #[cfg(not(test))]
+    false
+}
+
 /// Anonymous private mappings, one per allocation (module docs).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Pages;
@@ -43,7 +59,7 @@ pub(crate) struct Pages;
 unsafe impl Allocator for Pages {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let len = pages(layout.size()).ok_or(AllocError)?;
-        if layout.align() > PAGE {
+        if layout.align() > PAGE || refused() {
             return Err(AllocError);
         }
         // SAFETY: a new anonymous private mapping; no existing memory is touched.
@@ -83,6 +99,9 @@ unsafe impl Allocator for Pages {
         }
         if to == from {
             return Ok(NonNull::slice_from_raw_parts(ptr, from));
+        }
+        if refused() {
+            return Err(AllocError);
         }
         // SAFETY: `ptr` is a live mapping of `from` bytes (the caller's contract for `grow`);
         // `mremap` moves or extends it as a whole, keeping its contents, and on failure leaves it
