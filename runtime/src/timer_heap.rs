@@ -248,7 +248,6 @@ impl TimerHeap {
         Some(Entry { when: n.when, target })
     }
 
-    /// The earliest `when` (`u64::MAX` if none).
     /// The goroutine the earliest timer wakes, if that timer is a sleeper's.
     pub(crate) fn earliest_sleeper(&self) -> Option<GRef> {
         if self.len == 0 {
@@ -260,6 +259,7 @@ impl TimerHeap {
         }
     }
 
+    /// The earliest `when` (`u64::MAX` if none).
     pub(crate) fn earliest(&self) -> u64 {
         if self.len == 0 {
             u64::MAX
