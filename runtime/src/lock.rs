@@ -8,21 +8,38 @@
 //! transfer per operation instead of a few per batch. (parking_lot's lock, used here before,
 //! looks after 2, 4 and 8 pauses, then yields the thread.)
 //!
+//! Unlike Go's, releasing it is a plain store, not an atomic exchange: a channel hand-off takes
+//! and releases two locks per side, and a locked instruction is most of what such a hand-off
+//! costs. The price is paid by the rare taker that goes to sleep, with an asymmetric fence.
+//!
 //! # Invariants
 //!
-//! * The word is `UNLOCKED`, `LOCKED`, or `SLEEPING` (locked, and a taker may be asleep in
-//!   `futex_wait` on it). Only `unlock` stores `UNLOCKED`, and it wakes one sleeper when the word
-//!   it replaced was `SLEEPING`.
-//! * A taker that has slept takes the lock as `SLEEPING`, not `LOCKED`: other sleepers may remain,
-//!   and the next unlock must wake one. At worst that is one wake-up too many, never one too few.
-//! * `futex_wait` sleeps only while the word still reads `SLEEPING` (the kernel checks it under
-//!   the futex's own lock), so an unlock between the swap to `SLEEPING` and the sleep is not lost.
+//! 1. The word is `UNLOCKED` or `LOCKED`; only a holder stores `UNLOCKED` (`unlock`), and only a
+//!    compare-exchange from `UNLOCKED` takes it.
+//! 2. **No sleeper is missed.** A taker about to sleep counts itself in the sleeper counter its
+//!    lock's address hashes to, then runs a heavy fence ([`heavy_fence`]: `membarrier`, a full
+//!    fence on every running thread of the process), then tries the lock once more, then sleeps
+//!    in `futex_wait` only while the word reads `LOCKED`. `unlock` stores `UNLOCKED`, then
+//!    (after a light fence) reads that counter and wakes one sleeper on the address if it is not
+//!    zero. This is a Dekker pair whose unlocking half has no hardware fence: the heavy fence
+//!    puts a full fence in the unlocker somewhere, and wherever it falls, either the unlocker's
+//!    read comes after it and sees the count, or its store came before it and the taker's last
+//!    try sees the lock free (and whoever takes it instead unlocks under the same rule).
+//! 3. After its store `unlock` touches nothing of the lock (the next holder may free it): the
+//!    counters are static, and `futex_wake` uses the address only as the key of a wait queue.
+//!    Counters are shared by the locks hashing to them, so a sleeper on one lock costs the
+//!    others in its bucket a futex call per unlock, never a missed wake.
+//! 4. Where `membarrier` cannot be registered (kernels before 4.14, seccomp filters),
+//!    [`heavy_fence`] is a plain `SeqCst` fence and unlockers run a `SeqCst` fence of their own:
+//!    a symmetric Dekker pair, correct at the cost of one fence per unlock. An unlocker skips its
+//!    fence only after registration has succeeded, and every sleeper from then on uses
+//!    `membarrier`.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU32, Ordering};
+use std::sync::OnceLock;
 
 const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
-const SLEEPING: u32 = 2;
 
 /// Rounds of pausing before the taker yields its thread (Go: 4).
 const SPIN_ROUNDS: u32 = 4;
@@ -31,12 +48,25 @@ const SPIN_PAUSES: u32 = 30;
 /// Rounds of `sched_yield` before the taker sleeps (Go: 1).
 const YIELD_ROUNDS: u32 = 1;
 
+/// Sleeper counters, by lock address (invariant 3).
+const BUCKETS: usize = 64;
+static SLEEPERS: [AtomicU32; BUCKETS] = [const { AtomicU32::new(0) }; BUCKETS];
+
+/// Whether `membarrier` is registered (invariant 4); set once, false to true.
+static HEAVY: AtomicBool = AtomicBool::new(false);
+
 /// A short lock for channel and sync-primitive state (the critical sections are a few dozen
 /// instructions, as Go's runtime `lock`'s).
 ///
 /// Unlike a guard-based mutex it may be released from another context than the one that took it:
 /// the `commit` closure of `park` releases it off the parked goroutine's stack.
 pub(crate) struct Lock(AtomicU32);
+
+#[inline(always)]
+fn sleepers(word: *const AtomicU32) -> &'static AtomicU32 {
+    let h = (word as usize).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - BUCKETS.trailing_zeros());
+    &SLEEPERS[h]
+}
 
 impl Lock {
     pub(crate) const fn new() -> Lock {
@@ -45,25 +75,30 @@ impl Lock {
 
     #[inline]
     pub(crate) fn lock(&self) {
-        // Acquire: pairs with the Release swap in `unlock`, so the critical section sees what the
-        // last holder wrote in its own.
+        // Acquire: pairs with the Release store in `unlock`, so the critical section sees what
+        // the last holder wrote in its own.
         if self.0.compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_err() {
             self.lock_contended();
         }
     }
 
+    /// One look-then-try: whether it took the lock.
+    #[inline]
+    fn try_take(&self) -> bool {
+        // Acquire: as in `lock`. Looking first keeps a failing taker from taking the line from
+        // the holder as surely as a successful compare-exchange would.
+        self.0.load(Ordering::Relaxed) == UNLOCKED
+            && self.0.compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+
     #[cold]
     #[inline(never)]
     fn lock_contended(&self) {
-        // What the word becomes when this taker gets the lock (invariant 2).
-        let mut take_as = LOCKED;
+        let count = sleepers(&self.0);
         loop {
             for round in 0..SPIN_ROUNDS + YIELD_ROUNDS {
-                // Look before trying: a failed compare-exchange would take the line from the
-                // holder as surely as a successful one.
                 while self.0.load(Ordering::Relaxed) == UNLOCKED {
-                    // Acquire: as in `lock`.
-                    if self.0.compare_exchange(UNLOCKED, take_as, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                    if self.try_take() {
                         return;
                     }
                 }
@@ -75,12 +110,19 @@ impl Lock {
                     std::thread::yield_now();
                 }
             }
-            // Acquire: as in `lock`, for when the swap finds the lock free and takes it.
-            if self.0.swap(SLEEPING, Ordering::Acquire) == UNLOCKED {
+            // Invariant 2. SeqCst: the count is the first access of the sleeper's half of the
+            // Dekker pair (with `heavy_fence` between it and the try below).
+            count.fetch_add(1, Ordering::SeqCst);
+            heavy_fence();
+            let took = self.try_take();
+            if !took {
+                futex_wait(&self.0, LOCKED);
+            }
+            // Relaxed: an unlocker that reads a stale count only makes one futex call too many.
+            count.fetch_sub(1, Ordering::Relaxed);
+            if took || self.try_take() {
                 return;
             }
-            take_as = SLEEPING;
-            futex_wait(&self.0, SLEEPING);
         }
     }
 
@@ -89,9 +131,21 @@ impl Lock {
     /// `park` commit releasing what its goroutine took).
     #[inline]
     pub(crate) unsafe fn unlock(&self) {
-        // Release: pairs with the Acquire of the next taker's exchange.
-        if self.0.swap(UNLOCKED, Ordering::Release) == SLEEPING {
-            futex_wake_one(&self.0);
+        let word: *const AtomicU32 = &self.0;
+        // Release: pairs with the Acquire of the next taker's compare-exchange.
+        self.0.store(UNLOCKED, Ordering::Release);
+        // The unlocker's half of invariant 2: the store, then the read of the count. The compiler
+        // must not swap them; the hardware may, and the sleeper's `membarrier` covers that,
+        // unless it is not available (invariant 4).
+        if HEAVY.load(Ordering::Relaxed) {
+            compiler_fence(Ordering::SeqCst);
+        } else {
+            fence(Ordering::SeqCst);
+        }
+        // Relaxed: ordered after the store by the fence above. Invariant 3: from here on, only
+        // the address.
+        if sleepers(word).load(Ordering::Relaxed) != 0 {
+            futex_wake_one(word);
         }
     }
 }
@@ -100,6 +154,43 @@ impl Default for Lock {
     fn default() -> Self {
         Lock::new()
     }
+}
+
+/// Linux UAPI `membarrier` commands (`linux/membarrier.h`).
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+/// A full fence on every thread of the process that is running, as if each had executed one
+/// where it stands (`membarrier`), or a plain `SeqCst` fence where `membarrier` is unavailable
+/// (invariant 4). Costs a system call and an interrupt per other CPU running a thread of ours:
+/// only sleepers pay it.
+#[cold]
+fn heavy_fence() {
+    // SAFETY: `membarrier` takes integer arguments and touches no memory of ours. Once registered the command has no failure left (its errors are an
+    // unknown command, and EPERM for an unregistered process), so unlockers may rely on it.
+    if !register_heavy_fence()
+        || unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) } != 0
+    {
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// Registers the process for `membarrier`'s private expedited fence, once, and says whether it
+/// could: unlocks run without a hardware fence from then on. The runtime's start calls it, so
+/// goroutines' unlocks never pay the fence; a lock used before that (a plain thread's channel)
+/// pays it until the first start or sleeper.
+#[cold]
+pub(crate) fn register_heavy_fence() -> bool {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        // SAFETY: `membarrier` takes two integer arguments and touches no memory of ours.
+        let ok = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) } == 0;
+        // Relaxed: unlockers read it only to skip their own fence, which is right once any
+        // sleeper that could need it is sure to use `membarrier` (the `OnceLock` says so to
+        // every sleeper from now on).
+        HEAVY.store(ok, Ordering::Relaxed);
+        ok
+    })
 }
 
 /// Sleeps while `word` reads `expected` (or until a spurious wake-up or a signal: the caller
@@ -120,13 +211,14 @@ fn futex_wait(word: &AtomicU32, expected: u32) {
     }
 }
 
-/// Wakes one thread asleep in `futex_wait` on `word`, if any.
+/// Wakes one thread asleep in `futex_wait` on `word`, if any. `word` may be dangling: the kernel
+/// uses a private futex's address only as the key of its wait queue.
 #[cold]
-fn futex_wake_one(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE only uses the address as the key of the kernel's wait queue; it neither
-    // reads nor writes memory there.
+fn futex_wake_one(word: *const AtomicU32) {
+    // SAFETY: FUTEX_WAKE neither reads nor writes memory at the address (invariant 3); a
+    // recycled address at worst wakes a waiter of another futex, which looks again.
     unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
+        libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
     }
 }
 
@@ -194,7 +286,7 @@ mod tests {
         };
         // Let the waiter run out of spins and announce that it sleeps.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while l.0.load(Ordering::Relaxed) != SLEEPING {
+        while sleepers(&l.0).load(Ordering::Relaxed) == 0 {
             assert!(std::time::Instant::now() < deadline, "the waiter never went to sleep");
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
@@ -203,5 +295,8 @@ mod tests {
         std::thread::spawn(move || unsafe { l2.unlock() }).join().unwrap();
         waiter.join().unwrap();
         assert_eq!(l.0.load(Ordering::Relaxed), UNLOCKED);
+        // The waiter slept, so it ran the heavy fence: on this project's kernels that is
+        // `membarrier`, and unlocks run without a hardware fence.
+        assert!(HEAVY.load(Ordering::Relaxed), "membarrier could not be registered");
     }
 }
