@@ -34,6 +34,10 @@
 //!    a symmetric Dekker pair, correct at the cost of one fence per unlock. An unlocker skips its
 //!    fence only after registration has succeeded, and every sleeper from then on uses
 //!    `membarrier`.
+//! 5. Where `membarrier` stops working after registration (a child after `fork` inherits the
+//!    runtime's statics but not the registration, and registering again may fail), a sleeper
+//!    cannot count on being woken: it sleeps a millisecond at a time and looks again. Slower,
+//!    never stuck.
 
 use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -47,6 +51,9 @@ const SPIN_ROUNDS: u32 = 4;
 const SPIN_PAUSES: u32 = 30;
 /// Rounds of `sched_yield` before the taker sleeps (Go: 1).
 const YIELD_ROUNDS: u32 = 1;
+
+/// How long a sleeper that could not fence sleeps before it looks again (invariant 5).
+const UNFENCED_NAP: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Sleeper counters, by lock address (invariant 3).
 const BUCKETS: usize = 64;
@@ -113,10 +120,11 @@ impl Lock {
             // Invariant 2. SeqCst: the count is the first access of the sleeper's half of the
             // Dekker pair (with `heavy_fence` between it and the try below).
             count.fetch_add(1, Ordering::SeqCst);
-            heavy_fence();
+            let fenced = heavy_fence();
             let took = self.try_take();
             if !took {
-                futex_wait(&self.0, LOCKED);
+                // Unfenced (invariant 5), an unlock may miss us: look again every millisecond.
+                futex_wait(&self.0, LOCKED, if fenced { None } else { Some(UNFENCED_NAP) });
             }
             // Relaxed: an unlocker that reads a stale count only makes one futex call too many.
             count.fetch_sub(1, Ordering::Relaxed);
@@ -163,16 +171,22 @@ const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
 /// A full fence on every thread of the process that is running, as if each had executed one
 /// where it stands (`membarrier`), or a plain `SeqCst` fence where `membarrier` is unavailable
 /// (invariant 4). Costs a system call and an interrupt per other CPU running a thread of ours:
-/// only sleepers pay it.
+/// only sleepers pay it. Returns whether every unlock is now sure to see the caller's count
+/// (invariants 2 and 4), or not (invariant 5).
 #[cold]
-fn heavy_fence() {
-    // SAFETY: `membarrier` takes integer arguments and touches no memory of ours. Once registered the command has no failure left (its errors are an
-    // unknown command, and EPERM for an unregistered process), so unlockers may rely on it.
-    if !register_heavy_fence()
-        || unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) } != 0
-    {
+fn heavy_fence() -> bool {
+    if !register_heavy_fence() {
+        // Invariant 4: unlockers fence too.
         fence(Ordering::SeqCst);
+        return true;
     }
+    // SAFETY: `membarrier` takes integer arguments and touches no memory of ours.
+    let expedited = || unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) } == 0;
+    // EPERM, the one failure left once registered, means this is a forked child: register again.
+    // SAFETY: as above.
+    expedited()
+        || (unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) } == 0
+            && expedited())
 }
 
 /// Registers the process for `membarrier`'s private expedited fence, once, and says whether it
@@ -193,21 +207,18 @@ pub(crate) fn register_heavy_fence() -> bool {
     })
 }
 
-/// Sleeps while `word` reads `expected` (or until a spurious wake-up or a signal: the caller
-/// looks again either way).
+/// Sleeps while `word` reads `expected`, at most `timeout` if given (or until a spurious
+/// wake-up or a signal: the caller looks again either way).
 #[cold]
-fn futex_wait(word: &AtomicU32, expected: u32) {
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<std::time::Duration>) {
+    let ts = timeout.map(|t| libc::timespec { tv_sec: t.as_secs() as libc::time_t, tv_nsec: t.subsec_nanos() as _ });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: FUTEX_WAIT reads the u32 at a valid, aligned address that outlives the call (the
-    // borrow); the null timeout means no timeout. Every error (EAGAIN: the word changed; EINTR)
-    // sends the caller back to its loop.
+    // borrow); the timeout is null or points at `ts`, alive for the call (FUTEX_WAIT's is
+    // relative). Every error (EAGAIN: the word changed; EINTR; ETIMEDOUT) sends the caller back
+    // to its loop.
     unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            std::ptr::null::<libc::timespec>(),
-        );
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, expected, ts_ptr);
     }
 }
 
