@@ -66,8 +66,9 @@
 //!   (SIGPROF); [`env`](mod@env): configuration.
 //! - [`chan`], [`sync`], [`net`]: what programs use.
 //! - `loom.rs`: the seam through which loom model-checks `WaitSlot`, `Parker`, `block_on` and
-//!   `Sema`; under `--cfg gort_loom` the crate is cut down to those and `runnext.rs` (a P's
-//!   `runnext` slot, below the seam's layer, brings its own loom atomics).
+//!   `Sema`; under `--cfg gort_loom` the crate is cut down to those, `runnext.rs` (a P's
+//!   `runnext` slot) and `lock.rs` (the short lock), which sit below the seam's layer and bring
+//!   their own loom atomics.
 //!
 //! ## Why running code on a goroutine is `unsafe`
 //!
@@ -169,7 +170,6 @@ pub mod env;
 #[cfg(not(gort_loom))]
 mod fastrand;
 mod ilist;
-#[cfg(not(gort_loom))]
 mod lock;
 #[cfg(not(gort_loom))]
 mod sig;

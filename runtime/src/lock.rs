@@ -38,29 +38,38 @@
 //!    runtime's statics but not the registration, and registering again may fail), a sleeper
 //!    cannot count on being woken: it sleeps a millisecond at a time and looks again. Slower,
 //!    never stuck.
+//!
+//! The loom model at the bottom checks invariants 1, 2 and 4 (loom has no asymmetric fence, so
+//! the model's unlocker runs the `SeqCst` fence of invariant 4, and its futex is a loom mutex and
+//! condition variable that say a lost wake-up as a deadlock); `tests/loom.rs` runs it.
 
-use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU32, Ordering};
-use std::sync::OnceLock;
+#[cfg(not(gort_loom))]
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering;
+
+#[cfg(not(gort_loom))]
+pub(crate) use os::register_heavy_fence;
+#[cfg(not(gort_loom))]
+use os::{futex_wait, futex_wake_one, heavy_fence, sleepers, unlock_fence};
+
+#[cfg(gort_loom)]
+use ::loom::sync::atomic::AtomicU32;
+#[cfg(gort_loom)]
+use model_os::{futex_wait, futex_wake_one, heavy_fence, sleepers, unlock_fence};
 
 const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
 
-/// Rounds of pausing before the taker yields its thread (Go: 4).
-const SPIN_ROUNDS: u32 = 4;
+/// Rounds of pausing before the taker yields its thread (Go: 4). None in the model, which is
+/// about the sleeping protocol.
+const SPIN_ROUNDS: u32 = if cfg!(gort_loom) { 0 } else { 4 };
 /// PAUSE instructions between two looks at a held lock (Go: 30).
 const SPIN_PAUSES: u32 = 30;
 /// Rounds of `sched_yield` before the taker sleeps (Go: 1).
-const YIELD_ROUNDS: u32 = 1;
+const YIELD_ROUNDS: u32 = if cfg!(gort_loom) { 0 } else { 1 };
 
 /// How long a sleeper that could not fence sleeps before it looks again (invariant 5).
 const UNFENCED_NAP: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// Sleeper counters, by lock address (invariant 3).
-const BUCKETS: usize = 64;
-static SLEEPERS: [AtomicU32; BUCKETS] = [const { AtomicU32::new(0) }; BUCKETS];
-
-/// Whether `membarrier` is registered (invariant 4); set once, false to true.
-static HEAVY: AtomicBool = AtomicBool::new(false);
 
 /// A short lock for channel and sync-primitive state (the critical sections are a few dozen
 /// instructions, as Go's runtime `lock`'s).
@@ -69,14 +78,14 @@ static HEAVY: AtomicBool = AtomicBool::new(false);
 /// the `commit` closure of `park` releases it off the parked goroutine's stack.
 pub(crate) struct Lock(AtomicU32);
 
-#[inline(always)]
-fn sleepers(word: *const AtomicU32) -> &'static AtomicU32 {
-    let h = (word as usize).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - BUCKETS.trailing_zeros());
-    &SLEEPERS[h]
-}
-
 impl Lock {
+    #[cfg(not(gort_loom))]
     pub(crate) const fn new() -> Lock {
+        Lock(AtomicU32::new(UNLOCKED))
+    }
+
+    #[cfg(gort_loom)]
+    pub(crate) fn new() -> Lock {
         Lock(AtomicU32::new(UNLOCKED))
     }
 
@@ -100,6 +109,8 @@ impl Lock {
 
     #[cold]
     #[inline(never)]
+    // The model has no spinning rounds.
+    #[cfg_attr(gort_loom, allow(clippy::reversed_empty_ranges, clippy::absurd_extreme_comparisons))]
     fn lock_contended(&self) {
         let count = sleepers(&self.0);
         loop {
@@ -142,14 +153,8 @@ impl Lock {
         let word: *const AtomicU32 = &self.0;
         // Release: pairs with the Acquire of the next taker's compare-exchange.
         self.0.store(UNLOCKED, Ordering::Release);
-        // The unlocker's half of invariant 2: the store, then the read of the count. The compiler
-        // must not swap them; the hardware may, and the sleeper's `membarrier` covers that,
-        // unless it is not available (invariant 4).
-        if HEAVY.load(Ordering::Relaxed) {
-            compiler_fence(Ordering::SeqCst);
-        } else {
-            fence(Ordering::SeqCst);
-        }
+        // The unlocker's half of invariant 2: the store, then the read of the count.
+        unlock_fence();
         // Relaxed: ordered after the store by the fence above. Invariant 3: from here on, only
         // the address.
         if sleepers(word).load(Ordering::Relaxed) != 0 {
@@ -164,76 +169,174 @@ impl Default for Lock {
     }
 }
 
-/// Linux UAPI `membarrier` commands (`linux/membarrier.h`).
-const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
-const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+/// What the lock needs of the OS: the sleeper counters, the fences, the futex.
+#[cfg(not(gort_loom))]
+mod os {
+    use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU32, Ordering};
+    use std::sync::OnceLock;
 
-/// A full fence on every thread of the process that is running, as if each had executed one
-/// where it stands (`membarrier`), or a plain `SeqCst` fence where `membarrier` is unavailable
-/// (invariant 4). Costs a system call and an interrupt per other CPU running a thread of ours:
-/// only sleepers pay it. Returns whether every unlock is now sure to see the caller's count
-/// (invariants 2 and 4), or not (invariant 5).
-#[cold]
-fn heavy_fence() -> bool {
-    if !register_heavy_fence() {
-        // Invariant 4: unlockers fence too.
+    /// Sleeper counters, by lock address (invariant 3).
+    const BUCKETS: usize = 64;
+    static SLEEPERS: [AtomicU32; BUCKETS] = [const { AtomicU32::new(0) }; BUCKETS];
+
+    /// Whether `membarrier` is registered (invariant 4); set once, false to true.
+    static HEAVY: AtomicBool = AtomicBool::new(false);
+
+    /// The sleeper counter of the lock whose word is at `word` (which may be dangling).
+    #[inline(always)]
+    pub(super) fn sleepers(word: *const AtomicU32) -> &'static AtomicU32 {
+        let h = (word as usize).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - BUCKETS.trailing_zeros());
+        &SLEEPERS[h]
+    }
+
+    /// Between an unlock's store and its read of the count: the compiler must not swap them; the
+    /// hardware may, and the sleeper's `membarrier` covers that, unless it is not available
+    /// (invariant 4).
+    #[inline(always)]
+    pub(super) fn unlock_fence() {
+        if HEAVY.load(Ordering::Relaxed) {
+            compiler_fence(Ordering::SeqCst);
+        } else {
+            fence(Ordering::SeqCst);
+        }
+    }
+
+    /// Linux UAPI `membarrier` commands (`linux/membarrier.h`).
+    const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+    const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+    /// A full fence on every thread of the process that is running, as if each had executed one
+    /// where it stands (`membarrier`), or a plain `SeqCst` fence where `membarrier` is
+    /// unavailable (invariant 4). Costs a system call and an interrupt per other CPU running a
+    /// thread of ours: only sleepers pay it. Returns whether every unlock is now sure to see the
+    /// caller's count (invariants 2 and 4), or not (invariant 5).
+    #[cold]
+    pub(super) fn heavy_fence() -> bool {
+        if !register_heavy_fence() {
+            // Invariant 4: unlockers fence too.
+            fence(Ordering::SeqCst);
+            return true;
+        }
+        // SAFETY: `membarrier` takes integer arguments and touches no memory of ours.
+        let expedited = || unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) } == 0;
+        // EPERM, the one failure left once registered, means this is a forked child: register
+        // again.
+        // SAFETY: as above.
+        expedited()
+            || (unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) } == 0
+                && expedited())
+    }
+
+    /// Registers the process for `membarrier`'s private expedited fence, once, and says whether
+    /// it could: unlocks run without a hardware fence from then on. The runtime's start calls it,
+    /// so goroutines' unlocks never pay the fence; a lock used before that (a plain thread's
+    /// channel) pays it until the first start or sleeper.
+    #[cold]
+    pub(crate) fn register_heavy_fence() -> bool {
+        static REGISTERED: OnceLock<bool> = OnceLock::new();
+        *REGISTERED.get_or_init(|| {
+            // SAFETY: `membarrier` takes two integer arguments and touches no memory of ours.
+            let ok = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) } == 0;
+            // Relaxed: unlockers read it only to skip their own fence, which is right once any
+            // sleeper that could need it is sure to use `membarrier` (the `OnceLock` says so to
+            // every sleeper from now on).
+            HEAVY.store(ok, Ordering::Relaxed);
+            ok
+        })
+    }
+
+    /// Whether unlocks skip their hardware fence (for tests).
+    #[cfg(test)]
+    pub(super) fn heavy_registered() -> bool {
+        HEAVY.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps while `word` reads `expected`, at most `timeout` if given (or until a spurious
+    /// wake-up or a signal: the caller looks again either way).
+    #[cold]
+    pub(super) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<std::time::Duration>) {
+        let ts =
+            timeout.map(|t| libc::timespec { tv_sec: t.as_secs() as libc::time_t, tv_nsec: t.subsec_nanos() as _ });
+        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // Every error (EAGAIN: the word changed; EINTR; ETIMEDOUT) sends the caller back to its
+        // loop.
+        // SAFETY: FUTEX_WAIT reads the u32 at a valid, aligned address that outlives the call
+        // (the borrow); the timeout is null or points at `ts`, alive for the call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                expected,
+                ts_ptr,
+            );
+        }
+    }
+
+    /// Wakes one thread asleep in `futex_wait` on `word`, if any. `word` may be dangling: the
+    /// kernel uses a private futex's address only as the key of its wait queue.
+    #[cold]
+    pub(super) fn futex_wake_one(word: *const AtomicU32) {
+        // SAFETY: FUTEX_WAKE neither reads nor writes memory at the address (invariant 3); a
+        // recycled address at worst wakes a waiter of another futex, which looks again.
+        unsafe {
+            libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
+        }
+    }
+}
+
+/// The model's OS: one sleeper counter for every lock, `SeqCst` fences on both sides (invariant
+/// 4), and a futex made of a loom mutex (the kernel's bucket lock, under which `futex_wait` reads
+/// the word) and condition variable.
+#[cfg(gort_loom)]
+mod model_os {
+    use ::loom::sync::atomic::{fence, AtomicU32, Ordering};
+    use ::loom::sync::{Condvar, Mutex};
+
+    ::loom::lazy_static! {
+        static ref SLEEPERS: AtomicU32 = AtomicU32::new(0);
+        /// Queued waiters: (futex address, waiter's token); a wake removes one.
+        static ref QUEUE: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+        static ref WOKEN: Condvar = Condvar::new();
+    }
+
+    pub(super) fn sleepers(_word: *const AtomicU32) -> &'static AtomicU32 {
+        &SLEEPERS
+    }
+
+    pub(super) fn unlock_fence() {
         fence(Ordering::SeqCst);
-        return true;
     }
-    // SAFETY: `membarrier` takes integer arguments and touches no memory of ours.
-    let expedited = || unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) } == 0;
-    // EPERM, the one failure left once registered, means this is a forked child: register again.
-    // SAFETY: as above.
-    expedited()
-        || (unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) } == 0
-            && expedited())
-}
 
-/// Registers the process for `membarrier`'s private expedited fence, once, and says whether it
-/// could: unlocks run without a hardware fence from then on. The runtime's start calls it, so
-/// goroutines' unlocks never pay the fence; a lock used before that (a plain thread's channel)
-/// pays it until the first start or sleeper.
-#[cold]
-pub(crate) fn register_heavy_fence() -> bool {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    *REGISTERED.get_or_init(|| {
-        // SAFETY: `membarrier` takes two integer arguments and touches no memory of ours.
-        let ok = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) } == 0;
-        // Relaxed: unlockers read it only to skip their own fence, which is right once any
-        // sleeper that could need it is sure to use `membarrier` (the `OnceLock` says so to
-        // every sleeper from now on).
-        HEAVY.store(ok, Ordering::Relaxed);
-        ok
-    })
-}
+    pub(super) fn heavy_fence() -> bool {
+        fence(Ordering::SeqCst);
+        true
+    }
 
-/// Sleeps while `word` reads `expected`, at most `timeout` if given (or until a spurious
-/// wake-up or a signal: the caller looks again either way).
-#[cold]
-fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<std::time::Duration>) {
-    let ts = timeout.map(|t| libc::timespec { tv_sec: t.as_secs() as libc::time_t, tv_nsec: t.subsec_nanos() as _ });
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: FUTEX_WAIT reads the u32 at a valid, aligned address that outlives the call (the
-    // borrow); the timeout is null or points at `ts`, alive for the call (FUTEX_WAIT's is
-    // relative). Every error (EAGAIN: the word changed; EINTR; ETIMEDOUT) sends the caller back
-    // to its loop.
-    unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, expected, ts_ptr);
+    /// Blocks until a wake removes this waiter, unless the word no longer reads `expected`. No
+    /// timeout: a model that needs one has lost a wake-up, and loom reports the deadlock.
+    pub(super) fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Option<std::time::Duration>) {
+        let mut q = QUEUE.lock().unwrap();
+        if word.load(Ordering::SeqCst) != expected {
+            return;
+        }
+        let token = &q as *const _ as usize;
+        q.push((word as *const AtomicU32 as usize, token));
+        while q.iter().any(|&(_, t)| t == token) {
+            q = WOKEN.wait(q).unwrap();
+        }
+    }
+
+    pub(super) fn futex_wake_one(word: *const AtomicU32) {
+        let mut q = QUEUE.lock().unwrap();
+        if let Some(i) = q.iter().position(|&(a, _)| a == word as usize) {
+            q.remove(i);
+            WOKEN.notify_all();
+        }
     }
 }
 
-/// Wakes one thread asleep in `futex_wait` on `word`, if any. `word` may be dangling: the kernel
-/// uses a private futex's address only as the key of its wait queue.
-#[cold]
-fn futex_wake_one(word: *const AtomicU32) {
-    // SAFETY: FUTEX_WAKE neither reads nor writes memory at the address (invariant 3); a
-    // recycled address at worst wakes a waiter of another futex, which looks again.
-    unsafe {
-        libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
-    }
-}
-
-#[cfg(test)]
+#[cfg(all(test, not(gort_loom)))]
 mod tests {
     use super::*;
     use std::cell::UnsafeCell;
@@ -308,6 +411,61 @@ mod tests {
         assert_eq!(l.0.load(Ordering::Relaxed), UNLOCKED);
         // The waiter slept, so it ran the heavy fence: on this project's kernels that is
         // `membarrier`, and unlocks run without a hardware fence.
-        assert!(HEAVY.load(Ordering::Relaxed), "membarrier could not be registered");
+        assert!(os::heavy_registered(), "membarrier could not be registered");
+    }
+}
+
+#[cfg(all(test, gort_loom))]
+mod loom_models {
+    use super::*;
+    use ::loom::cell::UnsafeCell;
+    use ::loom::sync::Arc;
+
+    struct Counter {
+        lock: Lock,
+        n: UnsafeCell<u32>,
+    }
+    // SAFETY: `n` is only touched with `lock` held.
+    unsafe impl Sync for Counter {}
+
+    /// `threads` threads take and release one lock `rounds` times each, incrementing a counter
+    /// under it: loom's cell reports two holders at once, its deadlock check a sleeper nobody
+    /// woke, and the count a lost increment.
+    fn contend(threads: usize, rounds: u32) {
+        let mut b = ::loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(move || {
+            let c = Arc::new(Counter { lock: Lock::new(), n: UnsafeCell::new(0) });
+            let hs: Vec<_> = (0..threads)
+                .map(|_| {
+                    let c = c.clone();
+                    ::loom::thread::spawn(move || {
+                        for _ in 0..rounds {
+                            c.lock.lock();
+                            // SAFETY: the lock is held.
+                            c.n.with_mut(|n| unsafe { *n += 1 });
+                            // SAFETY: taken above.
+                            unsafe { c.lock.unlock() };
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            // SAFETY: every other thread is gone.
+            assert_eq!(c.n.with(|n| unsafe { *n }), threads as u32 * rounds);
+            assert_eq!(c.lock.0.load(Ordering::Relaxed), UNLOCKED);
+        });
+    }
+
+    #[test]
+    fn two_takers_twice_each() {
+        contend(2, 2);
+    }
+
+    #[test]
+    fn three_takers() {
+        contend(3, 1);
     }
 }
