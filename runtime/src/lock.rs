@@ -34,10 +34,11 @@
 //!    a symmetric Dekker pair, correct at the cost of one fence per unlock. An unlocker skips its
 //!    fence only after registration has succeeded, and every sleeper from then on uses
 //!    `membarrier`.
-//! 5. Where `membarrier` stops working after registration (a child after `fork` inherits the
-//!    runtime's statics but not the registration, and registering again may fail), a sleeper
-//!    cannot count on being woken: it sleeps a millisecond at a time and looks again. Slower,
-//!    never stuck.
+//! 5. A child after `fork` inherits the statics that say `membarrier` is registered; Linux
+//!    carries the registration over too (6.x does; the test below says which), and where the
+//!    fence fails with EPERM anyway the sleeper registers again. Should that fail as well, the
+//!    sleeper cannot count on being woken: it sleeps a millisecond at a time and looks again.
+//!    Slower, never stuck.
 //!
 //! The loom model at the bottom checks invariants 1, 2 and 4 (loom has no asymmetric fence, so
 //! the model's unlocker runs the `SeqCst` fence of invariant 4, and its futex is a loom mutex and
@@ -219,8 +220,8 @@ mod os {
         }
         // SAFETY: `membarrier` takes integer arguments and touches no memory of ours.
         let expedited = || unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) } == 0;
-        // EPERM, the one failure left once registered, means this is a forked child: register
-        // again.
+        // EPERM, the one failure left once registered, would mean a forked child that did not
+        // inherit the registration (invariant 5): register again.
         // SAFETY: as above.
         expedited()
             || (unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) } == 0
@@ -383,6 +384,39 @@ mod tests {
         assert_eq!(unsafe { *c.n.get() }, THREADS * PER);
         // SAFETY: taken above.
         unsafe { c.lock.unlock() };
+    }
+
+    /// A forked child inherits the statics that say `membarrier` is registered, but not the
+    /// registration (invariant 5): the heavy fence registers again rather than fail. Exit codes:
+    /// 0 the child had to register again and could, 2 it did not have to, 1 the fence failed.
+    #[test]
+    fn heavy_fence_works_in_a_forked_child() {
+        assert!(os::register_heavy_fence(), "membarrier could not be registered");
+        // SAFETY: the child makes raw system calls and `_exit`s; the `OnceLock` it reads was
+        // initialised above, so no lock another thread held at the fork is taken.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: `membarrier` takes integer arguments; `_exit` ends the child.
+            unsafe {
+                let inherited = libc::syscall(libc::SYS_membarrier, 1 << 3, 0) == 0;
+                let code = if !heavy_fence() {
+                    1
+                } else if inherited {
+                    2
+                } else {
+                    0
+                };
+                libc::_exit(code);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "the child died: {status:#x}");
+        let code = libc::WEXITSTATUS(status);
+        assert!(code != 1, "the heavy fence failed in a forked child");
+        eprintln!("forked child: registration {}", if code == 0 { "redone" } else { "inherited" });
     }
 
     /// Released by another thread than the one that took it, as a park commit does.
