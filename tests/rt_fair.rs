@@ -360,6 +360,85 @@ fn work_stranded_behind_a_spinning_goroutine_moves_to_a_scheduling_p() {
     });
 }
 
+/// A hand-off whose wake was skipped still runs while its readier computes. At GOMAXPROCS=2 a
+/// ping-pong first makes spinning futile (the M each hand-off wakes never finds the partner
+/// before the pair's own P takes it), until hand-offs stop waking anyone (`futile_spins` at its
+/// cap, 4). Then the pinging goroutine (not the main one, which runs on the test's thread
+/// without a P) sends to the parked echo goroutine, which lands in its P's `runnext` with no
+/// wake, and spins without yielding until the echo has run. sysmon finds the
+/// echo standing behind a goroutine that has not scheduled for a whole tick and wakes an M,
+/// which takes it (counted in `stranded_wakes`). Nothing is timed: without that wake the echo
+/// would run only when sysmon retakes the spinner's P after 10 ms, and the count would not move.
+/// An attempt in which something else woke an M first (the count did not move) is retried.
+#[test]
+fn a_handoff_that_woke_nobody_runs_while_its_readier_computes() {
+    const NAME: &str = "a_handoff_that_woke_nobody_runs_while_its_readier_computes";
+    if !common::in_child() {
+        common::run_child_ok(NAME, &[("GOMAXPROCS", "2")]);
+        return;
+    }
+    let _w = common::Watchdog::new(NAME, Duration::from_secs(120));
+    run(|| go!(attempts).join().unwrap());
+
+    fn attempts() {
+        let mut attempts = Vec::new();
+        for _ in 0..5 {
+            let (ping_tx, ping_rx) = gort::chan::chan::<u64>(0);
+            let (pong_tx, pong_rx) = gort::chan::chan::<u64>(0);
+            let ran = Arc::new(AtomicBool::new(false));
+            let echo = {
+                let ran = ran.clone();
+                go!(move || {
+                    while let Some(v) = ping_rx.recv() {
+                        if v == u64::MAX {
+                            ran.store(true, Ordering::Release);
+                            return;
+                        }
+                        pong_tx.send(v).unwrap();
+                    }
+                })
+            };
+            // Ping-pong until hand-offs wake nobody. Each round trip ends with the echo parked in
+            // its receive (it parked to let this goroutine run).
+            let mut batches = 0;
+            while batches == 0 || gort::runtime::metrics().futile_spins < 4 && batches < 100 {
+                for i in 0..10_000 {
+                    ping_tx.send(i).unwrap();
+                    assert_eq!(pong_rx.recv(), Some(i));
+                }
+                batches += 1;
+            }
+            // The last round trip may have left the echo runnable rather than parked (when this
+            // goroutine's receive found it waiting to send): let it run into its receive. Then
+            // wait (computing) for the last woken M to stop spinning: one still looking would
+            // take the echo itself.
+            gort::runtime::yield_now();
+            let t = Instant::now();
+            while gort::runtime::metrics().procs_spinning != 0 && t.elapsed() < Duration::from_secs(1) {
+                std::hint::spin_loop();
+            }
+            let futile = gort::runtime::metrics().futile_spins;
+            let before = gort::runtime::metrics().stranded_wakes;
+            ping_tx.send(u64::MAX).unwrap();
+            let t = Instant::now();
+            while !ran.load(Ordering::Acquire) && t.elapsed() < Duration::from_secs(10) {
+                std::hint::spin_loop();
+            }
+            let spun = t.elapsed();
+            let woken = gort::runtime::metrics().stranded_wakes - before;
+            echo.join().unwrap();
+            assert!(ran.load(Ordering::Relaxed), "the echo never ran");
+            if futile >= 4 && woken > 0 && spun < Duration::from_secs(10) {
+                return;
+            }
+            attempts.push(format!(
+                "{batches} batches, futile spins {futile}, echo ran after {spun:?}, sysmon wakes {woken}"
+            ));
+        }
+        panic!("no attempt showed sysmon waking an M for a hand-off that woke nobody: {attempts:#?}");
+    }
+}
+
 /// A sleeper whose timer comes due while goroutines take turns in long slices runs at the next
 /// turn, before the goroutines already queued (as Go's timers ready into `runnext`). At
 /// GOMAXPROCS=1 two goroutines each spin 2 ms and yield; the main goroutine sleeps 5 ms. The

@@ -18,6 +18,8 @@
 //! | `gort_hog_yields_total` | counter | goroutines asked to yield after running 10 ms while work waited, that did |
 //! | `gort_hog_events_total` | counter | runs at or above the hog threshold (`/debug/pprof/hog`) |
 //! | `gort_stranded_takes_total` | counter | goroutines taken from a P that stayed 300 µs on one goroutine while they waited |
+//! | `gort_stranded_wakes_total` | counter | Ms sysmon woke for work standing behind a goroutine that did not schedule for a tick |
+//! | `gort_futile_spins` | gauge | spinning Ms in a row that found nothing (capped at 4: then hand-offs wake nobody) |
 //! | `gort_stacks{state}` | gauge | goroutine stacks `in_use` and `cached` |
 //! | `gort_stack_bytes{state}` | gauge | their reserved bytes |
 //! | `gort_heap_inuse_sampled_bytes` | gauge | heap in use, as the sampling allocator estimates it |
@@ -146,6 +148,19 @@ impl Collector for Runtime {
             "gort_stranded_takes",
             "Goroutines taken from a processor that stayed on one goroutine while they waited.",
             m.stranded_takes,
+        )?;
+        counter(
+            &mut e,
+            "gort_stranded_wakes",
+            "Threads woken for work standing behind a goroutine that did not schedule for a tick.",
+            m.stranded_wakes,
+        )?;
+        gauge(
+            &mut e,
+            "gort_futile_spins",
+            "Spinning threads in a row that found nothing (capped at 4: hand-offs then wake nobody).",
+            None,
+            m.futile_spins,
         )?;
         gauges(
             &mut e,

@@ -54,6 +54,14 @@ pub struct Metrics {
     /// that was scheduling (since start): work that would have waited for the goroutine to
     /// yield, or for its descheduled thread to run again.
     pub stranded_takes: u64,
+    /// Ms sysmon woke for work queued behind a goroutine that had not scheduled for a whole tick
+    /// while a P idled and no M looked (since start): hand-offs whose wake was skipped because
+    /// waking kept finding nothing (`futile_spins`), then not taken by their own P in time.
+    pub stranded_wakes: u64,
+    /// Spinning Ms in a row that found nothing and slept, now (capped at 4). At 4 a goroutine
+    /// that readies another into its own P's empty `runnext` wakes nobody; the next M that finds
+    /// work while spinning sets it back to 0.
+    pub futile_spins: u64,
     /// Goroutine stacks in use (goroutines that have started and not finished).
     pub stacks_in_use: u64,
     /// Their bytes (reserved sizes; resident memory is what they touched).
@@ -121,6 +129,8 @@ pub fn metrics() -> Metrics {
     m.hog_yields = crate::hog::yields();
     m.hog_events = crate::hog::events();
     m.stranded_takes = crate::sched::find::stranded_takes();
+    m.stranded_wakes = crate::sysmon::STRANDED_WAKES.load(Ordering::Relaxed);
+    m.futile_spins = u64::from(crate::sched::idle::FUTILE_SPINS.load(Ordering::Relaxed));
     let st = s.stacks.stats();
     m.stacks_cached = (st.total_stacks as u64).saturating_sub(pooled_in_use);
     m.stack_bytes_cached = m.stacks_cached * pool_size as u64;

@@ -42,7 +42,7 @@ use crate::globrunq::global;
 use crate::m::{current_m, M};
 use crate::p::{P, P_IDLE, P_RUNNING, P_SYSCALL, P_USER};
 use crate::sched::deadlock::check_dead;
-use crate::sched::idle::{wakep, wakep_after_sc_publish};
+use crate::sched::idle::{handoff_wakes_futile, wakep, wakep_after_sc_publish};
 use crate::sched::state::sched_if_started;
 use crate::threadg::{make_runnable, thread_g, EXT_ACTIVE};
 
@@ -427,6 +427,11 @@ unsafe fn ready_from_user(m: &'static M, cur: GRef, p: &'static P, g: GRef) {
     if r.took_back {
         global().push(g);
         return wakep();
+    }
+    // A hand-off into an empty slot, while wakes keep finding nothing, wakes nobody (`idle.rs`,
+    // the exception to the spinning protocol).
+    if r.displaced == 0 && handoff_wakes_futile() {
+        return;
     }
     // The publish was a SeqCst swap.
     wakep_after_sc_publish();

@@ -13,6 +13,8 @@
 //!   once, and when they share data (a lock), each slows the other down. Every busy P's run
 //!   also goes to the hog detector (`hog.rs`), which reports runs past its threshold whether
 //!   or not work waits;
+//! - starts an M for work queued behind a goroutine that has not scheduled for a whole tick
+//!   while a P idles and no M spins (a hand-off whose wake was skipped, `sched/idle.rs`);
 //! - starts an M if a timer is overdue and no M is awake to run it;
 //! - refreshes the coarse clock used for wait timestamps;
 //! - returns cold stacks' memory (about once a second);
@@ -133,6 +135,9 @@ fn run(s: &'static Sched) -> ! {
     }
 }
 
+/// Ms woken for work standing behind a goroutine that did not schedule for a whole tick.
+pub(crate) static STRANDED_WAKES: AtomicU64 = AtomicU64::new(0);
+
 /// Ps taken from a goroutine in `blocking` (handed off because it stayed there a whole tick).
 pub(crate) static SYSCALL_RETAKES: AtomicU64 = AtomicU64::new(0);
 
@@ -197,6 +202,14 @@ fn retake(s: &'static Sched, st: &mut [PState], now: u64) -> bool {
                     continue;
                 }
                 ps.hog.running(p, t, now - ps.schedwhen, now);
+                // Work queued behind a goroutine that has not scheduled for a whole tick, with a
+                // P idle and nobody looking: a hand-off whose wake was skipped (`idle.rs`) and
+                // whose readier computes on. Wake an M to take it.
+                if p.has_work() && s.npidle.load(Ordering::Relaxed) > 0 && s.nmspinning.load(Ordering::Relaxed) == 0 {
+                    STRANDED_WAKES.fetch_add(1, Ordering::Relaxed);
+                    wakep();
+                    took = true;
+                }
                 if now - ps.schedwhen < FORCE_PREEMPT_NS {
                     continue;
                 }

@@ -13,7 +13,7 @@ use crate::m::M;
 use crate::netpoll;
 use crate::p::{P, P_RUNNING, P_STATE, P_USER};
 use crate::sched::deadlock::check_dead;
-use crate::sched::idle::{sleep_until_handed_p, wakep};
+use crate::sched::idle::{note_futile_spin, sleep_until_handed_p, wakep};
 use crate::sched::state::Sched;
 use crate::sched::timers::{run_timers, spin_for_timer};
 
@@ -198,6 +198,9 @@ fn give_p_back(s: &'static Sched, m: &'static M, p: &'static P) -> Option<&'stat
             }
             return Some(p2);
         }
+    }
+    if was_spinning {
+        note_futile_spin();
     }
     check_dead(s);
     None

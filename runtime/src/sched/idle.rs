@@ -25,6 +25,16 @@
 //! With both fences, either the submitter sees the spinner gone (and an idle P) and starts an M,
 //! or the spinner's re-check sees the G and takes a P back. No G is stranded.
 //!
+//! One exception, by choice: a goroutine that readies another into its own P's empty `runnext`
+//! (a hand-off: it will usually block next, and its P then runs the G) skips the wake while
+//! spinning keeps failing: after [`FUTILE_SKIP`] spinning Ms in a row gave their P back having
+//! found nothing. In a ping-pong every such wake is futile (the owner takes its `runnext` long
+//! before a thief may), and each one costs the woken thread a spin and a linger, and the pair
+//! a preemption whenever the two share a CPU. The G is not lost: its P runs it at its next
+//! schedule, a thief takes it as usual, and if the P does not schedule for a whole sysmon tick
+//! (its goroutine computes on) sysmon wakes an M for it. An M that finds work while spinning
+//! ends the streak, so waking resumes as soon as it pays.
+//!
 //! Which M the submitter starts matters too: the idle list is a stack, and an M joins it in the
 //! same critical section in which it gives its P back (`find::give_p_back`), before its re-check
 //! and long before it sleeps. So a G readied meanwhile goes to the M that is still running on its
@@ -34,7 +44,7 @@
 //! `startm`, finds itself gone from the list at its re-check or in `stopm` and waits for the P
 //! it is handed.
 
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use crate::clock::nanotime;
 use crate::globrunq::global;
@@ -42,6 +52,28 @@ use crate::m::{current_m, set_current_m, M};
 use crate::netpoll;
 use crate::p::{P, P_IDLE, P_RUNNING};
 use crate::sched::state::{sched_if_started, Sched};
+
+/// Spinning Ms in a row that gave their P back having found nothing; 0 again when one finds
+/// work. A hint (Relaxed, racy increments), for the hand-off exception in the module docs.
+pub(crate) static FUTILE_SPINS: AtomicU32 = AtomicU32::new(0);
+
+/// Futile spins in a row from which a hand-off into an empty `runnext` wakes nobody.
+pub(crate) const FUTILE_SKIP: u32 = 4;
+
+/// Counts a spinning M that found nothing and goes to sleep.
+#[cold]
+pub(crate) fn note_futile_spin() {
+    let n = FUTILE_SPINS.load(Ordering::Relaxed);
+    if n < FUTILE_SKIP {
+        FUTILE_SPINS.store(n + 1, Ordering::Relaxed);
+    }
+}
+
+/// Whether a hand-off into an empty `runnext` should skip its wake (module docs).
+#[inline]
+pub(crate) fn handoff_wakes_futile() -> bool {
+    FUTILE_SPINS.load(Ordering::Relaxed) >= FUTILE_SKIP
+}
 
 /// Tries to start a spinning M to run Gs, if there is an idle P and nobody is spinning.
 /// Called after making a G runnable.
@@ -204,6 +236,11 @@ pub(crate) fn timer_added(when: u64) {
 /// so the search for more work goes on.
 pub(crate) fn resetspinning(s: &'static Sched, m: &'static M) {
     m.spinning.store(false, Ordering::Relaxed);
+    // It found work: wakes pay again (module docs). Looked at first, so that Ms that keep
+    // finding work do not keep writing a shared line.
+    if FUTILE_SPINS.load(Ordering::Relaxed) != 0 {
+        FUTILE_SPINS.store(0, Ordering::Relaxed);
+    }
     // SeqCst: spinning protocol.
     let prev = s.nmspinning.fetch_sub(1, Ordering::SeqCst);
     if prev == 1 {
