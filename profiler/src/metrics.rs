@@ -19,7 +19,7 @@
 //! | `gort_hog_events_total` | counter | runs at or above the hog threshold (`/debug/pprof/hog`) |
 //! | `gort_stranded_takes_total` | counter | goroutines taken from a P that stayed 300 µs on one goroutine while they waited |
 //! | `gort_stranded_wakes_total` | counter | Ms sysmon woke for work standing behind a goroutine that did not schedule for a tick |
-//! | `gort_futile_spins` | gauge | spinning Ms in a row that found nothing (capped at 4: then hand-offs wake nobody) |
+//! | `gort_futile_spins` | gauge | Ms woken to look for work that found none, less those that found some (0-8; from 4 hand-offs wake nobody) |
 //! | `gort_stacks{state}` | gauge | goroutine stacks `in_use` and `cached` |
 //! | `gort_stack_bytes{state}` | gauge | their reserved bytes |
 //! | `gort_heap_inuse_sampled_bytes` | gauge | heap in use, as the sampling allocator estimates it |
@@ -158,7 +158,7 @@ impl Collector for Runtime {
         gauge(
             &mut e,
             "gort_futile_spins",
-            "Spinning threads in a row that found nothing (capped at 4: hand-offs then wake nobody).",
+            "Threads woken to look for work that found none, less those that found some (0-8; from 4 hand-offs wake nobody).",
             None,
             m.futile_spins,
         )?;

@@ -88,6 +88,10 @@ pub(crate) struct M {
     /// Whether this M is spinning (looking for work while holding a P); counted in
     /// `Sched::nmspinning`. Written by the M's thread (and by `startm` before waking it).
     pub(crate) spinning: AtomicBool,
+    /// Whether this M's spin began with a wake-up for readied work (`startm` with `spinning`),
+    /// so that its outcome tells whether such wakes pay (`sched/idle.rs`, `FUTILE_SPINS`).
+    /// Written as `spinning` is.
+    pub(crate) woken_to_spin: AtomicBool,
     /// The goroutine running on this M (null in the scheduler loop). Read by the signal handler.
     pub(crate) curg: AtomicPtr<G>,
     /// Where the M sleeps when idle.
@@ -156,6 +160,7 @@ impl M {
             nextp: AtomicPtr::new(ptr::null_mut()),
             idle_early: Cell::new(false),
             spinning: AtomicBool::new(false),
+            woken_to_spin: AtomicBool::new(false),
             curg: AtomicPtr::new(ptr::null_mut()),
             note: Note::new(thread),
             polling: AtomicBool::new(false),

@@ -54,13 +54,13 @@ pub struct Metrics {
     /// that was scheduling (since start): work that would have waited for the goroutine to
     /// yield, or for its descheduled thread to run again.
     pub stranded_takes: u64,
-    /// Ms sysmon woke for work queued behind a goroutine that had not scheduled for a whole tick
-    /// while a P idled and no M looked (since start): hand-offs whose wake was skipped because
-    /// waking kept finding nothing (`futile_spins`), then not taken by their own P in time.
+    /// Ms sysmon woke for a hand-off whose wake was skipped because waking kept finding nothing
+    /// (`futile_spins`) and that stood in `runnext` behind a goroutine that had not scheduled
+    /// for a whole tick, while a P idled and no M looked (since start).
     pub stranded_wakes: u64,
-    /// Spinning Ms in a row that found nothing and slept, now (capped at 4). At 4 a goroutine
-    /// that readies another into its own P's empty `runnext` wakes nobody; the next M that finds
-    /// work while spinning sets it back to 0.
+    /// Ms woken to look for readied work that found nothing, less those that found some, now
+    /// (0 to 8). From 4 a goroutine that readies another into its own P's empty `runnext` wakes
+    /// nobody.
     pub futile_spins: u64,
     /// Goroutine stacks in use (goroutines that have started and not finished).
     pub stacks_in_use: u64,

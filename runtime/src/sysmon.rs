@@ -13,8 +13,9 @@
 //!   once, and when they share data (a lock), each slows the other down. Every busy P's run
 //!   also goes to the hog detector (`hog.rs`), which reports runs past its threshold whether
 //!   or not work waits;
-//! - starts an M for work queued behind a goroutine that has not scheduled for a whole tick
-//!   while a P idles and no M spins (a hand-off whose wake was skipped, `sched/idle.rs`);
+//! - starts an M for a hand-off whose wake was skipped (`sched/idle.rs`) and that stands in
+//!   `runnext` behind a goroutine that has not scheduled for a whole tick, while a P idles and
+//!   no M spins;
 //! - starts an M if a timer is overdue and no M is awake to run it;
 //! - refreshes the coarse clock used for wait timestamps;
 //! - returns cold stacks' memory (about once a second);
@@ -30,7 +31,7 @@ use crate::hog;
 use crate::netpoll;
 use crate::p::{P_IDLE, P_STATE, P_SYSCALL, P_USER};
 use crate::sched::deadlock::{recheck_dead, DEAD_SUSPECT};
-use crate::sched::idle::{handoffp, wakep};
+use crate::sched::idle::{handoff_wakes_futile, handoffp, wakep};
 use crate::sched::state::Sched;
 use crate::stack::overflow::ensure_altstack;
 
@@ -202,10 +203,16 @@ fn retake(s: &'static Sched, st: &mut [PState], now: u64) -> bool {
                     continue;
                 }
                 ps.hog.running(p, t, now - ps.schedwhen, now);
-                // Work queued behind a goroutine that has not scheduled for a whole tick, with a
-                // P idle and nobody looking: a hand-off whose wake was skipped (`idle.rs`) and
-                // whose readier computes on. Wake an M to take it.
-                if p.has_work() && s.npidle.load(Ordering::Relaxed) > 0 && s.nmspinning.load(Ordering::Relaxed) == 0 {
+                // A hand-off whose wake was skipped (`idle.rs`), left in `runnext` behind a
+                // goroutine that has not scheduled for a whole tick (it computes on), with a P
+                // idle and nobody looking: wake an M to take it. Only then: other work standing
+                // behind a P whose thread the OS has descheduled is `take_stranded`'s, and a
+                // thread woken for it would only compete for the same busy CPUs.
+                if handoff_wakes_futile()
+                    && p.runnext.load(Ordering::Relaxed) != 0
+                    && s.npidle.load(Ordering::Relaxed) > 0
+                    && s.nmspinning.load(Ordering::Relaxed) == 0
+                {
                     STRANDED_WAKES.fetch_add(1, Ordering::Relaxed);
                     wakep();
                     took = true;

@@ -199,7 +199,7 @@ fn give_p_back(s: &'static Sched, m: &'static M, p: &'static P) -> Option<&'stat
             return Some(p2);
         }
     }
-    if was_spinning {
+    if was_spinning && m.woken_to_spin.swap(false, Ordering::Relaxed) {
         note_futile_spin();
     }
     check_dead(s);

@@ -27,13 +27,13 @@
 //!
 //! One exception, by choice: a goroutine that readies another into its own P's empty `runnext`
 //! (a hand-off: it will usually block next, and its P then runs the G) skips the wake while
-//! spinning keeps failing: after [`FUTILE_SKIP`] spinning Ms in a row gave their P back having
-//! found nothing. In a ping-pong every such wake is futile (the owner takes its `runnext` long
+//! wakes keep failing: while Ms woken to spin have found nothing [`FUTILE_SKIP`] times more
+//! than they found work ([`FUTILE_SPINS`]). In a ping-pong every such wake is futile (the owner takes its `runnext` long
 //! before a thief may), and each one costs the woken thread a spin and a linger, and the pair
 //! a preemption whenever the two share a CPU. The G is not lost: its P runs it at its next
 //! schedule, a thief takes it as usual, and if the P does not schedule for a whole sysmon tick
-//! (its goroutine computes on) sysmon wakes an M for it. An M that finds work while spinning
-//! ends the streak, so waking resumes as soon as it pays.
+//! (its goroutine computes on) sysmon wakes an M for it. Woken Ms that find work bring the
+//! count down, so waking resumes once it pays again.
 //!
 //! Which M the submitter starts matters too: the idle list is a stack, and an M joins it in the
 //! same critical section in which it gives its P back (`find::give_p_back`), before its re-check
@@ -53,19 +53,34 @@ use crate::netpoll;
 use crate::p::{P, P_IDLE, P_RUNNING};
 use crate::sched::state::{sched_if_started, Sched};
 
-/// Spinning Ms in a row that gave their P back having found nothing; 0 again when one finds
-/// work. A hint (Relaxed, racy increments), for the hand-off exception in the module docs.
+/// Ms woken to spin for readied work that gave their P back having found nothing, less those
+/// that found work, between 0 and [`FUTILE_MAX`] (an M that spins on its own, its goroutine
+/// having parked, does not count). A hint (Relaxed, racy updates), for the hand-off exception
+/// in the module docs.
 pub(crate) static FUTILE_SPINS: AtomicU32 = AtomicU32::new(0);
 
-/// Futile spins in a row from which a hand-off into an empty `runnext` wakes nobody.
+/// The futile-spin count from which a hand-off into an empty `runnext` wakes nobody.
 pub(crate) const FUTILE_SKIP: u32 = 4;
+/// Its ceiling: once waking has stopped, it takes this many woken Ms finding work, less
+/// [`FUTILE_SKIP`] - 1, to start again, so that a stolen partner now and then (a pair whose
+/// thread the OS preempted) does not turn the futile wakes back on at once.
+pub(crate) const FUTILE_MAX: u32 = 8;
 
-/// Counts a spinning M that found nothing and goes to sleep.
+/// Counts an M woken to spin that found nothing and goes to sleep.
 #[cold]
 pub(crate) fn note_futile_spin() {
     let n = FUTILE_SPINS.load(Ordering::Relaxed);
-    if n < FUTILE_SKIP {
+    if n < FUTILE_MAX {
         FUTILE_SPINS.store(n + 1, Ordering::Relaxed);
+    }
+}
+
+/// Counts an M woken to spin that found work.
+#[cold]
+fn note_useful_spin() {
+    let n = FUTILE_SPINS.load(Ordering::Relaxed);
+    if n > 0 {
+        FUTILE_SPINS.store(n - 1, Ordering::Relaxed);
     }
 }
 
@@ -130,6 +145,7 @@ pub(crate) fn startm(s: &'static Sched, p: Option<&'static P>, spinning: bool) {
     match m {
         Some(m) => {
             m.spinning.store(spinning, Ordering::Relaxed);
+            m.woken_to_spin.store(spinning, Ordering::Relaxed);
             // Release: pairs with the Acquire swap in stopm; Note::wake also orders it.
             m.nextp.store(p as *const P as *mut P, Ordering::Release);
             wake_m(m);
@@ -167,6 +183,7 @@ fn newm(s: &'static Sched, p: &'static P, spinning: bool) {
         let p: &'static P = unsafe { &*(pp as *const P) };
         m.p.set(Some(p));
         m.spinning.store(spinning, Ordering::Relaxed);
+        m.woken_to_spin.store(spinning, Ordering::Relaxed);
         (s.mstart)(s, m);
     });
     if let Err(e) = r {
@@ -236,10 +253,10 @@ pub(crate) fn timer_added(when: u64) {
 /// so the search for more work goes on.
 pub(crate) fn resetspinning(s: &'static Sched, m: &'static M) {
     m.spinning.store(false, Ordering::Relaxed);
-    // It found work: wakes pay again (module docs). Looked at first, so that Ms that keep
-    // finding work do not keep writing a shared line.
-    if FUTILE_SPINS.load(Ordering::Relaxed) != 0 {
-        FUTILE_SPINS.store(0, Ordering::Relaxed);
+    // Woken to spin, it found work: that wake paid (module docs). Looked at first, so that Ms
+    // that keep finding work do not keep writing a shared line.
+    if m.woken_to_spin.swap(false, Ordering::Relaxed) {
+        note_useful_spin();
     }
     // SeqCst: spinning protocol.
     let prev = s.nmspinning.fetch_sub(1, Ordering::SeqCst);
