@@ -374,6 +374,8 @@ fn work_stranded_behind_a_spinning_goroutine_moves_to_a_scheduling_p() {
 fn a_handoff_that_woke_nobody_runs_while_its_readier_computes() {
     const NAME: &str = "a_handoff_that_woke_nobody_runs_while_its_readier_computes";
     if !common::in_child() {
+        // Not beside this file's tests that load every P: their threads would preempt the pair.
+        let _s = common::take_turn(&SERIAL);
         common::run_child_ok(NAME, &[("GOMAXPROCS", "2")]);
         return;
     }
