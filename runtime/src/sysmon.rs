@@ -136,7 +136,8 @@ fn run(s: &'static Sched) -> ! {
     }
 }
 
-/// Ms woken for work standing behind a goroutine that did not schedule for a whole tick.
+/// Ms woken for a skipped hand-off standing behind a goroutine that did not schedule for a
+/// whole tick (`Metrics::stranded_wakes`).
 pub(crate) static STRANDED_WAKES: AtomicU64 = AtomicU64::new(0);
 
 /// Ps taken from a goroutine in `blocking` (handed off because it stayed there a whole tick).

@@ -199,7 +199,9 @@ fn give_p_back(s: &'static Sched, m: &'static M, p: &'static P) -> Option<&'stat
             return Some(p2);
         }
     }
-    if was_spinning && m.woken_to_spin.swap(false, Ordering::Relaxed) {
+    // Woken to spin, it found nothing (`idle.rs`). Only this M's thread touches the flag now.
+    if was_spinning && m.woken_to_spin.load(Ordering::Relaxed) {
+        m.woken_to_spin.store(false, Ordering::Relaxed);
         note_futile_spin();
     }
     check_dead(s);

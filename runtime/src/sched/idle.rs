@@ -28,12 +28,12 @@
 //! One exception, by choice: a goroutine that readies another into its own P's empty `runnext`
 //! (a hand-off: it will usually block next, and its P then runs the G) skips the wake while
 //! wakes keep failing: while Ms woken to spin have found nothing [`FUTILE_SKIP`] times more
-//! than they found work ([`FUTILE_SPINS`]). In a ping-pong every such wake is futile (the owner takes its `runnext` long
-//! before a thief may), and each one costs the woken thread a spin and a linger, and the pair
-//! a preemption whenever the two share a CPU. The G is not lost: its P runs it at its next
-//! schedule, a thief takes it as usual, and if the P does not schedule for a whole sysmon tick
-//! (its goroutine computes on) sysmon wakes an M for it. Woken Ms that find work bring the
-//! count down, so waking resumes once it pays again.
+//! than they found work ([`FUTILE_SPINS`]). In a ping-pong every such wake is futile (the
+//! owner takes its `runnext` long before a thief may), and each one costs the woken thread a
+//! spin and a linger, and the pair a preemption whenever the two share a CPU. The G is not
+//! lost: its P runs it at its next schedule, a thief takes it as usual, and if the P does not
+//! schedule for a whole sysmon tick (its goroutine computes on) sysmon wakes an M for it. Woken
+//! Ms that find work bring the count down, so waking resumes once it pays again.
 //!
 //! Which M the submitter starts matters too: the idle list is a stack, and an M joins it in the
 //! same critical section in which it gives its P back (`find::give_p_back`), before its re-check
@@ -253,9 +253,10 @@ pub(crate) fn timer_added(when: u64) {
 /// so the search for more work goes on.
 pub(crate) fn resetspinning(s: &'static Sched, m: &'static M) {
     m.spinning.store(false, Ordering::Relaxed);
-    // Woken to spin, it found work: that wake paid (module docs). Looked at first, so that Ms
-    // that keep finding work do not keep writing a shared line.
-    if m.woken_to_spin.swap(false, Ordering::Relaxed) {
+    // Woken to spin, it found work: that wake paid (module docs). A load and a store, not a
+    // swap: while the M runs, only its own thread touches the flag.
+    if m.woken_to_spin.load(Ordering::Relaxed) {
+        m.woken_to_spin.store(false, Ordering::Relaxed);
         note_useful_spin();
     }
     // SeqCst: spinning protocol.
