@@ -361,9 +361,9 @@ fn work_stranded_behind_a_spinning_goroutine_moves_to_a_scheduling_p() {
 }
 
 /// A hand-off whose wake was skipped still runs while its readier computes. At GOMAXPROCS=2 a
-/// ping-pong first makes wakes futile (the M each hand-off wakes never finds the partner before
-/// the pair's own P takes it), until hand-offs stop waking anyone (`futile_spins` at 4 or
-/// more). Then the pinging goroutine (not the main one, which runs on the test's thread
+/// ping-pong runs first: hand-offs wake nobody at start, and a ping-pong keeps it so (any M a
+/// hand-off wakes never finds the partner before the pair's own P takes it), so it runs until
+/// `futile_spins` reads 4 or more. Then the pinging goroutine (not the main one, which runs on the test's thread
 /// without a P) sends to the parked echo goroutine, which lands in its P's `runnext` with no
 /// wake, and spins without yielding until the echo has run. sysmon finds the
 /// echo standing behind a goroutine that has not scheduled for a whole tick and wakes an M,

@@ -59,8 +59,8 @@ pub struct Metrics {
     /// for a whole tick, while a P idled and no M looked (since start).
     pub stranded_wakes: u64,
     /// Ms woken to look for readied work that found nothing, less those that found some, now
-    /// (0 to 8). From 4 a goroutine that readies another into its own P's empty `runnext` wakes
-    /// nobody.
+    /// (0 to 8, starting at 8). From 4 a goroutine that readies another into its own P's empty
+    /// `runnext` wakes nobody.
     pub futile_spins: u64,
     /// Goroutine stacks in use (goroutines that have started and not finished).
     pub stacks_in_use: u64,

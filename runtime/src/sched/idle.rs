@@ -56,8 +56,11 @@ use crate::sched::state::{sched_if_started, Sched};
 /// Ms woken to spin for readied work that gave their P back having found nothing, less those
 /// that found work, between 0 and [`FUTILE_MAX`] (an M that spins on its own, its goroutine
 /// having parked, does not count). A hint (Relaxed, racy updates), for the hand-off exception
-/// in the module docs.
-pub(crate) static FUTILE_SPINS: AtomicU32 = AtomicU32::new(0);
+/// in the module docs. It starts at the ceiling: a program's first hand-offs wake nobody until
+/// woken Ms have found work a few times (sysmon's wake for a stranded hand-off counts), so that
+/// a pair's first thousand hand-offs do not keep waking a thread, which the OS may then place
+/// beside the pair.
+pub(crate) static FUTILE_SPINS: AtomicU32 = AtomicU32::new(FUTILE_MAX);
 
 /// The futile-spin count from which a hand-off into an empty `runnext` wakes nobody.
 pub(crate) const FUTILE_SKIP: u32 = 4;
