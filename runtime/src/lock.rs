@@ -203,8 +203,14 @@ mod os {
     }
 
     /// Linux UAPI `membarrier` commands (`linux/membarrier.h`).
-    const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+    pub(super) const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
     const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+    /// Runs `membarrier(cmd, 0)`; whether it succeeded.
+    pub(super) fn membarrier(cmd: libc::c_long) -> bool {
+        // SAFETY: `membarrier` takes integer arguments and touches no memory of ours.
+        unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0) == 0 }
+    }
 
     /// A full fence on every thread of the process that is running, as if each had executed one
     /// where it stands (`membarrier`), or a plain `SeqCst` fence where `membarrier` is
@@ -218,14 +224,10 @@ mod os {
             fence(Ordering::SeqCst);
             return true;
         }
-        // SAFETY: `membarrier` takes integer arguments and touches no memory of ours.
-        let expedited = || unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) } == 0;
         // EPERM, the one failure left once registered, would mean a forked child that did not
         // inherit the registration (invariant 5): register again.
-        // SAFETY: as above.
-        expedited()
-            || (unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) } == 0
-                && expedited())
+        membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
+            || (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED))
     }
 
     /// Registers the process for `membarrier`'s private expedited fence, once, and says whether
@@ -236,8 +238,7 @@ mod os {
     pub(crate) fn register_heavy_fence() -> bool {
         static REGISTERED: OnceLock<bool> = OnceLock::new();
         *REGISTERED.get_or_init(|| {
-            // SAFETY: `membarrier` takes two integer arguments and touches no memory of ours.
-            let ok = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) } == 0;
+            let ok = membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
             // Relaxed: unlockers read it only to skip their own fence, which is right once any
             // sleeper that could need it is sure to use `membarrier` (the `OnceLock` says so to
             // every sleeper from now on).
@@ -386,9 +387,10 @@ mod tests {
         unsafe { c.lock.unlock() };
     }
 
-    /// A forked child inherits the statics that say `membarrier` is registered, but not the
-    /// registration (invariant 5): the heavy fence registers again rather than fail. Exit codes:
-    /// 0 the child had to register again and could, 2 it did not have to, 1 the fence failed.
+    /// A forked child inherits the statics that say `membarrier` is registered; where it does not
+    /// inherit the registration too (invariant 5), the heavy fence registers again rather than
+    /// fail. Exit codes: 0 the child had to register again and could, 2 it did not have to, 1
+    /// the fence failed.
     #[test]
     fn heavy_fence_works_in_a_forked_child() {
         assert!(os::register_heavy_fence(), "membarrier could not be registered");
@@ -397,18 +399,16 @@ mod tests {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
         if pid == 0 {
-            // SAFETY: `membarrier` takes integer arguments; `_exit` ends the child.
-            unsafe {
-                let inherited = libc::syscall(libc::SYS_membarrier, 1 << 3, 0) == 0;
-                let code = if !heavy_fence() {
-                    1
-                } else if inherited {
-                    2
-                } else {
-                    0
-                };
-                libc::_exit(code);
-            }
+            let inherited = os::membarrier(os::MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+            let code = if !heavy_fence() {
+                1
+            } else if inherited {
+                2
+            } else {
+                0
+            };
+            // SAFETY: `_exit` ends the child without running the parent's exit handlers.
+            unsafe { libc::_exit(code) };
         }
         let mut status = 0;
         // SAFETY: waiting for our own child.
