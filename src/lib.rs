@@ -93,9 +93,10 @@ pub mod runtime {
     /// Wall-clock accounting under the profiler's wall-clock profile.
     pub use gort_runtime::wall;
     pub use gort_runtime::{
-        current, current_entry_name, current_id, current_labels, current_stack_bounds, for_each_g, gomaxprocs,
-        goroutines, in_goroutine, lock_os_thread, locked_to_thread, num_goroutine, park, ready, set_current_labels,
-        threads, unlock_os_thread, yield_now, GRef, GoroutineInfo, Labels, ParkRegs, Parked, ThreadInfo, WaitReason,
+        current, current_entry_name, current_id, current_labels, current_stack_bounds, for_each_g, for_each_g_held,
+        gomaxprocs, goroutines, in_goroutine, lock_os_thread, locked_to_thread, num_goroutine, park, ready,
+        set_current_labels, threads, unlock_os_thread, yield_now, GRef, GoroutineInfo, Labels, ParkRegs, Parked,
+        ThreadInfo, WaitReason,
     };
     pub use gort_runtime::{metrics, Metrics};
     /// Stack walks of the running code and of parked goroutines.

@@ -204,8 +204,9 @@ fn plain_thread_parks_and_readies() {
     assert!(woke.load(Ordering::SeqCst));
 }
 
-/// A snapshot holds a parked goroutine still (the scan bit): its park registers lie on its own
-/// stack, the frame-pointer chain can be walked, and a `ready` meanwhile waits for the snapshot.
+/// A snapshot holds a parked goroutine still: its park registers lie on its own stack, the
+/// frame-pointer chain can be walked, and a goroutine readied meanwhile runs only after the
+/// snapshot lets go.
 #[test]
 fn snapshot_holds_a_parked_goroutine_still() {
     run(|| {
@@ -232,7 +233,7 @@ fn snapshot_holds_a_parked_goroutine_still() {
         let mut readier = None;
         let frames = g
             .with_parked(|p| {
-                // Started only now that the goroutine is held, so the ready must wait for us.
+                // Started only now that the goroutine is held, so its resume must wait for us.
                 // SAFETY: we took `g` out of `slot`, where the goroutine's park published it, and
                 // ready it only here.
                 readier = Some(std::thread::spawn(move || unsafe { gort::runtime::ready(g) }));
@@ -244,7 +245,7 @@ fn snapshot_holds_a_parked_goroutine_still() {
                 // Walk the frozen stack from the park site with this build's unwinder.
                 let mut buf = [0usize; 64];
                 let frames = p.walk(&mut buf).len;
-                // The readier is blocked on the scan bit: the goroutine cannot run yet.
+                // The M that took it waits on the hold: the goroutine cannot run yet.
                 std::thread::sleep(Duration::from_millis(50));
                 assert!(!ran.load(Ordering::SeqCst), "the goroutine ran while held");
                 frames
@@ -260,10 +261,10 @@ fn snapshot_holds_a_parked_goroutine_still() {
     });
 }
 
-/// A commit that refuses after a snapshot has seen the goroutine WAITING and holds it with the
-/// scan bit: the goroutine must not run on until the snapshot lets go. (A refused commit used
-/// to store RUNNABLE over WAITING|SCAN: the goroutine ran while "held", and the snapshot's
-/// release then stored WAITING over it, queued, so an M panicked on its status.)
+/// A commit that refuses after a snapshot has seen the goroutine WAITING and holds it: the
+/// goroutine must not run on until the snapshot lets go. (With the hold a bit in the status
+/// word, a refused commit once stored RUNNABLE over it: the goroutine ran while "held", and the
+/// snapshot's release then stored WAITING over it, queued, so an M panicked on its status.)
 #[test]
 fn refused_commit_waits_for_a_snapshot() {
     let _w = Watchdog::new("refused_commit_waits_for_a_snapshot", Duration::from_secs(60));
@@ -315,5 +316,63 @@ fn refused_commit_waits_for_a_snapshot() {
             snap.join().unwrap();
             assert!(!ran_while_held.load(Ordering::SeqCst), "the goroutine ran while a snapshot held it");
         }
+    });
+}
+
+/// A scan of every goroutine (`for_each_g_held`, a batch held at a time, one heavy fence per
+/// batch) while pairs of goroutines hand off to each other as fast as they can: a goroutine held
+/// still makes no progress until it is let go (its count of wakes does not move while it is
+/// held), and the scan does find them held.
+#[test]
+fn a_batched_scan_holds_goroutines_that_keep_handing_off() {
+    let _w = Watchdog::new("a_batched_scan_holds_goroutines_that_keep_handing_off", Duration::from_secs(120));
+    run(|| {
+        const PAIRS: usize = 8;
+        const TRIPS: u64 = 20_000;
+        type Wakes = Arc<Mutex<std::collections::HashMap<u64, Arc<AtomicU64>>>>;
+        let wakes: Wakes = Arc::default();
+        let done = Arc::new(AtomicU64::new(0));
+        let mut hs = Vec::new();
+        for _ in 0..PAIRS {
+            let (a_tx, a_rx) = gort::chan::chan::<u64>(0);
+            let (b_tx, b_rx) = gort::chan::chan::<u64>(0);
+            for (tx, rx, first) in [(a_tx, b_rx, true), (b_tx, a_rx, false)] {
+                let (wakes, done) = (wakes.clone(), done.clone());
+                hs.push(go!(move || {
+                    let n = Arc::new(AtomicU64::new(0));
+                    wakes.lock().unwrap().insert(gort::runtime::current_id().unwrap(), n.clone());
+                    for i in 0..TRIPS {
+                        if first {
+                            tx.send(i).unwrap();
+                        }
+                        rx.recv().unwrap();
+                        n.fetch_add(1, Ordering::Relaxed);
+                        if !first {
+                            tx.send(i).unwrap();
+                        }
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                }));
+            }
+        }
+        let (mut held, mut scans) = (0u64, 0u64);
+        while done.load(Ordering::SeqCst) < 2 * PAIRS as u64 {
+            let snapshot = wakes.lock().unwrap().clone();
+            gort::runtime::for_each_g_held(|_, p| {
+                let Some(n) = p.and_then(|p| snapshot.get(&p.id())) else { return };
+                let before = n.load(Ordering::Relaxed);
+                for _ in 0..2000 {
+                    std::hint::spin_loop();
+                }
+                assert_eq!(n.load(Ordering::Relaxed), before, "a held goroutine ran");
+                held += 1;
+            });
+            scans += 1;
+            gort::runtime::yield_now();
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert!(held >= 100, "only {held} goroutines held in {scans} scans");
     });
 }

@@ -79,7 +79,7 @@ fn walks_allocate_nothing() {
         assert!(lens > 2000 * 3);
         assert_eq!(n, 0, "walks on a goroutine allocated {n} times");
 
-        // Parked goroutines, walked from here while held by the scan bit.
+        // Parked goroutines, walked from here while held still.
         let (tx, rx) = gort::chan::chan::<()>(0);
         let hs: Vec<_> = (0..16)
             .map(|_| {

@@ -1,9 +1,9 @@
 //! The goroutine profile: every live goroutine's stack, without stopping the world.
 //!
-//! A snapshot visits every G once ([`gort_runtime::for_each_g`]). A parked or runnable
-//! goroutine is held still with the runtime's scan bit ([`gort_runtime::GRef::with_parked`])
-//! just for the walk of its own stack, from the park site the runtime recorded; its waker spins
-//! for that long at most, and no other goroutine notices. The goroutine taking the profile walks
+//! A snapshot visits every G once ([`gort_runtime::for_each_g_held`]). A parked or runnable
+//! goroutine is held still, a batch at a time, until the walk of its own stack from the park
+//! site the runtime recorded is done; an M that would resume it meanwhile waits for that long
+//! at most, and no other goroutine notices. The goroutine taking the profile walks
 //! itself. A goroutine running on another M is walked by that M's own thread, from a signal
 //! handler (`gort_runtime::running_stacks`: SIGURG, a bounded wait, no stop-the-world). One in a
 //! `blocking` call is not interrupted (its system call would see EINTR), nor one whose M does
@@ -89,8 +89,8 @@ pub fn grouped() -> Grouped {
         },
         Some(l) => *labelled.entry((stack.into(), Some(l))).or_insert(0) += n,
     };
-    gort_runtime::for_each_g(|g| {
-        let got = g.with_parked(|p| (p.walk(&mut buf), crate::labels::from_slot(p.labels()), p.entry_name()));
+    gort_runtime::for_each_g_held(|_, p| {
+        let got = p.map(|p| (p.walk(&mut buf), crate::labels::from_slot(p.labels()), p.entry_name()));
         if let Some((w, labels, e)) = got {
             walked += 1;
             entry(&buf[..w.len], e);
@@ -140,8 +140,8 @@ pub fn all() -> Vec<GStack> {
     type Walked = (Vec<usize>, bool, Option<Arc<LabelSet>>);
     let mut stacks: HashMap<u64, Walked> = HashMap::with_capacity(infos.len());
     let mut buf = [0usize; MAX_DEPTH];
-    gort_runtime::for_each_g(|g| {
-        if let Some((id, w, l)) = g.with_parked(|p| (p.id(), p.walk(&mut buf), p.labels())) {
+    gort_runtime::for_each_g_held(|_, p| {
+        if let Some((id, w, l)) = p.map(|p| (p.id(), p.walk(&mut buf), p.labels())) {
             stacks.insert(id, (buf[..w.len].to_vec(), w.truncated, crate::labels::from_slot(l)));
         }
     });

@@ -31,7 +31,7 @@
 //! 1. **Stacks** ([`walk`]): raw return addresses from the runtime's unwinder (frame pointers
 //!    where the build forces them, DWARF CFI everywhere else), every read bounds-checked: a
 //!    parked goroutine is walked from the park site the runtime recorded while the runtime
-//!    holds it still (the scan bit), the caller walks itself, an allocation walks its own stack.
+//!    holds it still (its hold), the caller walks itself, an allocation walks its own stack.
 //!    Nothing stops the world.
 //! 2. **Symbols** ([`symbol`]): the running binary's own DWARF through `addr2line`, cached per
 //!    address, inlined frames expanded, Rust names demangled without the hash.
@@ -44,7 +44,7 @@
 //! # Rejected alternatives
 //!
 //! - *Stopping the world to walk goroutines* (Go's goroutine profile does, briefly): gort has no
-//!   safe points to stop at; the scan bit holds one goroutine at a time instead.
+//!   safe points to stop at; a hold keeps each parked goroutine still while it is walked instead.
 //! - *Unwinding with `backtrace` (libgcc's unwinder)*: it allocates and takes locks, which the
 //!   allocator hook cannot afford; the runtime's own CFI unwinder (`framehop` over tables copied
 //!   at start, preallocated caches) does neither.

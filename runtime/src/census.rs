@@ -8,7 +8,7 @@
 //!
 //! Every `interval` a thread of its own (`gort-census`, not sysmon: a census walks every G)
 //! counts the waiting goroutines grouped by (wait reason, park-site stack), holding each one
-//! still with the scan bit only for the walk of its stack ([`park_stack`]). Per group it keeps
+//! still (its hold) only for the walk of its stack ([`park_stack`]). Per group it keeps
 //! the counts of the last `window` (K) census points, and from the latest: when its
 //! longest-waiting member started waiting, and the ids of a few members. [`report`] applies the
 //! finder: a group is a suspected leak when, over the last K points,
@@ -38,7 +38,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::clock::nanotime;
 use crate::env::{Config, ConfigError, LeakCheck};
-use crate::g::{self, for_each_g, WaitReason};
+use crate::g::{for_each_g_held, WaitReason};
 use crate::parksite::{park_stack, ParkStack};
 
 /// How many goroutine ids a group keeps (the lowest: usually its oldest members).
@@ -131,23 +131,20 @@ pub struct Report {
 }
 
 /// Counts the waiting goroutines now, grouped by wait reason and park site, keeping at most
-/// `max_groups` groups. Each goroutine is held still (the scan bit) only while its stack is
+/// `max_groups` groups. Each goroutine is held still (its hold) only while its stack is
 /// walked; nothing else stops. Not recorded in the census history: [`start`] does that.
 pub fn take(max_groups: usize) -> Census {
     let t0 = Instant::now();
     let at = nanotime();
     let mut groups: HashMap<(WaitReason, ParkStack), Group> = HashMap::new();
     let (mut parked, mut overflow) = (0u64, 0u64);
-    for_each_g(|gr| {
-        // Runnable goroutines are not leaked; checking first spares them the scan bit.
-        if gr.status() != g::WAITING {
-            return;
-        }
-        let seen = gr.with_parked(|p| {
+    for_each_g_held(|_, p| {
+        // Runnable goroutines are not leaked.
+        let seen = p.and_then(|p| {
             let reason = p.wait_reason()?;
             Some((reason, park_stack(p), p.id(), p.wait_since(), p.entry_name()))
         });
-        let Some(Some((reason, stack, id, since, entry_name))) = seen else { return };
+        let Some((reason, stack, id, since, entry_name)) = seen else { return };
         parked += 1;
         let key = (reason, stack);
         if let Some(grp) = groups.get_mut(&key) {

@@ -27,10 +27,10 @@
 //! every `use` line and inline `crate::` path against this list). From the bottom:
 //!
 //! ```text
-//! 1. primitives    ilist lock fastrand clock sig stack/{mod,vm,guard,pool} env blockcache
+//! 1. primitives    ilist fence lock fastrand clock sig stack/{mod,vm,guard,pool} env blockcache
 //!                  prefetch
 //!                  unwind/{modules,cfi,mod}
-//! 2. goroutine     g/{wait_reason,mod,labels} timer_heap schedstats
+//! 2. goroutine     g/{wait_reason,hold,mod,labels} timer_heap schedstats
 //! 3. machine       globrunq runnext p m threadg traceback stack/overflow netpoll mprof
 //!                  cpuprof mhooks running parksite hog wall
 //! 4. scheduler     sched/state sched/idle sched/deadlock park sched/timers
@@ -67,8 +67,9 @@
 //! - [`chan`], [`sync`], [`net`]: what programs use.
 //! - `loom.rs`: the seam through which loom model-checks `WaitSlot`, `Parker`, `block_on` and
 //!   `Sema`; under `--cfg gort_loom` the crate is cut down to those, `runnext.rs` (a P's
-//!   `runnext` slot) and `lock.rs` (the short lock), which sit below the seam's layer and bring
-//!   their own loom atomics.
+//!   `runnext` slot), `lock.rs` (the short lock), `fence.rs` (the asymmetric fence under it) and
+//!   `g/hold.rs` (a goroutine's hold), which sit below the seam's layer and bring their own loom
+//!   atomics.
 //!
 //! ## Why running code on a goroutine is `unsafe`
 //!
@@ -169,6 +170,8 @@ mod clock;
 pub mod env;
 #[cfg(not(gort_loom))]
 mod fastrand;
+// The asymmetric fence under the lock and the scan hold.
+mod fence;
 mod ilist;
 mod lock;
 #[cfg(not(gort_loom))]
@@ -256,6 +259,10 @@ pub mod net;
 #[cfg(not(gort_loom))]
 pub mod sync;
 #[cfg(gort_loom)]
+mod g {
+    pub(crate) mod hold;
+}
+#[cfg(gort_loom)]
 mod sync {
     pub(crate) mod sema;
     mod waitlist;
@@ -266,7 +273,7 @@ pub use crate::{
     block_on::block_on,
     blocking::blocking,
     env::{Config, ConfigError},
-    g::{for_each_g, GRef, Labels, ParkRegs, Parked, WaitReason},
+    g::{for_each_g, for_each_g_held, GRef, Labels, ParkRegs, Parked, WaitReason},
     labels::{current_labels, set_current_labels},
     lock_os_thread::{lock_os_thread, locked_to_thread, unlock_os_thread},
     metrics::{metrics, Metrics},

@@ -17,46 +17,39 @@
 //! 1. The word is `UNLOCKED` or `LOCKED`; only a holder stores `UNLOCKED` (`unlock`), and only a
 //!    compare-exchange from `UNLOCKED` takes it.
 //! 2. **No sleeper is missed.** A taker about to sleep counts itself in the sleeper counter its
-//!    lock's address hashes to, then runs a heavy fence ([`heavy_fence`]: `membarrier`, a full
-//!    fence on every running thread of the process), then tries the lock once more, then sleeps
-//!    in `futex_wait` only while the word reads `LOCKED`. `unlock` stores `UNLOCKED`, then
-//!    (after a light fence) reads that counter and wakes one sleeper on the address if it is not
-//!    zero. This is a Dekker pair whose unlocking half has no hardware fence: the heavy fence
-//!    puts a full fence in the unlocker somewhere, and wherever it falls, either the unlocker's
-//!    read comes after it and sees the count, or its store came before it and the taker's last
-//!    try sees the lock free (and whoever takes it instead unlocks under the same rule).
+//!    lock's address hashes to, then runs a heavy fence (`fence.rs`: `membarrier`, a full fence
+//!    on every running thread of the process), then tries the lock once more, then sleeps in
+//!    `futex_wait` only while the word reads `LOCKED`. `unlock` stores `UNLOCKED`, then (after
+//!    a light fence) reads that counter and wakes one sleeper on the address if it is not zero.
+//!    This is `fence.rs`'s asymmetric Dekker pair: either the unlocker's read sees the count, or
+//!    the taker's last try sees the lock free (and whoever takes it instead unlocks under the
+//!    same rule).
 //! 3. After its store `unlock` touches nothing of the lock (the next holder may free it): the
 //!    counters are static, and `futex_wake` uses the address only as the key of a wait queue.
 //!    Counters are shared by the locks hashing to them, so a sleeper on one lock costs the
 //!    others in its bucket a futex call per unlock, never a missed wake.
-//! 4. Where `membarrier` cannot be registered (kernels before 4.14, seccomp filters),
-//!    [`heavy_fence`] is a plain `SeqCst` fence and unlockers run a `SeqCst` fence of their own:
-//!    a symmetric Dekker pair, correct at the cost of one fence per unlock. An unlocker skips its
-//!    fence only after registration has succeeded, and every sleeper from then on uses
-//!    `membarrier`.
-//! 5. A child after `fork` inherits the statics that say `membarrier` is registered; Linux
-//!    carries the registration over too (6.x does; the test below says which), and where the
-//!    fence fails with EPERM anyway the sleeper registers again. Should that fail as well, the
-//!    sleeper cannot count on being woken: it sleeps a millisecond at a time and looks again.
+//! 4. Where `membarrier` cannot be registered, both fences are `SeqCst` fences (`fence.rs`):
+//!    correct at the cost of one fence per unlock.
+//! 5. Where the heavy fence fails (a forked child that could not register again, `fence.rs`),
+//!    the sleeper cannot count on being woken: it sleeps a millisecond at a time and looks again.
 //!    Slower, never stuck.
 //!
-//! The loom model at the bottom checks invariants 1, 2 and 4 (loom has no asymmetric fence, so
-//! the model's unlocker runs the `SeqCst` fence of invariant 4, and its futex is a loom mutex and
-//! condition variable that say a lost wake-up as a deadlock); `tests/loom.rs` runs it.
+//! The loom model at the bottom checks invariants 1, 2 and 4 (both fences are `SeqCst` fences
+//! under loom, and the model's futex is a loom mutex and condition variable that say a lost
+//! wake-up as a deadlock); `tests/loom.rs` runs it.
 
 #[cfg(not(gort_loom))]
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering;
 
+use crate::fence::{heavy_fence, light_fence};
 #[cfg(not(gort_loom))]
-pub(crate) use os::register_heavy_fence;
-#[cfg(not(gort_loom))]
-use os::{futex_wait, futex_wake_one, heavy_fence, sleepers, unlock_fence};
+use os::{futex_wait, futex_wake_one, sleepers};
 
 #[cfg(gort_loom)]
 use ::loom::sync::atomic::AtomicU32;
 #[cfg(gort_loom)]
-use model_os::{futex_wait, futex_wake_one, heavy_fence, sleepers, unlock_fence};
+use model_os::{futex_wait, futex_wake_one, sleepers};
 
 const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
@@ -155,7 +148,7 @@ impl Lock {
         // Release: pairs with the Acquire of the next taker's compare-exchange.
         self.0.store(UNLOCKED, Ordering::Release);
         // The unlocker's half of invariant 2: the store, then the read of the count.
-        unlock_fence();
+        light_fence();
         // Relaxed: ordered after the store by the fence above. Invariant 3: from here on, only
         // the address.
         if sleepers(word).load(Ordering::Relaxed) != 0 {
@@ -170,87 +163,20 @@ impl Default for Lock {
     }
 }
 
-/// What the lock needs of the OS: the sleeper counters, the fences, the futex.
+/// What the lock needs of the OS: the sleeper counters, the futex.
 #[cfg(not(gort_loom))]
 mod os {
-    use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU32, Ordering};
-    use std::sync::OnceLock;
+    use std::sync::atomic::AtomicU32;
 
     /// Sleeper counters, by lock address (invariant 3).
     const BUCKETS: usize = 64;
     static SLEEPERS: [AtomicU32; BUCKETS] = [const { AtomicU32::new(0) }; BUCKETS];
-
-    /// Whether `membarrier` is registered (invariant 4); set once, false to true.
-    static HEAVY: AtomicBool = AtomicBool::new(false);
 
     /// The sleeper counter of the lock whose word is at `word` (which may be dangling).
     #[inline(always)]
     pub(super) fn sleepers(word: *const AtomicU32) -> &'static AtomicU32 {
         let h = (word as usize).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - BUCKETS.trailing_zeros());
         &SLEEPERS[h]
-    }
-
-    /// Between an unlock's store and its read of the count: the compiler must not swap them; the
-    /// hardware may, and the sleeper's `membarrier` covers that, unless it is not available
-    /// (invariant 4).
-    #[inline(always)]
-    pub(super) fn unlock_fence() {
-        if HEAVY.load(Ordering::Relaxed) {
-            compiler_fence(Ordering::SeqCst);
-        } else {
-            fence(Ordering::SeqCst);
-        }
-    }
-
-    /// Linux UAPI `membarrier` commands (`linux/membarrier.h`).
-    pub(super) const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
-    const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
-
-    /// Runs `membarrier(cmd, 0)`; whether it succeeded.
-    pub(super) fn membarrier(cmd: libc::c_long) -> bool {
-        // SAFETY: `membarrier` takes integer arguments and touches no memory of ours.
-        unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0) == 0 }
-    }
-
-    /// A full fence on every thread of the process that is running, as if each had executed one
-    /// where it stands (`membarrier`), or a plain `SeqCst` fence where `membarrier` is
-    /// unavailable (invariant 4). Costs a system call and an interrupt per other CPU running a
-    /// thread of ours: only sleepers pay it. Returns whether every unlock is now sure to see the
-    /// caller's count (invariants 2 and 4), or not (invariant 5).
-    #[cold]
-    pub(super) fn heavy_fence() -> bool {
-        if !register_heavy_fence() {
-            // Invariant 4: unlockers fence too.
-            fence(Ordering::SeqCst);
-            return true;
-        }
-        // EPERM, the one failure left once registered, would mean a forked child that did not
-        // inherit the registration (invariant 5): register again.
-        membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
-            || (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED))
-    }
-
-    /// Registers the process for `membarrier`'s private expedited fence, once, and says whether
-    /// it could: unlocks run without a hardware fence from then on. The runtime's start calls it,
-    /// so goroutines' unlocks never pay the fence; a lock used before that (a plain thread's
-    /// channel) pays it until the first start or sleeper.
-    #[cold]
-    pub(crate) fn register_heavy_fence() -> bool {
-        static REGISTERED: OnceLock<bool> = OnceLock::new();
-        *REGISTERED.get_or_init(|| {
-            let ok = membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
-            // Relaxed: unlockers read it only to skip their own fence, which is right once any
-            // sleeper that could need it is sure to use `membarrier` (the `OnceLock` says so to
-            // every sleeper from now on).
-            HEAVY.store(ok, Ordering::Relaxed);
-            ok
-        })
-    }
-
-    /// Whether unlocks skip their hardware fence (for tests).
-    #[cfg(test)]
-    pub(super) fn heavy_registered() -> bool {
-        HEAVY.load(Ordering::Relaxed)
     }
 
     /// Sleeps while `word` reads `expected`, at most `timeout` if given (or until a spurious
@@ -287,12 +213,11 @@ mod os {
     }
 }
 
-/// The model's OS: one sleeper counter for every lock, `SeqCst` fences on both sides (invariant
-/// 4), and a futex made of a loom mutex (the kernel's bucket lock, under which `futex_wait` reads
-/// the word) and condition variable.
+/// The model's OS: one sleeper counter for every lock, and a futex made of a loom mutex (the
+/// kernel's bucket lock, under which `futex_wait` reads the word) and condition variable.
 #[cfg(gort_loom)]
 mod model_os {
-    use ::loom::sync::atomic::{fence, AtomicU32, Ordering};
+    use ::loom::sync::atomic::{AtomicU32, Ordering};
     use ::loom::sync::{Condvar, Mutex};
 
     ::loom::lazy_static! {
@@ -304,15 +229,6 @@ mod model_os {
 
     pub(super) fn sleepers(_word: *const AtomicU32) -> &'static AtomicU32 {
         &SLEEPERS
-    }
-
-    pub(super) fn unlock_fence() {
-        fence(Ordering::SeqCst);
-    }
-
-    pub(super) fn heavy_fence() -> bool {
-        fence(Ordering::SeqCst);
-        true
     }
 
     /// Blocks until a wake removes this waiter, unless the word no longer reads `expected`. No
@@ -387,38 +303,6 @@ mod tests {
         unsafe { c.lock.unlock() };
     }
 
-    /// A forked child inherits the statics that say `membarrier` is registered; where it does not
-    /// inherit the registration too (invariant 5), the heavy fence registers again rather than
-    /// fail. Exit codes: 0 the child had to register again and could, 2 it did not have to, 1
-    /// the fence failed.
-    #[test]
-    fn heavy_fence_works_in_a_forked_child() {
-        assert!(os::register_heavy_fence(), "membarrier could not be registered");
-        // SAFETY: the child makes raw system calls and `_exit`s; the `OnceLock` it reads was
-        // initialised above, so no lock another thread held at the fork is taken.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            let inherited = os::membarrier(os::MEMBARRIER_CMD_PRIVATE_EXPEDITED);
-            let code = if !heavy_fence() {
-                1
-            } else if inherited {
-                2
-            } else {
-                0
-            };
-            // SAFETY: `_exit` ends the child without running the parent's exit handlers.
-            unsafe { libc::_exit(code) };
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(libc::WIFEXITED(status), "the child died: {status:#x}");
-        let code = libc::WEXITSTATUS(status);
-        assert!(code != 1, "the heavy fence failed in a forked child");
-        eprintln!("forked child: registration {}", if code == 0 { "redone" } else { "inherited" });
-    }
-
     /// Released by another thread than the one that took it, as a park commit does.
     #[test]
     fn unlocks_from_another_thread_and_wakes_the_waiter() {
@@ -445,7 +329,7 @@ mod tests {
         assert_eq!(l.0.load(Ordering::Relaxed), UNLOCKED);
         // The waiter slept, so it ran the heavy fence: on this project's kernels that is
         // `membarrier`, and unlocks run without a hardware fence.
-        assert!(os::heavy_registered(), "membarrier could not be registered");
+        assert!(crate::fence::heavy_registered(), "membarrier could not be registered");
     }
 }
 

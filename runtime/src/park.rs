@@ -12,10 +12,9 @@
 //! 5. `commit` returns true: the G stays parked. It returns false: no one was told about the G,
 //!    which is resumed at once.
 //!
-//! `ready(g)` CASes `WAITING -> RUNNABLE` (spinning while a snapshot holds the G with `SCAN`)
-//! and queues it in the caller's P's `runnext`. Because the waker can only have found the G
-//! after step 4 and the G is `WAITING` from step 3, the CAS always finds `WAITING`: a wakeup
-//! cannot arrive "before the park" and be lost.
+//! `ready(g)` moves it `WAITING -> RUNNABLE` and queues it in the caller's P's `runnext`.
+//! Because the waker can only have found the G after step 4 and the G is `WAITING` from step 3,
+//! `ready` always finds `WAITING`: a wakeup cannot arrive "before the park" and be lost.
 //!
 //! On a plain OS thread the same protocol runs on the thread itself: mark `WAITING`, run
 //! `commit`, then block on a futex (`std::thread::park`) until `ready` changes the status.

@@ -290,7 +290,7 @@ unsafe fn lookup_shared(regs: Regs, bounds: (usize, usize), g: &G) -> SiteRef {
 /// The frozen stack of the goroutine `p` holds still: code addresses, leaf first (the first in
 /// the runtime's switch-out path), as [`Parked::walk`] writes them.
 pub fn park_stack(p: &Parked<'_>) -> ParkStack {
-    // SAFETY: the scan bit holds the G still while `p` lives: its stack is mapped and frozen,
+    // SAFETY: the hold keeps the G still while `p` lives: its stack is mapped and frozen,
     // and the park registers were recorded on it (see `Parked::walk`).
     unsafe { lookup(p.regs(), p.stack_bounds(), p.g()) }.stack().clone()
 }

@@ -119,7 +119,7 @@ fn start_locked(cfg: Config) -> &'static Sched {
         nsyscall: AtomicUsize::new(0),
     }));
     crate::clock::init_epoch();
-    crate::lock::register_heavy_fence();
+    crate::fence::register_heavy_fence();
     if s.cfg.sched_timing {
         crate::schedstats::set_sched_timing(true);
     }

@@ -60,7 +60,7 @@ pub(crate) fn thread_g() -> GRef {
 /// The first half of every way of readying a parked G: a thread stand-in is woken here
 /// ([`ready_thread`]) and `None` returned; a goroutine is stamped for scheduler timing, moved
 /// WAITING -> RUNNABLE and returned, for the caller to queue. `what` names the caller in
-/// `casgstatus`'s panic.
+/// `setgstatus`'s panic.
 ///
 /// # Safety
 ///
@@ -73,10 +73,10 @@ pub(crate) unsafe fn make_runnable(g: GRef, what: &str) -> Option<GRef> {
         return None;
     }
     crate::schedstats::stamp_ready(g.0);
-    // AcqRel (in casgstatus): Acquire pairs with the Release store of WAITING in execute;
-    // Release publishes what the waker wrote (e.g. a value handed over) to the G, which reads it
-    // after its own Acquire CAS to RUNNING.
-    g::casgstatus(g, g::WAITING, g::RUNNABLE, what);
+    // Acquire (in setgstatus): pairs with the Release store of WAITING in execute; Release
+    // publishes what the waker wrote (e.g. a value handed over) to the M that resumes the G
+    // (which also gets it through the run queue).
+    g::setgstatus(g, g::WAITING, g::RUNNABLE, what);
     Some(g)
 }
 
@@ -95,9 +95,9 @@ pub(crate) unsafe fn ready_thread(g: GRef) {
         // The woken thread does not count itself again (see park_thread).
         EXT_ACTIVE.fetch_add(1, Ordering::SeqCst);
     }
-    // AcqRel (in casgstatus): Acquire pairs with park_thread's store of WAITING; Release
-    // publishes what the waker wrote to the thread, which reads it after its Acquire load.
-    g::casgstatus(g, g::WAITING, g::RUNNABLE, "ready");
+    // Acquire (in setgstatus): pairs with park_thread's store of WAITING; Release publishes
+    // what the waker wrote to the thread, which reads it after its Acquire load.
+    g::setgstatus(g, g::WAITING, g::RUNNABLE, "ready");
     // SAFETY: a thread stand-in's `thread` is written once when it is created, before it can
     // be published to any waker, and never changed.
     let t = unsafe { (*g.0.rare().thread.get()).as_ref() };

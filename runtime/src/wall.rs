@@ -45,7 +45,8 @@ use parking_lot::Mutex;
 
 use crate::clock::{ticks, ticks_to_ns};
 use crate::g::{
-    for_each_g, labels_from_ref, labels_into_ref, GRef, Labels, WaitReason, WallAcc, WallAccGuard, WallSlot, G,
+    for_each_g_held, labels_from_ref, labels_into_ref, GRef, Labels, Parked, WaitReason, WallAcc, WallAccGuard,
+    WallSlot, G,
 };
 use crate::parksite::{park_stack, park_stack_of, ParkStack, SiteRef};
 use crate::schedstats::{epoch, set_timing, TIMING, TIMING_WALL};
@@ -493,7 +494,7 @@ pub fn stop(running: &[crate::running::RunningStack]) -> WallProfile {
     let w1 = ticks();
     W1.store(w1, Ordering::Relaxed);
     let w0 = W0.load(Ordering::Relaxed);
-    for_each_g(|g| close(g, w1, running));
+    for_each_g_held(|g, p| close(g, p, w1, running));
     set_timing(TIMING_WALL, false);
     let mut records = Vec::new();
     for t in &TABLES {
@@ -529,8 +530,13 @@ fn drop_table(t: Option<Table>) {
 
 /// Charges what is still open for `g` at the window's end `w1`: its tally, and the interval
 /// since its mark.
-fn close(g: GRef, w1: u64, running: &[crate::running::RunningStack]) {
+fn close(g: GRef, parked: Option<&Parked<'_>>, w1: u64, running: &[crate::running::RunningStack]) {
     if !g.is_goroutine() {
+        return;
+    }
+    // Held first: an M about to resume a held goroutine may have stored RUNNING already.
+    if let Some(p) = parked {
+        close_parked(g, p, w1);
         return;
     }
     let st = g.status();
@@ -570,30 +576,31 @@ fn close(g: GRef, w1: u64, running: &[crate::running::RunningStack]) {
         }
         // SAFETY: ours, made above.
         drop(unsafe { labels_from_ref(slot) });
-        return;
     }
-    g.with_parked(|p| {
-        let labels = g.0.labels.load(Ordering::Relaxed);
-        let mut a = g.0.wall_acc();
-        refresh(&mut a, labels);
-        let from = a.mark;
-        a.mark = a.mark.max(w1);
-        let times = g.0.rare();
-        let out = out_point(times.t_out.load(Ordering::Relaxed), from, w1);
-        a.run += clip(from, out);
-        let reason = g.0.wait_reason.load(Ordering::Relaxed);
-        let (waited, runnable) = match p.wait_reason() {
-            // Still parked: waiting up to the end.
-            Some(_) => (clip(out, w1), 0),
-            None => split(reason, times.t_ready.load(Ordering::Relaxed), out, w1),
-        };
-        let l = tally_labels(&a, labels);
-        // SAFETY: the scan bit holds `g` still, so its labels slot is too.
-        unsafe { flush(0, &mut a, l) };
-        if waited + runnable > 0 {
-            let stack = SiteRef::Walked(park_stack(p));
-            // SAFETY: as above.
-            unsafe { charge_wait(0, labels, Some(&stack), reason, waited, runnable) };
-        }
-    });
+}
+
+/// [`close`] for a goroutine held still: it waited (or stood runnable) since it switched out.
+fn close_parked(g: GRef, p: &Parked<'_>, w1: u64) {
+    let labels = g.0.labels.load(Ordering::Relaxed);
+    let mut a = g.0.wall_acc();
+    refresh(&mut a, labels);
+    let from = a.mark;
+    a.mark = a.mark.max(w1);
+    let times = g.0.rare();
+    let out = out_point(times.t_out.load(Ordering::Relaxed), from, w1);
+    a.run += clip(from, out);
+    let reason = g.0.wait_reason.load(Ordering::Relaxed);
+    let (waited, runnable) = match p.wait_reason() {
+        // Still parked: waiting up to the end.
+        Some(_) => (clip(out, w1), 0),
+        None => split(reason, times.t_ready.load(Ordering::Relaxed), out, w1),
+    };
+    let l = tally_labels(&a, labels);
+    // SAFETY: the hold keeps `g` still, so its labels slot is too.
+    unsafe { flush(0, &mut a, l) };
+    if waited + runnable > 0 {
+        let stack = SiteRef::Walked(park_stack(p));
+        // SAFETY: as above.
+        unsafe { charge_wait(0, labels, Some(&stack), reason, waited, runnable) };
+    }
 }

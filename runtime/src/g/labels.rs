@@ -16,7 +16,7 @@ impl G {
     ///
     /// The slot must not change during the call: the caller is the goroutine itself, or runs on
     /// its thread while it is interrupted (a signal handler), or holds it while it cannot run
-    /// (its spawner before it is runnable, the M that saw it finish, a snapshot with SCAN). Only
+    /// (its spawner before it is runnable, the M that saw it finish, a snapshot holding it). Only
     /// those change the slot, and each releases the slot's old reference only after the swap.
     pub(crate) unsafe fn labels_ref(&self) -> *const Labels {
         let p = self.labels.load(Ordering::Acquire);

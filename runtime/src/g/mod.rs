@@ -14,16 +14,21 @@
 //! | `IDLE`     | the spawner that popped it        | the spawner (IDLE -> RUNNABLE)              |
 //! | `RUNNABLE` | nobody (it sits in a run queue)   | the M that dequeues it (-> RUNNING)         |
 //! | `RUNNING`  | the M running it                  | that M / the G itself                       |
-//! | `WAITING`  | nobody: its stack is frozen       | `ready` (-> RUNNABLE), a scanner (+SCAN)    |
+//! | `WAITING`  | nobody: its stack is frozen       | `ready` (-> RUNNABLE)                       |
 //! | `SYSCALL`  | the G itself (it is running)      | the G itself                                |
 //! | `DEAD`     | the M that saw it finish          | that M (-> IDLE via the free list)          |
 //!
-//! # The scan bit
+//! Each move is a plain store by the one owner the table names, not a compare-exchange: a
+//! hand-off moves two goroutines' statuses, and a locked instruction is much of what it costs.
 //!
-//! A snapshot (goroutine profile, deadlock dump) holds a WAITING or RUNNABLE G still by setting
-//! `SCAN` with a CAS; `ready` and `execute` spin while `SCAN` is set. So the parked stack cannot
-//! start running under the walker's feet, and the walker costs the parked G nothing at park time
-//! beyond the three registers [`ParkRegs`] records.
+//! # The hold
+//!
+//! A snapshot (goroutine profile, leak census, wall-clock profile) holds a WAITING or RUNNABLE G
+//! still with its hold word (`hold.rs`): the M that would resume it waits until the snapshot lets
+//! go. So the parked stack cannot start running under the walker's feet, and the walker costs
+//! the parked G nothing at park time beyond the three registers [`ParkRegs`] records. The
+//! snapshot pays a heavy fence per batch of goroutines ([`for_each_g_held`]), the scheduler
+//! a compiler barrier per resume.
 
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
@@ -35,9 +40,11 @@ use std::sync::Arc;
 use corosensei::{Coroutine, Yielder};
 use parking_lot::Mutex;
 
+mod hold;
 mod labels;
 mod wait_reason;
 
+use self::hold::{fence_holds, Hold};
 pub(crate) use self::labels::{labels_from_ref, labels_into_ref};
 pub use self::wait_reason::WaitReason;
 use crate::prefetch::prefetch;
@@ -48,15 +55,13 @@ use crate::unwind::{Regs, Walk, WalkCtx};
 /// spawning function (the public spawn entry points are inlined into it).
 pub const CREATED_PCS: usize = 1;
 
-/// Status values (low bits of `G::status`).
+/// Status values (`G::status`).
 pub(crate) const IDLE: u32 = 0;
 pub(crate) const RUNNABLE: u32 = 1;
 pub(crate) const RUNNING: u32 = 2;
 pub(crate) const WAITING: u32 = 3;
 pub(crate) const SYSCALL: u32 = 4;
 pub(crate) const DEAD: u32 = 5;
-/// Set on top of RUNNABLE or WAITING while a snapshot holds the G still.
-pub(crate) const SCAN: u32 = 0x100;
 
 /// What kind of execution context a G stands for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -156,13 +161,15 @@ pub type ParkRegs = Regs;
 #[repr(C, align(64))]
 pub struct G {
     // Hot: what parking, readying and switching a goroutine touch, in the first three lines.
-    /// State word: one of IDLE..DEAD, plus SCAN.
+    /// State word: one of IDLE..DEAD.
     pub(crate) status: AtomicU32,
     /// Nesting depth of runtime calls (`park::enter`) on this goroutine. Touched only by the
     /// goroutine itself while it runs.
     pub(crate) rt_depth: Cell<u32>,
     /// Nesting of `lock_os_thread` calls. Touched only by the goroutine itself while it runs.
     pub(crate) lock_count: Cell<u32>,
+    /// Taken by a snapshot that holds the G still (`hold.rs`).
+    hold: Hold,
     /// `WaitReason as u8` while WAITING.
     pub(crate) wait_reason: AtomicU8,
     /// Set by sysmon when this G has run too long; the G yields at its next runtime entry.
@@ -176,7 +183,7 @@ pub struct G {
     pub(crate) has_name: AtomicBool,
     /// Pointer to the corosensei Yielder of the running coroutine (valid while it runs).
     pub(crate) yielder: Cell<*const GYielder>,
-    /// Park site registers (written by the G itself before switching away; read under SCAN).
+    /// Park site registers (written by the G itself before switching away; read under the hold).
     pub(crate) park_pc: AtomicUsize,
     pub(crate) park_sp: AtomicUsize,
     pub(crate) park_fp: AtomicUsize,
@@ -195,7 +202,7 @@ pub struct G {
     /// if none. Thin and atomic so that a SIGPROF handler interrupting the goroutine can take a
     /// reference with one atomic increment ([`G::labels_ref`]). Changed only by the goroutine
     /// itself while it runs, by its spawner before it is runnable, and by the M that saw it
-    /// finish; read by those, by a snapshot holding it with SCAN, and by a signal handler on
+    /// finish; read by those, by a snapshot holding it, and by a signal handler on
     /// the thread running it.
     pub(crate) labels: AtomicPtr<Labels>,
     // Warm: spawn, exit, dumps and profiles.
@@ -419,6 +426,7 @@ impl G {
         G {
             goid: AtomicU64::new(0),
             status: AtomicU32::new(IDLE),
+            hold: Hold::new(),
             wait_reason: AtomicU8::new(0),
             wait_since: AtomicU64::new(0),
             parent_goid: AtomicU64::new(0),
@@ -484,26 +492,34 @@ pub(crate) fn prefetch_switch_in(g: GRef) {
     }
 }
 
-/// Go's `casgstatus`: moves `g` from `from` to `to`, waiting out a snapshot that holds it with
-/// the SCAN bit. Any other status is a runtime bug and panics, naming `what` did it.
-pub(crate) fn casgstatus(g: GRef, from: u32, to: u32, what: &str) {
-    let mut spins = 0u32;
-    loop {
-        // AcqRel: Acquire pairs with the Release of whoever set `from`, so the fields they wrote
-        // are visible to us; Release publishes ours to whoever next Acquires the status.
-        match g.0.status.compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return,
-            Err(s) if s & SCAN != 0 => {
-                spins += 1;
-                if spins > 100 {
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-            Err(s) => panic!("gort: {what}: goroutine {} in status {s:#x}, expected {from:#x}", g.id()),
-        }
+/// Moves `g` from `from` to `to` by its one owner (the state table): a plain store. Any other
+/// status is a runtime bug and panics, naming `what` did it. Acquire: pairs with the Release of
+/// whoever set `from`; Release: with whoever next Acquires the status.
+#[inline(always)]
+pub(crate) fn setgstatus(g: GRef, from: u32, to: u32, what: &str) {
+    check_status(g, from, what);
+    g.0.status.store(to, Ordering::Release);
+}
+
+/// An M resumes `g` (`RUNNABLE -> RUNNING`), waiting while a snapshot holds it (`hold.rs`).
+#[inline(always)]
+pub(crate) fn setgstatus_running(g: GRef, what: &str) {
+    check_status(g, RUNNABLE, what);
+    g.0.hold.run(&g.0.status, RUNNING);
+}
+
+#[inline(always)]
+fn check_status(g: GRef, want: u32, what: &str) {
+    let s = g.0.status.load(Ordering::Acquire);
+    if s != want {
+        bad_status(g, s, want, what);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn bad_status(g: GRef, s: u32, want: u32, what: &str) -> ! {
+    panic!("gort: {what}: goroutine {} in status {s:#x}, expected {want:#x}", g.id())
 }
 
 /// A goroutine held still by [`GRef::with_parked`].
@@ -529,7 +545,7 @@ impl Parked<'_> {
         if self.stack.1 == 0 {
             return Walk { len: 0, truncated: false };
         }
-        // SAFETY: the scan bit holds the G still for as long as `self` lives, so its stack
+        // SAFETY: the hold keeps the G still for as long as `self` lives, so its stack
         // [lo, hi) stays mapped (a G keeps its stack while not dead) and unchanged, and `regs`
         // were recorded on that stack in a frame that is live until the G resumes.
         unsafe { crate::unwind::walk(self.regs, self.stack, 0, buf, WalkCtx::MayAllocate) }
@@ -553,7 +569,7 @@ impl Parked<'_> {
     }
     /// Its labels (see [`set_current_labels`](crate::set_current_labels)).
     pub fn labels(&self) -> Option<Labels> {
-        // SAFETY: the scan bit holds the G still: it is not running, and nothing else changes a
+        // SAFETY: the hold keeps the G still: it is not running, and nothing else changes a
         // goroutine's labels while it is not (see `G::labels_ref`).
         unsafe { labels_from_ref(self.g.labels_ref()) }
     }
@@ -623,7 +639,7 @@ impl GRef {
         self.0.kind == GKind::Goroutine
     }
     pub(crate) fn status(self) -> u32 {
-        self.0.status.load(Ordering::Acquire) & !SCAN
+        self.0.status.load(Ordering::Acquire)
     }
 
     /// Test support: pretends this goroutine started waiting `ns` earlier than it did, so a
@@ -637,37 +653,42 @@ impl GRef {
         self.0.wait_since.store(since.saturating_sub(ns), Ordering::Relaxed);
     }
 
-    /// If this goroutine is parked (or runnable but switched out), holds it still with the scan
-    /// bit and runs `f` on a view of its frozen state: where it parked, its stack bounds, why it
-    /// waits. `ready` and the scheduler wait (spinning) until `f` returns, so the stack under
-    /// the view cannot change; keep `f` short. Returns `None` for a running, dead or
-    /// never-started goroutine and for thread stand-ins.
+    /// If this goroutine is parked (or runnable but switched out), holds it still and runs `f` on
+    /// a view of its frozen state: where it parked, its stack bounds, why it waits. An M about to
+    /// resume it waits until `f` returns, so the stack under the view cannot change; keep `f`
+    /// short, and do not hold other goroutines from it (a nested hold of this one would wait
+    /// for itself). Returns `None` for a running, dead or never-started goroutine and for thread
+    /// stand-ins. Costs a heavy fence (a system call and an interrupt per CPU running a thread
+    /// of the process): to look at many goroutines use [`for_each_g_held`], which pays one per
+    /// batch.
     pub fn with_parked<R>(self, f: impl FnOnce(&Parked<'_>) -> R) -> Option<R> {
-        if self.0.kind != GKind::Goroutine {
+        if !self.try_hold() {
             return None;
         }
-        let held = loop {
-            let s = self.0.status.load(Ordering::Relaxed);
-            match s {
-                WAITING | RUNNABLE => {
-                    // Acquire: pairs with the Release store that made the G WAITING/RUNNABLE
-                    // after it switched out, so the park registers it wrote are visible.
-                    if self.0.status.compare_exchange(s, s | SCAN, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                        break s;
-                    }
-                }
-                s if s & SCAN != 0 => std::hint::spin_loop(), // another snapshot holds it
-                _ => return None,
-            }
-        };
-        struct Release<'a>(&'a G, u32);
-        impl Drop for Release<'_> {
-            fn drop(&mut self) {
-                // Release: hands the G back; pairs with the Acquire CAS of ready/execute.
-                self.0.status.store(self.1, Ordering::Release);
-            }
+        let _free = Free(self.0);
+        let view = if fence_holds() { self.view() } else { None };
+        view.map(|v| f(&v))
+    }
+
+    /// Takes the hold if the G looks switched out (a goroutine, WAITING or RUNNABLE). Whether
+    /// the hold keeps it still is known only after the scanner's fence ([`GRef::view`]).
+    fn try_hold(self) -> bool {
+        if self.0.kind != GKind::Goroutine || !matches!(self.0.status.load(Ordering::Relaxed), WAITING | RUNNABLE) {
+            return false;
         }
-        let _release = Release(self.0, held);
+        self.0.hold.take();
+        true
+    }
+
+    /// The frozen state of a G this scanner holds, after its fence: `None` if the G is running
+    /// after all (or has run and finished), or never started.
+    fn view(self) -> Option<Parked<'static>> {
+        // Acquire: pairs with the Release store that made the G WAITING/RUNNABLE after it
+        // switched out, so the park registers it wrote are visible.
+        let s = self.0.status.load(Ordering::Acquire);
+        if s != WAITING && s != RUNNABLE {
+            return None;
+        }
         let regs = ParkRegs {
             pc: self.0.park_pc.load(Ordering::Relaxed),
             sp: self.0.park_sp.load(Ordering::Relaxed),
@@ -676,13 +697,12 @@ impl GRef {
         if regs.sp == 0 {
             return None; // runnable but never started: no stack yet
         }
-        let view = Parked {
+        Some(Parked {
             g: self.0,
             regs,
             stack: (self.0.stack_lo.load(Ordering::Relaxed), self.0.stack_hi.load(Ordering::Relaxed)),
-            waiting: held == WAITING,
-        };
-        Some(f(&view))
+            waiting: s == WAITING,
+        })
     }
     pub(crate) fn as_ptr(self) -> *const G {
         self.0
@@ -765,6 +785,60 @@ pub fn for_each_g(mut f: impl FnMut(GRef)) {
             f(GRef(unsafe { &*g }));
         }
     }
+}
+
+/// How many goroutines a scan holds at once: each batch costs one heavy fence, and a goroutine
+/// readied meanwhile may wait for the walks of those before it in its batch.
+const HOLD_BATCH: usize = 32;
+
+/// Frees a hold when dropped (also when the scanner's closure panics: a hold left taken would
+/// keep its goroutine from ever running again).
+struct Free(&'static G);
+
+impl Drop for Free {
+    fn drop(&mut self) {
+        self.0.hold.free();
+    }
+}
+
+/// [`for_each_g`], holding each parked (or runnable, switched-out) goroutine still while `f`
+/// looks at it, as [`GRef::with_parked`] does: `f(g, Some(view))` for those, `f(g, None)` for
+/// the rest (running, dead, never started, thread stand-ins). Goroutines are held a batch at a
+/// time, each freed as soon as `f` returns for it, so the heavy fence is paid once per batch.
+/// `f` must not hold goroutines itself (it could wait for a hold of this scan).
+pub fn for_each_g_held(mut f: impl FnMut(GRef, Option<&Parked<'_>>)) {
+    let mut batch: Vec<(GRef, bool)> = Vec::with_capacity(HOLD_BATCH);
+    let mut run = |batch: &mut Vec<(GRef, bool)>| {
+        let mut held: Vec<Free> = Vec::with_capacity(batch.len());
+        for (g, h) in batch.iter_mut() {
+            *h = g.try_hold();
+            if *h {
+                held.push(Free(g.0));
+            }
+        }
+        let fenced = held.is_empty() || fence_holds();
+        // Frees each hold right after its goroutine's turn; the guards free the rest should `f`
+        // panic.
+        let mut held = held.into_iter();
+        for &(g, h) in batch.iter() {
+            if h {
+                let free = held.next();
+                let view = if fenced { g.view() } else { None };
+                f(g, view.as_ref());
+                drop(free);
+            } else {
+                f(g, None);
+            }
+        }
+        batch.clear();
+    };
+    for_each_g(|g| {
+        batch.push((g, false));
+        if batch.len() == HOLD_BATCH {
+            run(&mut batch);
+        }
+    });
+    run(&mut batch);
 }
 
 /// Number of G structs allocated so far (live or pooled). Diagnostics.

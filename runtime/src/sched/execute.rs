@@ -33,10 +33,12 @@ pub(crate) fn goroutine_main(y: &GYielder, g: GRef) {
     g.0.yielder.set(std::ptr::null());
 }
 
-/// Marks `g` RUNNING (the Acquire pairs with the Release stores that made it RUNNABLE in
-/// ready or spawn, so the fields written by the readier are visible here).
-fn casgstatus_running(g: GRef) {
-    g::casgstatus(g, g::RUNNABLE, g::RUNNING, "execute");
+/// Marks `g` RUNNING, waiting while a snapshot holds it (the Acquire pairs with the Release
+/// stores that made it RUNNABLE in ready or spawn, so the fields written by the readier are
+/// visible here).
+#[inline(always)]
+fn setgstatus_running(g: GRef) {
+    g::setgstatus_running(g, "execute");
 }
 
 /// Runs `g` on `m` until it parks, yields or finishes. Inlined into the M loop, its one
@@ -44,7 +46,7 @@ fn casgstatus_running(g: GRef) {
 #[inline(always)]
 pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
     loop {
-        casgstatus_running(g);
+        setgstatus_running(g);
         let p = m.p.get().expect("execute without a P");
         p.schedtick.store(p.schedtick.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         m.curg.store(g.as_ptr() as *mut G, Ordering::Relaxed);
@@ -111,10 +113,8 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
                             return;
                         }
                         // Commit refused: the G runs on (no waker has seen it). A snapshot may
-                        // have seen it WAITING, though, and hold it with the scan bit: wait that
-                        // out (a plain store would clear the bit under the walker's feet, and the
-                        // walker's release would later store WAITING over a queued G).
-                        g::casgstatus(g, g::WAITING, g::RUNNABLE, "refused commit");
+                        // hold it, having seen it WAITING: resuming it waits that out.
+                        g::setgstatus(g, g::WAITING, g::RUNNABLE, "refused commit");
                         if tm != 0 {
                             let t = g.0.rare();
                             t.t_park.store(0, Ordering::Relaxed);

@@ -17,7 +17,7 @@
 //!
 //! * **Nothing is dereferenced unless bounds-checked.** Every read of a stack word goes through a
 //!   check against the `[lo, hi)` the caller vouches for (the running goroutine's or thread's
-//!   stack, or a parked goroutine's stack held still by the scan bit) and must be word-aligned. A
+//!   stack, or a parked goroutine's stack held still by its hold) and must be word-aligned. A
 //!   bad chain or bad CFI truncates the stack; it never faults. The unwind tables themselves are
 //!   copies owned here (see below), so no read reaches a module that may have been unmapped.
 //! * **Built before use.** The CFI unwinder and its module list are built once, by [`init`],
