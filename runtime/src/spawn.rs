@@ -16,7 +16,7 @@ use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::blockcache::{alloc_fresh, class_of, free_direct, Class};
+use crate::blockcache::{alloc_global, class_of, free_global, Class};
 use crate::g::{self, Entry, EntryFns, GRef, WaitReason};
 use crate::m::current_m;
 use crate::park::{enter, in_goroutine, put_next, safepoint};
@@ -75,7 +75,7 @@ impl<T: Send, F: FnOnce() -> T + Send> Task<T, F> {
                 // SAFETY: this M's cache, on its thread, borrowed only for the call, which
                 // cannot switch goroutines (`M::blocks`).
                 let cached = current_m().and_then(|m| unsafe { (*m.blocks.get()).alloc(c) });
-                cached.unwrap_or_else(|| alloc_fresh(c))
+                cached.unwrap_or_else(|| alloc_global(c))
             }
             None => {
                 let l = Layout::new::<Self>();
@@ -131,11 +131,11 @@ impl<T: Send, F: FnOnce() -> T + Send> Task<T, F> {
         unsafe { std::ptr::drop_in_place(t.as_ptr()) };
         match Self::CLASS {
             Some(c) => match current_m() {
-                // SAFETY: as in `alloc`; the block came from some cache or `alloc_fresh` for `c`
+                // SAFETY: as in `alloc`; the block came from some cache or `alloc_global` for `c`
                 // and its task is gone. A spill is put away after the borrow.
                 Some(m) => drop(unsafe { (*m.blocks.get()).free(c, t.cast()) }),
                 // SAFETY: as above.
-                None => unsafe { free_direct(c, t.cast()) },
+                None => unsafe { free_global(c, t.cast()) },
             },
             // SAFETY: `alloc` took the block from the global allocator with this layout.
             None => unsafe { std::alloc::dealloc(t.as_ptr().cast(), Layout::new::<Self>()) },
