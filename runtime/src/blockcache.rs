@@ -8,20 +8,30 @@
 //! from that arena under the same lock. Here each M keeps up to [`CACHE_MAX`] blocks per class;
 //! an M that runs out takes a batch from a global spare list, and one that overflows gives a
 //! batch back, so blocks flow from the threads that free to the threads that allocate one lock
-//! per batch. Plain threads and blocks bigger or more aligned than the classes use the global
-//! allocator directly.
+//! per batch. Plain threads use the spare list directly, one block per lock; blocks bigger or
+//! more aligned than the classes use the global allocator directly.
 //!
-//! Blocks come from the global allocator (so a heap profile sees them, charged to the spawn that
-//! first needed each one). They go back to it from sysmon ([`scavenge`], once a second), not
-//! from the goroutine that ends: a burst of goroutines ending (a wave of sleepers waking, a
-//! fan-out joined) would otherwise pay `free`'s coalescing, which touches the cold neighbours of
-//! every block, on the goroutines' own time. A spare list keeps [`SPARE_BYTES`] per class; above
-//! that, what it did not need over the last period (its low-water mark) is freed.
+//! Blocks are carved from chunks of [`CHUNK`] bytes, one class per chunk, taken from the global
+//! allocator (so a heap profile sees them, charged to the spawn that needed each chunk). A
+//! chunk is carved lazily, a batch at a time, so its pages are first touched by the tasks that
+//! use them. One block at a time from `malloc`, a million live tasks grew the thread's `malloc`
+//! arena a page at a time, one `mprotect` per page, and cost `malloc`'s own header per block.
+//!
+//! Chunks go back to the global allocator from sysmon ([`scavenge`], once a second), not from
+//! the goroutine that ends: a burst of goroutines ending (a wave of sleepers waking, a fan-out
+//! joined) would otherwise pay the freeing on the goroutines' own time. A spare list keeps
+//! [`SPARE_BYTES`] per class; of what it did not need over the last period (the blocks below
+//! its low-water mark) above that, every chunk whose blocks are all there is freed.
 //!
 //! Invariants:
-//! 1. Every block on a list was allocated by [`std::alloc::alloc`] with [`class_layout`] of that
-//!    list's class, and is owned by the list (nobody else holds a pointer to it).
-//! 2. A [`BlockCache`] is touched only by the thread of the M that holds it, and borrowed only
+//! 1. Every chunk was allocated by [`std::alloc::alloc`] with [`chunk_layout`], and is carved
+//!    into blocks of one class only, at multiples of the class's size from its start; the
+//!    chunk of a block is its address rounded down to [`CHUNK`].
+//! 2. Every block is in exactly one place: handed out (a live task), in one M's cache, on its
+//!    class's spare list, or in the uncarved rest of its class's newest chunk. A list owns its
+//!    blocks (nobody else holds a pointer to them); a chunk is freed only when all its blocks
+//!    are on the spare list, and they are taken off it first.
+//! 3. A [`BlockCache`] is touched only by the thread of the M that holds it, and borrowed only
 //!    for one call of its own, which never calls the global allocator: a user's allocator may
 //!    run any code, and must not find the cache borrowed.
 
@@ -31,13 +41,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
-/// The classes' block sizes, in bytes: 16 apart up to 128 (the common closures), as `malloc`'s
-/// own bins are, so that a block costs no more memory than the `malloc` it replaces (a million
-/// parked goroutines hold a million tasks).
+/// The classes' block sizes, in bytes: 16 apart up to 128 (the common closures), so that a
+/// task's block wastes at most 15 bytes (a million parked goroutines hold a million tasks).
 const CLASSES: [usize; 14] = [32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 512];
 
 /// The alignment every class guarantees.
 const ALIGN: usize = 16;
+
+/// The bytes of one chunk, and its alignment (invariant 1). Big enough that the global
+/// allocator hands it out by `mmap` or one arena growth, not page by page.
+const CHUNK: usize = 256 << 10;
 
 /// Blocks one M keeps per class.
 pub(crate) const CACHE_MAX: usize = 64;
@@ -45,15 +58,19 @@ pub(crate) const CACHE_MAX: usize = 64;
 /// Blocks moved per trip to the spare list.
 const BATCH: usize = CACHE_MAX / 2;
 
-/// Bytes a spare list keeps per class however little it is used.
-const SPARE_BYTES: usize = 256 << 10;
-
-/// Blocks [`scavenge`] takes off a list per hold of its lock.
-const SCAVENGE_CHUNK: usize = 256;
+/// Bytes a spare list keeps per class however little it is used: one chunk.
+const SPARE_BYTES: usize = CHUNK;
 
 /// A size class: an index into [`CLASSES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Class(u8);
+
+impl Class {
+    /// The size of this class's blocks.
+    fn size(self) -> usize {
+        CLASSES[self.0 as usize]
+    }
+}
 
 /// The class for blocks of `layout`, if one fits it.
 pub(crate) const fn class_of(layout: Layout) -> Option<Class> {
@@ -70,11 +87,11 @@ pub(crate) const fn class_of(layout: Layout) -> Option<Class> {
     None
 }
 
-/// The layout of `class`'s blocks.
-fn class_layout(class: Class) -> Layout {
-    match Layout::from_size_align(CLASSES[class.0 as usize], ALIGN) {
+/// The layout of every chunk.
+fn chunk_layout() -> Layout {
+    match Layout::from_size_align(CHUNK, CHUNK) {
         Ok(l) => l,
-        Err(_) => unreachable!("the classes are valid layouts"),
+        Err(_) => unreachable!("the chunk size is a power of two"),
     }
 }
 
@@ -84,24 +101,48 @@ struct List {
     blocks: [*mut u8; CACHE_MAX],
 }
 
-/// An M's cached blocks (invariant 2).
+/// An M's cached blocks (invariant 3).
 pub(crate) struct BlockCache {
     lists: [List; CLASSES.len()],
 }
 
-/// One class's spare blocks, and the fewest it held since the last [`scavenge`].
+/// One class's spare blocks, the fewest it held since the last [`scavenge`], and the uncarved
+/// rest of the class's newest chunk (`next..end`, empty if both are 0).
 struct Spare {
     blocks: Vec<usize>,
     low: usize,
+    next: usize,
+    end: usize,
 }
 
-/// Blocks given back by Ms with full caches, per class.
-static SPARE: Mutex<[Spare; CLASSES.len()]> =
-    Mutex::new([const { Spare { blocks: Vec::new(), low: 0 } }; CLASSES.len()]);
+impl Spare {
+    /// One block: the most recently freed, else a new one carved from the newest chunk.
+    fn take(&mut self, class: Class) -> Option<usize> {
+        if let Some(b) = self.blocks.pop() {
+            self.low = self.low.min(self.blocks.len());
+            return Some(b);
+        }
+        if self.end - self.next >= class.size() {
+            let b = self.next;
+            self.next += class.size();
+            return Some(b);
+        }
+        None
+    }
 
-/// How many blocks `SPARE` holds, per class, written under its lock: read without it, so that
-/// an M whose cache is empty does not take the lock to find the list empty too (every spawn
-/// while goroutines pile up).
+    /// Blocks it can give without a new chunk.
+    fn available(&self, class: Class) -> usize {
+        self.blocks.len() + (self.end - self.next) / class.size()
+    }
+}
+
+/// Blocks given back by Ms with full caches, per class, and the chunks being carved.
+static SPARE: Mutex<[Spare; CLASSES.len()]> =
+    Mutex::new([const { Spare { blocks: Vec::new(), low: 0, next: 0, end: 0 } }; CLASSES.len()]);
+
+/// How many blocks `SPARE` can give per class ([`Spare::available`]), written under its lock:
+/// read without it, so that an M whose cache is empty does not take the lock to find the list
+/// empty too.
 static SPARE_LEN: [AtomicUsize; CLASSES.len()] = [const { AtomicUsize::new(0) }; CLASSES.len()];
 
 impl BlockCache {
@@ -109,8 +150,9 @@ impl BlockCache {
         BlockCache { lists: [const { List { len: 0, blocks: [std::ptr::null_mut(); CACHE_MAX] } }; CLASSES.len()] }
     }
 
-    /// A block of `class` from this cache, else from a batch taken from the spare list; None
-    /// if both are empty (the caller then uses [`alloc_fresh`], after this borrow ends).
+    /// A block of `class` from this cache, else from a batch taken from the spare list (or
+    /// carved from its chunk); None if both are empty (the caller then uses [`alloc_global`],
+    /// after this borrow ends).
     pub(crate) fn alloc(&mut self, class: Class) -> Option<NonNull<u8>> {
         let l = &mut self.lists[class.0 as usize];
         // Relaxed: a hint; the lock orders the list itself. A block given back meanwhile is
@@ -118,20 +160,23 @@ impl BlockCache {
         if l.len == 0 && SPARE_LEN[class.0 as usize].load(Ordering::Relaxed) != 0 {
             let mut spare = SPARE.lock();
             let sp = &mut spare[class.0 as usize];
-            let take = sp.blocks.len().min(BATCH);
-            let at = sp.blocks.len() - take;
-            for b in sp.blocks.drain(at..) {
-                l.blocks[l.len] = b as *mut u8;
-                l.len += 1;
+            while l.len < BATCH {
+                match sp.take(class) {
+                    Some(b) => {
+                        l.blocks[l.len] = b as *mut u8;
+                        l.len += 1;
+                    }
+                    None => break,
+                }
             }
-            sp.low = sp.low.min(at);
-            SPARE_LEN[class.0 as usize].store(at, Ordering::Relaxed);
+            SPARE_LEN[class.0 as usize].store(sp.available(class), Ordering::Relaxed);
         }
         if l.len == 0 {
             return None;
         }
         l.len -= 1;
-        // SAFETY: the first `len` slots hold blocks (invariant 1), non-null as allocated.
+        // SAFETY: the first `len` slots hold blocks (invariant 2), non-null as carved from a
+        // chunk.
         Some(unsafe { NonNull::new_unchecked(l.blocks[l.len]) })
     }
 
@@ -141,8 +186,8 @@ impl BlockCache {
     ///
     /// # Safety
     ///
-    /// `block` was returned by [`alloc`](Self::alloc) of some cache (or [`alloc_fresh`]) for
-    /// `class`, and nothing uses it any more: it becomes the cache's (invariant 1).
+    /// `block` was returned by [`alloc`](Self::alloc) of some cache (or [`alloc_global`]) for
+    /// `class`, and nothing uses it any more: it becomes the cache's (invariant 2).
     #[inline]
     pub(crate) unsafe fn free(&mut self, class: Class, block: NonNull<u8>) -> Option<Spill> {
         let l = &mut self.lists[class.0 as usize];
@@ -175,68 +220,115 @@ impl Drop for Spill {
         let mut spare = SPARE.lock();
         let sp = &mut spare[c];
         sp.blocks.extend(self.blocks.iter().map(|&b| b as usize));
-        SPARE_LEN[c].store(sp.blocks.len(), Ordering::Relaxed);
+        SPARE_LEN[c].store(sp.available(self.class), Ordering::Relaxed);
     }
 }
 
 /// Gives back to the global allocator what each spare list did not need since the last call:
-/// the part of its low-water mark above [`SPARE_BYTES`]. Called by sysmon, once a second.
+/// of the blocks below its low-water mark, beyond [`SPARE_BYTES`], those whose chunks are
+/// entirely there. A chunk with one block still in use (or in an M's cache) stays, as a span
+/// does in Go. Called by sysmon, once a second.
 pub(crate) fn scavenge() {
     for c in 0..CLASSES.len() {
-        let keep = SPARE_BYTES / CLASSES[c];
-        let mut excess = {
+        let class = Class(c as u8);
+        let per_chunk = CHUNK / class.size();
+        let keep = SPARE_BYTES / class.size();
+        // The bottom of the list is what stayed put over the period (a stack's low-water
+        // mark): take those beyond `keep` off it. The list's growth and the copy out may call
+        // the global allocator under the lock, as a spill's growth does.
+        let mut cold = {
             let mut spare = SPARE.lock();
             let sp = &mut spare[c];
             let e = sp.low.saturating_sub(keep);
+            let cold: Vec<usize> = if e >= per_chunk { sp.blocks.drain(..e).collect() } else { Vec::new() };
             sp.low = sp.blocks.len();
-            e
+            SPARE_LEN[c].store(sp.available(class), Ordering::Relaxed);
+            cold
         };
-        while excess > 0 {
-            let mut chunk = [0usize; SCAVENGE_CHUNK];
-            let n = {
-                let mut spare = SPARE.lock();
-                let sp = &mut spare[c];
-                let n = excess.min(SCAVENGE_CHUNK).min(sp.blocks.len());
-                let at = sp.blocks.len() - n;
-                chunk[..n].copy_from_slice(&sp.blocks[at..]);
-                sp.blocks.truncate(at);
-                sp.low = sp.low.min(at);
-                SPARE_LEN[c].store(at, Ordering::Relaxed);
-                if sp.blocks.capacity() > 4 * sp.blocks.len().max(keep) {
-                    sp.blocks.shrink_to(2 * sp.blocks.len().max(keep));
-                }
-                n
-            };
-            if n == 0 {
-                break;
-            }
-            for &b in &chunk[..n] {
-                // SAFETY: taken off the spare list, which owned it (invariant 1).
-                unsafe { std::alloc::dealloc(b as *mut u8, class_layout(Class(c as u8))) };
-            }
-            excess -= n;
+        if cold.is_empty() {
+            continue;
         }
+        // Group by chunk: a chunk with all its blocks here is free.
+        cold.sort_unstable();
+        let mut kept = Vec::new();
+        let mut i = 0;
+        while i < cold.len() {
+            let chunk = cold[i] & !(CHUNK - 1);
+            let mut j = i;
+            while j < cold.len() && cold[j] & !(CHUNK - 1) == chunk {
+                j += 1;
+            }
+            if j - i == per_chunk {
+                // SAFETY: every block of the chunk was on the spare list (each block is in one
+                // place, and the group holds `per_chunk` distinct ones), and is now off it: the
+                // chunk is nobody's (invariants 1 and 2).
+                unsafe { std::alloc::dealloc(chunk as *mut u8, chunk_layout()) };
+            } else {
+                kept.extend_from_slice(&cold[i..j]);
+            }
+            i = j;
+        }
+        // What could not go back returns to the bottom, cold as it was.
+        let mut spare = SPARE.lock();
+        let sp = &mut spare[c];
+        sp.blocks.splice(0..0, kept);
+        sp.low = sp.blocks.len();
+        if sp.blocks.capacity() > 4 * sp.blocks.len().max(keep) {
+            sp.blocks.shrink_to(2 * sp.blocks.len().max(keep));
+        }
+        SPARE_LEN[c].store(sp.available(class), Ordering::Relaxed);
     }
 }
 
-/// A new block of `class` from the global allocator, for a thread without a cache.
-pub(crate) fn alloc_fresh(class: Class) -> NonNull<u8> {
-    let layout = class_layout(class);
-    // SAFETY: the classes' layouts have non-zero sizes.
-    let p = unsafe { std::alloc::alloc(layout) };
-    NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout))
+/// A block of `class` from the spare list, else from a new chunk: for a thread without a cache,
+/// or an M whose cache and spare list were empty.
+pub(crate) fn alloc_global(class: Class) -> NonNull<u8> {
+    let c = class.0 as usize;
+    let taken = {
+        let mut spare = SPARE.lock();
+        let b = spare[c].take(class);
+        SPARE_LEN[c].store(spare[c].available(class), Ordering::Relaxed);
+        b
+    };
+    let b = match taken {
+        Some(b) => b,
+        None => {
+            let layout = chunk_layout();
+            // SAFETY: the layout's size is non-zero.
+            let chunk = unsafe { std::alloc::alloc(layout) };
+            if chunk.is_null() {
+                std::alloc::handle_alloc_error(layout);
+            }
+            let chunk = chunk as usize;
+            let mut spare = SPARE.lock();
+            let sp = &mut spare[c];
+            // Another thread may have started a chunk meanwhile: what is left of it is kept as
+            // spare blocks, and the new one carved from now on.
+            while sp.end - sp.next >= class.size() {
+                sp.blocks.push(sp.next);
+                sp.next += class.size();
+            }
+            sp.next = chunk + class.size();
+            sp.end = chunk + CHUNK / class.size() * class.size();
+            SPARE_LEN[c].store(sp.available(class), Ordering::Relaxed);
+            chunk
+        }
+    };
+    // SAFETY: blocks are carved from non-null chunks.
+    unsafe { NonNull::new_unchecked(b as *mut u8) }
 }
 
-/// Returns a block of `class` to the global allocator, from a thread without a cache.
+/// Puts a block of `class` on the spare list, from a thread without a cache.
 ///
 /// # Safety
 ///
-/// `block` came from some cache's `alloc` (or [`alloc_fresh`]) for `class`, and nothing uses it
-/// any more.
-pub(crate) unsafe fn free_direct(class: Class, block: NonNull<u8>) {
-    // SAFETY: every block of `class`, wherever it was cached, came from `alloc` with this
-    // layout (invariant 1 and the caller's contract).
-    unsafe { std::alloc::dealloc(block.as_ptr(), class_layout(class)) };
+/// `block` came from some cache's `alloc` (or [`alloc_global`]) for `class`, and nothing uses it
+/// any more: it becomes the spare list's (invariant 2).
+pub(crate) unsafe fn free_global(class: Class, block: NonNull<u8>) {
+    let c = class.0 as usize;
+    let mut spare = SPARE.lock();
+    spare[c].blocks.push(block.as_ptr() as usize);
+    SPARE_LEN[c].store(spare[c].available(class), Ordering::Relaxed);
 }
 
 #[cfg(test)]
@@ -259,7 +351,7 @@ mod tests {
         let (mut a, mut b) = (Box::new(BlockCache::new()), Box::new(BlockCache::new()));
         // `b` frees what `a` allocated, past its cache's size: the overflow goes to the spare
         // list, from which `a` then allocates.
-        let take = |c: &mut BlockCache| c.alloc(class).unwrap_or_else(|| alloc_fresh(class));
+        let take = |c: &mut BlockCache| c.alloc(class).unwrap_or_else(|| alloc_global(class));
         let blocks: Vec<NonNull<u8>> = (0..3 * CACHE_MAX).map(|_| take(&mut a)).collect();
         let seen: std::collections::HashSet<usize> = blocks.iter().map(|p| p.as_ptr() as usize).collect();
         assert_eq!(seen.len(), blocks.len(), "a block was handed out twice");
@@ -278,39 +370,49 @@ mod tests {
             // SAFETY: allocated above, given back once.
             drop(unsafe { a.free(class, p) });
         }
-        // Drain both caches into the global allocator.
+        // Drain both caches onto the spare list.
         for c in [&mut a, &mut b] {
             let l = &mut c.lists[10];
             for &p in &l.blocks[..l.len] {
                 // SAFETY: the cache owned it.
-                unsafe { free_direct(class, NonNull::new(p).unwrap()) };
+                unsafe { free_global(class, NonNull::new(p).unwrap()) };
             }
             l.len = 0;
         }
     }
 
     #[test]
-    fn scavenge_frees_what_a_list_did_not_need_since_the_last_call() {
+    fn scavenge_frees_whole_chunks_the_list_did_not_need_since_the_last_call() {
+        // The largest class, which no task of the test binary uses.
         let class = Class(13);
+        let per_chunk = CHUNK / CLASSES[13];
         let keep = SPARE_BYTES / CLASSES[13];
-        let mut c = Box::new(BlockCache::new());
-        // Freed through a cache, the blocks pile up on the spare list.
-        for _ in 0..keep + 3 * CACHE_MAX {
-            // SAFETY: a fresh block of the class, given up at once.
-            drop(unsafe { c.free(class, alloc_fresh(class)) });
-        }
         let len = || SPARE.lock()[13].blocks.len();
-        assert!(len() >= keep + CACHE_MAX, "spills did not reach the spare list: {}", len());
+        // Four chunks' worth, carved in order and freed in that order: the list's bottom is
+        // whole chunks.
+        let before = len();
+        let blocks: Vec<NonNull<u8>> = (0..4 * per_chunk).map(|_| alloc_global(class)).collect();
+        let seen: std::collections::HashSet<usize> = blocks.iter().map(|p| p.as_ptr() as usize).collect();
+        assert_eq!(seen.len(), blocks.len(), "a block was handed out twice");
+        for p in blocks {
+            // SAFETY: each block is written within its class's size, then given back once.
+            unsafe {
+                p.as_ptr().write_bytes(7, CLASSES[13]);
+                free_global(class, p);
+            }
+        }
+        assert_eq!(len(), before + 4 * per_chunk);
         // The first call only starts the period (sysmon may make it, in a test binary whose
         // runtime is running); the second frees down to the floor, since nothing was taken.
         scavenge();
         scavenge();
         assert_eq!(len(), keep);
-        let l = &mut c.lists[13];
-        for &p in &l.blocks[..l.len] {
-            // SAFETY: the cache owned it.
-            unsafe { free_direct(class, NonNull::new(p).unwrap()) };
+        // What is left is still usable.
+        let p = alloc_global(class);
+        // SAFETY: a block of the class, written within its size and given back.
+        unsafe {
+            p.as_ptr().write_bytes(9, CLASSES[13]);
+            free_global(class, p);
         }
-        l.len = 0;
     }
 }

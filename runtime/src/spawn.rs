@@ -16,7 +16,7 @@ use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::blockcache::{alloc_fresh, class_of, free_direct, Class};
+use crate::blockcache::{alloc_global, class_of, free_global, Class};
 use crate::g::{self, Entry, EntryFns, GRef, WaitReason};
 use crate::m::current_m;
 use crate::park::{enter, in_goroutine, put_next, safepoint};
@@ -29,9 +29,9 @@ use crate::waitslot::WaitSlot;
 
 // Tasks
 
-/// The part of every task that does not depend on its types. A task is one block: this header,
-/// the result slot ([`TaskHead`]) and the closure ([`Task`]), counted by hand so that the block
-/// can come from the M's recycled memory (`blockcache.rs`) instead of `malloc`.
+/// The part of every task that does not depend on its types. A task is one block: this header
+/// and the closure's stage ([`Task`]), counted by hand so that the block can come from the M's
+/// recycled memory (`blockcache.rs`) instead of `malloc`.
 #[repr(C)]
 struct Header {
     /// Counted references: the G's entry (until the goroutine finishes), the `JoinHandle`, and
@@ -39,26 +39,38 @@ struct Header {
     refs: AtomicUsize,
     /// Done once the result is written; holds the G waiting in join, if any.
     done: WaitSlot,
+    /// What depends on the task's types: its destruction and the taking of its result.
+    vt: &'static TaskVtable,
+}
+
+/// A task's functions, one static per task type.
+struct TaskVtable {
     /// Drops the task in place and frees its block; called once, by the last reference.
     destroy: unsafe fn(NonNull<Header>),
+    /// Moves the result out to a `std::thread::Result<T>` slot, for the handle.
+    take: unsafe fn(NonNull<Header>, *mut ()),
 }
 
-/// A task as its `JoinHandle` sees it: the header and the result slot, without the closure.
-#[repr(C)]
-struct TaskHead<T> {
-    h: Header,
-    /// Written once by the finishing goroutine before `done` completes (Release), read only by
-    /// the handle after it observes done (Acquire).
-    result: UnsafeCell<Option<std::thread::Result<T>>>,
+/// What a task holds besides its header: the closure until the goroutine starts, then its
+/// result until the handle takes it. One cell for both, since they are never alive together:
+/// a million live handles keep a million tasks, whose size is the memory they cost.
+enum Stage<T, F> {
+    /// Not started: the closure.
+    Pending(F),
+    /// Running, or its result taken.
+    Empty,
+    /// Finished: what the closure returned, or its panic.
+    Done(std::thread::Result<T>),
 }
 
-/// A whole task. `repr(C)` with the head first: a pointer to it is a pointer to its
-/// `TaskHead<T>` and its `Header`.
+/// A whole task. `repr(C)` with the header first: a pointer to it is a pointer to its `Header`.
 #[repr(C)]
 struct Task<T, F> {
-    head: TaskHead<T>,
-    /// Taken once, by the goroutine, when it starts.
-    f: UnsafeCell<Option<F>>,
+    h: Header,
+    /// Changed by the goroutine (taking the closure when it starts, writing the result before
+    /// `done` completes, Release), then by the handle (taking the result, after it observes
+    /// done, Acquire), or by the last reference (dropping it): never two at once.
+    stage: UnsafeCell<Stage<T, F>>,
 }
 
 impl<T: Send, F: FnOnce() -> T + Send> Task<T, F> {
@@ -68,6 +80,9 @@ impl<T: Send, F: FnOnce() -> T + Send> Task<T, F> {
     /// How the G runs and releases its reference.
     const ENTRY: EntryFns = EntryFns { run: Self::run, release: release_erased };
 
+    /// How the header's users destroy the task and take its result.
+    const VT: TaskVtable = TaskVtable { destroy: Self::destroy, take: Self::take };
+
     /// A new task holding `f`, with two references: the G's and the handle's.
     fn alloc(f: F) -> NonNull<Self> {
         let block = match Self::CLASS {
@@ -75,7 +90,7 @@ impl<T: Send, F: FnOnce() -> T + Send> Task<T, F> {
                 // SAFETY: this M's cache, on its thread, borrowed only for the call, which
                 // cannot switch goroutines (`M::blocks`).
                 let cached = current_m().and_then(|m| unsafe { (*m.blocks.get()).alloc(c) });
-                cached.unwrap_or_else(|| alloc_fresh(c))
+                cached.unwrap_or_else(|| alloc_global(c))
             }
             None => {
                 let l = Layout::new::<Self>();
@@ -87,13 +102,8 @@ impl<T: Send, F: FnOnce() -> T + Send> Task<T, F> {
         // SAFETY: the block is fresh, ours, and fits `Self` (its class or its own layout); each
         // field is written in place (building the task first and moving it in cost a copy).
         unsafe {
-            (&raw mut (*t).head.h).write(Header {
-                refs: AtomicUsize::new(2),
-                done: WaitSlot::new(),
-                destroy: Self::destroy,
-            });
-            (&raw mut (*t).head.result).write(UnsafeCell::new(None));
-            (&raw mut (*t).f).write(UnsafeCell::new(Some(f)));
+            (&raw mut (*t).h).write(Header { refs: AtomicUsize::new(2), done: WaitSlot::new(), vt: &Self::VT });
+            (&raw mut (*t).stage).write(UnsafeCell::new(Stage::Pending(f)));
         }
         block.cast()
     }
@@ -105,17 +115,42 @@ impl<T: Send, F: FnOnce() -> T + Send> Task<T, F> {
     /// `p` is the G's reference to a live `Task<T, F>` (`Entry::new`'s contract), run once.
     unsafe fn run(p: NonNull<()>) {
         let t = p.cast::<Self>();
-        // SAFETY: the task is alive (the G's reference); only the goroutine that runs it takes
-        // `f`, once.
-        let f = unsafe { (*(*t.as_ptr()).f.get()).take() }.expect("gort: task started twice");
+        // SAFETY: the task is alive (the G's reference); until `done` completes only the
+        // goroutine that runs it touches the stage (the handle waits for done, the last
+        // reference is not given up before).
+        let stage = unsafe { &(*t.as_ptr()).stage };
+        // SAFETY: as above; the borrow ends with the statement.
+        let Stage::Pending(f) = std::mem::replace(unsafe { &mut *stage.get() }, Stage::Empty) else {
+            panic!("gort: task started twice")
+        };
         let r = catch_unwind(AssertUnwindSafe(f));
-        // SAFETY: only the finishing goroutine writes the result, once, before completing.
+        // SAFETY: as above: only the finishing goroutine writes the result, once, before
+        // completing; the stage it replaces is `Empty`, which owns nothing.
         unsafe {
-            *(*t.as_ptr()).head.result.get() = Some(r);
-            (*t.as_ptr()).head.h.done.complete();
+            stage.get().write(Stage::Done(r));
+            (*t.as_ptr()).h.done.complete();
         }
         // SAFETY: the G's reference, given up here.
         unsafe { release(t.cast()) };
+    }
+
+    /// Moves the finished task's result out to `out`.
+    ///
+    /// # Safety
+    ///
+    /// `h` is a live `Task<T, F>` whose `done` the caller observed (Acquire), the caller holds
+    /// a reference to it and is the one handle that takes its result, and `out` is valid for
+    /// writing a `std::thread::Result<T>`.
+    unsafe fn take(h: NonNull<Header>, out: *mut ()) {
+        let t = h.cast::<Self>();
+        // SAFETY: the writer finished before done (observed with Acquire); the handle is the
+        // only one to touch the stage after that, and the caller's reference keeps it alive.
+        let stage = unsafe { &mut *(*t.as_ptr()).stage.get() };
+        let Stage::Done(r) = std::mem::replace(stage, Stage::Empty) else {
+            panic!("gort: join result taken twice (polled after it resolved?)")
+        };
+        // SAFETY: the caller's contract on `out`.
+        unsafe { out.cast::<std::thread::Result<T>>().write(r) };
     }
 
     /// Drops the task and frees its block.
@@ -131,11 +166,11 @@ impl<T: Send, F: FnOnce() -> T + Send> Task<T, F> {
         unsafe { std::ptr::drop_in_place(t.as_ptr()) };
         match Self::CLASS {
             Some(c) => match current_m() {
-                // SAFETY: as in `alloc`; the block came from some cache or `alloc_fresh` for `c`
+                // SAFETY: as in `alloc`; the block came from some cache or `alloc_global` for `c`
                 // and its task is gone. A spill is put away after the borrow.
                 Some(m) => drop(unsafe { (*m.blocks.get()).free(c, t.cast()) }),
                 // SAFETY: as above.
-                None => unsafe { free_direct(c, t.cast()) },
+                None => unsafe { free_global(c, t.cast()) },
             },
             // SAFETY: `alloc` took the block from the global allocator with this layout.
             None => unsafe { std::alloc::dealloc(t.as_ptr().cast(), Layout::new::<Self>()) },
@@ -155,7 +190,7 @@ unsafe fn release(h: NonNull<Header>) {
     if unsafe { h.as_ref() }.refs.fetch_sub(1, Ordering::Release) == 1 {
         fence(Ordering::Acquire);
         // SAFETY: that was the last reference; `destroy` is the task's own.
-        unsafe { (h.as_ref().destroy)(h) };
+        unsafe { (h.as_ref().vt.destroy)(h) };
     }
 }
 
@@ -173,7 +208,7 @@ unsafe fn release_erased(p: NonNull<()>) {
 struct TaskRef(NonNull<Header>);
 
 // SAFETY: the header is shared only through `&`: its count is atomic, `done` is Sync, and
-// `destroy` may run on any thread (the task's closure and result are Send).
+// `vt.destroy` may run on any thread (the task's closure and result are Send).
 unsafe impl Send for TaskRef {}
 // SAFETY: as above.
 unsafe impl Sync for TaskRef {}
@@ -202,8 +237,8 @@ impl TakeWaiter for TaskRef {
 /// it resolves detaches the goroutine and drops the stored waker. Polling it again after it
 /// resolved panics, and so does `join` after it resolved.
 pub struct JoinHandle<T> {
-    /// The handle's counted reference to its task.
-    task: NonNull<TaskHead<T>>,
+    /// The handle's counted reference to its task, whose result is a `T`.
+    task: NonNull<Header>,
     id: u64,
     /// The handle may drop a `T` (the result, if it destroys the task).
     _result: PhantomData<T>,
@@ -218,33 +253,38 @@ unsafe impl<T> Send for JoinHandle<T> {}
 unsafe impl<T> Sync for JoinHandle<T> {}
 
 impl<T> JoinHandle<T> {
-    /// The task's head (its header and result slot).
-    fn head(&self) -> &TaskHead<T> {
-        // SAFETY: the handle's reference keeps the task alive; the head is shared only
-        // through `&` (its mutable parts are in cells).
+    /// The task's header.
+    fn head(&self) -> &Header {
+        // SAFETY: the handle's reference keeps the task alive; the header is shared only
+        // through `&` (an atomic count, a Sync `WaitSlot`, a static table).
         unsafe { self.task.as_ref() }
     }
 
     /// Takes the result, once `done` was observed.
     fn take(&self) -> std::thread::Result<T> {
         let h = self.head();
-        debug_assert!(h.h.done.is_done());
-        // SAFETY: called after `done` was observed (Acquire); the writer is finished; the one
-        // handle that reads (by `join` or a poll, both through `&mut`/ownership) is the caller.
-        unsafe { (*h.result.get()).take().expect("gort: join result taken twice (polled after it resolved?)") }
+        debug_assert!(h.done.is_done());
+        let mut out = std::mem::MaybeUninit::<std::thread::Result<T>>::uninit();
+        // SAFETY: called after `done` was observed (Acquire); the handle's reference keeps the
+        // task alive; the one handle that takes (by `join` or a poll, both through
+        // `&mut`/ownership) is the caller; the table is the task's own, made for this `T`
+        // (`spawn_inner`), and `out` is a slot for its result.
+        unsafe { (h.vt.take)(self.task, out.as_mut_ptr().cast()) };
+        // SAFETY: `take` wrote the result, or panicked and we are not here.
+        unsafe { out.assume_init() }
     }
 
     /// Another counted reference to the task, for `run`'s deadlock waiter.
     fn task_ref(&self) -> TaskRef {
         // Relaxed: as `Arc::clone`; the new reference is made from one the caller holds.
-        self.head().h.refs.fetch_add(1, Ordering::Relaxed);
+        self.head().refs.fetch_add(1, Ordering::Relaxed);
         TaskRef(self.task.cast())
     }
 
     /// Waits for the goroutine to finish. `Err` holds the panic payload if it panicked.
     /// On a goroutine this parks the goroutine; on a plain thread it blocks the thread.
     pub fn join(self) -> std::thread::Result<T> {
-        self.head().h.done.wait(WaitReason::Join);
+        self.head().done.wait(WaitReason::Join);
         self.take()
     }
 
@@ -255,7 +295,7 @@ impl<T> JoinHandle<T> {
 
     /// Whether the goroutine has finished.
     pub fn is_finished(&self) -> bool {
-        self.head().h.done.is_done()
+        self.head().done.is_done()
     }
 }
 
@@ -263,7 +303,7 @@ impl<T> Future for JoinHandle<T> {
     type Output = std::thread::Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.head().h.done.poll_done(cx.waker()) {
+        if self.head().done.poll_done(cx.waker()) {
             Poll::Ready(self.take())
         } else {
             Poll::Pending
@@ -274,7 +314,7 @@ impl<T> Future for JoinHandle<T> {
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         // A waker stored by a poll keeps its task alive; let it go with the handle.
-        self.head().h.done.unregister();
+        self.head().done.unregister();
         // SAFETY: the handle's reference, given up as it goes.
         unsafe { release(self.task.cast()) };
     }
@@ -417,6 +457,7 @@ where
     // the task's own and it may run and be released on any thread (`F` and `T` are Send).
     let entry = unsafe { Entry::new(task.cast(), &Task::<T, F>::ENTRY) };
     let id = newproc(entry, loc, pc, std::any::type_name::<F> as fn() -> &'static str, name, custom, main);
+    // The handle's `T` is the task's: `JoinHandle::take` relies on it to call the table's `take`.
     Ok(JoinHandle { task: task.cast(), id, _result: PhantomData })
 }
 
@@ -625,7 +666,7 @@ where
         deadlock: parking_lot::Mutex::new(None),
     });
     RUN_WAITERS.lock().push(waiter.clone());
-    let done = &h.head().h.done;
+    let done = &h.head().done;
     while !done.is_done() {
         done.wait_once_unless(WaitReason::Join, &waiter.reported);
         if let Some(report) = waiter.deadlock.lock().take() {
@@ -636,5 +677,23 @@ where
     match h.join() {
         Ok(v) => v,
         Err(payload) => std::panic::resume_unwind(payload),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_task_fits_a_64_byte_block() {
+        // The closure and its result share one cell: a task capturing a word and returning one
+        // is its header and three words.
+        fn size_of_task<T: Send, F: FnOnce() -> T + Send>(_: &F) -> usize {
+            std::mem::size_of::<Task<T, F>>()
+        }
+        let i = 7usize;
+        let f = move || i * 2;
+        assert!(size_of_task(&f) <= 64, "{}", size_of_task(&f));
+        assert_eq!(Task::<usize, fn() -> usize>::CLASS, class_of(Layout::from_size_align(64, 8).unwrap()));
     }
 }
