@@ -787,9 +787,10 @@ pub fn for_each_g(mut f: impl FnMut(GRef)) {
     }
 }
 
-/// How many goroutines a scan holds at once: each batch costs one heavy fence, and a goroutine
-/// readied meanwhile may wait for the walks of those before it in its batch.
-const HOLD_BATCH: usize = 32;
+/// How many goroutines a scan holds at once: each batch costs one heavy fence (on a VM, with the
+/// other CPUs busy, ~10 µs of interrupts), and a goroutine resumed meanwhile may wait for the
+/// walks of those before it in its batch (a walk is ~0.5 µs).
+const HOLD_BATCH: usize = 256;
 
 /// Frees a hold when dropped (also when the scanner's closure panics: a hold left taken would
 /// keep its goroutine from ever running again).
