@@ -265,10 +265,9 @@ impl<T> JoinHandle<T> {
         let h = self.head();
         debug_assert!(h.done.is_done());
         let mut out = std::mem::MaybeUninit::<std::thread::Result<T>>::uninit();
-        // SAFETY: called after `done` was observed (Acquire); the handle's reference keeps the
-        // task alive; the one handle that takes (by `join` or a poll, both through
-        // `&mut`/ownership) is the caller; the table is the task's own, made for this `T`
-        // (`spawn_inner`), and `out` is a slot for its result.
+        // SAFETY: `done` was observed (Acquire), the handle's reference keeps the task alive, and
+        // the caller is the one handle that takes (`join` or a poll); the table is the task's
+        // own, made for this `T` (`spawn_inner`), and `out` is a slot for its result.
         unsafe { (h.vt.take)(self.task, out.as_mut_ptr().cast()) };
         // SAFETY: `take` wrote the result, or panicked and we are not here.
         unsafe { out.assume_init() }
