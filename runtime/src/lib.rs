@@ -31,7 +31,7 @@
 //!                  prefetch
 //!                  unwind/{modules,cfi,mod}
 //! 2. goroutine     g/{wait_reason,hold,mod,labels} timer_heap schedstats
-//! 3. machine       globrunq runnext p m threadg traceback stack/overflow netpoll mprof
+//! 3. machine       globrunq runnext usergate p m threadg traceback stack/overflow netpoll mprof
 //!                  cpuprof mhooks running parksite hog wall
 //! 4. scheduler     sched/state sched/idle sched/deadlock park sched/timers
 //!                  sched/find sched/execute sched/mod sysmon start
@@ -68,8 +68,8 @@
 //! - `loom.rs`: the seam through which loom model-checks `WaitSlot`, `Parker`, `block_on` and
 //!   `Sema`; under `--cfg gort_loom` the crate is cut down to those, `runnext.rs` (a P's
 //!   `runnext` slot), `lock.rs` (the short lock), `fence.rs` (the asymmetric fence under it) and
-//!   `g/hold.rs` (a goroutine's hold), which sit below the seam's layer and bring their own loom
-//!   atomics.
+//!   `g/hold.rs` (a goroutine's hold) and `usergate.rs` (a P's way back from user mode), which
+//!   sit below the seam's layer and bring their own loom atomics.
 //!
 //! ## Why running code on a goroutine is `unsafe`
 //!
@@ -208,6 +208,7 @@ mod netpoll;
 // A P's `runnext` slot and its one unowned protocol (model-checked under loom).
 #[cfg(not(gort_loom))]
 mod p;
+// A P's way back from user mode against sysmon's retake (model-checked under loom).
 #[cfg(not(gort_loom))]
 // Parked goroutines' stacks for the wall-clock profile and the leak census (documented inside:
 // an outer doc comment here would make rustdoc resolve the module's links from the crate root).
@@ -219,6 +220,7 @@ mod running;
 mod threadg;
 #[cfg(not(gort_loom))]
 pub mod traceback;
+mod usergate;
 #[cfg(not(gort_loom))]
 pub mod wall;
 // 4. scheduler

@@ -12,7 +12,7 @@
 //! |-------------|------------------------------------------|---------------------------------------|
 //! | `P_IDLE`    | the idle list (under the sched lock)     | `pidleget`                            |
 //! | `P_RUNNING` | an M in runtime code (scheduler, park…)  | that M                                |
-//! | `P_USER`    | an M running a goroutine's user code     | that M (CAS -> RUNNING), or sysmon (CAS -> IDLE: retake of a hog) |
+//! | `P_USER`    | an M running a goroutine's user code     | that M (-> RUNNING, `usergate.rs`), or sysmon (CAS -> IDLE: retake of a hog) |
 //! | `P_SYSCALL` | an M inside `blocking`                   | that M (CAS -> RUNNING), or sysmon (CAS -> IDLE: handoff) |
 //!
 //! `P_USER` and `P_SYSCALL` carry the owning M's [`M::tag`](crate::m::M::tag) above the state
@@ -21,9 +21,10 @@
 //! never takes the P from under the goroutine that M runs now.
 //!
 //! Fields marked *owner only* (`runq`, `gfree`, `stacks`, `watch`) are touched only by the M that moved
-//! the status into RUNNING (with a successful CAS, or by being handed the P). The CAS that takes
-//! ownership is Acquire and the store that gives it up is Release, so the owner's writes to those
-//! fields are visible to the next owner.
+//! the status into RUNNING (with a successful CAS, by `usergate.rs`'s way back from its own
+//! `P_USER`, or by being handed the P). The CAS that takes ownership is Acquire and the store
+//! that gives it up is Release, so the owner's writes to those fields are visible to the next
+//! owner.
 
 use std::cell::UnsafeCell;
 use std::ptr;
@@ -37,6 +38,7 @@ use crate::runnext::RunNext;
 use crate::schedstats::SchedStats;
 use crate::stack::Stack;
 use crate::timer_heap::TimerHeap;
+use crate::usergate::UserGate;
 
 pub(crate) const P_IDLE: u32 = 0;
 pub(crate) const P_RUNNING: u32 = 1;
@@ -60,6 +62,8 @@ pub(crate) struct P {
     pub(crate) id: usize,
     /// Ownership state, see the module docs.
     pub(crate) status: AtomicU32,
+    /// How its M takes it back from `P_USER` and sysmon takes it away (`usergate.rs`).
+    pub(crate) gate: UserGate,
     /// Local run queue (owner only: the Worker end).
     pub(crate) runq: UnsafeCell<Worker<GRef>>,
     /// Thieves' end of `runq`.
@@ -139,6 +143,7 @@ impl P {
         P {
             id,
             status: AtomicU32::new(P_IDLE),
+            gate: UserGate::new(),
             runq: UnsafeCell::new(w),
             stealer,
             runnext: RunNext::new(),

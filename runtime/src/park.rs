@@ -111,9 +111,7 @@ pub(crate) fn enter_on(m: &'static M, g: GRef) -> EnterGuard {
     if let Some(p) = m.p.get() {
         // Ours unless sysmon took it, even if it is in `P_USER` again for another M (the tag):
         // taking it from that M would leave its goroutine running without a P, unaware.
-        // Acquire: pairs with the Release of whoever last gave the P up (leave, sysmon),
-        // making the owner-only fields ours.
-        if p.status.compare_exchange(P_USER | m.tag, P_RUNNING, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        if p.gate.enter(&p.status, P_USER | m.tag, P_RUNNING) {
             return EnterGuard(Some(g), false);
         }
     }

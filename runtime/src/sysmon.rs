@@ -233,8 +233,8 @@ fn retake(s: &'static Sched, st: &mut [PState], now: u64) -> bool {
                     took = true;
                     continue;
                 }
-                // Acquire: pairs with `leave`'s Release store of P_USER.
-                if p.status.compare_exchange(status, P_IDLE, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                // Against the M's way back into runtime mode (`usergate.rs`).
+                if p.gate.retake(&p.status, status, P_IDLE) {
                     // Again: it gives up its thread at its next blocking operation.
                     ask_to_yield(g, status);
                     took = true;
