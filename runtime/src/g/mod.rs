@@ -808,33 +808,20 @@ impl Drop for Free {
 /// time, each freed as soon as `f` returns for it, so the heavy fence is paid once per batch.
 /// `f` must not hold goroutines itself (it could wait for a hold of this scan).
 pub fn for_each_g_held(mut f: impl FnMut(GRef, Option<&Parked<'_>>)) {
-    let mut batch: Vec<(GRef, bool)> = Vec::with_capacity(HOLD_BATCH);
-    let mut run = |batch: &mut Vec<(GRef, bool)>| {
-        let mut held: Vec<Free> = Vec::with_capacity(batch.len());
-        for (g, h) in batch.iter_mut() {
-            *h = g.try_hold();
-            if *h {
-                held.push(Free(g.0));
-            }
+    // Each entry keeps its goroutine held (if it could take the hold) until its turn is over;
+    // should `f` panic, the guards left in the batch free the rest.
+    let mut batch: Vec<(GRef, Option<Free>)> = Vec::with_capacity(HOLD_BATCH);
+    let mut run = |batch: &mut Vec<(GRef, Option<Free>)>| {
+        let fenced = batch.iter().all(|(_, h)| h.is_none()) || fence_holds();
+        for (g, held) in batch.drain(..) {
+            let view = if fenced && held.is_some() { g.view() } else { None };
+            f(g, view.as_ref());
+            drop(held);
         }
-        let fenced = held.is_empty() || fence_holds();
-        // Frees each hold right after its goroutine's turn; the guards free the rest should `f`
-        // panic.
-        let mut held = held.into_iter();
-        for &(g, h) in batch.iter() {
-            if h {
-                let free = held.next();
-                let view = if fenced { g.view() } else { None };
-                f(g, view.as_ref());
-                drop(free);
-            } else {
-                f(g, None);
-            }
-        }
-        batch.clear();
     };
     for_each_g(|g| {
-        batch.push((g, false));
+        let held = g.try_hold().then(|| Free(g.0));
+        batch.push((g, held));
         if batch.len() == HOLD_BATCH {
             run(&mut batch);
         }

@@ -33,20 +33,14 @@ pub(crate) fn goroutine_main(y: &GYielder, g: GRef) {
     g.0.yielder.set(std::ptr::null());
 }
 
-/// Marks `g` RUNNING, waiting while a snapshot holds it (the Acquire pairs with the Release
-/// stores that made it RUNNABLE in ready or spawn, so the fields written by the readier are
-/// visible here).
-#[inline(always)]
-fn setgstatus_running(g: GRef) {
-    g::setgstatus_running(g, "execute");
-}
-
 /// Runs `g` on `m` until it parks, yields or finishes. Inlined into the M loop, its one
 /// caller (see `mstart`).
 #[inline(always)]
 pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
     loop {
-        setgstatus_running(g);
+        // Waits while a snapshot holds `g`; Acquire: pairs with the Release stores that made it
+        // RUNNABLE in ready or spawn, so the fields written by the readier are visible here.
+        g::setgstatus_running(g, "execute");
         let p = m.p.get().expect("execute without a P");
         p.schedtick.store(p.schedtick.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         m.curg.store(g.as_ptr() as *mut G, Ordering::Relaxed);
