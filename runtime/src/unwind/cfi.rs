@@ -36,10 +36,26 @@ const BUILT: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(UNBUILT);
 static CFI: AtomicPtr<Cfi> = AtomicPtr::new(std::ptr::null_mut());
 
+thread_local! {
+    /// Whether this thread is building the unwinder: a walk it starts meanwhile (the heap
+    /// sampler, on one of the build's allocations) must not wait for itself.
+    static BUILDER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Builds the unwinder, once; a caller that finds another thread building it waits for that
+/// build, so that its first walk does not come back empty.
 pub(super) fn init() {
     if STATE.compare_exchange(UNBUILT, BUILDING, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+        if !BUILDER.with(|b| b.get()) {
+            // Acquire: pairs with the builder's Release store of BUILT (with `get`'s Acquire
+            // load of CFI, what the caller then reads).
+            while STATE.load(Ordering::Acquire) == BUILDING {
+                std::thread::yield_now();
+            }
+        }
         return;
     }
+    BUILDER.with(|b| b.set(true));
     let mut unwinder = Unw::new();
     for m in super::modules::loaded() {
         unwinder.add_module(Module::new(
@@ -61,13 +77,14 @@ pub(super) fn init() {
     // Release: pairs with the Acquire load in `get`, publishing the built unwinder.
     CFI.store(Box::into_raw(cfi), Ordering::Release);
     STATE.store(BUILT, Ordering::Release);
+    BUILDER.with(|b| b.set(false));
 }
 
 fn get(ctx: WalkCtx) -> Option<&'static Cfi> {
     // Acquire: pairs with init's Release store.
     let p = CFI.load(Ordering::Acquire);
     if p.is_null() {
-        if ctx == WalkCtx::NoAllocate || STATE.load(Ordering::Relaxed) != UNBUILT {
+        if ctx == WalkCtx::NoAllocate {
             return None;
         }
         init();
