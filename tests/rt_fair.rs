@@ -515,6 +515,7 @@ fn a_long_run_yields_at_its_next_lock_when_asked() {
     static TURNS: AtomicU64 = AtomicU64::new(0);
     let (retakes0, yields0) = (gort::runtime::hog::retakes(), gort::runtime::hog::yields());
     let t0 = Instant::now();
+    let wakes0 = run(sysmon_wakes);
     run(|| {
         let m = Arc::new(gort::sync::Mutex::new(0u64));
         let hs: Vec<_> = (1..=2u64)
@@ -537,12 +538,38 @@ fn a_long_run_yields_at_its_next_lock_when_asked() {
             h.join().unwrap();
         }
     });
-    let slices = t0.elapsed().as_millis() as u64 / 10 + 2;
+    let ms = t0.elapsed().as_millis() as u64;
+    let wakes = sysmon_wakes() - wakes0;
+    let slices = ms / 10 + 2;
     let retakes = gort::runtime::hog::retakes() - retakes0;
     let yields = gort::runtime::hog::yields() - yields0;
     let turns = TURNS.load(Ordering::Relaxed);
-    let seen = format!("{turns} turns, {yields} yields, {retakes} retakes in {slices} slices");
+    let seen = format!(
+        "{turns} turns, {yields} yields, {retakes} retakes in {slices} slices, {wakes} sysmon wakes in {ms} ms"
+    );
     assert!(yields >= 2, "the goroutines did not yield when asked: {seen}");
     // A turn per slice, and around a retake a few more while the old hog reaches its lock.
     assert!(turns <= 2 * slices + 4 * retakes, "two threads ran goroutines at GOMAXPROCS=1: {seen}");
+    // An ask is not a retake: sysmon keeps its busy pace (a tick per ms) instead of going back
+    // to 20 µs ticks after each one, which would wake it ~50 times more per slice and, on a
+    // box whose other CPU is busy, take those wakes out of the goroutines' CPU. A retake does
+    // restart the fast ticks; a loaded box only makes sysmon's sleeps longer.
+    assert!(wakes <= 2 * ms + 60 * retakes + 100, "sysmon ticked fast after asks: {seen}");
+}
+
+/// Context switches of sysmon's thread so far: one per tick (it sleeps between ticks).
+fn sysmon_wakes() -> u64 {
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        if std::fs::read_to_string(dir.join("comm")).unwrap_or_default().trim() != "gort-sysmon" {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        return status
+            .lines()
+            .filter(|l| l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary_ctxt_switches"))
+            .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+            .sum();
+    }
+    panic!("no gort-sysmon thread");
 }
