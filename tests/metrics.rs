@@ -135,6 +135,8 @@ fn debug_metrics_serves_openmetrics() {
     // Present from the start (0 until an idle M's timed sleep has ended), in seconds.
     assert!((0.0..=50e-6).contains(&m["gort_timer_oversleep_seconds"]), "{text}");
     assert!(m.contains_key("gort_timer_spins_total"), "{text}");
+    assert!(m.contains_key("gort_netpoll_spins_total{result=\"found\"}"), "{text}");
+    assert!(m.contains_key("gort_netpoll_spins_total{result=\"ran_out\"}"), "{text}");
     // Buckets are cumulative, end at +Inf with the count.
     let count = m["gort_sched_latency_seconds_count"];
     assert!(count > 0.0, "{text}");

@@ -20,6 +20,7 @@
 //! | `gort_stranded_takes_total` | counter | goroutines taken from a P that stayed 300 µs on one goroutine while they waited |
 //! | `gort_stranded_wakes_total` | counter | Ms sysmon woke for work standing behind a goroutine that did not schedule for a tick |
 //! | `gort_futile_spins` | gauge | Ms woken to look for work that found none, less those that found some (0-8; from 4 hand-offs wake nobody) |
+//! | `gort_netpoll_spins_total{result}` | counter | waits for the network an idle M spun out before sleeping: `found` a goroutine, or `ran_out` |
 //! | `gort_stacks{state}` | gauge | goroutine stacks `in_use` and `cached` |
 //! | `gort_stack_bytes{state}` | gauge | their reserved bytes |
 //! | `gort_heap_inuse_sampled_bytes` | gauge | heap in use, as the sampling allocator estimates it |
@@ -52,6 +53,15 @@ fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, unit: Option<&Un
 fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64) -> std::fmt::Result {
     let c = ConstCounter::new(v);
     c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn counters(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, key: &str, vs: &[(&str, u64)]) -> std::fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for &(label, v) in vs {
+        let set = [(key, label)];
+        ConstCounter::new(v).encode(m.encode_family(&set)?)?;
+    }
+    Ok(())
 }
 
 fn gauges(
@@ -161,6 +171,13 @@ impl Collector for Runtime {
             "Threads woken to look for work that found none, less those that found some (0-8; from 4 hand-offs wake nobody).",
             None,
             m.futile_spins,
+        )?;
+        counters(
+            &mut e,
+            "gort_netpoll_spins",
+            "Waits for the network an idle thread spun out before sleeping, by result.",
+            "result",
+            &[("found", m.netpoll_spins_found), ("ran_out", m.netpoll_spins_ran_out)],
         )?;
         gauges(
             &mut e,

@@ -33,7 +33,7 @@
 //! 2. goroutine     g/{wait_reason,hold,mod,labels} timer_heap schedstats
 //! 3. machine       globrunq runnext usergate p m threadg traceback stack/overflow netpoll mprof
 //!                  cpuprof mhooks running parksite hog wall
-//! 4. scheduler     sched/state sched/idle sched/deadlock park sched/timers
+//! 4. scheduler     sched/state sched/netspin sched/idle sched/deadlock park sched/timers
 //!                  sched/find sched/execute sched/mod sysmon start
 //! 5. services      time loom waitslot parker block_on census spawn time/after_func
 //!                  blocking lock_os_thread labels snapshot metrics

@@ -62,6 +62,12 @@ pub struct Metrics {
     /// (0 to 8, starting at 8). From 4 a goroutine that readies another into its own P's empty
     /// `runnext` wakes nobody.
     pub futile_spins: u64,
+    /// Ms with nothing to run that, goroutines waiting on the network, kept their P and polled
+    /// it for a while before sleeping, and found a goroutine to run there (since start).
+    pub netpoll_spins_found: u64,
+    /// Such spins that ran out finding nothing (since start). After 4 in a row Ms stop spinning
+    /// for the network until a sleeping poller is woken by it soon after it slept.
+    pub netpoll_spins_ran_out: u64,
     /// Goroutine stacks in use (goroutines that have started and not finished).
     pub stacks_in_use: u64,
     /// Their bytes (reserved sizes; resident memory is what they touched).
@@ -131,6 +137,8 @@ pub fn metrics() -> Metrics {
     m.stranded_takes = crate::sched::find::stranded_takes();
     m.stranded_wakes = crate::sysmon::STRANDED_WAKES.load(Ordering::Relaxed);
     m.futile_spins = u64::from(crate::sched::idle::FUTILE_SPINS.load(Ordering::Relaxed));
+    m.netpoll_spins_found = crate::sched::netspin::net_spins_found();
+    m.netpoll_spins_ran_out = crate::sched::netspin::net_spins_ran_out();
     let st = s.stacks.stats();
     m.stacks_cached = (st.total_stacks as u64).saturating_sub(pooled_in_use);
     m.stack_bytes_cached = m.stacks_cached * pool_size as u64;

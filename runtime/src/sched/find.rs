@@ -14,6 +14,7 @@ use crate::netpoll;
 use crate::p::{P, P_RUNNING, P_STATE, P_USER};
 use crate::sched::deadlock::check_dead;
 use crate::sched::idle::{note_futile_spin, sleep_until_handed_p, wakep};
+use crate::sched::netspin::{net_spin_on, note_net_spin_found, note_net_spin_ran_out, NET_SPIN_NS};
 use crate::sched::state::Sched;
 use crate::sched::timers::{run_timers, spin_for_timer};
 
@@ -46,6 +47,8 @@ pub(crate) fn stranded_takes() -> u64 {
 #[inline]
 pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P) -> Option<GRef> {
     let mut linger = 0u32;
+    // When this M began spinning for the network (`netspin.rs`), 0 if it has not.
+    let mut net_spin_since = 0u64;
     if s.allp.len() > 1 {
         let tick = p.schedtick.load(Ordering::Relaxed);
         // SAFETY: this M owns p.
@@ -101,6 +104,9 @@ pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P)
                 if more {
                     wakep();
                 }
+                if net_spin_since != 0 {
+                    note_net_spin_found();
+                }
                 return Some(g);
             }
         }
@@ -131,6 +137,24 @@ pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P)
         // Nothing, but a timer is due too soon to sleep for: wait for it here, with the P.
         if spin_for_timer(s, p) {
             continue;
+        }
+        // Nothing, but goroutines wait on the network and answers have been coming soon: look
+        // again, every queue and the network, for a while before giving the P back. A yield
+        // between rounds lets a thread that shares this CPU (the peer, perhaps) answer.
+        if m.spinning.load(Ordering::Relaxed)
+            && net_spin_on()
+            && netpoll::LASTPOLL.load(Ordering::Relaxed) != 0
+            && netpoll::poller().is_some_and(|pl| pl.waiters() > 0)
+        {
+            let now = nanotime();
+            if net_spin_since == 0 {
+                net_spin_since = now;
+            }
+            if now - net_spin_since < NET_SPIN_NS {
+                std::thread::yield_now();
+                continue;
+            }
+            note_net_spin_ran_out();
         }
         // Nothing. A spinning M whose peers are busy lingers a little before giving its P back
         // (sleeping, still spinning, [`SPIN_LINGER`] times): a handoff in flight elsewhere

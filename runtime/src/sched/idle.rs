@@ -51,6 +51,7 @@ use crate::globrunq::global;
 use crate::m::{current_m, set_current_m, M};
 use crate::netpoll;
 use crate::p::{P, P_IDLE, P_RUNNING};
+use crate::sched::netspin::note_poll_woke_after;
 use crate::sched::state::{sched_if_started, Sched};
 
 /// Ms woken to spin for readied work that gave their P back having found nothing, less those
@@ -344,7 +345,8 @@ pub(crate) fn stopm(s: &'static Sched, m: &'static M) {
             m.polling.store(true, Ordering::SeqCst);
             let mut n = 0usize;
             if !m.note.try_consume() {
-                let timeout = timed.then(|| std::time::Duration::from_nanos(next.saturating_sub(nanotime())));
+                let t = nanotime();
+                let timeout = timed.then(|| std::time::Duration::from_nanos(next.saturating_sub(t)));
                 // The woken-up path below finds the Gs (any_work) and takes a P for them.
                 let _ = pl.poll_each(timeout, |t| {
                     // SAFETY: `t` was just handed back by the runtime's poller.
@@ -353,6 +355,9 @@ pub(crate) fn stopm(s: &'static Sched, m: &'static M) {
                         n += 1;
                     }
                 });
+                if n > 0 {
+                    note_poll_woke_after(nanotime() - t);
+                }
             }
             m.polling.store(false, Ordering::Relaxed);
             netpoll::LASTPOLL.store(nanotime(), Ordering::SeqCst);

@@ -14,9 +14,11 @@
 //! stealing half of a random victim's queue (and its expired timers), up to four rounds, with
 //! `runnext` stolen only from a victim that has not scheduled for a few microseconds;
 //! then, if a timer is due sooner than a timed sleep would wake for it (`idle::oversleep_ns`,
-//! measured), spin until it is due (`timers::spin_for_timer`); then, while other Ps are busy,
-//! linger a few 3 µs sleeps still spinning (`find::SPIN_LINGER`), and finally give the P back,
-//! join the idle Ms at once (`idle.rs` says why), and sleep.
+//! measured), spin until it is due (`timers::spin_for_timer`); then, while goroutines wait on
+//! the network and answers have been coming soon, look again for up to 20 µs
+//! (`netspin.rs`); then, while other Ps are busy, linger a few 3 µs sleeps still spinning
+//! (`find::SPIN_LINGER`), and finally give the P back, join the idle Ms at once (`idle.rs`
+//! says why), and sleep.
 //!
 //! A P's local queue is bounded (`p::LOCAL_RUNQ_MAX`): past it, the older half moves to
 //! the global queue in one batch (Go's `runqputslow`), so recent work runs first and fan-out
@@ -27,6 +29,7 @@
 //!
 //! - `state.rs`: the shared state (Ps, idle lists, counters, stack pool, free Gs);
 //! - `idle.rs`: idle Ps and Ms and the spinning protocol (`wakep`, `startm`, `stopm`);
+//! - `netspin.rs`: when an M with nothing to run spins for the network before it sleeps;
 //! - `deadlock.rs`: deadlock detection;
 //! - `timers.rs`: the per-P timers as the scheduler runs them;
 //! - `find.rs`: where an M finds work, stealing included;
@@ -54,6 +57,7 @@ pub(crate) mod deadlock;
 pub(crate) mod execute;
 pub(crate) mod find;
 pub(crate) mod idle;
+pub(crate) mod netspin;
 pub(crate) mod state;
 pub(crate) mod timers;
 
