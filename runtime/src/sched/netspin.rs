@@ -57,8 +57,8 @@ pub(crate) fn note_net_spin_ran_out() {
     }
 }
 
-/// A network spin found a goroutine to run.
-#[cold]
+/// A network spin found a goroutine to run (under load, once per request that came in while
+/// the M spun: not cold).
 pub(crate) fn note_net_spin_found() {
     NET_SPINS_FOUND.fetch_add(1, Ordering::Relaxed);
     NET_SPINS_FUTILE.store(0, Ordering::Relaxed);
