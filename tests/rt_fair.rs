@@ -557,19 +557,25 @@ fn a_long_run_yields_at_its_next_lock_when_asked() {
     assert!(wakes <= 2 * ms + 60 * retakes + 100, "sysmon ticked fast after asks: {seen}");
 }
 
-/// Context switches of sysmon's thread so far: one per tick (it sleeps between ticks).
+/// Context switches of sysmon's thread so far: one per tick (it sleeps between ticks). The
+/// thread names itself when it starts, which on a loaded machine can be a while after the
+/// runtime's start: wait for it (up to 10 s).
 fn sysmon_wakes() -> u64 {
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let dir = task.unwrap().path();
-        if std::fs::read_to_string(dir.join("comm")).unwrap_or_default().trim() != "gort-sysmon" {
-            continue;
+    let t = Instant::now();
+    loop {
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let dir = task.unwrap().path();
+            if std::fs::read_to_string(dir.join("comm")).unwrap_or_default().trim() != "gort-sysmon" {
+                continue;
+            }
+            let status = std::fs::read_to_string(dir.join("status")).unwrap();
+            return status
+                .lines()
+                .filter(|l| l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary_ctxt_switches"))
+                .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+                .sum();
         }
-        let status = std::fs::read_to_string(dir.join("status")).unwrap();
-        return status
-            .lines()
-            .filter(|l| l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary_ctxt_switches"))
-            .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
-            .sum();
+        assert!(t.elapsed() < Duration::from_secs(10), "no gort-sysmon thread after 10 s");
+        std::thread::sleep(Duration::from_millis(1));
     }
-    panic!("no gort-sysmon thread");
 }
