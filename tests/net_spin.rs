@@ -14,6 +14,17 @@ mod common;
 /// The tests take turns: each child keeps an M and a peer thread busy, two CPUs' worth.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// In the test process: runs test `name` in a child at GOMAXPROCS=1, one such child at a time,
+/// and returns true. In the child: returns false, for the test to run.
+fn ran_in_child(name: &str) -> bool {
+    if common::in_child() {
+        return false;
+    }
+    let _s = common::take_turn(&SERIAL);
+    common::run_child_ok(name, &[("GOMAXPROCS", "1")]);
+    true
+}
+
 /// Voluntary context switches (sleeps) of the runtime's Ms so far.
 fn m_sleeps() -> u64 {
     let mut n = 0;
@@ -64,9 +75,7 @@ fn spins() -> (u64, u64) {
 /// 0-52 with it.
 #[test]
 fn an_idle_m_spins_for_a_quick_answer_instead_of_sleeping() {
-    if !common::in_child() {
-        let _s = common::take_turn(&SERIAL);
-        common::run_child_ok("an_idle_m_spins_for_a_quick_answer_instead_of_sleeping", &[("GOMAXPROCS", "1")]);
+    if ran_in_child("an_idle_m_spins_for_a_quick_answer_instead_of_sleeping") {
         return;
     }
     const N: u64 = 2000;
@@ -113,9 +122,7 @@ fn an_idle_m_spins_for_a_quick_answer_instead_of_sleeping() {
 /// again, and the following answers are caught spinning.
 #[test]
 fn a_quiet_network_turns_spinning_off_and_a_quick_one_back_on() {
-    if !common::in_child() {
-        let _s = common::take_turn(&SERIAL);
-        common::run_child_ok("a_quiet_network_turns_spinning_off_and_a_quick_one_back_on", &[("GOMAXPROCS", "1")]);
+    if ran_in_child("a_quiet_network_turns_spinning_off_and_a_quick_one_back_on") {
         return;
     }
     let (quiet, _quiet_peer) = StdUnixStream::pair().unwrap();

@@ -35,6 +35,13 @@ pub(crate) fn poller() -> Option<&'static Poller> {
     POLLER.get()
 }
 
+/// Whether a non-blocking poll could find anything: goroutines wait on the network and no M is
+/// blocked in the poller (which would get their events first).
+#[inline]
+pub(crate) fn worth_polling() -> bool {
+    LASTPOLL.load(Ordering::Relaxed) != 0 && poller().is_some_and(|pl| pl.waiters() > 0)
+}
+
 /// The poller, created on first use (Go's `netpollGenericInit`).
 ///
 /// Private to the runtime: every token in it must name a G parked on it (see [`g_of`]), so no

@@ -89,7 +89,7 @@ pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P)
             return Some(g);
         }
         // The network, if someone waits on it and no M is blocked polling already.
-        if netpoll::LASTPOLL.load(Ordering::Relaxed) != 0 && netpoll::poller().is_some_and(|pl| pl.waiters() > 0) {
+        if netpoll::worth_polling() {
             let (mut first, mut more) = (None, false);
             netpoll::poll_now(|g| {
                 if first.is_none() {
@@ -141,11 +141,7 @@ pub(crate) fn find_runnable(s: &'static Sched, m: &'static M, mut p: &'static P)
         // Nothing, but goroutines wait on the network and answers have been coming soon: look
         // again, every queue and the network, for a while before giving the P back. A yield
         // between rounds lets a thread that shares this CPU (the peer, perhaps) answer.
-        if m.spinning.load(Ordering::Relaxed)
-            && net_spin_on()
-            && netpoll::LASTPOLL.load(Ordering::Relaxed) != 0
-            && netpoll::poller().is_some_and(|pl| pl.waiters() > 0)
-        {
+        if m.spinning.load(Ordering::Relaxed) && net_spin_on() && netpoll::worth_polling() {
             let now = nanotime();
             if net_spin_since == 0 {
                 net_spin_since = now;
