@@ -21,7 +21,7 @@
 
 use std::sync::Arc;
 
-use crate::g::GRef;
+use crate::g::{GRef, SwitchIn};
 use crate::prefetch::prefetch;
 
 /// A timer callback with generations: an entry is live while its generation is current.
@@ -34,8 +34,8 @@ pub(crate) trait TimerFunc: Send + Sync {
 }
 
 pub(crate) enum Target {
-    /// Wake a sleeping goroutine.
-    G(GRef),
+    /// Wake a sleeping goroutine, whose stack starts loading from the hint when it is due.
+    G(GRef, SwitchIn),
     /// Run a callback if its generation still matches.
     Func(Arc<dyn TimerFunc>, u64),
 }
@@ -46,7 +46,7 @@ impl Target {
     /// sees at least the entry's generation; a newer one means stopped or re-armed.
     fn live(&self) -> bool {
         match self {
-            Target::G(_) => true,
+            Target::G(..) => true,
             Target::Func(f, gen) => f.is_live(*gen),
         }
     }
@@ -249,12 +249,12 @@ impl TimerHeap {
     }
 
     /// The goroutine the earliest timer wakes, if that timer is a sleeper's.
-    pub(crate) fn earliest_sleeper(&self) -> Option<GRef> {
+    pub(crate) fn earliest_sleeper(&self) -> Option<(GRef, SwitchIn)> {
         if self.len == 0 {
             return None;
         }
         match self.slab.get(self.node(0).slot as usize)? {
-            Some(Target::G(g)) => Some(*g),
+            Some(Target::G(g, hint)) => Some((*g, *hint)),
             _ => None,
         }
     }
@@ -289,7 +289,7 @@ mod tests {
         std::iter::from_fn(|| h.pop_if_due(now))
             .map(|e| match e.target {
                 Target::Func(_, gen) => (e.when, gen),
-                Target::G(_) => unreachable!(),
+                Target::G(..) => unreachable!(),
             })
             .collect()
     }
@@ -307,14 +307,14 @@ mod tests {
         assert!(h.earliest_sleeper().is_none());
         let a = GRef(Box::leak(Box::new(G::new(GKind::Thread))));
         let b = GRef(Box::leak(Box::new(G::new(GKind::Thread))));
-        h.push(30, Target::G(a));
-        h.push(20, Target::G(b));
-        assert!(h.earliest_sleeper() == Some(b));
+        h.push(30, Target::G(a, SwitchIn::default()));
+        h.push(20, Target::G(b, SwitchIn::default()));
+        assert!(h.earliest_sleeper().map(|s| s.0) == Some(b));
         h.push(10, Target::Func(f, 0));
         assert!(h.earliest_sleeper().is_none(), "the earliest entry is a callback");
         assert!(matches!(h.pop_if_due(10).map(|e| e.target), Some(Target::Func(..))));
-        assert!(matches!(h.pop_if_due(20).map(|e| e.target), Some(Target::G(g)) if g == b));
-        assert!(h.earliest_sleeper() == Some(a));
+        assert!(matches!(h.pop_if_due(20).map(|e| e.target), Some(Target::G(g, _)) if g == b));
+        assert!(h.earliest_sleeper().map(|s| s.0) == Some(a));
     }
 
     #[test]

@@ -454,9 +454,15 @@ impl G {
 }
 
 /// Lines of a parked goroutine's stack that switching it back in touches first, from where
-/// [`prefetch_switch_in`] starts: the switch's saved registers just below the park site's frame,
-/// the runtime's frames above it, and usually the caller's own frame.
+/// [`SwitchIn`] starts: the switch's saved registers just below the park site's frame, the
+/// runtime's frames above it, and usually the caller's own frame. Where the stack's top is not
+/// known (nor above the park site), [`SwitchIn`] loads this many.
 const SWITCH_IN_LINES: usize = 4;
+
+/// The most lines [`SwitchIn`] loads: up to the stack's top, which a shallow goroutine (a
+/// sleeper, a worker in a loop) reaches within this many as it returns from the park into its
+/// own frames, each a miss on a stack that has gone cold.
+const SWITCH_IN_MAX_LINES: usize = 16;
 
 /// Bytes below the park site's stack pointer where the switch's saved registers begin (the
 /// coroutine switch pushes three words under `suspend`'s frame), rounded up to a line's half.
@@ -474,21 +480,56 @@ pub(crate) fn prefetch_desc(g: GRef) {
     }
 }
 
-/// Starts loading the lines of `g`'s stack that resuming it will touch first. A goroutine that
-/// has not run for a while (one of hundreds taking turns, a sleeper whose timer fired)
-/// otherwise takes these misses one after another, as each `ret` waits for the line holding its
-/// return address; issued together, they overlap. Reads the park site from the G's first line.
-/// A hint only: a wrong or stale address costs a wasted load, never a fault.
-#[inline(always)]
-pub(crate) fn prefetch_switch_in(g: GRef) {
-    // Relaxed: a hint; a stale value prefetches the wrong lines, nothing more.
-    let sp = g.0.park_sp.load(Ordering::Relaxed);
-    if sp == 0 {
-        return;
+/// The lines of a parked goroutine's stack that resuming it will touch first: from just below
+/// its park site up to its stack's top, at most [`SWITCH_IN_MAX_LINES`]. A goroutine that has
+/// not run for a while (one of hundreds taking turns, a sleeper whose timer fired) otherwise
+/// takes these misses one after another, as each `ret` waits for the line holding its return
+/// address; issued together, they overlap.
+///
+/// Read while the goroutine is parked and kept beside it (a timer entry keeps one), so that the
+/// stack starts loading without waiting for the G's own line first: on a cold stack each
+/// prefetch waits for its page's translation, and a prefetch that must first wait for the
+/// descriptor cannot overlap with the others. A hint only: a wrong or stale address costs a
+/// wasted load, never a fault. Packed as the first line's address with the line count, less
+/// one, in its low six bits (0: nothing to load).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SwitchIn(usize);
+
+impl SwitchIn {
+    /// Reads `g`'s park site and stack top.
+    #[inline]
+    pub(crate) fn of(g: GRef) -> SwitchIn {
+        // Relaxed: a hint; a stale value prefetches the wrong lines, nothing more.
+        let sp = g.0.park_sp.load(Ordering::Relaxed);
+        if sp == 0 {
+            return SwitchIn(0);
+        }
+        let first = sp.wrapping_sub(SWITCH_IN_BELOW) & !63;
+        let hi = g.0.stack_hi.load(Ordering::Relaxed);
+        let lines = if hi > first { ((hi - first) / 64).clamp(1, SWITCH_IN_MAX_LINES) } else { SWITCH_IN_LINES };
+        SwitchIn(first | (lines - 1))
     }
-    let first = sp.wrapping_sub(SWITCH_IN_BELOW) & !63;
-    for i in 0..SWITCH_IN_LINES {
-        prefetch(first.wrapping_add(64 * i));
+
+    /// Lines this hint loads.
+    #[cfg(test)]
+    pub(crate) fn lines(self) -> usize {
+        if self.0 == 0 {
+            0
+        } else {
+            (self.0 & 63) + 1
+        }
+    }
+
+    /// Starts loading the lines.
+    #[inline(always)]
+    pub(crate) fn prefetch(self) {
+        if self.0 == 0 {
+            return;
+        }
+        let first = self.0 & !63;
+        for i in 0..=(self.0 & 63) {
+            prefetch(first.wrapping_add(64 * i));
+        }
     }
 }
 
@@ -834,4 +875,27 @@ pub fn for_each_g_held(mut f: impl FnMut(GRef, Option<&Parked<'_>>)) {
 #[doc(hidden)]
 pub fn allg_len() -> usize {
     ALLGS.len.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switch_in_loads_from_below_the_park_site_up_to_the_stack_top_at_most_its_cap() {
+        let g = GRef(Box::leak(Box::new(G::new(GKind::Thread))));
+        assert_eq!(SwitchIn::of(g).lines(), 0, "never parked: nothing to load");
+        let hi = 0x7000_0000usize;
+        g.0.stack_hi.store(hi, Ordering::Relaxed);
+        // 200 bytes below the top: the saved registers' line and the three above it.
+        g.0.park_sp.store(hi - 200, Ordering::Relaxed);
+        assert_eq!(SwitchIn::of(g).lines(), 4);
+        assert_eq!(SwitchIn::of(g).0 & !63, (hi - 200 - SWITCH_IN_BELOW) & !63);
+        // Deep in its stack: capped.
+        g.0.park_sp.store(hi - 64 * 1024, Ordering::Relaxed);
+        assert_eq!(SwitchIn::of(g).lines(), SWITCH_IN_MAX_LINES);
+        // No stack top known: the fixed count.
+        g.0.stack_hi.store(0, Ordering::Relaxed);
+        assert_eq!(SwitchIn::of(g).lines(), SWITCH_IN_LINES);
+    }
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::clock::nanotime;
-use crate::g::{prefetch_desc, prefetch_switch_in};
+use crate::g::prefetch_desc;
 use crate::globrunq::global;
 use crate::p::P;
 use crate::park::{ready_from_timer, with_current_p};
@@ -93,17 +93,18 @@ pub(crate) fn run_timers(owner: &'static P, p: &P, now: u64) {
             }
             p.timer0.store(h.earliest(), Ordering::Relaxed);
         }
-        // The sleepers have not run for a while: start all their descriptors loading, then,
-        // as each is readied, its stack's top lines, so that their misses overlap.
+        // The sleepers have not run for a while: start all their descriptors and stacks loading
+        // at once, in a loop of nothing else, so that their misses (each with a page walk)
+        // overlap.
         for e in due.iter().take(n).flatten() {
-            if let Target::G(g) = e.target {
+            if let Target::G(g, stack) = e.target {
                 prefetch_desc(g);
+                stack.prefetch();
             }
         }
         for e in due.iter_mut().take(n).filter_map(Option::take) {
             match e.target {
-                Target::G(g) => {
-                    prefetch_switch_in(g);
+                Target::G(g, _) => {
                     // SAFETY: `sleep`'s commit published `g` in this one entry, popped once under
                     // the heap's lock (no sweep drops a `Target::G`): the park's one `ready`. This M
                     // owns `owner` in scheduler context (the caller's contract).
@@ -162,9 +163,9 @@ pub(crate) fn spin_for_timer(s: &'static Sched, p: &'static P) -> bool {
     // The wait is idle time: load the sleeper it is for, which would otherwise take its misses
     // (descriptor, then stack) one after another once due.
     let sleeper = p.timers.try_lock().and_then(|h| h.earliest_sleeper());
-    if let Some(g) = sleeper {
+    if let Some((g, stack)) = sleeper {
         prefetch_desc(g);
-        prefetch_switch_in(g);
+        stack.prefetch();
     }
     while nanotime() < next && !p.has_work() && global().is_empty() {
         for _ in 0..16 {

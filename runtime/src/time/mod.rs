@@ -31,7 +31,7 @@ use parking_lot::Mutex;
 
 pub use self::after_func::after_func;
 pub use crate::clock::nanotime;
-use crate::g::{GRef, WaitReason};
+use crate::g::{GRef, SwitchIn, WaitReason};
 use crate::park::{park, ready};
 use crate::sched::state::started;
 use crate::sched::timers::add_timer;
@@ -60,7 +60,7 @@ pub fn sleep(d: Duration) {
     // `run_timers` pops once and readies; neither it nor `timer_added` parks or panics.
     unsafe {
         park(WaitReason::Sleep, |g| {
-            add_timer(started(), when, Target::G(g));
+            add_timer(started(), when, Target::G(g, SwitchIn::of(g)));
             true
         })
     };
