@@ -328,6 +328,69 @@ fn a_backlog_of_sleepers_wakes_in_deadline_order() {
     panic!("three attempts, none in deadline order: {seen:#?}");
 }
 
+/// A backlog of due sleepers at GOMAXPROCS=1 is fired in batches: 400 sleepers due 1 µs apart,
+/// each spinning 10 µs once awake. While sleepers fired earlier still wait their turn, a pass
+/// fires only when the run queue has room for several, so that their cold stacks load together
+/// (a pass that fired one sleeper per schedule made each wait out its own page walk). Each
+/// sleeper reads how many timers are still in the heap: that count falls a batch at a time.
+#[test]
+fn a_backlog_of_sleepers_is_fired_in_batches() {
+    if !common::in_child() {
+        common::run_child_ok("a_backlog_of_sleepers_is_fired_in_batches", &[("GOMAXPROCS", "1")]);
+        return;
+    }
+    const N: usize = 400;
+    let mut seen = Vec::new();
+    for margin_ms in [100u64, 400, 1600] {
+        let (pending, armed_in_time) = run(move || {
+            let pending = Arc::new(std::sync::Mutex::new(Vec::with_capacity(N)));
+            let armed = Arc::new(AtomicU64::new(0));
+            let t0 = Arc::new(std::sync::OnceLock::<Instant>::new());
+            let (tx, rx) = gort::chan::chan::<()>(0);
+            let hs: Vec<_> = (0..N)
+                .map(|i| {
+                    let at = Duration::from_millis(margin_ms) + Duration::from_micros(((i * 7) % N) as u64);
+                    let (pending, armed, t0, rx) = (pending.clone(), armed.clone(), t0.clone(), rx.clone());
+                    go!(move || {
+                        assert!(rx.recv().is_none());
+                        let t0 = *t0.get().unwrap();
+                        armed.fetch_max(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        sleep((t0 + at).saturating_duration_since(Instant::now()));
+                        pending.lock().unwrap().push(gort::runtime::internal::timer_entries());
+                        let spin = Instant::now();
+                        while spin.elapsed() < Duration::from_micros(10) {
+                            std::hint::spin_loop();
+                        }
+                    })
+                })
+                .collect();
+            t0.set(Instant::now()).unwrap();
+            drop((tx, rx));
+            for h in hs {
+                h.join().unwrap();
+            }
+            let pending = std::mem::take(&mut *pending.lock().unwrap());
+            (pending, armed.load(Ordering::Relaxed) < margin_ms * 1000)
+        });
+        if !armed_in_time {
+            seen.push("arming overran the margin".to_string());
+            continue;
+        }
+        assert_eq!(pending.len(), N);
+        // Passes that fired, as the sleepers saw them: one fired a single sleeper per schedule
+        // would show almost N.
+        let passes = pending.windows(2).filter(|w| w[1] != w[0]).count();
+        if passes <= N / 4 {
+            return;
+        }
+        seen.push(format!(
+            "{passes} passes fired {N} sleepers; heap sizes seen: {:?}",
+            &pending[..pending.len().min(60)]
+        ));
+    }
+    panic!("three attempts, none in batches: {seen:#?}");
+}
+
 /// At GOMAXPROCS=1 a sleeper wakes while two goroutines hand off to each other without pause:
 /// a woken sleeper joins the run queue's tail, and the pair, always in `runnext`, must not keep
 /// it there (the scheduler takes the queue's head every 61st schedule).

@@ -151,6 +151,13 @@ impl TimerHeap {
             if first >= self.len {
                 break;
             }
+            // The four children's own children fill the four lines from `4i + 2`: whichever
+            // child wins, its line starts loading now, a level ahead of the descent (in a heap
+            // that has gone cold, the bottom levels miss).
+            let grand = 4 * i + 2;
+            for l in grand..(grand + 4).min(self.lines.len()) {
+                prefetch(&self.lines[l] as *const Line as usize);
+            }
             let kids = &self.lines[i + 1].0;
             let n = (self.len - first).min(4);
             let mut c = 0;

@@ -468,14 +468,16 @@ const SWITCH_IN_MAX_LINES: usize = 16;
 /// coroutine switch pushes three words under `suspend`'s frame), rounded up to a line's half.
 const SWITCH_IN_BELOW: usize = 32;
 
-/// Lines of a G that parking, readying and switching touch (its hot fields).
-const HOT_LINES: usize = 3;
+/// Lines of a G: parking, readying and switching touch the first three (its hot fields), a
+/// goroutine's exit the last (`goexit0`: its bounds, its rare block).
+const DESC_LINES: usize = std::mem::size_of::<G>() / 64;
 
-/// Starts loading `g`'s hot lines (see [`prefetch_switch_in`]).
+/// Starts loading all of `g` (see [`SwitchIn`]): a goroutine readied after a long wait (a
+/// sleeper) often runs to its end, and its G's last line would be a miss of its own there.
 #[inline(always)]
 pub(crate) fn prefetch_desc(g: GRef) {
     let base = g.as_ptr() as usize;
-    for i in 0..HOT_LINES {
+    for i in 0..DESC_LINES {
         prefetch(base + 64 * i);
     }
 }

@@ -40,6 +40,13 @@ pub(crate) fn add_timer(s: &'static Sched, when: u64, target: Target) {
 /// timers allocates nothing. Also how long the firing M's run queue may grow by a pass.
 const FIRE_BATCH: usize = 16;
 
+/// While sleepers an earlier pass queued are still waiting their turn (a backlog of due
+/// timers), a pass fires only once the run queue has room for this many: each sleeper's first
+/// look at its stack waits for a page walk (a cold stack, on a page of its own), and walks
+/// started together overlap, where one per pass does not. The sleepers it holds back would have
+/// queued behind those already waiting.
+const FIRE_REFILL: usize = FIRE_BATCH / 2;
+
 /// The fewest timers a pass fires, however long the run queue: a queue that other work keeps
 /// long does not starve the timers. One: each schedule runs one goroutine, so a pass that adds
 /// no more than that to a queue already at [`FIRE_BATCH`] keeps it there.
@@ -61,13 +68,17 @@ pub(crate) fn run_timers(owner: &'static P, p: &P, now: u64) {
         return;
     }
     let queued = owner.runq_len();
+    let tick = owner.schedtick.load(Ordering::Relaxed);
+    let room = FIRE_BATCH.saturating_sub(queued);
+    if room < FIRE_REFILL && tick < owner.timer_fifo_until.load(Ordering::Relaxed) {
+        return;
+    }
     let mut budget = FIRE_BATCH.saturating_sub(queued).max(FIRE_MIN);
     // The pass's first sleeper runs next (as Go's timers ready into `runnext`), so that a sleeper
     // behind goroutines that each run a long slice waits for none of them, unless that would
     // have it overtake goroutines it should follow: sleepers an earlier pass queued (a stream of
     // due timers would run newest first), a hand-off waiting in `runnext`, or a backlog
     // (goroutines woken together, whose start it would delay).
-    let tick = owner.schedtick.load(Ordering::Relaxed);
     let mut jump = tick >= owner.timer_fifo_until.load(Ordering::Relaxed)
         && owner.runnext.load(Ordering::Relaxed) == 0
         && queued + crate::globrunq::global().len() <= FIRE_BATCH;
