@@ -391,6 +391,77 @@ fn a_backlog_of_sleepers_is_fired_in_batches() {
     panic!("three attempts, none in batches: {seen:#?}");
 }
 
+/// Batching a backlog must not hold sleepers back behind other work: at GOMAXPROCS=1, 64
+/// goroutines yield in a loop, counting schedules, while 100 sleepers fall due 20 µs apart. A
+/// sleeper wakes about one run queue's worth of schedules after its deadline (it joins the
+/// queue's tail). A pass that waited for the sleepers queued before it to run first, while the
+/// queue stayed long, made that two queues' worth.
+#[test]
+fn sleepers_beside_a_long_run_queue_are_not_held_back() {
+    if !common::in_child() {
+        common::run_child_ok("sleepers_beside_a_long_run_queue_are_not_held_back", &[("GOMAXPROCS", "1")]);
+        return;
+    }
+    const YIELDERS: u64 = 64;
+    const SLEEPERS: usize = 100;
+    let waits = run(|| {
+        let ticks = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let yielders: Vec<_> = (0..YIELDERS)
+            .map(|_| {
+                let (ticks, stop) = (ticks.clone(), stop.clone());
+                go!(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        ticks.fetch_add(1, Ordering::Relaxed);
+                        gort::runtime::yield_now();
+                    }
+                })
+            })
+            .collect();
+        let t0 = Instant::now() + Duration::from_millis(50);
+        let sleepers: Vec<_> = (0..SLEEPERS)
+            .map(|i| {
+                let ticks = ticks.clone();
+                let deadline = t0 + Duration::from_micros(2 * i as u64);
+                go!(move || {
+                    sleep(deadline.saturating_duration_since(Instant::now()));
+                    let woke = ticks.load(Ordering::Relaxed);
+                    // The schedules since the deadline: the count when the deadline passed is
+                    // read by a watcher below; here only the wake's count.
+                    (deadline, woke)
+                })
+            })
+            .collect();
+        // A plain thread records the count as each deadline passes.
+        let watch = {
+            let ticks = ticks.clone();
+            std::thread::spawn(move || {
+                (0..SLEEPERS)
+                    .map(|i| {
+                        let deadline = t0 + Duration::from_micros(2 * i as u64);
+                        while Instant::now() < deadline {
+                            std::hint::spin_loop();
+                        }
+                        ticks.load(Ordering::Relaxed)
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        };
+        let woke: Vec<u64> = sleepers.into_iter().map(|h| h.join().unwrap().1).collect();
+        stop.store(true, Ordering::Relaxed);
+        for y in yielders {
+            y.join().unwrap();
+        }
+        let due = watch.join().unwrap();
+        woke.iter().zip(&due).map(|(w, d)| w.saturating_sub(*d)).collect::<Vec<u64>>()
+    });
+    let worst = *waits.iter().max().unwrap();
+    assert!(
+        worst <= YIELDERS * 3 / 2,
+        "a sleeper waited {worst} schedules after its deadline beside {YIELDERS} yielders (all: {waits:?})"
+    );
+}
+
 /// At GOMAXPROCS=1 a sleeper wakes while two goroutines hand off to each other without pause:
 /// a woken sleeper joins the run queue's tail, and the pair, always in `runnext`, must not keep
 /// it there (the scheduler takes the queue's head every 61st schedule).

@@ -77,6 +77,9 @@ pub(crate) struct P {
     /// The `schedtick` by which every sleeper a timer pass queued at the tail has had its turn
     /// (written and read by the owner only, in `run_timers`).
     pub(crate) timer_fifo_until: AtomicU64,
+    /// Timer passes in a row that held a backlog back for room in the run queue (written and
+    /// read by the owner only, in `run_timers`).
+    pub(crate) timer_held: AtomicU32,
     /// Goroutines spawned on this P minus goroutines that finished on it (negative when more
     /// finished here than started): a share of `num_goroutine`'s sum. Written by the owner only
     /// (a load and a store, no read-modify-write): one counter for the whole process was a
@@ -149,6 +152,7 @@ impl P {
             runnext: RunNext::new(),
             schedtick: AtomicU64::new(0),
             timer_fifo_until: AtomicU64::new(0),
+            timer_held: AtomicU32::new(0),
             nlive: LiveCount(AtomicIsize::new(0)),
             syscalltick: AtomicU64::new(0),
             curg: AtomicPtr::new(ptr::null_mut()),

@@ -41,10 +41,11 @@ pub(crate) fn add_timer(s: &'static Sched, when: u64, target: Target) {
 const FIRE_BATCH: usize = 16;
 
 /// While sleepers an earlier pass queued are still waiting their turn (a backlog of due
-/// timers), a pass fires only once the run queue has room for this many: each sleeper's first
-/// look at its stack waits for a page walk (a cold stack, on a page of its own), and walks
-/// started together overlap, where one per pass does not. The sleepers it holds back would have
-/// queued behind those already waiting.
+/// timers), a pass fires only once the run queue has room for this many, or once this many
+/// passes in a row have held the backlog back (when other goroutines keep the queue long), and
+/// then fires this many: each sleeper's first look at its stack waits for a page walk (a cold
+/// stack, on a page of its own), and walks started together overlap, where one per pass does
+/// not. A sleeper held back waits at most this many schedules more than it would have.
 const FIRE_REFILL: usize = FIRE_BATCH / 2;
 
 /// The fewest timers a pass fires, however long the run queue: a queue that other work keeps
@@ -70,10 +71,18 @@ pub(crate) fn run_timers(owner: &'static P, p: &P, now: u64) {
     let queued = owner.runq_len();
     let tick = owner.schedtick.load(Ordering::Relaxed);
     let room = FIRE_BATCH.saturating_sub(queued);
+    let mut budget = room.max(FIRE_MIN);
     if room < FIRE_REFILL && tick < owner.timer_fifo_until.load(Ordering::Relaxed) {
-        return;
+        let held = owner.timer_held.load(Ordering::Relaxed);
+        if held < FIRE_REFILL as u32 {
+            owner.timer_held.store(held + 1, Ordering::Relaxed);
+            return;
+        }
+        // Other goroutines keep the queue long: fire what one pass per schedule would have
+        // fired meanwhile, so that the timers keep their pace behind them.
+        budget = FIRE_REFILL;
     }
-    let mut budget = FIRE_BATCH.saturating_sub(queued).max(FIRE_MIN);
+    owner.timer_held.store(0, Ordering::Relaxed);
     // The pass's first sleeper runs next (as Go's timers ready into `runnext`), so that a sleeper
     // behind goroutines that each run a long slice waits for none of them, unless that would
     // have it overtake goroutines it should follow: sleepers an earlier pass queued (a stream of
