@@ -48,8 +48,8 @@ const FIRE_BATCH: usize = 16;
 /// not. A sleeper held back waits at most this many schedules more than it would have.
 const FIRE_REFILL: usize = FIRE_BATCH / 2;
 
-/// The fewest timers a pass fires, however long the run queue: a queue that other work keeps
-/// long does not starve the timers. One: each schedule runs one goroutine, so a pass that adds
+/// The fewest timers a pass fires, however long the run queue, unless it holds a backlog back
+/// (see [`FIRE_REFILL`]): a queue that other work keeps long does not starve the timers. One: each schedule runs one goroutine, so a pass that adds
 /// no more than that to a queue already at [`FIRE_BATCH`] keeps it there.
 const FIRE_MIN: usize = 1;
 
@@ -60,7 +60,8 @@ const FIRE_MIN: usize = 1;
 /// A pass fires at most enough timers to bring `owner`'s run queue up to [`FIRE_BATCH`] (and at
 /// least [`FIRE_MIN`]), and the goroutines it wakes join the queue's tail. So when timers fall
 /// due faster than their goroutines run, the backlog waits in the heap, in deadline order, and
-/// is fired a few at a time between runs. A pass that fired everything due would take longer
+/// is fired a few at a time between runs (in refills of [`FIRE_REFILL`] while the sleepers of
+/// earlier passes still wait their turn). A pass that fired everything due would take longer
 /// the more was due, let the next pass find even more, and leave a queue in which each pass's
 /// newest sleeper (through `runnext`) went ahead of all the older ones.
 pub(crate) fn run_timers(owner: &'static P, p: &P, now: u64) {
