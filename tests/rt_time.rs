@@ -249,13 +249,72 @@ fn every_waiter_of_a_timer_wakes() {
     println!("all {} waiters woke", woke.load(Ordering::SeqCst));
 }
 
-/// A backlog of due timers at GOMAXPROCS=1: 20 groups of 100 sleepers, the groups due 1 ms
-/// apart, each sleeper spinning 50 µs once awake, so every group takes five times as long to
-/// run as the gap to the next. The groups wake in deadline order: the backlog waits in the heap,
-/// and each woken sleeper joins the tail of the run queue. (A pass that fired everything due,
-/// each one into `runnext`, woke the newest of each pass first, and past 256 queued the oldest
-/// went to the global queue, to run last.) Within a group the order is free: the deadlines are
-/// equal but for the clock reads' jitter.
+/// A backlog of due timers, in a child at GOMAXPROCS=1: `n` goroutines wait for one start
+/// signal, then sleeper `i` sleeps until `margin + at(i)` after it, records `woke(i)` and spins
+/// for `spin`. Returns what they recorded, in the order they woke, to `check`, which says what
+/// is wrong with it, if anything. Every sleeper must have armed its timer before the first is
+/// due, and a sleeper preempted between reading the clock and arming arms late by the
+/// preemption: on a box loaded enough for either, an attempt proves nothing and is repeated with
+/// a longer margin; three failed attempts panic with what each saw.
+fn backlog<T: Send + 'static>(
+    n: usize,
+    at: fn(usize) -> Duration,
+    spin: Duration,
+    woke: fn(usize) -> T,
+    check: impl Fn(&[T]) -> Result<(), String>,
+) {
+    let mut seen = Vec::new();
+    for margin_ms in [100u64, 400, 1600] {
+        let (order, armed_in_time) = run(move || {
+            let order = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
+            let armed = Arc::new(AtomicU64::new(0));
+            let t0 = Arc::new(std::sync::OnceLock::<Instant>::new());
+            let (tx, rx) = gort::chan::chan::<()>(0);
+            let hs: Vec<_> = (0..n)
+                .map(|i| {
+                    let (order, armed, t0, rx) = (order.clone(), armed.clone(), t0.clone(), rx.clone());
+                    go!(move || {
+                        assert!(rx.recv().is_none());
+                        let t0 = *t0.get().unwrap();
+                        let deadline = t0 + Duration::from_millis(margin_ms) + at(i);
+                        armed.fetch_max(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        sleep(deadline.saturating_duration_since(Instant::now()));
+                        order.lock().unwrap().push(woke(i));
+                        let t = Instant::now();
+                        while t.elapsed() < spin {
+                            std::hint::spin_loop();
+                        }
+                    })
+                })
+                .collect();
+            t0.set(Instant::now()).unwrap();
+            drop((tx, rx));
+            for h in hs {
+                h.join().unwrap();
+            }
+            let order = std::mem::take(&mut *order.lock().unwrap());
+            (order, armed.load(Ordering::Relaxed) < margin_ms * 1000)
+        });
+        if !armed_in_time {
+            seen.push("arming overran the margin".to_string());
+            continue;
+        }
+        assert_eq!(order.len(), n);
+        match check(&order) {
+            Ok(()) => return,
+            Err(e) => seen.push(e),
+        }
+    }
+    panic!("three attempts, none passed: {seen:#?}");
+}
+
+/// 20 groups of 100 sleepers, the groups due 1 ms apart (spawn order is not deadline order),
+/// each sleeper spinning 50 µs once awake, so every group takes five times as long to run as the
+/// gap to the next. The groups wake in deadline order: the backlog waits in the heap, and each
+/// woken sleeper joins the tail of the run queue. (A pass that fired everything due, each one
+/// into `runnext`, woke the newest of each pass first, and past 256 queued the oldest went to
+/// the global queue, to run last.) Within a group the order is free: the deadlines are equal but
+/// for the clock reads' jitter.
 #[test]
 fn a_backlog_of_sleepers_wakes_in_deadline_order() {
     if !common::in_child() {
@@ -263,76 +322,43 @@ fn a_backlog_of_sleepers_wakes_in_deadline_order() {
         return;
     }
     const GROUPS: usize = 20;
-    const PER: usize = 100;
-    const N: usize = GROUPS * PER;
-    // Every sleeper must have armed its timer before the first is due, and a sleeper preempted
-    // between reading the clock and arming arms late by the preemption: on a box loaded enough
-    // for either, an attempt proves nothing and is repeated.
-    let mut seen = Vec::new();
-    for margin_ms in [100u64, 400, 1600] {
-        let (order, armed_in_time) = run(move || {
-            let woke = Arc::new(std::sync::Mutex::new(Vec::with_capacity(N)));
-            let armed = Arc::new(AtomicU64::new(0));
-            let t0 = Arc::new(std::sync::OnceLock::<Instant>::new());
-            let (tx, rx) = gort::chan::chan::<()>(0);
-            let hs: Vec<_> = (0..N)
-                .map(|i| {
-                    // Spawn order is not deadline order.
-                    let group = (i * 7) % GROUPS;
-                    let (woke, armed, t0, rx) = (woke.clone(), armed.clone(), t0.clone(), rx.clone());
-                    go!(move || {
-                        assert!(rx.recv().is_none());
-                        let t0 = *t0.get().unwrap();
-                        let deadline = t0 + Duration::from_millis(margin_ms + group as u64);
-                        armed.fetch_max(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
-                        sleep(deadline.saturating_duration_since(Instant::now()));
-                        woke.lock().unwrap().push(group);
-                        let spin = Instant::now();
-                        while spin.elapsed() < Duration::from_micros(50) {
-                            std::hint::spin_loop();
-                        }
-                    })
+    fn group(i: usize) -> usize {
+        (i * 7) % GROUPS
+    }
+    backlog(
+        GROUPS * 100,
+        |i| Duration::from_millis(group(i) as u64),
+        Duration::from_micros(50),
+        group,
+        |order| {
+            // Sleepers that woke after one of a later group.
+            let mut latest = 0;
+            let early: Vec<(usize, usize)> = order
+                .iter()
+                .enumerate()
+                .filter_map(|(i, &g)| {
+                    latest = latest.max(g);
+                    (g < latest).then_some((i, g))
                 })
                 .collect();
-            t0.set(Instant::now()).unwrap();
-            drop((tx, rx));
-            for h in hs {
-                h.join().unwrap();
+            if early.is_empty() {
+                return Ok(());
             }
-            let order = std::mem::take(&mut *woke.lock().unwrap());
-            (order, armed.load(Ordering::Relaxed) < margin_ms * 1000)
-        });
-        if !armed_in_time {
-            seen.push("arming overran the margin".to_string());
-            continue;
-        }
-        // Sleepers that woke after one of a later group.
-        let mut latest = 0;
-        let early: Vec<(usize, usize)> = order
-            .iter()
-            .enumerate()
-            .filter_map(|(i, &g)| {
-                latest = latest.max(g);
-                (g < latest).then_some((i, g))
-            })
-            .collect();
-        if early.is_empty() {
-            return;
-        }
-        seen.push(format!(
-            "{} of {N} woke after a later group; first (position, group): {:?}",
-            early.len(),
-            &early[..early.len().min(10)]
-        ));
-    }
-    panic!("three attempts, none in deadline order: {seen:#?}");
+            Err(format!(
+                "{} of {} woke after a later group; first (position, group): {:?}",
+                early.len(),
+                order.len(),
+                &early[..early.len().min(10)]
+            ))
+        },
+    );
 }
 
-/// A backlog of due sleepers at GOMAXPROCS=1 is fired in batches: 400 sleepers due 1 µs apart,
-/// each spinning 10 µs once awake. While sleepers fired earlier still wait their turn, a pass
-/// fires only when the run queue has room for several, so that their cold stacks load together
-/// (a pass that fired one sleeper per schedule made each wait out its own page walk). Each
-/// sleeper reads how many timers are still in the heap: that count falls a batch at a time.
+/// 400 sleepers due 1 µs apart, each spinning 10 µs once awake, are fired in batches. While
+/// sleepers fired earlier still wait their turn, a pass fires only when the run queue has room
+/// for several, so that their cold stacks load together (a pass that fired one sleeper per
+/// schedule made each wait out its own page walk). Each sleeper reads how many timers are still
+/// in the heap: that count falls a batch at a time.
 #[test]
 fn a_backlog_of_sleepers_is_fired_in_batches() {
     if !common::in_child() {
@@ -340,55 +366,21 @@ fn a_backlog_of_sleepers_is_fired_in_batches() {
         return;
     }
     const N: usize = 400;
-    let mut seen = Vec::new();
-    for margin_ms in [100u64, 400, 1600] {
-        let (pending, armed_in_time) = run(move || {
-            let pending = Arc::new(std::sync::Mutex::new(Vec::with_capacity(N)));
-            let armed = Arc::new(AtomicU64::new(0));
-            let t0 = Arc::new(std::sync::OnceLock::<Instant>::new());
-            let (tx, rx) = gort::chan::chan::<()>(0);
-            let hs: Vec<_> = (0..N)
-                .map(|i| {
-                    let at = Duration::from_millis(margin_ms) + Duration::from_micros(((i * 7) % N) as u64);
-                    let (pending, armed, t0, rx) = (pending.clone(), armed.clone(), t0.clone(), rx.clone());
-                    go!(move || {
-                        assert!(rx.recv().is_none());
-                        let t0 = *t0.get().unwrap();
-                        armed.fetch_max(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
-                        sleep((t0 + at).saturating_duration_since(Instant::now()));
-                        pending.lock().unwrap().push(gort::runtime::internal::timer_entries());
-                        let spin = Instant::now();
-                        while spin.elapsed() < Duration::from_micros(10) {
-                            std::hint::spin_loop();
-                        }
-                    })
-                })
-                .collect();
-            t0.set(Instant::now()).unwrap();
-            drop((tx, rx));
-            for h in hs {
-                h.join().unwrap();
+    backlog(
+        N,
+        |i| Duration::from_micros(((i * 7) % N) as u64),
+        Duration::from_micros(10),
+        |_| gort::runtime::internal::timer_entries(),
+        |pending| {
+            // Passes that fired, as the sleepers saw them: one fired a single sleeper per
+            // schedule would show almost N.
+            let passes = pending.windows(2).filter(|w| w[1] != w[0]).count();
+            if passes <= N / 4 {
+                return Ok(());
             }
-            let pending = std::mem::take(&mut *pending.lock().unwrap());
-            (pending, armed.load(Ordering::Relaxed) < margin_ms * 1000)
-        });
-        if !armed_in_time {
-            seen.push("arming overran the margin".to_string());
-            continue;
-        }
-        assert_eq!(pending.len(), N);
-        // Passes that fired, as the sleepers saw them: one fired a single sleeper per schedule
-        // would show almost N.
-        let passes = pending.windows(2).filter(|w| w[1] != w[0]).count();
-        if passes <= N / 4 {
-            return;
-        }
-        seen.push(format!(
-            "{passes} passes fired {N} sleepers; heap sizes seen: {:?}",
-            &pending[..pending.len().min(60)]
-        ));
-    }
-    panic!("three attempts, none in batches: {seen:#?}");
+            Err(format!("{passes} passes fired {N} sleepers; heap sizes seen: {:?}", &pending[..pending.len().min(60)]))
+        },
+    );
 }
 
 /// Batching a backlog must not hold sleepers back behind other work: at GOMAXPROCS=1, 64
