@@ -41,16 +41,18 @@ pub(crate) fn add_timer(s: &'static Sched, when: u64, target: Target) {
 const FIRE_BATCH: usize = 16;
 
 /// While sleepers an earlier pass queued are still waiting their turn (a backlog of due
-/// timers), a pass fires only once the run queue has room for this many, or once this many
-/// passes in a row have held the backlog back (when other goroutines keep the queue long), and
-/// then fires this many: each sleeper's first look at its stack waits for a page walk (a cold
-/// stack, on a page of its own), and walks started together overlap, where one per pass does
-/// not. A sleeper held back waits at most this many schedules more than it would have.
-const FIRE_REFILL: usize = FIRE_BATCH / 2;
+/// timers), a pass fires only once the run queue has room for this many (a whole batch: the
+/// queue has emptied), or once this many passes in a row have held the backlog back (when other
+/// goroutines keep the queue long), and then fires this many: each sleeper's first look at its
+/// stack waits for a page walk (a cold stack, on a page of its own), and walks started together
+/// overlap, where one per pass does not. A sleeper held back waits at most this many schedules
+/// more than it would have.
+const FIRE_REFILL: usize = FIRE_BATCH;
 
 /// The fewest timers a pass fires, however long the run queue, unless it holds a backlog back
-/// (see [`FIRE_REFILL`]): a queue that other work keeps long does not starve the timers. One: each schedule runs one goroutine, so a pass that adds
-/// no more than that to a queue already at [`FIRE_BATCH`] keeps it there.
+/// (see [`FIRE_REFILL`]): a queue that other work keeps long does not starve the timers. One:
+/// each schedule runs one goroutine, so a pass that adds no more than that to a queue already at
+/// [`FIRE_BATCH`] keeps it there.
 const FIRE_MIN: usize = 1;
 
 /// Runs `p`'s timers that are due at `now`, earliest first, from the scheduler of an M that owns
