@@ -494,7 +494,9 @@ pub fn stop(running: &[crate::running::RunningStack]) -> WallProfile {
     let w1 = ticks();
     W1.store(w1, Ordering::Relaxed);
     let w0 = W0.load(Ordering::Relaxed);
-    for_each_g_held(|g, p| close(g, p, w1, running));
+    let mut late = Vec::new();
+    for_each_g_held(|g, p| close(g, p, w1, running, &mut late));
+    close_late(late, w1);
     set_timing(TIMING_WALL, false);
     let mut records = Vec::new();
     for t in &TABLES {
@@ -528,9 +530,20 @@ fn drop_table(t: Option<Table>) {
     }
 }
 
+/// Rounds of asking the running goroutines again for the ones [`close`] left to [`close_late`].
+const LATE_ROUNDS: usize = 3;
+
 /// Charges what is still open for `g` at the window's end `w1`: its tally, and the interval
-/// since its mark.
-fn close(g: GRef, parked: Option<&Parked<'_>>, w1: u64, running: &[crate::running::RunningStack]) {
+/// since its mark. A goroutine running elsewhere that `running` does not list (it started
+/// running after those stacks were taken, or its M was between two of its steps when asked)
+/// goes to `late`, with its id.
+fn close(
+    g: GRef,
+    parked: Option<&Parked<'_>>,
+    w1: u64,
+    running: &[crate::running::RunningStack],
+    late: &mut Vec<(GRef, u64)>,
+) {
     if !g.is_goroutine() {
         return;
     }
@@ -543,40 +556,91 @@ fn close(g: GRef, parked: Option<&Parked<'_>>, w1: u64, running: &[crate::runnin
     if st == crate::g::RUNNING || st == crate::g::SYSCALL {
         // The labels of a goroutine running elsewhere cannot be read safely from here (it may
         // change them); its SIGURG answer carries them.
-        let labels = running.iter().find(|r| r.id == g.id()).and_then(|r| r.labels.clone());
-        let slot = labels_into_ref(labels);
-        {
-            let mut a = g.0.wall_acc();
-            refresh(&mut a, slot);
-            let from = a.mark;
-            a.mark = a.mark.max(w1);
-            if st == crate::g::SYSCALL {
-                // `blocking` moved the mark when it entered.
-                // SAFETY: `slot` is our own reference, alive for the call.
-                unsafe { charge_parts(0, slot, &[(None, ST_SYSCALL, clip(from, w1))]) };
-            } else {
-                // If it switched out since its last start, its M has started it again but not
-                // yet charged the gap (the mark would be past the switch-out): the gap is
-                // waiting and runnable, at the site it last waited at if the reason matches
-                // (its stack may be running again: it cannot be walked).
-                let times = g.0.rare();
-                let out = out_point(times.t_out.load(Ordering::Relaxed), from, w1);
-                let resumed = out_point(times.t_run.load(Ordering::Relaxed), out, w1);
-                a.run += clip(from, out) + clip(resumed, w1);
-                let reason = g.0.wait_reason.load(Ordering::Relaxed);
-                let (waited, runnable) = split(reason, times.t_ready.load(Ordering::Relaxed), out, resumed);
-                let site = if a.slots[0].reason == reason { a.slots[0].site } else { 0 };
-                if let Some(sl) = tally(&mut a, site, reason, waited, runnable) {
-                    // SAFETY: as above.
-                    unsafe { charge_slot(0, slot, sl) };
-                }
-            }
-            // SAFETY: as above.
-            unsafe { flush(0, &mut a, slot) };
+        match running.iter().find(|r| r.id == g.id()) {
+            Some(r) => close_running(g, st, w1, r.labels.clone()),
+            // The caller's own goroutine answers no SIGURG: charged without labels.
+            None if crate::m::current_m().and_then(|m| m.curg()) == Some(g) => close_running(g, st, w1, None),
+            None => late.push((g, g.id())),
         }
-        // SAFETY: ours, made above.
-        drop(unsafe { labels_from_ref(slot) });
     }
+}
+
+/// [`close`] for the goroutines it left in `late`: charging a tally without labels would lose
+/// them for all the time it holds (a goroutine that spins and sleeps charges it only here, at
+/// the window's end). Asks the running goroutines again, or holds the ones that have switched
+/// out since (their switch-out charged nothing past `w1`); [`LATE_ROUNDS`] rounds, then charges
+/// the ones still unanswered without labels.
+fn close_late(mut late: Vec<(GRef, u64)>, w1: u64) {
+    for _ in 0..LATE_ROUNDS {
+        if late.is_empty() {
+            return;
+        }
+        let fresh = crate::running::running_stacks();
+        late.retain(|&(g, id)| {
+            if g.id() != id {
+                return false; // it finished, and its exit charged its tally; the G is reused
+            }
+            if g.with_parked(|p| close_parked(g, p, w1)).is_some() {
+                return false;
+            }
+            let st = g.status();
+            if st != crate::g::RUNNING && st != crate::g::SYSCALL {
+                // Switched out but not held still (it is being resumed): look again. Finished:
+                // its exit charged it.
+                return matches!(st, crate::g::WAITING | crate::g::RUNNABLE);
+            }
+            match fresh.iter().find(|r| r.id == id) {
+                Some(r) => {
+                    close_running(g, st, w1, r.labels.clone());
+                    false
+                }
+                None => true,
+            }
+        });
+    }
+    for (g, id) in late {
+        let st = g.status();
+        if g.id() == id && (st == crate::g::RUNNING || st == crate::g::SYSCALL) {
+            close_running(g, st, w1, None);
+        }
+    }
+}
+
+/// [`close`] for a goroutine in status `st` (running or in `blocking`) whose labels, from its
+/// own answer, are `labels`.
+fn close_running(g: GRef, st: u32, w1: u64, labels: Option<Labels>) {
+    let slot = labels_into_ref(labels);
+    {
+        let mut a = g.0.wall_acc();
+        refresh(&mut a, slot);
+        let from = a.mark;
+        a.mark = a.mark.max(w1);
+        if st == crate::g::SYSCALL {
+            // `blocking` moved the mark when it entered.
+            // SAFETY: `slot` is our own reference, alive for the call.
+            unsafe { charge_parts(0, slot, &[(None, ST_SYSCALL, clip(from, w1))]) };
+        } else {
+            // If it switched out since its last start, its M has started it again but not
+            // yet charged the gap (the mark would be past the switch-out): the gap is
+            // waiting and runnable, at the site it last waited at if the reason matches
+            // (its stack may be running again: it cannot be walked).
+            let times = g.0.rare();
+            let out = out_point(times.t_out.load(Ordering::Relaxed), from, w1);
+            let resumed = out_point(times.t_run.load(Ordering::Relaxed), out, w1);
+            a.run += clip(from, out) + clip(resumed, w1);
+            let reason = g.0.wait_reason.load(Ordering::Relaxed);
+            let (waited, runnable) = split(reason, times.t_ready.load(Ordering::Relaxed), out, resumed);
+            let site = if a.slots[0].reason == reason { a.slots[0].site } else { 0 };
+            if let Some(sl) = tally(&mut a, site, reason, waited, runnable) {
+                // SAFETY: as above.
+                unsafe { charge_slot(0, slot, sl) };
+            }
+        }
+        // SAFETY: as above.
+        unsafe { flush(0, &mut a, slot) };
+    }
+    // SAFETY: ours, made above.
+    drop(unsafe { labels_from_ref(slot) });
 }
 
 /// [`close`] for a goroutine held still: it waited (or stood runnable) since it switched out.
