@@ -75,7 +75,9 @@ pub(crate) fn run_timers(owner: &'static P, p: &P, now: u64) {
     let tick = owner.schedtick.load(Ordering::Relaxed);
     let room = FIRE_BATCH.saturating_sub(queued);
     let mut budget = room.max(FIRE_MIN);
-    if room < FIRE_REFILL && tick < owner.timer_fifo_until.load(Ordering::Relaxed) {
+    // Sleepers an earlier pass queued at the tail have not all had their turn yet.
+    let backlog = tick < owner.timer_fifo_until.load(Ordering::Relaxed);
+    if room < FIRE_REFILL && backlog {
         let held = owner.timer_held.load(Ordering::Relaxed);
         if held < FIRE_REFILL as u32 {
             owner.timer_held.store(held + 1, Ordering::Relaxed);
@@ -91,7 +93,7 @@ pub(crate) fn run_timers(owner: &'static P, p: &P, now: u64) {
     // have it overtake goroutines it should follow: sleepers an earlier pass queued (a stream of
     // due timers would run newest first), a hand-off waiting in `runnext`, or a backlog
     // (goroutines woken together, whose start it would delay).
-    let mut jump = tick >= owner.timer_fifo_until.load(Ordering::Relaxed)
+    let mut jump = !backlog
         && owner.runnext.load(Ordering::Relaxed) == 0
         && queued + crate::globrunq::global().len() <= FIRE_BATCH;
     let mut tailed = false;
