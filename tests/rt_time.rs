@@ -383,18 +383,20 @@ fn a_backlog_of_sleepers_is_fired_in_batches() {
     );
 }
 
-/// Batching a backlog must not hold sleepers back behind other work: at GOMAXPROCS=1, 64
-/// goroutines yield in a loop, counting schedules, while 100 sleepers fall due 20 µs apart. A
-/// sleeper wakes about one run queue's worth of schedules after its deadline (it joins the
+/// Batching a backlog must not hold sleepers back behind other work: at GOMAXPROCS=1, 256
+/// goroutines yield in a loop, counting schedules, while 100 sleepers fall due 5 µs apart
+/// (more than one per queue's turn, fewer than one per schedule, in release and debug builds).
+/// A sleeper wakes about one run queue's worth of schedules after its deadline (it joins the
 /// queue's tail). A pass that waited for the sleepers queued before it to run first, while the
-/// queue stayed long, made that two queues' worth.
+/// queue stayed long, fired one per turn of the queue, and the sleepers fell behind without
+/// end.
 #[test]
 fn sleepers_beside_a_long_run_queue_are_not_held_back() {
     if !common::in_child() {
         common::run_child_ok("sleepers_beside_a_long_run_queue_are_not_held_back", &[("GOMAXPROCS", "1")]);
         return;
     }
-    const YIELDERS: u64 = 64;
+    const YIELDERS: u64 = 256;
     const SLEEPERS: usize = 100;
     let waits = run(|| {
         let ticks = Arc::new(AtomicU64::new(0));
@@ -414,7 +416,7 @@ fn sleepers_beside_a_long_run_queue_are_not_held_back() {
         let sleepers: Vec<_> = (0..SLEEPERS)
             .map(|i| {
                 let ticks = ticks.clone();
-                let deadline = t0 + Duration::from_micros(2 * i as u64);
+                let deadline = t0 + Duration::from_micros(5 * i as u64);
                 go!(move || {
                     sleep(deadline.saturating_duration_since(Instant::now()));
                     let woke = ticks.load(Ordering::Relaxed);
@@ -430,7 +432,7 @@ fn sleepers_beside_a_long_run_queue_are_not_held_back() {
             std::thread::spawn(move || {
                 (0..SLEEPERS)
                     .map(|i| {
-                        let deadline = t0 + Duration::from_micros(2 * i as u64);
+                        let deadline = t0 + Duration::from_micros(5 * i as u64);
                         while Instant::now() < deadline {
                             std::hint::spin_loop();
                         }

@@ -84,8 +84,9 @@ pub(crate) fn run_timers(owner: &'static P, p: &P, now: u64) {
             return;
         }
         // Other goroutines keep the queue long: fire what one pass per schedule would have
-        // fired meanwhile, so that the timers keep their pace behind them.
-        budget = FIRE_REFILL;
+        // fired meanwhile (the held passes' and this one's), so that the timers keep their pace
+        // behind them.
+        budget = (held as usize + 1) * FIRE_MIN;
     }
     owner.timer_held.store(0, Ordering::Relaxed);
     // The pass's first sleeper runs next (as Go's timers ready into `runnext`), so that a sleeper
