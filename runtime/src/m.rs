@@ -18,7 +18,7 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use crate::blockcache::BlockCache;
-use crate::g::{GRef, G};
+use crate::g::{GRef, Resumer, G};
 use crate::p::{P, P_STATE};
 
 /// A one-shot wakeup flag with a futex-backed sleep (std's park/unpark).
@@ -197,6 +197,23 @@ impl M {
             Some(unsafe { GRef::from_ptr(g) })
         }
     }
+
+    /// This M as the value it resumes a goroutine with (see [`resumed_by`]). Only the M loop,
+    /// on this M's own thread, calls it.
+    pub(crate) fn resumer(&'static self) -> Resumer {
+        // SAFETY: `self` is 'static (Ms never exit), and the M loop passes it only to the
+        // goroutine it resumes on this thread.
+        unsafe { Resumer::new(self as *const M as *const ()) }
+    }
+}
+
+/// The M that resumed the calling goroutine, from the value its switch returned: this thread's
+/// M, without the thread-local read of [`current_m`], until the goroutine switches again.
+#[inline]
+pub(crate) fn resumed_by(r: Resumer) -> &'static M {
+    // SAFETY: a Resumer is only made by `M::resumer` (`Resumer::new`'s contract), from a
+    // 'static M, which the M loop hands to the goroutine it resumes on its own thread.
+    unsafe { &*(r.as_ptr() as *const M) }
 }
 
 thread_local! {

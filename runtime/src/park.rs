@@ -38,7 +38,7 @@ use std::sync::atomic::Ordering;
 use crate::clock::coarse_now;
 use crate::g::{self, GRef, WaitReason, Yield, G};
 use crate::globrunq::global;
-use crate::m::{current_m, M};
+use crate::m::{current_m, resumed_by, M};
 use crate::p::{P, P_IDLE, P_RUNNING, P_SYSCALL, P_USER};
 use crate::sched::deadlock::check_dead;
 use crate::sched::idle::{handoff_wakes_futile, wakep, wakep_after_sc_publish};
@@ -62,8 +62,9 @@ impl Drop for EnterGuard {
 }
 
 impl EnterGuard {
-    /// Drops the guard for a caller that knows this thread's M is still `m`: it has not parked
-    /// or yielded since `enter_on(m, ..)` (one thread-local read less than `drop`).
+    /// Drops the guard for a caller that knows this thread's M is `m`: read with no switch
+    /// since, or returned by the switch that resumed the caller ([`suspend`]); one thread-local
+    /// read less than `drop`.
     #[inline]
     fn leave_on(self, m: &'static M) {
         let this = std::mem::ManuallyDrop::new(self);
@@ -217,7 +218,9 @@ pub(crate) fn safepoint() {
     // Suspend only in runtime mode: the M that resumes us does so with its P RUNNING.
     let _e = enter();
     match current_m().and_then(|m| m.p.get()) {
-        None => suspend(g, Yield::NeedP),
+        None => {
+            suspend(g, Yield::NeedP);
+        }
         Some(_) => {
             if g.0.preempt.swap(false, Ordering::Relaxed) {
                 crate::hog::count_yield();
@@ -233,8 +236,10 @@ pub(crate) fn safepoint() {
 /// unchanged (with every caller's frame) until the goroutine is resumed, so a profiler can unwind
 /// from them, by frame pointers or CFI, while the goroutine is parked. `inline(never)` keeps this
 /// a frame of its own.
+///
+/// Returns the M that resumed the goroutine: this thread's M until the goroutine next switches.
 #[inline(never)]
-pub(crate) fn suspend(g: GRef, y: Yield) {
+pub(crate) fn suspend(g: GRef, y: Yield) -> &'static M {
     let regs = crate::unwind::Regs::here();
     g.0.park_pc.store(regs.pc, Ordering::Relaxed);
     g.0.park_sp.store(regs.sp, Ordering::Relaxed);
@@ -243,7 +248,7 @@ pub(crate) fn suspend(g: GRef, y: Yield) {
     debug_assert!(!yl.is_null());
     // SAFETY: yielder was set by goroutine_main to the coroutine's Yielder, which lives at the
     // base of this goroutine's stack for as long as the coroutine runs; we are on that stack.
-    unsafe { (*yl).suspend(y) };
+    resumed_by(unsafe { (*yl).suspend(y) })
 }
 
 /// The current G: the running goroutine, or on a plain OS thread that thread's stand-in G.
@@ -299,8 +304,8 @@ pub unsafe fn park<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
         // SAFETY: the caller's contract for `commit` is the one `park_thread` needs.
         return unsafe { park_thread(reason, commit) };
     };
-    // Dropped after the switch back, maybe on another M: its drop reads the M afresh.
-    let _e = enter_on(m, g);
+    // Left after the switch back, maybe on another M: the one the switch returns.
+    let e = enter_on(m, g);
     g.0.wait_reason.store(reason as u8, Ordering::Relaxed);
     g.0.wait_since.store(coarse_now(), Ordering::Relaxed);
     let mut commit = Some(commit);
@@ -314,8 +319,9 @@ pub unsafe fn park<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
     let raw: crate::m::Commit = unsafe { std::mem::transmute(dynref) };
     // `enter_on` does not switch goroutines: `m` is still this thread's M.
     m.park_commit.set(Some(raw));
-    suspend(g, Yield::Park);
+    let m = suspend(g, Yield::Park);
     g.0.wait_reason.store(0, Ordering::Relaxed);
+    e.leave_on(m);
 }
 
 /// Makes a G parked by [`park`] runnable. A goroutine goes to the caller's P's `runnext`, so a
@@ -473,12 +479,13 @@ pub fn yield_now() {
     let Some((m, g)) = current_m().and_then(|m| Some((m, m.curg()?))) else {
         return std::thread::yield_now();
     };
-    let _e = enter_on(m, g);
+    let e = enter_on(m, g);
     // `enter_on` does not switch goroutines: `m` is still this thread's M.
-    if m.p.get().is_none() {
-        suspend(g, Yield::NeedP);
+    let m = if m.p.get().is_none() {
+        suspend(g, Yield::NeedP)
     } else {
         g.0.preempt.store(false, Ordering::Relaxed);
-        suspend(g, Yield::Gosched);
-    }
+        suspend(g, Yield::Gosched)
+    };
+    e.leave_on(m);
 }

@@ -90,8 +90,27 @@ pub(crate) enum Yield {
     NeedP,
 }
 
-pub(crate) type GYielder = Yielder<(), Yield>;
-pub(crate) type GCoroutine = Coroutine<(), Yield, (), Stack>;
+/// The M that resumes a goroutine, handed to it as the coroutine's resume value, so that code
+/// on the goroutine learns which M it runs on after a switch without a thread-local read. Type
+/// erased: the goroutine layer sits below the machine (`m.rs` makes and reads it).
+#[derive(Clone, Copy)]
+pub(crate) struct Resumer(*const ());
+
+impl Resumer {
+    /// # Safety
+    /// `m` points at an M that is never freed (Ms never exit), and the value is passed only by
+    /// that M's thread to the goroutine it resumes.
+    pub(crate) unsafe fn new(m: *const ()) -> Resumer {
+        Resumer(m)
+    }
+
+    pub(crate) fn as_ptr(self) -> *const () {
+        self.0
+    }
+}
+
+pub(crate) type GYielder = Yielder<Resumer, Yield>;
+pub(crate) type GCoroutine = Coroutine<Resumer, Yield, (), Stack>;
 
 /// What a G runs: an owned reference to its task, whose type only the spawner knows
 /// (`spawn.rs`), so it comes with the two functions that can use it.

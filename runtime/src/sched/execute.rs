@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use corosensei::{Coroutine, CoroutineResult};
 
 use crate::clock::ticks;
-use crate::g::{self, GRef, GYielder, Yield, G};
+use crate::g::{self, GRef, GYielder, Resumer, Yield, G};
 use crate::globrunq::global;
 use crate::m::{set_lockedm, M};
 use crate::p::{GFREE_MAX, P, STACK_CACHE_MAX};
@@ -68,9 +68,9 @@ pub(crate) fn execute(s: &'static Sched, m: &'static M, g: GRef) {
             exec.guard_lo = glo;
             exec.guard_hi = ghi;
             exec.guarded = stack.is_guarded();
-            exec.co = Some(Coroutine::with_stack(stack, move |y: &GYielder, ()| goroutine_main(y, g)));
+            exec.co = Some(Coroutine::with_stack(stack, move |y: &GYielder, _: Resumer| goroutine_main(y, g)));
         }
-        let r = exec.co.as_mut().expect("coroutine").resume(());
+        let r = exec.co.as_mut().expect("coroutine").resume(m.resumer());
         // Back on the M's own stack. The G may have lost its P (hog retake) or taken another.
         m.curg.store(std::ptr::null_mut(), Ordering::Relaxed);
         let pnow = m.p.get();
