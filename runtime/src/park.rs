@@ -248,7 +248,9 @@ pub(crate) fn suspend(g: GRef, y: Yield) -> &'static M {
     debug_assert!(!yl.is_null());
     // SAFETY: yielder was set by goroutine_main to the coroutine's Yielder, which lives at the
     // base of this goroutine's stack for as long as the coroutine runs; we are on that stack.
-    resumed_by(unsafe { (*yl).suspend(y) })
+    let m = resumed_by(unsafe { (*yl).suspend(y) });
+    debug_assert!(current_m().is_some_and(|cur| std::ptr::eq(cur, m)), "resumed by another M than this thread's");
+    m
 }
 
 /// The current G: the running goroutine, or on a plain OS thread that thread's stand-in G.
