@@ -58,12 +58,12 @@ const LOCKED: u32 = 1;
 /// about the sleeping protocol.
 ///
 /// More than Go's because sleeping costs more here: a taker about to sleep runs the heavy fence,
-/// an inter-processor interrupt to every other CPU running the process (on a VM, an exit per
-/// CPU, each waited for), and then the futex sleep and wake-up, tens of microseconds in all.
+/// an inter-processor interrupt to every other CPU running the process, waited for (on a VM,
+/// sent through the host), and then the futex sleep and wake-up, tens of microseconds in all.
 /// Spinning about as long as a sleep would cost before sleeping keeps the worst case within
 /// twice the best. A PAUSE takes tens of nanoseconds on current x86 (about 140 cycles on Intel
-/// since Skylake), so 16 rounds of 30 last roughly 10 to 20 microseconds, where Go's 4 cover
-/// a few: past most of the holds that outlast Go's spin (a holder switched out for a moment).
+/// since Skylake), so 16 rounds of 30 last roughly 10 to 20 microseconds where Go's 4 last a
+/// few: past most of the holds that outlast Go's spin.
 const SPIN_ROUNDS: u32 = if cfg!(gort_loom) { 0 } else { 16 };
 /// PAUSE instructions between two looks at a held lock (Go: 30).
 const SPIN_PAUSES: u32 = 30;
