@@ -25,6 +25,22 @@
 //! Code outside the runtime gets the same effect safely from [`Parker`]/[`Unparker`]
 //! (`parker.rs`), which hold a G only while it is parked on them.
 //!
+//! # Where the switch lands: inlined into the blocking call's caller
+//!
+//! A resumed goroutine lands inside the code that parked it, and from there it returns through
+//! every frame that was live across the switch. The CPU's return-address predictor has never
+//! seen the calls that made those frames (they were made before the goroutine last ran, and
+//! the M's own calls have filled the predictor since), so the first of those returns is
+//! mispredicted to where the M resumed the goroutine, and it costs far more than its few
+//! instructions: one such return after each landing made a yield at 1 P half as slow again
+//! (the benchmarks' README has the numbers). So [`suspend`], [`park`], [`yield_now`] and the
+//! channel's blocking `send` and `recv` are `#[inline(always)]` down to the caller of the
+//! blocking API: the goroutine lands in its own frame and goes on with no return to mispredict.
+//! Only the switch and the little around it is inlined; the work before the park (taking
+//! locks, queueing) and after it runs in calls of their own, whose returns are predicted. A
+//! blocking call whose park sits deeper (behind a lock's slow path, say) pays the misprediction
+//! once per wake-up, as Go's `gopark` does.
+//!
 //! # Runtime mode
 //!
 //! While a goroutine runs user code its P is `P_USER`, and sysmon may take the P away (see
@@ -232,13 +248,14 @@ pub(crate) fn safepoint() {
 
 /// Switches from goroutine `g` to its M's scheduler loop with `y`.
 ///
-/// Records the park site first: the registers at a point of *this* frame, which stays live and
-/// unchanged (with every caller's frame) until the goroutine is resumed, so a profiler can unwind
-/// from them, by frame pointers or CFI, while the goroutine is parked. `inline(never)` keeps this
-/// a frame of its own.
+/// Records the park site first: the registers at a point of the frame this is inlined into
+/// (the park's caller's, see the module docs), which stays live and unchanged (with every
+/// caller's frame) until the goroutine is resumed, so a profiler can unwind from them, by frame
+/// pointers or CFI, while the goroutine is parked. The pc, sp and fp are read together by one
+/// `asm!` at one point of that frame, so the unwind tables' rule at that pc holds for that sp.
 ///
 /// Returns the M that resumed the goroutine: this thread's M until the goroutine next switches.
-#[inline(never)]
+#[inline(always)]
 pub(crate) fn suspend(g: GRef, y: Yield) -> &'static M {
     let regs = crate::unwind::Regs::here();
     g.0.park_pc.store(regs.pc, Ordering::Relaxed);
@@ -301,6 +318,7 @@ pub fn in_goroutine() -> bool {
 ///   runs on the scheduler (or, on a plain thread, inside this park, with the thread already
 ///   marked waiting), where a nested park would publish the same G twice and a panic would
 ///   unwind past a published G. Short locks are fine: the runtime's own commits release one.
+#[inline(always)]
 pub unsafe fn park<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
     let Some((m, g)) = current_m().and_then(|m| Some((m, m.curg()?))) else {
         // SAFETY: the caller's contract for `commit` is the one `park_thread` needs.
@@ -477,17 +495,26 @@ unsafe fn park_thread<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
 
 /// Yields the processor: the goroutine goes to the back of its P's queue and others run (Go's
 /// `runtime.Gosched`). On a plain thread, `std::thread::yield_now`.
+#[inline(always)]
 pub fn yield_now() {
     let Some((m, g)) = current_m().and_then(|m| Some((m, m.curg()?))) else {
-        return std::thread::yield_now();
+        return yield_thread();
     };
     let e = enter_on(m, g);
     // `enter_on` does not switch goroutines: `m` is still this thread's M.
-    let m = if m.p.get().is_none() {
-        suspend(g, Yield::NeedP)
+    let y = if m.p.get().is_none() {
+        Yield::NeedP
     } else {
         g.0.preempt.store(false, Ordering::Relaxed);
-        suspend(g, Yield::Gosched)
+        Yield::Gosched
     };
+    let m = suspend(g, y);
     e.leave_on(m);
+}
+
+/// [`yield_now`] on a plain thread, out of the inlined body.
+#[cold]
+#[inline(never)]
+fn yield_thread() {
+    std::thread::yield_now()
 }

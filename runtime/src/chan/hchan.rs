@@ -2,6 +2,7 @@
 //! close paths with their direct hand-offs (see the invariants in the module docs of `chan`).
 
 use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 use std::sync::atomic::AtomicUsize;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -77,7 +78,7 @@ impl<T> Chan<T> {
     ///
     /// # Safety
     /// The channel lock is held and the channel is open.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn send_locked(&self, v: T) -> Result<Option<Wakee>, T> {
         // SAFETY: lock held (caller).
         let st = unsafe { self.core.state() };
@@ -104,7 +105,7 @@ impl<T> Chan<T> {
     ///
     /// # Safety
     /// The channel lock is held.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn recv_locked(&self) -> Recv<T> {
         // SAFETY: lock held (caller).
         let st = unsafe { self.core.state() };
@@ -194,16 +195,44 @@ impl<T> Chan<T> {
     }
 
     /// Blocking send with an optional deadline (nanotime units).
-    #[inline]
+    ///
+    /// Inlined into the caller with the park it may make, so that the goroutine, once resumed,
+    /// goes on in its caller's frame without returning through a frame that spanned the switch
+    /// (see `park`'s docs). Everything else runs out of line, in [`send_or_queue`](Self::send_or_queue).
+    #[inline(always)]
     pub(crate) fn send(&self, v: T, deadline: Option<u64>) -> Result<(), SendTimeoutError<T>> {
+        let (step, v) = self.send_or_queue(v, deadline);
+        // SAFETY (each `assume_init`): every step but `Done` hands the value back.
+        let v = match step {
+            Step::Done => return Ok(()),
+            Step::Park => unsafe { v.assume_init() },
+            Step::Closed => return Err(SendTimeoutError::Closed(unsafe { v.assume_init() })),
+            Step::Timeout => return Err(SendTimeoutError::Timeout(unsafe { v.assume_init() })),
+        };
+        let node = Node::new(Some(v));
+        let w = Waiter::new();
+        node.bind(&w, 0);
+        // SAFETY: `send_or_queue` returned `Park`, so the lock is held; the node stays on this
+        // frame until we return, and we only return after being woken (it is then unlinked).
+        unsafe { self.core.state().sendq.push_back(&node.hdr) };
+        self.block(WaitReason::ChanSend);
+        if node.hdr.success.get() {
+            Ok(())
+        } else {
+            // SAFETY: woken by close: the value is still in our node, which nobody references.
+            Err(SendTimeoutError::Closed(unsafe { node.take() }.expect(LOST)))
+        }
+    }
+
+    /// A send up to the park. `Done` took the value; every other step hands it back. (A pair
+    /// of the step and a `MaybeUninit` is returned in registers for a word-sized `T`.) `Park`
+    /// returns with the channel lock held, the channel open and no receiver
+    /// waiting, for [`send`](Self::send) to queue and park: only an untimed send parks there, a
+    /// timed one in [`send_timed`](Self::send_timed).
+    #[inline(never)]
+    fn send_or_queue(&self, v: T, deadline: Option<u64>) -> (Step, MaybeUninit<T>) {
         if self.nil {
-            match deadline {
-                Some(d) => {
-                    nil_wait(d);
-                    return Err(SendTimeoutError::Timeout(v));
-                }
-                None => block_forever(WaitReason::ChanSendNilChan),
-            }
+            return (nil_step(deadline, WaitReason::ChanSendNilChan), MaybeUninit::new(v));
         }
         preempt_point();
         self.core.lock.lock();
@@ -211,10 +240,10 @@ impl<T> Chan<T> {
         if unsafe { self.core.state() }.closed {
             // SAFETY: taken above.
             unsafe { self.core.lock.unlock() };
-            return Err(SendTimeoutError::Closed(v));
+            return (Step::Closed, MaybeUninit::new(v));
         }
         // SAFETY: lock held, open.
-        let v = match unsafe { self.send_locked(v) } {
+        match unsafe { self.send_locked(v) } {
             Ok(g) => {
                 // SAFETY: taken above.
                 unsafe { self.core.lock.unlock() };
@@ -224,50 +253,69 @@ impl<T> Chan<T> {
                     // park: this is the one wake-up for that wait.
                     unsafe { g.wake() };
                 }
-                return Ok(());
+                (Step::Done, MaybeUninit::uninit())
             }
-            Err(v) => v,
-        };
-        let node = Node::new(Some(v));
-        let ok = match deadline {
-            None => {
-                let w = Waiter::new();
-                node.bind(&w, 0);
-                // SAFETY: lock held; the node stays on this frame until we return, and we only
-                // return after being woken (it is then unlinked).
-                unsafe { self.core.state().sendq.push_back(&node.hdr) };
-                self.block(WaitReason::ChanSend);
-                node.hdr.success.get()
-            }
-            Some(deadline) => {
-                // SAFETY: taken above; the timed path retakes it.
-                unsafe { self.core.lock.unlock() };
-                match self.block_timed(&node, deadline, false) {
-                    Some(ok) => ok,
-                    // SAFETY: timed out: node unlinked, unclaimed; the slot is ours.
-                    None => return Err(SendTimeoutError::Timeout(unsafe { node.take() }.unwrap())),
-                }
-            }
-        };
-        if ok {
-            Ok(())
-        } else {
-            // SAFETY: woken by close: the value is still in our node, which nobody references.
-            Err(SendTimeoutError::Closed(unsafe { node.take() }.expect("gort: lost value")))
+            Err(v) => match deadline {
+                None => (Step::Park, MaybeUninit::new(v)),
+                // SAFETY: lock held (taken above).
+                Some(d) => unsafe { self.send_timed(v, d) },
+            },
         }
     }
 
-    /// Blocking receive with an optional deadline.
-    #[inline]
+    /// A timed send that must wait (as `send_or_queue`, the value back unless sent).
+    ///
+    /// # Safety
+    /// The channel lock is held; this releases it.
+    #[cold]
+    #[inline(never)]
+    unsafe fn send_timed(&self, v: T, deadline: u64) -> (Step, MaybeUninit<T>) {
+        // SAFETY: held, by the contract; the timed path retakes it.
+        unsafe { self.core.lock.unlock() };
+        let node = Node::new(Some(v));
+        let step = match self.block_timed(&node, deadline, false) {
+            Some(true) => return (Step::Done, MaybeUninit::uninit()),
+            Some(false) => Step::Closed,
+            None => Step::Timeout,
+        };
+        // SAFETY: woken by close, or timed out (node unlinked, unclaimed): the value is still in
+        // our node, which nobody references.
+        (step, MaybeUninit::new(unsafe { node.take() }.expect(LOST)))
+    }
+
+    /// Blocking receive with an optional deadline. Inlined with its park, as [`send`](Self::send).
+    #[inline(always)]
     pub(crate) fn recv(&self, deadline: Option<u64>) -> Result<T, RecvTimeoutError> {
+        let (step, v) = self.recv_or_queue(deadline);
+        match step {
+            // SAFETY: `Done` comes with the value.
+            Step::Done => return Ok(unsafe { v.assume_init() }),
+            Step::Park => {}
+            Step::Closed => return Err(RecvTimeoutError::Closed),
+            Step::Timeout => return Err(RecvTimeoutError::Timeout),
+        }
+        let node = Node::new(None);
+        let w = Waiter::new();
+        node.bind(&w, 0);
+        // SAFETY: `recv_or_queue` returned `Park`, so the lock is held; node valid until we are
+        // woken (as in `send`).
+        unsafe { self.core.state().recvq.push_back(&node.hdr) };
+        self.block(WaitReason::ChanReceive);
+        if node.hdr.success.get() {
+            // SAFETY: woken by a sender that filled our slot; nobody references the node now.
+            Ok(unsafe { node.take() }.expect("gort: woken receiver without a value"))
+        } else {
+            Err(RecvTimeoutError::Closed)
+        }
+    }
+
+    /// A receive up to the park: `Done` with the value, or `Park` with the channel lock
+    /// held, the channel open and empty, for [`recv`](Self::recv) to queue and park (untimed
+    /// only, as in `send`).
+    #[inline(never)]
+    fn recv_or_queue(&self, deadline: Option<u64>) -> (Step, MaybeUninit<T>) {
         if self.nil {
-            match deadline {
-                Some(d) => {
-                    nil_wait(d);
-                    return Err(RecvTimeoutError::Timeout);
-                }
-                None => block_forever(WaitReason::ChanReceiveNilChan),
-            }
+            return (nil_step(deadline, WaitReason::ChanReceiveNilChan), MaybeUninit::uninit());
         }
         preempt_point();
         self.core.lock.lock();
@@ -282,43 +330,44 @@ impl<T> Chan<T> {
                     // is the one wake-up for that wait.
                     unsafe { g.wake() };
                 }
-                return Ok(v);
+                (Step::Done, MaybeUninit::new(v))
             }
             Recv::Closed => {
                 // SAFETY: taken above.
                 unsafe { self.core.lock.unlock() };
-                return Err(RecvTimeoutError::Closed);
+                (Step::Closed, MaybeUninit::uninit())
             }
-            Recv::Empty => {}
+            Recv::Empty => match deadline {
+                None => (Step::Park, MaybeUninit::uninit()),
+                // SAFETY: lock held (taken above).
+                Some(d) => unsafe { self.recv_timed(d) },
+            },
         }
+    }
+
+    /// A timed receive that must wait.
+    ///
+    /// # Safety
+    /// The channel lock is held; this releases it.
+    #[cold]
+    #[inline(never)]
+    unsafe fn recv_timed(&self, deadline: u64) -> (Step, MaybeUninit<T>) {
+        // SAFETY: held, by the contract.
+        unsafe { self.core.lock.unlock() };
         let node = Node::new(None);
-        let ok = match deadline {
-            None => {
-                let w = Waiter::new();
-                node.bind(&w, 0);
-                // SAFETY: lock held; node valid until we are woken (as in `send`).
-                unsafe { self.core.state().recvq.push_back(&node.hdr) };
-                self.block(WaitReason::ChanReceive);
-                node.hdr.success.get()
+        match self.block_timed(&node, deadline, true) {
+            Some(true) => {
+                // SAFETY: woken by a sender that filled our slot; nobody references the node now.
+                let v = unsafe { node.take() }.expect("gort: woken receiver without a value");
+                (Step::Done, MaybeUninit::new(v))
             }
-            Some(deadline) => {
-                // SAFETY: taken above.
-                unsafe { self.core.lock.unlock() };
-                match self.block_timed(&node, deadline, true) {
-                    Some(ok) => ok,
-                    None => return Err(RecvTimeoutError::Timeout),
-                }
-            }
-        };
-        if ok {
-            // SAFETY: woken by a sender that filled our slot; nobody references the node now.
-            Ok(unsafe { node.take() }.expect("gort: woken receiver without a value"))
-        } else {
-            Err(RecvTimeoutError::Closed)
+            Some(false) => (Step::Closed, MaybeUninit::uninit()),
+            None => (Step::Timeout, MaybeUninit::uninit()),
         }
     }
 
     /// Parks with the channel lock held (queued node already published); commit releases it.
+    #[inline(always)]
     fn block(&self, reason: WaitReason) {
         let t0 = mprof::block_start();
         let commit = |_| {
@@ -409,6 +458,34 @@ impl<T> Chan<T> {
         // After stop() the callback is not running and never will: our frame may go.
         timer.stop();
         res
+    }
+}
+
+/// What the out-of-line half of a blocking channel operation did, for its inlined half.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Step {
+    /// Sent, or received (with the value).
+    Done,
+    /// Must park: the lock is held and the channel open.
+    Park,
+    /// The channel is closed (a send's value handed back).
+    Closed,
+    /// The deadline passed (a send's value handed back).
+    Timeout,
+}
+
+/// A value the channel code handed back is missing: a bug here, not the caller's.
+const LOST: &str = "gort: lost value";
+
+/// An operation on a nil channel: blocks forever, or until the deadline.
+#[cold]
+fn nil_step(deadline: Option<u64>, forever: WaitReason) -> Step {
+    match deadline {
+        Some(d) => {
+            nil_wait(d);
+            Step::Timeout
+        }
+        None => block_forever(forever),
     }
 }
 

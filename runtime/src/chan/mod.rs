@@ -126,6 +126,7 @@ impl<T> Sender<T> {
     /// Sends `v`, blocking (parking the goroutine, or blocking the thread) until a receiver takes
     /// it (unbuffered) or there is buffer room. On a closed channel returns the value in
     /// [`SendError`] (Go panics instead).
+    #[inline(always)]
     pub fn send(&self, v: T) -> Result<(), SendError<T>> {
         self.c.send(v, None).map_err(|e| SendError(e.into_inner()))
     }
@@ -225,6 +226,7 @@ impl<T> Drop for Sender<T> {
 impl<T> Receiver<T> {
     /// Receives, blocking until a value arrives; `None` once the channel is closed and drained
     /// (`v, ok := <-ch` with `ok == false`).
+    #[inline(always)]
     pub fn recv(&self) -> Option<T> {
         self.c.recv(None).ok()
     }
@@ -326,6 +328,7 @@ pub struct Iter<'a, T> {
 
 impl<T> Iterator for Iter<'_, T> {
     type Item = T;
+    #[inline(always)]
     fn next(&mut self) -> Option<T> {
         self.rx.recv()
     }
@@ -352,6 +355,7 @@ pub struct IntoIter<T> {
 
 impl<T> Iterator for IntoIter<T> {
     type Item = T;
+    #[inline(always)]
     fn next(&mut self) -> Option<T> {
         self.rx.recv()
     }
