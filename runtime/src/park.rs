@@ -320,7 +320,47 @@ pub fn in_goroutine() -> bool {
 ///   unwind past a published G. Short locks are fine: the runtime's own commits release one.
 #[inline(always)]
 pub unsafe fn park<F: FnOnce(GRef) -> bool>(reason: WaitReason, commit: F) {
-    let Some((m, g)) = current_m().and_then(|m| Some((m, m.curg()?))) else {
+    // SAFETY: the caller's contract, and `parking()` is the caller's own.
+    unsafe { park_as(parking(), reason, commit) }
+}
+
+/// Who is about to park: a goroutine and the M running it, or a plain thread (its stand-in G).
+/// Read once by a blocking operation that names its G before parking (in a wait-queue node)
+/// and then parks, so that it pays one thread-local read, not two.
+#[derive(Clone, Copy)]
+pub(crate) struct Parking {
+    m: Option<&'static M>,
+    g: GRef,
+}
+
+impl Parking {
+    /// The G that will park.
+    #[inline(always)]
+    pub(crate) fn g(self) -> GRef {
+        self.g
+    }
+}
+
+/// The caller, as [`park_as`] takes it.
+#[inline(always)]
+pub(crate) fn parking() -> Parking {
+    if let Some(m) = current_m() {
+        if let Some(g) = m.curg() {
+            return Parking { m: Some(m), g };
+        }
+    }
+    Parking { m: None, g: thread_g() }
+}
+
+/// [`park`] for a caller that already read [`parking`].
+///
+/// # Safety
+///
+/// [`park`]'s contract, and `who` was read by this goroutine (or thread) since it last parked
+/// or yielded: a goroutine may have moved to another M at a switch.
+#[inline(always)]
+pub(crate) unsafe fn park_as<F: FnOnce(GRef) -> bool>(who: Parking, reason: WaitReason, commit: F) {
+    let (Some(m), g) = (who.m, who.g) else {
         // SAFETY: the caller's contract for `commit` is the one `park_thread` needs.
         return unsafe { park_thread(reason, commit) };
     };

@@ -11,7 +11,7 @@ use super::error::{RecvTimeoutError, SendTimeoutError};
 use super::queue::{Core, Node, Waiter, Wakee, TIMED_OUT};
 use crate::g::WaitReason;
 use crate::mprof;
-use crate::park::{park, preempt_point};
+use crate::park::{park, park_as, parking, preempt_point, Parking};
 
 /// The shared channel (Go's `hchan`).
 pub(crate) struct Chan<T> {
@@ -210,12 +210,13 @@ impl<T> Chan<T> {
             Step::Timeout => return Err(SendTimeoutError::Timeout(unsafe { v.assume_init() })),
         };
         let node = Node::new(Some(v));
-        let w = Waiter::new();
+        let who = parking();
+        let w = Waiter::of(who.g());
         node.bind(&w, 0);
         // SAFETY: `send_or_queue` returned `Park`, so the lock is held; the node stays on this
         // frame until we return, and we only return after being woken (it is then unlinked).
         unsafe { self.core.state().sendq.push_back(&node.hdr) };
-        self.block(WaitReason::ChanSend);
+        self.block(who, WaitReason::ChanSend);
         if node.hdr.success.get() {
             Ok(())
         } else {
@@ -295,12 +296,13 @@ impl<T> Chan<T> {
             Step::Timeout => return Err(RecvTimeoutError::Timeout),
         }
         let node = Node::new(None);
-        let w = Waiter::new();
+        let who = parking();
+        let w = Waiter::of(who.g());
         node.bind(&w, 0);
         // SAFETY: `recv_or_queue` returned `Park`, so the lock is held; node valid until we are
         // woken (as in `send`).
         unsafe { self.core.state().recvq.push_back(&node.hdr) };
-        self.block(WaitReason::ChanReceive);
+        self.block(who, WaitReason::ChanReceive);
         if node.hdr.success.get() {
             // SAFETY: woken by a sender that filled our slot; nobody references the node now.
             Ok(unsafe { node.take() }.expect("gort: woken receiver without a value"))
@@ -366,9 +368,10 @@ impl<T> Chan<T> {
         }
     }
 
-    /// Parks with the channel lock held (queued node already published); commit releases it.
+    /// Parks `who` (the caller) with the channel lock held (queued node already published);
+    /// commit releases it.
     #[inline(always)]
-    fn block(&self, reason: WaitReason) {
+    fn block(&self, who: Parking, reason: WaitReason) {
         let t0 = mprof::block_start();
         let commit = |_| {
             // SAFETY: the lock was taken by this operation before parking (Go's unlockf).
@@ -377,8 +380,9 @@ impl<T> Chan<T> {
         };
         // SAFETY: our node (naming this G) was queued under the channel lock, so no one reaches
         // the G before the commit's unlock, its last access; the one claimer (queue invariant 3)
-        // readies it once. Unlocking neither parks nor panics.
-        unsafe { park(reason, commit) };
+        // readies it once. Unlocking neither parks nor panics. Every caller reads `who` after
+        // taking the lock, and nothing since has parked or yielded.
+        unsafe { park_as(who, reason, commit) };
         mprof::block_end(t0);
     }
 
@@ -448,7 +452,7 @@ impl<T> Chan<T> {
             let q = if recv { &mut st.recvq } else { &mut st.sendq };
             // SAFETY: lock held; node valid until the timer is stopped and we were woken.
             unsafe { q.push_back(&node.hdr) };
-            self.block(if recv { WaitReason::ChanReceive } else { WaitReason::ChanSend });
+            self.block(parking(), if recv { WaitReason::ChanReceive } else { WaitReason::ChanSend });
             if w.verdict() == TIMED_OUT {
                 None
             } else {

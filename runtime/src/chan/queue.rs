@@ -77,7 +77,14 @@ pub struct Waiter {
 impl Waiter {
     /// A waiter for the current goroutine, to queue on one channel only.
     pub(crate) fn new() -> Waiter {
-        Waiter { g: Some(crate::park::current()), state: AtomicUsize::new(WAITING), solo: true }
+        Waiter::of(crate::park::current())
+    }
+
+    /// A waiter for `g` (the current goroutine, read by the caller), to queue on one channel
+    /// only.
+    #[inline(always)]
+    pub(crate) fn of(g: GRef) -> Waiter {
+        Waiter { g: Some(g), state: AtomicUsize::new(WAITING), solo: true }
     }
 
     /// A waiter for the current goroutine's `select!`, queued on several channels, whose
