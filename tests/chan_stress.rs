@@ -300,6 +300,75 @@ fn buffered_values_dropped_once() {
     });
 }
 
+/// Every way a blocking send or receive can end hands its value over exactly once: delivered
+/// through a parked receiver or sender, returned by a send that a close woke or that timed
+/// out, on an open, closed or nil channel; nothing is dropped twice or lost.
+#[test]
+fn blocking_outcomes_move_values_once() {
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+    #[derive(Debug)]
+    struct V(u32);
+    impl V {
+        /// The only way to make one: every `V` is counted.
+        fn new(id: u32) -> V {
+            LIVE.fetch_add(1, Ordering::Relaxed);
+            V(id)
+        }
+    }
+    impl Drop for V {
+        fn drop(&mut self) {
+            LIVE.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    run(|| {
+        let (tx, rx) = chan::chan::<V>(0);
+        // A receiver parked first, then a sender parked first.
+        let h = go!({
+            let rx = rx.clone();
+            move || rx.recv()
+        });
+        common::wait_state(h.id(), "chan receive");
+        tx.send(V::new(1)).unwrap();
+        assert_eq!(h.join().unwrap().map(|v| v.0), Some(1));
+        let h = go!({
+            let tx = tx.clone();
+            move || tx.send(V::new(2))
+        });
+        common::wait_state(h.id(), "chan send");
+        assert_eq!(rx.recv().map(|v| v.0), Some(2));
+        assert!(h.join().unwrap().is_ok());
+        // Timed out, with the value back.
+        match tx.send_timeout(V::new(3), Duration::from_millis(2)) {
+            Err(chan::SendTimeoutError::Timeout(v)) => assert_eq!(v.0, 3),
+            r => panic!("want Timeout(V(3)), got {r:?}"),
+        }
+        assert_eq!(rx.recv_timeout(Duration::from_millis(2)).map(|v| v.0), Err(chan::RecvTimeoutError::Timeout));
+        // A parked sender and a parked receiver woken by close.
+        let (tx2, rx2) = chan::chan::<V>(0);
+        let hs = go!({
+            let tx = tx.clone();
+            move || tx.send(V::new(4))
+        });
+        let hr = go!(move || rx2.recv());
+        common::wait_state(hs.id(), "chan send");
+        common::wait_state(hr.id(), "chan receive");
+        tx.close();
+        tx2.close();
+        assert_eq!(hs.join().unwrap().unwrap_err().into_inner().0, 4);
+        assert!(hr.join().unwrap().is_none());
+        // Closed before the send: the value back at once.
+        assert_eq!(tx.send(V::new(5)).unwrap_err().into_inner().0, 5);
+        // A nil channel with a deadline.
+        let (ntx, nrx) = chan::nil::<V>();
+        match ntx.send_timeout(V::new(6), Duration::from_millis(2)) {
+            Err(chan::SendTimeoutError::Timeout(v)) => assert_eq!(v.0, 6),
+            r => panic!("want Timeout(V(6)), got {r:?}"),
+        }
+        assert_eq!(nrx.recv_timeout(Duration::from_millis(2)).map(|v| v.0), Err(chan::RecvTimeoutError::Timeout));
+        assert_eq!(LIVE.load(Ordering::Relaxed), 0, "values leaked or dropped twice");
+    });
+}
+
 /// Many goroutines each doing short timed receives/sends while values flow: every value is
 /// delivered once, timeouts lose nothing.
 #[test]
