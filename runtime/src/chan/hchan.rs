@@ -198,26 +198,23 @@ impl<T> Chan<T> {
     ///
     /// Inlined into the caller with the park it may make, so that the goroutine, once resumed,
     /// goes on in its caller's frame without returning through a frame that spanned the switch
-    /// (see `park`'s docs). Everything else runs out of line, in [`send_or_queue`](Self::send_or_queue).
+    /// (see `park`'s docs). Everything else runs out of line, in
+    /// [`send_or_queue`](Self::send_or_queue).
     #[inline(always)]
     pub(crate) fn send(&self, v: T, deadline: Option<u64>) -> Result<(), SendTimeoutError<T>> {
         let (step, v) = self.send_or_queue(v, deadline);
-        // SAFETY (each `assume_init`): every step but `Done` hands the value back.
         let v = match step {
             Step::Done => return Ok(()),
+            // SAFETY: every step but `Done` hands the value back.
             Step::Park => unsafe { v.assume_init() },
+            // SAFETY: as above.
             Step::Closed => return Err(SendTimeoutError::Closed(unsafe { v.assume_init() })),
+            // SAFETY: as above.
             Step::Timeout => return Err(SendTimeoutError::Timeout(unsafe { v.assume_init() })),
         };
         let node = Node::new(Some(v));
-        let who = parking();
-        let w = Waiter::of(who.g());
-        node.bind(&w, 0);
-        // SAFETY: `send_or_queue` returned `Park`, so the lock is held; the node stays on this
-        // frame until we return, and we only return after being woken (it is then unlinked).
-        unsafe { self.core.state().sendq.push_back(&node.hdr) };
-        self.block(who, WaitReason::ChanSend);
-        if node.hdr.success.get() {
+        // SAFETY: `send_or_queue` returned `Park`: the lock is held and the channel open.
+        if unsafe { self.queue_and_block(&node, false) } {
             Ok(())
         } else {
             // SAFETY: woken by close: the value is still in our node, which nobody references.
@@ -225,11 +222,11 @@ impl<T> Chan<T> {
         }
     }
 
-    /// A send up to the park. `Done` took the value; every other step hands it back. (A pair
-    /// of the step and a `MaybeUninit` is returned in registers for a word-sized `T`.) `Park`
-    /// returns with the channel lock held, the channel open and no receiver
-    /// waiting, for [`send`](Self::send) to queue and park: only an untimed send parks there, a
-    /// timed one in [`send_timed`](Self::send_timed).
+    /// A send up to the park. `Done` took the value; every other step hands it back (the pair
+    /// of the step and a `MaybeUninit` is returned in registers for a word-sized `T`). `Park`
+    /// returns with the channel lock held, the channel open and no receiver waiting, for
+    /// [`send`](Self::send) to queue and park: only an untimed send parks there, a timed one in
+    /// [`send_timed`](Self::send_timed).
     #[inline(never)]
     fn send_or_queue(&self, v: T, deadline: Option<u64>) -> (Step, MaybeUninit<T>) {
         if self.nil {
@@ -296,14 +293,8 @@ impl<T> Chan<T> {
             Step::Timeout => return Err(RecvTimeoutError::Timeout),
         }
         let node = Node::new(None);
-        let who = parking();
-        let w = Waiter::of(who.g());
-        node.bind(&w, 0);
-        // SAFETY: `recv_or_queue` returned `Park`, so the lock is held; node valid until we are
-        // woken (as in `send`).
-        unsafe { self.core.state().recvq.push_back(&node.hdr) };
-        self.block(who, WaitReason::ChanReceive);
-        if node.hdr.success.get() {
+        // SAFETY: `recv_or_queue` returned `Park`: the lock is held and the channel open.
+        if unsafe { self.queue_and_block(&node, true) } {
             // SAFETY: woken by a sender that filled our slot; nobody references the node now.
             Ok(unsafe { node.take() }.expect("gort: woken receiver without a value"))
         } else {
@@ -366,6 +357,26 @@ impl<T> Chan<T> {
             Some(false) => (Step::Closed, MaybeUninit::uninit()),
             None => (Step::Timeout, MaybeUninit::uninit()),
         }
+    }
+
+    /// Queues `node` (on the caller's frame, which stays put until we return: we only return
+    /// once woken, and the node is then unlinked) for this goroutine and parks until a peer or a
+    /// close claims it. True if a peer did.
+    ///
+    /// # Safety
+    /// The channel lock is held, taken by this operation, and the channel is open.
+    #[inline(always)]
+    unsafe fn queue_and_block(&self, node: &Node<T>, recv: bool) -> bool {
+        let who = parking();
+        let w = Waiter::of(who.g());
+        node.bind(&w, 0);
+        // SAFETY: lock held (the contract).
+        let st = unsafe { self.core.state() };
+        let q = if recv { &mut st.recvq } else { &mut st.sendq };
+        // SAFETY: lock held; the node and `w` stay put until we are woken (above).
+        unsafe { q.push_back(&node.hdr) };
+        self.block(who, if recv { WaitReason::ChanReceive } else { WaitReason::ChanSend });
+        node.hdr.success.get()
     }
 
     /// Parks `who` (the caller) with the channel lock held (queued node already published);
