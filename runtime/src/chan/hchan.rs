@@ -389,10 +389,10 @@ impl<T> Chan<T> {
             unsafe { self.core.lock.unlock() };
             true
         };
-        // SAFETY: our node (naming this G) was queued under the channel lock, so no one reaches
-        // the G before the commit's unlock, its last access; the one claimer (queue invariant 3)
-        // readies it once. Unlocking neither parks nor panics. Every caller reads `who` after
-        // taking the lock, and nothing since has parked or yielded.
+        // Every caller reads `who` after taking the lock; nothing since has parked or yielded.
+        // SAFETY: our node (naming this G) was queued under the channel lock: no one reaches the
+        // G before the commit's unlock, its last access, and the one claimer (queue invariant 3)
+        // readies it once. Unlocking neither parks nor panics. `who` is current (above).
         unsafe { park_as(who, reason, commit) };
         mprof::block_end(t0);
     }
