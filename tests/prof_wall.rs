@@ -152,6 +152,52 @@ fn each_goroutines_time_splits_by_state_and_sums_to_the_window() {
     assert!(spin as f64 >= 0.8 * get("spinner", "running"), "{spin} ns of running time in wall_spin");
 }
 
+/// Restores the hog threshold when dropped, so a failing test leaves the others theirs.
+struct HogThreshold(Duration);
+
+impl Drop for HogThreshold {
+    fn drop(&mut self) {
+        gort::runtime::hog::set_threshold(self.0);
+    }
+}
+
+// A goroutine running at a window's close is charged with the labels from its own answer to
+// the close's stack request; an M that cannot answer at once (sysmon's hog detector holds its
+// request slot until its next tick, or the signal lands while it runs off the goroutine's
+// stack) is asked again, not charged without labels. A tiny hog threshold keeps the slot busy:
+// the detector asks the spinner's M after almost every one of its runs.
+#[test]
+fn a_running_goroutine_keeps_its_labels_when_its_m_is_busy_answering() {
+    let _t = common::take_turn(&TURN);
+    gort::start().unwrap();
+    let _restore = HogThreshold(gort::runtime::hog::threshold());
+    gort::runtime::hog::set_threshold(Duration::from_micros(10));
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let spinner = common::spawn_with(gort::Builder::new(), move || {
+        gort::profiler::with_labels(&[("who", "spinner")], || {
+            while !s.load(Ordering::Relaxed) {
+                wall_spin(Duration::from_millis(3));
+                gort::time::sleep(Duration::from_micros(500));
+            }
+        })
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut unlabelled = Vec::new();
+    for _ in 0..25 {
+        let p = wall_profile(Duration::from_millis(20));
+        let m = split(&p);
+        let of = |who: &str| m.iter().filter(|((w, _), _)| w == who).map(|(_, &v)| v).sum::<i64>();
+        if of("") > of("spinner") / 10 {
+            unlabelled.push(m);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    assert!(unlabelled.is_empty(), "{} of 25 windows lost the spinner's labels: {unlabelled:?}", unlabelled.len());
+}
+
 /// Three park sites, one function each. Each passes its own constant to `black_box`, so the
 /// bodies differ: an optimized build merges identical functions into one symbol.
 #[inline(never)]

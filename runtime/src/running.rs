@@ -67,6 +67,11 @@ pub fn running_stacks() -> Vec<RunningStack> {
     }
 }
 
+/// Whether [`running_stacks`] can ask anything: SIGURG's disposition is ours.
+pub(crate) fn can_ask() -> bool {
+    installed()
+}
+
 fn installed() -> bool {
     *INSTALLED.get_or_init(install_handler)
 }

@@ -40,6 +40,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -530,8 +531,19 @@ fn drop_table(t: Option<Table>) {
     }
 }
 
-/// Rounds of asking the running goroutines again for the ones [`close`] left to [`close_late`].
-const LATE_ROUNDS: usize = 3;
+/// How long [`close_late`] keeps asking the running goroutines [`close`] left to it. An M may
+/// be unable to answer for a while: sysmon's hog detector owns its request slot from asking
+/// until its next tick, and an answer taken while the M runs scheduler code, or another signal
+/// handler, off the goroutine's stack carries no labels.
+const LATE_PATIENCE: Duration = Duration::from_millis(100);
+/// The pause between two rounds of [`close_late`].
+const LATE_PAUSE: Duration = Duration::from_micros(200);
+
+/// Whether an answer carries the goroutine's labels: the handler reads them only when it
+/// interrupted the goroutine on its own stack, which is also when it walks a stack.
+fn has_labels(r: &crate::running::RunningStack) -> bool {
+    !r.pcs.is_empty()
+}
 
 /// Charges what is still open for `g` at the window's end `w1`: its tally, and the interval
 /// since its mark. A goroutine running elsewhere that `running` does not list (it started
@@ -557,10 +569,10 @@ fn close(
         // The labels of a goroutine running elsewhere cannot be read safely from here (it may
         // change them); its SIGURG answer carries them.
         match running.iter().find(|r| r.id == g.id()) {
-            Some(r) => close_running(g, st, w1, r.labels.clone()),
+            Some(r) if has_labels(r) => close_running(g, st, w1, r.labels.clone()),
             // The caller's own goroutine answers no SIGURG: charged without labels.
             None if crate::m::current_m().and_then(|m| m.curg()) == Some(g) => close_running(g, st, w1, None),
-            None => late.push((g, g.id())),
+            _ => late.push((g, g.id())),
         }
     }
 }
@@ -568,13 +580,13 @@ fn close(
 /// [`close`] for the goroutines it left in `late`: charging a tally without labels would lose
 /// them for all the time it holds (a goroutine that spins and sleeps charges it only here, at
 /// the window's end). Asks the running goroutines again, or holds the ones that have switched
-/// out since (their switch-out charged nothing past `w1`); [`LATE_ROUNDS`] rounds, then charges
-/// the ones still unanswered without labels.
+/// out since (their switch-out charged nothing past `w1`), for up to [`LATE_PATIENCE`]; then
+/// charges the ones still unanswered without labels. A goroutine in `blocking` is not asked
+/// (the signal would interrupt its system call): it is not waited for either.
 fn close_late(mut late: Vec<(GRef, u64)>, w1: u64) {
-    for _ in 0..LATE_ROUNDS {
-        if late.is_empty() {
-            return;
-        }
+    let deadline = Instant::now() + LATE_PATIENCE;
+    let askable = |&(g, id): &(GRef, u64)| g.id() == id && g.status() != crate::g::SYSCALL;
+    while late.iter().any(askable) && crate::running::can_ask() && Instant::now() < deadline {
         let fresh = crate::running::running_stacks();
         late.retain(|&(g, id)| {
             if g.id() != id {
@@ -590,13 +602,16 @@ fn close_late(mut late: Vec<(GRef, u64)>, w1: u64) {
                 return matches!(st, crate::g::WAITING | crate::g::RUNNABLE);
             }
             match fresh.iter().find(|r| r.id == id) {
-                Some(r) => {
+                Some(r) if has_labels(r) => {
                     close_running(g, st, w1, r.labels.clone());
                     false
                 }
-                None => true,
+                _ => true,
             }
         });
+        if !late.is_empty() {
+            std::thread::sleep(LATE_PAUSE);
+        }
     }
     for (g, id) in late {
         let st = g.status();
