@@ -388,3 +388,20 @@ fn running_goroutines_show_their_stacks() {
     assert!(!block.contains("stack unavailable"), "{block}");
     assert!(text1.contains("running_marker_spin"), "{text1}");
 }
+
+// Writing a gzipped profile from a goroutine fits a small stack: gzip's compressor is built on
+// a stack of its own. Built in place it needs more than 64 KiB even optimized, and more than a
+// default goroutine's 256 KiB unoptimized; the rest of writing a profile fits 64 KiB at
+// opt-level 0 and 1.
+#[test]
+fn a_goroutine_with_a_small_stack_writes_every_profile() {
+    let _t = turn();
+    gort::start().unwrap();
+    let names = ["goroutine", "heap", "allocs", "threadcreate", "hog", "mutex", "block"];
+    let h =
+        common::spawn_with(gort::Builder::new().stack_size(64 << 10), move || names.map(|n| (n, write(n, 0)))).unwrap();
+    for (name, gz) in h.join().unwrap() {
+        let p = decode_valid(&gz);
+        assert!(!p.sample_type.is_empty(), "{name}: no sample types");
+    }
+}

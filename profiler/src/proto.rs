@@ -188,6 +188,26 @@ pub struct Function {
     pub start_line: i64,
 }
 
+/// The stack [`on_roomy_stack`] lends: a thread's default, which the compressor fits in at any
+/// optimization level.
+const ROOMY_STACK: usize = 2 << 20;
+
+/// Runs `f`, on a stack of its own when the caller is a goroutine. A goroutine's default stack
+/// (256 KiB) does not hold gzip's compressor being built in an unoptimized build: miniz_oxide
+/// makes its buffers (about 150 KiB) on the stack before boxing them. `f` must not park (it
+/// would park off its goroutine's stack, which nothing walks); signals that land meanwhile find
+/// the goroutine between stacks. The stack is mapped for the call (lazily touched) and unmapped
+/// after it; if it cannot be mapped, `f` runs where it is.
+fn on_roomy_stack<R>(f: impl FnOnce() -> R) -> R {
+    if gort_runtime::current_id().is_none() {
+        return f();
+    }
+    match corosensei::stack::DefaultStack::new(ROOMY_STACK) {
+        Ok(stack) => corosensei::on_stack(stack, f),
+        Err(_) => f(),
+    }
+}
+
 impl Profile {
     /// The string at index `i` (`""` if out of range).
     pub fn str(&self, i: i64) -> &str {
@@ -197,9 +217,12 @@ impl Profile {
     /// Encodes and gzips the profile (BestSpeed, as Go does): the on-disk and HTTP form.
     pub fn encode_gz(&self) -> Vec<u8> {
         let raw = self.encode_to_vec();
-        let mut z = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 2 + 64), flate2::Compression::fast());
-        z.write_all(&raw).expect("writing to a Vec cannot fail");
-        z.finish().expect("writing to a Vec cannot fail")
+        on_roomy_stack(|| {
+            let mut z =
+                flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 2 + 64), flate2::Compression::fast());
+            z.write_all(&raw).expect("writing to a Vec cannot fail");
+            z.finish().expect("writing to a Vec cannot fail")
+        })
     }
 
     /// Decodes a profile, gzipped or not (pprof accepts both).
