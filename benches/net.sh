@@ -33,6 +33,18 @@ start() { # name addr cmd...
     wait_port "$addr"
 }
 
+# The server's CPU time so far (user + system), in clock ticks.
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$SERVER/stat"
+}
+
+# Server CPU microseconds per operation: ticks used over `ops` operations. The load generator
+# shares the box's two vCPUs with the server and can be the limit (both servers then reach the
+# same rate); the CPU a server spends per request is the measure that limit does not hide.
+cpu_per_op() { # ticks ops
+    awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}'
+}
+
 stop() {
     kill "$SERVER" 2>/dev/null || true
     wait "$SERVER" 2>/dev/null || true
@@ -44,30 +56,37 @@ http_row() { # label procs addr cmd...
     shift 3
     start "$label" "$addr" "$@"
     wrk -t1 -c50 -d1 "http://$addr/" >/dev/null 2>&1 || true # warm-up
-    local out
+    local out c0 c1
+    c0=$(cpu_ticks)
     out=$(wrk -t1 -c50 -d"$DUR" --latency "http://$addr/")
+    c1=$(cpu_ticks)
     stop
-    local rps p50 p99
+    local rps p50 p99 n cpu
     rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    ROWS+=("| http hello | $label | $procs | $rps | $p50 | $p99 |")
-    echo "$label ($procs): $rps req/s p50 $p50 p99 $p99" >&2
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    cpu=$(cpu_per_op $((c1 - c0)) "$n")
+    ROWS+=("| http hello | $label | $procs | $rps | $p50 | $p99 | $cpu |")
+    echo "$label ($procs): $rps req/s p50 $p50 p99 $p99 cpu ${cpu}us/req" >&2
 }
 
 echo_row() { # label procs addr cmd...
     local label=$1 procs=$2 addr=$3
     shift 3
     start "$label" "$addr" "$@"
-    local out
+    local out c0 c1
+    c0=$(cpu_ticks)
     out=$("$TP/release/echo_load" --addr "$addr" --conns 100 --size 100 --secs "$ECHO_DUR")
+    c1=$(cpu_ticks)
     stop
-    local rt p50 p99
+    local rt p50 p99 cpu
     rt=$(sed -E 's/.*round_trips\/s=([0-9]+).*/\1/' <<<"$out")
     p50=$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$out")
     p99=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$out")
-    ROWS+=("| echo 100x100B | $label | $procs | $rt | ${p50}us | ${p99}us |")
-    echo "$label ($procs): $out" >&2
+    cpu=$(cpu_per_op $((c1 - c0)) $((rt * ECHO_DUR)))
+    ROWS+=("| echo 100x100B | $label | $procs | $rt | ${p50}us | ${p99}us | $cpu |")
+    echo "$label ($procs): $out cpu ${cpu}us/round trip" >&2
 }
 
 for P in 1 2; do
@@ -85,6 +104,6 @@ done
 echo
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) vCPUs, wrk -t1 -c50 -d$DUR --latency; echo: 100 conns x 100 B, ${ECHO_DUR}s"
 echo
-echo "| workload | server | workers | req/s (round trips/s) | p50 | p99 |"
-echo "|---|---|---|---|---|---|"
+echo "| workload | server | workers | req/s (round trips/s) | p50 | p99 | server CPU us/op |"
+echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
