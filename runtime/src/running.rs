@@ -12,7 +12,8 @@
 //! waits for DONE (the handler takes microseconds). Only the handler holding WRITING writes
 //! `M::stack_data`; only the asker reads it, after DONE. The asker whose `IDLE -> REQUESTED`
 //! CAS succeeded owns the M's slot until it stores IDLE again; another asker finds the slot
-//! busy and leaves that M out. Two askers exist: [`running_stacks`] (one call at a time,
+//! busy: [`running_stacks`] asks again until the slot is free (within its patience), the hog
+//! detector leaves that M out. Two askers exist: [`running_stacks`] (one call at a time,
 //! `ASK`), which waits a bounded time for its answers, and sysmon's hog detector (`hog.rs`),
 //! which asks one M with [`request`] and never waits: it collects the answer with [`answer`]
 //! at a later tick, or gives up with [`withdraw`].
@@ -56,8 +57,8 @@ static INSTALLED: OnceLock<bool> = OnceLock::new();
 const PATIENCE: Duration = Duration::from_millis(50);
 
 /// The stacks of the goroutines running on other threads now (not the caller's), each walked
-/// by its own thread from a SIGURG handler. Bounded: an M that does not answer within 50 ms is
-/// left out.
+/// by its own thread from a SIGURG handler. Bounded: an M that does not answer within 50 ms
+/// (or whose request slot the hog detector holds that long) is left out.
 pub fn running_stacks() -> Vec<RunningStack> {
     let _one = ASK.lock().unwrap_or_else(|e| e.into_inner());
     if installed() {
@@ -82,7 +83,7 @@ fn installed() -> bool {
 /// could not be sent.
 pub(crate) fn request(m: &'static M) -> bool {
     // SAFETY: getpid has no preconditions.
-    installed() && send(m, unsafe { libc::getpid() })
+    installed() && send(m, unsafe { libc::getpid() }) == Sent::Yes
 }
 
 /// The answer to the caller's [`request`] on `m`, once `m` gave it (`Some(None)`: `m` was not
@@ -106,50 +107,88 @@ pub(crate) fn withdraw(m: &'static M) -> Option<RunningStack> {
     take(m)
 }
 
+/// What [`send`] did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Sent {
+    /// Asked: the caller owns the slot.
+    Yes,
+    /// Another asker owns the slot.
+    Busy,
+    /// The signal could not be sent.
+    Failed,
+}
+
 /// Sends `m` a request, if its slot is free: the caller then owns the slot.
-fn send(m: &'static M, pid: libc::pid_t) -> bool {
+fn send(m: &'static M, pid: libc::pid_t) -> Sent {
     // Release: pairs with the handler's Acquire CAS (our request comes before its signal).
     if m.stack_req.compare_exchange(IDLE, REQUESTED, Ordering::Release, Ordering::Relaxed).is_err() {
-        return false;
+        return Sent::Busy;
     }
     // SAFETY: tgkill sends SIGURG to `m`'s thread, which lives as long as the process (Ms never
     // exit); our handler is installed (callers checked `installed`).
     if unsafe { libc::syscall(libc::SYS_tgkill, pid, m.tid, libc::SIGURG) } != 0 {
         m.stack_req.store(IDLE, Ordering::Relaxed);
-        return false;
+        return Sent::Failed;
     }
-    true
+    Sent::Yes
+}
+
+/// Whether `m` runs a goroutine that may be asked: not one inside `blocking`.
+fn runs_askable(m: &M) -> bool {
+    m.curg().is_some_and(|g| g.status() != g::SYSCALL)
 }
 
 fn ask() -> Vec<RunningStack> {
     let me = current_m();
     let mut pending: Vec<&'static M> = Vec::new();
+    // Ms to ask again: their slot was held by sysmon's hog detector (until its next tick, when
+    // it collects its answer; a hog is exactly the goroutine whose stack a dump taken meanwhile
+    // should show), or their answer came from off the goroutine's stack. Within the same
+    // patience.
+    let mut busy: Vec<&'static M> = Vec::new();
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
     for m in crate::m::all() {
-        if me.is_some_and(|me| std::ptr::eq(me, m)) {
+        if me.is_some_and(|me| std::ptr::eq(me, m)) || !runs_askable(m) {
             continue;
         }
-        let Some(g) = m.curg() else { continue };
-        if g.status() == g::SYSCALL {
-            continue;
-        }
-        if send(m, pid) {
-            pending.push(m);
+        match send(m, pid) {
+            Sent::Yes => pending.push(m),
+            Sent::Busy => busy.push(m),
+            Sent::Failed => {}
         }
     }
     let mut out = Vec::new();
     let deadline = Instant::now() + PATIENCE;
-    while !pending.is_empty() {
-        pending.retain(|m| {
+    while !pending.is_empty() || !busy.is_empty() {
+        busy.retain(|&m| {
+            if !runs_askable(m) {
+                return false;
+            }
+            match send(m, pid) {
+                Sent::Yes => {
+                    pending.push(m);
+                    false
+                }
+                Sent::Busy => true,
+                Sent::Failed => false,
+            }
+        });
+        let patient = Instant::now() < deadline;
+        pending.retain(|&m| {
             // Acquire: pairs with the handler's Release store of DONE.
             if m.stack_req.load(Ordering::Acquire) != DONE {
                 return true;
             }
-            out.extend(take(m));
+            match take(m) {
+                // Caught between its goroutine's stack and its own (a switch, a scheduler
+                // round): ask again.
+                Some(r) if r.pcs.is_empty() && patient => busy.push(m),
+                r => out.extend(r),
+            }
             false
         });
-        if pending.is_empty() {
+        if pending.is_empty() && busy.is_empty() {
             break;
         }
         if Instant::now() >= deadline {
