@@ -405,3 +405,45 @@ fn a_goroutine_with_a_small_stack_writes_every_profile() {
         assert!(!p.sample_type.is_empty(), "{name}: no sample types");
     }
 }
+
+/// Spins a moment between yields until `stop`: a goroutine that is switching much of the time.
+#[inline(never)]
+fn switchy_loop(stop: &std::sync::atomic::AtomicBool) -> u64 {
+    let mut x: u64 = 0x1f83_d9ab_fb41_bd6b;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for _ in 0..100 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        gort::runtime::yield_now();
+    }
+    x
+}
+
+const SWITCHY_DUMPS: usize = 200;
+
+// A dump stops nothing: a goroutine switching between running and switched out can be running
+// when the first pass holds the parked ones and switched out when the second asks the running
+// ones. It is looked for again, so nearly every dump shows it (without that, 9-19% of dumps
+// here did not).
+#[test]
+fn a_dump_shows_a_goroutine_that_keeps_switching() {
+    let _t = turn();
+    gort::start().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let h = common::spawn_with(gort::Builder::new(), move || switchy_loop(&s)).unwrap();
+    std::thread::sleep(Duration::from_millis(10));
+    let mut missing = 0;
+    for i in 0..SWITCHY_DUMPS {
+        std::thread::sleep(Duration::from_micros(100 * (i as u64 % 7)));
+        let dump = String::from_utf8(write("goroutine", 2)).unwrap();
+        if !dump.contains("switchy_loop") {
+            missing += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    h.join().unwrap();
+    assert!(missing * 50 <= SWITCHY_DUMPS, "{missing} of {SWITCHY_DUMPS} dumps left the goroutine's stack out");
+}

@@ -8,7 +8,9 @@
 //! handler (`gort_runtime::running_stacks`: SIGURG, a bounded wait, no stop-the-world). One in a
 //! `blocking` call is not interrupted (its system call would see EINTR), nor one whose M does
 //! not answer in time: it is counted with an empty stack, and the full dump says so in Go's
-//! words (`goroutine running on other thread; stack unavailable`).
+//! words (`goroutine running on other thread; stack unavailable`). A goroutine that switched
+//! between the two passes (running when the first looked, switched out or between its stack
+//! and its M's when the second asked) is looked for again, a few times (`look_again`).
 //!
 //! Raw stacks are grouped before symbolization (debug=0 and 1), so 100k goroutines parked in
 //! the same place cost 100k short walks and one symbolization.
@@ -17,6 +19,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::panic::Location;
 use std::sync::Arc;
+use std::time::Duration;
+
+use gort_runtime::GRef;
 
 use crate::builder::{frames, goroutine_frames, Builder, LFrame, Trim};
 use crate::labels::LabelSet;
@@ -65,6 +70,68 @@ pub struct Grouped {
 
 type GroupKey = (Box<[usize]>, Option<Arc<LabelSet>>);
 
+/// Rounds of [`look_again`], and the pause before each.
+const AGAIN_ROUNDS: usize = 4;
+const AGAIN_PAUSE: Duration = Duration::from_micros(100);
+
+/// A goroutine [`look_again`] found.
+struct Found {
+    id: u64,
+    pcs: Vec<usize>,
+    truncated: bool,
+    labels: Option<Arc<LabelSet>>,
+    entry: Option<&'static str>,
+}
+
+/// Looks again for the goroutines (with their ids) that neither pass of a snapshot could read:
+/// holds each still if it has switched out since, asks again if it runs. A goroutine that
+/// finished meanwhile is dropped; one still missing after [`AGAIN_ROUNDS`] stays without a
+/// stack.
+fn look_again(mut missed: Vec<(GRef, u64)>) -> Vec<Found> {
+    let mut found = Vec::new();
+    let mut buf = [0usize; MAX_DEPTH];
+    for _ in 0..AGAIN_ROUNDS {
+        if missed.is_empty() {
+            break;
+        }
+        std::thread::sleep(AGAIN_PAUSE);
+        missed.retain(|&(g, id)| {
+            if g.id() != id || !g.has_readable_stack() {
+                return false;
+            }
+            let got = g.with_parked(|p| {
+                let w = p.walk(&mut buf);
+                (buf[..w.len].to_vec(), w.truncated, crate::labels::from_slot(p.labels()), p.entry_name())
+            });
+            match got {
+                Some((pcs, truncated, labels, entry)) => {
+                    found.push(Found { id, pcs, truncated, labels, entry });
+                    false
+                }
+                None => true,
+            }
+        });
+        if missed.is_empty() {
+            break;
+        }
+        let running = running();
+        missed.retain(|&(_, id)| match running.iter().find(|r| r.id == id) {
+            Some(r) => {
+                found.push(Found {
+                    id,
+                    pcs: r.pcs.clone(),
+                    truncated: r.truncated,
+                    labels: crate::labels::from_slot(r.labels.clone()),
+                    entry: None,
+                });
+                false
+            }
+            None => true,
+        });
+    }
+    found
+}
+
 /// Walks every goroutine and groups identical stacks (with identical labels).
 pub fn grouped() -> Grouped {
     // Unlabelled stacks (the common case) are counted without building a key per goroutine.
@@ -89,20 +156,34 @@ pub fn grouped() -> Grouped {
         },
         Some(l) => *labelled.entry((stack.into(), Some(l))).or_insert(0) += n,
     };
-    gort_runtime::for_each_g_held(|_, p| {
+    let me = gort_runtime::current_id();
+    // Goroutines the hold could not take but that have a stack: running, or switching.
+    let mut unheld: Vec<(GRef, u64)> = Vec::new();
+    gort_runtime::for_each_g_held(|g, p| {
         let got = p.map(|p| (p.walk(&mut buf), crate::labels::from_slot(p.labels()), p.entry_name()));
-        if let Some((w, labels, e)) = got {
-            walked += 1;
-            entry(&buf[..w.len], e);
-            add(&buf[..w.len], labels, 1);
+        match got {
+            Some((w, labels, e)) => {
+                walked += 1;
+                entry(&buf[..w.len], e);
+                add(&buf[..w.len], labels, 1);
+            }
+            None if g.has_readable_stack() && Some(g.id()) != me => unheld.push((g, g.id())),
+            None => {}
         }
     });
-    for r in running() {
+    let running = running();
+    unheld.retain(|&(_, id)| !running.iter().any(|r| r.id == id));
+    for r in running {
         walked += 1;
         add(&r.pcs, crate::labels::from_slot(r.labels), 1);
     }
+    for f in look_again(unheld) {
+        walked += 1;
+        entry(&f.pcs, f.entry);
+        add(&f.pcs, f.labels, 1);
+    }
     let mut total = gort_runtime::num_goroutine() as i64;
-    if gort_runtime::current_id().is_some() {
+    if me.is_some() {
         let w = walk_current(&mut buf);
         let labels = crate::labels::from_slot(gort_runtime::current_labels());
         entry(&buf[..w.len], gort_runtime::current_entry_name());
@@ -140,13 +221,20 @@ pub fn all() -> Vec<GStack> {
     type Walked = (Vec<usize>, bool, Option<Arc<LabelSet>>);
     let mut stacks: HashMap<u64, Walked> = HashMap::with_capacity(infos.len());
     let mut buf = [0usize; MAX_DEPTH];
-    gort_runtime::for_each_g_held(|_, p| {
-        if let Some((id, w, l)) = p.map(|p| (p.id(), p.walk(&mut buf), p.labels())) {
+    let mut unheld: Vec<(GRef, u64)> = Vec::new();
+    gort_runtime::for_each_g_held(|g, p| match p.map(|p| (p.id(), p.walk(&mut buf), p.labels())) {
+        Some((id, w, l)) => {
             stacks.insert(id, (buf[..w.len].to_vec(), w.truncated, crate::labels::from_slot(l)));
         }
+        None if g.has_readable_stack() && Some(g.id()) != me => unheld.push((g, g.id())),
+        None => {}
     });
     for r in running() {
         stacks.insert(r.id, (r.pcs, r.truncated, crate::labels::from_slot(r.labels)));
+    }
+    unheld.retain(|(_, id)| !stacks.contains_key(id));
+    for f in look_again(unheld) {
+        stacks.insert(f.id, (f.pcs, f.truncated, f.labels));
     }
     if let Some(id) = me {
         let w = walk_current(&mut buf);

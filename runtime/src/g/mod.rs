@@ -703,6 +703,17 @@ impl GRef {
     pub(crate) fn status(self) -> u32 {
         self.0.status.load(Ordering::Acquire)
     }
+    /// Whether this goroutine has a stack a snapshot can read, now or after its next switch: it
+    /// runs, or it ran and is switched out (not one that never started, has finished, or sits
+    /// in `blocking`). A hint (the state may change right after).
+    pub fn has_readable_stack(self) -> bool {
+        self.is_goroutine()
+            && match self.status() {
+                RUNNING => true,
+                WAITING | RUNNABLE => self.0.park_sp.load(Ordering::Relaxed) != 0,
+                _ => false,
+            }
+    }
 
     /// Test support: pretends this goroutine started waiting `ns` earlier than it did, so a
     /// test can check how dumps render long waits (`[chan receive, 1 minutes]`) without
