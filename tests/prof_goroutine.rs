@@ -425,8 +425,7 @@ const SWITCHY_DUMPS: usize = 200;
 
 // A dump stops nothing: a goroutine switching between running and switched out can be running
 // when the first pass holds the parked ones and switched out when the second asks the running
-// ones. It is looked for again, so nearly every dump shows it (without that, 9-19% of dumps
-// here did not).
+// ones. It is looked for again, so nearly every dump shows it.
 #[test]
 fn a_dump_shows_a_goroutine_that_keeps_switching() {
     let _t = turn();
@@ -435,14 +434,7 @@ fn a_dump_shows_a_goroutine_that_keeps_switching() {
     let s = stop.clone();
     let h = common::spawn_with(gort::Builder::new(), move || switchy_loop(&s)).unwrap();
     std::thread::sleep(Duration::from_millis(10));
-    let mut missing = 0;
-    for i in 0..SWITCHY_DUMPS {
-        std::thread::sleep(Duration::from_micros(100 * (i as u64 % 7)));
-        let dump = String::from_utf8(write("goroutine", 2)).unwrap();
-        if !dump.contains("switchy_loop") {
-            missing += 1;
-        }
-    }
+    let missing = dumps_without("switchy_loop", SWITCHY_DUMPS, Duration::from_micros(100));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     h.join().unwrap();
     assert!(missing * 50 <= SWITCHY_DUMPS, "{missing} of {SWITCHY_DUMPS} dumps left the goroutine's stack out");

@@ -81,6 +81,18 @@ pub fn write(name: &str, debug: u8) -> Vec<u8> {
     v
 }
 
+/// Takes `n` full goroutine dumps, the `i`-th after a pause of `step` times `i % 7` (so that
+/// they fall at varying phases of what the test's goroutines do), and counts those in which
+/// `needle` does not appear.
+pub fn dumps_without(needle: &str, n: usize, step: Duration) -> usize {
+    (0..n)
+        .filter(|&i| {
+            std::thread::sleep(step * (i % 7) as u32);
+            !String::from_utf8(write("goroutine", 2)).unwrap().contains(needle)
+        })
+        .count()
+}
+
 /// Decodes a gzipped profile and checks it against pprof's rules.
 pub fn decode_valid(gz: &[u8]) -> Profile {
     assert_eq!(&gz[..2], &[0x1f, 0x8b], "not gzip");
