@@ -10,7 +10,8 @@
 //! not answer in time: it is counted with an empty stack, and the full dump says so in Go's
 //! words (`goroutine running on other thread; stack unavailable`). A goroutine that switched
 //! between the two passes (running when the first looked, switched out or between its stack
-//! and its M's when the second asked) is looked for again, a few times (`look_again`).
+//! and its M's when the second asked) is looked for again, for up to about 25 ms
+//! (`look_again`).
 //!
 //! Raw stacks are grouped before symbolization (debug=0 and 1), so 100k goroutines parked in
 //! the same place cost 100k short walks and one symbolization.
@@ -70,8 +71,10 @@ pub struct Grouped {
 
 type GroupKey = (Box<[usize]>, Option<Arc<LabelSet>>);
 
-/// Rounds of [`look_again`], and the pause before each.
-const AGAIN_ROUNDS: usize = 4;
+/// Rounds of [`look_again`], and the pause before the first; each pause doubles the last, so
+/// the rounds span about 25 ms: a thread the OS took off its CPU between two goroutines gets
+/// most of a time slice to come back.
+const AGAIN_ROUNDS: u32 = 8;
 const AGAIN_PAUSE: Duration = Duration::from_micros(100);
 
 /// A goroutine [`look_again`] found.
@@ -90,11 +93,11 @@ struct Found {
 fn look_again(mut missed: Vec<(GRef, u64)>) -> Vec<Found> {
     let mut found = Vec::new();
     let mut buf = [0usize; MAX_DEPTH];
-    for _ in 0..AGAIN_ROUNDS {
+    for round in 0..AGAIN_ROUNDS {
         if missed.is_empty() {
             break;
         }
-        std::thread::sleep(AGAIN_PAUSE);
+        std::thread::sleep(AGAIN_PAUSE * (1 << round));
         missed.retain(|&(g, id)| {
             if g.id() != id || !g.has_readable_stack() {
                 return false;
