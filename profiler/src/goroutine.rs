@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::panic::Location;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gort_runtime::GRef;
 
@@ -71,10 +71,11 @@ pub struct Grouped {
 
 type GroupKey = (Box<[usize]>, Option<Arc<LabelSet>>);
 
-/// Rounds of [`look_again`], and the pause before the first; each pause doubles the last, so
-/// the rounds span about 25 ms: a thread the OS took off its CPU between two goroutines gets
-/// most of a time slice to come back.
-const AGAIN_ROUNDS: u32 = 8;
+/// How long [`look_again`] keeps looking, and its first pause; each pause doubles the last. A
+/// thread the OS took off its CPU between two goroutines gets most of a time slice to come
+/// back, and a goroutine that stays unreadable (running on a stack not its own) costs a dump
+/// this much at most, plus one stack request's patience.
+const AGAIN_SPAN: Duration = Duration::from_millis(25);
 const AGAIN_PAUSE: Duration = Duration::from_micros(100);
 
 /// A goroutine [`look_again`] found.
@@ -88,16 +89,20 @@ struct Found {
 
 /// Looks again for the goroutines (with their ids) that neither pass of a snapshot could read:
 /// holds each still if it has switched out since, asks again if it runs. A goroutine that
-/// finished meanwhile is dropped; one still missing after [`AGAIN_ROUNDS`] stays without a
+/// finished meanwhile is dropped; one still missing after [`AGAIN_SPAN`] stays without a
 /// stack.
 fn look_again(mut missed: Vec<(GRef, u64)>) -> Vec<Found> {
     let mut found = Vec::new();
     let mut buf = [0usize; MAX_DEPTH];
-    for round in 0..AGAIN_ROUNDS {
-        if missed.is_empty() {
+    let deadline = Instant::now() + AGAIN_SPAN;
+    let mut pause = AGAIN_PAUSE;
+    while !missed.is_empty() {
+        let now = Instant::now();
+        if now >= deadline {
             break;
         }
-        std::thread::sleep(AGAIN_PAUSE * (1 << round));
+        std::thread::sleep(pause.min(deadline - now));
+        pause *= 2;
         missed.retain(|&(g, id)| {
             if g.id() != id || !g.has_readable_stack() {
                 return false;
