@@ -29,16 +29,23 @@ macro_rules! spin_until {
         let mut x: u64 = $seed;
         let mut rounds = 0u64;
         while !$stop.load(Ordering::Relaxed) {
-            let mut i = 0u32;
-            while i < 100_000 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                i += 1;
-            }
+            xorshift_rounds!(x, 100_000);
             rounds += 1;
         }
         x ^ rounds
+    }};
+}
+
+/// `n` rounds of xorshift on `x`: a counted loop, no calls.
+macro_rules! xorshift_rounds {
+    ($x:ident, $n:expr) => {{
+        let mut i = 0u32;
+        while i < $n {
+            $x ^= $x << 13;
+            $x ^= $x >> 7;
+            $x ^= $x << 17;
+            i += 1;
+        }
     }};
 }
 
@@ -278,13 +285,7 @@ fn hog_spin_in_runs(stop: &AtomicBool) -> u64 {
     while !stop.load(Ordering::Relaxed) {
         let end = Instant::now() + Duration::from_millis(2);
         while Instant::now() < end {
-            let mut i = 0u32;
-            while i < 10_000 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                i += 1;
-            }
+            xorshift_rounds!(x, 10_000);
         }
         gort::runtime::yield_now();
     }

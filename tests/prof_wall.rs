@@ -28,6 +28,21 @@ fn wall_spin(d: Duration) -> u64 {
     x
 }
 
+/// A goroutine labelled `who=spinner` that spins `spin` and sleeps `nap`, over and over, until
+/// `stop`.
+fn spinner(stop: &Arc<AtomicBool>, spin: Duration, nap: Duration) -> gort::JoinHandle<()> {
+    let s = stop.clone();
+    common::spawn_with(gort::Builder::new(), move || {
+        gort::profiler::with_labels(&[("who", "spinner")], || {
+            while !s.load(Ordering::Relaxed) {
+                wall_spin(spin);
+                gort::time::sleep(nap);
+            }
+        })
+    })
+    .unwrap()
+}
+
 fn labels_of(p: &Profile, s: &gort::profiler::proto::Sample) -> HashMap<String, String> {
     s.label.iter().map(|l| (p.str(l.key).to_string(), p.str(l.str).to_string())).collect()
 }
@@ -64,17 +79,7 @@ fn each_goroutines_time_splits_by_state_and_sums_to_the_window() {
     let _t = common::take_turn(&TURN);
     gort::start().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    // Spins 40 ms, sleeps 40 ms, over and over.
-    let s = stop.clone();
-    let spinner = common::spawn_with(gort::Builder::new(), move || {
-        gort::profiler::with_labels(&[("who", "spinner")], || {
-            while !s.load(Ordering::Relaxed) {
-                wall_spin(Duration::from_millis(40));
-                gort::time::sleep(Duration::from_millis(40));
-            }
-        })
-    })
-    .unwrap();
+    let spinner = spinner(&stop, Duration::from_millis(40), Duration::from_millis(40));
     // Waits on a channel for the whole window.
     let (tx, rx) = gort::chan::chan::<()>(0);
     let waiter = common::spawn_with(gort::Builder::new(), move || {
@@ -173,16 +178,7 @@ fn a_running_goroutine_keeps_its_labels_when_its_m_is_busy_answering() {
     let _restore = HogThreshold(gort::runtime::hog::threshold());
     gort::runtime::hog::set_threshold(Duration::from_micros(10));
     let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    let spinner = common::spawn_with(gort::Builder::new(), move || {
-        gort::profiler::with_labels(&[("who", "spinner")], || {
-            while !s.load(Ordering::Relaxed) {
-                wall_spin(Duration::from_millis(3));
-                gort::time::sleep(Duration::from_micros(500));
-            }
-        })
-    })
-    .unwrap();
+    let spinner = spinner(&stop, Duration::from_millis(3), Duration::from_micros(500));
     std::thread::sleep(Duration::from_millis(50));
     let mut unlabelled = Vec::new();
     for _ in 0..25 {
