@@ -4,10 +4,12 @@
 //! and any `.cargo/config.toml` of the directories above it, while Cargo never reads a
 //! dependency's config or profiles; so what a user gets can only be seen from a crate outside the
 //! repository. These tests copy `tests/downstream/` to a temporary
-//! directory, point its `gort` dependency at this checkout, build it with `cargo build --release`
-//! and a clean environment (the default release profile, no rustflags; then with frame pointers
-//! forced by `RUSTFLAGS`), and check its pprof endpoints with `go tool pprof` and a goroutine dump.
-//! The builds go to `<target dir>/downstream/{default,fp}`, so reruns are incremental.
+//! directory, point its `gort` dependency at this checkout, build it with a clean environment
+//! (`cargo build --release` with the default release profile and no rustflags; then with frame
+//! pointers forced by `RUSTFLAGS`; and plain `cargo build`, the unoptimized dev profile that a
+//! user's `cargo run` and `cargo test` get), and check its pprof endpoints with `go tool pprof`
+//! and a goroutine dump. The builds go to `<target dir>/downstream/{default,fp,dev}`, so reruns
+//! are incremental.
 
 mod common;
 
@@ -34,16 +36,31 @@ struct Variant {
     name: &'static str,
     rustflags: Option<&'static str>,
     frame_pointers: bool,
+    /// `cargo build --release`; else `cargo build` (the dev profile: opt-level 0, debug
+    /// assertions on, gort included).
+    release: bool,
 }
 
 #[test]
 fn downstream_default_build() {
-    check_variant(&Variant { name: "default", rustflags: None, frame_pointers: false });
+    check_variant(&Variant { name: "default", rustflags: None, frame_pointers: false, release: true });
 }
 
 #[test]
 fn downstream_frame_pointer_build() {
-    check_variant(&Variant { name: "fp", rustflags: Some("-C force-frame-pointers=yes"), frame_pointers: true });
+    check_variant(&Variant {
+        name: "fp",
+        rustflags: Some("-C force-frame-pointers=yes"),
+        frame_pointers: true,
+        release: true,
+    });
+}
+
+/// What a user's `cargo run` builds: gort unoptimized, where stack walks and the profiles' own
+/// work take several times the stack and time they take optimized.
+#[test]
+fn downstream_dev_build() {
+    check_variant(&Variant { name: "dev", rustflags: None, frame_pointers: false, release: false });
 }
 
 fn check_variant(v: &Variant) {
@@ -86,7 +103,7 @@ fn check_variant(v: &Variant) {
         fails.push(format!("the demo exited during the checks: {}", demo.why(status)));
     }
     drop(demo);
-    if !v.frame_pointers {
+    if !v.frame_pointers && v.release {
         check_stripped(&bin, &krate.0, &mut fails);
     }
     assert!(fails.is_empty(), "[{}] {} check(s) failed:\n- {}", v.name, fails.len(), fails.join("\n- "));
@@ -132,8 +149,8 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Environment variables that would change the build from what a user's plain `cargo build
-/// --release` does.
+/// Environment variables that would change the build from what a user's plain `cargo build`
+/// (with or without `--release`) does.
 fn changes_build(name: &str) -> bool {
     const EXACT: &[&str] = &[
         "RUSTFLAGS",
@@ -151,13 +168,16 @@ fn changes_build(name: &str) -> bool {
         || (name.starts_with("CARGO_TARGET_") && name.ends_with("_RUSTFLAGS"))
 }
 
-/// `cargo build --release` of the copy; returns the binary.
+/// `cargo build [--release]` of the copy; returns the binary.
 fn build(v: &Variant, dir: &Path) -> PathBuf {
     // `CARGO_TARGET_TMPDIR` is `<target dir>/tmp` of this build, however the target dir was chosen.
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("downstream").join(v.name);
     let cargo = std::env::var_os("CARGO").map_or_else(|| PathBuf::from(env!("CARGO")), PathBuf::from);
     let mut cmd = Command::new(&cargo);
-    cmd.args(["build", "--release"]).current_dir(dir).stdin(Stdio::null());
+    cmd.arg("build").current_dir(dir).stdin(Stdio::null());
+    if v.release {
+        cmd.arg("--release");
+    }
     for (k, _) in std::env::vars_os() {
         if k.to_str().is_some_and(changes_build) {
             cmd.env_remove(&k);
@@ -170,13 +190,13 @@ fn build(v: &Variant, dir: &Path) -> PathBuf {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", cargo.display()));
     assert!(
         out.status.success(),
-        "[{}] cargo build --release failed ({}):\n{}{}",
+        "[{}] cargo build failed ({}):\n{}{}",
         v.name,
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let bin = target.join("release").join(BIN);
+    let bin = target.join(if v.release { "release" } else { "debug" }).join(BIN);
     assert!(bin.is_file(), "no binary at {}", bin.display());
     bin
 }
