@@ -277,13 +277,13 @@ fn a_bad_hogthreshold_stops_the_runtime_with_a_clear_error() {
     run(|| ());
 }
 
-/// Spins in runs of 2 ms, each ended by a yield: a new run, and a new event, for a detector
+/// Spins in runs of `run`, each ended by a yield: a new run, and a new event, for a detector
 /// whose threshold is shorter.
 #[inline(never)]
-fn hog_spin_in_runs(stop: &AtomicBool) -> u64 {
+fn hog_spin_in_runs(stop: &AtomicBool, run: Duration) -> u64 {
     let mut x: u64 = 0x510e_527f_ade6_82d1;
     while !stop.load(Ordering::Relaxed) {
-        let end = Instant::now() + Duration::from_millis(2);
+        let end = Instant::now() + run;
         while Instant::now() < end {
             xorshift_rounds!(x, 10_000);
         }
@@ -307,7 +307,8 @@ fn a_dump_shows_a_hog_the_detector_is_asking_about() {
     hog::set_threshold(Duration::from_micros(10));
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
-    let spinner = common::spawn_with(gort::Builder::new(), move || hog_spin_in_runs(&s)).unwrap();
+    let spinner =
+        common::spawn_with(gort::Builder::new(), move || hog_spin_in_runs(&s, Duration::from_millis(2))).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     let events = hog::events();
     let missing = common::prof::dumps_without("hog_spin_in_runs", DUMPS, Duration::from_micros(300));
@@ -320,4 +321,43 @@ fn a_dump_shows_a_hog_the_detector_is_asking_about() {
     // dump that left the hog's M out would miss it whenever the detector holds it, a share of
     // the dumps many times larger.
     assert!(missing * 20 <= DUMPS, "{missing} of {DUMPS} dumps left the spinner's stack out");
+}
+
+// The reverse of the last test: a dump owns a thread's request slot while it waits for the
+// answers, and the detector, finding the slot taken when it detects a run on that thread, asks
+// again at its next ticks rather than recording the event without a stack. Runs of 10 ms
+// against a 1 ms threshold leave the detector several ticks to ask again; dumps 1 ms apart
+// hold the hog's slot a large share of the time.
+#[test]
+fn the_detector_asks_again_when_a_dump_holds_the_hogs_thread() {
+    let _t = take_turn(&TURN);
+    gort::start().unwrap();
+    hog::set_threshold(Duration::from_millis(1));
+    let recorded = || hog::records().iter().map(|r| r.count).sum::<i64>();
+    let (events, records) = (hog::events(), recorded());
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let spinner =
+        common::spawn_with(gort::Builder::new(), move || hog_spin_in_runs(&s, Duration::from_millis(10))).unwrap();
+    let s = stop.clone();
+    let dumper = std::thread::spawn(move || {
+        let mut dumps = 0u64;
+        while !s.load(Ordering::Relaxed) {
+            std::hint::black_box(gort_runtime::running_stacks());
+            dumps += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        dumps
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    let dumps = dumper.join().unwrap();
+    // The last event's stack comes at a tick after its run.
+    std::thread::sleep(Duration::from_millis(100));
+    hog::set_threshold(hog::DEFAULT_THRESHOLD);
+    let events = hog::events() - events;
+    let stackless = events as i64 - (recorded() - records);
+    assert!(events >= 30 && dumps >= 100, "{events} events, {dumps} dumps: the test did not test");
+    assert!(stackless * 10 <= events as i64, "{stackless} of {events} events recorded without a stack ({dumps} dumps)");
 }

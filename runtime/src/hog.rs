@@ -16,7 +16,9 @@
 //!   thread for its stack with the running-stack request (`running.rs`: SIGURG, walked by the
 //!   hog's own thread in the signal handler, which allocates nothing) and never waits for the
 //!   answer: it collects it at a later tick (microseconds later, usually the next), and gives up
-//!   after 50 ms (the event then has an empty stack).
+//!   after 50 ms (the event then has an empty stack). If a goroutine dump owns that thread's
+//!   request slot at that moment, sysmon asks again at the next ticks while the run goes on,
+//!   within the same 50 ms.
 //! - **The record** is made as soon as the stack is known, with the run's length so far, and
 //!   sysmon adds to it at every tick while the run goes on: a goroutine that spins forever shows
 //!   in the profile at once and grows there. Records live in a bounded table keyed by stack and
@@ -49,7 +51,7 @@ use parking_lot::Mutex;
 use crate::g::{GRef, Labels};
 use crate::m::M;
 use crate::p::P;
-use crate::running::{answer, request, withdraw, RunningStack};
+use crate::running::{answer, request, withdraw, RunningStack, Sent};
 
 /// The threshold unless configured: Go's scheduler slice, and sysmon's retake limit.
 pub const DEFAULT_THRESHOLD: Duration = Duration::from_millis(10);
@@ -246,6 +248,8 @@ struct Hog {
 enum Stack {
     /// Asked `m` at this time.
     Asking(&'static M, u64),
+    /// `m`'s request slot was another asker's when we first tried, at this time.
+    Busy(&'static M, u64),
     /// Unavailable (nobody answered, or SIGURG is not ours).
     Unknown,
     /// In the table under `key` (`None`: the table was full), with `accounted` ns of the run.
@@ -282,8 +286,9 @@ impl Watch {
                 crate::m::all().into_iter().find(|m| m.curg().is_some_and(|c| std::ptr::eq(c.as_ptr(), g.as_ptr())));
             (g.id(), name, m)
         };
-        let stack = match m {
-            Some(m) if request(m) => Stack::Asking(m, now),
+        let stack = match m.map(|m| (m, request(m))) {
+            Some((m, Sent::Yes)) => Stack::Asking(m, now),
+            Some((m, Sent::Busy)) => Stack::Busy(m, now),
             _ => Stack::Unknown,
         };
         let mut h = Hog { tick, goid, name, threshold, ran, stack, traced: false };
@@ -321,6 +326,14 @@ impl Hog {
     /// Collects the stack if it came, brings the record up to `ran`, and traces the event when
     /// it is over (`ended`) or has gone on long enough.
     fn progress(&mut self, now: u64, ended: bool) {
+        if let Stack::Busy(m, at) = self.stack {
+            // Once the run is over, its thread runs something else: too late to ask.
+            self.stack = match if ended { Sent::Failed } else { request(m) } {
+                Sent::Yes => Stack::Asking(m, at),
+                Sent::Busy if now.saturating_sub(at) < PATIENCE_NS => Stack::Busy(m, at),
+                _ => Stack::Unknown,
+            };
+        }
         if let Stack::Asking(m, at) = self.stack {
             match answer(m) {
                 Some(a) => self.resolve(a),
@@ -335,7 +348,7 @@ impl Hog {
                 *accounted = self.ran;
             }
         }
-        if matches!(self.stack, Stack::Asking(..)) || self.traced || !trace() {
+        if matches!(self.stack, Stack::Asking(..) | Stack::Busy(..)) || self.traced || !trace() {
             return;
         }
         let late = self.ran >= TRACE_LATE_NS.max(self.threshold);

@@ -12,11 +12,11 @@
 //! waits for DONE (the handler takes microseconds). Only the handler holding WRITING writes
 //! `M::stack_data`; only the asker reads it, after DONE. The asker whose `IDLE -> REQUESTED`
 //! CAS succeeded owns the M's slot until it stores IDLE again; another asker finds the slot
-//! busy: [`running_stacks`] asks again until the slot is free (within its patience), the hog
-//! detector leaves that M out. Two askers exist: [`running_stacks`] (one call at a time,
-//! `ASK`), which waits a bounded time for its answers, and sysmon's hog detector (`hog.rs`),
-//! which asks one M with [`request`] and never waits: it collects the answer with [`answer`]
-//! at a later tick, or gives up with [`withdraw`].
+//! busy, and asks again until the slot is free (within its patience). Two askers exist:
+//! [`running_stacks`] (one call at a time, `ASK`), which waits a bounded time for its answers,
+//! and sysmon's hog detector (`hog.rs`), which asks one M with [`request`] and never waits: it
+//! collects the answer with [`answer`] at a later tick (asking again at the next ticks if the
+//! slot was busy), or gives up with [`withdraw`].
 //!
 //! A goroutine inside `blocking` is not asked: the signal would interrupt its system call, and
 //! code that does not retry `EINTR` would see it. SIGURG's disposition is taken only if nobody
@@ -77,13 +77,16 @@ fn installed() -> bool {
     *INSTALLED.get_or_init(install_handler)
 }
 
-/// Asks `m`'s thread for the stack of the goroutine it runs, without waiting: the caller owns
-/// `m`'s slot until [`answer`] returns `Some` or [`withdraw`] returns. False if `m` was not
-/// asked: SIGURG is someone else's, another asker's request is pending on `m`, or the signal
-/// could not be sent.
-pub(crate) fn request(m: &'static M) -> bool {
+/// Asks `m`'s thread for the stack of the goroutine it runs, without waiting: on
+/// [`Sent::Yes`] the caller owns `m`'s slot until [`answer`] returns `Some` or [`withdraw`]
+/// returns. [`Sent::Busy`]: another asker's request is pending on `m` (it may be free at the
+/// next try); [`Sent::Failed`]: SIGURG is someone else's, or the signal could not be sent.
+pub(crate) fn request(m: &'static M) -> Sent {
+    if !installed() {
+        return Sent::Failed;
+    }
     // SAFETY: getpid has no preconditions.
-    installed() && send(m, unsafe { libc::getpid() }) == Sent::Yes
+    send(m, unsafe { libc::getpid() })
 }
 
 /// The answer to the caller's [`request`] on `m`, once `m` gave it (`Some(None)`: `m` was not
@@ -107,9 +110,9 @@ pub(crate) fn withdraw(m: &'static M) -> Option<RunningStack> {
     take(m)
 }
 
-/// What [`send`] did.
+/// What [`send`] or [`request`] did.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Sent {
+pub(crate) enum Sent {
     /// Asked: the caller owns the slot.
     Yes,
     /// Another asker owns the slot.
