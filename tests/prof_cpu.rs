@@ -81,6 +81,49 @@ fn samples_land_in_the_busy_function_with_go_sample_types() {
     }
 }
 
+/// Walks its own stack over and over for `d`.
+#[inline(never)]
+fn walks_in_a_loop(d: Duration) -> usize {
+    let mut buf = [0usize; 64];
+    let t0 = Instant::now();
+    let mut frames = 0;
+    while t0.elapsed() < d {
+        frames += gort::runtime::traceback::capture(0, &mut buf).len;
+    }
+    frames
+}
+
+/// A goroutine that walks its own stack spends most of its time on its M's spare stack, where
+/// the walk runs: the samples taken there carry the unwinder's frames and, below the switch, the
+/// goroutine's own, not an empty (lost) stack.
+#[test]
+fn samples_on_the_spare_stack_carry_the_goroutines_frames() {
+    let _t = common::take_turn(&TURN);
+    let p = cpu_profile(500, || {
+        let h = common::spawn_with(gort::Builder::new(), || walks_in_a_loop(Duration::from_millis(600))).unwrap();
+        assert!(h.join().unwrap() > 0);
+    });
+    let frames = |s: &gort::profiler::proto::Sample| -> Vec<&str> {
+        s.location_id.iter().flat_map(|&id| common::prof::location_names(&p, id)).collect()
+    };
+    let (mut walking, mut stitched) = (0, 0);
+    for s in &p.sample {
+        let names = frames(s);
+        if names.iter().any(|n| n.contains("gort_runtime::unwind::")) {
+            walking += s.value[0];
+            if names.iter().any(|n| n.contains("walks_in_a_loop")) {
+                stitched += s.value[0];
+            }
+        }
+    }
+    let n = stack_sum(&p, "walks_in_a_loop", 0);
+    let lost = stack_sum(&p, "gort::lost_samples", 0);
+    assert!(n >= 100, "only {n} samples in walks_in_a_loop in 600 ms at 500 Hz");
+    assert!(walking * 2 >= n, "{walking} of {n} samples in the unwinder");
+    assert_eq!(stitched, walking, "samples in the unwinder without the goroutine's frames");
+    assert!(lost * 20 <= n, "{lost} lost samples against {n}");
+}
+
 /// CPU time of the calling thread.
 fn thread_cpu() -> Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };

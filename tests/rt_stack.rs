@@ -78,6 +78,54 @@ fn overflow_on_dedicated_stack_is_reported() {
     assert_overflow_report(&out, "96 KiB");
 }
 
+/// Child: a goroutine recursing without bound on its M's spare stack (where stack walks run).
+fn spare_overflow_child() -> ! {
+    run(|| {
+        let h = go!(|| {
+            // SAFETY: the recursion never parks (it never returns either: it overflows).
+            unsafe { gort::runtime::traceback::on_spare_stack(|| recurse(0)) }
+        });
+        let _ = h.join();
+    });
+    std::process::exit(3)
+}
+
+/// An overflow of the spare stack is reported as such (not as the goroutine's, whose stack is
+/// not the one that overflowed, and not as a bare SIGSEGV).
+#[test]
+fn overflow_on_the_spare_stack_is_reported() {
+    if in_child() {
+        spare_overflow_child();
+    }
+    let out = run_child("overflow_on_the_spare_stack_is_reported", &[]);
+    let err = common::stderr(&out);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "expected an abort, got {:?}; stderr:\n{err}", out.status);
+    assert!(err.contains("fatal error: stack overflow on the M's spare stack"), "stderr:\n{err}");
+    assert!(!err.contains("overflowed its"), "stderr:\n{err}");
+}
+
+/// Code on the spare stack sees the spare stack's bounds as its own, not its goroutine's.
+#[test]
+fn current_stack_bounds_on_the_spare_stack() {
+    let (outside, inside, local) = run(|| {
+        go!(|| {
+            let outside = gort::runtime::current_stack_bounds();
+            // SAFETY: the closure never parks.
+            let (inside, local) = unsafe {
+                gort::runtime::traceback::on_spare_stack(|| {
+                    let x = 0u8;
+                    (gort::runtime::current_stack_bounds(), std::hint::black_box(&x) as *const u8 as usize)
+                })
+            };
+            (outside, inside, local)
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(local >= inside.0 && local < inside.1, "{local:#x} not in {inside:x?}");
+    assert!(inside.1 <= outside.0 || inside.0 >= outside.1, "{inside:x?} overlaps the goroutine's {outside:x?}");
+}
+
 /// A read of an unguarded stack's gap from outside the goroutine (what a debugger or a profiler
 /// reading `/proc/PID/mem` does: here `process_vm_readv`) faults in the zero page, which
 /// `mincore` reports resident. That is no overflow: the goroutine exits, its stack is checked

@@ -15,7 +15,10 @@
 //! (address -> record), only for sampled blocks, so `dealloc` and `realloc` can move it from
 //! in-use to freed. The records, their stacks and the side table live in mappings of their own
 //! (the private `offheap` module; Go's `persistentalloc`), never among the user's blocks: a
-//! sample costs the user's heap nothing but the sampled block itself.
+//! sample costs the user's heap nothing but the sampled block itself. On a goroutine, the walk
+//! and the record both run on the M's spare stack (`gort_runtime::traceback::capture` and
+//! `on_spare_stack`): unoptimized, the walk needs tens of KiB of stack and the record several,
+//! which a goroutine deep in its fixed-size stack may not have left.
 //!
 //! Deallocation must learn cheaply that a block was *not* sampled: while no sampled block is
 //! alive, one relaxed load says so; otherwise a filter of 16 Ki bits indexed by a hash of the
@@ -914,7 +917,9 @@ fn record_alloc(addr: usize, size: usize, rate: usize) {
     let mut buf = [0usize; MAX_DEPTH];
     let w = walk_current(&mut buf);
     let labels = crate::labels::from_slot(gort_runtime::current_labels()).filter(|l| !l.0.is_empty());
-    record(addr, size, rate, &buf[..w.len], labels);
+    // On the M's spare stack, like the walk (module docs).
+    // SAFETY: `record` never parks: it takes only the table's spin lock.
+    unsafe { gort_runtime::traceback::on_spare_stack(|| record(addr, size, rate, &buf[..w.len], labels)) }
 }
 
 /// Counts a sampled block at `addr` in the record of (`stack`, `size`, `labels`).

@@ -22,8 +22,10 @@
 //! saves and restores `errno`, allocates nothing and takes no lock:
 //! - the interrupted registers come from the `ucontext`;
 //! - on an M, the stack walked is the running goroutine's if the interrupted stack pointer is
-//!   inside it, else the M's own (scheduler code); anything else (mid-switch, on a stack that is
-//!   neither) is counted as a lost sample, shown as the pseudo-frame `gort::lost_samples`;
+//!   inside it, else the M's own (scheduler code), else, if it is on the M's spare stack (a walk
+//!   the goroutine asked for, `stack/spare.rs`), the spare stack's frames followed by the
+//!   goroutine's from where it switched; anything else (mid-switch, on a stack that is none of
+//!   these) is counted as a lost sample, shown as the pseudo-frame `gort::lost_samples`;
 //! - the walk is the runtime's unwinder with [`WalkCtx::NoAllocate`] (every read bounds-checked);
 //!   a plain thread records its interrupted pc only, since its signal stack may be std's small
 //!   one;
@@ -49,7 +51,7 @@ use std::sync::Mutex;
 
 use crate::g::{labels_from_ref, Labels};
 use crate::m::{current_m, M};
-use crate::traceback::{cached_thread_stack_bounds, MAX_DEPTH};
+use crate::traceback::{cached_thread_stack_bounds, walk_interrupted_on_spare, MAX_DEPTH};
 use crate::unwind::{walk, Regs, WalkCtx};
 
 /// Samples per second while a profile runs; 0: off.
@@ -413,12 +415,22 @@ unsafe fn sample(info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
                 _ if inside(tb) => Some(tb),
                 _ => None,
             };
-            if let Some(b) = bounds {
+            let len = if let Some(b) = bounds {
                 // SAFETY: `b` are the bounds of the stack the interrupted code runs on (its sp is
                 // inside), whose frames stay put while this handler runs on the signal stack;
                 // every read is bounds-checked and the walk allocates nothing.
-                let w = unsafe { walk(regs, b, 0, &mut d.pcs, WalkCtx::NoAllocate) };
-                d.len = w.len as u32;
+                Some(unsafe { walk(regs, b, 0, &mut d.pcs, WalkCtx::NoAllocate) }.len)
+            } else if let (Some(g), Some(gb), true) = (g, gb, m.spare.contains(regs.sp)) {
+                // SAFETY: `g` runs on this thread, interrupted (labels_ref's handler case).
+                d.labels = unsafe { g.0.labels_ref() };
+                // SAFETY: the interrupted sp is on this M's spare stack, and `gb` are the bounds
+                // of the goroutine it runs.
+                Some(unsafe { walk_interrupted_on_spare(regs, m, gb, &mut d.pcs) })
+            } else {
+                None
+            };
+            if let Some(len) = len {
+                d.len = len as u32;
                 if d.len == 0 {
                     d.pcs[0] = regs.pc;
                     d.len = 1;

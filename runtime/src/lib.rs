@@ -29,7 +29,7 @@
 //! ```text
 //! 1. primitives    ilist fence lock fastrand clock sig stack/{mod,vm,guard,pool} env blockcache
 //!                  prefetch
-//!                  unwind/{modules,cfi,mod}
+//!                  unwind/{modules,cfi,mod} stack/spare
 //! 2. goroutine     g/{wait_reason,hold,mod,labels} timer_heap schedstats
 //! 3. machine       globrunq runnext usergate p m threadg traceback stack/overflow netpoll mprof
 //!                  cpuprof mhooks running parksite hog wall
@@ -61,8 +61,8 @@
 //!   `blockcache.rs`, blocks recycled per M), `blocking.rs` ([`blocking`]),
 //!   `lock_os_thread.rs`, [`time`], `snapshot.rs` ([`goroutines`], [`threads`]), `labels.rs`,
 //!   [`census`] (the goroutine leak census and finder).
-//! - `stack/`: pooled stacks, guards, and the overflow handler; `unwind/` and `traceback.rs`:
-//!   stack walks; [`mprof`]: mutex and block profile records; [`cpuprof`]: CPU profile samples
+//! - `stack/`: pooled stacks, guards, the overflow handler, and each M's spare stack (where a
+//!   goroutine's walk of its own stack runs); `unwind/` and `traceback.rs`: stack walks; [`mprof`]: mutex and block profile records; [`cpuprof`]: CPU profile samples
 //!   (SIGPROF); [`env`](mod@env): configuration.
 //! - [`chan`], [`sync`], [`net`]: what programs use.
 //! - `loom.rs`: the seam through which loom model-checks `WaitSlot`, `Parker`, `block_on` and

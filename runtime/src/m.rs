@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::blockcache::BlockCache;
 use crate::g::{GRef, Resumer, G};
 use crate::p::{P, P_STATE};
+use crate::stack::SpareStack;
 
 /// A one-shot wakeup flag with a futex-backed sleep (std's park/unpark).
 pub(crate) struct Note {
@@ -139,6 +140,10 @@ pub(crate) struct M {
     /// just before it switches out with `Yield::Park`, taken by the M right after. It points
     /// into the parked goroutine's frozen stack. Only this M's thread touches it.
     pub(crate) park_commit: Cell<Option<Commit>>,
+    /// Where a goroutine's walk of its own stack runs (`traceback::capture`), so that the walk
+    /// does not eat into the goroutine's fixed-size stack. Mapped on first use; only this M's
+    /// thread and its signal handlers touch it.
+    pub(crate) spare: SpareStack,
 }
 
 /// A parking goroutine's commit closure, its lifetime erased (see `park::park`).
@@ -181,6 +186,7 @@ impl M {
             t_out: Cell::new(0),
             hooks_run: Cell::new(0),
             park_commit: Cell::new(None),
+            spare: SpareStack::new(),
             // SAFETY: the flag is a thread-local of this thread (`M::new` runs on the M's own
             // thread), and Ms never exit, so it lives as long as the program.
             preempt: PREEMPT.with(|f| unsafe { &*(f as *const AtomicBool) }),

@@ -40,8 +40,8 @@ use parking_lot::Mutex;
 
 use crate::clock::nanotime;
 use crate::fastrand::fastrand;
-use crate::traceback::capture_stack;
 pub use crate::traceback::MAX_DEPTH;
+use crate::traceback::{capture_stack, on_spare_stack};
 
 /// Distinct stacks kept per profile.
 pub const MAX_RECORDS: usize = 4096;
@@ -111,6 +111,9 @@ fn read(t: &Table) -> Vec<BlockRecord> {
     m.iter().map(|(s, &(count, delay_ns))| BlockRecord { stack: s.to_vec(), count, delay_ns }).collect()
 }
 
+/// Adds an event to `t`. Run on the M's spare stack (`traceback::on_spare_stack`), like the walk
+/// before it: a goroutine deep in its stack may not have the few KiB a growing table takes
+/// unoptimized.
 fn record(t: &Table, stack: &[usize], count: i64, delay: i64) {
     let mut t = t.lock();
     let m = t.get_or_insert_with(HashMap::new);
@@ -158,7 +161,8 @@ pub(crate) fn block_event(delay: u64) {
     let (count, charged) = if delay < rate { ((rate + delay / 2) / delay.max(1), rate) } else { (1, delay) };
     let mut buf = [0usize; MAX_DEPTH];
     let n = capture_stack(1, &mut buf);
-    record(&BLOCK_TABLE, &buf[..n], count.max(1), charged);
+    // SAFETY: `record` never parks (it takes a thread lock, never a goroutine one).
+    unsafe { on_spare_stack(|| record(&BLOCK_TABLE, &buf[..n], count.max(1), charged)) };
 }
 
 /// Whether waiters should note when they started waiting, for the mutex profile.
@@ -178,7 +182,8 @@ pub(crate) fn mutex_event(delay: u64) {
     let delay = i64::try_from(delay).unwrap_or(i64::MAX);
     let mut buf = [0usize; MAX_DEPTH];
     let n = capture_stack(1, &mut buf);
-    record(&MUTEX_TABLE, &buf[..n], rate, delay.saturating_mul(rate));
+    // SAFETY: as in `block_event`.
+    unsafe { on_spare_stack(|| record(&MUTEX_TABLE, &buf[..n], rate, delay.saturating_mul(rate))) };
 }
 
 /// Unsampled bytes of the sampled heap objects still in use (see [`heap_inuse_sampled`]).

@@ -113,11 +113,13 @@
 //! This file: the [`Stack`] type and sizes. `vm.rs`: the `mmap`/`madvise`/`mincore` wrappers.
 //! `guard.rs`: the guard plan and guard kinds. `pool.rs`: the slab pool and its scavenger.
 //! `overflow.rs`: the other half of overflow detection, the SIGSEGV handler that reports a
-//! guard hit as Go reports a stack overflow.
+//! guard hit as Go reports a stack overflow. `spare.rs`: each M's spare stack, where a
+//! goroutine's walk of its own stack runs.
 
 mod guard;
 pub(crate) mod overflow;
 mod pool;
+mod spare;
 mod vm;
 
 use std::fmt;
@@ -128,6 +130,7 @@ use corosensei::stack::StackPointer;
 
 pub(crate) use self::guard::{guard_plan, maps_in_use, max_map_count, GuardKind, GuardPlan};
 pub(crate) use self::pool::{alloc_dedicated, StackPool};
+pub(crate) use self::spare::{Claim, SpareStack};
 pub(crate) use self::vm::light_guards_supported;
 use self::vm::{release_pages, resident_bytes, written_bytes};
 

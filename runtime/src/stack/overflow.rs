@@ -28,6 +28,9 @@
 //!   pointer is below its stack *and* its gap was touched (an unguarded overflow that ran through
 //!   the gap and faulted further down; `stack/mod.rs` explains the gap scheme). Only then does it
 //!   report and abort.
+//! * A fault while the thread runs on its M's spare stack (`spare.rs`: a stack walk or a profile
+//!   record for the goroutine, whose bounds then say nothing about the fault) is ours only if it
+//!   hits the spare stack's guard; that is reported as the spare stack's overflow.
 //! * Anything else is not ours and is never swallowed: the handler calls the previous handler if
 //!   it was a function (std's handler reports overflows of thread stacks' guard pages and
 //!   otherwise resets to SIG_DFL), else resets the signal to SIG_DFL and returns, so the faulting
@@ -257,14 +260,57 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     let sp = unsafe { Regs::from_ucontext(ctx) }.sp;
     // si_code > 0: a fault raised by the kernel (not kill/sigqueue from another process).
     if code > 0 {
-        if let Some(si) = stack_info() {
-            if is_overflow(&si, addr, sp, page_resident) {
-                report_fault(&si, addr, sp);
+        match spare_fault(addr, sp) {
+            // On the M's spare stack the goroutine's bounds say nothing about the fault: only an
+            // overflow of the spare stack itself is ours.
+            Some(Some(bounds)) => report_spare_overflow(addr, sp, bounds),
+            Some(None) => {}
+            None => {
+                if let Some(si) = stack_info() {
+                    if is_overflow(&si, addr, sp, page_resident) {
+                        report_fault(&si, addr, sp);
+                    }
+                }
             }
         }
     }
     // SAFETY: called from the handler with the kernel's arguments.
     unsafe { chain(sig, info, ctx) };
+}
+
+/// For a fault at `addr` with stack pointer `sp`: `None` if the thread is not on its M's spare
+/// stack (`stack/spare.rs`), else the stack's bounds if the fault is its overflow (in its guard).
+/// Async-signal-safe.
+fn spare_fault(addr: usize, sp: usize) -> Option<Option<(usize, usize)>> {
+    let spare = &current_m()?.spare;
+    let (glo, lo) = spare.guard_range()?;
+    let (_, hi) = spare.bounds()?;
+    // A frame that faults in the guard may have moved sp into it already.
+    (sp >= glo && sp < hi).then_some((addr >= glo && addr < lo).then_some((lo, hi)))
+}
+
+/// Prints the report for an overflow of the M's spare stack `[lo, hi)` (runtime work deeper than
+/// the stack was made for: a runtime bug, not the program's) and aborts. Async-signal-safe.
+fn report_spare_overflow(addr: usize, sp: usize, (lo, hi): (usize, usize)) -> ! {
+    if REPORTING.swap(true, Ordering::Relaxed) {
+        // SAFETY: abort has no preconditions and is async-signal-safe.
+        unsafe { libc::abort() }
+    }
+    let mut m = Msg::new();
+    m.str(b"runtime: spare stack exceeds ");
+    m.dec((hi - lo) as u64);
+    m.str(b"-byte limit\nruntime: sp=");
+    m.hex(sp as u64);
+    m.str(b" stack=[");
+    m.hex(lo as u64);
+    m.str(b", ");
+    m.hex(hi as u64);
+    m.str(b"] fault at ");
+    m.hex(addr as u64);
+    m.str(b"\nfatal error: stack overflow on the M's spare stack (stack walks and profile records run there)\n");
+    m.write_stderr();
+    // SAFETY: abort has no preconditions and is async-signal-safe.
+    unsafe { libc::abort() }
 }
 
 /// Passes a fault that is not ours to the previous handler, or to the default action.
