@@ -35,11 +35,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
 
-/// What a stack walk produced.
 /// Deepest stack a profile or a runtime record keeps (Go keeps 32 for heap records and 100 in
 /// tracebacks).
 pub const MAX_DEPTH: usize = 64;
 
+/// What a stack walk produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Walk {
     /// Addresses written to the buffer, leaf first.
