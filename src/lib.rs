@@ -94,9 +94,9 @@ pub mod runtime {
     pub use gort_runtime::wall;
     pub use gort_runtime::{
         current, current_entry_name, current_id, current_labels, current_stack_bounds, for_each_g, for_each_g_held,
-        gomaxprocs, goroutines, in_goroutine, lock_os_thread, locked_to_thread, num_goroutine, park, ready,
-        set_current_labels, threads, unlock_os_thread, yield_now, GRef, GoroutineInfo, Labels, ParkRegs, Parked,
-        ThreadInfo, WaitReason,
+        for_each_g_held_yielding, gomaxprocs, goroutines, in_goroutine, lock_os_thread, locked_to_thread,
+        num_goroutine, park, ready, set_current_labels, threads, unlock_os_thread, yield_now, GRef, GoroutineInfo,
+        Labels, ParkRegs, Parked, ThreadInfo, WaitReason,
     };
     pub use gort_runtime::{metrics, Metrics};
     /// Stack walks of the running code and of parked goroutines.

@@ -439,3 +439,53 @@ fn a_dump_shows_a_goroutine_that_keeps_switching() {
     h.join().unwrap();
     assert!(missing * 50 <= SWITCHY_DUMPS, "{missing} of {SWITCHY_DUMPS} dumps left the goroutine's stack out");
 }
+
+// A dump walks every goroutine on the P of the goroutine that asked for it. At one P, others of
+// that P get to run during the walk: it yields between batches once per millisecond of walking,
+// where it used to keep the P until sysmon took it (after 10 ms). A goroutine that counts and
+// yields runs about once per yield (a few to a few hundred times over a walk of 20k goroutines,
+// whatever the build); without the yields, not at all (a walk under 10 ms), or, once sysmon has
+// handed the P to another thread, tens of thousands of times while the walk goes on without it.
+#[test]
+fn a_dump_at_one_p_lets_the_ps_other_goroutines_run() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    const NAME: &str = "a_dump_at_one_p_lets_the_ps_other_goroutines_run";
+    if !common::in_child() {
+        common::run_child_ok(NAME, &[("GOMAXPROCS", "1")]);
+        return;
+    }
+    let (ran, profile) = run(|| {
+        let (tx, rx) = chan::chan::<()>(0);
+        for _ in 0..20_000 {
+            let rx = rx.clone();
+            go!(move || {
+                let _ = rx.recv();
+            });
+        }
+        gort::time::sleep(Duration::from_millis(20));
+        let (ran, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let (r, s) = (ran.clone(), stop.clone());
+        let counter = go!(move || {
+            while !s.load(Ordering::Relaxed) {
+                r.fetch_add(1, Ordering::Relaxed);
+                gort::runtime::yield_now();
+            }
+        });
+        // The first profile loads the symbols, which takes long enough for sysmon to hand the P
+        // over.
+        drop(write("goroutine", 0));
+        gort::runtime::yield_now();
+        let before = ran.load(Ordering::Relaxed);
+        let p = write("goroutine", 0);
+        let during = ran.load(Ordering::Relaxed) - before;
+        stop.store(true, Ordering::Relaxed);
+        counter.join().unwrap();
+        drop(tx);
+        (during, p)
+    });
+    let p = decode_valid(&profile);
+    let total: i64 = p.sample.iter().map(|s| s.value[0]).sum();
+    assert!(total >= 20_000, "the profile counted {total} goroutines");
+    assert!((1..=5_000).contains(&ran), "the counting goroutine ran {ran} times during the dump");
+}

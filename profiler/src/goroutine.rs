@@ -140,8 +140,33 @@ fn look_again(mut missed: Vec<(GRef, u64)>) -> Vec<Found> {
     found
 }
 
-/// Walks every goroutine and groups identical stacks (with identical labels).
+/// Walks every goroutine and groups identical stacks (with identical labels). On a goroutine
+/// the walk yields its P now and then ([`gort_runtime::for_each_g_held_yielding`]): call it
+/// holding no thread lock.
 pub fn grouped() -> Grouped {
+    grouped_in(Scan::Yielding)
+}
+
+/// How a snapshot walks the goroutines.
+#[derive(Clone, Copy)]
+pub(crate) enum Scan {
+    /// Yielding its P between batches (the caller holds nothing a park must not).
+    Yielding,
+    /// Without yielding (the caller holds a thread lock, or must not park).
+    InPlace,
+}
+
+impl Scan {
+    fn each_held(self, f: impl FnMut(GRef, Option<&gort_runtime::Parked<'_>>)) {
+        match self {
+            Scan::Yielding => gort_runtime::for_each_g_held_yielding(f),
+            Scan::InPlace => gort_runtime::for_each_g_held(f),
+        }
+    }
+}
+
+/// [`grouped`], walking as `scan` says.
+pub(crate) fn grouped_in(scan: Scan) -> Grouped {
     // Unlabelled stacks (the common case) are counted without building a key per goroutine.
     let mut plain: HashMap<Box<[usize]>, i64> = HashMap::new();
     let mut labelled: HashMap<GroupKey, i64> = HashMap::new();
@@ -167,7 +192,7 @@ pub fn grouped() -> Grouped {
     let me = gort_runtime::current_id();
     // Goroutines the hold could not take but that have a stack: running, or switching.
     let mut unheld: Vec<(GRef, u64)> = Vec::new();
-    gort_runtime::for_each_g_held(|g, p| {
+    scan.each_held(|g, p| {
         let got = p.map(|p| (p.walk(&mut buf), crate::labels::from_slot(p.labels()), p.entry_name()));
         match got {
             Some((w, labels, e)) => {
@@ -222,15 +247,21 @@ fn running() -> Vec<gort_runtime::RunningStack> {
     v
 }
 
-/// Every live goroutine with its stack, the caller first, then by id (the full dump).
+/// Every live goroutine with its stack, the caller first, then by id (the full dump). On a
+/// goroutine the walk yields its P now and then, as [`grouped`]'s does.
 pub fn all() -> Vec<GStack> {
+    all_in(Scan::Yielding)
+}
+
+/// [`all`], walking as `scan` says.
+pub(crate) fn all_in(scan: Scan) -> Vec<GStack> {
     let infos = gort_runtime::goroutines();
     let me = gort_runtime::current_id();
     type Walked = (Vec<usize>, bool, Option<Arc<LabelSet>>);
     let mut stacks: HashMap<u64, Walked> = HashMap::with_capacity(infos.len());
     let mut buf = [0usize; MAX_DEPTH];
     let mut unheld: Vec<(GRef, u64)> = Vec::new();
-    gort_runtime::for_each_g_held(|g, p| match p.map(|p| (p.id(), p.walk(&mut buf), p.labels())) {
+    scan.each_held(|g, p| match p.map(|p| (p.id(), p.walk(&mut buf), p.labels())) {
         Some((id, w, l)) => {
             stacks.insert(id, (buf[..w.len].to_vec(), w.truncated, crate::labels::from_slot(l)));
         }
@@ -276,9 +307,8 @@ pub fn all() -> Vec<GStack> {
     v
 }
 
-/// The debug=0 profile.
-pub fn proto(sym: &mut Symbolizer) -> crate::proto::Profile {
-    let g = grouped();
+/// The debug=0 profile of `g` (from [`grouped`]).
+pub fn proto(sym: &mut Symbolizer, g: &Grouped) -> crate::proto::Profile {
     let mut b = Builder::new(sym, &[("goroutine", "count")], ("goroutine", "count"), 1);
     for (stack, labels, n) in &g.groups {
         let locs = b.goroutine_locations(stack, g.entries.get(&stack[..]).copied());
@@ -295,9 +325,9 @@ pub(crate) fn hash_lines(out: &mut String, fr: &[LFrame]) {
     }
 }
 
-/// The debug=1 text: `goroutine profile: total N`, then per stack `N @ 0x.. 0x..` and its frames.
-pub fn text1(sym: &mut Symbolizer) -> String {
-    let g = grouped();
+/// The debug=1 text of `g` (from [`grouped`]): `goroutine profile: total N`, then per stack
+/// `N @ 0x.. 0x..` and its frames.
+pub fn text1(sym: &mut Symbolizer, g: &Grouped) -> String {
     let mut out = format!("goroutine profile: total {}\n", g.total);
     for (stack, labels, n) in &g.groups {
         out.push_str(&n.to_string());
@@ -313,11 +343,6 @@ pub fn text1(sym: &mut Symbolizer) -> String {
         out.push('\n');
     }
     out
-}
-
-/// The debug=2 text: every goroutine as Go's traceback prints it.
-pub fn text2(sym: &mut Symbolizer) -> String {
-    render2(sym, &all())
 }
 
 /// Renders a full dump of `gs` (public for tests that fake a long wait).

@@ -213,9 +213,10 @@ impl Profile {
     /// The profile as a pprof message (what debug=0 writes, before gzip). A delta profile
     /// (`?seconds=N`) is two of these subtracted.
     pub fn to_proto(&self) -> proto::Profile {
+        let snap = Snapshot::take(self.kind, 0);
         let _g = NoSample::enter();
         with_symbolizer(|sym| match self.kind {
-            Kind::Goroutine => goroutine::proto(sym),
+            Kind::Goroutine => goroutine::proto(sym, &snap.grouped()),
             Kind::Heap => heap_proto(sym, false),
             Kind::Allocs => heap_proto(sym, true),
             Kind::ThreadCreate => threadcreate::proto(sym),
@@ -230,18 +231,19 @@ impl Profile {
     /// `goroutine` the full dump in Go's traceback format (other profiles treat 2 as 1).
     pub fn write_to<W: Write + ?Sized>(&self, w: &mut W, debug: u8) -> io::Result<()> {
         let out: Vec<u8> = {
+            let snap = Snapshot::take(self.kind, debug);
             let _g = NoSample::enter();
             with_symbolizer(|sym| {
                 let text = match (self.kind, debug) {
-                    (Kind::Goroutine, 0) => return goroutine::proto(sym).encode_gz(),
+                    (Kind::Goroutine, 0) => return goroutine::proto(sym, &snap.grouped()).encode_gz(),
                     (Kind::Heap, 0) => return heap_proto(sym, false).encode_gz(),
                     (Kind::Allocs, 0) => return heap_proto(sym, true).encode_gz(),
                     (Kind::ThreadCreate, 0) => return threadcreate::proto(sym).encode_gz(),
                     (Kind::Hog, 0) => return hog::proto(sym).encode_gz(),
                     (Kind::Mutex, 0) => return contention::proto(sym, Which::Mutex).encode_gz(),
                     (Kind::Block, 0) => return contention::proto(sym, Which::Block).encode_gz(),
-                    (Kind::Goroutine, 1) => goroutine::text1(sym),
-                    (Kind::Goroutine, _) => goroutine::text2(sym),
+                    (Kind::Goroutine, 1) => goroutine::text1(sym, &snap.grouped()),
+                    (Kind::Goroutine, _) => goroutine::render2(sym, &snap.all()),
                     (Kind::Heap | Kind::Allocs, _) => heap_text(sym),
                     (Kind::ThreadCreate, _) => threadcreate::text1(sym),
                     (Kind::Hog, _) => hog::text1(sym),
@@ -252,6 +254,43 @@ impl Profile {
             })
         };
         w.write_all(&out)
+    }
+}
+
+/// A goroutine profile's walk of every goroutine, taken before the profile is built: building
+/// holds the symbolizer's thread lock and sets [`NoSample`], neither of which may be held
+/// across a park, and the walk yields its P now and then
+/// ([`gort_runtime::for_each_g_held_yielding`]).
+enum Snapshot {
+    None,
+    Grouped(goroutine::Grouped),
+    All(Vec<goroutine::GStack>),
+}
+
+impl Snapshot {
+    /// What the goroutine profile written with `debug` needs; nothing for the other profiles.
+    fn take(kind: Kind, debug: u8) -> Snapshot {
+        match (kind, debug) {
+            (Kind::Goroutine, 0 | 1) => Snapshot::Grouped(goroutine::grouped()),
+            (Kind::Goroutine, _) => Snapshot::All(goroutine::all()),
+            _ => Snapshot::None,
+        }
+    }
+
+    /// The grouped walk (taken now, without yielding, if the snapshot is not one).
+    fn grouped(self) -> goroutine::Grouped {
+        match self {
+            Snapshot::Grouped(g) => g,
+            _ => goroutine::grouped_in(goroutine::Scan::InPlace),
+        }
+    }
+
+    /// Every goroutine's stack (taken now, without yielding, if the snapshot is not that).
+    fn all(self) -> Vec<goroutine::GStack> {
+        match self {
+            Snapshot::All(v) => v,
+            _ => goroutine::all_in(goroutine::Scan::InPlace),
+        }
     }
 }
 

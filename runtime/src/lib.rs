@@ -283,8 +283,8 @@ pub use crate::{
     park::{current, in_goroutine, park, ready, yield_now},
     running::{running_stacks, RunningStack},
     snapshot::{
-        current_entry_name, current_id, goroutines, idle_procs, num_goroutine, syscall_retakes, threads, GoroutineInfo,
-        PanicPayload, ThreadInfo,
+        current_entry_name, current_id, for_each_g_held_yielding, goroutines, idle_procs, num_goroutine,
+        syscall_retakes, threads, GoroutineInfo, PanicPayload, ThreadInfo,
     },
     spawn::{run, spawn, Apply, Builder, JoinHandle},
     start::{gomaxprocs, start, start_with, StartError},

@@ -11,6 +11,29 @@ use crate::g::{self, WaitReason};
 use crate::m::current_m;
 use crate::sched::state::sched_if_started;
 
+/// How long a [`for_each_g_held_yielding`] scan runs between yields.
+const SCAN_SLICE_NS: u64 = 1_000_000;
+
+/// [`for_each_g_held`](crate::for_each_g_held) for a scan that runs on a goroutine while others
+/// wait for its P: between two batches of holds (when it holds no goroutine) it yields once per
+/// millisecond of scanning, so that a dump of 100k goroutines delays the rest of its P by about
+/// a millisecond at a time rather than for the whole walk (or until sysmon takes the P from it).
+/// `f` runs on either side of those yields, possibly on another thread: the caller must not
+/// hold a thread lock or a thread-local's state across the call, as for any blocking
+/// operation. On a plain thread it is [`for_each_g_held`](crate::for_each_g_held).
+pub fn for_each_g_held_yielding(f: impl FnMut(g::GRef, Option<&g::Parked<'_>>)) {
+    if !crate::park::in_goroutine() {
+        return g::for_each_g_held(f);
+    }
+    let mut since = nanotime();
+    g::for_each_g_held_then(f, || {
+        if nanotime().saturating_sub(since) >= SCAN_SLICE_NS {
+            crate::park::yield_now();
+            since = nanotime();
+        }
+    });
+}
+
 /// The type name of the current goroutine's body (`None` on a plain thread).
 pub fn current_entry_name() -> Option<&'static str> {
     current_m().and_then(|m| m.curg()).and_then(|g| g::entry_name(g.0))

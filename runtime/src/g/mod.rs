@@ -880,7 +880,12 @@ impl Drop for Free {
 /// the rest (running, dead, never started, thread stand-ins). Goroutines are held a batch at a
 /// time, each freed as soon as `f` returns for it, so the heavy fence is paid once per batch.
 /// `f` must not hold goroutines itself (it could wait for a hold of this scan).
-pub fn for_each_g_held(mut f: impl FnMut(GRef, Option<&Parked<'_>>)) {
+pub fn for_each_g_held(f: impl FnMut(GRef, Option<&Parked<'_>>)) {
+    for_each_g_held_then(f, || {});
+}
+
+/// [`for_each_g_held`], calling `between` after each batch, when the scan holds no goroutine.
+pub(crate) fn for_each_g_held_then(mut f: impl FnMut(GRef, Option<&Parked<'_>>), mut between: impl FnMut()) {
     // Each entry keeps its goroutine held (if it could take the hold) until its turn is over;
     // should `f` panic, the guards left in the batch free the rest.
     let mut batch: Vec<(GRef, Option<Free>)> = Vec::with_capacity(HOLD_BATCH);
@@ -897,6 +902,7 @@ pub fn for_each_g_held(mut f: impl FnMut(GRef, Option<&Parked<'_>>)) {
         batch.push((g, held));
         if batch.len() == HOLD_BATCH {
             run(&mut batch);
+            between();
         }
     });
     run(&mut batch);
