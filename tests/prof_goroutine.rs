@@ -444,18 +444,20 @@ fn a_dump_shows_a_goroutine_that_keeps_switching() {
 // that P get to run during the walk: it yields between batches once per millisecond of walking,
 // where it used to keep the P until sysmon took it (after 10 ms). A goroutine that counts and
 // yields runs about once per yield (a few to a few hundred times over a walk of 20k goroutines,
-// whatever the build); without the yields, not at all (a walk under 10 ms), or, once sysmon has
-// handed the P to another thread, tens of thousands of times while the walk goes on without it.
+// whatever the build); without the yields, not at all (a walk under 10 ms). A dump during which
+// sysmon took the P anyway (the OS kept the walking thread off its CPU that long; the counter
+// then runs freely on the P's new thread) says nothing, and is taken again.
 #[test]
 fn a_dump_at_one_p_lets_the_ps_other_goroutines_run() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     const NAME: &str = "a_dump_at_one_p_lets_the_ps_other_goroutines_run";
     if !common::in_child() {
+        let _t = turn();
         common::run_child_ok(NAME, &[("GOMAXPROCS", "1")]);
         return;
     }
-    let (ran, profile) = run(|| {
+    let (runs, profile) = run(|| {
         let (tx, rx) = chan::chan::<()>(0);
         for _ in 0..20_000 {
             let rx = rx.clone();
@@ -472,20 +474,28 @@ fn a_dump_at_one_p_lets_the_ps_other_goroutines_run() {
                 gort::runtime::yield_now();
             }
         });
-        // The first profile loads the symbols, which takes long enough for sysmon to hand the P
-        // over.
-        drop(write("goroutine", 0));
-        gort::runtime::yield_now();
-        let before = ran.load(Ordering::Relaxed);
-        let p = write("goroutine", 0);
-        let during = ran.load(Ordering::Relaxed) - before;
+        // The first profile loads the symbols, which takes long enough for sysmon to take the P.
+        let mut p = write("goroutine", 0);
+        let mut runs = Vec::new();
+        for _ in 0..5 {
+            gort::runtime::yield_now();
+            let (before, retakes) = (ran.load(Ordering::Relaxed), gort::runtime::hog::retakes());
+            p = write("goroutine", 0);
+            let during = ran.load(Ordering::Relaxed) - before;
+            runs.push((during, gort::runtime::hog::retakes() != retakes));
+        }
         stop.store(true, Ordering::Relaxed);
         counter.join().unwrap();
         drop(tx);
-        (during, p)
+        (runs, p)
     });
     let p = decode_valid(&profile);
     let total: i64 = p.sample.iter().map(|s| s.value[0]).sum();
     assert!(total >= 20_000, "the profile counted {total} goroutines");
-    assert!((1..=5_000).contains(&ran), "the counting goroutine ran {ran} times during the dump");
+    let clean: Vec<u64> = runs.iter().filter(|r| !r.1).map(|r| r.0).collect();
+    assert!(!clean.is_empty(), "sysmon took the P during every dump: {runs:?}");
+    assert!(
+        clean.iter().all(|n| (1..=5_000).contains(n)),
+        "times the counting goroutine ran during each dump (and whether sysmon took the P): {runs:?}"
+    );
 }
