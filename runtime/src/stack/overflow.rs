@@ -299,13 +299,9 @@ fn report_spare_overflow(addr: usize, sp: usize, (lo, hi): (usize, usize)) -> ! 
     let mut m = Msg::new();
     m.str(b"runtime: spare stack exceeds ");
     m.dec((hi - lo) as u64);
-    m.str(b"-byte limit\nruntime: sp=");
-    m.hex(sp as u64);
-    m.str(b" stack=[");
-    m.hex(lo as u64);
-    m.str(b", ");
-    m.hex(hi as u64);
-    m.str(b"] fault at ");
+    m.str(b"-byte limit\n");
+    sp_and_stack(&mut m, sp, lo, hi);
+    m.str(b" fault at ");
     m.hex(addr as u64);
     m.str(b"\nfatal error: stack overflow on the M's spare stack (stack walks and profile records run there)\n");
     m.write_stderr();
@@ -396,16 +392,22 @@ fn overflow_header(m: &mut Msg, size: usize, regs: Option<(usize, usize, usize)>
     m.str(b"-byte limit\n");
     if let Some((sp, lo, hi)) = regs {
         if sp != 0 {
-            m.str(b"runtime: sp=");
-            m.hex(sp as u64);
-            m.str(b" stack=[");
-            m.hex(lo as u64);
-            m.str(b", ");
-            m.hex(hi as u64);
-            m.str(b"]\n");
+            sp_and_stack(m, sp, lo, hi);
+            m.str(b"\n");
         }
     }
     m.str(b"fatal error: stack overflow\n\n");
+}
+
+/// `runtime: sp=0x.. stack=[0x.., 0x..]` (no newline).
+fn sp_and_stack(m: &mut Msg, sp: usize, lo: usize, hi: usize) {
+    m.str(b"runtime: sp=");
+    m.hex(sp as u64);
+    m.str(b" stack=[");
+    m.hex(lo as u64);
+    m.str(b", ");
+    m.hex(hi as u64);
+    m.str(b"]");
 }
 
 /// `goroutine 7 [name "worker"]: overflowed its 256 KiB stack` (no newline).
