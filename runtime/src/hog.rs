@@ -328,10 +328,14 @@ impl Hog {
     fn progress(&mut self, now: u64, ended: bool) {
         if let Stack::Busy(m, at) = self.stack {
             // Once the run is over, its thread runs something else: too late to ask.
-            self.stack = match if ended { Sent::Failed } else { request(m) } {
-                Sent::Yes => Stack::Asking(m, at),
-                Sent::Busy if now.saturating_sub(at) < PATIENCE_NS => Stack::Busy(m, at),
-                _ => Stack::Unknown,
+            self.stack = if ended {
+                Stack::Unknown
+            } else {
+                match request(m) {
+                    Sent::Yes => Stack::Asking(m, at),
+                    Sent::Busy if now.saturating_sub(at) < PATIENCE_NS => Stack::Busy(m, at),
+                    _ => Stack::Unknown,
+                }
             };
         }
         if let Stack::Asking(m, at) = self.stack {
